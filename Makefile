@@ -1,0 +1,75 @@
+# Hierarchical Music Transformer: a pipeline of small C tools. `make` builds bin/, `make test` runs every test.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+CC ?= cc
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -pthread
+SHARED ?= ../shared
+POP909 ?= $(SHARED)/data/pop909
+GOLDEN ?= $(SHARED)/data/remi-golden
+
+# ASan + UBSan build: `make test SAN=1` (separate build tree, so plain and sanitized objects never mix)
+ifeq ($(SAN),1)
+BUILD := build/san
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD := build/rel
+endif
+BIN := bin$(if $(filter 1,$(SAN)),-san)
+
+DEB_PKGS := libsmf-dev libcjson-dev libopenblas-dev libsqlite3-dev pkg-config
+PKG_CFLAGS = $(shell pkg-config --cflags smf openblas 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs smf openblas 2>/dev/null) -lcjson -lsqlite3 -lm
+
+LIB_SRC := $(wildcard libcommon/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOLS := midi2remi remi2midi shard
+TOOL_BINS := $(TOOLS:%=$(BIN)/%)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+all: $(TOOL_BINS)
+
+# Installs the Debian packages the build needs, once (sudo when not root). Stamp kept outside the source tree.
+DEPS_STAMP := build/.deps-ok
+$(DEPS_STAMP):
+	@mkdir -p build
+	@if ! pkg-config --exists smf openblas libcjson sqlite3 2>/dev/null; then \
+	  echo "installing Debian packages: $(DEB_PKGS)" >&2; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) >&2; \
+	fi
+	@touch $@
+
+$(BUILD)/%.o: %.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@
+
+$(BUILD)/libcommon.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/libcommon.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+
+# ---- tests ------------------------------------------------------------------------------------
+# Every test binary prints "N passed, N failed" and exits non-zero on a failure; the shell tests likewise.
+test: $(TOOL_BINS) $(TEST_BINS)
+	@fail=0; \
+	for t in $(TEST_BINS); do echo "== $$t"; \
+	  SHARED=$(SHARED) $$t || fail=1; done; \
+	for t in tests/cli/*.sh; do echo "== $$t"; \
+	  BIN=$(BIN) SHARED=$(SHARED) bash $$t || fail=1; done; \
+	if [ $$fail = 0 ]; then echo "make test: all passed"; else echo "make test: FAILED"; exit 1; fi
+
+clean:
+	rm -rf build bin bin-san
+
+.PHONY: all test clean

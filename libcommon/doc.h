@@ -1,0 +1,39 @@
+// doc: token documents, the text that flows through pipes (spec/formats.md §2).
+// One document per line: NAME<TAB>TOKENS, tokens space-separated, as MidiTok strings or decimal ids (readers
+// accept both, even mixed). No BOS/EOS inside documents. Reading is bounded: a line over DOC_MAX_LINE is an error.
+#ifndef DOC_H
+#define DOC_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "remi.h"
+
+#define DOC_MAX_LINE (256u << 20)
+
+typedef struct DocReader {
+    FILE *fp;
+    const char *path; // for messages
+    char *buf;
+    size_t cap, len, pos;
+    long line;        // number of the line last returned
+    bool eof;
+} DocReader;
+
+typedef struct Doc {
+    char *name;  // points into the reader's buffer: valid until the next doc_read
+    IdBuf ids;   // owned by the caller; reused across calls
+} Doc;
+
+void doc_reader_init(DocReader *r, FILE *fp, const char *path);
+void doc_reader_free(DocReader *r);
+// Reads the next document (blank lines are skipped). Returns 1, 0 at end of input, or -1 with err
+// ("line N: unknown token 'X'", "line N: no TAB after the name", ...).
+int doc_read(DocReader *r, Doc *d, char *err);
+
+// Appends "name<TAB>tokens\n" to *buf (size *len, capacity *cap), as strings or as ids.
+void doc_format(char **buf, size_t *len, size_t *cap, const char *name, const int32_t *ids, size_t n, bool as_ids);
+// Checks a document name: non-empty, no TAB, CR or newline. Returns 0 or -1 with err.
+int doc_check_name(const char *name, char *err);
+
+#endif

@@ -1,0 +1,308 @@
+// util: error reporting, checked allocation and I/O, atomic output files (see util.h).
+// Owns no format. The cleanup table is the only global state; it is touched from signal handlers,
+// so entries are written before they are published and only unlink() runs in the handler.
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *prog_name = "?";
+
+#define OUT_SLOTS 64
+static char *volatile out_tmp[OUT_SLOTS]; // temporary paths not yet committed
+
+static void out_cleanup(void)
+{
+    for (int i = 0; i < OUT_SLOTS; i++)
+        if (out_tmp[i]) unlink(out_tmp[i]);
+}
+
+static void on_signal(int sig)
+{
+    out_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void util_init(const char *argv0)
+{
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    prog_name = slash ? slash + 1 : (argv0 ? argv0 : "?");
+    atexit(out_cleanup);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static void vmsg(const char *fmt, va_list ap)
+{
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    // one line only: a stray newline in a subject (a file name) must not split the message
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    fprintf(stderr, "%s: %s\n", prog_name, line);
+}
+
+noreturn void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+noreturn void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information.\n", prog_name);
+    exit(2);
+}
+
+void warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(fmt, ap);
+    va_end(ap);
+}
+
+int err_set(char *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, ERR_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// ---- allocation -----------------------------------------------------------------------------
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+void xgrow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) {
+        if (c > SIZE_MAX / 2 / elem) die("out of memory: %zu elements of %zu bytes", need, elem);
+        c *= 2;
+    }
+    *p = xrealloc(*p, c * elem);
+    *cap = c;
+}
+
+// ---- input ----------------------------------------------------------------------------------
+
+int read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, char *err)
+{
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err_set(err, "%s", strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd != STDIN_FILENO) close(fd);
+        return err_set(err, "%s", strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (fd != STDIN_FILENO) close(fd);
+        return err_set(err, "is a directory");
+    }
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_bytes) {
+        if (fd != STDIN_FILENO) close(fd);
+        return err_set(err, "file too large (%lld bytes, limit %zu)", (long long)st.st_size, max_bytes);
+    }
+    uint8_t *b = xmalloc(cap);
+    size_t n = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap > max_bytes) break;
+            cap *= 2;
+            b = xrealloc(b, cap);
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(b);
+            if (fd != STDIN_FILENO) close(fd);
+            return err_set(err, "%s", strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    if (fd != STDIN_FILENO) close(fd);
+    if (n > max_bytes) {
+        free(b);
+        return err_set(err, "file too large (over %zu bytes)", max_bytes);
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+// ---- atomic output --------------------------------------------------------------------------
+
+OutFile *out_open(const char *path)
+{
+    int slot = -1;
+    for (int i = 0; i < OUT_SLOTS; i++)
+        if (!out_tmp[i]) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) die("too many open output files (limit %d)", OUT_SLOTS);
+    size_t n = strlen(path);
+    char *tmp = xmalloc(n + 16);
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        die("cannot create output: '%s': %s", path, strerror(e));
+    }
+    fchmod(fd, 0644);
+    out_tmp[slot] = tmp; // published only once complete: the signal handler may read it
+    OutFile *o = xcalloc(1, sizeof *o);
+    o->fp = fdopen(fd, "wb");
+    if (!o->fp) die("cannot open output: '%s': %s", path, strerror(errno));
+    o->path = xstrdup(path);
+    o->tmp_path = tmp;
+    o->slot = slot;
+    return o;
+}
+
+void out_commit(OutFile *o)
+{
+    // The data may have been written through ->fp or, by a library, through ->tmp_path:
+    // fsync on a fresh descriptor covers both.
+    if (fflush(o->fp) != 0 || ferror(o->fp)) die("cannot write output: '%s': %s", o->path, strerror(errno));
+    if (fclose(o->fp) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
+    o->fp = NULL;
+    int fd = open(o->tmp_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
+    close(fd);
+    if (rename(o->tmp_path, o->path) != 0) die("cannot rename output into place: '%s': %s", o->path, strerror(errno));
+    out_tmp[o->slot] = NULL;
+    free(o->tmp_path);
+    free(o->path);
+    free(o);
+}
+
+void out_abort(OutFile *o)
+{
+    if (o->fp) fclose(o->fp);
+    unlink(o->tmp_path);
+    out_tmp[o->slot] = NULL;
+    free(o->tmp_path);
+    free(o->path);
+    free(o);
+}
+
+void xfwrite(const void *p, size_t size, size_t n, FILE *fp, const char *what)
+{
+    if (n && fwrite(p, size, n, fp) != n) die("write failed: '%s': %s", what, strerror(errno));
+}
+
+void stdout_close(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) die("write failed: 'stdout': %s", strerror(errno));
+}
+
+// ---- option values --------------------------------------------------------------------------
+
+long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) die_usage("invalid value for %s: '%s': not an integer", opt, s);
+    if (v < lo || v > hi) die_usage("invalid value for %s: '%s': must be in %ld..%ld", opt, s, lo, hi);
+    return v;
+}
+
+double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) die_usage("invalid value for %s: '%s': not a number", opt, s);
+    if (v < lo || v > hi) die_usage("invalid value for %s: '%s': must be in %g..%g", opt, s, lo, hi);
+    return v;
+}
+
+int n_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+void json_write_string(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(fp, "\\%c", *p);
+        else if (*p < 0x20) fprintf(fp, "\\u%04x", *p);
+        else fputc(*p, fp);
+    }
+    fputc('"', fp);
+}

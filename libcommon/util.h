@@ -1,0 +1,79 @@
+// util: the one error style, checked allocation and I/O, and atomic output files.
+// Every tool calls util_init() first. die() prints "prog: message" and exits 1, die_usage() exits 2;
+// both, an atexit handler and SIGINT/SIGTERM/SIGHUP remove every output file not yet committed.
+// Does not own any file format.
+#ifndef UTIL_H
+#define UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdnoreturn.h>
+
+#define ERR_MAX 256 // size of the char err[] buffers that fallible functions fill
+
+extern const char *prog_name;
+
+// Sets prog_name from argv[0] and installs the exit/signal handlers that remove uncommitted outputs.
+void util_init(const char *argv0);
+
+// "prog: <message>" on stderr, remove uncommitted outputs, exit 1 (runtime) or 2 (usage).
+noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// "prog: <message>" on stderr, continue.
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Formats into err (ERR_MAX bytes) and returns -1, for functions that report failure to their caller.
+int err_set(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Allocation that dies with a clear message instead of returning NULL.
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+// Grows *p (elements of size elem, capacity *cap) to hold at least need elements; doubles.
+void xgrow(void **p, size_t *cap, size_t need, size_t elem);
+
+// Reads a whole file ("-" is stdin) into a fresh buffer (caller frees). Refuses files over max_bytes.
+// Returns 0, or -1 with err set ("reason" only; the caller names the file).
+int read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, char *err);
+
+// ---- atomic output files -------------------------------------------------------------------
+// out_open creates "path.tmp.XXXXXX" in the target directory (mkstemp) and records it; writes go to ->fp.
+// out_commit flushes, fsyncs, closes and renames it onto path; any failure dies (and removes it).
+// A file not committed when the process exits or dies by SIGINT/SIGTERM/SIGHUP is unlinked.
+// For libraries that insist on a file name (libsmf), write to ->tmp_path and commit as usual.
+typedef struct OutFile {
+    FILE *fp;
+    char *path;
+    char *tmp_path;
+    int slot; // index in the cleanup table
+} OutFile;
+
+OutFile *out_open(const char *path);
+void out_commit(OutFile *o);
+// Removes the temporary file and forgets it (an abandoned output).
+void out_abort(OutFile *o);
+
+// fwrite that dies naming what was being written on a short write.
+void xfwrite(const void *p, size_t size, size_t n, FILE *fp, const char *what);
+// Flushes stdout and dies with "stdout: write failed: reason" if anything failed.
+void stdout_close(void);
+
+// ---- parsing of option values: whole string, range-checked; die_usage naming the option ---------
+long parse_long(const char *opt, const char *s, long lo, long hi);
+double parse_double(const char *opt, const char *s, double lo, double hi);
+
+// Number of online CPUs (at least 1).
+int n_cpus(void);
+// Monotonic seconds.
+double now_s(void);
+
+// FNV-1a 64-bit, seedable by chaining (pass the previous hash as h; start with FNV_INIT).
+#define FNV_INIT 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+
+// Writes s as a JSON string literal (quotes and escapes included).
+void json_write_string(FILE *fp, const char *s);
+
+#endif
