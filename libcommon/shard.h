@@ -1,0 +1,66 @@
+// shard: the binary token-shard format (spec/formats.md §3) and the name-hash split.
+// A shard file: a 256 x int32 little-endian header (SHARD_H_* slots), uint16 tokens of all documents back to back,
+// int64 document offsets (n_docs + 1, in tokens), then the NUL-terminated document names. Writers stream tokens and
+// fill the header last; readers mmap the file and check magic, version and every size against the file first.
+#ifndef SHARD_H
+#define SHARD_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define SHARD_MAGIC 0x53544d48 // "HMTS" on disk
+#define SHARD_VERSION 1
+#define SHARD_HEADER_INTS 256
+enum { // header slots; 64-bit values take two slots, low word first
+    SHARD_H_MAGIC = 0,
+    SHARD_H_VERSION = 1,
+    SHARD_H_VOCAB_SIZE = 2,
+    SHARD_H_TOKEN_BYTES = 3, // 2
+    SHARD_H_VOCAB_HASH = 4,  // u64
+    SHARD_H_N_DOCS = 6,      // i64
+    SHARD_H_N_TOKENS = 8,    // i64
+    SHARD_H_OFFSETS_AT = 10, // i64, byte position of the offsets
+    SHARD_H_NAMES_AT = 12,   // i64, byte position of the names
+    SHARD_H_NAMES_BYTES = 14 // i64
+};
+
+typedef enum { SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST } Split;
+extern const char *const split_names[3];
+
+// The split of a document: a pure function of its name and the seed, so adding documents never moves others.
+Split shard_split_of(const char *name, uint64_t seed, double val_ratio, double test_ratio);
+
+// ---- writing ----------------------------------------------------------------------------------
+typedef struct ShardWriter {
+    FILE *fp;
+    const char *path; // for messages
+    int64_t n_docs, n_tokens;
+    int64_t *offsets;
+    size_t cap_offsets;
+    char *names;
+    size_t names_len, names_cap;
+} ShardWriter;
+
+// Starts a shard on an open, empty, seekable stream (from out_open). Dies on I/O errors.
+void shard_writer_init(ShardWriter *w, FILE *fp, const char *path);
+void shard_writer_add(ShardWriter *w, const char *name, const int32_t *ids, size_t n);
+// Writes offsets, names and the header; the caller then commits the file.
+void shard_writer_finish(ShardWriter *w, uint64_t vocab_hash, int vocab_size);
+
+// ---- reading ----------------------------------------------------------------------------------
+typedef struct Shard {
+    void *map;
+    size_t map_len;
+    int vocab_size;
+    uint64_t vocab_hash;
+    int64_t n_docs, n_tokens;
+    const uint16_t *tokens;
+    const int64_t *offsets;  // document d is tokens[offsets[d] .. offsets[d+1])
+    const char **names;      // n_docs pointers into the map
+} Shard;
+
+// Maps and validates path. Returns 0, or -1 with err ("not a shard file", "version 7, expected 1", ...).
+int shard_open(Shard *s, const char *path, char *err);
+void shard_close(Shard *s);
+
+#endif

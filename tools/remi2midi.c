@@ -1,0 +1,160 @@
+// remi2midi: REMI token documents -> MIDI files (spec/remi.md §6, spec/formats.md §1).
+// One document -> -o FILE; several -> -O DIR, one file per document named after it. Ill-formed documents decode
+// as far as they make sense and the skipped tokens are counted on stderr; an unknown token is an error.
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "doc.h"
+#include "midi.h"
+#include "remi.h"
+#include "util.h"
+
+static void usage(void)
+{
+    printf("Usage: remi2midi (-o FILE | -O DIR) [options] [FILE|-]\n"
+           "Decode REMI token documents (NAME<TAB>TOKENS, token strings or ids; from FILE or stdin) to MIDI.\n"
+           "\n"
+           "  -o FILE      write the one document of the input to FILE\n"
+           "  -O DIR       write each document to DIR/<name>.mid (DIR is created if missing);\n"
+           "               <name> is the document name's last component without its extension\n"
+           "  -q           do not report skipped tokens\n"
+           "  -h, --help   show this help\n"
+           "\n"
+           "Tokens that break the REMI grammar (a Pitch without Velocity and Duration, a stray Velocity or\n"
+           "Duration, special tokens) are skipped and counted on stderr. An unknown token is an error.\n"
+           "Exit status: 0 success, 1 bad input or I/O error, 2 usage error.\n");
+}
+
+// ---- output names for -O --------------------------------------------------------------------
+
+typedef struct NameSet {
+    char **slot;
+    size_t cap, n;
+} NameSet;
+
+// Inserts s (taking ownership) unless present; returns whether it was inserted.
+static bool nameset_add(NameSet *ns, char *s)
+{
+    if (2 * (ns->n + 1) > ns->cap) {
+        NameSet bigger = {xcalloc(ns->cap ? 2 * ns->cap : 64, sizeof(char *)), ns->cap ? 2 * ns->cap : 64, 0};
+        for (size_t i = 0; i < ns->cap; i++)
+            if (ns->slot[i]) nameset_add(&bigger, ns->slot[i]);
+        free(ns->slot);
+        *ns = bigger;
+    }
+    size_t h = fnv1a(FNV_INIT, s, strlen(s)) & (ns->cap - 1);
+    for (; ns->slot[h]; h = (h + 1) & (ns->cap - 1))
+        if (strcmp(ns->slot[h], s) == 0) return false;
+    ns->slot[h] = s;
+    ns->n++;
+    return true;
+}
+
+// "dir/x/song.mid" -> "song"; characters outside [A-Za-z0-9._-] become '_'; repeats get "-2", "-3", ...
+static char *output_stem(NameSet *used, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    base = base && base[1] ? base + 1 : name;
+    size_t n = strlen(base);
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base) n = (size_t)(dot - base);
+    if (n > 200) n = 200;
+    char stem[256];
+    for (size_t i = 0; i < n; i++) {
+        char c = base[i];
+        stem[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                          c == '_' || (c == '.' && i > 0)
+                      ? c
+                      : '_';
+    }
+    stem[n] = '\0';
+    if (n == 0) snprintf(stem, sizeof stem, "doc");
+    char *cand = xstrdup(stem);
+    for (int k = 2; !nameset_add(used, cand); k++) {
+        free(cand);
+        char buf[272];
+        snprintf(buf, sizeof buf, "%s-%d", stem, k);
+        cand = xstrdup(buf);
+    }
+    return cand;
+}
+
+// Writes s to a temporary file for path; the caller commits it.
+static OutFile *write_midi(const char *path, const Score *s)
+{
+    char err[ERR_MAX];
+    OutFile *o = out_open(path);
+    if (midi_write_score(s, o->tmp_path, err) < 0) die("cannot write MIDI: '%s': %s", path, err);
+    return o;
+}
+
+int main(int argc, char **argv)
+{
+    util_init(argv[0]);
+    const char *out_file = NULL, *out_dir = NULL, *input = "-";
+    bool quiet = false;
+    int n_inputs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage();
+            return 0;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "-O") == 0) {
+            if (i + 1 >= argc) die_usage("option %s needs a value", a);
+            if (a[1] == 'o') out_file = argv[++i];
+            else out_dir = argv[++i];
+        } else if (strcmp(a, "-q") == 0) {
+            quiet = true;
+        } else if (a[0] == '-' && a[1]) {
+            die_usage("unknown option: '%s'", a);
+        } else {
+            input = a;
+            if (++n_inputs > 1) die_usage("more than one input file");
+        }
+    }
+    if (!out_file == !out_dir) die_usage("give exactly one of -o FILE and -O DIR");
+    if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST)
+        die("cannot create folder: '%s': %s", out_dir, strerror(errno));
+    const char *in_name = strcmp(input, "-") ? input : "stdin";
+    FILE *in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
+    if (!in) die("cannot open: '%s': %s", input, strerror(errno));
+
+    DocReader r;
+    doc_reader_init(&r, in, input);
+    Doc d = {0};
+    NameSet used = {0};
+    OutFile *single = NULL; // with -o, committed only once the input is known to hold one document
+    char err[ERR_MAX];
+    long n_docs = 0;
+    int rc;
+    while ((rc = doc_read(&r, &d, err)) > 0) {
+        if (out_file && n_docs == 1)
+            die("several documents in '%s': use -O DIR to write one MIDI file each", in_name);
+        Score s;
+        size_t skipped;
+        remi_decode(d.ids.ids, d.ids.n, &s, &skipped);
+        if (skipped && !quiet) warn("%s: skipped %zu of %zu tokens", d.name, skipped, d.ids.n);
+        if (out_file) {
+            single = write_midi(out_file, &s);
+        } else {
+            char *stem = output_stem(&used, d.name);
+            size_t n = strlen(out_dir) + strlen(stem) + 8;
+            char *path = xmalloc(n);
+            snprintf(path, n, "%s/%s.mid", out_dir, stem);
+            out_commit(write_midi(path, &s));
+            free(path);
+        }
+        score_free(&s);
+        n_docs++;
+    }
+    if (rc < 0) die("cannot read documents: '%s': %s", in_name, err);
+    if (n_docs == 0) die("no document in '%s'", in_name);
+    if (single) out_commit(single);
+    free(d.ids.ids);
+    doc_reader_free(&r);
+    if (in != stdin) fclose(in);
+    return 0;
+}

@@ -1,0 +1,123 @@
+// shard: token documents on stdin (or a file) -> train/val/test shard files and a manifest (spec/formats.md §3).
+// The split of a document depends only on its name and --seed; empty documents are left out and counted.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "doc.h"
+#include "remi.h"
+#include "shard.h"
+#include "util.h"
+
+static void usage(void)
+{
+    printf("Usage: shard -o DIR [options] [FILE|-]\n"
+           "Split token documents (NAME<TAB>TOKENS, from FILE or stdin) into DIR/train.bin, DIR/val.bin,\n"
+           "DIR/test.bin and DIR/manifest.json. A document's split depends only on its name and the seed.\n"
+           "\n"
+           "  -o DIR       output folder, created if missing (required)\n"
+           "  --val R      share of documents for validation, 0..1 (default 0.05)\n"
+           "  --test R     share of documents for test, 0..1 (default 0.05)\n"
+           "  --seed N     split seed, 0..2^62 (default 1)\n"
+           "  -q           no summary on stderr\n"
+           "  -h, --help   show this help\n"
+           "\n"
+           "Exit status: 0 success, 1 bad input or I/O error (no output is left behind), 2 usage error.\n");
+}
+
+static void write_manifest(const char *dir, uint64_t seed, double val, double test, const ShardWriter *w,
+                           long n_empty)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    OutFile *o = out_open(path);
+    FILE *f = o->fp;
+    fprintf(f, "{\n  \"format\": \"hmt-shards\",\n  \"version\": %d,\n", SHARD_VERSION);
+    fprintf(f, "  \"vocab_size\": %d,\n  \"vocab_hash\": \"%016llx\",\n", REMI_VOCAB_SIZE,
+            (unsigned long long)remi_vocab_hash());
+    fprintf(f, "  \"split_seed\": %llu,\n", (unsigned long long)seed);
+    fprintf(f, "  \"ratios\": {\"train\": %.17g, \"val\": %.17g, \"test\": %.17g},\n", 1 - val - test, val, test);
+    fprintf(f, "  \"empty_documents_skipped\": %ld,\n  \"splits\": {\n", n_empty);
+    for (int s = 0; s < 3; s++)
+        fprintf(f, "    \"%s\": {\"file\": \"%s.bin\", \"documents\": %lld, \"tokens\": %lld}%s\n", split_names[s],
+                split_names[s], (long long)w[s].n_docs, (long long)w[s].n_tokens, s < 2 ? "," : "");
+    fprintf(f, "  }\n}\n");
+    out_commit(o);
+}
+
+int main(int argc, char **argv)
+{
+    util_init(argv[0]);
+    const char *dir = NULL, *input = "-";
+    double val = 0.05, test = 0.05;
+    uint64_t seed = 1;
+    int quiet = 0, n_inputs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage();
+            return 0;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--val") == 0 || strcmp(a, "--test") == 0 ||
+                   strcmp(a, "--seed") == 0) {
+            if (!next) die_usage("option %s needs a value", a);
+            i++;
+            if (a[1] == 'o') dir = next;
+            else if (strcmp(a, "--val") == 0) val = parse_double(a, next, 0, 1);
+            else if (strcmp(a, "--test") == 0) test = parse_double(a, next, 0, 1);
+            else seed = (uint64_t)parse_long(a, next, 0, 1L << 62);
+        } else if (strcmp(a, "-q") == 0) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            die_usage("unknown option: '%s'", a);
+        } else {
+            input = a;
+            if (++n_inputs > 1) die_usage("more than one input file");
+        }
+    }
+    if (!dir) die_usage("an output folder is required (-o DIR)");
+    if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", dir, strerror(errno));
+
+    FILE *in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
+    if (!in) die("cannot open: '%s': %s", input, strerror(errno));
+    OutFile *out[3];
+    ShardWriter w[3];
+    char path[4096];
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s.bin", dir, split_names[s]);
+        out[s] = out_open(path);
+        shard_writer_init(&w[s], out[s]->fp, out[s]->path);
+    }
+    DocReader r;
+    doc_reader_init(&r, in, input);
+    Doc d = {0};
+    char err[ERR_MAX];
+    long n_empty = 0;
+    int rc;
+    while ((rc = doc_read(&r, &d, err)) > 0) {
+        if (d.ids.n == 0) {
+            n_empty++;
+            continue;
+        }
+        for (size_t i = 0; i < d.ids.n; i++)
+            if (d.ids.ids[i] < REMI_BAR) die("bad document: '%s': line %ld: special token '%s' inside a document",
+                                             input, r.line, remi_token_str(d.ids.ids[i]));
+        Split s = shard_split_of(d.name, seed, val, test);
+        shard_writer_add(&w[s], d.name, d.ids.ids, d.ids.n);
+    }
+    if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
+    for (int s = 0; s < 3; s++) shard_writer_finish(&w[s], remi_vocab_hash(), REMI_VOCAB_SIZE);
+    for (int s = 0; s < 3; s++) out_commit(out[s]);
+    write_manifest(dir, seed, val, test, w, n_empty);
+    if (!quiet)
+        fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty skipped\n",
+                prog_name, dir, (long long)w[0].n_docs, (long long)w[1].n_docs, (long long)w[2].n_docs,
+                (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), n_empty);
+    free(d.ids.ids);
+    doc_reader_free(&r);
+    if (in != stdin) fclose(in);
+    return 0;
+}
