@@ -17,7 +17,9 @@ Split shard_split_of(const char *name, uint64_t seed, double val_ratio, double t
 {
     uint8_t s[8];
     for (int i = 0; i < 8; i++) s[i] = (uint8_t)(seed >> (8 * i));
-    uint64_t h = fnv1a(fnv1a(FNV_INIT, s, 8), name, strlen(name));
+    const char *base = strrchr(name, '/'); // the file name only: the same song splits alike from any folder
+    base = base && base[1] ? base + 1 : name;
+    uint64_t h = fnv1a(fnv1a(FNV_INIT, s, 8), base, strlen(base));
     h ^= h >> 33; // FNV's high bits mix poorly on short inputs: finish with a murmur-style avalanche
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;

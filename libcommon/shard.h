@@ -27,7 +27,8 @@ enum { // header slots; 64-bit values take two slots, low word first
 typedef enum { SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST } Split;
 extern const char *const split_names[3];
 
-// The split of a document: a pure function of its name and the seed, so adding documents never moves others.
+// The split of a document: a pure function of the last path component of its name and the seed, so adding
+// documents never moves others and the same files split alike whatever folder they were read from.
 Split shard_split_of(const char *name, uint64_t seed, double val_ratio, double test_ratio);
 
 // ---- writing ----------------------------------------------------------------------------------

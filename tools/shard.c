@@ -1,6 +1,7 @@
 // shard: token documents on stdin (or a file) -> train/val/test shard files and a manifest (spec/formats.md §3).
 // The split of a document depends only on its name and --seed; empty documents are left out and counted.
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,14 +15,18 @@
 static void usage(void)
 {
     printf("Usage: shard -o DIR [options] [FILE|-]\n"
+           "       shard --dump SHARD.bin [--ids]\n"
            "Split token documents (NAME<TAB>TOKENS, from FILE or stdin) into DIR/train.bin, DIR/val.bin,\n"
-           "DIR/test.bin and DIR/manifest.json. A document's split depends only on its name and the seed.\n"
+           "DIR/test.bin and DIR/manifest.json. A document's split depends only on its file name (the last\n"
+           "component of NAME) and the seed.\n"
            "\n"
            "  -o DIR       output folder, created if missing (required)\n"
            "  --val R      share of documents for validation, 0..1 (default 0.05)\n"
            "  --test R     share of documents for test, 0..1 (default 0.05)\n"
            "  --seed N     split seed, 0..2^62 (default 1)\n"
            "  -q           no summary on stderr\n"
+           "  --dump FILE  print the documents of a shard file as token documents on stdout, and exit\n"
+           "  --ids        with --dump, print token ids instead of token strings\n"
            "  -h, --help   show this help\n"
            "\n"
            "Exit status: 0 success, 1 bad input or I/O error (no output is left behind), 2 usage error.\n");
@@ -38,13 +43,37 @@ static void write_manifest(const char *dir, uint64_t seed, double val, double te
     fprintf(f, "  \"vocab_size\": %d,\n  \"vocab_hash\": \"%016llx\",\n", REMI_VOCAB_SIZE,
             (unsigned long long)remi_vocab_hash());
     fprintf(f, "  \"split_seed\": %llu,\n", (unsigned long long)seed);
-    fprintf(f, "  \"ratios\": {\"train\": %.17g, \"val\": %.17g, \"test\": %.17g},\n", 1 - val - test, val, test);
+    fprintf(f, "  \"ratios\": {\"train\": %.6g, \"val\": %.6g, \"test\": %.6g},\n", 1 - val - test, val, test);
     fprintf(f, "  \"empty_documents_skipped\": %ld,\n  \"splits\": {\n", n_empty);
     for (int s = 0; s < 3; s++)
         fprintf(f, "    \"%s\": {\"file\": \"%s.bin\", \"documents\": %lld, \"tokens\": %lld}%s\n", split_names[s],
                 split_names[s], (long long)w[s].n_docs, (long long)w[s].n_tokens, s < 2 ? "," : "");
     fprintf(f, "  }\n}\n");
     out_commit(o);
+}
+
+// Prints every document of a shard file as NAME<TAB>TOKENS.
+static int dump(const char *path, bool as_ids)
+{
+    Shard sh;
+    char err[ERR_MAX];
+    if (shard_open(&sh, path, err) < 0) die("cannot read shard: '%s': %s", path, err);
+    if (sh.vocab_hash != remi_vocab_hash()) die("cannot read shard: '%s': built with another vocabulary", path);
+    IdBuf ids = {0};
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int64_t d = 0; d < sh.n_docs; d++) {
+        ids.n = 0;
+        for (int64_t i = sh.offsets[d]; i < sh.offsets[d + 1]; i++) idbuf_push(&ids, sh.tokens[i]);
+        size_t len = 0;
+        doc_format(&buf, &len, &cap, sh.names[d], ids.ids, ids.n, as_ids);
+        xfwrite(buf, 1, len, stdout, "stdout");
+    }
+    free(buf);
+    free(ids.ids);
+    shard_close(&sh);
+    stdout_close();
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -54,6 +83,8 @@ int main(int argc, char **argv)
     double val = 0.05, test = 0.05;
     uint64_t seed = 1;
     int quiet = 0, n_inputs = 0;
+    const char *dump_path = NULL;
+    bool as_ids = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -68,6 +99,11 @@ int main(int argc, char **argv)
             else if (strcmp(a, "--val") == 0) val = parse_double(a, next, 0, 1);
             else if (strcmp(a, "--test") == 0) test = parse_double(a, next, 0, 1);
             else seed = (uint64_t)parse_long(a, next, 0, 1L << 62);
+        } else if (strcmp(a, "--dump") == 0) {
+            if (!next) die_usage("option --dump needs a value");
+            dump_path = argv[++i];
+        } else if (strcmp(a, "--ids") == 0) {
+            as_ids = true;
         } else if (strcmp(a, "-q") == 0) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
@@ -77,6 +113,7 @@ int main(int argc, char **argv)
             if (++n_inputs > 1) die_usage("more than one input file");
         }
     }
+    if (dump_path) return dump(dump_path, as_ids);
     if (!dir) die_usage("an output folder is required (-o DIR)");
     if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", dir, strerror(errno));
