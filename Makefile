@@ -59,6 +59,8 @@ $(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/libcommon.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
 
+include pipelines/data.mk
+
 # ---- tests ------------------------------------------------------------------------------------
 # Every test binary prints "N passed, N failed" and exits non-zero on a failure; the shell tests likewise.
 test: $(TOOL_BINS) $(TEST_BINS)

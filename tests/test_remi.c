@@ -96,8 +96,8 @@ static void check_prep_notes(const char *mid, const char *notes_path)
             xgrow((void **)&want, &mcap, m + 1, sizeof *want);
             want[m++] = line;
         }
-    qsort(ours, n, sizeof *ours, cmp_line);
-    qsort(want, m, sizeof *want, cmp_line);
+    if (n) qsort(ours, n, sizeof *ours, cmp_line);
+    if (m) qsort(want, m, sizeof *want, cmp_line);
     size_t i = 0;
     while (i < n && i < m && strcmp(ours[i], want[i]) == 0) i++;
     CHECK(i == n && i == m, "%s: %zu notes, golden %zu; first difference: ours '%s' golden '%s'", notes_path, n, m,

@@ -153,6 +153,8 @@ int main(int argc, char **argv)
     if (rc < 0) die("cannot read documents: '%s': %s", in_name, err);
     if (n_docs == 0) die("no document in '%s'", in_name);
     if (single) out_commit(single);
+    for (size_t i = 0; i < used.cap; i++) free(used.slot[i]);
+    free(used.slot);
     free(d.ids.ids);
     doc_reader_free(&r);
     if (in != stdin) fclose(in);
