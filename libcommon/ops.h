@@ -1,0 +1,76 @@
+// ops: the tensor operations of the model (spec/model.md), each a _forward and a _backward.
+// float32, row-major, contiguous. Forward stores what backward needs (LayerNorm mean/rstd, attention probabilities,
+// dropout masks) in buffers the caller owns; backward ACCUMULATES (+=) into every gradient it writes, so callers
+// zero gradients once per step. Every matmul goes through cblas_sgemm; matmul_forward_naive is the reference the
+// tests compare against. Nothing here allocates.
+//
+// Dimension letters (defined once, here): B batch, T time (rows of a sequence), C channels (d_model),
+// V vocabulary, NH heads, HS head size (C / NH), K shorten factor, L rows of the relative table Er, OC/IC the
+// output/input channels of a linear layer, N = B*T rows when the op is per row.
+#ifndef OPS_H
+#define OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- embedding + sinusoidal positions (model.md §1) ------------------------------------------
+// tok (B,T) ids, wte (V,C), pe (>=T, C) -> out (B,T,C) = wte[tok] + pe[t]
+void encoder_forward(float *out, const int32_t *tok, const float *wte, const float *pe, int B, int T, int C);
+// dwte[tok] += dout, except the PAD row (id 0), which receives no gradient (PyTorch padding_idx)
+void encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C);
+// pe (T, C): pe[p, 2i] = sin(p * exp(-2i ln(10000) / C)), pe[p, 2i+1] = cos(same)
+void positional_table(float *pe, int T, int C);
+
+// ---- linear: out = inp @ w^T + b  (PyTorch nn.Linear) ----------------------------------------
+// inp (N,IC), w (OC,IC), b (OC) or NULL -> out (N,OC)
+void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC);
+// dinp += dout @ w; dw += dout^T @ inp; db += sum_n dout   (any of dinp, db may be NULL)
+void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int N,
+                     int IC, int OC);
+// the same forward with three plain loops, in double accumulation: the reference for tests
+void matmul_forward_naive(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC);
+
+// ---- LayerNorm over C, eps 1e-5, with weight and bias ----------------------------------------
+// inp (N,C) -> out (N,C); saves mean (N), rstd (N)
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
+                       int C);
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C);
+
+// ---- elementwise ------------------------------------------------------------------------------
+void relu_forward(float *out, const float *inp, size_t n);
+// dinp += dout where out > 0 (out from the forward)
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+// out = a + b
+void add_forward(float *out, const float *a, const float *b, size_t n);
+// dst += src
+void accumulate(float *dst, const float *src, size_t n);
+
+// Inverted dropout with a counter-based RNG: element i is dropped iff hash(seed, i) < p. The mask (n bytes, 1 = kept)
+// is saved for backward. p = 0 copies and sets an all-ones mask.
+void dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
+
+#endif
+
+// ---- attention with a per-query key limit and an optional relative table (model.md §3, §6) ----------
+// Per batch item b and head h, with q, k, v the head's HS columns (rows strided by ldq/ldk/ldv floats):
+//   S[i,j] = scale * (q_i . k_j + q_i . Er[L-1-(i-j)])   for j < n_keys[i]   (the Er term only when Er != NULL)
+//   P = softmax_j(S) (saved in probs), PD = dropout(P) (mask saved), out_h = PD v, heads concatenated in order.
+// Causal self-attention is n_keys[i] = i+1 with Tq = Tk = T <= L (Er's last T rows); cross-attention with the
+// coverage rule passes its own limits and Er = NULL. scale = HS^-1/2 multiplies q in both terms.
+// q (B,Tq,ldq), k (B,Tk,ldk), v (B,Tk,ldv), Er (L,HS) -> out (B,Tq,C); probs (B,NH,Tq,Tk), mask (B,NH,Tq,Tk);
+// scratch: 2*Tq*Tk + Tq*Tq floats.
+typedef struct AttnDims {
+    int B, Tq, Tk, C, NH, L;
+    int ldq, ldk, ldv; // row strides of q, k, v in floats
+    const int *n_keys; // (Tq), each in 1..Tk
+    float dropout;
+    uint64_t seed;
+} AttnDims;
+void attention_forward(float *out, float *probs, uint8_t *mask, float *scratch, const float *q, const float *k,
+                       const float *v, const float *Er, const AttnDims *d);
+// dq, dk, dv (same strides as q, k, v), dEr (L,HS) or NULL: all accumulated.
+void attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
+                        const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
+                        const float *Er, const AttnDims *d);

@@ -1,0 +1,321 @@
+// test_ops: every op's backward against central finite differences of L = sum(out * dout) with a random dout,
+// and the fast forwards against plain-loop references (sgemm vs naive, attention vs the formula of model.md §3).
+// Float32 ops, double sums; tolerances are stated at each check.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ops.h"
+
+static uint64_t rng_state = 42;
+static float frand(void) // uniform in [-1, 1)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(rng_state >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+static float *rnd(size_t n, float s)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = s * frand();
+    return p;
+}
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+// ---- generic finite-difference check ----------------------------------------------------------
+
+typedef void (*FwdFn)(void *ctx);
+typedef struct Probe {
+    FwdFn fwd;
+    void *ctx;
+    const float *out, *dout;
+    size_t n_out;
+} Probe;
+
+static double probe_loss(const Probe *p)
+{
+    p->fwd(p->ctx);
+    double l = 0;
+    for (size_t i = 0; i < p->n_out; i++) l += (double)p->out[i] * p->dout[i];
+    return l;
+}
+
+// |numeric - analytic| <= 5e-4 + 3e-3 * max(|numeric|, |analytic|) for every element of x (eps 1e-2)
+static void check_grad(const char *name, float *x, size_t n, const float *analytic, const Probe *p)
+{
+    const float eps = 1e-2f;
+    double max_err = 0;
+    size_t bad = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        float save = x[i];
+        x[i] = save + eps;
+        double lp = probe_loss(p);
+        x[i] = save - eps;
+        double lm = probe_loss(p);
+        x[i] = save;
+        double num = (lp - lm) / (2.0 * eps), ana = analytic[i];
+        double err = fabs(num - ana), tol = 5e-4 + 3e-3 * fmax(fabs(num), fabs(ana));
+        if (err > tol) bad++;
+        if (err > max_err) max_err = err, worst = i;
+    }
+    probe_loss(p); // leave the forward state as it was
+    CHECK(bad == 0, "%s: %zu of %zu gradients off, max abs error %.3g at %zu (analytic %.6g)", name, bad, n, max_err,
+          worst, analytic[worst]);
+}
+
+// ---- linear -----------------------------------------------------------------------------------
+
+typedef struct {
+    float *out, *inp, *w, *b;
+    int N, IC, OC;
+} LinCtx;
+static void lin_fwd(void *c)
+{
+    LinCtx *x = c;
+    linear_forward(x->out, x->inp, x->w, x->b, x->N, x->IC, x->OC);
+}
+
+static void test_linear(void)
+{
+    LinCtx c = {.N = 6, .IC = 5, .OC = 7};
+    c.inp = rnd(30, 1), c.w = rnd(35, 1), c.b = rnd(7, 1), c.out = zeros(42);
+    float *ref = zeros(42), *dout = rnd(42, 1), *dinp = zeros(30), *dw = zeros(35), *db = zeros(7);
+    lin_fwd(&c);
+    matmul_forward_naive(ref, c.inp, c.w, c.b, c.N, c.IC, c.OC);
+    double e = 0;
+    for (int i = 0; i < 42; i++) e = fmax(e, fabs(ref[i] - c.out[i]));
+    CHECK(e < 1e-5, "linear forward vs naive: max abs error %.3g (tolerance 1e-5)", e);
+    linear_backward(dinp, dw, db, dout, c.inp, c.w, c.N, c.IC, c.OC);
+    Probe p = {lin_fwd, &c, c.out, dout, 42};
+    check_grad("linear dinp", c.inp, 30, dinp, &p);
+    check_grad("linear dw", c.w, 35, dw, &p);
+    check_grad("linear db", c.b, 7, db, &p);
+    // backward accumulates: a second call doubles the gradient
+    float before = dw[3];
+    linear_backward(dinp, dw, db, dout, c.inp, c.w, c.N, c.IC, c.OC);
+    CHECK(fabsf(dw[3] - 2 * before) < 1e-5f, "linear backward accumulates");
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(ref), free(dout), free(dinp), free(dw), free(db);
+}
+
+// ---- LayerNorm --------------------------------------------------------------------------------
+
+typedef struct {
+    float *out, *mean, *rstd, *inp, *w, *b;
+    int N, C;
+} LnCtx;
+static void ln_fwd(void *c)
+{
+    LnCtx *x = c;
+    layernorm_forward(x->out, x->mean, x->rstd, x->inp, x->w, x->b, x->N, x->C);
+}
+
+static void test_layernorm(void)
+{
+    LnCtx c = {.N = 4, .C = 6};
+    c.inp = rnd(24, 2), c.w = rnd(6, 1), c.b = rnd(6, 1), c.out = zeros(24), c.mean = zeros(4), c.rstd = zeros(4);
+    float *dout = rnd(24, 1), *dinp = zeros(24), *dw = zeros(6), *db = zeros(6);
+    ln_fwd(&c);
+    // forward: each row of (out - b) / w has mean 0 and variance var/(var+eps)
+    double m = 0;
+    for (int j = 0; j < 6; j++) m += (c.out[j] - c.b[j]) / c.w[j];
+    CHECK(fabs(m / 6) < 1e-5, "layernorm row mean %.3g", m / 6);
+    layernorm_backward(dinp, dw, db, dout, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    Probe p = {ln_fwd, &c, c.out, dout, 24};
+    check_grad("layernorm dinp", c.inp, 24, dinp, &p);
+    check_grad("layernorm dw", c.w, 6, dw, &p);
+    check_grad("layernorm db", c.b, 6, db, &p);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.mean), free(c.rstd), free(dout), free(dinp), free(dw),
+        free(db);
+}
+
+// ---- embedding, relu, dropout -----------------------------------------------------------------
+
+typedef struct {
+    float *out, *wte, *pe;
+    int32_t *tok;
+} EncCtx;
+static void enc_fwd(void *c)
+{
+    EncCtx *x = c;
+    encoder_forward(x->out, x->tok, x->wte, x->pe, 2, 3, 4);
+}
+
+static void test_encoder(void)
+{
+    int32_t tok[6] = {0, 2, 2, 1, 0, 3};
+    EncCtx c = {zeros(24), rnd(16, 1), zeros(12), tok};
+    positional_table(c.pe, 3, 4);
+    CHECK(fabsf(c.pe[4 + 0] - sinf(1.0f)) < 1e-6f && fabsf(c.pe[4 + 3] - cosf(expf(-2 * logf(10000) / 4))) < 1e-6f,
+          "positional table values");
+    float *dout = rnd(24, 1), *dwte = zeros(16);
+    encoder_backward(dwte, dout, tok, 2, 3, 4);
+    Probe p = {enc_fwd, &c, c.out, dout, 24};
+    float *dwte_fd = zeros(16);
+    memcpy(dwte_fd, dwte, 16 * sizeof(float));
+    memset(dwte_fd, 0, 4 * sizeof(float)); // compare rows 1..3 by finite differences; row 0 must stay 0
+    check_grad("embedding dwte rows 1..3", c.wte + 4, 12, dwte + 4, &p);
+    CHECK(dwte[0] == 0 && dwte[1] == 0 && dwte[2] == 0 && dwte[3] == 0, "PAD row receives no gradient");
+    free(c.out), free(c.wte), free(c.pe), free(dout), free(dwte), free(dwte_fd);
+}
+
+typedef struct {
+    float *out, *inp;
+    uint8_t *mask;
+    float p;
+    size_t n;
+} DropCtx;
+static void drop_fwd(void *c)
+{
+    DropCtx *x = c;
+    dropout_forward(x->out, x->mask, x->inp, x->p, 7, x->n);
+}
+static void relu_fwd(void *c)
+{
+    DropCtx *x = c;
+    relu_forward(x->out, x->inp, x->n);
+}
+
+static void test_elementwise(void)
+{
+    size_t n = 4000;
+    DropCtx c = {zeros(n), rnd(n, 1), malloc(n), 0.25f, n};
+    drop_fwd(&c);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) kept += c.mask[i];
+    CHECK(fabs((double)kept / n - 0.75) < 0.03, "dropout keeps %.3f, want 0.75", (double)kept / n);
+    CHECK(c.mask[0] ? fabsf(c.out[0] - c.inp[0] / 0.75f) < 1e-6f : c.out[0] == 0, "dropout scales kept values");
+    uint8_t *mask2 = malloc(n);
+    dropout_forward(c.out, mask2, c.inp, 0.25f, 7, n);
+    CHECK(memcmp(mask2, c.mask, n) == 0, "dropout is a function of the seed");
+    float *dout = rnd(n, 1), *dinp = zeros(n);
+    dropout_backward(dinp, dout, c.mask, c.p, n);
+    Probe p = {drop_fwd, &c, c.out, dout, n};
+    check_grad("dropout dinp", c.inp, 200, dinp, &p);
+    // relu away from the kink
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(c.inp[i]) < 0.05f) c.inp[i] = 0.5f;
+    relu_fwd(&c);
+    memset(dinp, 0, n * sizeof(float));
+    relu_backward(dinp, dout, c.out, n);
+    Probe pr = {relu_fwd, &c, c.out, dout, n};
+    check_grad("relu dinp", c.inp, 200, dinp, &pr);
+    free(c.out), free(c.inp), free(c.mask), free(mask2), free(dout), free(dinp);
+}
+
+// ---- attention --------------------------------------------------------------------------------
+
+typedef struct {
+    float *out, *probs, *scratch, *q, *k, *v, *Er;
+    uint8_t *mask;
+    AttnDims d;
+} AttCtx;
+static void att_fwd(void *c)
+{
+    AttCtx *x = c;
+    attention_forward(x->out, x->probs, x->mask, x->scratch, x->q, x->k, x->v, x->Er, &x->d);
+}
+
+// model.md §3 written out directly, in double, no dropout
+static void attention_reference(double *out, const AttCtx *c)
+{
+    const AttnDims *d = &c->d;
+    int HS = d->C / d->NH;
+    double scale = 1.0 / sqrt(HS);
+    double *s = malloc(sizeof(double) * d->Tk);
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->NH; h++)
+            for (int i = 0; i < d->Tq; i++) {
+                const float *qi = c->q + ((size_t)b * d->Tq + i) * d->ldq + h * HS;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < d->n_keys[i]; j++) {
+                    const float *kj = c->k + ((size_t)b * d->Tk + j) * d->ldk + h * HS;
+                    double v = 0;
+                    for (int e = 0; e < HS; e++) v += scale * qi[e] * kj[e];
+                    if (c->Er)
+                        for (int e = 0; e < HS; e++) v += scale * qi[e] * c->Er[(size_t)(d->L - 1 - (i - j)) * HS + e];
+                    s[j] = v;
+                    mx = fmax(mx, v);
+                }
+                for (int j = 0; j < d->n_keys[i]; j++) sum += s[j] = exp(s[j] - mx);
+                for (int e = 0; e < HS; e++) {
+                    double o = 0;
+                    for (int j = 0; j < d->n_keys[i]; j++)
+                        o += s[j] / sum * c->v[((size_t)b * d->Tk + j) * d->ldv + h * HS + e];
+                    out[((size_t)b * d->Tq + i) * d->C + h * HS + e] = o;
+                }
+            }
+    free(s);
+}
+
+static void run_attention_case(const char *name, int Tq, int Tk, const int *n_keys, int with_er, float dropout)
+{
+    int B = 2, C = 8, NH = 2, L = 7;
+    AttCtx c = {0};
+    c.d = (AttnDims){.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = NH, .L = L, .ldq = 3 * C, .ldk = 2 * C, .ldv = 2 * C,
+                     .n_keys = n_keys, .dropout = dropout, .seed = 99};
+    // q inside a (B,Tq,3C) buffer and k, v interleaved in one (B,Tk,2C) buffer: the strides are exercised
+    float *qbuf = rnd((size_t)B * Tq * 3 * C, 1), *kv = rnd((size_t)B * Tk * 2 * C, 1);
+    c.q = qbuf, c.k = kv, c.v = kv + C;
+    c.Er = with_er ? rnd((size_t)L * (C / NH), 1) : NULL;
+    c.out = zeros((size_t)B * Tq * C), c.probs = zeros((size_t)B * NH * Tq * Tk), c.mask = malloc((size_t)B * NH * Tq * Tk);
+    c.scratch = zeros(2 * (size_t)Tq * Tk + (size_t)Tq * Tq);
+    att_fwd(&c);
+    if (dropout == 0) {
+        double *ref = malloc(sizeof(double) * B * Tq * C), e = 0;
+        attention_reference(ref, &c);
+        for (int i = 0; i < B * Tq * C; i++) e = fmax(e, fabs(ref[i] - c.out[i]));
+        CHECK(e < 1e-5, "%s: forward vs formula max abs error %.3g (tolerance 1e-5)", name, e);
+        free(ref);
+    }
+    float *dout = rnd((size_t)B * Tq * C, 1), *dq = zeros((size_t)B * Tq * 3 * C), *dkv = zeros((size_t)B * Tk * 2 * C);
+    float *dEr = with_er ? zeros((size_t)L * (C / NH)) : NULL;
+    attention_backward(dq, dkv, dkv + C, dEr, c.scratch, dout, c.probs, c.mask, c.q, c.k, c.v, c.Er, &c.d);
+    Probe p = {att_fwd, &c, c.out, dout, (size_t)B * Tq * C};
+    char label[128];
+    snprintf(label, sizeof label, "%s dq (and untouched columns)", name);
+    check_grad(label, qbuf, (size_t)B * Tq * 3 * C, dq, &p);
+    snprintf(label, sizeof label, "%s dk, dv", name);
+    check_grad(label, kv, (size_t)B * Tk * 2 * C, dkv, &p);
+    if (with_er) {
+        snprintf(label, sizeof label, "%s dEr", name);
+        check_grad(label, c.Er, (size_t)L * (C / NH), dEr, &p);
+    }
+    free(qbuf), free(kv), free(c.Er), free(c.out), free(c.probs), free(c.mask), free(c.scratch), free(dout), free(dq),
+        free(dkv), free(dEr);
+}
+
+static void test_attention(void)
+{
+    int causal[5] = {1, 2, 3, 4, 5};
+    run_attention_case("causal RPR attention", 5, 5, causal, 1, 0);
+    run_attention_case("causal RPR attention, dropout 0.3", 5, 5, causal, 1, 0.3f);
+    run_attention_case("causal attention without Er", 5, 5, causal, 0, 0);
+    // coverage rule of attention resampling, s = 2: shortened row i sees original rows 0..2i+1 (pre),
+    // original row t sees shortened rows 0..t/2 (post)
+    int pre[3] = {2, 4, 6}, post[6] = {1, 1, 2, 2, 3, 3};
+    run_attention_case("resample_pre cross-attention", 3, 6, pre, 0, 0);
+    run_attention_case("resample_post cross-attention", 6, 3, post, 0, 0);
+    // causality: changing keys/values at positions >= t changes no output before t
+    AttCtx c = {0};
+    c.d = (AttnDims){.B = 1, .Tq = 5, .Tk = 5, .C = 8, .NH = 2, .L = 7, .ldq = 8, .ldk = 8, .ldv = 8,
+                     .n_keys = causal};
+    c.q = rnd(40, 1), c.k = rnd(40, 1), c.v = rnd(40, 1), c.Er = rnd(28, 1);
+    c.out = zeros(40), c.probs = zeros(50), c.mask = malloc(50), c.scratch = zeros(75);
+    att_fwd(&c);
+    float before[24];
+    memcpy(before, c.out, sizeof before);
+    for (int i = 24; i < 40; i++) c.k[i] += 3, c.v[i] -= 2, c.q[i] *= 5;
+    att_fwd(&c);
+    CHECK(memcmp(before, c.out, sizeof before) == 0, "rows 0..2 do not see rows 3..4");
+    free(c.q), free(c.k), free(c.v), free(c.Er), free(c.out), free(c.probs), free(c.mask), free(c.scratch);
+}
+
+int main(void)
+{
+    test_linear();
+    test_layernorm();
+    test_encoder();
+    test_elementwise();
+    test_attention();
+    return check_done();
+}
