@@ -283,3 +283,183 @@ void attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scra
             }
         }
 }
+
+// ---- hourglass resampling ---------------------------------------------------------------------
+
+void pad_forward(float *out, const float *inp, int B, int T, int Tp, int C)
+{
+    for (int b = 0; b < B; b++) {
+        memcpy(out + (size_t)b * Tp * C, inp + (size_t)b * T * C, (size_t)T * C * sizeof *out);
+        memset(out + ((size_t)b * Tp + T) * C, 0, (size_t)(Tp - T) * C * sizeof *out);
+    }
+}
+
+void pad_backward(float *dinp, const float *dout, int B, int T, int Tp, int C)
+{
+    for (int b = 0; b < B; b++) accumulate(dinp + (size_t)b * T * C, dout + (size_t)b * Tp * C, (size_t)T * C);
+}
+
+void crop_forward(float *out, const float *inp, int B, int Tp, int T, int C)
+{
+    for (int b = 0; b < B; b++) memcpy(out + (size_t)b * T * C, inp + (size_t)b * Tp * C, (size_t)T * C * sizeof *out);
+}
+
+void crop_backward(float *dinp, const float *dout, int B, int Tp, int T, int C)
+{
+    for (int b = 0; b < B; b++) accumulate(dinp + (size_t)b * Tp * C, dout + (size_t)b * T * C, (size_t)T * C);
+}
+
+void shift_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    int s = K - 1 < T ? K - 1 : T;
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * T * C;
+        memset(o, 0, (size_t)s * C * sizeof *o);
+        memcpy(o + (size_t)s * C, inp + (size_t)b * T * C, (size_t)(T - s) * C * sizeof *o);
+    }
+}
+
+// backward of: out[t] = inp[t - s]
+void shift_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    int s = K - 1 < T ? K - 1 : T;
+    for (int b = 0; b < B; b++)
+        accumulate(dinp + (size_t)b * T * C, dout + ((size_t)b * T + s) * C, (size_t)(T - s) * C);
+}
+
+void meanpool_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    int Ts = T / K;
+    for (int r = 0; r < B * Ts; r++) { // rows K*r .. K*r+K-1 of the flattened (B*T, C) input: T % K == 0
+        float *o = out + (size_t)r * C;
+        memset(o, 0, (size_t)C * sizeof *o);
+        for (int k = 0; k < K; k++) accumulate(o, inp + ((size_t)r * K + k) * C, (size_t)C);
+        for (int c = 0; c < C; c++) o[c] /= (float)K;
+    }
+}
+
+void meanpool_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    int Ts = T / K;
+    for (int r = 0; r < B * Ts; r++)
+        for (int k = 0; k < K; k++) {
+            float *d = dinp + ((size_t)r * K + k) * C;
+            for (int c = 0; c < C; c++) d[c] += dout[(size_t)r * C + c] / (float)K;
+        }
+}
+
+void repeat_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    for (int r = 0; r < B * (T / K); r++)
+        for (int k = 0; k < K; k++) memcpy(out + ((size_t)r * K + k) * C, inp + (size_t)r * C, (size_t)C * sizeof *out);
+}
+
+void repeat_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    for (int r = 0; r < B * (T / K); r++)
+        for (int k = 0; k < K; k++) accumulate(dinp + (size_t)r * C, dout + ((size_t)r * K + k) * C, (size_t)C);
+}
+
+// ---- losses -----------------------------------------------------------------------------------
+
+float crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *n_valid)
+{
+    double loss = 0;
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        const float *x = logits + (size_t)i * V;
+        float *p = probs + (size_t)i * V;
+        float mx = x[0];
+        for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += p[v] = expf(x[v] - mx);
+        for (int v = 0; v < V; v++) p[v] = (float)(p[v] / sum);
+        if (targets[i] == 0) continue; // PAD: ignore_index
+        loss += -(x[targets[i]] - mx - log(sum));
+        n++;
+    }
+    *n_valid = n;
+    return n ? (float)(loss / n) : 0.0f;
+}
+
+// backward of: loss = mean over non-PAD rows of -log softmax(logits)[target]
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
+                           float scale)
+{
+    if (n_valid == 0) return;
+    float g = scale / (float)n_valid;
+    for (int i = 0; i < N; i++) {
+        if (targets[i] == 0) continue;
+        float *d = dlogits + (size_t)i * V;
+        const float *p = probs + (size_t)i * V;
+        for (int v = 0; v < V; v++) d[v] += g * p[v];
+        d[targets[i]] -= g;
+    }
+}
+
+// cos(a, b) and its gradient parts; norms clamped at 1e-8 as torch.nn.functional.cosine_similarity
+static double cosine(const float *a, const float *b, int C, double *na, double *nb, double *dot)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int c = 0; c < C; c++) ab += (double)a[c] * b[c], aa += (double)a[c] * a[c], bb += (double)b[c] * b[c];
+    *na = fmax(sqrt(aa), 1e-8);
+    *nb = fmax(sqrt(bb), 1e-8);
+    *dot = ab;
+    return ab / (*na * *nb);
+}
+
+// d cos / da = b / (|a||b|) - cos * a / |a|^2, accumulated with weight g
+static void cosine_grad(float *da, float *db, const float *a, const float *b, int C, double g)
+{
+    double na, nb, dot, cs = cosine(a, b, C, &na, &nb, &dot);
+    for (int c = 0; c < C; c++) {
+        da[c] += (float)(g * (b[c] / (na * nb) - cs * a[c] / (na * na)));
+        db[c] += (float)(g * (a[c] / (na * nb) - cs * b[c] / (nb * nb)));
+    }
+}
+
+double cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs)
+{
+    double sum = 0, na, nb, dot;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i + 1 < T; i += 2) {
+            const float *r = h + ((size_t)b * T + i) * C;
+            sum += cosine(r, r + C, C, &na, &nb, &dot);
+        }
+    *n_pairs = (long)B * (T / 2);
+    return sum;
+}
+
+void cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale)
+{
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i + 1 < T; i += 2) {
+            size_t o = ((size_t)b * T + i) * C;
+            cosine_grad(dh + o, dh + o + C, h + o, h + o + C, C, scale);
+        }
+}
+
+double exp_cosine_forward(const float *h, int B, int T, int C)
+{
+    double sum = 0, na, nb, dot;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++)
+            for (int j = i + 1; j < T; j++) { // cos is symmetric: each unordered pair counts twice
+                const float *x = h + (size_t)b * T * C;
+                sum += 2 * exp(-cosine(x + (size_t)i * C, x + (size_t)j * C, C, &na, &nb, &dot));
+            }
+    return sum;
+}
+
+// backward of: sum_{i != j} exp(-cos(h_i, h_j)); d/dcos = -exp(-cos), twice per unordered pair
+void exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale)
+{
+    double na, nb, dot;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++)
+            for (int j = i + 1; j < T; j++) {
+                size_t oi = ((size_t)b * T + i) * C, oj = ((size_t)b * T + j) * C;
+                double cs = cosine(h + oi, h + oj, C, &na, &nb, &dot);
+                cosine_grad(dh + oi, dh + oj, h + oi, h + oj, C, -2.0 * exp(-cs) * scale);
+            }
+}

@@ -74,3 +74,38 @@ void attention_forward(float *out, float *probs, uint8_t *mask, float *scratch, 
 void attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
                         const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
                         const float *Er, const AttnDims *d);
+
+// ---- hourglass resampling (model.md §6); all per batch item, along time ------------------------
+// inp (B,T,C) -> out (B,Tp,C): the T rows, then Tp-T zero rows (Tp >= T, the next multiple of K)
+void pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);
+void pad_backward(float *dinp, const float *dout, int B, int T, int Tp, int C);
+// the inverse: inp (B,Tp,C) -> out (B,T,C), its first T rows
+void crop_forward(float *out, const float *inp, int B, int Tp, int T, int C);
+void crop_backward(float *dinp, const float *dout, int B, int Tp, int T, int C);
+// causal shift by K-1 rows: out[t] = inp[t-(K-1)], zero rows for t < K-1; inp, out (B,T,C)
+void shift_forward(float *out, const float *inp, int B, int T, int C, int K);
+void shift_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+// naive downsampling: out[i] = mean(inp[K*i .. K*i+K-1]); inp (B,T,C), T % K == 0 -> out (B,T/K,C)
+void meanpool_forward(float *out, const float *inp, int B, int T, int C, int K);
+void meanpool_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+// naive upsampling: out[t] = inp[t/K]; inp (B,T/K,C) -> out (B,T,C)
+void repeat_forward(float *out, const float *inp, int B, int T, int C, int K);
+void repeat_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+// (Linear down/upsampling needs no op of its own: K consecutive rows of a (B,T,C) block are one (K*C) row, so
+//  it is linear_forward on the same memory viewed as (B*T/K, K*C), or producing it.)
+
+// ---- losses (model.md §7) ---------------------------------------------------------------------------
+// Cross-entropy over targets != PAD (id 0), mean over those. logits (N,V), targets (N) -> returns the loss;
+// probs (N,V) saved (softmax); *n_valid = number of non-PAD targets (loss 0 when none).
+float crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *n_valid);
+// dlogits += scale * (probs - onehot) / n_valid on non-PAD rows (scale = upstream gradient of the loss)
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
+                           float scale);
+// Sum over batch items and row pairs (2i, 2i+1) of cos(row 2i, row 2i+1); an odd last row is left out.
+// h (B,T,C) -> returns the sum; *n_pairs = B * (T/2). The caller pools sums and counts over hidden states.
+double cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);
+// dh += scale * d(sum)/dh
+void cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale);
+// Sum over batch items of sum_{i != j} exp(-cos(row i, row j)); h (B,T,C). Work: B*T*T dot products.
+double exp_cosine_forward(const float *h, int B, int T, int C);
+void exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale);

@@ -310,8 +310,96 @@ static void test_attention(void)
     free(c.q), free(c.k), free(c.v), free(c.Er), free(c.out), free(c.probs), free(c.mask), free(c.scratch);
 }
 
+// ---- hourglass resampling and losses ------------------------------------------------------------
+
+enum { OP_PAD, OP_CROP, OP_SHIFT, OP_MEANPOOL, OP_REPEAT, OP_CE, OP_COSPAIRS, OP_EXPCOS };
+typedef struct {
+    int op, B, T, C, K, Tp, V;
+    float *out, *inp, *probs;
+    int32_t *targets;
+    float scalar; // a scalar-valued op's result, as a 1-element out
+} UnCtx;
+
+static void un_fwd(void *c)
+{
+    UnCtx *x = c;
+    long n;
+    int nv;
+    switch (x->op) {
+    case OP_PAD: pad_forward(x->out, x->inp, x->B, x->T, x->Tp, x->C); break;
+    case OP_CROP: crop_forward(x->out, x->inp, x->B, x->Tp, x->T, x->C); break;
+    case OP_SHIFT: shift_forward(x->out, x->inp, x->B, x->T, x->C, x->K); break;
+    case OP_MEANPOOL: meanpool_forward(x->out, x->inp, x->B, x->T, x->C, x->K); break;
+    case OP_REPEAT: repeat_forward(x->out, x->inp, x->B, x->T, x->C, x->K); break;
+    case OP_CE: x->out[0] = crossentropy_forward(x->probs, x->inp, x->targets, x->B * x->T, x->V, &nv); break;
+    case OP_COSPAIRS: x->out[0] = (float)cosine_pairs_forward(x->inp, x->B, x->T, x->C, &n); break;
+    case OP_EXPCOS: x->out[0] = (float)exp_cosine_forward(x->inp, x->B, x->T, x->C); break;
+    }
+}
+
+static void un_case(const char *name, UnCtx c, size_t n_in, size_t n_out)
+{
+    c.inp = rnd(n_in, 1), c.out = zeros(n_out);
+    float *dout = rnd(n_out, 1), *dinp = zeros(n_in);
+    un_fwd(&c);
+    int nv = 0;
+    long np;
+    switch (c.op) {
+    case OP_PAD: pad_backward(dinp, dout, c.B, c.T, c.Tp, c.C); break;
+    case OP_CROP: crop_backward(dinp, dout, c.B, c.Tp, c.T, c.C); break;
+    case OP_SHIFT: shift_backward(dinp, dout, c.B, c.T, c.C, c.K); break;
+    case OP_MEANPOOL: meanpool_backward(dinp, dout, c.B, c.T, c.C, c.K); break;
+    case OP_REPEAT: repeat_backward(dinp, dout, c.B, c.T, c.C, c.K); break;
+    case OP_CE:
+        crossentropy_forward(c.probs, c.inp, c.targets, c.B * c.T, c.V, &nv);
+        crossentropy_backward(dinp, c.probs, c.targets, c.B * c.T, c.V, nv, dout[0]);
+        break;
+    case OP_COSPAIRS: cosine_pairs_forward(c.inp, c.B, c.T, c.C, &np), cosine_pairs_backward(dinp, c.inp, c.B, c.T, c.C, dout[0]); break;
+    case OP_EXPCOS: exp_cosine_backward(dinp, c.inp, c.B, c.T, c.C, dout[0]); break;
+    }
+    Probe p = {un_fwd, &c, c.out, dout, n_out};
+    check_grad(name, c.inp, n_in, dinp, &p);
+    free(c.inp), free(c.out), free(dout), free(dinp);
+}
+
+static void test_hourglass_ops(void)
+{
+    un_case("pad 5 -> 6 rows", (UnCtx){.op = OP_PAD, .B = 2, .T = 5, .Tp = 6, .C = 3}, 30, 36);
+    un_case("crop 6 -> 5 rows", (UnCtx){.op = OP_CROP, .B = 2, .T = 5, .Tp = 6, .C = 3}, 36, 30);
+    un_case("shift by 2 (s = 3)", (UnCtx){.op = OP_SHIFT, .B = 2, .T = 6, .C = 3, .K = 3}, 36, 36);
+    un_case("mean pool s = 3", (UnCtx){.op = OP_MEANPOOL, .B = 2, .T = 6, .C = 3, .K = 3}, 36, 12);
+    un_case("repeat s = 2", (UnCtx){.op = OP_REPEAT, .B = 2, .T = 6, .C = 3, .K = 2}, 18, 36);
+    // the shift is along time and per batch item (the reference shifted the batch axis)
+    float in[2 * 3] = {1, 2, 3, 4, 5, 6}, out[6];
+    shift_forward(out, in, 2, 3, 1, 2);
+    CHECK(out[0] == 0 && out[1] == 1 && out[2] == 2 && out[3] == 0 && out[4] == 4 && out[5] == 5,
+          "shift: [0 1 2 | 0 4 5], got [%g %g %g | %g %g %g]", out[0], out[1], out[2], out[3], out[4], out[5]);
+    int32_t targets[8] = {3, 0, 1, 4, 0, 2, 2, 1};
+    float probs[8 * 5];
+    un_case("cross-entropy with PAD targets", (UnCtx){.op = OP_CE, .B = 2, .T = 4, .V = 5, .targets = targets, .probs = probs}, 40, 1);
+    // PAD rows do not count: equal to the mean over the 6 others, computed directly
+    float logits[40];
+    for (int i = 0; i < 40; i++) logits[i] = frand();
+    int nv;
+    float ce = crossentropy_forward(probs, logits, targets, 8, 5, &nv);
+    double want = 0;
+    for (int i = 0; i < 8; i++) {
+        if (!targets[i]) continue;
+        double z = 0;
+        for (int v = 0; v < 5; v++) z += exp(logits[i * 5 + v]);
+        want += -(logits[i * 5 + targets[i]] - log(z)) / 6;
+    }
+    CHECK(nv == 6 && fabs(ce - want) < 1e-6, "cross-entropy %.7f, want %.7f over %d targets", ce, want, nv);
+    un_case("cosine pairs, odd T", (UnCtx){.op = OP_COSPAIRS, .B = 2, .T = 5, .C = 4}, 40, 1);
+    un_case("exp-cosine", (UnCtx){.op = OP_EXPCOS, .B = 2, .T = 4, .C = 4}, 32, 1);
+    long np;
+    float same[8] = {1, 2, 3, 4, 2, 4, 6, 8};
+    CHECK(fabs(cosine_pairs_forward(same, 1, 2, 4, &np) - 1.0) < 1e-6 && np == 1, "cos of parallel rows is 1");
+}
+
 int main(void)
 {
+    test_hourglass_ops();
     test_linear();
     test_layernorm();
     test_encoder();
