@@ -170,6 +170,10 @@ static void b_track_end(void *ctx, int track)
         Track *t = b->key_track[ch][prog];
         b->key_track[ch][prog] = NULL;
         if (t->n) {
+            if (t->cap > t->n) { // fit, so the Score holds no slack from doubling
+                t->notes = xrealloc(t->notes, t->n * sizeof *t->notes);
+                t->cap = t->n;
+            }
             Track *dst = score_add_track(b->s, prog, ch == 9);
             *dst = *t;
         } else {
@@ -223,6 +227,10 @@ static void b_event(void *ctx, int track, const MidiEvent *ev)
     if (on.next < 0) b->tail[ch][ev->d1] = -1;
     b->pool[i].next = b->free_list;
     b->free_list = i;
+    if (!t->cap) { // start at 1 note, not xgrow's 16: a hostile file can hold millions of one-note tracks
+        t->notes = xmalloc(sizeof *t->notes);
+        t->cap = 1;
+    }
     track_add_note(t, on.tick, ev->tick - on.tick, ev->d1, on.vel);
 }
 

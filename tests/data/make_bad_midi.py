@@ -129,6 +129,12 @@ put("many_tracks_empty", mthd(fmt=1, ntracks=3001) + b"".join(tiny) + mtrk(MELOD
 # 1000 tracks with one quarter note each, note i at quarter i: tokens follow the test's generated expectation
 put("many_tracks_notes", mthd(fmt=1, ntracks=1000, division=8)
     + b"".join(mtrk(ev(8 * i, 0x90, 60, 63) + ev(8, 0x80, 60, 0)) for i in range(1000)))
+# one MTrk using all 2048 (channel, program) keys: at tick 0, 128 NoteOns of C4 per channel; at tick 8, per channel
+# 128 ProgramChange + NoteOff pairs, so each note lands in a track of its own (its program is the one at the NoteOff)
+keys = b"".join(ev(0, 0x90 | c, 60, 63) for c in range(16) for p in range(128))
+keys += b"".join(ev(8 if c == 0 and p == 0 else 0, 0xC0 | c, p) + ev(0, 0x80 | c, 60, 0)
+                 for c in range(16) for p in range(128))
+put("many_keys", mthd(division=8) + mtrk(keys))
 put("many_tracks_zero_len", mthd(fmt=1, ntracks=4000) + chunk(b"MTrk", b"") * 4000 + mtrk(MELODY))
 
 # ---- truncated (format 1: a tempo track, then the melody track) ---------------------------------
