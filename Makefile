@@ -75,3 +75,28 @@ clean:
 	rm -rf build bin bin-san
 
 .PHONY: all test clean
+
+# ---- fuzzing ----------------------------------------------------------------------------------
+# `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded
+# with tests/data/bad and a few POP909 songs (copied to build/fuzz/seed, never committed). The corpus it grows stays
+# in build/fuzz/corpus; a crash, timeout or OOM input lands in build/fuzz/artifacts: commit it as
+# tests/data/bad/fuzz-*.mid with its expected outcome in tests/test_midi_bad.c.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_OPTS ?= -rss_limit_mb=2048 -timeout=10
+FUZZ_SEEDS := 001 002 100 400 700 909
+FUZZ_SRC := tests/fuzz/fuzz_midi.c libcommon/midi.c libcommon/remi.c libcommon/util.c
+
+build/fuzz/fuzz_midi: $(FUZZ_SRC) $(wildcard libcommon/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -O1 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all $(PKG_CFLAGS) -Ilibcommon $(FUZZ_SRC) $(PKG_LIBS) -o $@
+
+fuzz: build/fuzz/fuzz_midi
+	rm -rf build/fuzz/seed && mkdir -p build/fuzz/seed build/fuzz/corpus build/fuzz/artifacts
+	cp tests/data/bad/*.mid build/fuzz/seed/
+	for s in $(FUZZ_SEEDS); do cp $(POP909)/$$s.mid build/fuzz/seed/pop909-$$s.mid; done
+	build/fuzz/fuzz_midi -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS) -dict=tests/fuzz/midi.dict \
+	  -artifact_prefix=build/fuzz/artifacts/ -print_final_stats=1 build/fuzz/corpus build/fuzz/seed
+
+.PHONY: fuzz
