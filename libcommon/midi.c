@@ -93,6 +93,8 @@ static int parse_track(const uint8_t *p, const uint8_t *end, int track, MidiInfo
 int midi_parse(const uint8_t *buf, size_t n, MidiInfo *info, const MidiVisitor *v, char *err)
 {
     memset(info, 0, sizeof *info);
+    // bounds every count below: ticks < 2^53, NoteOns per track < 2^31 (the Builder's int32 pool indices)
+    if (n > MIDI_MAX_BYTES) return err_set(err, "MIDI data too large (%zu bytes, limit %u)", n, MIDI_MAX_BYTES);
     if (n < 4 || memcmp(buf, "MThd", 4) != 0) return err_set(err, "not a MIDI file (no MThd header)");
     if (n < 14) return err_set(err, "truncated MIDI header");
     uint32_t hlen = be32(buf + 4);

@@ -507,6 +507,17 @@ static void test_random_tail(void)
     free(buf);
 }
 
+// Data over MIDI_MAX_BYTES is refused by midi_parse itself, whoever the caller (the limit keeps counts in range).
+static void test_too_large(void)
+{
+    size_t n = MIDI_MAX_BYTES + (size_t)1;
+    uint8_t *buf = xcalloc(n, 1);
+    memcpy(buf, HDR, sizeof HDR);
+    check_case("MIDI_MAX_BYTES + 1 bytes", buf, n, ERR "MIDI data too large (33554433 bytes, limit 33554432)", ANY);
+    check_case("MIDI_MAX_BYTES bytes", buf, n - 1, NONE, LENIENT); // zeros: empty unknown chunks, 2 bytes left
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -516,6 +527,7 @@ int main(int argc, char **argv)
     test_generated();
     test_all_prefixes();
     test_random_tail();
+    test_too_large();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
