@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -43,12 +44,18 @@ static int next_line(DocReader *r, char **line, size_t *n, char *err)
             r->cap = r->cap ? 2 * r->cap : 1 << 16;
             r->buf = xrealloc(r->buf, r->cap);
         }
-        size_t got = fread(r->buf + r->len, 1, r->cap - r->len - 1, r->fp);
-        r->len += got;
-        if (got == 0) {
-            if (ferror(r->fp)) return err_set(err, "read failed: %s", strerror(errno));
-            r->eof = true;
+        // read(2), not fread: a document is returned as soon as its line is complete, however slow the pipe
+        // (streams without a descriptor, such as fmemopen's, go through fread)
+        int fd = fileno(r->fp);
+        ssize_t got = fd >= 0 ? read(fd, r->buf + r->len, r->cap - r->len - 1)
+                              : (ssize_t)fread(r->buf + r->len, 1, r->cap - r->len - 1, r->fp);
+        if (fd < 0 && got == 0 && ferror(r->fp)) got = -1;
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return err_set(err, "read failed: %s", strerror(errno));
         }
+        r->len += (size_t)got;
+        if (got == 0) r->eof = true;
     }
 }
 

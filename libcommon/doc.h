@@ -1,6 +1,8 @@
 // doc: token documents, the text that flows through pipes (spec/formats.md §2).
 // One document per line: NAME<TAB>TOKENS, tokens space-separated, as MidiTok strings or decimal ids (readers
 // accept both, even mixed). No BOS/EOS inside documents. Reading is bounded: a line over DOC_MAX_LINE is an error.
+// The reader uses the stream's file descriptor directly when it has one (read(2), so a document is seen as soon
+// as its line arrives); do not mix it with stdio reads of that stream.
 #ifndef DOC_H
 #define DOC_H
 

@@ -16,13 +16,19 @@
 
 const char *prog_name = "?";
 
-#define OUT_SLOTS 64
-static char *volatile out_tmp[OUT_SLOTS]; // temporary paths not yet committed
+// Temporary paths not yet committed, as a list that only grows at its head: a node is complete before it is
+// published, and committing clears its path instead of unlinking the node, so a signal handler walking the list
+// never sees a half-made node. Nodes are reused once their path is cleared.
+typedef struct OutNode {
+    char *volatile tmp;
+    struct OutNode *next;
+} OutNode;
+static OutNode *volatile out_head;
 
 static void out_cleanup(void)
 {
-    for (int i = 0; i < OUT_SLOTS; i++)
-        if (out_tmp[i]) unlink(out_tmp[i]);
+    for (OutNode *n = out_head; n; n = n->next)
+        if (n->tmp) unlink(n->tmp);
 }
 
 static void on_signal(int sig)
@@ -41,9 +47,13 @@ void util_init(const char *argv0)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        // a signal the parent set to be ignored (SIGINT of a background job) stays ignored
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
 }
 
 static void vmsg(const char *fmt, va_list ap)
@@ -69,9 +79,10 @@ noreturn void die_usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmsg(fmt, ap);
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "Try '%s --help' for more information.\n", prog_name);
+    fprintf(stderr, "%s: %s (try '%s --help')\n", prog_name, line, prog_name);
     exit(2);
 }
 
@@ -187,13 +198,6 @@ int read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, ch
 
 OutFile *out_open(const char *path)
 {
-    int slot = -1;
-    for (int i = 0; i < OUT_SLOTS; i++)
-        if (!out_tmp[i]) {
-            slot = i;
-            break;
-        }
-    if (slot < 0) die("too many open output files (limit %d)", OUT_SLOTS);
     size_t n = strlen(path);
     char *tmp = xmalloc(n + 16);
     snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
@@ -204,13 +208,24 @@ OutFile *out_open(const char *path)
         die("cannot create output: '%s': %s", path, strerror(e));
     }
     fchmod(fd, 0644);
-    out_tmp[slot] = tmp; // published only once complete: the signal handler may read it
+    OutNode *node = NULL;
+    for (OutNode *q = out_head; q; q = q->next)
+        if (!q->tmp) {
+            node = q;
+            break;
+        }
+    if (!node) {
+        node = xcalloc(1, sizeof *node);
+        node->next = out_head;
+        out_head = node; // published complete (its path is still NULL)
+    }
+    node->tmp = tmp; // the signal handler may unlink it from now on
     OutFile *o = xcalloc(1, sizeof *o);
     o->fp = fdopen(fd, "wb");
     if (!o->fp) die("cannot open output: '%s': %s", path, strerror(errno));
     o->path = xstrdup(path);
     o->tmp_path = tmp;
-    o->slot = slot;
+    o->node = node;
     return o;
 }
 
@@ -218,24 +233,33 @@ void out_commit(OutFile *o)
 {
     // The data may have been written through ->fp or, by a library, through ->tmp_path:
     // fsync on a fresh descriptor covers both.
-    if (fflush(o->fp) != 0 || ferror(o->fp)) die("cannot write output: '%s': %s", o->path, strerror(errno));
-    if (fclose(o->fp) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
-    o->fp = NULL;
+    if (o->fp) {
+        if (fflush(o->fp) != 0 || ferror(o->fp)) die("cannot write output: '%s': %s", o->path, strerror(errno));
+        if (fclose(o->fp) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
+        o->fp = NULL;
+    }
     int fd = open(o->tmp_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
     close(fd);
     if (rename(o->tmp_path, o->path) != 0) die("cannot rename output into place: '%s': %s", o->path, strerror(errno));
-    out_tmp[o->slot] = NULL;
+    ((OutNode *)o->node)->tmp = NULL;
     free(o->tmp_path);
     free(o->path);
     free(o);
+}
+
+void out_close_stream(OutFile *o)
+{
+    if (o->fp && (fflush(o->fp) != 0 || ferror(o->fp) || fclose(o->fp) != 0))
+        die("cannot write output: '%s': %s", o->path, strerror(errno));
+    o->fp = NULL;
 }
 
 void out_abort(OutFile *o)
 {
     if (o->fp) fclose(o->fp);
     unlink(o->tmp_path);
-    out_tmp[o->slot] = NULL;
+    ((OutNode *)o->node)->tmp = NULL;
     free(o->tmp_path);
     free(o->path);
     free(o);

@@ -18,7 +18,8 @@ extern const char *prog_name;
 // Sets prog_name from argv[0] and installs the exit/signal handlers that remove uncommitted outputs.
 void util_init(const char *argv0);
 
-// "prog: <message>" on stderr, remove uncommitted outputs, exit 1 (runtime) or 2 (usage).
+// "prog: <message>" on stderr, remove uncommitted outputs, exit 1 (runtime) or 2 (usage; the line ends with
+// "(try 'prog --help')").
 noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // "prog: <message>" on stderr, continue.
@@ -47,11 +48,13 @@ typedef struct OutFile {
     FILE *fp;
     char *path;
     char *tmp_path;
-    int slot; // index in the cleanup table
+    void *node; // its entry in the cleanup list
 } OutFile;
 
 OutFile *out_open(const char *path);
 void out_commit(OutFile *o);
+// Closes ->fp early (checked), keeping the file uncommitted: for callers holding many outputs until the end.
+void out_close_stream(OutFile *o);
 // Removes the temporary file and forgets it (an abandoned output).
 void out_abort(OutFile *o);
 

@@ -147,6 +147,7 @@ int main(int argc, char **argv)
             usage();
             return 0;
         } else if (!only_operands && strcmp(a, "--vocab") == 0) {
+            if (argc != 2) die_usage("--vocab takes no other argument");
             for (int id = 0; id < REMI_VOCAB_SIZE; id++) printf("%d\t%s\n", id, remi_token_str(id));
             stdout_close();
             return 0;
@@ -169,6 +170,8 @@ int main(int argc, char **argv)
             else paths_push(&paths, xstrdup(a));
         }
     }
+    if (from_stdin_list && isatty(STDIN_FILENO))
+        die_usage("no input: give MIDI files or folders, or pipe MIDI paths on stdin");
     if (!quiet) quiet = !isatty(STDERR_FILENO);
 
     Job *jobs = xcalloc(BATCH, sizeof *jobs);

@@ -23,6 +23,7 @@ static void usage(void)
            "  -q           do not report skipped tokens\n"
            "  -h, --help   show this help\n"
            "\n"
+           "Files appear only once the whole input has decoded: an error anywhere leaves no output.\n"
            "Tokens that break the REMI grammar (a Pitch without Velocity and Duration, a stray Velocity or\n"
            "Duration, special tokens) are skipped and counted on stderr. An unknown token is an error.\n"
            "Exit status: 0 success, 1 bad input or I/O error, 2 usage error.\n");
@@ -82,11 +83,12 @@ static char *output_stem(NameSet *used, const char *name)
     return cand;
 }
 
-// Writes s to a temporary file for path; the caller commits it.
+// Writes s to a temporary file for path, left uncommitted (and closed) for the caller.
 static OutFile *write_midi(const char *path, const Score *s)
 {
     char err[ERR_MAX];
     OutFile *o = out_open(path);
+    out_close_stream(o); // libsmf writes through the temporary's name
     if (midi_write_score(s, o->tmp_path, err) < 0) die("cannot write MIDI: '%s': %s", path, err);
     return o;
 }
@@ -126,7 +128,9 @@ int main(int argc, char **argv)
     doc_reader_init(&r, in, input);
     Doc d = {0};
     NameSet used = {0};
-    OutFile *single = NULL; // with -o, committed only once the input is known to hold one document
+    // Outputs are committed only once the whole input has decoded: a bad document anywhere leaves no file.
+    OutFile **outs = NULL;
+    size_t n_outs = 0, cap_outs = 0;
     char err[ERR_MAX];
     long n_docs = 0;
     int rc;
@@ -138,13 +142,15 @@ int main(int argc, char **argv)
         remi_decode(d.ids.ids, d.ids.n, &s, &skipped);
         if (skipped && !quiet) warn("%s: skipped %zu of %zu tokens", d.name, skipped, d.ids.n);
         if (out_file) {
-            single = write_midi(out_file, &s);
+            xgrow((void **)&outs, &cap_outs, n_outs + 1, sizeof *outs);
+            outs[n_outs++] = write_midi(out_file, &s);
         } else {
             char *stem = output_stem(&used, d.name);
             size_t n = strlen(out_dir) + strlen(stem) + 8;
             char *path = xmalloc(n);
             snprintf(path, n, "%s/%s.mid", out_dir, stem);
-            out_commit(write_midi(path, &s));
+            xgrow((void **)&outs, &cap_outs, n_outs + 1, sizeof *outs);
+            outs[n_outs++] = write_midi(path, &s);
             free(path);
         }
         score_free(&s);
@@ -152,7 +158,8 @@ int main(int argc, char **argv)
     }
     if (rc < 0) die("cannot read documents: '%s': %s", in_name, err);
     if (n_docs == 0) die("no document in '%s'", in_name);
-    if (single) out_commit(single);
+    for (size_t i = 0; i < n_outs; i++) out_commit(outs[i]);
+    free(outs);
     for (size_t i = 0; i < used.cap; i++) free(used.slot[i]);
     free(used.slot);
     free(d.ids.ids);

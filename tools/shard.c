@@ -114,6 +114,7 @@ int main(int argc, char **argv)
         }
     }
     if (dump_path && (dir || n_inputs)) die_usage("--dump reads one shard file: no -o DIR or other input");
+    if (as_ids && !dump_path) die_usage("--ids goes with --dump");
     if (dump_path) return dump(dump_path, as_ids);
     if (!dir) die_usage("an output folder is required (-o DIR)");
     if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
