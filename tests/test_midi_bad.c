@@ -211,6 +211,7 @@ static int tokenize(const uint8_t *buf, size_t n, IdBuf *ids, char *err)
     return rc;
 }
 
+// Prints the first tokens of b on stderr, for a failure message.
 static void print_ids(const char *label, const IdBuf *b)
 {
     fprintf(stderr, "  %s (%zu tokens):", label, b->n);
@@ -218,6 +219,7 @@ static void print_ids(const char *label, const IdBuf *b)
     fprintf(stderr, "%s\n", b->n > 24 ? " ..." : "");
 }
 
+// Runs one input and counts a pass or a failure (printing what differs) against want and lenient.
 static void check_case(const char *name, const uint8_t *buf, size_t n, const char *want, int lenient)
 {
     IdBuf got = {0}, exp = {0};
@@ -252,6 +254,7 @@ static void check_case(const char *name, const uint8_t *buf, size_t n, const cha
     free(exp.ids);
 }
 
+// Reads tests/data/bad/<name>.mid (caller frees), or counts a failure and returns NULL.
 static uint8_t *load(const char *name, size_t *n)
 {
     char path[512], err[ERR_MAX];
@@ -267,6 +270,7 @@ static uint8_t *load(const char *name, size_t *n)
 
 // ---- the corpus -----------------------------------------------------------------------------
 
+// Every file of the cases table against its stated outcome.
 static void test_cases(void)
 {
     for (size_t i = 0; i < N_CASES; i++) {
@@ -316,6 +320,7 @@ static void check_generated(const char *name, const char *want)
     free(buf);
 }
 
+// many_tracks_notes.mid and many_keys.mid.
 static void test_generated(void)
 {
     char *want = xmalloc(1000 * 64);
@@ -342,6 +347,7 @@ typedef struct EvLog {
     size_t n, cap, cap_t;
 } EvLog;
 
+// Visitor: appends every event and its track to the EvList ctx.
 static void log_event(void *ctx, int track, const MidiEvent *ev)
 {
     EvLog *l = ctx;
@@ -351,6 +357,7 @@ static void log_event(void *ctx, int track, const MidiEvent *ev)
     l->track[l->n++] = track;
 }
 
+// Equal events (payload bytes are compared by length only; they point into different buffers).
 static bool same_event(const MidiEvent *a, const MidiEvent *b)
 {
     return a->tick == b->tick && a->status == b->status && a->d1 == b->d1 && a->d2 == b->d2 && a->len == b->len;
@@ -366,8 +373,51 @@ static bool same_notes(const Track *a, const Track *b, size_t n) // field by fie
     return true;
 }
 
+// Reads buf cut to len bytes; returns NULL if it reads as a prefix of the whole file (full, sfull), else why not.
+// *last_notes carries the note count of the previous, shorter cut, which this one may not go below.
+static const char *check_cut(const uint8_t *buf, size_t len, const EvLog *full, const Score *sfull,
+                             size_t *last_notes, char *err)
+{
+    uint8_t *cut = xmalloc(len ? len : 1); // exact size, so ASan sees any read past the cut
+    memcpy(cut, buf, len);
+    EvLog part = {0};
+    MidiVisitor pv = {NULL, log_event, NULL, &part};
+    MidiInfo info;
+    int rc = midi_parse(cut, len, &info, &pv, err);
+    Score s;
+    int rc2 = midi_to_score(cut, len, &s, err);
+    const char *why = NULL;
+    if (len < 14) {
+        if (rc == 0 || rc2 == 0) why = "a cut header reads without error";
+    } else if (rc < 0 || rc2 < 0) {
+        why = "error";
+    } else if (part.n > full->n) {
+        why = "more events than the whole file";
+    } else {
+        for (size_t i = 0; i < part.n && !why; i++)
+            if (part.track[i] != full->track[i] || !same_event(&part.ev[i], &full->ev[i]))
+                why = "an event differs from the whole file's";
+        size_t n_notes = 0;
+        for (size_t t = 0; t < s.n && !why; t++) {
+            if (t >= sfull->n || s.tracks[t].n > sfull->tracks[t].n) why = "a note not in the whole file";
+            else if (!same_notes(&s.tracks[t], &sfull->tracks[t], s.tracks[t].n))
+                why = "notes differ from the whole file's";
+            else n_notes += s.tracks[t].n;
+        }
+        if (!why && n_notes < *last_notes) why = "fewer notes than a shorter cut";
+        *last_notes = n_notes;
+    }
+    if (rc == 0) strcpy(err, "no error");
+    if (rc2 == 0) score_free(&s);
+    free(part.ev);
+    free(part.track);
+    free(cut);
+    return why;
+}
+
 // A file cut at any byte reads as an error (inside the header) or as a prefix of the whole file's events and
-// notes: a cut never invents, reorders or changes anything before it.
+// notes: a cut never invents, reorders or changes anything before it. (Track indices line up because this file
+// has one (channel, program) per MTrk.)
 static void test_all_prefixes(void)
 {
     size_t n;
@@ -383,43 +433,11 @@ static void test_all_prefixes(void)
     int bad = 0;
     size_t last_notes = 0;
     for (size_t len = 0; len <= n && bad < 5; len++) {
-        uint8_t *cut = xmalloc(len ? len : 1); // exact size, so ASan sees any read past the cut
-        memcpy(cut, buf, len);
-        EvLog part = {0};
-        MidiVisitor pv = {NULL, log_event, NULL, &part};
-        int rc = midi_parse(cut, len, &info, &pv, err);
-        Score s;
-        int rc2 = midi_to_score(cut, len, &s, err);
-        const char *why = NULL;
-        if (len < 14) {
-            if (rc == 0 || rc2 == 0) why = "a cut header reads without error";
-        } else if (rc < 0 || rc2 < 0) {
-            why = "error";
-        } else if (part.n > full.n) {
-            why = "more events than the whole file";
-        } else {
-            for (size_t i = 0; i < part.n && !why; i++)
-                if (part.track[i] != full.track[i] || !same_event(&part.ev[i], &full.ev[i]))
-                    why = "an event differs from the whole file's";
-            size_t n_notes = 0;
-            for (size_t t = 0; t < s.n && !why; t++) {
-                if (t >= sfull.n || s.tracks[t].n > sfull.tracks[t].n) why = "a note not in the whole file";
-                else if (!same_notes(&s.tracks[t], &sfull.tracks[t], s.tracks[t].n))
-                    why = "notes differ from the whole file's";
-                else n_notes += s.tracks[t].n;
-            }
-            if (!why && n_notes < last_notes) why = "fewer notes than a shorter cut";
-            last_notes = n_notes;
-        }
+        const char *why = check_cut(buf, len, &full, &sfull, &last_notes, err);
         if (why) {
             bad++;
-            fprintf(stderr, "FAIL trunc_base.mid cut at %zu of %zu bytes: %s (%s)\n", len, n, why,
-                    rc < 0 ? err : "no error");
+            fprintf(stderr, "FAIL trunc_base.mid cut at %zu of %zu bytes: %s (%s)\n", len, n, why, err);
         }
-        if (rc2 == 0) score_free(&s);
-        free(part.ev);
-        free(part.track);
-        free(cut);
     }
     if (!bad && last_notes != 4) {
         bad++;
@@ -446,8 +464,10 @@ static uint8_t rnd_byte(void) // xorshift64*: fixed sequence, so the outcome bel
 
 static const uint8_t HDR[14] = {'M', 'T', 'h', 'd', 0, 0, 0, 6, 0, 1, 0, 1, 0x01, 0xE0}; // format 1, tpq 480
 
+// FNV-1a of the token ids.
 static uint64_t hash_ids(const IdBuf *b) { return fnv1a(FNV_INIT, b->ids, b->n * sizeof *b->ids); }
 
+// Counts a pass if the input fails with want_err, or gives want_n tokens hashing to want_hash.
 static void check_pinned(const char *name, const uint8_t *buf, size_t n, int want_rc, const char *want_err,
                          size_t want_n, uint64_t want_hash)
 {
@@ -466,6 +486,7 @@ static void check_pinned(const char *name, const uint8_t *buf, size_t n, int wan
     free(ids.ids);
 }
 
+// About 2 MB of random bytes after a valid header, three ways.
 static void test_random_tail(void)
 {
     const size_t n_rand = 2u << 20;

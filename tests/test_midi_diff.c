@@ -2,15 +2,7 @@
 // events midi_parse() reports (per track: tick, status, data bytes, meta type and payload, SysEx payload) must be
 // exactly the events smf_load() builds. Reads $SHARED/data/pop909 (SHARED defaults to ../shared); missing data is a
 // failure, never a skip. Links libsmf directly: the one exception to "libsmf only inside midi.c", as it is the
-// reference here.
-//
-// How libsmf 1.3 stores what it loads (smf_load.c, extract_midi_event and friends), and so what we compare against:
-//   channel message  midi_buffer = status, data bytes (2 or 3 bytes)
-//   meta event       midi_buffer = FF, type, length byte, payload; libsmf reads the length as ONE byte (a length of
-//                    128 or more, a 2-byte VLQ, is misread by libsmf; this test reports it as a libsmf limitation)
-//   SysEx F0         midi_buffer = F0, payload (the VLQ length is dropped; the payload keeps its closing F7)
-//   escape F7        libsmf 1.3 rejects every valid one (inverted validity check) and cuts the track there
-//   End-of-Track     the FF 2F 00 from the file, the track's last event; time_pulses is the absolute tick
+// reference here. How libsmf stores each kind of event is described at diff_event().
 #include <dirent.h>
 #include <smf.h>
 #include <stdio.h>
@@ -33,6 +25,7 @@ typedef struct EvList {
     size_t n, cap;
 } EvList;
 
+// Visitor: appends every event to the EvList ctx.
 static void on_event(void *ctx, int track, const MidiEvent *e)
 {
     EvList *l = ctx;
@@ -40,7 +33,14 @@ static void on_event(void *ctx, int track, const MidiEvent *e)
     l->v[l->n++] = (Ev){track, *e};
 }
 
-// Compares one of our events with libsmf's. Returns NULL if equal, else what differs.
+// Compares one of our events with libsmf's. Returns NULL if equal, else what differs (written to why).
+// How libsmf 1.3 stores what it loads (smf_load.c, extract_midi_event and friends), and so what we compare against:
+//   channel message  midi_buffer = status, data bytes (2 or 3 bytes)
+//   meta event       midi_buffer = FF, type, length byte, payload; libsmf reads the length as ONE byte (a length of
+//                    128 or more, a 2-byte VLQ, is misread by libsmf; this test reports it as a libsmf limitation)
+//   SysEx F0         midi_buffer = F0, payload (the VLQ length is dropped; the payload keeps its closing F7)
+//   escape F7        libsmf 1.3 rejects every valid one (inverted validity check) and cuts the track there
+//   End-of-Track     the FF 2F 00 from the file, the track's last event; time_pulses is the absolute tick
 static const char *diff_event(const MidiEvent *e, const smf_event_t *s, char *why)
 {
     const uint8_t *b = s->midi_buffer;
@@ -149,6 +149,7 @@ out:
     return rc;
 }
 
+// qsort order of file names.
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int main(int argc, char **argv)

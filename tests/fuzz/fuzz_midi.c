@@ -13,6 +13,7 @@
 #include "remi.h"
 #include "util.h"
 
+// What the checking visitor knows about the input and the track being read.
 typedef struct Check {
     const uint8_t *buf;
     size_t n;
@@ -21,12 +22,14 @@ typedef struct Check {
     bool in_track;
 } Check;
 
+// Reports a broken promise and aborts, so libFuzzer keeps the input.
 static void fail(const char *what)
 {
     fprintf(stderr, "fuzz_midi: broken reader promise: %s\n", what);
     abort();
 }
 
+// Visitor: tracks begin in order, from 0, never nested.
 static void c_begin(void *ctx, int track)
 {
     Check *c = ctx;
@@ -36,6 +39,7 @@ static void c_begin(void *ctx, int track)
     c->in_track = true;
 }
 
+// Visitor: each event is well formed and its payload lies inside the input.
 static void c_event(void *ctx, int track, const MidiEvent *ev)
 {
     Check *c = ctx;
@@ -60,6 +64,7 @@ static void c_event(void *ctx, int track, const MidiEvent *ev)
     }
 }
 
+// Visitor: a track ends once, after it began.
 static void c_end(void *ctx, int track)
 {
     Check *c = ctx;
