@@ -1,0 +1,668 @@
+// hg: parameter table, activation plan, forward and backward of the RPR Music Transformer and the Hourglass
+// (spec/model.md §1-6). The depth tree is walked recursively; every level keeps its own activations and gradient
+// buffers, so a nested level's backward never overwrites its parent's. See hg.h for the contracts.
+#include "hg.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "util.h"
+
+// ---- parameter offsets, mirroring the state_dict tree ------------------------------------------
+
+typedef struct LayerP {
+    size_t in_w, in_b, out_w, out_b, er, l1_w, l1_b, l2_w, l2_b, n1_w, n1_b, n2_w, n2_b;
+    int has_er;
+} LayerP;
+
+typedef struct BlockP {
+    int n;
+    LayerP *layers;
+    size_t norm_w, norm_b;
+} BlockP;
+
+typedef struct LevelP {
+    int plain, s;
+    BlockP blk;                  // plain level
+    BlockP pre, post, rpre, rpost; // hourglass level (rpre/rpost when attn_resampling)
+    size_t down_w, down_b, up_w, up_b; // linear updown
+    struct LevelP *valley;
+} LevelP;
+
+typedef struct ModelP {
+    size_t wte, wout_w, wout_b;
+    LevelP top;
+} ModelP;
+
+// ---- activations ------------------------------------------------------------------------------
+
+typedef struct LayerA {
+    int Tq, Tk, cross;
+    const float *x, *ctx; // inputs, set by the forward
+    float *qkv, *q, *kv, *att, *probs, *proj, *projd, *res1, *ln1, *mean1, *rstd1;
+    float *h1, *r1, *r1d, *h2, *h2d, *res2, *out, *mean2, *rstd2;
+    uint8_t *amask, *m_proj, *m_r1, *m_h2;
+    int *n_keys;
+    uint64_t seed;
+} LayerA;
+
+typedef struct BlockA {
+    int n, T;
+    LayerA *layers;
+    const float *in;
+    float *out, *mean, *rstd;
+    float *g_a, *g_b; // backward ping-pong (B,T,C)
+} BlockA;
+
+typedef struct LevelA {
+    int T, Tp, Ts;
+    BlockA blk, pre, post, rpre, rpost;
+    struct LevelA *valley;
+    const float *in;
+    float *hpad, *hs, *z, *r_pre, *z2, *v, *up, *u, *r_post, *u2, *uc, *out;
+    float *g_uc, *g_u2, *g_u, *g_v, *g_z2, *g_z, *g_hs, *g_hpad, *g_h;
+    int hid_z2, hid_up; // indices into the model's hidden list, -1 if none
+} LevelA;
+
+struct HgActs {
+    ModelP p;
+    LevelA top;
+    float *emb, *embd, *g_enc, *g_embd, *g_emb;
+    uint8_t *m_emb;
+    // layer-backward scratch, sized for the largest layer
+    float *g_res2, *g_ln1, *g_h2, *g_r1d, *g_r1, *g_h1, *g_res1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
+    float *att_scratch;
+    int B;
+    float p_used;  // the dropout rate of the last forward (0 when not training)
+    uint64_t seed; // the next dropout site's seed, advanced in forward order
+    char *block;   // every buffer above lives here
+    size_t block_bytes;
+};
+
+// ---- a two-pass arena: the first pass counts, the second hands out ------------------------------
+
+typedef struct Arena {
+    char *base;
+    size_t used;
+} Arena;
+
+static void *arena_take(Arena *a, size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63; // every buffer cache-line aligned
+    void *p = a->base ? a->base + a->used : NULL;
+    a->used += bytes;
+    return p;
+}
+#define TAKE_F(a, n) ((float *)arena_take((a), (size_t)(n) * sizeof(float)))
+#define TAKE_U8(a, n) ((uint8_t *)arena_take((a), (size_t)(n)))
+#define TAKE_I(a, n) ((int *)arena_take((a), (size_t)(n) * sizeof(int)))
+
+// ---- building the parameter table --------------------------------------------------------------
+
+static size_t add_param(HgModel *m, int ndim, int d0, int d1, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static size_t add_param(HgModel *m, int ndim, int d0, int d1, const char *fmt, ...)
+{
+    m->params = xrealloc(m->params, (size_t)(m->n_params + 1) * sizeof *m->params);
+    HgParam *p = &m->params[m->n_params++];
+    memset(p, 0, sizeof *p);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    p->ndim = ndim;
+    p->shape[0] = d0;
+    p->shape[1] = ndim > 1 ? d1 : 1;
+    p->offset = m->n_floats;
+    p->size = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    m->n_floats += p->size;
+    return p->offset;
+}
+
+static void build_layer(HgModel *m, LayerP *l, const char *pre, int rpr)
+{
+    const HgConfig *c = &m->cfg;
+    int C = c->C;
+    l->in_w = add_param(m, 2, 3 * C, C, "%s.self_attn.in_proj_weight", pre);
+    l->in_b = add_param(m, 1, 3 * C, 0, "%s.self_attn.in_proj_bias", pre);
+    l->out_w = add_param(m, 2, C, C, "%s.self_attn.out_proj.weight", pre);
+    l->out_b = add_param(m, 1, C, 0, "%s.self_attn.out_proj.bias", pre);
+    l->has_er = rpr;
+    if (rpr) l->er = add_param(m, 2, c->L, C / c->NH, "%s.self_attn.Er", pre);
+    l->l1_w = add_param(m, 2, c->F, C, "%s.linear1.weight", pre);
+    l->l1_b = add_param(m, 1, c->F, 0, "%s.linear1.bias", pre);
+    l->l2_w = add_param(m, 2, C, c->F, "%s.linear2.weight", pre);
+    l->l2_b = add_param(m, 1, C, 0, "%s.linear2.bias", pre);
+    l->n1_w = add_param(m, 1, C, 0, "%s.norm1.weight", pre);
+    l->n1_b = add_param(m, 1, C, 0, "%s.norm1.bias", pre);
+    l->n2_w = add_param(m, 1, C, 0, "%s.norm2.weight", pre);
+    l->n2_b = add_param(m, 1, C, 0, "%s.norm2.bias", pre);
+}
+
+static void build_block(HgModel *m, BlockP *b, const char *pre, int n, int rpr)
+{
+    char name[128];
+    b->n = n;
+    b->layers = xcalloc((size_t)(n ? n : 1), sizeof *b->layers);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s.layers.%d", pre, i);
+        build_layer(m, &b->layers[i], name, rpr);
+    }
+    b->norm_w = add_param(m, 1, m->cfg.C, 0, "%s.norm.weight", pre);
+    b->norm_b = add_param(m, 1, m->cfg.C, 0, "%s.norm.bias", pre);
+}
+
+static int build_level(HgModel *m, LevelP *lp, const HgLevel *lv, const char *pre, char *err)
+{
+    char name[128];
+    const HgConfig *c = &m->cfg;
+    if (!lv->valley) {
+        if (lv->n_layers < 0) return err_set(err, "negative depth");
+        lp->plain = 1;
+        build_block(m, &lp->blk, pre, lv->n_layers, 1);
+        return 0;
+    }
+    if (lv->s < 1) return err_set(err, "shorten factor %d: must be at least 1", lv->s);
+    if (lv->pre < 0 || lv->post < 0) return err_set(err, "negative depth");
+    lp->s = lv->s;
+    snprintf(name, sizeof name, "%s.pre_transformer", pre);
+    build_block(m, &lp->pre, name, lv->pre, 1);
+    snprintf(name, sizeof name, "%s.valley_transformer", pre);
+    lp->valley = xcalloc(1, sizeof *lp->valley);
+    if (build_level(m, lp->valley, lv->valley, name, err) < 0) return -1;
+    snprintf(name, sizeof name, "%s.post_transformer", pre);
+    build_block(m, &lp->post, name, lv->post, 1);
+    if (c->linear) {
+        lp->down_w = add_param(m, 2, c->C, lv->s * c->C, "%s.downsample.proj.weight", pre);
+        lp->down_b = add_param(m, 1, c->C, 0, "%s.downsample.proj.bias", pre);
+        lp->up_w = add_param(m, 2, lv->s * c->C, c->C, "%s.upsample.proj.weight", pre);
+        lp->up_b = add_param(m, 1, lv->s * c->C, 0, "%s.upsample.proj.bias", pre);
+    }
+    if (c->attn_resampling) {
+        snprintf(name, sizeof name, "%s.attn_resampling_pre_valley", pre);
+        build_block(m, &lp->rpre, name, 1, 0);
+        snprintf(name, sizeof name, "%s.attn_resampling_post_valley", pre);
+        build_block(m, &lp->rpost, name, 1, 0);
+    }
+    return 0;
+}
+
+static HgLevel *copy_tree(const HgLevel *lv)
+{
+    HgLevel *c = xmalloc(sizeof *c);
+    *c = *lv;
+    if (lv->valley) c->valley = copy_tree(lv->valley);
+    return c;
+}
+
+int hg_build(HgModel *m, const HgConfig *cfg, char *err)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (cfg->top.valley) m->cfg.top.valley = copy_tree(cfg->top.valley);
+    const HgConfig *c = &m->cfg;
+    if (c->C < 1 || c->NH < 1 || c->C % c->NH) return err_set(err, "d_model %d is not a multiple of num_heads %d", c->C, c->NH);
+    if (c->V < 2 || c->F < 1 || c->L < 1) return err_set(err, "vocabulary, dim_feedforward and input_length must be positive");
+    m->acts = xcalloc(1, sizeof *m->acts);
+    ModelP *p = &m->acts->p;
+    p->wte = add_param(m, 2, c->V, c->C, "embedding.weight");
+    if (build_level(m, &p->top, &c->top, "transformer.encoder", err) < 0) return -1;
+    p->wout_w = add_param(m, 2, c->V, c->C, "Wout.weight");
+    p->wout_b = add_param(m, 1, c->V, 0, "Wout.bias");
+    m->w = xcalloc(m->n_floats, sizeof *m->w);
+    m->dw = xcalloc(m->n_floats, sizeof *m->dw);
+    m->pe = xmalloc((size_t)c->L * c->C * sizeof *m->pe);
+    positional_table(m->pe, c->L, c->C);
+    return 0;
+}
+
+int hg_param_index(const HgModel *m, const char *name)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ULL;
+    uint64_t x = *s;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+static double rng_normal(uint64_t *s)
+{
+    double u = rng_uniform(s), v = rng_uniform(s);
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * M_PI * v);
+}
+
+void hg_init_weights(HgModel *m, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (int i = 0; i < m->n_params; i++) {
+        const HgParam *p = &m->params[i];
+        float *w = m->w + p->offset;
+        const char *n = p->name;
+        size_t len = strlen(n);
+        int is_norm = strstr(n, "norm") && !strstr(n, "proj");
+        if (strcmp(n, "embedding.weight") == 0) {
+            for (size_t k = 0; k < p->size; k++) w[k] = (float)rng_normal(&s);
+            memset(w, 0, (size_t)p->shape[1] * sizeof *w); // PAD row
+        } else if (len > 3 && strcmp(n + len - 3, ".Er") == 0) {
+            for (size_t k = 0; k < p->size; k++) w[k] = (float)(0.02 * rng_normal(&s));
+        } else if (is_norm) {
+            float v = strcmp(n + len - 7, ".weight") == 0 ? 1.0f : 0.0f;
+            for (size_t k = 0; k < p->size; k++) w[k] = v;
+        } else if (p->ndim == 2) { // a linear weight (out, in): uniform +-1/sqrt(in)
+            double a = 1.0 / sqrt((double)p->shape[1]);
+            for (size_t k = 0; k < p->size; k++) w[k] = (float)(a * (2 * rng_uniform(&s) - 1));
+        } else { // a bias: zero
+            memset(w, 0, p->size * sizeof *w);
+        }
+    }
+}
+
+// ---- the activation plan ----------------------------------------------------------------------
+
+typedef struct Plan {
+    HgModel *m;
+    Arena a;
+    int B;
+    size_t max_n, max_nk, max_att; // the layer-backward scratch must hold the largest layer
+} Plan;
+
+enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
+
+static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule, int s)
+{
+    const HgConfig *c = &pl->m->cfg;
+    Arena *a = &pl->a;
+    size_t N = (size_t)pl->B * Tq, Nk = (size_t)pl->B * Tk, C = (size_t)c->C, F = (size_t)c->F;
+    size_t P = (size_t)pl->B * c->NH * Tq * Tk;
+    A->Tq = Tq, A->Tk = Tk, A->cross = cross;
+    if (cross) {
+        A->q = TAKE_F(a, N * C);
+        A->kv = TAKE_F(a, Nk * 2 * C);
+    } else {
+        A->qkv = TAKE_F(a, N * 3 * C);
+    }
+    A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = TAKE_U8(a, P);
+    A->proj = TAKE_F(a, N * C), A->projd = TAKE_F(a, N * C), A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
+    A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
+    A->h1 = TAKE_F(a, N * F), A->r1 = TAKE_F(a, N * F), A->r1d = TAKE_F(a, N * F);
+    A->h2 = TAKE_F(a, N * C), A->h2d = TAKE_F(a, N * C), A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
+    A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
+    A->m_proj = TAKE_U8(a, N * C), A->m_r1 = TAKE_U8(a, N * F), A->m_h2 = TAKE_U8(a, N * C);
+    A->n_keys = TAKE_I(a, Tq);
+    if (A->n_keys)
+        for (int i = 0; i < Tq; i++)
+            A->n_keys[i] = rule == KEYS_CAUSAL ? i + 1 : rule == KEYS_PRE ? (s * i + s < Tk ? s * i + s : Tk) : i / s + 1;
+    if (N > pl->max_n) pl->max_n = N;
+    if (Nk > pl->max_nk) pl->max_nk = Nk;
+    size_t att = 2 * (size_t)Tq * Tk + (size_t)Tq * Tq;
+    if (att > pl->max_att) pl->max_att = att;
+}
+
+static void plan_block(Plan *pl, BlockA *A, const BlockP *P, int Tq, int Tk, int cross, int rule, int s)
+{
+    size_t N = (size_t)pl->B * Tq * pl->m->cfg.C;
+    A->n = P->n, A->T = Tq;
+    if (!A->layers) A->layers = xcalloc((size_t)(P->n ? P->n : 1), sizeof *A->layers);
+    for (int i = 0; i < P->n; i++) plan_layer(pl, &A->layers[i], Tq, Tk, cross, rule, s);
+    A->out = TAKE_F(&pl->a, N), A->mean = TAKE_F(&pl->a, (size_t)pl->B * Tq), A->rstd = TAKE_F(&pl->a, (size_t)pl->B * Tq);
+    A->g_a = TAKE_F(&pl->a, N), A->g_b = TAKE_F(&pl->a, N);
+}
+
+static void plan_level(Plan *pl, LevelA *A, const LevelP *P, int T)
+{
+    Arena *a = &pl->a;
+    size_t BC = (size_t)pl->B * pl->m->cfg.C;
+    A->T = T;
+    if (P->plain) {
+        plan_block(pl, &A->blk, &P->blk, T, T, 0, KEYS_CAUSAL, 1);
+        return;
+    }
+    int s = P->s, ar = pl->m->cfg.attn_resampling;
+    A->Tp = (T + s - 1) / s * s;
+    A->Ts = A->Tp / s;
+    plan_block(pl, &A->pre, &P->pre, T, T, 0, KEYS_CAUSAL, 1);
+    A->hpad = TAKE_F(a, BC * A->Tp), A->hs = TAKE_F(a, BC * A->Tp), A->z = TAKE_F(a, BC * A->Ts);
+    if (ar) {
+        plan_block(pl, &A->rpre, &P->rpre, A->Ts, A->Tp, 1, KEYS_PRE, s);
+        A->z2 = TAKE_F(a, BC * A->Ts);
+    }
+    if (!A->valley) A->valley = xcalloc(1, sizeof *A->valley);
+    plan_level(pl, A->valley, P->valley, A->Ts);
+    A->up = TAKE_F(a, BC * A->Tp), A->u = TAKE_F(a, BC * A->Tp);
+    if (ar) {
+        plan_block(pl, &A->rpost, &P->rpost, A->Tp, A->Ts, 1, KEYS_POST, s);
+        A->u2 = TAKE_F(a, BC * A->Tp);
+    }
+    A->uc = TAKE_F(a, BC * T);
+    plan_block(pl, &A->post, &P->post, T, T, 0, KEYS_CAUSAL, 1);
+    A->g_uc = TAKE_F(a, BC * T), A->g_u2 = TAKE_F(a, BC * A->Tp), A->g_u = TAKE_F(a, BC * A->Tp);
+    A->g_v = TAKE_F(a, BC * A->Ts), A->g_z2 = TAKE_F(a, BC * A->Ts), A->g_z = TAKE_F(a, BC * A->Ts);
+    A->g_hs = TAKE_F(a, BC * A->Tp), A->g_hpad = TAKE_F(a, BC * A->Tp), A->g_h = TAKE_F(a, BC * T);
+}
+
+static void plan_model(Plan *pl, int T)
+{
+    HgActs *A = pl->m->acts;
+    const HgConfig *c = &pl->m->cfg;
+    size_t N = (size_t)pl->B * T, C = (size_t)c->C, F = (size_t)c->F;
+    A->emb = TAKE_F(&pl->a, N * C), A->embd = TAKE_F(&pl->a, N * C), A->m_emb = TAKE_U8(&pl->a, N * C);
+    A->g_enc = TAKE_F(&pl->a, N * C), A->g_embd = TAKE_F(&pl->a, N * C), A->g_emb = TAKE_F(&pl->a, N * C);
+    pl->m->logits = TAKE_F(&pl->a, N * c->V);
+    plan_level(pl, &A->top, &A->p.top, T);
+    size_t n = pl->max_n, nk = pl->max_nk;
+    A->g_res2 = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
+    A->g_res1 = TAKE_F(&pl->a, n * C), A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
+    A->g_r1d = TAKE_F(&pl->a, n * F), A->g_r1 = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
+    A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, n * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
+    A->att_scratch = TAKE_F(&pl->a, pl->max_att);
+}
+
+void hg_alloc(HgModel *m, int B, int T)
+{
+    Plan pl = {.m = m, .B = B};
+    m->acts->B = B;
+    plan_model(&pl, T); // count
+    free(m->acts->block);
+    m->acts->block = xcalloc(1, pl.a.used);
+    m->acts->block_bytes = pl.a.used;
+    pl = (Plan){.m = m, .B = B, .a = {m->acts->block, 0}};
+    plan_model(&pl, T); // hand out
+    m->B = B, m->T = T;
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+static uint64_t next_seed(HgActs *A) { return A->seed = A->seed * 6364136223846793005ULL + 1442695040888963407ULL; }
+
+static AttnDims layer_dims(const HgModel *m, const LayerA *A)
+{
+    const HgConfig *c = &m->cfg;
+    int C = c->C;
+    return (AttnDims){.B = m->acts->B, .Tq = A->Tq, .Tk = A->Tk, .C = C, .NH = c->NH, .L = c->L,
+                      .ldq = A->cross ? C : 3 * C, .ldk = A->cross ? 2 * C : 3 * C, .ldv = A->cross ? 2 * C : 3 * C,
+                      .n_keys = A->n_keys, .dropout = m->acts->p_used, .seed = A->seed};
+}
+
+// model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
+static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx)
+{
+    const float *W = m->w;
+    HgActs *H = m->acts;
+    int C = m->cfg.C, F = m->cfg.F, N = H->B * A->Tq, Nk = H->B * A->Tk;
+    float p = H->p_used;
+    A->x = x, A->ctx = ctx ? ctx : x;
+    A->seed = next_seed(H);
+    const float *q, *k, *v;
+    if (A->cross) {
+        linear_forward(A->q, x, W + P->in_w, W + P->in_b, N, C, C);
+        linear_forward(A->kv, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
+        q = A->q, k = A->kv, v = A->kv + C;
+    } else {
+        linear_forward(A->qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        q = A->qkv, k = A->qkv + C, v = A->qkv + 2 * C;
+    }
+    AttnDims d = layer_dims(m, A);
+    attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
+    linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
+    dropout_forward(A->projd, A->m_proj, A->proj, p, A->seed + 1, (size_t)N * C);
+    add_forward(A->res1, x, A->projd, (size_t)N * C);
+    layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, W + P->n1_w, W + P->n1_b, N, C);
+    linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+    relu_forward(A->r1, A->h1, (size_t)N * F);
+    dropout_forward(A->r1d, A->m_r1, A->r1, p, A->seed + 2, (size_t)N * F);
+    linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    dropout_forward(A->h2d, A->m_h2, A->h2, p, A->seed + 3, (size_t)N * C);
+    add_forward(A->res2, A->ln1, A->h2d, (size_t)N * C);
+    layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, W + P->n2_w, W + P->n2_b, N, C);
+}
+
+// model.md §4: N layers, then the block's LayerNorm; ctx (keys and values) only for resampling blocks
+static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const float *in, const float *ctx)
+{
+    const float *x = in;
+    A->in = in;
+    for (int i = 0; i < P->n; i++) {
+        layer_forward(m, &A->layers[i], &P->layers[i], x, ctx);
+        x = A->layers[i].out;
+    }
+    layernorm_forward(A->out, A->mean, A->rstd, x, m->w + P->norm_w, m->w + P->norm_b, m->acts->B * A->T, m->cfg.C);
+    return A->out;
+}
+
+static void push_hidden(HgModel *m, const float *h, int T, int *index)
+{
+    *index = -1;
+    if (m->n_hidden >= (int)(sizeof m->hidden / sizeof *m->hidden)) return;
+    *index = m->n_hidden;
+    m->hidden[m->n_hidden] = h;
+    m->hidden_T[m->n_hidden++] = T;
+}
+
+// model.md §6
+static const float *level_forward(HgModel *m, LevelA *A, const LevelP *P, const float *in)
+{
+    const HgConfig *c = &m->cfg;
+    int B = m->acts->B, C = c->C, s = P->s;
+    A->in = in;
+    if (P->plain) return A->out = (float *)block_forward(m, &A->blk, &P->blk, in, NULL);
+    const float *h = block_forward(m, &A->pre, &P->pre, in, NULL);
+    pad_forward(A->hpad, h, B, A->T, A->Tp, C);
+    shift_forward(A->hs, A->hpad, B, A->Tp, C, s); // along time: hs[t] = h[t-(s-1)]
+    if (c->linear) linear_forward(A->z, A->hs, m->w + P->down_w, m->w + P->down_b, B * A->Ts, s * C, C);
+    else meanpool_forward(A->z, A->hs, B, A->Tp, C, s);
+    const float *z = A->z;
+    if (c->attn_resampling) { // z + resample_pre(z, hs): row i sees hs[0 .. s*i+s-1]
+        const float *r = block_forward(m, &A->rpre, &P->rpre, A->z, A->hs);
+        add_forward(A->z2, A->z, r, (size_t)B * A->Ts * C);
+        z = A->z2;
+    }
+    push_hidden(m, z, A->Ts, &A->hid_z2);
+    A->v = (float *)level_forward(m, A->valley, P->valley, z);
+    if (c->linear) linear_forward(A->up, A->v, m->w + P->up_w, m->w + P->up_b, B * A->Ts, C, s * C);
+    else repeat_forward(A->up, A->v, B, A->Tp, C, s);
+    if (c->save_updown_hidden) push_hidden(m, A->up, A->Tp, &A->hid_up);
+    else A->hid_up = -1;
+    add_forward(A->u, A->up, A->hpad, (size_t)B * A->Tp * C);
+    const float *u = A->u;
+    if (c->attn_resampling) { // u + resample_post(u, v): position t sees v[0 .. t/s]
+        const float *r = block_forward(m, &A->rpost, &P->rpost, A->u, A->v);
+        add_forward(A->u2, A->u, r, (size_t)B * A->Tp * C);
+        u = A->u2;
+    }
+    crop_forward(A->uc, u, B, A->Tp, A->T, C);
+    return A->out = (float *)block_forward(m, &A->post, &P->post, A->uc, NULL);
+}
+
+void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed)
+{
+    HgActs *A = m->acts;
+    const HgConfig *c = &m->cfg;
+    int N = m->B * m->T;
+    A->p_used = train ? c->dropout : 0.0f;
+    A->seed = dropout_seed;
+    m->n_hidden = 0;
+    encoder_forward(A->emb, tok, m->w + A->p.wte, m->pe, m->B, m->T, c->C);
+    dropout_forward(A->embd, A->m_emb, A->emb, A->p_used, next_seed(A), (size_t)N * c->C);
+    const float *h = level_forward(m, &A->top, &A->p.top, A->embd);
+    linear_forward(m->logits, h, m->w + A->p.wout_w, m->w + A->p.wout_b, N, c->C, c->V);
+}
+
+// ---- backward: the forward's ops in reverse -----------------------------------------------------
+
+#define ZERO(p, n) memset((p), 0, (size_t)(n) * sizeof(float))
+
+static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const float *dout, float *dx, float *dctx)
+{
+    const float *W = m->w;
+    float *D = m->dw;
+    HgActs *H = m->acts;
+    int C = m->cfg.C, F = m->cfg.F, N = H->B * A->Tq, Nk = H->B * A->Tk;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    float p = H->p_used;
+    // out = LN2(res2); res2 = ln1 + drop(h2)
+    ZERO(H->g_res2, NC);
+    layernorm_backward(H->g_res2, D + P->n2_w, D + P->n2_b, dout, A->res2, W + P->n2_w, A->mean2, A->rstd2, N, C);
+    ZERO(H->g_ln1, NC);
+    accumulate(H->g_ln1, H->g_res2, NC);
+    ZERO(H->g_h2, NC);
+    dropout_backward(H->g_h2, H->g_res2, A->m_h2, p, NC);
+    // h2 = linear2(drop(relu(linear1(ln1))))
+    ZERO(H->g_r1d, NF);
+    linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
+    ZERO(H->g_r1, NF);
+    dropout_backward(H->g_r1, H->g_r1d, A->m_r1, p, NF);
+    ZERO(H->g_h1, NF);
+    relu_backward(H->g_h1, H->g_r1, A->r1, NF);
+    linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
+    // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
+    ZERO(H->g_res1, NC);
+    layernorm_backward(H->g_res1, D + P->n1_w, D + P->n1_b, H->g_ln1, A->res1, W + P->n1_w, A->mean1, A->rstd1, N, C);
+    accumulate(dx, H->g_res1, NC);
+    ZERO(H->g_proj, NC);
+    dropout_backward(H->g_proj, H->g_res1, A->m_proj, p, NC);
+    ZERO(H->g_att, NC);
+    linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
+    // att = attention(q, k, v); q, k, v = in_proj(x [, ctx])
+    AttnDims d = layer_dims(m, A);
+    const float *er = P->has_er ? W + P->er : NULL;
+    float *der = P->has_er ? D + P->er : NULL;
+    if (A->cross) {
+        ZERO(H->g_q, NC);
+        ZERO(H->g_kv, (size_t)Nk * 2 * C);
+        attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->probs, A->amask, A->q,
+                           A->kv, A->kv + C, er, &d);
+        linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
+        linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
+                        Nk, C, 2 * C);
+    } else {
+        ZERO(H->g_qkv, NC * 3);
+        attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->probs,
+                           A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
+        linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
+    }
+}
+
+static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *dout, float *dx, float *dctx)
+{
+    int N = m->acts->B * A->T, C = m->cfg.C;
+    const float *last = P->n ? A->layers[P->n - 1].out : A->in;
+    ZERO(A->g_a, (size_t)N * C);
+    layernorm_backward(A->g_a, m->dw + P->norm_w, m->dw + P->norm_b, dout, last, m->w + P->norm_w, A->mean, A->rstd,
+                       N, C);
+    if (P->n == 0) {
+        accumulate(dx, A->g_a, (size_t)N * C);
+        return;
+    }
+    float *cur = A->g_a, *other = A->g_b;
+    for (int i = P->n - 1; i >= 0; i--) {
+        float *target = i == 0 ? dx : other;
+        if (i) ZERO(target, (size_t)N * C);
+        layer_backward(m, &A->layers[i], &P->layers[i], cur, target, dctx);
+        other = cur, cur = target;
+    }
+}
+
+static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *dout, float *dx,
+                           float *const *dhidden)
+{
+    const HgConfig *c = &m->cfg;
+    int B = m->acts->B, C = c->C, s = P->s;
+    size_t BT = (size_t)B * A->T * C, BTp = (size_t)B * A->Tp * C, BTs = (size_t)B * A->Ts * C;
+    if (P->plain) {
+        block_backward(m, &A->blk, &P->blk, dout, dx, NULL);
+        return;
+    }
+    ZERO(A->g_uc, BT);
+    block_backward(m, &A->post, &P->post, dout, A->g_uc, NULL);
+    ZERO(A->g_u2, BTp);
+    crop_backward(A->g_u2, A->g_uc, B, A->Tp, A->T, C);
+    float *g_u = A->g_u2;
+    ZERO(A->g_v, BTs);
+    if (c->attn_resampling) { // u2 = u + resample_post(u, v)
+        ZERO(A->g_u, BTp);
+        accumulate(A->g_u, A->g_u2, BTp);
+        block_backward(m, &A->rpost, &P->rpost, A->g_u2, A->g_u, A->g_v);
+        g_u = A->g_u;
+    }
+    // u = up + hpad; then up's own gradient may gain the auxiliary loss's
+    ZERO(A->g_hpad, BTp);
+    accumulate(A->g_hpad, g_u, BTp);
+    if (A->hid_up >= 0 && dhidden && dhidden[A->hid_up]) accumulate(g_u, dhidden[A->hid_up], BTp);
+    if (c->linear) linear_backward(A->g_v, m->dw + P->up_w, m->dw + P->up_b, g_u, A->v, m->w + P->up_w, B * A->Ts, C, s * C);
+    else repeat_backward(A->g_v, g_u, B, A->Tp, C, s);
+    ZERO(A->g_z2, BTs);
+    level_backward(m, A->valley, P->valley, A->g_v, A->g_z2, dhidden);
+    if (A->hid_z2 >= 0 && dhidden && dhidden[A->hid_z2]) accumulate(A->g_z2, dhidden[A->hid_z2], BTs);
+    float *g_z = A->g_z2;
+    ZERO(A->g_hs, BTp);
+    if (c->attn_resampling) { // z2 = z + resample_pre(z, hs)
+        ZERO(A->g_z, BTs);
+        accumulate(A->g_z, A->g_z2, BTs);
+        block_backward(m, &A->rpre, &P->rpre, A->g_z2, A->g_z, A->g_hs);
+        g_z = A->g_z;
+    }
+    if (c->linear) linear_backward(A->g_hs, m->dw + P->down_w, m->dw + P->down_b, g_z, A->hs, m->w + P->down_w, B * A->Ts, s * C, C);
+    else meanpool_backward(A->g_hs, g_z, B, A->Tp, C, s);
+    shift_backward(A->g_hpad, A->g_hs, B, A->Tp, C, s);
+    ZERO(A->g_h, BT);
+    pad_backward(A->g_h, A->g_hpad, B, A->T, A->Tp, C);
+    block_backward(m, &A->pre, &P->pre, A->g_h, dx, NULL);
+}
+
+void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *const *dhidden)
+{
+    HgActs *A = m->acts;
+    const HgConfig *c = &m->cfg;
+    size_t NC = (size_t)m->B * m->T * c->C;
+    ZERO(A->g_enc, NC);
+    linear_backward(A->g_enc, m->dw + A->p.wout_w, m->dw + A->p.wout_b, dlogits, A->top.out, m->w + A->p.wout_w,
+                    m->B * m->T, c->C, c->V);
+    ZERO(A->g_embd, NC);
+    level_backward(m, &A->top, &A->p.top, A->g_enc, A->g_embd, dhidden);
+    ZERO(A->g_emb, NC);
+    dropout_backward(A->g_emb, A->g_embd, A->m_emb, A->p_used, NC);
+    encoder_backward(m->dw + A->p.wte, A->g_emb, tok, m->B, m->T, c->C);
+}
+
+// ---- teardown ---------------------------------------------------------------------------------
+
+static void free_level_p(LevelP *p)
+{
+    free(p->blk.layers), free(p->pre.layers), free(p->post.layers), free(p->rpre.layers), free(p->rpost.layers);
+    if (p->valley) free_level_p(p->valley), free(p->valley);
+}
+
+static void free_level_a(LevelA *a)
+{
+    free(a->blk.layers), free(a->pre.layers), free(a->post.layers), free(a->rpre.layers), free(a->rpost.layers);
+    if (a->valley) free_level_a(a->valley), free(a->valley);
+}
+
+static void free_tree(HgLevel *lv)
+{
+    if (!lv) return;
+    free_tree(lv->valley);
+    free(lv);
+}
+
+void hg_free(HgModel *m)
+{
+    if (m->acts) {
+        free_level_p(&m->acts->p.top);
+        free_level_a(&m->acts->top);
+        free(m->acts->block);
+        free(m->acts);
+    }
+    free_tree(m->cfg.top.valley);
+    free(m->params), free(m->w), free(m->dw), free(m->pe);
+    memset(m, 0, sizeof *m);
+}
