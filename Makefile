@@ -100,3 +100,14 @@ fuzz: build/fuzz/fuzz_midi
 	  -artifact_prefix=build/fuzz/artifacts/ -print_final_stats=1 build/fuzz/corpus build/fuzz/seed
 
 .PHONY: fuzz
+
+# ---- PyTorch reference fixtures (committed; `make test` needs no Python) ---------------------------
+# Debian's python3-torch is installed when missing; /usr/bin/python3 is Debian's interpreter, whatever PATH says.
+PYTHON_DEB ?= /usr/bin/python3
+fixtures:
+	@$(PYTHON_DEB) -c 'import torch' 2>/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch >&2; }
+	$(PYTHON_DEB) tests/ref/model.py
+	$(PYTHON_DEB) tests/ref/export.py tests/fixtures
+
+.PHONY: fixtures
