@@ -54,12 +54,14 @@ static int load_fixture(Fixture *f, const char *path)
             if (k < 4) e->dims[k] = (int)d;
             e->n *= d;
         }
-        e->data = f->buf + pos;
-        pos += e->n * 4;
-        if (pos > len) {
+        if (pos + e->n * 4 > len) {
             CHECK(0, "'%s': truncated at entry %s", path, e->name);
             return -1;
         }
+        void *copy = xmalloc(e->n * 4 + 1); // names leave the data unaligned: copy it out
+        memcpy(copy, f->buf + pos, e->n * 4);
+        e->data = copy;
+        pos += e->n * 4;
     }
     return 0;
 }
@@ -177,6 +179,7 @@ static void run_fixture(const char *dir, const char *name)
         else CHECK(0, "%s: %s missing", name, key);
     }
     for (int h = 0; h < m.n_hidden; h++) free(dh[h]);
+    for (int i = 0; i < f.n; i++) free((void *)f.e[i].data);
     free(probs), free(dlogits), free(inp), free(tgt), free(f.e), free(f.buf);
     free_depth(&cfg.top);
     hg_free(&m);
