@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ckpt.h"
 #include "hg.h"
 #include "ops.h"
 #include "util.h"
@@ -104,7 +105,11 @@ static void compare(const char *fx, const char *what, const float *got, const fl
           fx, what, err, at, got[at], want[at], scale);
 }
 
-static void run_fixture(const char *dir, const char *name)
+// With `st` set, the weights come from that PyTorch-written safetensors file instead of the fixture.
+static void run_fixture_from(const char *dir, const char *name, const char *st);
+static void run_fixture(const char *dir, const char *name) { run_fixture_from(dir, name, NULL); }
+
+static void run_fixture_from(const char *dir, const char *name, const char *st)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.bin", dir, name);
@@ -129,7 +134,14 @@ static void run_fixture(const char *dir, const char *name)
         const Entry *e = find(&f, key);
         CHECK(e && e->n == m.params[i].size && e->dims[0] == m.params[i].shape[0], "%s: parameter %s missing or of another shape",
               name, m.params[i].name);
-        if (e && e->n == m.params[i].size) memcpy(m.w + m.params[i].offset, e->data, e->n * sizeof(float));
+        if (e && e->n == m.params[i].size && !st) memcpy(m.w + m.params[i].offset, e->data, e->n * sizeof(float));
+    }
+    if (st) {
+        char *meta = NULL;
+        int rc = ckpt_load(&m, st, &meta, err);
+        CHECK(rc == 0, "%s: cannot load '%s': %s", name, st, err);
+        CHECK(meta && strstr(meta, "\"d_model\""), "%s: metadata config missing from '%s'", name, st);
+        free(meta);
     }
     const int32_t *tokens = find(&f, "tokens")->data;
     int32_t *inp = xmalloc((size_t)B * T * sizeof *inp), *tgt = xmalloc((size_t)B * T * sizeof *tgt);
@@ -191,5 +203,9 @@ int main(void)
     static const char *names[] = {"baseline", "naive", "linear", "naive_attn", "linear_attn", "nested", "s3_t13",
                                   "cosine_ce", "exp_cosine_ce"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) run_fixture(dir, names[i]);
+    // interop, PyTorch -> C: a safetensors file saved from the reference module gives the same results
+    char st[1024];
+    snprintf(st, sizeof st, "%s/linear_attn.safetensors", dir);
+    run_fixture_from(dir, "linear_attn", st);
     return check_done();
 }

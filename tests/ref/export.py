@@ -8,6 +8,7 @@ Entries: "config" int32 [V, C, NH, F, L, linear, attn_resampling, save_updown_hi
 (0 ce, 1 cosine_ce, 2 exp_cosine_ce)], "depth" int32 (prefix code: a block n is [0, n], an hourglass is
 [1, pre, s, <valley>, post]), "alpha" float32 [1], "tokens" int32 (B, T+1) (inputs are [:, :T], targets [:, 1:]),
 "logits", "loss", "hidden.<i>", "param.<name>", "grad.<name>"."""
+import json
 import os
 import struct
 import sys
@@ -53,6 +54,22 @@ def entry(name, t):
     return struct.pack(f"<I{len(nb)}sII", len(nb), nb, dtype, t.dim()) + struct.pack(f"<{t.dim()}I", *t.shape) + data
 
 
+def save_safetensors(path, state, metadata):
+    """The safetensors layout, written by hand (Debian has no python3-safetensors): u64 header length, JSON
+    header, raw little-endian float32 data in header order."""
+    header, blobs, off = {"__metadata__": metadata}, [], 0
+    for k, v in state.items():
+        b = v.detach().to(torch.float32).contiguous().numpy().tobytes()
+        header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    os.replace(path + ".tmp", path)
+
+
 def write(path, name, extra, loss_kind, T):
     torch.manual_seed(SEED + sum(map(ord, name)))
     cfg = {**BASE, **extra}
@@ -82,6 +99,8 @@ def write(path, name, extra, loss_kind, T):
         f.write(blob)
     os.replace(tmp, path)
     print(f"{path}: {len(blob)} bytes, loss {loss.item():.6f}")
+    if name == "linear_attn":  # the same weights as a PyTorch-written checkpoint, for the C reader
+        save_safetensors(path[:-4] + ".safetensors", m.state_dict(), {"config": json.dumps({"model": cfg})})
 
 
 def main():

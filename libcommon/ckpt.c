@@ -1,0 +1,176 @@
+// ckpt: safetensors writing and validating reading for the model's weights (see ckpt.h).
+#include "ckpt.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define PE_NAME "positional_encoding.pe"
+#define HEADER_MAX (64u << 20) // a header larger than this is refused before it is read
+
+typedef struct Tensor {
+    const char *name;
+    int ndim, shape[3];
+    const float *data;
+    size_t n;
+} Tensor;
+
+// The tensors of m in file order: the parameter table, then the positional buffer.
+static int list_tensors(const HgModel *m, Tensor *t)
+{
+    for (int i = 0; i < m->n_params; i++) {
+        const HgParam *p = &m->params[i];
+        t[i] = (Tensor){p->name, p->ndim, {p->shape[0], p->shape[1], 1}, m->w + p->offset, p->size};
+    }
+    t[m->n_params] = (Tensor){PE_NAME, 3, {m->cfg.L, 1, m->cfg.C}, m->pe, (size_t)m->cfg.L * m->cfg.C};
+    return m->n_params + 1;
+}
+
+void ckpt_save(const HgModel *m, const char *path, const char *metadata_config, uint64_t vocab_hash)
+{
+    Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
+    int n = list_tensors(m, t);
+    char *hdr = NULL;
+    size_t hlen = 0;
+    FILE *h = open_memstream(&hdr, &hlen);
+    if (!h) die("cannot write checkpoint header: out of memory");
+    fprintf(h, "{\"__metadata__\":{\"config\":");
+    json_write_string(h, metadata_config ? metadata_config : "{}");
+    fprintf(h, ",\"vocab_hash\":\"%016llx\"}", (unsigned long long)vocab_hash);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        fputc(',', h);
+        json_write_string(h, t[i].name);
+        fprintf(h, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < t[i].ndim; d++) fprintf(h, "%s%d", d ? "," : "", t[i].shape[d]);
+        fprintf(h, "],\"data_offsets\":[%zu,%zu]}", off, off + 4 * t[i].n);
+        off += 4 * t[i].n;
+    }
+    fputc('}', h);
+    while ((ftell(h) + 8) % 8) fputc(' ', h); // data starts 8-byte aligned, as the format recommends
+    fclose(h);
+    OutFile *o = out_open(path);
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    xfwrite(len8, 1, 8, o->fp, path);
+    xfwrite(hdr, 1, hlen, o->fp, path);
+    for (int i = 0; i < n; i++) xfwrite(t[i].data, sizeof(float), t[i].n, o->fp, path); // x86-64: little-endian
+    out_commit(o);
+    free(hdr);
+    free(t);
+}
+
+int ckpt_load(HgModel *m, const char *path, char **metadata_config, char *err)
+{
+    if (metadata_config) *metadata_config = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(err, "cannot open: %m");
+    int rc = -1;
+    cJSON *root = NULL;
+    char *hdr = NULL;
+    Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
+    int n = list_tensors(m, t);
+    size_t *range = xcalloc(2 * (size_t)n, sizeof *range);
+    int *seen = xcalloc((size_t)n, sizeof *seen);
+    uint8_t len8[8];
+    if (fseek(f, 0, SEEK_END) != 0) {
+        err_set(err, "cannot seek");
+        goto out;
+    }
+    long fsize = ftell(f);
+    rewind(f);
+    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+        err_set(err, "not a safetensors file (shorter than 8 bytes)");
+        goto out;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    if (hlen > HEADER_MAX || hlen > (uint64_t)fsize - 8) {
+        err_set(err, "header length %llu does not fit the file (%ld bytes)", (unsigned long long)hlen, fsize);
+        goto out;
+    }
+    hdr = xmalloc(hlen + 1);
+    if (fread(hdr, 1, hlen, f) != hlen) {
+        err_set(err, "cannot read the header");
+        goto out;
+    }
+    hdr[hlen] = 0;
+    size_t data_len = (size_t)fsize - 8 - hlen;
+    root = cJSON_ParseWithLength(hdr, hlen);
+    if (!cJSON_IsObject(root)) {
+        err_set(err, "header is not a JSON object");
+        goto out;
+    }
+    for (cJSON *e = root->child; e; e = e->next) {
+        if (strcmp(e->string, "__metadata__") == 0) {
+            cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "config");
+            if (metadata_config && cJSON_IsString(c)) *metadata_config = xstrdup(c->valuestring);
+            continue;
+        }
+        int k = 0;
+        while (k < n && strcmp(t[k].name, e->string) != 0) k++;
+        if (k == n) {
+            err_set(err, "unexpected tensor '%.80s' (not in this model's configuration)", e->string);
+            goto out;
+        }
+        if (seen[k]++) {
+            err_set(err, "tensor '%s' appears twice", t[k].name);
+            goto out;
+        }
+        cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype"), *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+        cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+        if (!cJSON_IsString(dt) || strcmp(dt->valuestring, "F32") != 0) {
+            err_set(err, "tensor '%s': dtype %s, only F32 is read", t[k].name, cJSON_IsString(dt) ? dt->valuestring : "missing");
+            goto out;
+        }
+        int nd = cJSON_GetArraySize(sh), ok = cJSON_IsArray(sh) && nd == t[k].ndim;
+        for (int d = 0; ok && d < nd; d++) {
+            cJSON *v = cJSON_GetArrayItem(sh, d);
+            ok = cJSON_IsNumber(v) && v->valuedouble == t[k].shape[d];
+        }
+        if (!ok) {
+            char *got = cJSON_PrintUnformatted(sh);
+            err_set(err, "tensor '%s': shape %s, this configuration needs [%d%s%d%s%d]", t[k].name, got ? got : "?",
+                    t[k].shape[0], t[k].ndim > 1 ? "," : "", t[k].ndim > 1 ? t[k].shape[1] : 0,
+                    t[k].ndim > 2 ? "," : "", t[k].ndim > 2 ? t[k].shape[2] : 0);
+            free(got);
+            goto out;
+        }
+        cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
+        if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 || !cJSON_IsNumber(b) || !cJSON_IsNumber(en) ||
+            b->valuedouble < 0 || en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len ||
+            en->valuedouble - b->valuedouble != 4.0 * (double)t[k].n) {
+            err_set(err, "tensor '%s': data_offsets outside the data (%zu bytes) or not %zu bytes long", t[k].name,
+                    data_len, 4 * t[k].n);
+            goto out;
+        }
+        range[2 * k] = (size_t)b->valuedouble, range[2 * k + 1] = (size_t)en->valuedouble;
+    }
+    for (int k = 0; k < n; k++) {
+        if (!seen[k]) {
+            err_set(err, "tensor '%s' is missing", t[k].name);
+            goto out;
+        }
+        for (int j = 0; j < k; j++)
+            if (range[2 * j] < range[2 * k + 1] && range[2 * k] < range[2 * j + 1] && t[j].n && t[k].n) {
+                err_set(err, "tensors '%s' and '%s' overlap", t[j].name, t[k].name);
+                goto out;
+            }
+    }
+    for (int k = 0; k < m->n_params; k++) { // the positional buffer is recomputed, not read
+        if (fseek(f, (long)(8 + hlen + range[2 * k]), SEEK_SET) != 0 ||
+            fread(m->w + m->params[k].offset, sizeof(float), t[k].n, f) != t[k].n) {
+            err_set(err, "tensor '%s': cannot read its data", t[k].name);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (rc < 0 && metadata_config) free(*metadata_config), *metadata_config = NULL;
+    cJSON_Delete(root);
+    free(hdr), free(t), free(range), free(seen);
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,114 @@
+// test_ckpt: model.safetensors written by C reads back bit for bit, and the reader refuses every malformed
+// header with a message naming the tensor and the reason. (PyTorch -> C is in test_parity.)
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ckpt.h"
+#include "util.h"
+
+static HgLevel valley = {.n_layers = 1};
+
+static void build(HgModel *m, int C)
+{
+    HgConfig c = {.V = 30, .C = C, .NH = 2, .F = 16, .L = 8, .linear = 1, .attn_resampling = 1,
+                  .save_updown_hidden = 1, .top = {.pre = 1, .post = 1, .s = 2, .valley = &valley}};
+    char err[ERR_MAX];
+    CHECK(hg_build(m, &c, err) == 0, "build: %s", err);
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+    uint8_t *b;
+    char err[ERR_MAX];
+    if (read_file(path, 1u << 26, &b, n, err) < 0) return NULL;
+    return (char *)b;
+}
+
+static void spit(const char *path, const char *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+// Rewrites the header of a good file: replaces the first occurrence of `from` by `to`, fixing the length.
+static void edit_header(const char *good, const char *out, const char *from, const char *to)
+{
+    size_t n;
+    char *b = slurp(good, &n);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | (uint8_t)b[i];
+    char *hdr = strndup(b + 8, hl), *at = strstr(hdr, from);
+    CHECK(at != NULL, "'%s' not in the header", from);
+    if (!at) return;
+    size_t nh = hl - strlen(from) + strlen(to);
+    char *o = xmalloc(8 + nh + (n - 8 - hl));
+    uint64_t l = nh;
+    for (int i = 0; i < 8; i++) o[i] = (char)(l >> (8 * i));
+    size_t pre = (size_t)(at - hdr);
+    memcpy(o + 8, hdr, pre);
+    memcpy(o + 8 + pre, to, strlen(to));
+    memcpy(o + 8 + pre + strlen(to), at + strlen(from), hl - pre - strlen(from));
+    memcpy(o + 8 + nh, b + 8 + hl, n - 8 - hl);
+    spit(out, o, 8 + nh + (n - 8 - hl));
+    free(o), free(hdr), free(b);
+}
+
+static void expect_refused(HgModel *m, const char *path, const char *want, const char *what)
+{
+    char err[ERR_MAX] = "";
+    int rc = ckpt_load(m, path, NULL, err);
+    CHECK(rc < 0 && strstr(err, want), "%s: refused with '%s' (got rc %d, '%s')", what, want, rc, err);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/test_ckpt.XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char good[256], bad[256];
+    snprintf(good, sizeof good, "%s/model.safetensors", dir);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    HgModel a, b;
+    build(&a, 8);
+    build(&b, 8);
+    hg_init_weights(&a, 5);
+    ckpt_save(&a, good, "{\"model\": {\"d_model\": 8}}", 0x1234);
+    char *meta = NULL, err[ERR_MAX];
+    CHECK(ckpt_load(&b, good, &meta, err) == 0, "load: %s", err);
+    CHECK(memcmp(a.w, b.w, a.n_floats * sizeof *a.w) == 0, "weights read back bit for bit");
+    CHECK(meta && strcmp(meta, "{\"model\": {\"d_model\": 8}}") == 0, "metadata config read back (got %s)", meta ? meta : "NULL");
+    free(meta);
+    size_t n;
+    char *g = slurp(good, &n);
+    CHECK(n % 4 == 0 && ((uint8_t)g[0] | (uint8_t)g[1] << 8) % 8 == 0, "data starts 8-byte aligned");
+
+    // malformed files
+    spit(bad, g, 5);
+    expect_refused(&b, bad, "shorter than 8", "5-byte file");
+    spit(bad, g, n - 4);
+    expect_refused(&b, bad, "data_offsets", "file cut inside the data");
+    char big[16] = {(char)0xff, (char)0xff, (char)0xff, (char)0xff, 0, 0, 0, 0};
+    spit(bad, big, 16);
+    expect_refused(&b, bad, "header length", "header length beyond the file");
+    edit_header(good, bad, "{\"__metadata__\"", "[\"__metadata__\"");
+    expect_refused(&b, bad, "not a JSON object", "broken JSON");
+    edit_header(good, bad, "\"dtype\":\"F32\"", "\"dtype\":\"F16\"");
+    expect_refused(&b, bad, "only F32", "F16 tensor");
+    edit_header(good, bad, "\"shape\":[30,8]", "\"shape\":[31,8]");
+    expect_refused(&b, bad, "shape [31,8]", "wrong shape");
+    edit_header(good, bad, "\"Wout.bias\"", "\"Wout.biased\"");
+    expect_refused(&b, bad, "unexpected tensor 'Wout.biased'", "unknown tensor name");
+    edit_header(good, bad, "\"data_offsets\":[0,960]", "\"data_offsets\":[960,1920]");
+    expect_refused(&b, bad, "overlap", "overlapping tensors");
+    // another configuration's checkpoint is refused by shape
+    HgModel c;
+    build(&c, 10);
+    expect_refused(&c, good, "shape", "checkpoint of another d_model");
+    expect_refused(&b, "/nonexistent/x.safetensors", "cannot open", "missing file");
+    free(g);
+    unlink(good), unlink(bad), rmdir(dir);
+    hg_free(&a), hg_free(&b), hg_free(&c);
+    return check_done();
+}
