@@ -104,10 +104,21 @@ fuzz: build/fuzz/fuzz_midi
 # ---- PyTorch reference fixtures (committed; `make test` needs no Python) ---------------------------
 # Debian's python3-torch is installed when missing; /usr/bin/python3 is Debian's interpreter, whatever PATH says.
 PYTHON_DEB ?= /usr/bin/python3
-fixtures:
+python-torch:
 	@$(PYTHON_DEB) -c 'import torch' 2>/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch >&2; }
+
+fixtures: python-torch
 	$(PYTHON_DEB) tests/ref/model.py
 	$(PYTHON_DEB) tests/ref/export.py tests/fixtures
 
-.PHONY: fixtures
+.PHONY: fixtures python-torch
+
+# C -> PyTorch interop: a C checkpoint loads into the reference with load_state_dict(strict=True), same logits.
+# (PyTorch -> C runs in `make test`, from a committed safetensors fixture.) Needs python3-torch, as fixtures.
+interop: python-torch $(BUILD)/tests/test_ckpt
+	@mkdir -p build/interop
+	$(BUILD)/tests/test_ckpt --export build/interop
+	$(PYTHON_DEB) tests/ref/interop.py build/interop
+
+.PHONY: interop

@@ -63,8 +63,40 @@ static void expect_refused(HgModel *m, const char *path, const char *want, const
     CHECK(rc < 0 && strstr(err, want), "%s: refused with '%s' (got rc %d, '%s')", what, want, rc, err);
 }
 
-int main(void)
+#define EXPORT_CONFIG                                                                                              \
+    "{\"vocab_size\": 30, \"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 8, "           \
+    "\"num_heads\": 2, \"d_model\": 8, \"dim_feedforward\": 16, \"dropout\": 0.0, \"shorten_factor\": 2, "           \
+    "\"updown_sample_type\": \"linear\", \"attn_resampling\": true, \"save_updown_hidden\": true}}"
+
+// For `make interop` (C -> PyTorch): writes DIR/model.safetensors and DIR/io.bin (int32 B, T, tokens (B,T),
+// then float32 logits (B,T,V)) for tests/ref/interop.py to check with the reference module.
+static int export_for_pytorch(const char *dir)
 {
+    HgModel m;
+    build(&m, 8);
+    hg_init_weights(&m, 77);
+    for (size_t i = 0; i < m.n_floats; i++) m.w[i] += 0.01f * (float)((i * 7919) % 13) - 0.06f;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ckpt_save(&m, path, EXPORT_CONFIG, 0);
+    int32_t hdr[2] = {2, 7}, tok[14];
+    for (int i = 0; i < 14; i++) tok[i] = 1 + (i * 11) % 29;
+    hg_alloc(&m, 2, 7);
+    hg_forward(&m, tok, 0, 0);
+    snprintf(path, sizeof path, "%s/io.bin", dir);
+    OutFile *o = out_open(path);
+    xfwrite(hdr, sizeof hdr, 1, o->fp, path);
+    xfwrite(tok, sizeof tok, 1, o->fp, path);
+    xfwrite(m.logits, sizeof(float), (size_t)14 * m.cfg.V, o->fp, path);
+    out_commit(o);
+    hg_free(&m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    util_init(argv[0]);
+    if (argc == 3 && strcmp(argv[1], "--export") == 0) return export_for_pytorch(argv[2]);
     char dir[] = "/tmp/test_ckpt.XXXXXX";
     if (!mkdtemp(dir)) return 1;
     char good[256], bad[256];
