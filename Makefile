@@ -122,3 +122,11 @@ interop: python-torch $(BUILD)/tests/test_ckpt
 	$(PYTHON_DEB) tests/ref/interop.py build/interop
 
 .PHONY: interop
+
+# Benchmarks (not tests): bench/model measures the C model's training step; see README for the side-by-side run.
+$(BUILD)/bench/model: $(BUILD)/bench/model.o $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+bench-model: $(BUILD)/bench/model
+	OPENBLAS_NUM_THREADS=2 $(BUILD)/bench/model $(RUNS)
+
+.PHONY: bench-model

@@ -1,0 +1,104 @@
+// bench/model: forward + backward tokens/s of the C model at the default CPU configs of model.md §9 (d 256,
+// 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
+// resampling), the machine's 2-thread sgemm GFLOP/s, and the model's share of that bound (matmul FLOPs / time).
+// Usage: bench/model [RUNS] (median of RUNS timed steps after one warm-up). Build: make bench-model.
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hg.h"
+#include "ops.h"
+#include "util.h"
+
+static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
+
+static double sgemm_gflops(void)
+{
+    int n = 1024;
+    float *a = xcalloc((size_t)n * n, 4), *b = xcalloc((size_t)n * n, 4), *c = xcalloc((size_t)n * n, 4);
+    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = 0.001f * (float)(i % 997);
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = now_s() - t;
+        if (r && 2.0 * n * n * n / t / 1e9 > best) best = 2.0 * n * n * n / t / 1e9;
+    }
+    free(a), free(b), free(c);
+    return best;
+}
+
+// Matmul FLOPs of one forward of a layer over Tq queries and Tk keys (B rows each), with or without Er.
+static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er)
+{
+    double N = (double)B * Tq, Nk = (double)B * Tk;
+    double proj = cross ? 2 * N * C * C + 2 * Nk * C * 2 * C : 2 * N * C * 3 * C;
+    double att = 2.0 * B * Tq * Tk * C * 2 + (er ? 2.0 * B * Tq * Tq * C : 0);
+    return proj + att + 2 * N * C * C + 2 * 2 * N * C * F;
+}
+
+int main(int argc, char **argv)
+{
+    util_init(argv[0]);
+    int runs = argc > 1 ? (int)parse_long("RUNS", argv[1], 1, 100) : 5;
+    int B = 8, T = 512, C = 256, F = 1024, V = 348;
+    double peak = sgemm_gflops();
+    printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
+    printf("%-22s %12s %12s %10s %12s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm");
+    static HgLevel valley = {.n_layers = 2};
+    struct {
+        const char *name;
+        HgConfig c;
+    } cfgs[] = {
+        {"baseline (6 layers)", {.V = V, .C = C, .NH = 4, .F = F, .L = T, .dropout = 0.1f, .top = {.n_layers = 6}}},
+        {"hourglass naive+attn", {.V = V, .C = C, .NH = 4, .F = F, .L = T, .dropout = 0.1f, .linear = 0,
+                                  .attn_resampling = 1, .save_updown_hidden = 1,
+                                  .top = {.pre = 2, .post = 2, .s = 2, .valley = &valley}}},
+        {"hourglass linear+attn", {.V = V, .C = C, .NH = 4, .F = F, .L = T, .dropout = 0.1f, .linear = 1,
+                                   .attn_resampling = 1, .save_updown_hidden = 1,
+                                   .top = {.pre = 2, .post = 2, .s = 2, .valley = &valley}}},
+    };
+    for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
+        HgModel m;
+        char err[ERR_MAX];
+        if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
+        hg_init_weights(&m, 1);
+        hg_alloc(&m, B, T);
+        int32_t *tok = xmalloc((size_t)B * (T + 1) * sizeof *tok), *inp = xmalloc((size_t)B * T * 4), *tgt = xmalloc((size_t)B * T * 4);
+        for (int i = 0; i < B * (T + 1); i++) tok[i] = 4 + (i * 7919) % (V - 4);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) inp[b * T + t] = tok[b * (T + 1) + t], tgt[b * T + t] = tok[b * (T + 1) + t + 1];
+        float *probs = xmalloc((size_t)B * T * V * 4), *dlog = xmalloc((size_t)B * T * V * 4);
+        double *times = xmalloc(sizeof(double) * (size_t)(runs + 1));
+        for (int r = 0; r <= runs; r++) {
+            double t0 = now_s();
+            hg_forward(&m, inp, 1, (uint64_t)r);
+            int nv;
+            crossentropy_forward(probs, m.logits, tgt, B * T, V, &nv);
+            memset(dlog, 0, (size_t)B * T * V * 4);
+            crossentropy_backward(dlog, probs, tgt, B * T, V, nv, 1.0f);
+            memset(m.dw, 0, m.n_floats * sizeof *m.dw);
+            hg_backward(&m, inp, dlog, NULL);
+            times[r] = now_s() - t0;
+        }
+        qsort(times + 1, (size_t)runs, sizeof *times, cmp_d);
+        double med = times[1 + runs / 2];
+        // matmul FLOPs, forward x 3 (backward is two matmuls per forward one)
+        double fl = 2.0 * B * T * C * V;
+        if (cfgs[k].c.top.valley) {
+            int Ts = T / 2;
+            fl += 4 * layer_flops(B, T, T, C, F, 0, 1) + 2 * layer_flops(B, Ts, Ts, C, F, 0, 1);
+            fl += layer_flops(B, Ts, T, C, F, 1, 0) + layer_flops(B, T, Ts, C, F, 1, 0);
+            if (cfgs[k].c.linear) fl += 2 * (2.0 * B * Ts * 2 * C * C);
+        } else {
+            fl += 6 * layer_flops(B, T, T, C, F, 0, 1);
+        }
+        fl *= 3;
+        printf("%-22s %12.3f %12.0f %10.1f %11.0f%%\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
+               100 * fl / med / 1e9 / peak);
+        free(tok), free(inp), free(tgt), free(probs), free(dlog), free(times);
+        hg_free(&m);
+    }
+    return 0;
+}
