@@ -75,7 +75,6 @@ struct HgActs {
     // layer-backward scratch, sized for the largest layer
     float *g_res2, *g_ln1, *g_h2, *g_r1d, *g_r1, *g_h1, *g_res1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
     float *att_scratch;
-    int B;
     float p_used;  // the dropout rate of the last forward (0 when not training)
     uint64_t seed; // the next dropout site's seed, advanced in forward order
     char *block;   // every buffer above lives here
@@ -369,14 +368,13 @@ static void plan_model(Plan *pl, int T)
 void hg_alloc(HgModel *m, int B, int T)
 {
     Plan pl = {.m = m, .B = B};
-    m->acts->B = B;
+    m->B = B, m->T = T; // the batch every buffer below is planned for
     plan_model(&pl, T); // count
     free(m->acts->block);
     m->acts->block = xcalloc(1, pl.a.used);
     m->acts->block_bytes = pl.a.used;
     pl = (Plan){.m = m, .B = B, .a = {m->acts->block, 0}};
     plan_model(&pl, T); // hand out
-    m->B = B, m->T = T;
 }
 
 // ---- forward ----------------------------------------------------------------------------------
@@ -387,7 +385,7 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
 {
     const HgConfig *c = &m->cfg;
     int C = c->C;
-    return (AttnDims){.B = m->acts->B, .Tq = A->Tq, .Tk = A->Tk, .C = C, .NH = c->NH, .L = c->L,
+    return (AttnDims){.B = m->B, .Tq = A->Tq, .Tk = A->Tk, .C = C, .NH = c->NH, .L = c->L,
                       .ldq = A->cross ? C : 3 * C, .ldk = A->cross ? 2 * C : 3 * C, .ldv = A->cross ? 2 * C : 3 * C,
                       .n_keys = A->n_keys, .dropout = m->acts->p_used, .seed = A->seed};
 }
@@ -397,7 +395,7 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
 {
     const float *W = m->w;
     HgActs *H = m->acts;
-    int C = m->cfg.C, F = m->cfg.F, N = H->B * A->Tq, Nk = H->B * A->Tk;
+    int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq, Nk = m->B * A->Tk;
     float p = H->p_used;
     A->x = x, A->ctx = ctx ? ctx : x;
     A->seed = next_seed(H);
@@ -434,7 +432,7 @@ static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const 
         layer_forward(m, &A->layers[i], &P->layers[i], x, ctx);
         x = A->layers[i].out;
     }
-    layernorm_forward(A->out, A->mean, A->rstd, x, m->w + P->norm_w, m->w + P->norm_b, m->acts->B * A->T, m->cfg.C);
+    layernorm_forward(A->out, A->mean, A->rstd, x, m->w + P->norm_w, m->w + P->norm_b, m->B * A->T, m->cfg.C);
     return A->out;
 }
 
@@ -451,7 +449,7 @@ static void push_hidden(HgModel *m, const float *h, int T, int *index)
 static const float *level_forward(HgModel *m, LevelA *A, const LevelP *P, const float *in)
 {
     const HgConfig *c = &m->cfg;
-    int B = m->acts->B, C = c->C, s = P->s;
+    int B = m->B, C = c->C, s = P->s;
     A->in = in;
     if (P->plain) return A->out = (float *)block_forward(m, &A->blk, &P->blk, in, NULL);
     const float *h = block_forward(m, &A->pre, &P->pre, in, NULL);
@@ -505,7 +503,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     const float *W = m->w;
     float *D = m->dw;
     HgActs *H = m->acts;
-    int C = m->cfg.C, F = m->cfg.F, N = H->B * A->Tq, Nk = H->B * A->Tk;
+    int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq, Nk = m->B * A->Tk;
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     float p = H->p_used;
     // out = LN2(res2); res2 = ln1 + drop(h2)
@@ -553,7 +551,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
 
 static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *dout, float *dx, float *dctx)
 {
-    int N = m->acts->B * A->T, C = m->cfg.C;
+    int N = m->B * A->T, C = m->cfg.C;
     const float *last = P->n ? A->layers[P->n - 1].out : A->in;
     ZERO(A->g_a, (size_t)N * C);
     layernorm_backward(A->g_a, m->dw + P->norm_w, m->dw + P->norm_b, dout, last, m->w + P->norm_w, A->mean, A->rstd,
@@ -575,7 +573,7 @@ static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *
                            float *const *dhidden)
 {
     const HgConfig *c = &m->cfg;
-    int B = m->acts->B, C = c->C, s = P->s;
+    int B = m->B, C = c->C, s = P->s;
     size_t BT = (size_t)B * A->T * C, BTp = (size_t)B * A->Tp * C, BTs = (size_t)B * A->Ts * C;
     if (P->plain) {
         block_backward(m, &A->blk, &P->blk, dout, dx, NULL);
