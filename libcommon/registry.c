@@ -267,7 +267,16 @@ int64_t reg_begin_run(Registry *r, const char *experiment, const char *config_js
     char now[32];
     now_utc(now, sizeof now);
     if (begin(r, err) < 0) return -1;
-    sqlite3_stmt *st = prepare(r, "INSERT INTO runs(experiment, status, config_json, started_at, out_dir, n_params,"
+    // The caller holds the run folder's lock, so a row of that folder still 'running' belongs to a process that
+    // died without closing it (SIGKILL, power loss): close it, or it would read as running forever.
+    sqlite3_stmt *st = prepare(r, "UPDATE runs SET status = 'interrupted', finished_at = ?, message = 'the process"
+                                  " stopped without closing the run; a later train started over in its folder'"
+                                  " WHERE out_dir = ? AND status = 'running'", err);
+    if (!st) return rollback(r);
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, out_dir, -1, SQLITE_TRANSIENT);
+    if (step_done(r, st, err, "close stale runs") < 0) return rollback(r);
+    st = prepare(r, "INSERT INTO runs(experiment, status, config_json, started_at, out_dir, n_params,"
                                   " git_rev, seed, threads) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)", err);
     if (!st) return rollback(r);
     sqlite3_bind_text(st, 1, experiment, -1, SQLITE_TRANSIENT);

@@ -63,8 +63,9 @@ static double q(const char *sql) // one number from a query
 // A finished (or not) run of experiment exp with val losses {best + 0.5, best}, and evals when eval_base >= 0.
 static int64_t add_run(Registry *r, const char *exp, long seed, const char *status, double best, double eval_base)
 {
-    char err[ERR_MAX];
-    int64_t id = reg_begin_run(r, exp, "{\"model\":{\"type\":\"hourglass\"}}", "runs/x", 100, "test", seed, 1, err);
+    char err[ERR_MAX], out[64];
+    snprintf(out, sizeof out, "runs/%s/%ld", exp, seed);
+    int64_t id = reg_begin_run(r, exp, "{\"model\":{\"type\":\"hourglass\"}}", out, 100, "test", seed, 1, err);
     CHECK(id > 0, "begin: %s", err);
     CHECK(reg_metrics(r, id, 10, "val", 1, (const char *const[]){"loss"}, (double[]){best + 0.5}, err) == 0 &&
               reg_metrics(r, id, 20, "val", 1, (const char *const[]){"loss"}, (double[]){best}, err) == 0 &&
@@ -253,6 +254,18 @@ int main(void)
         snprintf(sql, sizeof sql, "SELECT count(*) * 100 + max(value) FROM evals WHERE run_id = %lld AND name = "
                  "'test_perplexity'", (long long)id);
         CHECK(q(sql) == 107, "evals replaced: %g", q(sql));
+        sqlite3_close(db);
+        // a new run in the folder of one still 'running' (its process was killed) closes the stale row
+        r = reg_open(path, err);
+        int64_t id2 = r ? reg_begin_run(r, "concurrency", "{}", "runs/w4", 1, "test", 4, 1, err) : -1;
+        CHECK(id2 > id, "begin over a stale run: %s", err);
+        reg_close(r);
+        sqlite3_open(path, &db);
+        snprintf(sql, sizeof sql, "SELECT status = 'interrupted' AND message LIKE '%%stopped without closing%%' AND "
+                 "finished_at IS NOT NULL FROM runs WHERE run_id = %lld", (long long)id);
+        CHECK(q(sql) == 1, "stale run closed as interrupted");
+        CHECK(q("SELECT count(*) FROM runs WHERE status = 'running'") == 1, "only the new run is running: %g",
+              q("SELECT count(*) FROM runs WHERE status = 'running'"));
         sqlite3_close(db);
     }
     // a file that is not a database is refused with its name
