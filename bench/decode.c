@@ -2,12 +2,14 @@
 // 4 heads, F 1024, L 512, V 348; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling): a 512-token prefill, then 512 dec_step calls (the window slides twice, keep 256), at batch 1 and 8,
 // against the C full forward over a 512-token window (what sampling without a cache pays per token).
-// Usage: bench/decode [RUNS] (median of RUNS after one warm-up). Build and run: bench/decode.sh.
+// Usage: bench/decode [RUNS [THREADS]] (median of RUNS after one warm-up; THREADS for the decoder and the full
+// forward, default 1). Build and run: bench/decode.sh.
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "decode.h"
 #include "hg.h"
+#include "ops.h"
 #include "util.h"
 
 static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
@@ -22,6 +24,7 @@ int main(int argc, char **argv)
 {
     util_init(argv[0]);
     int runs = argc > 1 ? (int)parse_long("RUNS", argv[1], 1, 100) : 3;
+    ops_set_threads(argc > 2 ? (int)parse_long("THREADS", argv[2], 1, 64) : 1);
     int L = 512, C = 256, F = 1024, V = 348, n_new = 512;
     static HgLevel valley = {.n_layers = 2};
     struct {

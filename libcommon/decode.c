@@ -3,6 +3,9 @@
 // shift makes it depend on h[s*i-s+1 .. s*i] only), so the valley advances by one row per s positions and
 // position t reads valley row t/s, which exists by then. Kernels are local row loops and cblas sgemv/sgemm, so
 // this file depends on hg.h's parameter names only, not on ops.c.
+// Threads: linear layers and attention split their work over pool.c's threads (OpenBLAS must be single-threaded,
+// as ops_set_threads leaves it): a linear layer into LIN_TASKS column blocks, attention into (batch, head) pairs.
+// The blocks depend on the shapes only, so every output element is the same computation on any thread count.
 #include "decode.h"
 
 #include <assert.h>
@@ -13,7 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "util.h"
+
+#define LIN_TASKS 8 // column blocks per linear layer (multiples of 16 columns): at batch 1 a step is a string of
+                    // matrix-vector products bound by reading the weights, which both cores share out this way
 
 // Which keys query row a (of the block's own sequence) sees: model.md §3 and §6's coverage rule.
 enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
@@ -65,7 +72,9 @@ struct Decoder {
     DLevel top;
     float *x, *last, *logits;                           // (B, chunk, C), (B, C), (B, V)
     float *qkv, *att, *proj, *res, *ln1, *hid, *ping[2]; // layer scratch for B*chunk rows
-    float *scores, *qe;                                  // (chunk, max_keys) one head; qe (B*NH, max_keys) at n = 1
+    int workers;                                         // threads with scratch: pool_threads() at dec_new
+    float *scores, *qe;                                  // per worker (chunk, max_keys); qe (B*NH, max_keys) at n = 1
+    float *qe_w;                                         // per worker (chunk, max_keys): one head's Er term, n > 1
     float *qp;                                           // (B*NH, HS): the queries of one step, packed
     char *block;
 };
@@ -205,8 +214,8 @@ static void plan(Decoder *d, Arena *a)
     d->x = take(a, N * C), d->last = take(a, (size_t)d->B * C), d->logits = take(a, (size_t)d->B * d->V);
     d->qkv = take(a, (N + (size_t)d->B * d->max_s) * 3 * C), d->att = take(a, N * C), d->proj = take(a, N * C), d->res = take(a, N * C);
     d->ln1 = take(a, N * C), d->hid = take(a, N * d->F), d->ping[0] = take(a, N * C), d->ping[1] = take(a, N * C);
-    size_t qe_rows = (size_t)d->B * d->NH > (size_t)d->chunk ? (size_t)d->B * d->NH : (size_t)d->chunk;
-    d->scores = take(a, (size_t)d->chunk * d->max_keys), d->qe = take(a, qe_rows * d->max_keys);
+    size_t scratch = (size_t)d->workers * d->chunk * d->max_keys;
+    d->scores = take(a, scratch), d->qe_w = take(a, scratch), d->qe = take(a, (size_t)d->B * d->NH * d->max_keys);
     d->qp = take(a, (size_t)d->B * C);
     plan_level(d, a, &d->top);
     for (int i = 0; i < d->n_lins; i++)
@@ -227,7 +236,7 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
         return err_set(err, "decoder: chunk %d: must be in 1..%d (input_length)", o.chunk, c->L), NULL;
     Decoder *d = xcalloc(1, sizeof *d);
     d->m = m, d->B = B, d->C = c->C, d->NH = c->NH, d->F = c->F, d->V = c->V, d->L = c->L;
-    d->keep = o.keep, d->chunk = o.chunk;
+    d->keep = o.keep, d->chunk = o.chunk, d->workers = pool_threads();
     d->wte = weight(m, 0, "embedding.weight");
     lin_init(d, &d->wout, weight(m, 0, "Wout.weight"), weight(m, 0, "Wout.bias"), c->V, c->C);
     d->max_s = 1; // build_level raises it to the largest factor
@@ -280,14 +289,37 @@ void dec_free(Decoder *d)
 
 // ---- row kernels --------------------------------------------------------------------------------
 
+typedef struct LinJob {
+    float *out;
+    const float *x;
+    const DLin *l;
+    int N, cols;
+} LinJob;
+
+// Output columns t*cols .. of every row
+static void linear_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const LinJob *j = ctx;
+    const DLin *l = j->l;
+    int IC = l->ic, OC = l->oc, o0 = t * j->cols, nc = OC - o0 < j->cols ? OC - o0 : j->cols;
+    float *out = j->out + o0;
+    for (int n = 0; n < j->N; n++) memcpy(out + (size_t)n * OC, l->b + o0, (size_t)nc * sizeof *out);
+    if (l->wt && j->N == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, IC, nc, 1.0f, l->wt + o0, OC, j->x, 1, 1.0f, out, 1);
+    else if (j->N == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, nc, IC, 1.0f, l->w + (size_t)o0 * IC, IC, j->x, 1, 1.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->N, nc, IC, 1.0f, j->x, IC, l->w + (size_t)o0 * IC,
+                    IC, 1.0f, out, OC);
+}
+
 // out (N, oc) = x (N, ic) @ w^T + b  (nn.Linear); one row is a matrix-vector product
 static void linear(float *out, const float *x, const DLin *l, int N)
 {
-    int IC = l->ic, OC = l->oc;
-    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, l->b, (size_t)OC * sizeof *out);
-    if (l->wt && N == 1) cblas_sgemv(CblasRowMajor, CblasTrans, IC, OC, 1.0f, l->wt, OC, x, 1, 1.0f, out, 1);
-    else if (N == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, IC, 1.0f, l->w, IC, x, 1, 1.0f, out, 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, x, IC, l->w, IC, 1.0f, out, OC);
+    int cols = ((l->oc + LIN_TASKS - 1) / LIN_TASKS + 15) / 16 * 16;
+    LinJob j = {out, x, l, N, cols};
+    pool_run(linear_task, &j, (l->oc + cols - 1) / cols);
 }
 
 // LayerNorm over C (biased variance, eps 1e-5), N rows; out may equal x
@@ -317,48 +349,71 @@ static int n_keys(int keys, int s, int a) { return keys == KEYS_CAUSAL ? a + 1 :
 // ---- attention of n new query rows (positions p0 .. p0+n-1) against a layer's cache ------------------
 // Per batch item and head (model.md §3): S[i,j] = scale * (q_i . k_j + q_i . Er[L-1-(a-j)]) for j < n_keys(a),
 // a = p0+i, the Er term only in RPR layers; out_h = softmax(S) v. q (B, n, ldq) -> out (B, n, C).
+
+typedef struct AttJob {
+    const Decoder *d;
+    const DBlock *bk;
+    const DLayer *l;
+    float *out;
+    const float *q, *ers;
+    int ldq, n, p0, Tk;
+    float scale;
+} AttJob;
+
+// One (batch item, head) pair: its scores, softmax and weighted values, in the worker's scratch
+static void attend_task(void *ctx, int t, int worker)
+{
+    const AttJob *j = ctx;
+    const Decoder *d = j->d;
+    const DBlock *bk = j->bk;
+    int C = d->C, HS = C / d->NH, n = j->n, Tk = j->Tk, ldq = j->ldq, b = t / d->NH, h = t % d->NH;
+    size_t scratch = (size_t)d->chunk * d->max_keys;
+    float *S = d->scores + worker * scratch, scale = j->scale;
+    const float *qh = j->q + (size_t)b * n * ldq + h * HS, *ers = j->ers;
+    const float *kh = j->l->k + (size_t)b * bk->cap * C + h * HS, *vh = j->l->v + (size_t)b * bk->cap * C + h * HS;
+    float *oh = j->out + (size_t)b * n * C + h * HS;
+    const float *qeh = d->qe + (size_t)t * Tk; // n = 1: this pair's row of the product made before the tasks
+    if (n == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Tk, HS, scale, kh, C, qh, 1, 0.0f, S, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, HS, scale, qh, ldq, kh, C, 0.0f, S, Tk);
+        if (ers) {
+            float *qe = d->qe_w + worker * scratch;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, HS, scale, qh, ldq, ers, HS, 0.0f, qe, Tk);
+            qeh = qe;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        float *row = S + (size_t)i * Tk;
+        int a = j->p0 + i, nk = n_keys(bk->keys, bk->s, a);
+        if (ers)
+            for (int k = 0; k < nk; k++) row[k] += qeh[(size_t)i * Tk + Tk - 1 - a + k];
+        float mx = row[0], sum = 0.0f;
+        for (int k = 1; k < nk; k++) mx = row[k] > mx ? row[k] : mx;
+        for (int k = 0; k < nk; k++) sum += row[k] = expf(row[k] - mx);
+        for (int k = 0; k < nk; k++) row[k] /= sum;
+        for (int k = nk; k < Tk; k++) row[k] = 0.0f;
+    }
+    if (n == 1) cblas_sgemv(CblasRowMajor, CblasTrans, Tk, HS, 1.0f, vh, C, S, 1, 0.0f, oh, 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, Tk, 1.0f, S, Tk, vh, C, 0.0f, oh, C);
+}
+
 static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *q, int ldq, int n, int p0)
 {
     int C = d->C, HS = C / d->NH, L = d->L;
     int Tk = n_keys(bk->keys, bk->s, p0 + n - 1); // keys of the last query: the most any row sees
-    float scale = 1.0f / sqrtf((float)HS), *S = d->scores, *qe = d->qe;
+    float scale = 1.0f / sqrtf((float)HS);
     assert(Tk <= bk->cap && Tk <= d->max_keys);
     // the last Tk rows of Er: row Tk-1-(a-j) of ers is Er[L-1-(a-j)]
     const float *ers = l->er ? l->er + (size_t)(L - Tk) * HS : NULL;
     if (n == 1 && ers) { // all items' and heads' queries against Er in one product: Er is read once, not B*NH times
         for (int b = 0; b < d->B; b++)
             memcpy(d->qp + (size_t)b * C, q + (size_t)b * ldq, (size_t)C * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->B * d->NH, Tk, HS, scale, d->qp, HS, ers, HS, 0.0f, qe,
-                    Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->B * d->NH, Tk, HS, scale, d->qp, HS, ers, HS, 0.0f,
+                    d->qe, Tk);
     }
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < d->NH; h++) {
-            const float *qh = q + (size_t)b * n * ldq + h * HS;
-            const float *kh = l->k + (size_t)b * bk->cap * C + h * HS, *vh = l->v + (size_t)b * bk->cap * C + h * HS;
-            float *oh = out + (size_t)b * n * C + h * HS;
-            const float *qeh = n == 1 ? qe + ((size_t)b * d->NH + h) * Tk : qe;
-            if (n == 1) {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Tk, HS, scale, kh, C, qh, 1, 0.0f, S, 1);
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, HS, scale, qh, ldq, kh, C, 0.0f, S, Tk);
-                if (ers)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, Tk, HS, scale, qh, ldq, ers, HS, 0.0f, qe,
-                                Tk);
-            }
-            for (int i = 0; i < n; i++) {
-                float *row = S + (size_t)i * Tk;
-                int a = p0 + i, nk = n_keys(bk->keys, bk->s, a);
-                if (ers)
-                    for (int j = 0; j < nk; j++) row[j] += qeh[(size_t)i * Tk + Tk - 1 - a + j];
-                float mx = row[0], sum = 0.0f;
-                for (int j = 1; j < nk; j++) mx = row[j] > mx ? row[j] : mx;
-                for (int j = 0; j < nk; j++) sum += row[j] = expf(row[j] - mx);
-                for (int j = 0; j < nk; j++) row[j] /= sum;
-                for (int j = nk; j < Tk; j++) row[j] = 0.0f;
-            }
-            if (n == 1) cblas_sgemv(CblasRowMajor, CblasTrans, Tk, HS, 1.0f, vh, C, S, 1, 0.0f, oh, 1);
-            else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, Tk, 1.0f, S, Tk, vh, C, 0.0f, oh, C);
-        }
+    AttJob j = {d, bk, l, out, q, ers, ldq, n, p0, Tk, scale};
+    pool_run_on(d->workers, attend_task, &j, d->B * d->NH);
 }
 
 // Appends ctx rows (B, n, C) as keys/values rows r0.. of a cross-attention layer's cache: k, v = in_proj[C:3C]

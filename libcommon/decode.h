@@ -3,6 +3,8 @@
 // hg_forward(train = 0) over the same tokens (the current window), up to float rounding.
 // All batch items advance together, one position per dec_step; memory is planned once in dec_new, nothing is
 // allocated afterwards. Owns no file format.
+// Threads: the work is split over pool.c's threads (set them with ops_set_threads, which also keeps OpenBLAS
+// single-threaded); a decoder uses at most the count pool_threads() had at dec_new. The results do not depend on it.
 #ifndef DECODE_H
 #define DECODE_H
 

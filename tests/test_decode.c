@@ -2,7 +2,7 @@
 // configuration kind, B 1 and 3: at every step the logits for the next position equal the full forward's over the
 // same window (from empty, after an odd-length prefill in small passes, after a full-window prefill, after two
 // prefills in a row, and across two slides of the window). Also: a perturbed valley weight is seen (the comparison
-// is not blind to the valley), and bad calls are refused.
+// is not blind to the valley), the logits are the same bytes on 1, 2 and 3 threads, and bad calls are refused.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "check.h"
 #include "decode.h"
 #include "hg.h"
+#include "ops.h"
 #include "util.h"
 
 typedef struct Kind {
@@ -225,6 +226,42 @@ static void test_kind(const Kind *k)
     hg_free(&m);
 }
 
+// The same prefill (in passes of 4) and steps across two slides, on 1, 2 and 3 threads: identical logits. The test
+// model is wide enough (C 64, F 256) that every linear layer splits into several column blocks.
+static void test_threads(const Kind *k)
+{
+    HgModel m;
+    HgConfig c = {.V = V_TEST, .C = 64, .NH = 4, .F = 256, .L = L_TEST, .linear = k->linear, .attn_resampling = k->attn};
+    static HgLevel valley = {.n_layers = 1};
+    if (k->plain_layers) c.top.n_layers = k->plain_layers;
+    else c.top = (HgLevel){.pre = k->pre, .post = k->post, .s = k->s, .valley = &valley};
+    char err[ERR_MAX];
+    CHECK(hg_build(&m, &c, err) == 0, "%s: build: %s", k->name, err);
+    hg_init_weights(&m, 99);
+    enum { B = 3, PROMPT = 7, STEPS = 2 * L_TEST };
+    int32_t prompt[B * PROMPT], tok[STEPS][B];
+    for (int i = 0; i < B * PROMPT; i++) prompt[i] = rand_tok();
+    for (int i = 0; i < STEPS; i++)
+        for (int b = 0; b < B; b++) tok[i][b] = rand_tok();
+    static float logits[3][STEPS + 1][B * V_TEST];
+    int saved = ops_threads();
+    for (int t = 0; t < 3; t++) {
+        ops_set_threads(t + 1);
+        Decoder *d = dec_new(&m, B, &(DecOpts){.chunk = 4}, err);
+        const float *got = d ? dec_prefill(d, prompt, PROMPT, err) : NULL;
+        for (int i = 0; got && i <= STEPS; i++) {
+            memcpy(logits[t][i], got, sizeof logits[t][i]);
+            if (i < STEPS) got = dec_step(d, tok[i], err);
+        }
+        CHECK(got != NULL, "%s: %d threads: %s", k->name, t + 1, err);
+        dec_free(d);
+    }
+    ops_set_threads(saved);
+    CHECK(memcmp(logits[0], logits[1], sizeof logits[0]) == 0, "%s: 2 threads give other logits than 1", k->name);
+    CHECK(memcmp(logits[0], logits[2], sizeof logits[0]) == 0, "%s: 3 threads give other logits than 1", k->name);
+    hg_free(&m);
+}
+
 static void test_refusals(void)
 {
     HgModel m;
@@ -254,6 +291,7 @@ static void test_refusals(void)
 int main(void)
 {
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) test_kind(&kinds[i]);
+    for (size_t i = 0; i < 5; i++) test_threads(&kinds[i]); // baseline, naive, linear, each +- attn
     test_refusals();
     return check_done();
 }

@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "ckpt.h"
 #include "config.h"
 #include "data.h"
 #include "decode.h"
 #include "evaluate.h"
+#include "ops.h"
 #include "registry.h"
 #include "remi.h"
 #include "util.h"
@@ -37,7 +36,7 @@ static void usage(void)
            "      --registry FILE     write the numbers to this registry's evals (default %s)\n"
            "      --no-registry       do not write to a registry\n"
            "      --json              one JSON object on stdout instead of a table\n"
-           "  -j, --threads N         OpenBLAS threads (default %d)\n"
+           "  -j, --threads N         threads (default %d: the CPUs)\n"
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
            "Exit status: 0 success, 1 bad model, shards or registry, 2 usage error.\n",
@@ -101,7 +100,7 @@ int main(int argc, char **argv)
     if (!model) die_usage("a model is required (-m RUN_DIR)");
     if (!data) die_usage("a shard folder is required (-d SHARDS)");
     if (strcmp(split, "test") != 0 && strcmp(split, "val") != 0) die_usage("--split is test or val, not '%s'", split);
-    openblas_set_num_threads(threads);
+    ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
 
     char err[ERR_MAX], path[4096];
     RunConfig rc;

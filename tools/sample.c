@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "ckpt.h"
 #include "config.h"
 #include "decode.h"
 #include "doc.h"
 #include "midi.h"
+#include "ops.h"
 #include "registry.h"
 #include "remi.h"
 #include "sampler.h"
@@ -37,7 +36,7 @@ static void usage(void)
            "      --ids               write token ids instead of token strings\n"
            "  -o, --out FILE          write the documents to FILE (atomically) instead of stdout\n"
            "      --registry FILE     with -o: record the samples in this registry (e.g. %s)\n"
-           "  -j, --threads N         OpenBLAS threads (default %d)\n"
+           "  -j, --threads N         threads (default %d: the CPUs)\n"
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
            "Exit status: 0 success, 1 bad model, prompt or I/O error (no output is left), 2 usage error.\n",
@@ -118,7 +117,7 @@ int main(int argc, char **argv)
     if (reg_path && !out_path) die_usage("--registry records sample files: it needs -o FILE");
     char err[ERR_MAX];
     if (doc_check_name(name, err) < 0) die_usage("bad --name: %s", err);
-    openblas_set_num_threads(threads);
+    ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
 
     RunConfig rc;
     HgModel m;
