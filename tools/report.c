@@ -1,10 +1,10 @@
 // report: the experiment registry (spec/formats.md §5) -> one self-contained HTML page (no script, no external
 // file): the results and ablation views as tables, bars of the ablation means with ±sd error bars, per experiment
 // the val-loss curves of its seeds (mean line, min-max band), per run its train/val loss curves and piano rolls
-// of a few samples. The plots are inline SVG drawn here. The registry is read only through registry.h's read-only
-// queries; samples are token documents (formats.md §2) drawn from stats_extract's notes. A missing or bad sample
-// file is a note in the page, not a failure. The page holds no timestamp: the same registry gives the same bytes.
-// Longer than the 400 lines a tool aims for: the SVG plotting lives here until a second tool needs it.
+// of a few samples. The plots are inline SVG drawn by plot.h; this file holds the queries, the HTML around them
+// and the page's CSS. The registry is read only through registry.h's read-only queries; samples are token
+// documents (formats.md §2) drawn from stats_extract's notes. A missing or bad sample file is a note in the page,
+// not a failure. The page holds no timestamp: the same registry gives the same bytes.
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "doc.h"
+#include "plot.h"
 #include "registry.h"
-#include "remi.h"
 #include "stats.h"
 #include "util.h"
 
@@ -39,9 +39,6 @@ static void usage(void)
 static FILE *out;
 static Registry *reg;
 
-static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-#define N_PALETTE 10
 #define MAX_POINTS 1500 // points per curve; longer curves are thinned (every k-th point, and the last)
 
 // ---- output helpers ---------------------------------------------------------------------------
@@ -55,34 +52,11 @@ static void put(const char *fmt, ...)
     va_end(ap);
 }
 
-// Writes s HTML-escaped (text and attribute values alike).
-static void esc(const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", out); break;
-        case '<': fputs("&lt;", out); break;
-        case '>': fputs("&gt;", out); break;
-        case '"': fputs("&quot;", out); break;
-        case '\'': fputs("&#39;", out); break;
-        default: fputc(*s, out);
-        }
-    }
-}
-
-// A number for people: integers as such, large values without exponent, others to 4 significant digits.
-static const char *fmt_num(double d, char buf[48])
-{
-    if (fabs(d) >= 1e4 && fabs(d) < 1e15) snprintf(buf, 48, "%.0f", d);
-    else snprintf(buf, 48, "%.4g", d);
-    return buf;
-}
-
 static const char *fmt_value(const RegValue *v, char buf[48])
 {
     switch (v->type) {
     case REG_INT: snprintf(buf, 48, "%lld", (long long)v->i); return buf;
-    case REG_REAL: return fmt_num(v->d, buf);
+    case REG_REAL: return plot_fmt_num(v->d, buf);
     case REG_TEXT: return v->s;
     default: return "";
     }
@@ -105,176 +79,14 @@ static void note(const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     put("<p class=\"note\">");
-    esc(buf);
+    plot_esc(out, buf);
     put("</p>\n");
-}
-
-// ---- SVG plots --------------------------------------------------------------------------------
-
-// One curve, or (lo, hi set) a band from lo to hi, over points x[0..n).
-typedef struct Series {
-    char name[96];
-    const char *color;
-    double width; // stroke width, px
-    size_t n;
-    double *x, *y, *lo, *hi;
-} Series;
-
-// The plot area inside an SVG of w x h px with margins l, r, t, b, showing [x0, x1] x [y0, y1].
-typedef struct Frame {
-    double w, h, l, r, t, b, x0, x1, y0, y1;
-} Frame;
-
-static double fx(const Frame *f, double x) { return f->l + (x - f->x0) / (f->x1 - f->x0) * (f->w - f->l - f->r); }
-static double fy(const Frame *f, double y) { return f->h - f->b - (y - f->y0) / (f->y1 - f->y0) * (f->h - f->t - f->b); }
-
-// 1, 2 or 5 times a power of ten, near span / n.
-static double nice_step(double span, int n)
-{
-    double raw = span / n, p = pow(10, floor(log10(raw))), m = raw / p;
-    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
-}
-
-// Widens [lo, hi] by pad of its span, or around the value when it is a single point.
-static void widen(double *lo, double *hi, double pad)
-{
-    double d = *hi > *lo ? (*hi - *lo) * pad : fabs(*lo) > 1e-12 ? fabs(*lo) * 0.1 : 1;
-    *lo -= d, *hi += d;
-}
-
-enum { TICKS_X = 1, TICKS_Y = 2 };
-
-// Opens an <svg> with its title, grid, the ticks asked for, axis lines and axis labels.
-static void frame_open(const Frame *f, const char *cls, const char *title, const char *xlabel, const char *ylabel,
-                       int ticks)
-{
-    put("<svg class=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\">"
-        "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n<text x=\"%.1f\" y=\"16\" class=\"title\">",
-        cls, f->w, f->h, f->w, f->h, f->l);
-    esc(title);
-    put("</text>\n");
-    for (int axis = 0; axis < 2; axis++) {
-        if (!(ticks & (axis ? TICKS_Y : TICKS_X))) continue;
-        double lo = axis ? f->y0 : f->x0, hi = axis ? f->y1 : f->x1, step = nice_step(hi - lo, axis ? 5 : 8);
-        for (double k = ceil(lo / step - 1e-9); k * step <= hi + 1e-9 * step && k < ceil(lo / step) + 40; k++) {
-            double v = fabs(k) < 0.5 ? 0 : k * step, p = axis ? fy(f, v) : fx(f, v); // never "-0"
-            char buf[48];
-            snprintf(buf, sizeof buf, "%.6g", v);
-            if (axis)
-                put("<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/><text class=\"tick\" x=\"%.1f\""
-                    " y=\"%.1f\" text-anchor=\"end\">%s</text>\n", f->l, f->w - f->r, p, p, f->l - 4, p + 4, buf);
-            else
-                put("<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/><text class=\"tick\" x=\"%.1f\""
-                    " y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", p, p, f->t, f->h - f->b, p, f->h - f->b + 14, buf);
-        }
-    }
-    put("<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-        "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
-        f->l, f->w - f->r, f->h - f->b, f->h - f->b, f->l, f->l, f->t, f->h - f->b);
-    put("<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", (f->l + f->w - f->r) / 2, f->h - 6);
-    esc(xlabel);
-    put("</text><text class=\"label\" transform=\"translate(14 %.1f) rotate(-90)\" text-anchor=\"middle\">",
-        (f->t + f->h - f->b) / 2);
-    esc(ylabel);
-    put("</text>\n");
-}
-
-// A legend entry i in the right margin: a swatch (a line, or a filled box for a band) and the name.
-static void legend(const Frame *f, int i, const char *name, const char *color, bool band)
-{
-    double x = f->w - f->r + 12, y = f->t + 6 + 18.0 * i;
-    if (band) put("<rect x=\"%.1f\" y=\"%.1f\" width=\"18\" height=\"10\" fill=\"%s\" fill-opacity=\"0.25\"/>", x, y - 5, color);
-    else put("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"/>", x, x + 18, y, y, color);
-    put("<text class=\"legend\" x=\"%.1f\" y=\"%.1f\">", x + 24, y + 4);
-    esc(name);
-    put("</text>\n");
-}
-
-// Line plot of s[0..n) (bands drawn first); a note instead when no series has a point.
-static void line_plot(const char *title, const char *xlabel, const char *ylabel, Series *s, int n)
-{
-    Frame f = {600, 300, 64, 170, 28, 42, INFINITY, -INFINITY, INFINITY, -INFINITY};
-    for (int i = 0; i < n; i++)
-        for (size_t k = 0; k < s[i].n; k++) {
-            f.x0 = fmin(f.x0, s[i].x[k]), f.x1 = fmax(f.x1, s[i].x[k]);
-            f.y0 = fmin(f.y0, s[i].lo ? s[i].lo[k] : s[i].y[k]), f.y1 = fmax(f.y1, s[i].hi ? s[i].hi[k] : s[i].y[k]);
-        }
-    if (!(f.x1 >= f.x0)) {
-        note("%s: no points.", title);
-        return;
-    }
-    if (f.x1 == f.x0) widen(&f.x0, &f.x1, 0);
-    widen(&f.y0, &f.y1, 0.05);
-    frame_open(&f, "plot", title, xlabel, ylabel, TICKS_X | TICKS_Y);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            const Series *q = &s[i];
-            if ((q->lo != NULL) != (pass == 0) || q->n == 0) continue;
-            if (q->lo) {
-                put("<polygon fill=\"%s\" fill-opacity=\"0.25\" stroke=\"none\" points=\"", q->color);
-                for (size_t k = 0; k < q->n; k++) put("%.1f,%.1f ", fx(&f, q->x[k]), fy(&f, q->hi[k]));
-                for (size_t k = q->n; k-- > 0;) put("%.1f,%.1f ", fx(&f, q->x[k]), fy(&f, q->lo[k]));
-                put("\"/>\n");
-                continue;
-            }
-            if (q->n > 1) {
-                put("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" points=\"", q->color, q->width);
-                for (size_t k = 0; k < q->n; k++) put("%.1f,%.1f ", fx(&f, q->x[k]), fy(&f, q->y[k]));
-                put("\"/>\n");
-            }
-            if (q->n <= 40) // few points (val curves): mark each
-                for (size_t k = 0; k < q->n; k++)
-                    put("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\"/>", fx(&f, q->x[k]), fy(&f, q->y[k]),
-                        1 + q->width, q->color);
-        }
-    for (int i = 0; i < n && i < 12; i++) legend(&f, i, s[i].name, s[i].color, s[i].lo != NULL);
-    put("</svg>\n");
-}
-
-// Bars of mean[i] with error bars ±sd[i] (NaN: none), one per label.
-static void bar_plot(const char *title, const char *ylabel, int n, const char *const labels[], const double mean[],
-                     const double sd[])
-{
-    Frame f = {fmin(1100, fmax(360, 90 + 70.0 * n)), 320, 64, 16, 28, 96, 0, n, 0, 0};
-    for (int i = 0; i < n; i++) {
-        double e = isnan(sd[i]) ? 0 : sd[i];
-        f.y0 = fmin(f.y0, mean[i] - e), f.y1 = fmax(f.y1, mean[i] + e);
-    }
-    if (f.y1 == f.y0) f.y1 = 1;
-    double pad = (f.y1 - f.y0) * 0.08;
-    f.y1 += f.y1 > 0 ? pad : 0, f.y0 -= f.y0 < 0 ? pad : 0;
-    frame_open(&f, "bars", title, "", ylabel, TICKS_Y);
-    for (int i = 0; i < n; i++) {
-        double xc = fx(&f, i + 0.5), bw = (fx(&f, 1) - fx(&f, 0)) * 0.6, top = fy(&f, fmax(mean[i], 0));
-        double bottom = fy(&f, fmin(mean[i], 0)), hb = fmax(bottom - top, 0.5);
-        put("<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>", xc - bw / 2, top, bw,
-            hb, palette[i % N_PALETTE]);
-        if (!isnan(sd[i])) {
-            double y_lo = fy(&f, mean[i] - sd[i]), y_hi = fy(&f, mean[i] + sd[i]);
-            put("<path class=\"err\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f\"/>", xc, y_lo, y_hi, xc - 6, y_lo,
-                xc + 6, xc - 6, y_hi, xc + 6);
-        }
-        char buf[48], label[40];
-        put("<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", xc,
-            fy(&f, mean[i] + (isnan(sd[i]) ? 0 : fmax(sd[i], 0) * (mean[i] >= 0 ? 1 : -1))) - 4, fmt_num(mean[i], buf));
-        size_t len = strlen(labels[i]);
-        if (len > 28) { // cut long names, never inside a UTF-8 sequence
-            len = 26;
-            while (len > 0 && ((unsigned char)labels[i][len] & 0xC0) == 0x80) len--;
-        }
-        snprintf(label, sizeof label, "%.*s%s", (int)len, labels[i], len < strlen(labels[i]) ? ".." : "");
-        put("<text class=\"tick\" transform=\"translate(%.1f %.1f) rotate(-30)\" text-anchor=\"end\">", xc + 4,
-            f.h - f.b + 14);
-        esc(label);
-        put("</text>\n");
-    }
-    put("</svg>\n");
 }
 
 // ---- piano rolls ------------------------------------------------------------------------------
 
-// A piano roll of the first document in the token-document file path: notes as rectangles, time (bars) against
-// pitch, coloured by program. Problems with the file become a note on the page and on stderr.
+// A piano roll of the first document in the token-document file path (plot_piano_roll). Problems with the file
+// become a note on the page and on stderr.
 static void piano_roll(const char *path)
 {
     FILE *fp = fopen(path, "rb");
@@ -300,39 +112,7 @@ static void piano_roll(const char *path)
         note("Sample '%s' (%s): no notes in %zu tokens.", path, d.name, d.ids.n);
         goto out;
     }
-    int64_t t_end = 1;
-    int p_lo = 127, p_hi = 0;
-    bool used[129] = {false}; // programs, drums at 128
-    for (size_t i = 0; i < s.n_notes; i++) {
-        const StatsNote *nt = &s.notes[i];
-        t_end = nt->onset + nt->dur > t_end ? nt->onset + nt->dur : t_end;
-        p_lo = nt->pitch < p_lo ? nt->pitch : p_lo, p_hi = nt->pitch > p_hi ? nt->pitch : p_hi;
-        used[nt->program < 0 ? 128 : nt->program] = true;
-    }
-    if (p_hi - p_lo < 12) p_lo = (p_lo + p_hi) / 2 - 6, p_hi = p_lo + 12;
-    double bars = (double)t_end / REMI_TICKS_PER_BAR;
-    Frame f = {1100, 320, 52, 120, 28, 42, 0, bars, p_lo - 0.5, p_hi + 0.5};
-    char title[512];
-    snprintf(title, sizeof title, "%s: %zu notes, %.0f bars (%s)", d.name, s.n_notes, ceil(bars), path);
-    frame_open(&f, "pianoroll", title, "bar", "pitch", TICKS_X);
-    for (int p = (p_lo + 11) / 12 * 12; p <= p_hi; p += 12) // octave lines at each C
-        put("<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">C%d</text>", f.l - 4, fy(&f, p) + 4, p / 12 - 1);
-    double row = fy(&f, 0) - fy(&f, 1), sx = fx(&f, 1.0 / REMI_TICKS_PER_BAR) - fx(&f, 0);
-    for (size_t i = 0; i < s.n_notes; i++) {
-        const StatsNote *nt = &s.notes[i];
-        put("<rect class=\"note\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
-            fx(&f, (double)nt->onset / REMI_TICKS_PER_BAR), fy(&f, nt->pitch + 0.5), fmax(nt->dur * sx, 0.6),
-            fmax(row, 0.5), nt->program < 0 ? "#444" : palette[nt->program % N_PALETTE]);
-    }
-    int n_leg = 0;
-    for (int p = 0; p <= 128 && n_leg < 12; p++) {
-        if (!used[p]) continue;
-        char name[32];
-        if (p == 128) snprintf(name, sizeof name, "drums");
-        else snprintf(name, sizeof name, "program %d", p);
-        legend(&f, n_leg++, name, p == 128 ? "#444" : palette[p % N_PALETTE], false);
-    }
-    put("</svg>\n");
+    plot_piano_roll(out, d.name, path, s.notes, s.n_notes);
 out:
     stats_seq_free(&s);
     free(d.ids.ids);
@@ -343,7 +123,7 @@ out:
 // ---- sections ---------------------------------------------------------------------------------
 
 // Fills a series from the (x, y) columns of t (rows with a non-finite value skipped; thinned to MAX_POINTS).
-static void series_from(Series *s, const char *name, const char *color, double width, const RegTable *t, int cx,
+static void series_from(PlotSeries *s, const char *name, const char *color, double width, const RegTable *t, int cx,
                         int cy, int clo, int chi)
 {
     memset(s, 0, sizeof *s);
@@ -365,7 +145,7 @@ static void series_from(Series *s, const char *name, const char *color, double w
     }
 }
 
-static void series_free(Series *s, int n)
+static void series_free(PlotSeries *s, int n)
 {
     for (int i = 0; i < n; i++) free(s[i].x), free(s[i].y), free(s[i].lo), free(s[i].hi);
 }
@@ -393,10 +173,10 @@ static void html_table(const char *id, const RegTable *t, bool pair_sd)
         if (pair_sd && len > 5 && strcmp(nm + len - 5, "_mean") == 0) {
             char base[128];
             snprintf(base, sizeof base, "%.*s", (int)(len - 5), nm);
-            esc(base);
+            plot_esc(out, base);
             put("<br><small>mean ± sd</small>");
         } else {
-            esc(nm);
+            plot_esc(out, nm);
         }
         put("</th>");
     }
@@ -410,7 +190,7 @@ static void html_table(const char *id, const RegTable *t, bool pair_sd)
             if (pair_sd && is_paired_sd(t, c)) continue;
             const RegValue *v = reg_cell(t, i, c);
             put("<td%s>", v->type == REG_INT || v->type == REG_REAL ? " class=\"num\"" : "");
-            esc(fmt_value(v, buf));
+            plot_esc(out, fmt_value(v, buf));
             snprintf(sd_name, sizeof sd_name, "%.*s_sd", (int)(len > 5 ? len - 5 : 0), nm);
             if (pair_sd && len > 5 && strcmp(nm + len - 5, "_mean") == 0 && v->type != REG_NULL) {
                 const RegValue *sd = reg_cell(t, i, reg_table_col(t, sd_name));
@@ -454,7 +234,7 @@ static void section_ablation(const RegTable *t)
             labels[n] = x->type == REG_TEXT ? x->s : "(none)";
             mean[n] = v->d, sd[n++] = e->type == REG_NULL || !isfinite(e->d) ? NAN : e->d;
         }
-        if (n) bar_plot(bar_metrics[m][1], bar_metrics[m][1], n, labels, mean, sd);
+        if (n) plot_bars(out, bar_metrics[m][1], bar_metrics[m][1], n, labels, mean, sd);
     }
     put("</div>\n");
     free(labels), free(mean), free(sd);
@@ -475,7 +255,7 @@ static void section_configs(const RegTable *abl)
                              " WHERE r.status = 'done' AND r.experiment IS ? AND m.split = 'val' AND m.name = 'loss'"
                              " ORDER BY r.run_id", 1, &exp);
         int n = 0, cap = 2 + (int)runs->n_rows;
-        Series *s = xcalloc((size_t)cap, sizeof *s);
+        PlotSeries *s = xcalloc((size_t)cap, sizeof *s);
         char name[96], title[160], buf[48];
         snprintf(name, sizeof name, "min-max of %zu runs", runs->n_rows);
         series_from(&s[n++], name, "#555", 1, agg, 0, 1, 2, 3);
@@ -484,12 +264,12 @@ static void section_configs(const RegTable *abl)
                               " ORDER BY step", 1, reg_cell(runs, i, 0));
             snprintf(name, sizeof name, "run %lld, seed %s", (long long)reg_cell(runs, i, 0)->i,
                      fmt_value(reg_cell(runs, i, 1), buf));
-            series_from(&s[n++], name, palette[i % N_PALETTE], 1, c, 0, 1, -1, -1);
+            series_from(&s[n++], name, plot_color((int)i), 1, c, 0, 1, -1, -1);
             reg_table_free(c);
         }
         series_from(&s[n++], "mean", "#000", 2.5, agg, 0, 1, -1, -1); // last: drawn over the seeds
         snprintf(title, sizeof title, "%s: val loss", exp.type == REG_TEXT ? exp.s : "(none)");
-        line_plot(title, "step", "val loss", s, n);
+        if (!plot_line(out, title, "step", "val loss", s, n)) note("%s: no points.", title);
         series_free(s, n);
         free(s);
         reg_table_free(agg), reg_table_free(runs);
@@ -508,13 +288,13 @@ static void section_runs(long n_samples)
         const RegValue *id = reg_cell(t, i, 0);
         char buf[48];
         put("<h3 id=\"run-%lld\">Run %lld: ", (long long)id->i, (long long)id->i);
-        esc(fmt_value(reg_cell(t, i, 1), buf));
+        plot_esc(out, fmt_value(reg_cell(t, i, 1), buf));
         put("</h3>\n<p>");
         for (int c = 2; c < t->n_cols; c++) {
             put("%s", c > 2 ? ", " : "");
-            esc(t->names[c]);
+            plot_esc(out, t->names[c]);
             put(" <b>");
-            esc(reg_cell(t, i, c)->type == REG_NULL ? "-" : fmt_value(reg_cell(t, i, c), buf));
+            plot_esc(out, reg_cell(t, i, c)->type == REG_NULL ? "-" : fmt_value(reg_cell(t, i, c), buf));
             put("</b>");
         }
         put("</p>\n<div class=\"row\">\n");
@@ -525,12 +305,12 @@ static void section_runs(long n_samples)
         if (tr->n_rows + va->n_rows == 0) {
             note("No loss metrics logged.");
         } else {
-            Series s[2];
-            series_from(&s[0], "train loss", palette[0], 1.5, tr, 0, 1, -1, -1);
-            series_from(&s[1], "val loss", palette[1], 2, va, 0, 1, -1, -1);
+            PlotSeries s[2];
+            series_from(&s[0], "train loss", plot_color(0), 1.5, tr, 0, 1, -1, -1);
+            series_from(&s[1], "val loss", plot_color(1), 2, va, 0, 1, -1, -1);
             char title[64];
             snprintf(title, sizeof title, "run %lld: loss", (long long)id->i);
-            line_plot(title, "step", "loss", s, 2);
+            if (!plot_line(out, title, "step", "loss", s, 2)) note("%s: no points.", title);
             series_free(s, 2);
         }
         put("</div>\n");
@@ -592,7 +372,7 @@ int main(int argc, char **argv)
     RegTable *abl = sel("SELECT * FROM ablation ORDER BY experiment", 0, NULL);
     put("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Experiment report</title>\n"
         "<style>%s</style></head><body>\n<h1>Experiment report</h1>\n<p>Registry <code>", css);
-    esc(reg_path);
+    plot_esc(out, reg_path);
     put("</code>: %lld runs, %lld done, %lld experiments. <a href=\"#results\">results</a> · <a href=\"#ablation\">"
         "ablation</a> · <a href=\"#configs\">val loss over seeds</a> · <a href=\"#runs\">runs</a></p>\n",
         (long long)reg_cell(counts, 0, 0)->i, (long long)reg_cell(counts, 0, 1)->i, (long long)reg_cell(counts, 0, 2)->i);
