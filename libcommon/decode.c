@@ -19,7 +19,7 @@
 #include "pool.h"
 #include "util.h"
 
-#define LIN_TASKS 8 // column blocks per linear layer (multiples of 16 columns): at batch 1 a step is a string of
+#define LIN_TASKS 4 // column blocks per linear layer (multiples of 16 columns): at batch 1 a step is a string of
                     // matrix-vector products bound by reading the weights, which both cores share out this way
 
 // Which keys query row a (of the block's own sequence) sees: model.md §3 and §6's coverage rule.
