@@ -332,8 +332,9 @@ interrupt() {
     local sig=$1 name=$2 st
     shift 2
     rm -f "$T/fifo" && mkfifo "$T/fifo"
-    # a background job starts with SIGINT ignored, which the tools respect: give it the default back
-    env --default-signal=INT "$@" <"$T/fifo" >/dev/null 2>"$T/sig.err" &
+    # a background job starts with SIGINT ignored, and under nohup SIGHUP is ignored too; the tools respect an
+    # ignored signal, so give the one under test its default back
+    env --default-signal="$sig" "$@" <"$T/fifo" >/dev/null 2>"$T/sig.err" &
     BG_PID=$!
     exec 3>"$T/fifo" # holds the pipe open: CMD never sees the end of its input
     cat "$FEED" >&3
