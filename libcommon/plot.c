@@ -166,6 +166,8 @@ bool plot_line(FILE *out, const char *title, const char *xlabel, const char *yla
     return true;
 }
 
+static void slot_label(FILE *out, const PlotFrame *f, double xc, const char *s);
+
 void plot_bars(FILE *out, const char *title, const char *ylabel, int n, const char *const labels[],
                const double mean[], const double sd[])
 {
@@ -188,20 +190,58 @@ void plot_bars(FILE *out, const char *title, const char *ylabel, int n, const ch
             fprintf(out, "<path class=\"err\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f\"/>", xc, y_lo, y_hi,
                     xc - 6, y_lo, xc + 6, xc - 6, y_hi, xc + 6);
         }
-        char buf[48], label[40];
+        char buf[48];
         fprintf(out, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", xc,
                 fy(&f, mean[i] + (isnan(sd[i]) ? 0 : fmax(sd[i], 0) * (mean[i] >= 0 ? 1 : -1))) - 4,
                 plot_fmt_num(mean[i], buf));
-        size_t len = strlen(labels[i]);
-        if (len > 28) { // cut long names, never inside a UTF-8 sequence
-            len = 26;
-            while (len > 0 && ((unsigned char)labels[i][len] & 0xC0) == 0x80) len--;
+        slot_label(out, &f, xc, labels[i]);
+    }
+    fputs("</svg>\n", out);
+}
+
+// A group's label under slot x of f, rotated, cut to 26 bytes past 28 (never inside a UTF-8 sequence).
+static void slot_label(FILE *out, const PlotFrame *f, double xc, const char *s)
+{
+    char label[40];
+    size_t len = strlen(s);
+    if (len > 28) {
+        len = 26;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80) len--;
+    }
+    snprintf(label, sizeof label, "%.*s%s", (int)len, s, len < strlen(s) ? ".." : "");
+    fprintf(out, "<text class=\"tick\" transform=\"translate(%.1f %.1f) rotate(-30)\" text-anchor=\"end\">", xc + 4,
+            f->h - f->b + 14);
+    plot_esc(out, label);
+    fputs("</text>\n", out);
+}
+
+void plot_dots(FILE *out, const char *title, const char *ylabel, int n, const char *const labels[],
+               const double *const v[], const int n_v[], const double mean[], const double sd[])
+{
+    PlotFrame f = {fmin(1100, fmax(360, 90 + 70.0 * n)), 320, 64, 16, 28, 96, 0, n, INFINITY, -INFINITY};
+    for (int i = 0; i < n; i++) {
+        double e = isnan(sd[i]) ? 0 : sd[i];
+        f.y0 = fmin(f.y0, mean[i] - e), f.y1 = fmax(f.y1, mean[i] + e);
+        for (int k = 0; k < n_v[i]; k++) f.y0 = fmin(f.y0, v[i][k]), f.y1 = fmax(f.y1, v[i][k]);
+    }
+    widen(&f.y0, &f.y1, 0.08);
+    frame_open(out, &f, "dots", title, "", ylabel, TICKS_Y);
+    for (int i = 0; i < n; i++) {
+        double xc = fx(&f, i + 0.5), half = (fx(&f, 1) - fx(&f, 0)) * 0.3, ym = fy(&f, mean[i]);
+        const char *color = palette[i % N_PALETTE];
+        for (int k = 0; k < n_v[i]; k++) // spread evenly across the slot, in order
+            fprintf(out, "<circle class=\"dot\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>",
+                    n_v[i] > 1 ? xc - half * 0.6 + 1.2 * half * k / (n_v[i] - 1) : xc, fy(&f, v[i][k]), color);
+        fprintf(out, "<path class=\"axis\" d=\"M%.1f %.1fH%.1f\"/>", xc - half, ym, xc + half);
+        if (!isnan(sd[i])) {
+            double y_lo = fy(&f, mean[i] - sd[i]), y_hi = fy(&f, mean[i] + sd[i]);
+            fprintf(out, "<path class=\"err\" d=\"M%.1f %.1fV%.1fM%.1f %.1fH%.1fM%.1f %.1fH%.1f\"/>", xc + half,
+                    y_lo, y_hi, xc + half - 5, y_lo, xc + half + 5, xc + half - 5, y_hi, xc + half + 5);
         }
-        snprintf(label, sizeof label, "%.*s%s", (int)len, labels[i], len < strlen(labels[i]) ? ".." : "");
-        fprintf(out, "<text class=\"tick\" transform=\"translate(%.1f %.1f) rotate(-30)\" text-anchor=\"end\">",
-                xc + 4, f.h - f.b + 14);
-        plot_esc(out, label);
-        fputs("</text>\n", out);
+        char buf[48];
+        fprintf(out, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", xc,
+                fy(&f, f.y1) + 10, plot_fmt_num(mean[i], buf));
+        slot_label(out, &f, xc, labels[i]);
     }
     fputs("</svg>\n", out);
 }

@@ -1,7 +1,8 @@
-// plot: inline SVG charts for an HTML page: line plots (curves and min-max bands), bar charts with error bars and
+// plot: inline SVG charts for an HTML page: line plots (curves and min-max bands), bar charts with error bars, dot
+// charts of values per group, and
 // piano rolls of notes, each one <svg> element written to a FILE *; also the HTML escaping and number format they use.
 // The caller writes the page around them and its CSS: the SVG uses the classes plot, bars, pianoroll (the <svg>),
-// title, label, tick, legend, grid, axis, bar, err and note. Output depends only on the arguments (no time, no
+// title, label, tick, legend, grid, axis, bar, dot, err and note. Output depends only on the arguments (no time, no
 // randomness), so the same data gives the same bytes. Does not read files, owns no file format, and does not check
 // write errors: the caller checks its stream once at the end (out_commit, stdout_close).
 #ifndef PLOT_H
@@ -44,6 +45,13 @@ bool plot_line(FILE *out, const char *title, const char *xlabel, const char *yla
 // inside a UTF-8 sequence). Width grows with n, from 360 to 1100 px. mean[] must be finite; arrays are read only.
 void plot_bars(FILE *out, const char *title, const char *ylabel, int n, const char *const labels[],
                const double mean[], const double sd[]);
+
+// A dot chart of n >= 1 groups on a y axis fitted to the data (not from 0, so small differences show): group i
+// draws its values v[i][0..n_v[i]) as dots spread across its slot, a line at mean[i] and a whisker ±sd[i] (none
+// when sd[i] is NaN), with labels[i] under it (cut as plot_bars). For "do the seeds overlap": the bars hide that.
+// Values and mean[] must be finite; arrays are read only.
+void plot_dots(FILE *out, const char *title, const char *ylabel, int n, const char *const labels[],
+               const double *const v[], const int n_v[], const double mean[], const double sd[]);
 
 // A 1100 x 320 px piano roll of notes[0..n_notes), n_notes >= 1 (stats_extract's notes, times in REMI ticks):
 // a rectangle per note, time in bars against pitch (at least an octave shown, C of each octave marked), coloured

@@ -1,7 +1,7 @@
 // report: the experiment registry (spec/formats.md §5) -> one self-contained HTML page (no script, no external
-// file): the results and ablation views as tables, bars of the ablation means with ±sd error bars, per experiment
-// the val-loss curves of its seeds (mean line, min-max band), per run its train/val loss curves and piano rolls
-// of a few samples. The plots are inline SVG drawn by plot.h; this file holds the queries, the HTML around them
+// file): the results and ablation views as tables, every run's best val loss per experiment (dots on a fitted
+// axis), bars of the ablation means with ±sd error bars, per experiment the val-loss curves of its seeds (mean
+// line, min-max band), per run its train/val loss curves and piano rolls of a few samples. The plots are inline SVG drawn by plot.h; this file holds the queries, the HTML around them
 // and the page's CSS. The registry is read only through registry.h's read-only queries; samples are token
 // documents (formats.md §2) drawn from stats_extract's notes. A missing or bad sample file is a note in the page,
 // not a failure. The page holds no timestamp: the same registry gives the same bytes.
@@ -23,7 +23,8 @@ static void usage(void)
 {
     printf("Usage: report [options]\n"
            "Write an HTML report of the experiment registry: the results and ablation views as tables,\n"
-           "ablation bars with error bars, loss curves per run and per experiment, piano rolls of samples.\n"
+           "each run's best val loss per experiment, ablation bars with error bars, loss curves per run and\n"
+           "per experiment, piano rolls of samples.\n"
            "\n"
            "  --registry FILE   experiment registry (default %s); it must exist\n"
            "  -o FILE           write the page to FILE, atomically (default, or -: stdout)\n"
@@ -210,6 +211,28 @@ static const char *const bar_metrics[][2] = {
     {"validity", "validity"},         {"train_tokens_per_s", "train tokens/s"}, {"wall_s", "wall time (s)"},
 };
 
+// Every finished run's best val loss, grouped per ablation row, on an axis fitted to the data: whether the seeds
+// of two configs overlap, which bars from 0 hide. labels, mean, sd: scratch of t->n_rows entries.
+static void section_seeds(const RegTable *t, const char **labels, double *mean, double *sd)
+{
+    RegTable **r = xcalloc(t->n_rows, sizeof *r);
+    const double **v = xcalloc(t->n_rows, sizeof *v);
+    int *n_v = xcalloc(t->n_rows, sizeof *n_v), n = 0, cm = reg_table_col(t, "val_loss_mean");
+    int cs = reg_table_col(t, "val_loss_sd");
+    for (size_t i = 0; i < t->n_rows; i++) {
+        const RegValue *x = reg_cell(t, i, 0), *m = reg_cell(t, i, cm), *e = reg_cell(t, i, cs);
+        if (x->type != REG_TEXT || m->type == REG_NULL || !isfinite(m->d)) continue;
+        r[n] = sel("SELECT best_val_loss FROM results WHERE status = 'done' AND experiment = ? AND best_val_loss"
+                   " BETWEEN -1e300 AND 1e300 ORDER BY run_id", 1, x);
+        double *vals = xcalloc(r[n]->n_rows + 1, sizeof *vals);
+        for (size_t k = 0; k < r[n]->n_rows; k++) vals[n_v[n]++] = reg_cell(r[n], k, 0)->d; // finite REALs (metrics.value)
+        v[n] = vals, labels[n] = x->s, mean[n] = m->d, sd[n++] = e->type == REG_NULL || !isfinite(e->d) ? NAN : e->d;
+    }
+    if (n) plot_dots(out, "best val loss per seed", "best val loss", n, labels, v, n_v, mean, sd);
+    for (int i = 0; i < n; i++) free((void *)v[i]), reg_table_free(r[i]);
+    free(r), free(v), free(n_v);
+}
+
 static void section_ablation(const RegTable *t)
 {
     put("<h2 id=\"ablation\">Ablation: mean ± sd over seeds</h2>\n<p>One row per experiment over its runs with status"
@@ -223,6 +246,7 @@ static void section_ablation(const RegTable *t)
     const char **labels = xcalloc(t->n_rows, sizeof *labels);
     double *mean = xcalloc(t->n_rows, sizeof *mean), *sd = xcalloc(t->n_rows, sizeof *sd);
     put("<div class=\"row\">\n");
+    section_seeds(t, labels, mean, sd);
     for (size_t m = 0; m < sizeof bar_metrics / sizeof *bar_metrics; m++) {
         char c_mean[64], c_sd[64];
         snprintf(c_mean, sizeof c_mean, "%s_mean", bar_metrics[m][0]);

@@ -183,6 +183,8 @@ check "HTML: the page holds no script and no external reference" eval "! grep -E
 count() { grep -o "$1" "$H" | wc -l; }
 check "plots: 7 loss plots, got $(count '<svg class="plot"')" test "$(count '<svg class="plot"')" = 7
 check "plots: 9 ablation bar charts, got $(count '<svg class="bars"')" test "$(count '<svg class="bars"')" = 9
+check "plots: one per-seed dot chart of best val loss" test "$(count '<svg class="dots"')" = 1
+check "plots: one dot per finished run (4), got $(count '<circle class="dot"')" test "$(count '<circle class="dot"')" = 4
 check "plots: error bars on the 3-seed bars" test "$(count '<path class="err"')" -ge 9
 check "plots: the seeds' val loss has a min-max band and a mean" eval "grep -q 'min-max of 3 runs' '$H' && grep -q '>mean<' '$H'"
 check "plots: axis labels and legends" eval "grep -q '>step</text>' '$H' && grep -q '>train loss</text>' '$H'"
