@@ -74,10 +74,11 @@ check "registry: the resumed runs are done, metrics not doubled" test "$(q "sele
 
 # ---- SIGINT: checkpoint, interrupted, exit 1 -------------------------------------------------------------
 printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"steps": 100000, "checkpoint_every": 1000}}\n' "$ROOT" >"$T/long.json"
-set -m # job control: a background job of a script would otherwise start with SIGINT ignored
-"$TRAIN" -q -j 1 -c "$T/long.json" -d "$T/shards" -o "$T/long" --registry "$REG" 2>"$T/long.err" &
+# a background job of a script starts with SIGINT ignored, which train respects: give it the default back (set -m
+# would too, but only where the shell has a terminal for job control)
+env --default-signal=INT "$TRAIN" -q -j 1 -c "$T/long.json" -d "$T/shards" -o "$T/long" --registry "$REG" \
+  2>"$T/long.err" &
 BG_PID=$!
-set +m
 for _ in $(seq 100); do [ -n "$(q "select 1 from metrics m join runs r using (run_id) where r.out_dir like '%/long' limit 1")" ] && break; sleep 0.1; done
 kill -INT $BG_PID
 wait $BG_PID
