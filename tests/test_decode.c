@@ -47,9 +47,10 @@ static int32_t rand_tok(void) { return (int32_t)(1 + (int)((frand() + 1) * 0.5f 
 
 static HgLevel valley_inner, valley_mid;
 
-static void build(HgModel *m, const Kind *k)
+// Kind k at width C (NH 2, F 2C): random weights, sharpened as below
+static void build(HgModel *m, const Kind *k, int C)
 {
-    HgConfig c = {.V = V_TEST, .C = 16, .NH = 2, .F = 32, .L = L_TEST, .linear = k->linear, .attn_resampling = k->attn};
+    HgConfig c = {.V = V_TEST, .C = C, .NH = 2, .F = 2 * C, .L = L_TEST, .linear = k->linear, .attn_resampling = k->attn};
     if (k->plain_layers) {
         c.top.n_layers = k->plain_layers;
     } else {
@@ -170,7 +171,7 @@ static float *valley_norm_bias(HgModel *m, const Kind *k, size_t *size)
 static void test_kind(const Kind *k)
 {
     HgModel m;
-    build(&m, k);
+    build(&m, k, 16);
     for (int B = 1; B <= 3; B += 2) {
         int slides = 2 * (L_TEST - L_TEST / 2) + 3; // past two slides of the window
         double e1 = run_case(&m, k, B, 0, NULL, L_TEST + slides);
@@ -227,17 +228,12 @@ static void test_kind(const Kind *k)
 }
 
 // The same prefill (in passes of 4) and steps across two slides, on 1, 2 and 3 threads: identical logits. The test
-// model is wide enough (C 64, F 256) that every linear layer splits into several column blocks.
+// model is wide enough (C 64, F 128) that every linear layer splits into several column blocks.
 static void test_threads(const Kind *k)
 {
     HgModel m;
-    HgConfig c = {.V = V_TEST, .C = 64, .NH = 4, .F = 256, .L = L_TEST, .linear = k->linear, .attn_resampling = k->attn};
-    static HgLevel valley = {.n_layers = 1};
-    if (k->plain_layers) c.top.n_layers = k->plain_layers;
-    else c.top = (HgLevel){.pre = k->pre, .post = k->post, .s = k->s, .valley = &valley};
     char err[ERR_MAX];
-    CHECK(hg_build(&m, &c, err) == 0, "%s: build: %s", k->name, err);
-    hg_init_weights(&m, 99);
+    build(&m, k, 64);
     enum { B = 3, PROMPT = 7, STEPS = 2 * L_TEST };
     int32_t prompt[B * PROMPT], tok[STEPS][B];
     for (int i = 0; i < B * PROMPT; i++) prompt[i] = rand_tok();
@@ -265,7 +261,7 @@ static void test_threads(const Kind *k)
 static void test_refusals(void)
 {
     HgModel m;
-    build(&m, &kinds[5]);
+    build(&m, &kinds[5], 16);
     char err[ERR_MAX];
     CHECK(dec_new(&m, 0, NULL, err) == NULL, "batch 0 accepted");
     CHECK(dec_new(&m, 1, &(DecOpts){.keep = L_TEST}, err) == NULL, "keep = L accepted");
