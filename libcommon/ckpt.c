@@ -2,6 +2,7 @@
 #include "ckpt.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -104,6 +105,13 @@ char *ckpt_read_config(const char *path, char *err)
     return config;
 }
 
+static const size_t *sort_range; // qsort has no context argument
+static int range_cmp(const void *a, const void *b)
+{
+    size_t x = sort_range[2 * *(const int *)a], y = sort_range[2 * *(const int *)b];
+    return (x > y) - (x < y);
+}
+
 int ckpt_load(HgModel *m, const char *path, char **metadata_config, char *err)
 {
     if (metadata_config) *metadata_config = NULL;
@@ -115,7 +123,7 @@ int ckpt_load(HgModel *m, const char *path, char **metadata_config, char *err)
     Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
     int n = list_tensors(m, t);
     size_t *range = xcalloc(2 * (size_t)n, sizeof *range);
-    int *seen = xcalloc((size_t)n, sizeof *seen);
+    int *seen = xcalloc((size_t)n, sizeof *seen), *order = xcalloc((size_t)n, sizeof *order);
     uint64_t hlen;
     long fsize;
     if (!(hdr = read_header(f, &hlen, &fsize, err))) goto out;
@@ -131,13 +139,12 @@ int ckpt_load(HgModel *m, const char *path, char **metadata_config, char *err)
             if (metadata_config && cJSON_IsString(c)) *metadata_config = xstrdup(c->valuestring);
             continue;
         }
-        int k = 0;
-        while (k < n && strcmp(t[k].name, e->string) != 0) k++;
-        if (k == n) {
+        int k = strcmp(e->string, PE_NAME) == 0 ? n - 1 : hg_param_index(m, e->string);
+        if (k < 0) {
             err_set(err, "unexpected tensor '%.80s' (not in this model's configuration)", e->string);
             goto out;
         }
-        if (seen[k]++) {
+        if (seen[k]++) { // cJSON keeps both entries of a repeated key
             err_set(err, "tensor '%s' appears twice", t[k].name);
             goto out;
         }
@@ -175,24 +182,37 @@ int ckpt_load(HgModel *m, const char *path, char **metadata_config, char *err)
             err_set(err, "tensor '%s' is missing", t[k].name);
             goto out;
         }
-        for (int j = 0; j < k; j++)
-            if (range[2 * j] < range[2 * k + 1] && range[2 * k] < range[2 * j + 1] && t[j].n && t[k].n) {
-                err_set(err, "tensors '%s' and '%s' overlap", t[j].name, t[k].name);
-                goto out;
-            }
+        order[k] = k;
+    }
+    // overlap: sorted by start, each non-empty range must end before the next non-empty one starts
+    sort_range = range;
+    qsort(order, (size_t)n, sizeof *order, range_cmp);
+    for (int i = 1, prev = -1; i <= n; i++) {
+        int k = order[i - 1];
+        if (!t[k].n) continue;
+        if (prev >= 0 && range[2 * k] < range[2 * prev + 1]) {
+            err_set(err, "tensors '%s' and '%s' overlap", t[prev].name, t[k].name);
+            goto out;
+        }
+        prev = k;
     }
     for (int k = 0; k < m->n_params; k++) { // the positional buffer is recomputed, not read
-        if (fseek(f, (long)(8 + hlen + range[2 * k]), SEEK_SET) != 0 ||
-            fread(m->w + m->params[k].offset, sizeof(float), t[k].n, f) != t[k].n) {
+        float *w = m->w + m->params[k].offset;
+        if (fseek(f, (long)(8 + hlen + range[2 * k]), SEEK_SET) != 0 || fread(w, sizeof(float), t[k].n, f) != t[k].n) {
             err_set(err, "tensor '%s': cannot read its data", t[k].name);
             goto out;
         }
+        for (size_t i = 0; i < t[k].n; i++) // a NaN or Inf weight would only surface as garbage logits later
+            if (!isfinite(w[i])) {
+                err_set(err, "tensor '%s': value %g at index %zu is not finite", t[k].name, (double)w[i], i);
+                goto out;
+            }
     }
     rc = 0;
 out:
     if (rc < 0 && metadata_config) free(*metadata_config), *metadata_config = NULL;
     cJSON_Delete(root);
-    free(hdr), free(t), free(range), free(seen);
+    free(hdr), free(t), free(range), free(seen), free(order);
     fclose(f);
     return rc;
 }

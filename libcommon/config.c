@@ -14,6 +14,7 @@
 
 #define MAX_CHAIN 16 // extends chain length (a longer one is a cycle in practice)
 #define CONFIG_MAX_BYTES (1u << 20)
+#define DEPTH_MAX 1000000 // layers in one block: far beyond any memory, small enough for int arithmetic
 
 typedef enum { T_INT, T_LONG, T_NUM, T_BOOL, T_ENUM, T_PAIR, T_DEPTH, T_SHORTEN } KeyType;
 
@@ -30,13 +31,14 @@ typedef struct Key {
 #define NO_FIELD ((size_t)-1) // a key with no field of its own (handled in resolve())
 static const Key schema[] = {
     {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass"},
-    {"model", "depth", T_DEPTH, NO_FIELD, 0, 64, NAN, NULL},
+    // sizes: only what keeps the arithmetic in range; what fits is decided by memory (hg_plan, memplan.h)
+    {"model", "depth", T_DEPTH, NO_FIELD, 0, DEPTH_MAX, NAN, NULL},
     {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL},
-    {"model", "num_heads", T_INT, F(num_heads), 1, 256, 4, NULL},
-    {"model", "d_model", T_INT, F(d_model), 1, 65536, 256, NULL},
-    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 20, 1024, NULL},
+    {"model", "num_heads", T_INT, F(num_heads), 1, 65536, 4, NULL},
+    {"model", "d_model", T_INT, F(d_model), 1, 1 << 20, 256, NULL},
+    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 24, 1024, NULL},
     {"model", "dropout", T_NUM, F(dropout), 0, 0.99, 0.1, NULL},
-    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 64, 2, NULL},
+    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 65536, 2, NULL},
     {"model", "updown_sample_type", T_ENUM, F(linear), 0, 0, 1, "naive|linear"},
     {"model", "attn_resampling", T_BOOL, F(attn_resampling), 0, 0, 1, NULL},
     {"model", "save_updown_hidden", T_BOOL, F(save_updown_hidden), 0, 0, 1, NULL},
@@ -91,15 +93,14 @@ static int is_int(const cJSON *v, double lo, double hi)
 }
 
 // ---- checking one file ---------------------------------------------------------------------------
-// A depth: an integer, or [pre, valley, post] with valley a depth; *levels counts the hourglass levels.
-static int check_depth(const cJSON *v, int *levels)
+// A depth: an integer, or [pre, valley, post] with valley a depth (any nesting cJSON parses).
+static int check_depth(const cJSON *v)
 {
-    if (is_int(v, 1, 64)) return 0;
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3 || *levels >= CONFIG_MAX_LEVELS) return -1;
-    ++*levels;
-    const cJSON *pre = cJSON_GetArrayItem(v, 0), *post = cJSON_GetArrayItem(v, 2);
-    if (!is_int(pre, 0, 64) || !is_int(post, 0, 64)) return -1;
-    return check_depth(cJSON_GetArrayItem(v, 1), levels);
+    for (; !is_int(v, 1, DEPTH_MAX); v = cJSON_GetArrayItem(v, 1)) {
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) return -1;
+        if (!is_int(cJSON_GetArrayItem(v, 0), 0, DEPTH_MAX) || !is_int(cJSON_GetArrayItem(v, 2), 0, DEPTH_MAX)) return -1;
+    }
+    return 0;
 }
 
 static int check_value(const Key *k, const cJSON *v, const char *file, char *err)
@@ -131,21 +132,19 @@ static int check_value(const Key *k, const cJSON *v, const char *file, char *err
                 return err_set(err, "'%s': %s.%s: expected two numbers in %g..%g", f, k->section, k->key, k->lo, k->hi);
         }
         return 0;
-    case T_DEPTH: {
-        int levels = 0;
-        if (check_depth(v, &levels) < 0)
-            return err_set(err, "'%s': model.depth: expected an integer in 1..64 or [pre, valley, post] "
-                                "(pre, post in 0..64, at most %d levels)", f, CONFIG_MAX_LEVELS);
+    case T_DEPTH:
+        if (check_depth(v) < 0)
+            return err_set(err, "'%s': model.depth: expected layers (an integer in 1..%d) or [pre, valley, post] "
+                                "(pre, post in 0..%d, valley a depth)", f, DEPTH_MAX, DEPTH_MAX);
         return 0;
-    }
     case T_SHORTEN:
         if (is_int(v, k->lo, k->hi)) return 0;
-        if (cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 1 && cJSON_GetArraySize(v) <= CONFIG_MAX_LEVELS) {
+        if (cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 1) {
             int ok = 1;
             for (const cJSON *x = v->child; x; x = x->next) ok &= is_int(x, k->lo, k->hi);
             if (ok) return 0;
         }
-        return err_set(err, "'%s': model.shorten_factor: expected an integer in 1..64 or a list of them", f);
+        return err_set(err, "'%s': model.shorten_factor: expected an integer in 1..%.0f or a list of them", f, k->hi);
     }
     return 0;
 }
@@ -223,7 +222,9 @@ static cJSON *load_chain(const char *path, int depth, char *err)
 // ---- resolving ------------------------------------------------------------------------------------
 static void build_levels(RunConfig *rc, const cJSON *depth)
 {
-    int i = 0;
+    int i = 0, n = 0;
+    for (const cJSON *d = depth; cJSON_IsArray(d); d = cJSON_GetArrayItem(d, 1)) n++;
+    rc->levels = xcalloc((size_t)n + 1, sizeof *rc->levels);
     while (cJSON_IsArray(depth)) {
         HgLevel *lv = &rc->levels[i];
         lv->pre = cJSON_GetArrayItem(depth, 0)->valueint;
@@ -295,12 +296,14 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
     int n_s = shorten && cJSON_IsArray(shorten) ? cJSON_GetArraySize(shorten) : 0;
     if (n_s && n_s != rc->n_levels) {
         cJSON_Delete(canon);
+        free(rc->levels), rc->levels = NULL;
         return err_set(err, "'%s': model.shorten_factor: %d factors for %d hourglass levels", name, n_s, rc->n_levels);
     }
     for (int i = 0; i < rc->n_levels; i++)
         rc->levels[i].s = n_s ? cJSON_GetArrayItem(shorten, i)->valueint : shorten ? shorten->valueint : 2;
     if (rc->d_model % rc->num_heads) {
         cJSON_Delete(canon);
+        free(rc->levels), rc->levels = NULL;
         return err_set(err, "'%s': model.num_heads: %d does not divide d_model %d", name, rc->num_heads, rc->d_model);
     }
     if (isnan(rc->alpha)) rc->alpha = rc->loss == 2 ? 1e-6 : 0.1;
@@ -394,6 +397,6 @@ void config_describe(const RunConfig *rc, char *buf, size_t n)
 
 void config_free(RunConfig *rc)
 {
-    free(rc->json);
-    rc->json = NULL;
+    free(rc->json), free(rc->levels);
+    rc->json = NULL, rc->levels = NULL;
 }

@@ -6,12 +6,11 @@
 
 #include "hg.h"
 
-#define CONFIG_MAX_LEVELS 8 // hourglass nesting depth (and entries of a shorten_factor list)
-
 typedef struct RunConfig {
     // model
     int hourglass;          // "type": "hourglass" (else "music_transformer")
-    HgLevel levels[CONFIG_MAX_LEVELS + 1]; // the depth tree; levels[0] is the top, levels[i].valley -> levels[i+1]
+    HgLevel *levels;        // the depth tree, n_levels + 1 entries (malloc'd): levels[0] is the top,
+                            // levels[i].valley -> levels[i+1]. Any nesting; sizes are limited by memory (hg_plan)
     int n_levels;           // hourglass levels (0 for the baseline)
     int input_length, num_heads, d_model, dim_feedforward;
     double dropout;

@@ -84,13 +84,13 @@ struct Decoder {
 static const float *weight(const HgModel *m, int optional, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static const float *weight(const HgModel *m, int optional, const char *fmt, ...)
 {
-    char name[160];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    char *name = xvasprintf(fmt, ap);
     va_end(ap);
     int i = hg_param_index(m, name);
     if (i < 0 && !optional) die("decode: parameter missing from the model: '%s'", name); // a table/tree mismatch
+    free(name);
     return i < 0 ? NULL : m->w + m->params[i].offset;
 }
 
@@ -108,8 +108,7 @@ static void build_block(Decoder *d, DBlock *bk, const char *pre, int n, int keys
     bk->layers = xcalloc((size_t)(n ? n : 1), sizeof *bk->layers);
     for (int i = 0; i < n; i++) {
         DLayer *l = &bk->layers[i];
-        char p[140];
-        snprintf(p, sizeof p, "%s.layers.%d", pre, i);
+        char *p = xasprintf("%s.layers.%d", pre, i);
         int C = d->C;
         const float *in_w = weight(m, 0, "%s.self_attn.in_proj_weight", p);
         l->in_b = weight(m, 0, "%s.self_attn.in_proj_bias", p);
@@ -127,6 +126,7 @@ static void build_block(Decoder *d, DBlock *bk, const char *pre, int n, int keys
         l->n1_w = weight(m, 0, "%s.norm1.weight", p), l->n1_b = weight(m, 0, "%s.norm1.bias", p);
         l->n2_w = weight(m, 0, "%s.norm2.weight", p), l->n2_b = weight(m, 0, "%s.norm2.bias", p);
         l->cap = cap;
+        free(p);
     }
     bk->norm_w = weight(m, 0, "%s.norm.weight", pre), bk->norm_b = weight(m, 0, "%s.norm.bias", pre);
 }
@@ -134,7 +134,7 @@ static void build_block(Decoder *d, DBlock *bk, const char *pre, int n, int keys
 // cap: the most rows this level ever holds (L at the top, ceil(cap/s) one level down)
 static void build_level(Decoder *d, DLevel *lv, const HgLevel *cfg, const char *pre, int cap)
 {
-    char p[140];
+    char *p = NULL;
     lv->cap = cap;
     if (!cfg->valley) {
         lv->plain = 1;
@@ -144,9 +144,9 @@ static void build_level(Decoder *d, DLevel *lv, const HgLevel *cfg, const char *
     int s = lv->s = cfg->s;
     lv->cap_s = (cap + s - 1) / s;
     if (s > d->max_s) d->max_s = s;
-    snprintf(p, sizeof p, "%s.pre_transformer", pre);
+    free(p), p = xasprintf("%s.pre_transformer", pre);
     build_block(d, &lv->pre, p, cfg->pre, KEYS_CAUSAL, 1, cap);
-    snprintf(p, sizeof p, "%s.post_transformer", pre);
+    free(p), p = xasprintf("%s.post_transformer", pre);
     build_block(d, &lv->post, p, cfg->post, KEYS_CAUSAL, 1, cap);
     if (d->m->cfg.linear) {
         lin_init(d, &lv->down, weight(d->m, 0, "%s.downsample.proj.weight", pre),
@@ -155,14 +155,15 @@ static void build_level(Decoder *d, DLevel *lv, const HgLevel *cfg, const char *
                  weight(d->m, 0, "%s.upsample.proj.bias", pre), s * d->C, d->C);
     }
     if (d->m->cfg.attn_resampling) { // keys: s-1 zero rows of the shift, then h; and the valley's rows
-        snprintf(p, sizeof p, "%s.attn_resampling_pre_valley", pre);
+        free(p), p = xasprintf("%s.attn_resampling_pre_valley", pre);
         build_block(d, &lv->rpre, p, 1, KEYS_PRE, s, cap + s - 1);
-        snprintf(p, sizeof p, "%s.attn_resampling_post_valley", pre);
+        free(p), p = xasprintf("%s.attn_resampling_post_valley", pre);
         build_block(d, &lv->rpost, p, 1, KEYS_POST, s, lv->cap_s);
     }
-    snprintf(p, sizeof p, "%s.valley_transformer", pre);
+    free(p), p = xasprintf("%s.valley_transformer", pre);
     lv->valley = xcalloc(1, sizeof *lv->valley);
     build_level(d, lv->valley, cfg->valley, p, lv->cap_s);
+    free(p);
 }
 
 // ---- memory: one block, planned by a counting pass and a handing-out pass -------------------------

@@ -111,7 +111,7 @@ static size_t add_param(HgModel *m, int ndim, int d0, int d1, const char *fmt, .
     memset(p, 0, sizeof *p);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    p->name = xvasprintf(fmt, ap);
     va_end(ap);
     p->ndim = ndim;
     p->shape[0] = d0;
@@ -144,37 +144,44 @@ static void build_layer(HgModel *m, LayerP *l, const char *pre, int rpr)
 
 static void build_block(HgModel *m, BlockP *b, const char *pre, int n, int rpr)
 {
-    char name[128];
     b->n = n;
     b->layers = xcalloc((size_t)(n ? n : 1), sizeof *b->layers);
     for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%s.layers.%d", pre, i);
+        char *name = xasprintf("%s.layers.%d", pre, i);
         build_layer(m, &b->layers[i], name, rpr);
+        free(name);
     }
     b->norm_w = add_param(m, 1, m->cfg.C, 0, "%s.norm.weight", pre);
     b->norm_b = add_param(m, 1, m->cfg.C, 0, "%s.norm.bias", pre);
 }
 
-static int build_level(HgModel *m, LevelP *lp, const HgLevel *lv, const char *pre, char *err)
+static int check_level(const HgLevel *lv, char *err)
 {
-    char name[128];
+    for (; lv; lv = lv->valley) {
+        if (!lv->valley && lv->n_layers < 0) return err_set(err, "negative depth");
+        if (lv->valley && lv->s < 1) return err_set(err, "shorten factor %d: must be at least 1", lv->s);
+        if (lv->valley && (lv->pre < 0 || lv->post < 0)) return err_set(err, "negative depth");
+    }
+    return 0;
+}
+
+static void build_level(HgModel *m, LevelP *lp, const HgLevel *lv, const char *pre)
+{
     const HgConfig *c = &m->cfg;
     if (!lv->valley) {
-        if (lv->n_layers < 0) return err_set(err, "negative depth");
         lp->plain = 1;
         build_block(m, &lp->blk, pre, lv->n_layers, 1);
-        return 0;
+        return;
     }
-    if (lv->s < 1) return err_set(err, "shorten factor %d: must be at least 1", lv->s);
-    if (lv->pre < 0 || lv->post < 0) return err_set(err, "negative depth");
     lp->s = lv->s;
-    snprintf(name, sizeof name, "%s.pre_transformer", pre);
+    char *name = xasprintf("%s.pre_transformer", pre);
     build_block(m, &lp->pre, name, lv->pre, 1);
-    snprintf(name, sizeof name, "%s.valley_transformer", pre);
+    free(name), name = xasprintf("%s.valley_transformer", pre);
     lp->valley = xcalloc(1, sizeof *lp->valley);
-    if (build_level(m, lp->valley, lv->valley, name, err) < 0) return -1;
-    snprintf(name, sizeof name, "%s.post_transformer", pre);
+    build_level(m, lp->valley, lv->valley, name);
+    free(name), name = xasprintf("%s.post_transformer", pre);
     build_block(m, &lp->post, name, lv->post, 1);
+    free(name), name = NULL;
     if (c->linear) {
         lp->down_w = add_param(m, 2, c->C, lv->s * c->C, "%s.downsample.proj.weight", pre);
         lp->down_b = add_param(m, 1, c->C, 0, "%s.downsample.proj.bias", pre);
@@ -182,12 +189,12 @@ static int build_level(HgModel *m, LevelP *lp, const HgLevel *lv, const char *pr
         lp->up_b = add_param(m, 1, lv->s * c->C, 0, "%s.upsample.proj.bias", pre);
     }
     if (c->attn_resampling) {
-        snprintf(name, sizeof name, "%s.attn_resampling_pre_valley", pre);
+        name = xasprintf("%s.attn_resampling_pre_valley", pre);
         build_block(m, &lp->rpre, name, 1, 0);
-        snprintf(name, sizeof name, "%s.attn_resampling_post_valley", pre);
+        free(name), name = xasprintf("%s.attn_resampling_post_valley", pre);
         build_block(m, &lp->rpost, name, 1, 0);
+        free(name);
     }
-    return 0;
 }
 
 static HgLevel *copy_tree(const HgLevel *lv)
@@ -198,20 +205,45 @@ static HgLevel *copy_tree(const HgLevel *lv)
     return c;
 }
 
+static int check_config(const HgConfig *c, char *err)
+{
+    if (c->C < 1 || c->NH < 1 || c->C % c->NH) return err_set(err, "d_model %d is not a multiple of num_heads %d", c->C, c->NH);
+    if (c->V < 2 || c->F < 1 || c->L < 1) return err_set(err, "vocabulary, dim_feedforward and input_length must be positive");
+    return check_level(&c->top, err);
+}
+
+static const HgParam *sort_params; // qsort has no context argument; hg_build is not reentrant anyway
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(sort_params[*(const int *)a].name, sort_params[*(const int *)b].name);
+}
+
 int hg_build(HgModel *m, const HgConfig *cfg, char *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     if (cfg->top.valley) m->cfg.top.valley = copy_tree(cfg->top.valley);
     const HgConfig *c = &m->cfg;
-    if (c->C < 1 || c->NH < 1 || c->C % c->NH) return err_set(err, "d_model %d is not a multiple of num_heads %d", c->C, c->NH);
-    if (c->V < 2 || c->F < 1 || c->L < 1) return err_set(err, "vocabulary, dim_feedforward and input_length must be positive");
+    if (check_config(c, err) < 0) return -1;
     m->acts = xcalloc(1, sizeof *m->acts);
     ModelP *p = &m->acts->p;
     p->wte = add_param(m, 2, c->V, c->C, "embedding.weight");
-    if (build_level(m, &p->top, &c->top, "transformer.encoder", err) < 0) return -1;
+    build_level(m, &p->top, &c->top, "transformer.encoder");
     p->wout_w = add_param(m, 2, c->V, c->C, "Wout.weight");
     p->wout_b = add_param(m, 1, c->V, 0, "Wout.bias");
+    // names are the checkpoint's keys: two parameters of one name would make a file nothing can load
+    m->by_name = xmalloc((size_t)m->n_params * sizeof *m->by_name);
+    for (int i = 0; i < m->n_params; i++) m->by_name[i] = i;
+    sort_params = m->params;
+    qsort(m->by_name, (size_t)m->n_params, sizeof *m->by_name, name_cmp);
+    for (int i = 1; i < m->n_params; i++)
+        if (strcmp(m->params[m->by_name[i - 1]].name, m->params[m->by_name[i]].name) == 0)
+            return err_set(err, "two parameters named '%.200s'", m->params[m->by_name[i]].name);
+    int levels = 0;
+    for (const HgLevel *lv = &c->top; lv->valley; lv = lv->valley) levels++;
+    m->max_hidden = 2 * levels;
+    m->hidden = xcalloc((size_t)(m->max_hidden ? m->max_hidden : 1), sizeof *m->hidden);
+    m->hidden_T = xcalloc((size_t)(m->max_hidden ? m->max_hidden : 1), sizeof *m->hidden_T);
     m->w = xcalloc(m->n_floats, sizeof *m->w);
     m->dw = xcalloc(m->n_floats, sizeof *m->dw);
     m->pe = xmalloc((size_t)c->L * c->C * sizeof *m->pe);
@@ -221,8 +253,13 @@ int hg_build(HgModel *m, const HgConfig *cfg, char *err)
 
 int hg_param_index(const HgModel *m, const char *name)
 {
-    for (int i = 0; i < m->n_params; i++)
-        if (strcmp(m->params[i].name, name) == 0) return i;
+    int lo = 0, hi = m->n_params - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(m->params[m->by_name[mid]].name, name);
+        if (c == 0) return m->by_name[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
     return -1;
 }
 
@@ -270,8 +307,10 @@ void hg_init_weights(HgModel *m, uint64_t seed)
 // ---- the activation plan ----------------------------------------------------------------------
 
 typedef struct Plan {
-    HgModel *m;
-    Arena a;
+    const HgConfig *c;
+    HgActs *acts;
+    float **logits;
+    Arena a;  // a.base NULL: the counting pass, which allocates nothing
     int B;
     size_t max_n, max_nk, max_att; // the layer-backward scratch must hold the largest layer
 } Plan;
@@ -280,7 +319,7 @@ enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
 
 static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule, int s)
 {
-    const HgConfig *c = &pl->m->cfg;
+    const HgConfig *c = pl->c;
     Arena *a = &pl->a;
     size_t N = (size_t)pl->B * Tq, Nk = (size_t)pl->B * Tk, C = (size_t)c->C, F = (size_t)c->F;
     size_t P = (size_t)pl->B * c->NH * Tq * Tk;
@@ -309,43 +348,53 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     if (att > pl->max_att) pl->max_att = att;
 }
 
-static void plan_block(Plan *pl, BlockA *A, const BlockP *P, int Tq, int Tk, int cross, int rule, int s)
+// n layers of one shape: the counting pass sizes one and multiplies (a block of a million layers costs nothing
+// to size), the second pass hands every layer its buffers.
+static void plan_block(Plan *pl, BlockA *A, int n, int Tq, int Tk, int cross, int rule, int s)
 {
-    size_t N = (size_t)pl->B * Tq * pl->m->cfg.C;
-    A->n = P->n, A->T = Tq;
-    if (!A->layers) A->layers = xcalloc((size_t)(P->n ? P->n : 1), sizeof *A->layers);
-    for (int i = 0; i < P->n; i++) plan_layer(pl, &A->layers[i], Tq, Tk, cross, rule, s);
+    size_t N = (size_t)pl->B * Tq * pl->c->C;
+    A->n = n, A->T = Tq;
+    if (!pl->a.base) {
+        LayerA one = {0};
+        size_t before = pl->a.used;
+        if (n) plan_layer(pl, &one, Tq, Tk, cross, rule, s);
+        pl->a.used = before + (pl->a.used - before) * (size_t)n;
+    } else {
+        if (!A->layers) A->layers = xcalloc((size_t)(n ? n : 1), sizeof *A->layers);
+        for (int i = 0; i < n; i++) plan_layer(pl, &A->layers[i], Tq, Tk, cross, rule, s);
+    }
     A->out = TAKE_F(&pl->a, N), A->mean = TAKE_F(&pl->a, (size_t)pl->B * Tq), A->rstd = TAKE_F(&pl->a, (size_t)pl->B * Tq);
     A->g_a = TAKE_F(&pl->a, N), A->g_b = TAKE_F(&pl->a, N);
 }
 
-static void plan_level(Plan *pl, LevelA *A, const LevelP *P, int T)
+static void plan_level(Plan *pl, LevelA *A, const HgLevel *lv, int T)
 {
     Arena *a = &pl->a;
-    size_t BC = (size_t)pl->B * pl->m->cfg.C;
+    size_t BC = (size_t)pl->B * pl->c->C;
     A->T = T;
-    if (P->plain) {
-        plan_block(pl, &A->blk, &P->blk, T, T, 0, KEYS_CAUSAL, 1);
+    if (!lv->valley) {
+        plan_block(pl, &A->blk, lv->n_layers, T, T, 0, KEYS_CAUSAL, 1);
         return;
     }
-    int s = P->s, ar = pl->m->cfg.attn_resampling;
+    int s = lv->s, ar = pl->c->attn_resampling;
     A->Tp = (T + s - 1) / s * s;
     A->Ts = A->Tp / s;
-    plan_block(pl, &A->pre, &P->pre, T, T, 0, KEYS_CAUSAL, 1);
+    plan_block(pl, &A->pre, lv->pre, T, T, 0, KEYS_CAUSAL, 1);
     A->hpad = TAKE_F(a, BC * A->Tp), A->hs = TAKE_F(a, BC * A->Tp), A->z = TAKE_F(a, BC * A->Ts);
     if (ar) {
-        plan_block(pl, &A->rpre, &P->rpre, A->Ts, A->Tp, 1, KEYS_PRE, s);
+        plan_block(pl, &A->rpre, 1, A->Ts, A->Tp, 1, KEYS_PRE, s);
         A->z2 = TAKE_F(a, BC * A->Ts);
     }
-    if (!A->valley) A->valley = xcalloc(1, sizeof *A->valley);
-    plan_level(pl, A->valley, P->valley, A->Ts);
+    LevelA counting = {0}, *V = pl->a.base ? A->valley : &counting;
+    if (!V) V = A->valley = xcalloc(1, sizeof *A->valley);
+    plan_level(pl, V, lv->valley, A->Ts);
     A->up = TAKE_F(a, BC * A->Tp), A->u = TAKE_F(a, BC * A->Tp);
     if (ar) {
-        plan_block(pl, &A->rpost, &P->rpost, A->Tp, A->Ts, 1, KEYS_POST, s);
+        plan_block(pl, &A->rpost, 1, A->Tp, A->Ts, 1, KEYS_POST, s);
         A->u2 = TAKE_F(a, BC * A->Tp);
     }
     A->uc = TAKE_F(a, BC * T);
-    plan_block(pl, &A->post, &P->post, T, T, 0, KEYS_CAUSAL, 1);
+    plan_block(pl, &A->post, lv->post, T, T, 0, KEYS_CAUSAL, 1);
     A->g_uc = TAKE_F(a, BC * T), A->g_u2 = TAKE_F(a, BC * A->Tp), A->g_u = TAKE_F(a, BC * A->Tp);
     A->g_v = TAKE_F(a, BC * A->Ts), A->g_z2 = TAKE_F(a, BC * A->Ts), A->g_z = TAKE_F(a, BC * A->Ts);
     A->g_hs = TAKE_F(a, BC * A->Tp), A->g_hpad = TAKE_F(a, BC * A->Tp), A->g_h = TAKE_F(a, BC * T);
@@ -353,13 +402,13 @@ static void plan_level(Plan *pl, LevelA *A, const LevelP *P, int T)
 
 static void plan_model(Plan *pl, int T)
 {
-    HgActs *A = pl->m->acts;
-    const HgConfig *c = &pl->m->cfg;
+    HgActs *A = pl->acts;
+    const HgConfig *c = pl->c;
     size_t N = (size_t)pl->B * T, C = (size_t)c->C, F = (size_t)c->F;
     A->emb = TAKE_F(&pl->a, N * C), A->embd = TAKE_F(&pl->a, N * C), A->m_emb = TAKE_U8(&pl->a, N * C);
     A->g_enc = TAKE_F(&pl->a, N * C), A->g_embd = TAKE_F(&pl->a, N * C), A->g_emb = TAKE_F(&pl->a, N * C);
-    pl->m->logits = TAKE_F(&pl->a, N * c->V);
-    plan_level(pl, &A->top, &A->p.top, T);
+    *pl->logits = TAKE_F(&pl->a, N * c->V);
+    plan_level(pl, &A->top, &c->top, T);
     size_t n = pl->max_n, nk = pl->max_nk;
     A->g_res2 = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
     A->g_res1 = TAKE_F(&pl->a, n * C), A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
@@ -371,12 +420,17 @@ static void plan_model(Plan *pl, int T)
 
 // The activation block: zeroed, 2 MiB aligned and, where the kernel offers it, in transparent huge pages (the
 // step streams through hundreds of MB of it; 4 KiB pages cost TLB misses and ~300k page faults to fill).
-static void *block_alloc(size_t bytes)
+static size_t block_round(size_t bytes)
 {
     size_t align = (size_t)2 << 20;
+    return (bytes + align - 1) & ~(align - 1);
+}
+
+static void *block_alloc(size_t bytes)
+{
     void *p = NULL;
-    bytes = (bytes + align - 1) & ~(align - 1);
-    if (posix_memalign(&p, align, bytes) != 0) return xcalloc(1, bytes);
+    bytes = block_round(bytes);
+    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0) return xcalloc(1, bytes);
 #ifdef MADV_HUGEPAGE
     madvise(p, bytes, MADV_HUGEPAGE); // advice only: on failure the pages are just small
 #endif
@@ -384,15 +438,71 @@ static void *block_alloc(size_t bytes)
     return p;
 }
 
+// Floats of one layer's parameters (build_layer's table), and of a level's tree (build_level's).
+static double layer_floats(const HgConfig *c, int rpr)
+{
+    double C = c->C, F = c->F;
+    return 4 * C * C + 4 * C + (rpr ? (double)c->L * (C / c->NH) : 0) + 2 * C * F + F + C + 4 * C;
+}
+
+// Parameters, tensors and layers of a level's tree, as build_level lays them out.
+typedef struct Count {
+    double floats, tensors, layers;
+} Count;
+
+static void count_block(const HgConfig *c, Count *n, double layers, int rpr)
+{
+    n->floats += layers * layer_floats(c, rpr) + 2.0 * c->C, n->tensors += layers * (rpr ? 13 : 12) + 2;
+    n->layers += layers;
+}
+
+static void count_level(const HgConfig *c, const HgLevel *lv, Count *n)
+{
+    if (!lv->valley) {
+        count_block(c, n, lv->n_layers, 1);
+        return;
+    }
+    count_block(c, n, lv->pre, 1);
+    count_level(c, lv->valley, n);
+    count_block(c, n, lv->post, 1);
+    if (c->linear) n->floats += 2.0 * lv->s * c->C * c->C + c->C + (double)lv->s * c->C, n->tensors += 4;
+    if (c->attn_resampling) count_block(c, n, 1, 0), count_block(c, n, 1, 0);
+}
+
+int hg_plan(const HgConfig *cfg, int B, int T, HgPlan *plan, char *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (check_config(cfg, err) < 0) return -1;
+    if (B > 0 && (T < 1 || T > cfg->L)) return err_set(err, "length %d outside the window 1..%d", T, cfg->L);
+    Count n = {.floats = 2.0 * cfg->V * cfg->C + cfg->V, .tensors = 3};
+    count_level(cfg, &cfg->top, &n);
+    int levels = 0;
+    for (const HgLevel *lv = &cfg->top; lv->valley; lv = lv->valley) levels++;
+    // the table: an entry and its name (under ~40 bytes per nesting level and a layer number) per tensor, the
+    // per-layer offsets and activation bookkeeping, the positional table
+    double table = n.tensors * ((double)sizeof(HgParam) + 64 + 40.0 * levels) +
+                   n.layers * (double)(sizeof(LayerP) + sizeof(LayerA)) + (double)cfg->L * cfg->C * sizeof(float);
+    if (!(n.floats < 0x1p60 && table < 0x1p60)) return err_set(err, "%.3g parameters: too many to address", n.floats);
+    plan->n_floats = (size_t)n.floats, plan->n_tensors = (size_t)n.tensors, plan->table_bytes = (size_t)table;
+    if (B <= 0) return 0;
+    // the activation plan's counting pass on scratch bookkeeping: it allocates nothing
+    HgActs acts = {0};
+    float *logits = NULL;
+    Plan pl = {.c = cfg, .acts = &acts, .logits = &logits, .B = B};
+    plan_model(&pl, T);
+    plan->act_bytes = block_round(pl.a.used);
+    return 0;
+}
+
 void hg_alloc(HgModel *m, int B, int T)
 {
-    Plan pl = {.m = m, .B = B};
+    Plan pl = {.c = &m->cfg, .acts = m->acts, .logits = &m->logits, .B = B};
     m->B = B, m->T = T; // the batch every buffer below is planned for
     plan_model(&pl, T); // count
     free(m->acts->block);
     m->acts->block = block_alloc(pl.a.used);
     m->acts->block_bytes = pl.a.used;
-    pl = (Plan){.m = m, .B = B, .a = {m->acts->block, 0}};
+    pl = (Plan){.c = &m->cfg, .acts = m->acts, .logits = &m->logits, .B = B, .a = {m->acts->block, 0}};
     plan_model(&pl, T); // hand out
 }
 
@@ -457,8 +567,7 @@ static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const 
 
 static void push_hidden(HgModel *m, const float *h, int T, int *index)
 {
-    *index = -1;
-    if (m->n_hidden >= (int)(sizeof m->hidden / sizeof *m->hidden)) return;
+    if (m->n_hidden >= m->max_hidden) die("hg: more hidden states than hourglass levels allow"); // a bug, not data
     *index = m->n_hidden;
     m->hidden[m->n_hidden] = h;
     m->hidden_T[m->n_hidden++] = T;
@@ -678,6 +787,7 @@ void hg_free(HgModel *m)
         free(m->acts);
     }
     free_tree(m->cfg.top.valley);
-    free(m->params), free(m->w), free(m->dw), free(m->pe);
+    for (int i = 0; i < m->n_params; i++) free(m->params[i].name);
+    free(m->params), free(m->by_name), free(m->w), free(m->dw), free(m->pe), free(m->hidden), free(m->hidden_T);
     memset(m, 0, sizeof *m);
 }

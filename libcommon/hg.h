@@ -27,7 +27,7 @@ typedef struct HgConfig {
 
 #define HG_MAX_DIMS 3
 typedef struct HgParam {
-    char name[128]; // the reference's state_dict name
+    char *name; // the reference's state_dict name (malloc'd; any length: nesting makes names long)
     int ndim, shape[HG_MAX_DIMS];
     size_t offset, size; // in floats, into the parameter block
 } HgParam;
@@ -38,6 +38,7 @@ typedef struct HgModel {
     HgConfig cfg;
     HgParam *params;
     int n_params;
+    int *by_name;       // parameter indices sorted by name (hg_param_index's binary search)
     size_t n_floats;
     float *w, *dw; // parameters and gradients, n_floats each
     float *pe;     // positional table (L, C): a buffer, not a parameter
@@ -45,12 +46,26 @@ typedef struct HgModel {
     int B, T;           // the shape hg_alloc planned for
     float *logits;      // (B, T, V) after hg_forward
     int n_hidden;       // hidden states for the auxiliary losses after hg_forward
-    const float *hidden[32];
-    int hidden_T[32];
+    int max_hidden;     // room in hidden / hidden_T: two per hourglass level
+    const float **hidden;
+    int *hidden_T;
 } HgModel;
 
+// What a model takes before anything is allocated, from its configuration alone (no table is built, so a
+// config of any size can be sized and refused). Floats and bytes; the figures hg_build and hg_alloc then use.
+typedef struct HgPlan {
+    size_t n_floats;   // parameters (weights; gradients are as many)
+    size_t n_tensors;  // entries of the parameter table
+    size_t table_bytes; // the table itself and its names, the per-layer bookkeeping
+    size_t act_bytes;  // hg_alloc's activation block for (B, T), 0 when B = 0
+} HgPlan;
+
+// Sizes the model of cfg and, when B > 0, its activations for (B, T) (1 <= T <= L). Returns 0, or -1 with err for
+// the configurations hg_build refuses, or when a figure overflows size_t.
+int hg_plan(const HgConfig *cfg, int B, int T, HgPlan *plan, char *err);
 // Builds the parameter table for cfg (copied; the depth tree is deep-copied) and allocates w and dw (zeroed).
-// Returns 0, or -1 with err (a bad configuration: heads not dividing d_model, a factor < 1, ...).
+// Returns 0, or -1 with err (a bad configuration: heads not dividing d_model, a factor < 1, two parameters of one
+// name, ...).
 int hg_build(HgModel *m, const HgConfig *cfg, char *err);
 // Initialises w from seed (PyTorch-like: uniform +-1/sqrt(fan_in) for linears, ones/zeros for LayerNorm,
 // N(0,1) embedding with a zero PAD row, N(0, 0.02) Er).

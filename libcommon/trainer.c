@@ -31,13 +31,15 @@ int trainer_init(Trainer *tr, const RunConfig *rc, int V, char *err)
     // the hidden states' shapes are known after one forward pass; size their gradients now
     memset(tr->inp, 0, bt * sizeof *tr->inp);
     hg_forward(&tr->m, tr->inp, 0, 0);
+    tr->dh = xcalloc((size_t)(tr->m.max_hidden ? tr->m.max_hidden : 1), sizeof *tr->dh);
     for (int h = 0; h < tr->m.n_hidden; h++) tr->dh[h] = xmalloc((size_t)tr->B * tr->m.hidden_T[h] * cfg.C * sizeof(float));
     return 0;
 }
 
 void trainer_free(Trainer *tr)
 {
-    for (int h = 0; h < 32; h++) free(tr->dh[h]);
+    for (int h = 0; tr->dh && h < tr->m.max_hidden; h++) free(tr->dh[h]);
+    free(tr->dh);
     free(tr->adam_m), free(tr->adam_v), free(tr->win), free(tr->inp), free(tr->tgt), free(tr->probs), free(tr->dlogits);
     hg_free(&tr->m);
     memset(tr, 0, sizeof *tr);

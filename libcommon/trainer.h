@@ -37,7 +37,7 @@ typedef struct Trainer {
     int B, T, V;
     int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T)
     float *probs, *dlogits;   // (B, T, V)
-    float *dh[32];            // gradients of the hidden states of the auxiliary losses
+    float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
 } Trainer;
 
 // Builds the model of rc (vocabulary V), initialises the weights from train.seed and allocates everything a step

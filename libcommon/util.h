@@ -32,6 +32,9 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+// A malloc'd string formatted as printf does (any length).
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap);
 // Grows *p (elements of size elem, capacity *cap) to hold at least need elements; doubles.
 void xgrow(void **p, size_t *cap, size_t need, size_t elem);
 
