@@ -229,7 +229,21 @@ int ckpt_open_model(const char *path, RunConfig *rc, HgModel *m, char *err)
     free(json);
     if (r < 0) return -1;
     HgConfig cfg;
+    HgPlan hp;
     config_to_hg(rc, REMI_VOCAB_SIZE, &cfg);
+    if (hg_plan(&cfg, 0, 0, &hp, lerr) < 0) {
+        config_free(rc);
+        return err_set(err, "'%s': %s", file, lerr);
+    }
+    const char *src;
+    uint64_t avail = mem_available(&src);
+    double need = 4.0 * (double)hp.n_floats + (double)hp.table_bytes; // the gradients hg_build zeroes stay untouched
+    if (need > (double)avail) {
+        char a[32], b[32];
+        config_free(rc);
+        return err_set(err, "'%s': model does not fit in memory: %zu parameters need %s; %s available (%s)", file,
+                       hp.n_floats, fmt_bytes(need, a, 32), fmt_bytes((double)avail, b, 32), src);
+    }
     if (hg_build(m, &cfg, lerr) < 0) {
         config_free(rc);
         return err_set(err, "'%s': %s", file, lerr);

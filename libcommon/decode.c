@@ -223,7 +223,8 @@ static void plan(Decoder *d, Arena *a)
         if (d->lins[i]->oc >= d->lins[i]->ic) d->lins[i]->wt = take(a, (size_t)d->lins[i]->oc * d->lins[i]->ic);
 }
 
-Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
+// The decoder's structure and the size of its block (the counting pass), nothing allocated for the block.
+static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *bytes, char *err)
 {
     const HgConfig *c = &m->cfg;
     DecOpts o = opts ? *opts : (DecOpts){0};
@@ -245,8 +246,17 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
     Arena a = {0};
     plan(d, &a);
-    d->block = xcalloc(1, a.used);
-    a = (Arena){d->block, 0};
+    *bytes = a.used;
+    return d;
+}
+
+Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
+{
+    size_t bytes;
+    Decoder *d = dec_setup(m, B, opts, &bytes, err);
+    if (!d) return NULL;
+    d->block = xcalloc(1, bytes);
+    Arena a = {d->block, 0};
     plan(d, &a);
     for (int i = 0; i < d->n_lins; i++) {
         DLin *l = d->lins[i];
@@ -255,6 +265,30 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
                 for (int k = 0; k < l->ic; k++) l->wt[(size_t)k * l->oc + o] = l->w[(size_t)o * l->ic + k];
     }
     return d;
+}
+
+int dec_plan(const HgModel *m, int B, const DecOpts *opts, size_t *bytes, char *err)
+{
+    Decoder *d = dec_setup(m, B, opts, bytes, err);
+    if (!d) return -1;
+    dec_free(d);
+    return 0;
+}
+
+int dec_check_memory(const HgModel *m, int dec_B, int fwd_B, int fwd_T, char *err)
+{
+    size_t dec = 0;
+    HgPlan hp = {0};
+    if (dec_B > 0 && dec_plan(m, dec_B, NULL, &dec, err) < 0) return -1;
+    if (fwd_B > 0 && hg_plan(&m->cfg, fwd_B, fwd_T, &hp, err) < 0) return -1;
+    const char *src;
+    uint64_t avail = mem_available(&src);
+    double need = (double)dec + (double)hp.act_bytes;
+    if (need <= (double)avail) return 0;
+    char a[32], b[32], c[32], t[32];
+    return err_set(err, "model does not fit in memory: %s needed (decoder for batch %d: %s; forward pass %d x %d: %s); "
+                        "%s available (%s)", fmt_bytes(need, t, 32), dec_B, fmt_bytes((double)dec, a, 32), fwd_B, fwd_T,
+                   fmt_bytes((double)hp.act_bytes, b, 32), fmt_bytes((double)avail, c, 32), src);
 }
 
 static void reset_level(DLevel *lv)

@@ -27,6 +27,15 @@ typedef struct DecOpts {
 // Starts empty (as after dec_reset).
 Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err);
 
+// The bytes dec_new(m, B, opts) would allocate (caches, weight copies, scratch), without allocating them.
+// Returns 0, or -1 with err as dec_new.
+int dec_plan(const HgModel *m, int B, const DecOpts *opts, size_t *bytes, char *err);
+
+// Checks, before allocating, that a decoder of batch dec_B (0: none) and activations for hg_alloc(fwd_B, fwd_T)
+// (fwd_B 0: none) fit the memory still available (util.h mem_available; the loaded weights are already taken).
+// Returns 0, or -1 with err naming the figures ("needs 3.2 GiB (...); 1.1 GiB available (MemAvailable)").
+int dec_check_memory(const HgModel *m, int dec_B, int fwd_B, int fwd_T, char *err);
+
 // Forgets every token: the next token is at position 0 again. Keeps the memory.
 void dec_reset(Decoder *d);
 

@@ -23,11 +23,13 @@ typedef struct EvalLikelihood {
     long n;                            // targets scored
     double type_loss[EVAL_N_TYPES], type_accuracy[EVAL_N_TYPES];
     long type_n[EVAL_N_TYPES];
+    long bad_window; // with -2: the first evaluation window whose logits are not finite
 } EvalLikelihood;
 
 // m must be allocated for (B, input_length) with hg_alloc. train's validation uses this too, so val and test
 // losses are the same computation. Returns 0, or -1 when ds has no targets or *stop (if given) became non-zero
-// midway (nothing is reported then).
+// midway (nothing is reported then), or -2 when a scored row of logits holds a NaN or an infinity (a diverged or
+// corrupt model: out->bad_window names the window, data.h's evaluation window index).
 int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *stop, EvalLikelihood *out);
 
 enum { // the generation study's features

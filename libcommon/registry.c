@@ -14,7 +14,6 @@
 
 #include "util.h"
 
-#define SCHEMA_VERSION 2 // 2: results.velocity_kl and the ablation view
 #define BUSY_TIMEOUT_MS 60000
 #define BUSY_RETRIES 20 // on top of the timeout: a busy BEGIN IMMEDIATE is retried this many times
 
@@ -45,9 +44,13 @@ static const char *const schema_sql =
     "DROP VIEW IF EXISTS results;"
     "CREATE VIEW results AS SELECT r.run_id, r.experiment, r.status, r.seed,"
     " json_extract(r.config_json, '$.model.type') AS model_type,"
-    " json_extract(r.config_json, '$.model.updown_sample_type') AS updown_sample_type,"
-    " json_extract(r.config_json, '$.model.attn_resampling') AS attn_resampling,"
-    " json_extract(r.config_json, '$.model.shorten_factor') AS shorten_factor,"
+    // a music_transformer's config carries base.json's resampling keys, which mean nothing for it
+    " iif(json_extract(r.config_json, '$.model.type') = 'hourglass',"
+    "  json_extract(r.config_json, '$.model.updown_sample_type'), NULL) AS updown_sample_type,"
+    " iif(json_extract(r.config_json, '$.model.type') = 'hourglass',"
+    "  json_extract(r.config_json, '$.model.attn_resampling'), NULL) AS attn_resampling,"
+    " iif(json_extract(r.config_json, '$.model.type') = 'hourglass',"
+    "  json_extract(r.config_json, '$.model.shorten_factor'), NULL) AS shorten_factor,"
     " json_extract(r.config_json, '$.model.depth') AS depth,"
     " json_extract(r.config_json, '$.loss.type') AS loss_type, r.n_params,"
     " (SELECT max(step) FROM metrics m WHERE m.run_id = r.run_id AND m.split = 'train') AS steps,"
@@ -204,14 +207,14 @@ static Registry *open_flags(const char *path, int create, char *err)
         reg_close(r);
         return NULL;
     }
-    if (version > SCHEMA_VERSION) {
-        err_set(err, "registry '%s': schema version %d is newer than this program's %d", path, version, SCHEMA_VERSION);
+    if (version > REG_SCHEMA_VERSION) {
+        err_set(err, "registry '%s': schema version %d is newer than this program's %d", path, version, REG_SCHEMA_VERSION);
         reg_close(r);
         return NULL;
     }
-    if (version < SCHEMA_VERSION) {
+    if (version < REG_SCHEMA_VERSION) {
         char sql[64];
-        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", REG_SCHEMA_VERSION);
         if (begin(r, err) < 0 || sqlite3_exec(r->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(r->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
             fail(r, err, "cannot create the schema");

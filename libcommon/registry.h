@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define REG_DEFAULT_PATH "results/registry.db"
+#define REG_SCHEMA_VERSION 3 // PRAGMA user_version. 2: results.velocity_kl, the ablation view; 3: Hourglass-only
+                              // columns of results NULL for music_transformer runs
 
 // View ablation (schema version 2): one row per runs.experiment over its runs with status 'done':
 //   experiment, model_type, updown_sample_type, attn_resampling, shorten_factor, depth, loss_type, n_params, steps

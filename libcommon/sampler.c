@@ -23,9 +23,12 @@ static int by_prob_desc(const void *a, const void *b)
 int sample_pick(const float *logits, int V, const SampleOpts *o, double u, float *scratch, int *order)
 {
     int best = -1;
-    for (int v = 0; v < V; v++)
-        if (logits[v] != -INFINITY && (best < 0 || logits[v] > logits[best])) best = v;
-    if (best < 0) return REMI_EOS; // nothing allowed: cannot happen with the grammar, which always leaves a token
+    for (int v = 0; v < V; v++) {
+        if (logits[v] == -INFINITY) continue;
+        if (!isfinite(logits[v])) return -1; // NaN or +inf: no distribution to draw from
+        if (best < 0 || logits[v] > logits[best]) best = v;
+    }
+    if (best < 0) return -1; // nothing allowed (the grammar always leaves a token, so a bug or a bad model)
     if (o->temperature <= 0) return best;
     // softmax of logits / temperature, in double for the normalisation
     float *p = scratch;
@@ -53,6 +56,7 @@ int sample_pick(const float *logits, int V, const SampleOpts *o, double u, float
         kept = 0;
         for (int i = 0; i < keep; i++) kept += p[order[i]];
     }
+    if (keep < 1) return best; // unreachable: best's own weight is exp(0) = 1 > 0, so n >= 1
     double x = u * kept, acc = 0;
     for (int i = 0; i < keep; i++) {
         acc += p[order[i]];
@@ -86,9 +90,21 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
                 continue;
             }
             memcpy(logit, logits + (size_t)b * V, (size_t)V * sizeof *logit);
+            for (int v = 0; v < V; v++)
+                if (!isfinite(logit[v])) {
+                    err_set(err, "generation step %d, item %d: the logits are not finite (%g for token %d): "
+                                 "a diverged or corrupt model", t + 1, b + 1, (double)logit[v], v);
+                    logits = NULL;
+                    goto out;
+                }
             if (o->grammar) grammar_mask_logits(&g[b], logit);
             tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ (uint64_t)b * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
                                  scratch, order);
+            if (tok[b] < 0) {
+                err_set(err, "step %d, item %d: no token can be drawn (every token masked)", t + 1, b + 1);
+                logits = NULL;
+                goto out;
+            }
             grammar_push(&g[b], tok[b]);
             if (tok[b] == REMI_EOS) done[b] = 1, n_done++;
             else out[(size_t)b * n_new + t] = tok[b], n_out[b]++;
@@ -97,6 +113,7 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
         }
         if (n_done < B && t + 1 < n_new) logits = dec_step(d, tok, err);
     }
+out:
     if (!logits) rc = -1;
     // stopped by n_new, not EOS: with the grammar, cut back to the last place a document may end (a whole note)
     for (int b = 0; b < B && rc == 0 && o->grammar; b++)

@@ -20,12 +20,14 @@ typedef struct SampleOpts {
 // has the same length P (1 <= P <= input_length). out (B, n_new) gets the generated tokens, n_out[b] how many came before the
 // item's EOS (EOS itself is not stored; the rest of the row is PAD). With
 // the grammar, an item stopped by n_new is cut back to its last complete note or chord, so it decodes whole. The decoder is reset first and slides its
-// window when prompt plus generation exceed the model's input_length (decode.h). Returns 0, or -1 with err.
+// window when prompt plus generation exceed the model's input_length (decode.h). Returns 0, or -1 with err (also
+// when the logits stop being finite, naming the step and the batch item).
 int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, const SampleOpts *o, int32_t *out,
                     int *n_out, char *err);
 
 // One draw from logits (V) under o (temperature, top-k, top-p); u is uniform in [0, 1). scratch: 2 V floats and
-// V ints. Disallowed tokens carry -INFINITY. Exposed for tests.
+// V ints. Disallowed tokens carry -INFINITY. Returns the token, or -1 when there is nothing to draw: no token
+// allowed, or a logit that is NaN or +inf (a distribution no softmax defines). Exposed for tests.
 int sample_pick(const float *logits, int V, const SampleOpts *o, double u, float *scratch, int *order);
 
 #endif

@@ -13,6 +13,26 @@
 #include "remi.h"
 #include "util.h"
 
+int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err)
+{
+    HgConfig cfg;
+    HgPlan hp;
+    config_to_hg(rc, V, &cfg);
+    int B = rc->batch_size, T = rc->input_length;
+    if (hg_plan(&cfg, B, T, &hp, err) < 0) return -1;
+    double f = sizeof(float), BT = (double)B * T, hidden = 0;
+    for (const HgLevel *lv = &cfg.top; lv->valley; lv = lv->valley) { // the auxiliary losses' gradients
+        int Tp = (T + lv->s - 1) / lv->s * lv->s;
+        T = Tp / lv->s;
+        hidden += (double)B * cfg.C * (T + (cfg.save_updown_hidden ? Tp : 0));
+    }
+    *p = (TrainPlan){.n_floats = hp.n_floats, .weights = f * hp.n_floats + hp.table_bytes, .grads = f * hp.n_floats,
+                     .adam = 2 * f * hp.n_floats,
+                     .acts = hp.act_bytes + f * (2 * BT * V + hidden) + 3 * f * (BT + B)};
+    p->total = p->weights + p->grads + p->adam + p->acts;
+    return 0;
+}
+
 int trainer_init(Trainer *tr, const RunConfig *rc, int V, char *err)
 {
     memset(tr, 0, sizeof *tr);

@@ -40,6 +40,14 @@ typedef struct Trainer {
     float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
 } Trainer;
 
+// What training rc takes, in bytes, before anything is allocated (hg_plan and the trainer's own buffers).
+typedef struct TrainPlan {
+    size_t n_floats;                  // parameters
+    double weights, grads, adam, acts; // weights include the parameter table; acts: activations, loss buffers
+    double total;
+} TrainPlan;
+int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err);
+
 // Builds the model of rc (vocabulary V), initialises the weights from train.seed and allocates everything a step
 // needs. Returns 0, or -1 with err (a configuration hg_build refuses).
 int trainer_init(Trainer *tr, const RunConfig *rc, int V, char *err);

@@ -313,6 +313,71 @@ double parse_double(const char *opt, const char *s, double lo, double hi)
     return v;
 }
 
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0)) return -1;
+    double mul = 1;
+    switch (*end) {
+    case 'T': case 't': mul *= 1024; /* fallthrough */
+    case 'G': case 'g': mul *= 1024; /* fallthrough */
+    case 'M': case 'm': mul *= 1024; /* fallthrough */
+    case 'K': case 'k': mul *= 1024; end++; break;
+    case 0: break;
+    default: return -1;
+    }
+    if (*end == 'i' || *end == 'I') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v * mul >= 0x1p63) return -1;
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+// The first number in file (a line "max" or a missing file: UINT64_MAX).
+static uint64_t read_u64(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    unsigned long long v;
+    int ok = f && fscanf(f, "%llu", &v) == 1;
+    if (f) fclose(f);
+    return ok ? (uint64_t)v : UINT64_MAX;
+}
+
+uint64_t mem_available(const char **source)
+{
+    const char *env = getenv("HMT_MEMORY_LIMIT");
+    uint64_t v;
+    if (env && *env) {
+        if (parse_bytes(env, &v) < 0) die("bad HMT_MEMORY_LIMIT: '%s': expected bytes, e.g. 8G or 500M", env);
+        if (source) *source = "HMT_MEMORY_LIMIT";
+        return v;
+    }
+    uint64_t avail = UINT64_MAX;
+    const char *src = "unknown";
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) avail = (uint64_t)kb * 1024, src = "MemAvailable";
+    if (f) fclose(f);
+    uint64_t max = read_u64("/sys/fs/cgroup/memory.max"), cur = read_u64("/sys/fs/cgroup/memory.current");
+    if (max != UINT64_MAX && cur != UINT64_MAX && max - (cur < max ? cur : max) < avail)
+        avail = max - (cur < max ? cur : max), src = "the cgroup's memory.max";
+    if (source) *source = src;
+    return avail;
+}
+
+const char *fmt_bytes(double b, char *buf, size_t n)
+{
+    if (b >= 1024.0 * 1024 * 1024) snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024) snprintf(buf, n, "%.0f MiB", b / (1024.0 * 1024));
+    else if (b >= 1024) snprintf(buf, n, "%.0f KiB", b / 1024);
+    else snprintf(buf, n, "%.0f B", b);
+    return buf;
+}
+
 int n_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

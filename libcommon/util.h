@@ -74,6 +74,13 @@ void stdout_close(void);
 long parse_long(const char *opt, const char *s, long lo, long hi);
 double parse_double(const char *opt, const char *s, double lo, double hi);
 
+// Bytes of memory this process may still take: $HMT_MEMORY_LIMIT when set (bytes, or with a K, M, G or T
+// suffix: for tests and for sharing a machine), else the smaller of MemAvailable (/proc/meminfo) and the
+// cgroup's memory.max - memory.current. *source (if not NULL) says which. UINT64_MAX when nothing tells.
+uint64_t mem_available(const char **source);
+// "1.25 GiB", "512 MiB", "300 KiB", "12 B" into buf.
+const char *fmt_bytes(double bytes, char *buf, size_t n);
+
 // Number of online CPUs (at least 1).
 int n_cpus(void);
 // Monotonic seconds.

@@ -142,7 +142,7 @@ static void test_ablation(void)
     CHECK(r != NULL, "reopen old registry: %s", err);
     reg_close(r);
     sqlite3_open(path, &db);
-    CHECK(q("PRAGMA user_version") == 2, "upgraded to version 2: %g", q("PRAGMA user_version"));
+    CHECK(q("PRAGMA user_version") == REG_SCHEMA_VERSION, "upgraded to the current version: %g", q("PRAGMA user_version"));
     CHECK(q("SELECT count(*) FROM ablation") == 2 && q("SELECT count(*) FROM runs") == 8, "upgrade keeps the rows");
     CHECK(q("SELECT abs(val_loss_sd - 0.2) < 1e-12 FROM ablation WHERE experiment = 'abl'") == 1, "sd after upgrade");
     sqlite3_close(db);
@@ -276,6 +276,23 @@ int main(void)
     r = reg_open(path, err);
     CHECK(r == NULL && strstr(err, "junk.db"), "junk accepted or unnamed: %s", r ? "(opened)" : err);
     reg_close(r);
+
+    // a baseline's config carries base.json's resampling keys; the results view leaves them NULL (issue 13)
+    snprintf(path, sizeof path, "%s/baseline.db", dir);
+    r = reg_open(path, err);
+    const char *bjson = "{\"model\":{\"type\":\"music_transformer\",\"depth\":6,\"updown_sample_type\":\"linear\","
+                        "\"attn_resampling\":true,\"shorten_factor\":2}}";
+    const char *hjson = "{\"model\":{\"type\":\"hourglass\",\"depth\":[2,2,2],\"updown_sample_type\":\"linear\","
+                        "\"attn_resampling\":true,\"shorten_factor\":2}}";
+    CHECK(r && reg_begin_run(r, "baseline", bjson, "runs/b", 1, "test", 1, 1, err) > 0 &&
+          reg_begin_run(r, "linear_attn", hjson, "runs/h", 1, "test", 1, 1, err) > 0, "baseline runs: %s", err);
+    reg_close(r);
+    sqlite3_open(path, &db);
+    CHECK(q("SELECT count(*) FROM results WHERE experiment = 'baseline' AND updown_sample_type IS NULL AND "
+            "attn_resampling IS NULL AND shorten_factor IS NULL AND depth = 6") == 1, "baseline's Hourglass columns NULL");
+    CHECK(q("SELECT count(*) FROM results WHERE experiment = 'linear_attn' AND updown_sample_type = 'linear' AND "
+            "attn_resampling = 1 AND shorten_factor = 2") == 1, "hourglass columns kept");
+    sqlite3_close(db);
 
     test_ablation();
     test_query();

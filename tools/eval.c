@@ -113,9 +113,13 @@ int main(int argc, char **argv)
 
     Results r = {0};
     double t0 = now_s();
+    if (dec_check_memory(&m, g.n_docs > 0 ? g.batch : 0, g.batch, rc.input_length, err) < 0) die("%s", err);
     hg_alloc(&m, g.batch, rc.input_length);
     EvalLikelihood lk;
-    if (evaluate_likelihood(&m, &ds, NULL, &lk) < 0) die("nothing to score: '%s' has no tokens", path);
+    int lr = evaluate_likelihood(&m, &ds, NULL, &lk);
+    if (lr == -2)
+        die("the logits are not finite: '%s': evaluation window %ld: a diverged or corrupt model", model, lk.bad_window);
+    if (lr < 0) die("nothing to score: '%s' has no tokens", path);
     char key[64];
     add(&r, "test_loss", lk.loss), add(&r, "test_perplexity", lk.perplexity), add(&r, "test_accuracy", lk.accuracy);
     add(&r, "test_tokens", (double)lk.n);

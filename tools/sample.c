@@ -122,6 +122,7 @@ int main(int argc, char **argv)
     RunConfig rc;
     HgModel m;
     if (ckpt_open_model(model, &rc, &m, err) < 0) die("cannot load model: %s", err);
+    if (dec_check_memory(&m, (int)n_samples, 0, 0, err) < 0) die("%s", err);
     IdBuf pr = {0};
     if (prompt_path) read_prompt(prompt_path, &pr);
     if (prompt_tokens >= 0 && (size_t)prompt_tokens < pr.n) pr.n = (size_t)prompt_tokens;

@@ -173,6 +173,24 @@ int main(int argc, char **argv)
         experiment = name;
     }
 
+    // the memory plan, before anything is allocated or created: a run that cannot fit is refused here, not
+    // killed by the kernel halfway with a run folder and a 'running' registry row behind it
+    TrainPlan tp;
+    if (trainer_plan(&rc, REMI_VOCAB_SIZE, &tp, err) < 0) die("bad config: %s", err);
+    const char *mem_src;
+    uint64_t avail = mem_available(&mem_src);
+    char b[6][32];
+    char plan[512];
+    snprintf(plan, sizeof plan, "%s (weights %s, gradients %s, Adam state %s, activations %s for batch %d x %d)",
+             fmt_bytes(tp.total, b[0], 32), fmt_bytes(tp.weights, b[1], 32), fmt_bytes(tp.grads, b[2], 32),
+             fmt_bytes(tp.adam, b[3], 32), fmt_bytes(tp.acts, b[4], 32), rc.batch_size, rc.input_length);
+    if (tp.total > (double)avail)
+        die("model does not fit in memory: '%s': %zu parameters need %s; %s available (%s)",
+            config_path ? config_path : path, tp.n_floats, plan, fmt_bytes((double)avail, b[5], 32), mem_src);
+    if (!quiet)
+        fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
+                avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
+
     DataSet train, val;
     char train_path[4096], val_path[4096]; // the data sets keep these for their messages
     snprintf(train_path, sizeof train_path, "%s/train.bin", data_dir);
@@ -254,7 +272,15 @@ int main(int argc, char **argv)
         if (s % rc.eval_every == 0 || s == rc.steps) {
             double t0 = now_s(), vl;
             EvalLikelihood lk;
-            if (evaluate_likelihood(&tr.m, &val, &stop_signal, &lk) == 0) {
+            int lr = evaluate_likelihood(&tr.m, &val, &stop_signal, &lk);
+            if (lr == -2) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "step %ld: validation logits are not finite (window %ld); the last good "
+                         "checkpoint (step %ld) is kept", s, lk.bad_window, last_ckpt);
+                finish("failed", msg);
+                die("%s", msg);
+            }
+            if (lr == 0) {
                 vl = lk.loss;
                 if (vl < tr.best_val) tr.best_val = vl;
                 log_metrics(s, "val", 2, (const char *const[]){"loss", "perplexity"}, (double[]){vl, exp(vl)});
