@@ -126,6 +126,7 @@ python-torch:
 fixtures: python-torch
 	$(PYTHON_DEB) tests/ref/model.py
 	$(PYTHON_DEB) tests/ref/export.py tests/fixtures
+	$(PYTHON_DEB) tests/ref/param_table.py configs/seed_default.json tests/fixtures/seed_default.params
 
 .PHONY: fixtures python-torch
 

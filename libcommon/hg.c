@@ -506,6 +506,8 @@ void hg_alloc(HgModel *m, int B, int T)
     plan_model(&pl, T); // hand out
 }
 
+size_t hg_act_bytes(const HgModel *m) { return block_round(m->acts->block_bytes); }
+
 // ---- forward ----------------------------------------------------------------------------------
 
 static uint64_t next_seed(HgActs *A) { return A->seed = A->seed * 6364136223846793005ULL + 1442695040888963407ULL; }

@@ -74,6 +74,8 @@ void hg_init_weights(HgModel *m, uint64_t seed);
 int hg_param_index(const HgModel *m, const char *name);
 // Plans and allocates activations for batch B and length T (1 <= T <= L).
 void hg_alloc(HgModel *m, int B, int T);
+// Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
+size_t hg_act_bytes(const HgModel *m);
 // tok (B,T) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
 void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed);
 // Accumulates into m->dw the gradient of the loss whose gradient wrt the logits is dlogits (B,T,V) and wrt
