@@ -133,9 +133,11 @@ fixtures: python-torch
 # C -> PyTorch interop: a C checkpoint loads into the reference with load_state_dict(strict=True), same logits.
 # (PyTorch -> C runs in `make test`, from a committed safetensors fixture.) Needs python3-torch, as fixtures.
 interop: python-torch $(BUILD)/tests/test_ckpt
-	@mkdir -p build/interop
+	@mkdir -p build/interop build/interop-nest6
 	$(BUILD)/tests/test_ckpt --export build/interop
 	$(PYTHON_DEB) tests/ref/interop.py build/interop
+	$(BUILD)/tests/test_ckpt --export-nest6 build/interop-nest6
+	$(PYTHON_DEB) tests/ref/interop.py build/interop-nest6
 
 .PHONY: interop
 

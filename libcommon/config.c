@@ -33,7 +33,7 @@ static const Key schema[] = {
     {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass"},
     // sizes: only what keeps the arithmetic in range; what fits is decided by memory (hg_plan, memplan.h)
     {"model", "depth", T_DEPTH, NO_FIELD, 0, DEPTH_MAX, NAN, NULL},
-    {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL},
+    {"model", "input_length", T_INT, F(input_length), 2, 65536, 512, NULL}, // 1: no window to slide when sampling
     {"model", "num_heads", T_INT, F(num_heads), 1, 65536, 4, NULL},
     {"model", "d_model", T_INT, F(d_model), 1, 1 << 20, 256, NULL},
     {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 24, 1024, NULL},

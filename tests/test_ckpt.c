@@ -1,5 +1,6 @@
 // test_ckpt: model.safetensors written by C reads back bit for bit, and the reader refuses every malformed
 // header with a message naming the tensor and the reason. (PyTorch -> C is in test_parity.)
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -68,17 +69,36 @@ static void expect_refused(HgModel *m, const char *path, const char *want, const
     "\"num_heads\": 2, \"d_model\": 8, \"dim_feedforward\": 16, \"dropout\": 0.0, \"shorten_factor\": 2, "           \
     "\"updown_sample_type\": \"linear\", \"attn_resampling\": true, \"save_updown_hidden\": true}}"
 
+// A six-level nest at tiny width (names up to ~190 characters; issue 13: names were cut at 127)
+#define NEST6_CONFIG                                                                                               \
+    "{\"vocab_size\": 30, \"model\": {\"type\": \"hourglass\", \"depth\": [1, [1, [1, [1, [1, [1, 2, 1], 1], 1], 1], 1], " \
+    "1], \"input_length\": 8, \"num_heads\": 2, \"d_model\": 8, \"dim_feedforward\": 16, \"dropout\": 0.0, "          \
+    "\"shorten_factor\": 1, \"updown_sample_type\": \"linear\", \"attn_resampling\": true, \"save_updown_hidden\": true}}"
+
+static void build_nest6(HgModel *m)
+{
+    static HgLevel lv[7];
+    lv[6] = (HgLevel){.n_layers = 2};
+    for (int i = 5; i >= 0; i--) lv[i] = (HgLevel){.pre = 1, .post = 1, .s = 1, .valley = &lv[i + 1]};
+    HgConfig c = {.V = 30, .C = 8, .NH = 2, .F = 16, .L = 8, .linear = 1, .attn_resampling = 1,
+                  .save_updown_hidden = 1, .top = lv[0]};
+    char err[ERR_MAX];
+    CHECK(hg_build(m, &c, err) == 0, "build: %s", err);
+}
+
 // For `make interop` (C -> PyTorch): writes DIR/model.safetensors and DIR/io.bin (int32 B, T, tokens (B,T),
-// then float32 logits (B,T,V)) for tests/ref/interop.py to check with the reference module.
-static int export_for_pytorch(const char *dir)
+// then float32 logits (B,T,V)) for tests/ref/interop.py to check with the reference module; nest6 != 0 for the
+// six-level nest.
+static int export_for_pytorch(const char *dir, int nest6)
 {
     HgModel m;
-    build(&m, 8);
+    if (nest6) build_nest6(&m);
+    else build(&m, 8);
     hg_init_weights(&m, 77);
     for (size_t i = 0; i < m.n_floats; i++) m.w[i] += 0.01f * (float)((i * 7919) % 13) - 0.06f;
     char path[1024];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ckpt_save(&m, path, EXPORT_CONFIG, 0);
+    ckpt_save(&m, path, nest6 ? NEST6_CONFIG : EXPORT_CONFIG, 0);
     int32_t hdr[2] = {2, 7}, tok[14];
     for (int i = 0; i < 14; i++) tok[i] = 1 + (i * 11) % 29;
     hg_alloc(&m, 2, 7);
@@ -96,7 +116,8 @@ static int export_for_pytorch(const char *dir)
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    if (argc == 3 && strcmp(argv[1], "--export") == 0) return export_for_pytorch(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--export") == 0) return export_for_pytorch(argv[2], 0);
+    if (argc == 3 && strcmp(argv[1], "--export-nest6") == 0) return export_for_pytorch(argv[2], 1);
     char dir[] = "/tmp/test_ckpt.XXXXXX";
     if (!mkdtemp(dir)) return 1;
     char good[256], bad[256];
@@ -134,6 +155,20 @@ int main(int argc, char **argv)
     expect_refused(&b, bad, "unexpected tensor 'Wout.biased'", "unknown tensor name");
     edit_header(good, bad, "\"data_offsets\":[0,960]", "\"data_offsets\":[960,1920]");
     expect_refused(&b, bad, "overlap", "overlapping tensors");
+    edit_header(good, bad, "\"Wout.bias\"", "\"embedding.weight\"");
+    expect_refused(&b, bad, "'embedding.weight' appears twice", "a duplicate tensor name");
+    // a NaN or an infinity in the weights (a corrupt file, a diverged model) is refused naming tensor and index
+    const char *l1 = "transformer.encoder.post_transformer.layers.0.linear1.weight";
+    int i1 = hg_param_index(&a, l1);
+    CHECK(i1 >= 0, "%s in the table", l1);
+    float keep = a.w[a.params[i1].offset + 5];
+    a.w[a.params[i1].offset + 5] = NAN;
+    ckpt_save(&a, bad, "{}", 0);
+    expect_refused(&b, bad, "linear1.weight': value nan at index 5 is not finite", "a NaN weight");
+    a.w[a.params[i1].offset + 5] = keep;
+    a.w[a.n_floats - 1] = -INFINITY;
+    ckpt_save(&a, bad, "{}", 0);
+    expect_refused(&b, bad, "'Wout.bias': value -inf at index 29 is not finite", "an infinite weight");
     // another configuration's checkpoint is refused by shape
     HgModel c;
     build(&c, 10);

@@ -52,6 +52,17 @@ static void test_pick(void)
     memset(count, 0, sizeof count);
     for (int i = 0; i < n; i++) count[sample_pick(logits, NV, &o, (i + 0.5) / n, scratch, order) - 10]++;
     CHECK(labs(count[2] - n / 3) < 200, "temperature 1000 is near uniform: %ld", count[2]);
+    // nothing to draw is -1, never an index outside the candidates (issue 13: order[keep - 1] with keep 0)
+    float bad[NV];
+    for (int k = 0; k < 3; k++) {
+        o.temperature = 1, o.top_k = 2, o.top_p = 0.9;
+        for (int v = 0; v < NV; v++) bad[v] = -INFINITY;
+        if (k == 1) bad[3] = NAN, bad[4] = 1.0f;
+        if (k == 2) bad[5] = INFINITY, bad[6] = 1.0f;
+        CHECK(sample_pick(bad, NV, &o, 0.5, scratch, order) == -1, "case %d: nothing to draw gives -1", k);
+        o.temperature = 0;
+        CHECK(sample_pick(bad, NV, &o, 0.5, scratch, order) == -1, "case %d greedy: nothing to draw gives -1", k);
+    }
 }
 
 static void test_generate(void)

@@ -187,9 +187,6 @@ int main(int argc, char **argv)
     if (tp.total > (double)avail)
         die("model does not fit in memory: '%s': %zu parameters need %s; %s available (%s)",
             config_path ? config_path : path, tp.n_floats, plan, fmt_bytes((double)avail, b[5], 32), mem_src);
-    if (!quiet)
-        fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
-                avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
 
     DataSet train, val;
     char train_path[4096], val_path[4096]; // the data sets keep these for their messages
@@ -198,6 +195,9 @@ int main(int argc, char **argv)
     snprintf(val_path, sizeof val_path, "%s/val.bin", data_dir);
     if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
 
+    if (!quiet)
+        fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
+                avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
     Trainer tr;
     if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, err) < 0) die("bad config: %s", err);
     char state_path[4096];

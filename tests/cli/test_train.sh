@@ -72,6 +72,29 @@ check "registry: the resumed runs are done, metrics not doubled" test "$(q "sele
     and (out_dir like '%/killed' or out_dir like '%/torn')")" = 2 -a \
     "$(q "select count(*) from metrics m join runs r using (run_id) where r.out_dir like '%/torn' and split = 'train' and name = 'loss'")" = 8
 
+# ---- a six-level nest (names past 127 characters; issue 13): trains, resumes bitwise -------------------------
+expect "six-level nest: straight run exits 0" 0 "$TRAIN" -q -j 2 -c $CFG/nest6.json -d "$T/shards" -o "$T/nest" --registry "$REG"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=10 "$TRAIN" -q -j 2 -c $CFG/nest6.json -d "$T/shards" -o "$T/nest-k" --registry "$REG"; exit $?) 2>/dev/null
+check "six-level nest: SIGKILL after the checkpoint at step 10 (status $?)" test $? = 137
+expect "six-level nest: --resume exits 0" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" -o "$T/nest-k" --registry "$REG"
+check "six-level nest: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/nest" "$T/nest-k"
+check "six-level nest: the checkpoint holds names over 127 characters, all distinct" awk 'BEGIN { RS = "\"" }
+    /^transformer\./ { n++; if (length($0) > 127) long++; if (seen[$0]++) dup++ } END { exit !(n > 100 && long > 0 && !dup) }' \
+    <(head -c 200000 "$T/nest/model.safetensors" | tr -d '\0')
+
+# ---- the memory plan: printed at start; a plan larger than the memory is refused before anything is made -------
+expect "train prints its plan" 0 "$TRAIN" -j 1 -c $CFG/tiny.json -d "$T/shards" -o "$T/planned" --registry "$REG"
+check "the plan names parameters, weights, gradients, Adam state and activations" grep -Eq \
+    "^train: plan: [0-9]+ parameters, .*weights .*gradients .*Adam state .*activations .* for batch 4 x 64" "$T/err"
+runs_before=$(q "select count(*) from runs")
+HMT_MEMORY_LIMIT=1M expect "a plan over the memory limit exits 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/toobig" --registry "$REG"
+check "refused in one line naming the figures" one_line "$T/err" \
+    "^train: model does not fit in memory: '.*tiny.json': [0-9]+ parameters need .* \(weights .*, gradients .*, Adam state .*, activations .*\); 1 MiB available \(HMT_MEMORY_LIMIT\)$"
+check "refused: no run directory" test ! -e "$T/toobig"
+check "refused: no registry row" test "$(q "select count(*) from runs")" = "$runs_before"
+HMT_MEMORY_LIMIT=lots expect "a malformed HMT_MEMORY_LIMIT exits 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/toobig" --registry "$REG"
+check "a malformed HMT_MEMORY_LIMIT is named" one_line "$T/err" "HMT_MEMORY_LIMIT: 'lots'"
+
 # ---- SIGINT: checkpoint, interrupted, exit 1 -------------------------------------------------------------
 printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"steps": 100000, "checkpoint_every": 1000}}\n' "$ROOT" >"$T/long.json"
 # a background job of a script starts with SIGINT ignored, which train respects: give it the default back (set -m
