@@ -10,13 +10,16 @@
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
 # budget, ~20 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
 # interrupted is resumed (train --resume) by the next make.
+# SAMPLE_TOKENS (sample -n), EVAL_PROMPT and EVAL_GEN (eval --prompt-tokens, --gen-tokens) are empty by default: the
+# tool then decides from the model's window (eval: min(256, input_length/2) each; sample: 512 new tokens, sliding
+# the window). Set them to pass the option; a prompt that does not fit the window is then an error naming it.
 SEEDS ?= 1
 STEPS ?= 300
 SAMPLES ?= 4
-SAMPLE_TOKENS ?= 512
+SAMPLE_TOKENS ?=
 EVAL_DOCS ?= 32
-EVAL_PROMPT ?= 256
-EVAL_GEN ?= 256
+EVAL_PROMPT ?=
+EVAL_GEN ?=
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
@@ -48,14 +51,13 @@ $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARD
 	touch $$@
 
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi
-	$(BIN)/sample -q -m $$(dir $$@) -n $(SAMPLE_TOKENS) --num-samples $(SAMPLES) --seed $(2) -j $(THREADS) \
-	  -o $$@ --registry $(REGISTRY)
+	$(BIN)/sample -q -m $$(dir $$@)$(if $(SAMPLE_TOKENS), -n $(SAMPLE_TOKENS)) --num-samples $(SAMPLES) --seed $(2) \
+	  -j $(THREADS) -o $$@ --registry $(REGISTRY)
 	rm -rf $$(dir $$@)midi && $(BIN)/remi2midi -q -O $$(dir $$@)midi < $$@
 
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
-	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --prompt-tokens $(EVAL_PROMPT) \
-	  --gen-tokens $(EVAL_GEN) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
-	  --json > $$@.tmp && mv $$@.tmp $$@
+	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
+	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--json > $$@.tmp && mv $$@.tmp $$@
 
 run-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/eval.json $(call run_dir,$(1),$(s))/samples.txt)
 .PHONY: run-$(1)

@@ -60,6 +60,11 @@ check "the document starts with the prompt's 50 tokens" test "$(cut -f2 "$T/out"
 expect "token-document prompt" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompt.txt" --prompt-tokens 30 -n 100 --ids
 check "--ids prompt: the first 30 ids" test "$(cut -f2 "$T/out" | tr ' ' '\n' | head -30 | tr '\n' ' ')" = \
     "$("$B/midi2remi" --ids "$POP/002.mid" | cut -f2 | tr ' ' '\n' | head -30 | tr '\n' ' ')"
+# a prompt longer than the window (64) and more new tokens than the window: the window slides, nothing breaks
+"$B/midi2remi" "$POP/003.mid" | cut -f2 | tr ' ' '\n' | head -200 >"$T/prompt.want"
+expect "a prompt of 200 tokens and -n 512 on a window of 64" 0 "$SAMPLE" -q -m "$T/run" --prompt "$POP/003.mid" --prompt-tokens 200
+check "it starts with the prompt's 200 tokens" test "$(cut -f2 "$T/out" | tr ' ' '\n' | head -200)" = "$(cat "$T/prompt.want")"
+check "and continues past the window" test "$(cut -f2 "$T/out" | wc -w)" -gt 264
 printf 'x\tBar_None Nonsense_3\n' >"$T/bad.txt"
 expect "a bad prompt exits 1" 1 "$SAMPLE" -q -m "$T/run" --prompt "$T/bad.txt"
 check "the bad token is named" one_line "$T/err" "bad.txt.*Nonsense_3"
@@ -83,6 +88,12 @@ cp "$T/out" "$T/e1"
 check "--json is one object" grep -Eq '^\{"test_loss": [0-9.]+, .*"in_key_orig": [-0-9.enul]+\}$' "$T/e1"
 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 6 --prompt-tokens 40 --gen-tokens 40 --no-registry --json >"$T/e2"
 check "eval is deterministic given the seed" same "$T/e1" "$T/e2"
+# the study's lengths default to what the window allows (64: min(256, 64/2) = 32 each) and are reported
+expect "eval with the default lengths on a window of 64" 0 "$EVAL" -m "$T/run" -d "$T/shards" -n 4 --no-registry --json
+check "--json reports the lengths used" grep -q '"gen_prompt_tokens": 32, "gen_continuation_tokens": 32,' "$T/out"
+check "stderr says which lengths" grep -q '^eval: generation study: prompt 32 + continuation 32 tokens (defaults: .*window 64$' "$T/err"
+expect "eval --prompt-tokens 64 on a window of 64 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --prompt-tokens 64 --no-registry
+check "the error names the window" usage_err "$T/err" "^eval: --prompt-tokens 64 does not fit the model's window of 64 tokens"
 expect "eval --split val" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --split val --no-registry
 check "val split scored" grep -q '^test_loss' "$T/out"
 expect "eval --split junk exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --split junk

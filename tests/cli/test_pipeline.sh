@@ -48,6 +48,22 @@ expect "make after a config change" 0 "${M[@]}" SEEDS=1
 check "a changed config redoes its run" test "$(stat -c %Y.%y "$R1/train.done" "$R1/eval.json" "$R1/samples.txt")" != "$before"
 expect "make -n prints the commands" 0 "${M[@]}" -n
 check "make -n shows train, sample, eval" grep -q 'train -c' "$T/out"
+
+# a window of 32 through the whole chain with the default variables: eval's study and sample's lengths come from
+# the model (eval: min(256, 32/2) = 16 + 16); an explicit prompt that does not fit stops make, naming the window
+printf '{ "extends": "%s/tests/data/configs/tiny.json", "model": { "input_length": 32 } }\n' "$ROOT" >"$T/configs/win32.json"
+M32=(make -s --no-print-directory $SAN_FLAG experiment=win32 CONFIG_DIR="$T/configs" RUNS_DIR="$T/runs" DATA_DIR="$T/data"
+    MIDI_DIR="$T/midi" REGISTRY="$T/reg.db" STEPS=10 THREADS=1)
+W=$T/runs/win32/steps10-seed1
+expect "make experiment=win32 (input_length 32, default variables)" 0 "${M32[@]}"
+check "win32: eval.json with the window's lengths" grep -q '"gen_prompt_tokens": 16, "gen_continuation_tokens": 16,' "$W/eval.json"
+check "win32: 4 samples (SAMPLES) decoded to MIDI" test "$(wc -l <"$W/samples.txt")" = 4 -a -s "$W/midi/sample_4.mid"
+check "win32: samples run past the window (sample slides it)" test "$(cut -f2 "$W/samples.txt" | wc -w)" -gt 128
+rm "$W/eval.json"
+expect "EVAL_PROMPT=32 on a window of 32 stops make" 2 "${M32[@]}" EVAL_PROMPT=32
+check "the error names the window" grep -q "^eval: --prompt-tokens 32 does not fit the model's window of 32 tokens" "$T/err"
+check "and leaves no eval.json" test ! -e "$W/eval.json"
+
 expect "an unknown experiment is an error" 2 make -s -C "$ROOT" experiment=nope CONFIG_DIR="$T/configs"
 check "it names the config folder" grep -q 'no .*nope.json' "$T/err"
 
