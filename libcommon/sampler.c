@@ -87,7 +87,8 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
             }
             memcpy(logit, logits + (size_t)b * V, (size_t)V * sizeof *logit);
             if (o->grammar) grammar_mask_logits(&g[b], logit);
-            tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ (uint64_t)b * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
+            uint64_t stream = o->streams ? o->streams[b] : (uint64_t)b;
+            tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ stream * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
                                  scratch, order);
             grammar_push(&g[b], tok[b]);
             if (tok[b] == REMI_EOS) done[b] = 1, n_done++;
