@@ -487,7 +487,7 @@ static void find_files(const char *dir, MidiPaths *out, int depth)
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') midi_paths_push(&names, xstrdup(e->d_name));
     closedir(d);
-    qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str); // qsort(NULL, 0) is undefined
     for (size_t i = 0; i < names.n; i++) {
         size_t n = strlen(dir) + strlen(names.v[i]) + 2;
         char *path = xmalloc(n);
