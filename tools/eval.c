@@ -41,7 +41,7 @@ static void usage(void)
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
            "The lengths used are printed on stderr and reported as gen_prompt_tokens and gen_continuation_tokens.\n"
-           "A window of 1 token holds no prompt: the study is then left out unless -n asks for it.\n"
+           "A window of 1 token holds no prompt: the study is then left out (and an explicit -n N > 0 is an error).\n"
            "Exit status: 0 success, 1 bad model, shards or registry, 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());
 }
