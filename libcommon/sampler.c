@@ -98,7 +98,8 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
                     goto out;
                 }
             if (o->grammar) grammar_mask_logits(&g[b], logit);
-            tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ (uint64_t)b * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
+            uint64_t stream = o->streams ? o->streams[b] : (uint64_t)b;
+            tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ stream * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
                                  scratch, order);
             if (tok[b] < 0) {
                 err_set(err, "step %d, item %d: no token can be drawn (every token masked)", t + 1, b + 1);

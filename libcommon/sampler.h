@@ -1,6 +1,7 @@
 // sampler: token generation on the incremental decoder (decode.h): temperature, top-k, top-p (nucleus) and the
 // REMI grammar mask (grammar.h), for B items at once. Item b draws from its own random stream, a function of
-// (seed, b) only, so a sample does not depend on the batch it was generated in. Used by sample and eval.
+// (seed, stream index) only, so a sample does not depend on the batch it was generated in; the stream index is b
+// unless SampleOpts.streams says otherwise. Used by sample and eval.
 #ifndef SAMPLER_H
 #define SAMPLER_H
 
@@ -14,6 +15,9 @@ typedef struct SampleOpts {
     double top_p;       // keep the smallest set whose probability reaches p (1: all)
     int grammar;        // mask tokens that cannot follow (remi.md §5)
     uint64_t seed;
+    const uint64_t *streams; // item b draws from stream streams[b] (B entries); NULL: from stream b. sample gives
+                             // the k-th document of every prompt stream k, so a prompt alone or in a batch of
+                             // other prompts continues the same way
 } SampleOpts;
 
 // Generates up to n_new tokens for each of B items after prompt (B, P): every item's prompt starts with BOS and

@@ -6,17 +6,21 @@
 #   make experiment=linear_attn SEEDS="1 2 3"   once per seed, each its own run and registry row
 #   make ablation [SEEDS=...] [-j2]             every config of ABLATION
 #   make results                                the registry's results and ablation views as tables
+#   make continue experiment=NAME PROMPTS=dir/  continue every MIDI file of dir/ with NAME's model (see below)
 #
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
 # budget, ~20 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
 # interrupted is resumed (train --resume) by the next make.
+# SAMPLE_TOKENS (sample -n), EVAL_PROMPT and EVAL_GEN (eval --prompt-tokens, --gen-tokens) are empty by default: the
+# tool then decides from the model's window (eval: min(256, input_length/2) each; sample: 512 new tokens, sliding
+# the window). Set them to pass the option; a prompt that does not fit the window is then an error naming it.
 SEEDS ?= 1
 STEPS ?= 300
 SAMPLES ?= 4
-SAMPLE_TOKENS ?= 512
+SAMPLE_TOKENS ?=
 EVAL_DOCS ?= 32
-EVAL_PROMPT ?= 256
-EVAL_GEN ?= 256
+EVAL_PROMPT ?=
+EVAL_GEN ?=
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
@@ -48,14 +52,13 @@ $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARD
 	touch $$@
 
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi
-	$(BIN)/sample -q -m $$(dir $$@) -n $(SAMPLE_TOKENS) --num-samples $(SAMPLES) --seed $(2) -j $(THREADS) \
-	  -o $$@ --registry $(REGISTRY)
+	$(BIN)/sample -q -m $$(dir $$@)$(if $(SAMPLE_TOKENS), -n $(SAMPLE_TOKENS)) --num-samples $(SAMPLES) --seed $(2) \
+	  -j $(THREADS) -o $$@ --registry $(REGISTRY)
 	rm -rf $$(dir $$@)midi && $(BIN)/remi2midi -q -O $$(dir $$@)midi < $$@
 
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
-	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --prompt-tokens $(EVAL_PROMPT) \
-	  --gen-tokens $(EVAL_GEN) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
-	  --json > $$@.tmp && mv $$@.tmp $$@
+	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
+	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--json > $$@.tmp && mv $$@.tmp $$@
 
 run-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/eval.json $(call run_dir,$(1),$(s))/samples.txt)
 .PHONY: run-$(1)
@@ -65,6 +68,34 @@ $(foreach c,$(sort $(ABLATION) $(experiment)),$(foreach s,$(SEEDS),$(eval $(call
 
 experiment: run-$(experiment)
 ablation: $(foreach c,$(ABLATION),run-$(c))
+
+# continue: the reference's test.py. The run of experiment=NAME (the first seed of SEEDS, at the STEPS budget;
+# trained first if it is not) continues every MIDI file of PROMPTS (folders, searched as midi2remi does, and/or
+# MIDI or token-document files): RUN/continue/<name>.txt holds one document per file, named after it (its first
+# PROMPT_TOKENS tokens, all by default, then CONTINUE_TOKENS new ones, sample's 512 by default; sampling seed SEED),
+# and RUN/continue/<name>/ the same as MIDI files. <name>: CONTINUE_NAME, by default PROMPTS' first folder or file
+# name. Reruns every time (the prompts are not tracked as prerequisites).
+SEED ?= 1
+PROMPT_TOKENS ?=
+CONTINUE_TOKENS ?=
+CONTINUE_NAME ?= $(or $(basename $(notdir $(abspath $(firstword $(PROMPTS))))),prompts)
+ifneq ($(filter continue,$(MAKECMDGOALS)),) # checked before anything trains
+ifndef experiment
+$(error make continue: no experiment: give experiment=NAME, whose run's model continues PROMPTS)
+endif
+ifeq ($(strip $(PROMPTS)),)
+$(error make continue: no PROMPTS: give PROMPTS=DIR (folders and/or MIDI files))
+endif
+$(foreach p,$(PROMPTS),$(if $(wildcard $(p)),,$(error make continue: PROMPTS: no such file or folder: '$(p)')))
+CONTINUE_DIR = $(call run_dir,$(experiment),$(firstword $(SEEDS)))/continue
+continue: $(call run_dir,$(experiment),$(firstword $(SEEDS)))/train.done | $(BIN)/sample $(BIN)/remi2midi
+	@mkdir -p $(CONTINUE_DIR)
+	$(BIN)/sample -q -m $(dir $<) $(foreach p,$(PROMPTS),--prompt $(p))$(if $(PROMPT_TOKENS), --prompt-tokens \
+	  $(PROMPT_TOKENS))$(if $(CONTINUE_TOKENS), -n $(CONTINUE_TOKENS)) --seed $(SEED) -j $(THREADS) \
+	  -o $(CONTINUE_DIR)/$(CONTINUE_NAME).txt --registry $(REGISTRY)
+	rm -rf $(CONTINUE_DIR)/$(CONTINUE_NAME) && $(BIN)/remi2midi -q -O $(CONTINUE_DIR)/$(CONTINUE_NAME) \
+	  < $(CONTINUE_DIR)/$(CONTINUE_NAME).txt
+endif
 
 # results: one row per run, then mean ± sd per experiment (the ablation view)
 results:
@@ -81,4 +112,4 @@ results:
 	  iif(pitch_class_kl_sd IS NULL, '-', printf('%.3f', pitch_class_kl_sd))) AS pitch_class_kl, round(train_tokens_per_s_mean) AS tok_s, \
 	  round(wall_s_mean) AS wall_s FROM ablation ORDER BY val_loss_mean"
 
-.PHONY: experiment ablation results
+.PHONY: experiment ablation results continue

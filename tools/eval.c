@@ -26,8 +26,9 @@ static void usage(void)
            "  -d, --data DIR          shard folder written by `shard -o DIR`\n"
            "      --split NAME        test or val (default test)\n"
            "  -n N                    documents in the generation study, 0 = none (default 32)\n"
-           "      --prompt-tokens P   prompt length (default 256)\n"
-           "      --gen-tokens C      continuation length (default 256)\n"
+           "      --prompt-tokens P   prompt length, at most the window (input_length L) - 1\n"
+           "                          (default min(256, L/2): 256 for L >= 512)\n"
+           "      --gen-tokens C      continuation length (default min(256, L/2), as the prompt)\n"
            "      --temperature T     sampling temperature (default 1.0)\n"
            "      --top-k K           (default 0 = all)\n"
            "      --top-p P           (default 1.0)\n"
@@ -39,6 +40,8 @@ static void usage(void)
            "  -j, --threads N         threads (default %d: the CPUs)\n"
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
+           "The lengths used are printed on stderr and reported as gen_prompt_tokens and gen_continuation_tokens.\n"
+           "A window of 1 token holds no prompt: the study is then left out (and an explicit -n N > 0 is an error).\n"
            "Exit status: 0 success, 1 bad model, shards or registry, 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());
 }
@@ -63,9 +66,10 @@ int main(int argc, char **argv)
 {
     util_init(argv[0]);
     const char *model = NULL, *data = NULL, *split = "test", *reg_path = REG_DEFAULT_PATH;
-    EvalGenOpts g = {.n_docs = 32, .prompt = 256, .continuation = 256, .batch = 8,
+    // prompt and continuation: -1 until given, then the window's defaults (below, once the model is loaded)
+    EvalGenOpts g = {.n_docs = 32, .prompt = -1, .continuation = -1, .batch = 8,
                      .sample = {.temperature = 1.0, .top_k = 0, .top_p = 1.0, .grammar = 1, .seed = 1}};
-    int json = 0, quiet = 0, threads = n_cpus();
+    int json = 0, quiet = 0, threads = n_cpus(), n_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -82,7 +86,7 @@ int main(int argc, char **argv)
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) model = v;
         else if (strcmp(a, "-d") == 0 || strcmp(a, "--data") == 0) data = v;
         else if (strcmp(a, "--split") == 0) split = v;
-        else if (strcmp(a, "-n") == 0) g.n_docs = (int)parse_long(a, v, 0, 1 << 20);
+        else if (strcmp(a, "-n") == 0) g.n_docs = (int)parse_long(a, v, 0, 1 << 20), n_given = 1;
         else if (strcmp(a, "--prompt-tokens") == 0) g.prompt = (int)parse_long(a, v, 1, 1 << 20);
         else if (strcmp(a, "--gen-tokens") == 0) g.continuation = (int)parse_long(a, v, 1, 1 << 20);
         else if (strcmp(a, "--temperature") == 0) g.sample.temperature = parse_double(a, v, 0, 100);
@@ -106,7 +110,19 @@ int main(int argc, char **argv)
     RunConfig rc;
     HgModel m;
     if (ckpt_open_model(model, &rc, &m, err) < 0) die("cannot load model: %s", err);
-    if (g.n_docs > 0 && g.prompt + 1 > rc.input_length) die_usage("--prompt-tokens %d does not fit the model's window of %d", g.prompt, rc.input_length);
+    // The study's lengths: what the options say, else what the window allows. BOS + prompt must fit the window
+    // (the continuation may slide it, as sample does); an explicit prompt that does not fit is an error.
+    int L = rc.input_length, dflt = L / 2 < 256 ? L / 2 : 256, prompt_given = g.prompt >= 0,
+        gen_given = g.continuation >= 0;
+    if (!prompt_given) g.prompt = dflt;
+    if (g.continuation < 0) g.continuation = dflt > 0 ? dflt : 256;
+    if (g.n_docs > 0 && prompt_given && g.prompt + 1 > L)
+        die_usage("--prompt-tokens %d does not fit the model's window of %d tokens (at most %d)", g.prompt, L, L - 1);
+    if (g.n_docs > 0 && g.prompt == 0) { // L == 1: no prompt fits
+        if (n_given) die_usage("-n %d: the model's window of %d token holds no prompt", g.n_docs, L);
+        g.n_docs = 0;
+        if (!quiet) fprintf(stderr, "eval: the model's window of %d token holds no prompt: no generation study\n", L);
+    }
     DataSet ds;
     snprintf(path, sizeof path, "%s/%s.bin", data, split);
     if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
@@ -130,6 +146,9 @@ int main(int argc, char **argv)
     }
     if (!quiet) fprintf(stderr, "eval: scored %ld %s tokens in %.1f s\n", lk.n, split, now_s() - t0);
     if (g.n_docs > 0) {
+        if (!quiet)
+            fprintf(stderr, "eval: generation study: prompt %d + continuation %d tokens%s, window %d\n", g.prompt,
+                    g.continuation, prompt_given && gen_given ? "" : " (defaults: min(256, L/2))", L);
         t0 = now_s();
         Decoder *d = dec_new(&m, g.batch, NULL, err);
         if (!d) die("cannot start the decoder: %s", err);
@@ -137,6 +156,7 @@ int main(int argc, char **argv)
         if (evaluate_generation(d, &ds, &g, &gen, err) < 0) die("generation study on '%s': %s", path, err);
         dec_free(d);
         add(&r, "gen_documents", gen.n_docs);
+        add(&r, "gen_prompt_tokens", g.prompt), add(&r, "gen_continuation_tokens", g.continuation);
         for (int f = 0; f < EF_N; f++) {
             const char *fn = evaluate_feature_names[f];
             add(&r, fn, gen.gen_mean[f]);

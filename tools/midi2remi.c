@@ -1,6 +1,5 @@
 // midi2remi: MIDI files -> REMI token documents (spec/formats.md §1-2), token for token as MidiTok 3.0.0.
 // Files are converted by -j worker threads in batches; documents are written in input order.
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -41,61 +40,6 @@ typedef struct Job {
     char err[ERR_MAX];
     size_t n_tokens;
 } Job;
-
-typedef struct Paths {
-    char **v;
-    size_t n, cap;
-} Paths;
-
-static void paths_push(Paths *p, char *s)
-{
-    xgrow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v);
-    p->v[p->n++] = s;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static bool is_midi_name(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".mid") == 0 || strcasecmp(dot, ".midi") == 0);
-}
-
-// Appends the MIDI files under dir, in byte order of their names at every level.
-static void walk_dir(const char *dir, Paths *out, int depth)
-{
-    if (depth > 64) {
-        warn("skipping folder: '%s': nested too deep", dir);
-        return;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        warn("cannot open folder: '%s': %m", dir);
-        return;
-    }
-    Paths names = {0};
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') paths_push(&names, xstrdup(e->d_name));
-    closedir(d);
-    qsort(names.v, names.n, sizeof *names.v, cmp_str);
-    for (size_t i = 0; i < names.n; i++) {
-        size_t n = strlen(dir) + strlen(names.v[i]) + 2;
-        char *path = xmalloc(n);
-        snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            walk_dir(path, out, depth + 1);
-            free(path);
-        } else if (is_midi_name(names.v[i])) {
-            paths_push(out, path);
-        } else {
-            free(path);
-        }
-        free(names.v[i]);
-    }
-    free(names.v);
-}
 
 // ---- conversion -----------------------------------------------------------------------------
 
@@ -139,7 +83,7 @@ int main(int argc, char **argv)
     util_init(argv[0]);
     int n_threads = n_cpus();
     bool quiet = false;
-    Paths paths = {0};
+    MidiPaths paths = {0};
     bool from_stdin_list = true, only_operands = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -166,8 +110,8 @@ int main(int argc, char **argv)
         } else {
             from_stdin_list = false;
             struct stat st;
-            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) walk_dir(a, &paths, 0);
-            else paths_push(&paths, xstrdup(a));
+            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) midi_find_files(a, &paths);
+            else midi_paths_push(&paths, xstrdup(a));
         }
     }
     if (from_stdin_list && isatty(STDIN_FILENO))

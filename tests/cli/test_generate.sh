@@ -2,8 +2,10 @@
 # test_generate: shell tests of sample and eval on a briefly trained tiny model (spec/formats.md §1-2, §5).
 # sample: --help and usage errors; every generated document decodes with remi2midi with nothing skipped (grammar
 # on); the same seed gives the same documents and another seed others; a MIDI prompt and a token-document prompt
-# start the documents; -o with --registry records the file. eval: the table and --json, the same numbers for the
-# same seed, the evals rows in the registry, refused inputs. Env: BIN, SHARED as in test_tools.sh.
+# start the documents; a folder and several --prompt files give one document per prompt, named after it, each
+# continuing as it would alone; -o with --registry records the file. eval: the table and --json, the same numbers
+# for the same seed, the lengths a window of 64 allows by default, the evals rows in the registry, refused inputs.
+# Env: BIN, SHARED as in test_tools.sh.
 set -u -o pipefail
 export LC_ALL=C
 
@@ -60,6 +62,44 @@ check "the document starts with the prompt's 50 tokens" test "$(cut -f2 "$T/out"
 expect "token-document prompt" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompt.txt" --prompt-tokens 30 -n 100 --ids
 check "--ids prompt: the first 30 ids" test "$(cut -f2 "$T/out" | tr ' ' '\n' | head -30 | tr '\n' ' ')" = \
     "$("$B/midi2remi" --ids "$POP/002.mid" | cut -f2 | tr ' ' '\n' | head -30 | tr '\n' ' ')"
+# a prompt longer than the window (64) and more new tokens than the window: the window slides, nothing breaks
+"$B/midi2remi" "$POP/003.mid" | cut -f2 | tr ' ' '\n' | head -200 >"$T/prompt.want"
+expect "a prompt of 200 tokens and -n 512 on a window of 64" 0 "$SAMPLE" -q -m "$T/run" --prompt "$POP/003.mid" --prompt-tokens 200
+check "it starts with the prompt's 200 tokens" test "$(cut -f2 "$T/out" | tr ' ' '\n' | head -200)" = "$(cat "$T/prompt.want")"
+check "and continues past the window" test "$(cut -f2 "$T/out" | wc -w)" -gt 264
+# several prompts: a folder (its MIDI files, recursively, in midi2remi's order) and files; one document per prompt,
+# named after it, starting with its first --prompt-tokens tokens; each continues as it would alone
+mkdir -p "$T/prompts/sub"
+cp "$POP/004.mid" "$T/prompts/a.mid" && cp "$POP/005.mid" "$T/prompts/b.MIDI" && cp "$POP/006.mid" "$T/prompts/sub/c.mid"
+echo "not MIDI" >"$T/prompts/notes.txt"
+expect "sample --prompt DIR (3 MIDI files)" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompts" --prompt-tokens 40 -n 60 --seed 5
+cp "$T/out" "$T/dir3"
+check "three documents named after the files" test "$(cut -f1 "$T/dir3" | tr '\n' ' ')" = "a b c "
+i=0
+for f in "$T/prompts/a.mid" "$T/prompts/b.MIDI" "$T/prompts/sub/c.mid"; do
+    i=$((i + 1))
+    check "document $i starts with its file's first 40 tokens" test "$(sed -n ${i}p "$T/dir3" | cut -f2 | tr ' ' '\n' | head -40)" = \
+        "$("$B/midi2remi" "$f" | cut -f2 | tr ' ' '\n' | head -40)"
+    check "document $i continues its prompt" test "$(sed -n ${i}p "$T/dir3" | cut -f2 | wc -w)" -gt 40
+done
+expect "the second prompt alone" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompts/b.MIDI" --prompt-tokens 40 -n 60 --seed 5
+check "a prompt continues the same way alone or among others" test "$(cat "$T/out")" = "$(sed -n 2p "$T/dir3")"
+expect "the folder, one document per batch" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompts" --prompt-tokens 40 -n 60 --seed 5 -b 1
+check "the batch size does not change the documents" same "$T/out" "$T/dir3"
+expect "remi2midi -O of the folder's documents" 0 "$B/remi2midi" -q -O "$T/dirmid" "$T/dir3"
+check "one MIDI file per prompt, named after it" test "$(ls "$T/dirmid" | tr '\n' ' ')" = "a.mid b.mid c.mid "
+expect "several --prompt files, 2 samples each" 0 "$SAMPLE" -q -m "$T/run" --prompt "$T/prompts/sub/c.mid" \
+    --prompt "$T/prompt.txt" --prompt "$T/prompts/sub/c.mid" --prompt-tokens 30 -n 40 --num-samples 2 --seed 5
+check "documents PROMPT_K in prompt order; a repeated name gets -2" test "$(cut -f1 "$T/out" | tr '\n' ' ')" = \
+    "c_1 c_2 002_1 002_2 c-2_1 c-2_2 "
+check "a token-document prompt is named after its document" grep -q $'^002_1\t' "$T/out"
+check "the same prompt twice, the same documents" test "$(sed -n 1,2p "$T/out" | cut -f2)" = "$(sed -n 5,6p "$T/out" | cut -f2)"
+check "the 2 samples of a prompt differ" test "$(sed -n 1p "$T/out" | cut -f2)" != "$(sed -n 2p "$T/out" | cut -f2)"
+expect "--name with --prompt exits 2" 2 "$SAMPLE" -m "$T/run" --prompt "$T/prompts" --name x
+check "says why" usage_err "$T/err" "^sample: --name names unprompted samples"
+mkdir -p "$T/noprompts"
+expect "a folder without MIDI files exits 1" 1 "$SAMPLE" -m "$T/run" --prompt "$T/noprompts"
+check "names the folder" one_line "$T/err" "^sample: cannot use prompt folder: '.*noprompts': no \*\.mid"
 printf 'x\tBar_None Nonsense_3\n' >"$T/bad.txt"
 expect "a bad prompt exits 1" 1 "$SAMPLE" -q -m "$T/run" --prompt "$T/bad.txt"
 check "the bad token is named" one_line "$T/err" "bad.txt.*Nonsense_3"
@@ -83,6 +123,12 @@ cp "$T/out" "$T/e1"
 check "--json is one object" grep -Eq '^\{"test_loss": [0-9.]+, .*"in_key_orig": [-0-9.enul]+\}$' "$T/e1"
 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 6 --prompt-tokens 40 --gen-tokens 40 --no-registry --json >"$T/e2"
 check "eval is deterministic given the seed" same "$T/e1" "$T/e2"
+# the study's lengths default to what the window allows (64: min(256, 64/2) = 32 each) and are reported
+expect "eval with the default lengths on a window of 64" 0 "$EVAL" -m "$T/run" -d "$T/shards" -n 4 --no-registry --json
+check "--json reports the lengths used" grep -q '"gen_prompt_tokens": 32, "gen_continuation_tokens": 32,' "$T/out"
+check "stderr says which lengths" grep -q '^eval: generation study: prompt 32 + continuation 32 tokens (defaults: .*window 64$' "$T/err"
+expect "eval --prompt-tokens 64 on a window of 64 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --prompt-tokens 64 --no-registry
+check "the error names the window" usage_err "$T/err" "^eval: --prompt-tokens 64 does not fit the model's window of 64 tokens"
 expect "eval --split val" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --split val --no-registry
 check "val split scored" grep -q '^test_loss' "$T/out"
 expect "eval --split junk exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --split junk

@@ -2,7 +2,9 @@
 # test_pipeline: `make experiment=NAME` end to end (issue "make experiment"): data -> train -> sample + remi2midi
 # and eval, two seeds, on a handful of POP909 songs with the tiny test config, everything in a temporary folder.
 # Checks the registry rows of every stage, that a second make has nothing to do, that a changed config redoes
-# its runs, and `make results`. Env: BIN, SHARED as in test_tools.sh (BIN=bin-san runs the sanitizer build).
+# its runs, and `make results`; a config with input_length 32 through the chain with the default variables, and
+# `make continue` on a folder of three MIDI files. Env: BIN, SHARED as in test_tools.sh (BIN=bin-san runs the
+# sanitizer build).
 set -u -o pipefail
 export LC_ALL=C
 
@@ -48,6 +50,42 @@ expect "make after a config change" 0 "${M[@]}" SEEDS=1
 check "a changed config redoes its run" test "$(stat -c %Y.%y "$R1/train.done" "$R1/eval.json" "$R1/samples.txt")" != "$before"
 expect "make -n prints the commands" 0 "${M[@]}" -n
 check "make -n shows train, sample, eval" grep -q 'train -c' "$T/out"
+
+# a window of 32 through the whole chain with the default variables: eval's study and sample's lengths come from
+# the model (eval: min(256, 32/2) = 16 + 16); an explicit prompt that does not fit stops make, naming the window
+printf '{ "extends": "%s/tests/data/configs/tiny.json", "model": { "input_length": 32 } }\n' "$ROOT" >"$T/configs/win32.json"
+M32=(make -s --no-print-directory $SAN_FLAG experiment=win32 CONFIG_DIR="$T/configs" RUNS_DIR="$T/runs" DATA_DIR="$T/data"
+    MIDI_DIR="$T/midi" REGISTRY="$T/reg.db" STEPS=10 THREADS=1)
+W=$T/runs/win32/steps10-seed1
+expect "make experiment=win32 (input_length 32, default variables)" 0 "${M32[@]}"
+check "win32: eval.json with the window's lengths" grep -q '"gen_prompt_tokens": 16, "gen_continuation_tokens": 16,' "$W/eval.json"
+check "win32: 4 samples (SAMPLES) decoded to MIDI" test "$(wc -l <"$W/samples.txt")" = 4 -a -s "$W/midi/sample_4.mid"
+check "win32: samples run past the window (sample slides it)" test "$(cut -f2 "$W/samples.txt" | wc -w)" -gt 128
+rm "$W/eval.json"
+expect "EVAL_PROMPT=32 on a window of 32 stops make" 2 "${M32[@]}" EVAL_PROMPT=32
+check "the error names the window" grep -q "^eval: --prompt-tokens 32 does not fit the model's window of 32 tokens" "$T/err"
+check "and leaves no eval.json" test ! -e "$W/eval.json"
+
+# make continue: the win32 run continues every MIDI file of a folder (the reference's test.py), one document and
+# one MIDI file per prompt, beside each other in the run folder
+mkdir -p "$T/tunes"
+for f in 007 008 009; do ln -s "$(cd "$POP" && pwd)/$f.mid" "$T/tunes/"; done
+expect "make continue PROMPTS=tunes/ (3 files)" 0 "${M32[@]}" continue PROMPTS="$T/tunes/" PROMPT_TOKENS=20 CONTINUE_TOKENS=40
+check "continue/tunes.txt: 3 documents named after the files" test "$(cut -f1 "$W/continue/tunes.txt" | tr '\n' ' ')" = "007 008 009 "
+i=0
+for f in 007 008 009; do
+    i=$((i + 1))
+    check "continuation of $f starts with its first 20 tokens" test "$(sed -n ${i}p "$W/continue/tunes.txt" | cut -f2 |
+        tr ' ' '\n' | head -20)" = "$("$B/midi2remi" "$POP/$f.mid" | cut -f2 | tr ' ' '\n' | head -20)"
+done
+check "continue/tunes/: their MIDI files" test "$(ls "$W/continue/tunes" | tr '\n' ' ')" = "007.mid 008.mid 009.mid "
+expect "make continue with the default lengths" 0 "${M32[@]}" continue PROMPTS="$T/tunes"
+check "whole files continued (documents longer than the prompts above)" test "$(head -1 "$W/continue/tunes.txt" | cut -f2 | wc -w)" -gt 200
+expect "make continue without PROMPTS exits 2" 2 "${M32[@]}" continue
+check "it says what to give" grep -q 'make continue: no PROMPTS: give PROMPTS=DIR' "$T/err"
+expect "make continue with a missing folder exits 2" 2 "${M32[@]}" continue PROMPTS="$T/nowhere/"
+check "it names the folder" grep -q "no such file or folder: '.*nowhere/'" "$T/err"
+
 expect "an unknown experiment is an error" 2 make -s -C "$ROOT" experiment=nope CONFIG_DIR="$T/configs"
 check "it names the config folder" grep -q 'no .*nope.json' "$T/err"
 
