@@ -15,7 +15,7 @@
 #define MAX_CHAIN 16 // extends chain length (a longer one is a cycle in practice)
 #define CONFIG_MAX_BYTES (1u << 20)
 
-typedef enum { T_INT, T_LONG, T_NUM, T_BOOL, T_ENUM, T_PAIR, T_DEPTH, T_SHORTEN } KeyType;
+typedef enum { T_INT, T_LONG, T_NUM, T_BOOL, T_ENUM, T_PAIR, T_DEPTH, T_SHORTEN, T_AUGMENT } KeyType;
 
 typedef struct Key {
     const char *section, *key;
@@ -24,44 +24,55 @@ typedef struct Key {
     double lo, hi;  // T_INT/T_LONG/T_NUM range, inclusive
     double def;     // default (T_ENUM: index into choices; NAN: chosen by another key, see fill())
     const char *choices; // T_ENUM: "a|b|c", the field gets the index
+    int quiet_default;   // keys added later: left out of the canonical JSON at their default, so the resolved
+                         // config (and its hash, which --resume checks) of a run from before them stays the same
 } Key;
 
 #define F(field) offsetof(RunConfig, field)
 #define NO_FIELD ((size_t)-1) // a key with no field of its own (handled in resolve())
 static const Key schema[] = {
-    {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass"},
-    {"model", "depth", T_DEPTH, NO_FIELD, 0, 64, NAN, NULL},
-    {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL},
-    {"model", "num_heads", T_INT, F(num_heads), 1, 256, 4, NULL},
-    {"model", "d_model", T_INT, F(d_model), 1, 65536, 256, NULL},
-    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 20, 1024, NULL},
-    {"model", "dropout", T_NUM, F(dropout), 0, 0.99, 0.1, NULL},
-    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 64, 2, NULL},
-    {"model", "updown_sample_type", T_ENUM, F(linear), 0, 0, 1, "naive|linear"},
-    {"model", "attn_resampling", T_BOOL, F(attn_resampling), 0, 0, 1, NULL},
-    {"model", "save_updown_hidden", T_BOOL, F(save_updown_hidden), 0, 0, 1, NULL},
-    {"loss", "type", T_ENUM, F(loss), 0, 0, 0, "ce|cosine_ce|exp_cosine_ce"},
-    {"loss", "alpha", T_NUM, F(alpha), 0, 1e6, NAN, NULL},
-    {"optimizer", "type", T_ENUM, NO_FIELD, 0, 0, 0, "adam"},
-    {"optimizer", "lr", T_NUM, F(lr), 0, 10, 3e-4, NULL},
-    {"optimizer", "betas", T_PAIR, F(beta1), 0, 0.999999, 0, NULL},
-    {"optimizer", "eps", T_NUM, F(eps), 0, 1, 1e-8, NULL},
-    {"optimizer", "weight_decay", T_NUM, F(weight_decay), 0, 1, 0, NULL},
-    {"lr_scheduler", "type", T_ENUM, F(one_cycle), 0, 0, 1, "constant|one_cycle"},
-    {"lr_scheduler", "max_lr", T_NUM, F(max_lr), 0, 10, 3e-4, NULL},
-    {"lr_scheduler", "pct_start", T_NUM, F(pct_start), 0, 1, 0.2, NULL},
-    {"lr_scheduler", "anneal_strategy", T_ENUM, F(anneal_linear), 0, 0, 0, "cos|linear"},
-    {"lr_scheduler", "div_factor", T_NUM, F(div_factor), 1e-6, 1e12, 25, NULL},
-    {"lr_scheduler", "final_div_factor", T_NUM, F(final_div_factor), 1e-6, 1e12, 1e4, NULL},
-    {"train", "batch_size", T_INT, F(batch_size), 1, 4096, 8, NULL},
-    {"train", "gradient_accumulation_steps", T_INT, F(grad_accum), 1, 4096, 1, NULL},
-    {"train", "steps", T_INT, F(steps), 1, 100000000, 2000, NULL},
-    {"train", "grad_norm_clip", T_NUM, F(grad_norm_clip), 0, 1e12, 0.5, NULL},
-    {"train", "eval_every", T_INT, F(eval_every), 1, 100000000, 200, NULL},
-    {"train", "checkpoint_every", T_INT, F(checkpoint_every), 0, 100000000, 0, NULL},
-    {"train", "log_every", T_INT, F(log_every), 1, 100000000, 10, NULL},
-    {"train", "seed", T_LONG, F(seed), 0, 9007199254740991.0, 1, NULL},
+    {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass", 0},
+    {"model", "depth", T_DEPTH, NO_FIELD, 0, 64, NAN, NULL, 0},
+    {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL, 0},
+    {"model", "num_heads", T_INT, F(num_heads), 1, 256, 4, NULL, 0},
+    {"model", "d_model", T_INT, F(d_model), 1, 65536, 256, NULL, 0},
+    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 20, 1024, NULL, 0},
+    {"model", "dropout", T_NUM, F(dropout), 0, 0.99, 0.1, NULL, 0},
+    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 64, 2, NULL, 0},
+    {"model", "updown_sample_type", T_ENUM, F(linear), 0, 0, 1, "naive|linear", 0},
+    {"model", "attn_resampling", T_BOOL, F(attn_resampling), 0, 0, 1, NULL, 0},
+    {"model", "save_updown_hidden", T_BOOL, F(save_updown_hidden), 0, 0, 1, NULL, 0},
+    {"loss", "type", T_ENUM, F(loss), 0, 0, 0, "ce|cosine_ce|exp_cosine_ce", 0},
+    {"loss", "alpha", T_NUM, F(alpha), 0, 1e6, NAN, NULL, 0},
+    {"optimizer", "type", T_ENUM, NO_FIELD, 0, 0, 0, "adam", 0},
+    {"optimizer", "lr", T_NUM, F(lr), 0, 10, 3e-4, NULL, 0},
+    {"optimizer", "betas", T_PAIR, F(beta1), 0, 0.999999, 0, NULL, 0},
+    {"optimizer", "eps", T_NUM, F(eps), 0, 1, 1e-8, NULL, 0},
+    {"optimizer", "weight_decay", T_NUM, F(weight_decay), 0, 1, 0, NULL, 0},
+    {"lr_scheduler", "type", T_ENUM, F(one_cycle), 0, 0, 1, "constant|one_cycle", 0},
+    {"lr_scheduler", "max_lr", T_NUM, F(max_lr), 0, 10, 3e-4, NULL, 0},
+    {"lr_scheduler", "pct_start", T_NUM, F(pct_start), 0, 1, 0.2, NULL, 0},
+    {"lr_scheduler", "anneal_strategy", T_ENUM, F(anneal_linear), 0, 0, 0, "cos|linear", 0},
+    {"lr_scheduler", "div_factor", T_NUM, F(div_factor), 1e-6, 1e12, 25, NULL, 0},
+    {"lr_scheduler", "final_div_factor", T_NUM, F(final_div_factor), 1e-6, 1e12, 1e4, NULL, 0},
+    {"train", "batch_size", T_INT, F(batch_size), 1, 4096, 8, NULL, 0},
+    {"train", "gradient_accumulation_steps", T_INT, F(grad_accum), 1, 4096, 1, NULL, 0},
+    {"train", "steps", T_INT, F(steps), 1, 100000000, 2000, NULL, 0},
+    {"train", "grad_norm_clip", T_NUM, F(grad_norm_clip), 0, 1e12, 0.5, NULL, 0},
+    {"train", "eval_every", T_INT, F(eval_every), 1, 100000000, 200, NULL, 0},
+    {"train", "checkpoint_every", T_INT, F(checkpoint_every), 0, 100000000, 0, NULL, 0},
+    {"train", "log_every", T_INT, F(log_every), 1, 100000000, 10, NULL, 0},
+    {"train", "seed", T_LONG, F(seed), 0, 9007199254740991.0, 1, NULL, 0},
+    {"train", "val_max_tokens", T_LONG, F(val_max_tokens), 0, 9007199254740991.0, 0, NULL, 1},
+    {"train", "augment", T_AUGMENT, NO_FIELD, 0, 0, 0, NULL, 1},
 };
+// train.augment's members: [lo, hi] integer ranges with lo <= hi, lo <= 0 <= hi not required
+static const struct {
+    const char *key;
+    size_t off;
+    int lim;
+} augment_keys[] = {{"pitch_offsets", F(aug_pitch), 87}, {"velocity_offsets", F(aug_velocity), 15}};
+#define N_AUGMENT (sizeof augment_keys / sizeof augment_keys[0])
 #define N_KEYS (sizeof schema / sizeof schema[0])
 static const char *const sections[] = {"model", "loss", "optimizer", "lr_scheduler", "train"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -146,6 +157,20 @@ static int check_value(const Key *k, const cJSON *v, const char *file, char *err
             if (ok) return 0;
         }
         return err_set(err, "'%s': model.shorten_factor: expected an integer in 1..64 or a list of them", f);
+    case T_AUGMENT:
+        if (!cJSON_IsObject(v)) return err_set(err, "'%s': train.augment: expected an object", f);
+        for (const cJSON *x = v->child; x; x = x->next) {
+            size_t i = 0;
+            while (i < N_AUGMENT && strcmp(augment_keys[i].key, x->string) != 0) i++;
+            if (i == N_AUGMENT) return err_set(err, "'%s': train.augment.%s: unknown key", f, x->string);
+            int lim = augment_keys[i].lim;
+            const cJSON *a = cJSON_GetArrayItem(x, 0), *b = cJSON_GetArrayItem(x, 1);
+            if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) != 2 || !is_int(a, -lim, lim) || !is_int(b, -lim, lim) ||
+                a->valuedouble > b->valuedouble)
+                return err_set(err, "'%s': train.augment.%s: expected [lo, hi], integers in -%d..%d with lo <= hi", f,
+                               x->string, lim, lim);
+        }
+        return 0;
     }
     return 0;
 }
@@ -245,6 +270,14 @@ static cJSON *depth_json(const RunConfig *rc, int i)
     return a;
 }
 
+// A quiet_default key at its default (T_LONG or T_AUGMENT: the keys that have the flag).
+static int is_default(const RunConfig *rc, const Key *k)
+{
+    if (k->type == T_AUGMENT)
+        return !rc->aug_pitch[0] && !rc->aug_pitch[1] && !rc->aug_velocity[0] && !rc->aug_velocity[1];
+    return k->type == T_LONG && *(const long *)((const char *)rc + k->off) == (long)k->def;
+}
+
 // Defaults, the struct, cross-key checks and the canonical JSON, from a checked merged tree.
 static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err)
 {
@@ -270,6 +303,14 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
             break;
         case T_DEPTH: depth = v; break;
         case T_SHORTEN: shorten = v; break;
+        case T_AUGMENT:
+            for (size_t a = 0; a < N_AUGMENT; a++) {
+                const cJSON *x = v ? cJSON_GetObjectItemCaseSensitive(v, augment_keys[a].key) : NULL;
+                int *r = (int *)((char *)rc + augment_keys[a].off);
+                r[0] = x ? cJSON_GetArrayItem(x, 0)->valueint : 0;
+                r[1] = x ? cJSON_GetArrayItem(x, 1)->valueint : 0;
+            }
+            break;
         }
         if (k->type == T_ENUM) {
             int idx = v ? enum_index(k->choices, v->valuestring) : (int)k->def;
@@ -309,9 +350,17 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
         const Key *k = &schema[i];
         cJSON *out = cJSON_GetObjectItemCaseSensitive(canon, k->section);
         const char *field = k->off == NO_FIELD ? NULL : (const char *)rc + k->off;
+        if (k->quiet_default && is_default(rc, k)) continue;
         switch (k->type) {
         case T_INT: cJSON_AddNumberToObject(out, k->key, *(const int *)field); break;
         case T_LONG: cJSON_AddNumberToObject(out, k->key, (double)*(const long *)field); break;
+        case T_AUGMENT: {
+            cJSON *o = cJSON_AddObjectToObject(out, k->key);
+            for (size_t a = 0; a < N_AUGMENT; a++)
+                cJSON_AddItemToObject(o, augment_keys[a].key,
+                                      cJSON_CreateIntArray((const int *)((const char *)rc + augment_keys[a].off), 2));
+            break;
+        }
         case T_NUM: cJSON_AddNumberToObject(out, k->key, *(const double *)field); break;
         case T_BOOL: cJSON_AddBoolToObject(out, k->key, *(const int *)field); break;
         case T_PAIR: cJSON_AddItemToObject(out, k->key, cJSON_CreateDoubleArray((const double *)field, 2)); break;
@@ -329,9 +378,11 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
     // sort each section's keys into schema order (enums were added first)
     for (size_t s = 0; s < N_SECTIONS; s++) {
         cJSON *sec = cJSON_GetObjectItemCaseSensitive(canon, sections[s]), *sorted = cJSON_CreateObject();
-        for (size_t i = 0; i < N_KEYS; i++)
-            if (strcmp(schema[i].section, sections[s]) == 0)
-                cJSON_AddItemToObject(sorted, schema[i].key, cJSON_DetachItemFromObjectCaseSensitive(sec, schema[i].key));
+        for (size_t i = 0; i < N_KEYS; i++) {
+            cJSON *item = strcmp(schema[i].section, sections[s]) == 0
+                              ? cJSON_DetachItemFromObjectCaseSensitive(sec, schema[i].key) : NULL;
+            if (item) cJSON_AddItemToObject(sorted, schema[i].key, item);
+        }
         cJSON_ReplaceItemInObjectCaseSensitive(canon, sections[s], sorted);
     }
     rc->json = cJSON_PrintUnformatted(canon);

@@ -83,9 +83,9 @@ static void test_windows(void)
     write_shard(path);
     const int L = 8;
     DataSet ds;
-    CHECK(data_open(&ds, path, L, remi_vocab_hash() ^ 1, err) < 0 && strstr(err, "another vocabulary"),
+    CHECK(data_open(&ds, path, L, remi_vocab_hash() ^ 1, DATA_TRAIN | DATA_EVAL, err) < 0 && strstr(err, "another vocabulary"),
           "a shard of another vocabulary was accepted");
-    if (data_open(&ds, path, L, remi_vocab_hash(), err) < 0) {
+    if (data_open(&ds, path, L, remi_vocab_hash(), DATA_TRAIN | DATA_EVAL, err) < 0) {
         CHECK(0, "data_open: %s", err);
         return;
     }
@@ -126,7 +126,7 @@ static void test_windows(void)
     const int n_draws = 41000;
     bad = 0;
     for (int i = 0; i < n_draws; i++) {
-        data_train_window(&ds, 42, (uint64_t)i, win);
+        data_train_window(&ds, 42, (uint64_t)i, NULL, win);
         int found = 0;
         for (int d = 0; d < N_DOCS && !found; d++)
             for (int p = 0; p + L < doc_len[d] + 2 + L && !found; p++) {
@@ -146,13 +146,13 @@ static void test_windows(void)
     CHECK(off == 0 && count[4][33] > 0 && count[4][34] == 0 && count[0][0] > 0, "starts not uniform (%d off)", off);
     // a function of (seed, index): the same again, another seed differs
     int32_t a[L + 1], b[L + 1];
-    data_train_window(&ds, 42, 1234, a);
-    data_train_window(&ds, 42, 1234, b);
+    data_train_window(&ds, 42, 1234, NULL, a);
+    data_train_window(&ds, 42, 1234, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "window not a function of (seed, index)");
     int differ = 0;
     for (int i = 0; i < 50; i++) {
-        data_train_window(&ds, 42, (uint64_t)i, a);
-        data_train_window(&ds, 43, (uint64_t)i, b);
+        data_train_window(&ds, 42, (uint64_t)i, NULL, a);
+        data_train_window(&ds, 43, (uint64_t)i, NULL, b);
         differ += memcmp(a, b, sizeof a) != 0;
     }
     CHECK(differ > 30, "seed barely changes the windows (%d of 50)", differ);
@@ -175,7 +175,7 @@ static void test_state(void)
     snprintf(path, sizeof path, "%s/train.bin", dir);
     DataSet ds;
     Trainer a, b;
-    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, err) < 0 ||
+    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, err) < 0 ||
         trainer_init(&b, &rc, REMI_VOCAB_SIZE, err) < 0) {
         CHECK(0, "setup: %s", err);
         return;

@@ -176,9 +176,13 @@ int main(int argc, char **argv)
     DataSet train, val;
     char train_path[4096], val_path[4096]; // the data sets keep these for their messages
     snprintf(train_path, sizeof train_path, "%s/train.bin", data_dir);
-    if (data_open(&train, train_path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
+    // mapped, not read: start-up and resident memory do not grow with the corpus (data.h)
+    if (data_open(&train, train_path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0)
+        die("cannot use shard: %s", err);
     snprintf(val_path, sizeof val_path, "%s/val.bin", data_dir);
-    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
+    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), DATA_EVAL | DATA_LAZY, err) < 0 ||
+        data_limit_eval(&val, rc.val_max_tokens, err) < 0)
+        die("cannot use shard: %s", err);
 
     Trainer tr;
     if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, err) < 0) die("bad config: %s", err);
@@ -219,9 +223,10 @@ int main(int argc, char **argv)
     char desc[256];
     config_describe(&rc, desc, sizeof desc);
     if (!quiet)
-        fprintf(stderr, "train: run %lld (%s): %s, %zu parameters; %lld train windows' starts, %lld val windows%s\n",
-                (long long)run_id, experiment, desc, tr.m.n_floats, (long long)train.n_starts, (long long)val.n_eval,
-                resume ? "; resuming" : "");
+        fprintf(stderr, "train: run %lld (%s): %s, %zu parameters; %lld train windows' starts; validation: %lld of %lld "
+                "documents, %lld tokens, %lld windows%s\n", (long long)run_id, experiment, desc, tr.m.n_floats,
+                (long long)train.n_starts, (long long)val.n_eval_docs, (long long)val.shard.n_docs,
+                (long long)val.n_targets, (long long)val.n_eval, resume ? "; resuming" : "");
     int tty = isatty(2);
     long tokens_per_step = (long)rc.batch_size * rc.grad_accum * rc.input_length;
     double t_start = now_s(), t_log = t_start, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
@@ -257,7 +262,9 @@ int main(int argc, char **argv)
             if (evaluate_likelihood(&tr.m, &val, &stop_signal, &lk) == 0) {
                 vl = lk.loss;
                 if (vl < tr.best_val) tr.best_val = vl;
-                log_metrics(s, "val", 2, (const char *const[]){"loss", "perplexity"}, (double[]){vl, exp(vl)});
+                // tokens: the targets scored, the validation subset's size (train.val_max_tokens)
+                log_metrics(s, "val", 3, (const char *const[]){"loss", "perplexity", "tokens"},
+                            (double[]){vl, exp(vl), (double)lk.n});
                 if (!quiet) fprintf(stderr, "%sstep %ld: val loss %.4f  perplexity %.3f\n", tty ? "\r\033[K" : "", s, vl, exp(vl));
             }
             t_eval += now_s() - t0;
