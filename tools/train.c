@@ -126,6 +126,7 @@ static void fmt_duration(double s, char *buf, size_t n)
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
+    double t_main = now_s();
     const char *config_path = NULL, *data_dir = NULL, *out_dir = NULL, *reg_path = REG_DEFAULT_PATH;
     const char *experiment = NULL;
     int resume = 0, quiet = 0, threads = n_cpus();
@@ -229,7 +230,7 @@ int main(int argc, char **argv)
                 (long long)val.n_targets, (long long)val.n_eval, resume ? "; resuming" : "");
     int tty = isatty(2);
     long tokens_per_step = (long)rc.batch_size * rc.grad_accum * rc.input_length;
-    double t_start = now_s(), t_log = t_start, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
+    double t_start = now_s(), t_log = t_start, t_startup = t_start - t_main, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
     long log_steps = 0, start_step = tr.step, last_ckpt = tr.step;
     int every_ckpt = rc.checkpoint_every ? rc.checkpoint_every : rc.eval_every;
     while (tr.step < rc.steps && !stop_signal) {
@@ -291,8 +292,9 @@ int main(int argc, char **argv)
                     (long long)run_id, tr.step, took, tr.best_val);
         }
         if (!quiet && n > 0)
-            fprintf(stderr, "train: %.3f s per step; of that, data path %.3f%%, registry %.3f%%; validation %.0f s\n",
-                    t_steps / n, 100 * tr.t_data / t_steps, 100 * t_registry / t_steps, t_eval);
+            fprintf(stderr, "train: %.3f s per step; of that, data path %.3f%%, registry %.3f%%; validation %.0f s;"
+                    " start-up %.2f s\n", t_steps / n, 100 * tr.t_data / t_steps, 100 * t_registry / t_steps, t_eval,
+                    t_startup);
     }
     trainer_free(&tr);
     data_close(&train), data_close(&val);
