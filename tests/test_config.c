@@ -82,7 +82,7 @@ int main(void)
 
     // every committed config resolves, and the baseline is a 6-layer music transformer
     const char *names[] = {"base", "baseline", "naive", "linear", "naive_attn", "linear_attn", "shorten3", "shorten4",
-                           "nested", "cosine_ce", "exp_cosine_ce"};
+                           "nested", "cosine_ce", "exp_cosine_ce", "linear_attn_aug"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[256];
         snprintf(path, sizeof path, "configs/%s.json", names[i]);
@@ -90,6 +90,9 @@ int main(void)
         if (strcmp(names[i], "baseline") == 0) CHECK(!rc.hourglass && rc.levels[0].n_layers == 6, "baseline");
         if (strcmp(names[i], "shorten3") == 0) CHECK(rc.levels[0].s == 3 && rc.linear && rc.attn_resampling, "s3");
         if (strcmp(names[i], "naive") == 0) CHECK(!rc.linear && !rc.attn_resampling, "naive");
+        if (strcmp(names[i], "linear_attn_aug") == 0)
+            CHECK(rc.linear && rc.attn_resampling && rc.aug_pitch[0] == -5 && rc.aug_pitch[1] == 6 &&
+                  rc.aug_velocity[0] == -2 && rc.aug_velocity[1] == 2, "linear_attn_aug");
         config_free(&rc);
     }
 
