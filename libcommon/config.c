@@ -24,47 +24,45 @@ typedef struct Key {
     double lo, hi;  // T_INT/T_LONG/T_NUM range, inclusive
     double def;     // default (T_ENUM: index into choices; NAN: chosen by another key, see fill())
     const char *choices; // T_ENUM: "a|b|c", the field gets the index
-    int quiet_default;   // keys added later: left out of the canonical JSON at their default, so the resolved
-                         // config (and its hash, which --resume checks) of a run from before them stays the same
 } Key;
 
 #define F(field) offsetof(RunConfig, field)
 #define NO_FIELD ((size_t)-1) // a key with no field of its own (handled in resolve())
 static const Key schema[] = {
-    {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass", 0},
-    {"model", "depth", T_DEPTH, NO_FIELD, 0, 64, NAN, NULL, 0},
-    {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL, 0},
-    {"model", "num_heads", T_INT, F(num_heads), 1, 256, 4, NULL, 0},
-    {"model", "d_model", T_INT, F(d_model), 1, 65536, 256, NULL, 0},
-    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 20, 1024, NULL, 0},
-    {"model", "dropout", T_NUM, F(dropout), 0, 0.99, 0.1, NULL, 0},
-    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 64, 2, NULL, 0},
-    {"model", "updown_sample_type", T_ENUM, F(linear), 0, 0, 1, "naive|linear", 0},
-    {"model", "attn_resampling", T_BOOL, F(attn_resampling), 0, 0, 1, NULL, 0},
-    {"model", "save_updown_hidden", T_BOOL, F(save_updown_hidden), 0, 0, 1, NULL, 0},
-    {"loss", "type", T_ENUM, F(loss), 0, 0, 0, "ce|cosine_ce|exp_cosine_ce", 0},
-    {"loss", "alpha", T_NUM, F(alpha), 0, 1e6, NAN, NULL, 0},
-    {"optimizer", "type", T_ENUM, NO_FIELD, 0, 0, 0, "adam", 0},
-    {"optimizer", "lr", T_NUM, F(lr), 0, 10, 3e-4, NULL, 0},
-    {"optimizer", "betas", T_PAIR, F(beta1), 0, 0.999999, 0, NULL, 0},
-    {"optimizer", "eps", T_NUM, F(eps), 0, 1, 1e-8, NULL, 0},
-    {"optimizer", "weight_decay", T_NUM, F(weight_decay), 0, 1, 0, NULL, 0},
-    {"lr_scheduler", "type", T_ENUM, F(one_cycle), 0, 0, 1, "constant|one_cycle", 0},
-    {"lr_scheduler", "max_lr", T_NUM, F(max_lr), 0, 10, 3e-4, NULL, 0},
-    {"lr_scheduler", "pct_start", T_NUM, F(pct_start), 0, 1, 0.2, NULL, 0},
-    {"lr_scheduler", "anneal_strategy", T_ENUM, F(anneal_linear), 0, 0, 0, "cos|linear", 0},
-    {"lr_scheduler", "div_factor", T_NUM, F(div_factor), 1e-6, 1e12, 25, NULL, 0},
-    {"lr_scheduler", "final_div_factor", T_NUM, F(final_div_factor), 1e-6, 1e12, 1e4, NULL, 0},
-    {"train", "batch_size", T_INT, F(batch_size), 1, 4096, 8, NULL, 0},
-    {"train", "gradient_accumulation_steps", T_INT, F(grad_accum), 1, 4096, 1, NULL, 0},
-    {"train", "steps", T_INT, F(steps), 1, 100000000, 2000, NULL, 0},
-    {"train", "grad_norm_clip", T_NUM, F(grad_norm_clip), 0, 1e12, 0.5, NULL, 0},
-    {"train", "eval_every", T_INT, F(eval_every), 1, 100000000, 200, NULL, 0},
-    {"train", "checkpoint_every", T_INT, F(checkpoint_every), 0, 100000000, 0, NULL, 0},
-    {"train", "log_every", T_INT, F(log_every), 1, 100000000, 10, NULL, 0},
-    {"train", "seed", T_LONG, F(seed), 0, 9007199254740991.0, 1, NULL, 0},
-    {"train", "val_max_tokens", T_LONG, F(val_max_tokens), 0, 9007199254740991.0, 0, NULL, 1},
-    {"train", "augment", T_AUGMENT, NO_FIELD, 0, 0, 0, NULL, 1},
+    {"model", "type", T_ENUM, F(hourglass), 0, 0, 1, "music_transformer|hourglass"},
+    {"model", "depth", T_DEPTH, NO_FIELD, 0, 64, NAN, NULL},
+    {"model", "input_length", T_INT, F(input_length), 1, 65536, 512, NULL},
+    {"model", "num_heads", T_INT, F(num_heads), 1, 256, 4, NULL},
+    {"model", "d_model", T_INT, F(d_model), 1, 65536, 256, NULL},
+    {"model", "dim_feedforward", T_INT, F(dim_feedforward), 1, 1 << 20, 1024, NULL},
+    {"model", "dropout", T_NUM, F(dropout), 0, 0.99, 0.1, NULL},
+    {"model", "shorten_factor", T_SHORTEN, NO_FIELD, 1, 64, 2, NULL},
+    {"model", "updown_sample_type", T_ENUM, F(linear), 0, 0, 1, "naive|linear"},
+    {"model", "attn_resampling", T_BOOL, F(attn_resampling), 0, 0, 1, NULL},
+    {"model", "save_updown_hidden", T_BOOL, F(save_updown_hidden), 0, 0, 1, NULL},
+    {"loss", "type", T_ENUM, F(loss), 0, 0, 0, "ce|cosine_ce|exp_cosine_ce"},
+    {"loss", "alpha", T_NUM, F(alpha), 0, 1e6, NAN, NULL},
+    {"optimizer", "type", T_ENUM, NO_FIELD, 0, 0, 0, "adam"},
+    {"optimizer", "lr", T_NUM, F(lr), 0, 10, 3e-4, NULL},
+    {"optimizer", "betas", T_PAIR, F(beta1), 0, 0.999999, 0, NULL},
+    {"optimizer", "eps", T_NUM, F(eps), 0, 1, 1e-8, NULL},
+    {"optimizer", "weight_decay", T_NUM, F(weight_decay), 0, 1, 0, NULL},
+    {"lr_scheduler", "type", T_ENUM, F(one_cycle), 0, 0, 1, "constant|one_cycle"},
+    {"lr_scheduler", "max_lr", T_NUM, F(max_lr), 0, 10, 3e-4, NULL},
+    {"lr_scheduler", "pct_start", T_NUM, F(pct_start), 0, 1, 0.2, NULL},
+    {"lr_scheduler", "anneal_strategy", T_ENUM, F(anneal_linear), 0, 0, 0, "cos|linear"},
+    {"lr_scheduler", "div_factor", T_NUM, F(div_factor), 1e-6, 1e12, 25, NULL},
+    {"lr_scheduler", "final_div_factor", T_NUM, F(final_div_factor), 1e-6, 1e12, 1e4, NULL},
+    {"train", "batch_size", T_INT, F(batch_size), 1, 4096, 8, NULL},
+    {"train", "gradient_accumulation_steps", T_INT, F(grad_accum), 1, 4096, 1, NULL},
+    {"train", "steps", T_INT, F(steps), 1, 100000000, 2000, NULL},
+    {"train", "grad_norm_clip", T_NUM, F(grad_norm_clip), 0, 1e12, 0.5, NULL},
+    {"train", "eval_every", T_INT, F(eval_every), 1, 100000000, 200, NULL},
+    {"train", "checkpoint_every", T_INT, F(checkpoint_every), 0, 100000000, 0, NULL},
+    {"train", "log_every", T_INT, F(log_every), 1, 100000000, 10, NULL},
+    {"train", "seed", T_LONG, F(seed), 0, 9007199254740991.0, 1, NULL},
+    {"train", "val_max_tokens", T_LONG, F(val_max_tokens), 0, 9007199254740991.0, 0, NULL},
+    {"train", "augment", T_AUGMENT, NO_FIELD, 0, 0, 0, NULL},
 };
 // train.augment's members: [lo, hi] integer ranges with lo <= hi, lo <= 0 <= hi not required
 static const struct {
@@ -270,12 +268,13 @@ static cJSON *depth_json(const RunConfig *rc, int i)
     return a;
 }
 
-// A quiet_default key at its default (T_LONG or T_AUGMENT: the keys that have the flag).
-static int is_default(const RunConfig *rc, const Key *k)
+// Keys added after runs existed are left out of the canonical JSON at their default, so the resolved config (and
+// its hash, which --resume checks) of a run from before them stays the same: 1 for such a key at its default.
+static int quiet_default(const RunConfig *rc, const Key *k)
 {
     if (k->type == T_AUGMENT)
         return !rc->aug_pitch[0] && !rc->aug_pitch[1] && !rc->aug_velocity[0] && !rc->aug_velocity[1];
-    return k->type == T_LONG && *(const long *)((const char *)rc + k->off) == (long)k->def;
+    return k->off == F(val_max_tokens) && rc->val_max_tokens == 0;
 }
 
 // Defaults, the struct, cross-key checks and the canonical JSON, from a checked merged tree.
@@ -350,7 +349,7 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
         const Key *k = &schema[i];
         cJSON *out = cJSON_GetObjectItemCaseSensitive(canon, k->section);
         const char *field = k->off == NO_FIELD ? NULL : (const char *)rc + k->off;
-        if (k->quiet_default && is_default(rc, k)) continue;
+        if (quiet_default(rc, k)) continue;
         switch (k->type) {
         case T_INT: cJSON_AddNumberToObject(out, k->key, *(const int *)field); break;
         case T_LONG: cJSON_AddNumberToObject(out, k->key, (double)*(const long *)field); break;
