@@ -205,7 +205,8 @@ int data_augment_window(int32_t *w, int n, int prev_program, int pitch, int velo
     int drum = prev_program == -1, lo = REMI_VELOCITY0, hi = REMI_PITCH0 - 1;
     for (int t = 0; t < n; t++) {
         if (w[t] >= REMI_PROGRAM0 && w[t] < REMI_VOCAB_SIZE) drum = w[t] == REMI_PROGRAM0;
-        else if (w[t] >= REMI_PITCH0 && w[t] < REMI_VELOCITY0 && !drum) lo = w[t] < lo ? w[t] : lo, hi = w[t] > hi ? w[t] : hi;
+        else if (w[t] >= REMI_PITCH0 && w[t] < REMI_VELOCITY0 && !drum)
+            lo = w[t] < lo ? w[t] : lo, hi = w[t] > hi ? w[t] : hi;
     }
     if (hi >= lo) {
         if (pitch > REMI_VELOCITY0 - 1 - hi) pitch = REMI_VELOCITY0 - 1 - hi;

@@ -230,7 +230,8 @@ int main(int argc, char **argv)
                 (long long)val.n_targets, (long long)val.n_eval, resume ? "; resuming" : "");
     int tty = isatty(2);
     long tokens_per_step = (long)rc.batch_size * rc.grad_accum * rc.input_length;
-    double t_start = now_s(), t_log = t_start, t_startup = t_start - t_main, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
+    double t_start = now_s(), t_log = t_start, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
+    double t_startup = t_start - t_main; // to the first step: arguments, config, shards, model, registry
     long log_steps = 0, start_step = tr.step, last_ckpt = tr.step;
     int every_ckpt = rc.checkpoint_every ? rc.checkpoint_every : rc.eval_every;
     while (tr.step < rc.steps && !stop_signal) {
