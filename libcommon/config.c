@@ -16,7 +16,7 @@
 #define CONFIG_MAX_BYTES (1u << 20)
 #define DEPTH_MAX 1000000 // layers in one block: far beyond any memory, small enough for int arithmetic
 
-typedef enum { T_INT, T_LONG, T_NUM, T_BOOL, T_ENUM, T_PAIR, T_DEPTH, T_SHORTEN } KeyType;
+typedef enum { T_INT, T_LONG, T_NUM, T_BOOL, T_ENUM, T_PAIR, T_DEPTH, T_SHORTEN, T_AUGMENT } KeyType;
 
 typedef struct Key {
     const char *section, *key;
@@ -63,7 +63,16 @@ static const Key schema[] = {
     {"train", "checkpoint_every", T_INT, F(checkpoint_every), 0, 100000000, 0, NULL},
     {"train", "log_every", T_INT, F(log_every), 1, 100000000, 10, NULL},
     {"train", "seed", T_LONG, F(seed), 0, 9007199254740991.0, 1, NULL},
+    {"train", "val_max_tokens", T_LONG, F(val_max_tokens), 0, 9007199254740991.0, 0, NULL},
+    {"train", "augment", T_AUGMENT, NO_FIELD, 0, 0, 0, NULL},
 };
+// train.augment's members: [lo, hi] integer ranges with lo <= hi, lo <= 0 <= hi not required
+static const struct {
+    const char *key;
+    size_t off;
+    int lim;
+} augment_keys[] = {{"pitch_offsets", F(aug_pitch), 87}, {"velocity_offsets", F(aug_velocity), 15}};
+#define N_AUGMENT (sizeof augment_keys / sizeof augment_keys[0])
 #define N_KEYS (sizeof schema / sizeof schema[0])
 static const char *const sections[] = {"model", "loss", "optimizer", "lr_scheduler", "train"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
@@ -145,6 +154,20 @@ static int check_value(const Key *k, const cJSON *v, const char *file, char *err
             if (ok) return 0;
         }
         return err_set(err, "'%s': model.shorten_factor: expected an integer in 1..%.0f or a list of them", f, k->hi);
+    case T_AUGMENT:
+        if (!cJSON_IsObject(v)) return err_set(err, "'%s': train.augment: expected an object", f);
+        for (const cJSON *x = v->child; x; x = x->next) {
+            size_t i = 0;
+            while (i < N_AUGMENT && strcmp(augment_keys[i].key, x->string) != 0) i++;
+            if (i == N_AUGMENT) return err_set(err, "'%s': train.augment.%s: unknown key", f, x->string);
+            int lim = augment_keys[i].lim;
+            const cJSON *a = cJSON_GetArrayItem(x, 0), *b = cJSON_GetArrayItem(x, 1);
+            if (!cJSON_IsArray(x) || cJSON_GetArraySize(x) != 2 || !is_int(a, -lim, lim) || !is_int(b, -lim, lim) ||
+                a->valuedouble > b->valuedouble)
+                return err_set(err, "'%s': train.augment.%s: expected [lo, hi], integers in -%d..%d with lo <= hi", f,
+                               x->string, lim, lim);
+        }
+        return 0;
     }
     return 0;
 }
@@ -246,6 +269,15 @@ static cJSON *depth_json(const RunConfig *rc, int i)
     return a;
 }
 
+// Keys added after runs existed are left out of the canonical JSON at their default, so the resolved config (and
+// its hash, which --resume checks) of a run from before them stays the same: 1 for such a key at its default.
+static int quiet_default(const RunConfig *rc, const Key *k)
+{
+    if (k->type == T_AUGMENT)
+        return !rc->aug_pitch[0] && !rc->aug_pitch[1] && !rc->aug_velocity[0] && !rc->aug_velocity[1];
+    return k->off == F(val_max_tokens) && rc->val_max_tokens == 0;
+}
+
 // Defaults, the struct, cross-key checks and the canonical JSON, from a checked merged tree.
 static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err)
 {
@@ -271,6 +303,14 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
             break;
         case T_DEPTH: depth = v; break;
         case T_SHORTEN: shorten = v; break;
+        case T_AUGMENT:
+            for (size_t a = 0; a < N_AUGMENT; a++) {
+                const cJSON *x = v ? cJSON_GetObjectItemCaseSensitive(v, augment_keys[a].key) : NULL;
+                int *r = (int *)((char *)rc + augment_keys[a].off);
+                r[0] = x ? cJSON_GetArrayItem(x, 0)->valueint : 0;
+                r[1] = x ? cJSON_GetArrayItem(x, 1)->valueint : 0;
+            }
+            break;
         }
         if (k->type == T_ENUM) {
             int idx = v ? enum_index(k->choices, v->valuestring) : (int)k->def;
@@ -312,9 +352,17 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
         const Key *k = &schema[i];
         cJSON *out = cJSON_GetObjectItemCaseSensitive(canon, k->section);
         const char *field = k->off == NO_FIELD ? NULL : (const char *)rc + k->off;
+        if (quiet_default(rc, k)) continue;
         switch (k->type) {
         case T_INT: cJSON_AddNumberToObject(out, k->key, *(const int *)field); break;
         case T_LONG: cJSON_AddNumberToObject(out, k->key, (double)*(const long *)field); break;
+        case T_AUGMENT: {
+            cJSON *o = cJSON_AddObjectToObject(out, k->key);
+            for (size_t a = 0; a < N_AUGMENT; a++)
+                cJSON_AddItemToObject(o, augment_keys[a].key,
+                                      cJSON_CreateIntArray((const int *)((const char *)rc + augment_keys[a].off), 2));
+            break;
+        }
         case T_NUM: cJSON_AddNumberToObject(out, k->key, *(const double *)field); break;
         case T_BOOL: cJSON_AddBoolToObject(out, k->key, *(const int *)field); break;
         case T_PAIR: cJSON_AddItemToObject(out, k->key, cJSON_CreateDoubleArray((const double *)field, 2)); break;
@@ -332,9 +380,11 @@ static int resolve(RunConfig *rc, const cJSON *root, const char *name, char *err
     // sort each section's keys into schema order (enums were added first)
     for (size_t s = 0; s < N_SECTIONS; s++) {
         cJSON *sec = cJSON_GetObjectItemCaseSensitive(canon, sections[s]), *sorted = cJSON_CreateObject();
-        for (size_t i = 0; i < N_KEYS; i++)
-            if (strcmp(schema[i].section, sections[s]) == 0)
-                cJSON_AddItemToObject(sorted, schema[i].key, cJSON_DetachItemFromObjectCaseSensitive(sec, schema[i].key));
+        for (size_t i = 0; i < N_KEYS; i++) {
+            cJSON *item = strcmp(schema[i].section, sections[s]) == 0
+                              ? cJSON_DetachItemFromObjectCaseSensitive(sec, schema[i].key) : NULL;
+            if (item) cJSON_AddItemToObject(sorted, schema[i].key, item);
+        }
         cJSON_ReplaceItemInObjectCaseSensitive(canon, sections[s], sorted);
     }
     rc->json = cJSON_PrintUnformatted(canon);

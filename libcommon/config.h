@@ -28,6 +28,9 @@ typedef struct RunConfig {
     int batch_size, grad_accum, steps, eval_every, checkpoint_every, log_every;
     double grad_norm_clip;  // 0: no clipping
     long seed;
+    long val_max_tokens;    // validation budget in targets; 0: the whole split (data_limit_eval)
+    int aug_pitch[2];       // train.augment.pitch_offsets [lo, hi], semitones; [0, 0]: off
+    int aug_velocity[2];    // train.augment.velocity_offsets [lo, hi], velocity bins; [0, 0]: off
     char *json;             // the resolved config, canonical JSON (malloc'd)
 } RunConfig;
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remi.h"
 #include "util.h"
 
 const char *const split_names[3] = {"train", "val", "test"};
@@ -93,7 +94,61 @@ void shard_writer_finish(ShardWriter *w, uint64_t vocab_hash, int vocab_size)
     free(w->names);
 }
 
-int shard_open(Shard *s, const char *path, char *err)
+// ---- duplicates ------------------------------------------------------------------------------------
+void shard_doc_hash(const int32_t *ids, size_t n, int transposed, uint64_t out[2])
+{
+    uint64_t a = fnv1a(FNV_INIT, &n, sizeof n), b = splitmix64(n ^ 0x5bd1e995ULL);
+    int base = -1, drum = 0; // base: the first pitched note's pitch; drum: the last Program token was -1
+    for (size_t i = 0; i < n; i++) {
+        int32_t t = ids[i];
+        if (t >= REMI_PROGRAM0 && t < REMI_VOCAB_SIZE) drum = t == REMI_PROGRAM0;
+        if (transposed && t >= REMI_PITCH0 && t < REMI_VELOCITY0 && !drum) {
+            if (base < 0) base = t;
+            t = 1000 + t - base; // an interval, outside the token ids
+        }
+        uint16_t u = (uint16_t)t; // intervals fit: |t - base| < 88
+        a = fnv1a(a, &u, sizeof u);
+        b = splitmix64(b ^ ((uint64_t)u << 17 | (uint64_t)i));
+    }
+    out[0] = a, out[1] = b;
+    if (!out[0] && !out[1]) out[1] = 1; // (0, 0) marks an empty slot
+}
+
+int shard_dedup_add(ShardDedup *d, const uint64_t h[2])
+{
+    if (2 * (d->n + 1) > d->cap) { // keep the load at most 1/2: rehash into twice the slots
+        size_t cap = d->cap ? 2 * d->cap : 1024;
+        uint64_t *keys = xcalloc(2 * cap, sizeof *keys);
+        for (size_t i = 0; i < d->cap; i++) {
+            const uint64_t *k = d->keys + 2 * i;
+            if (!k[0] && !k[1]) continue;
+            size_t j = (size_t)(k[0] & (cap - 1));
+            while (keys[2 * j] || keys[2 * j + 1]) j = (j + 1) & (cap - 1);
+            keys[2 * j] = k[0], keys[2 * j + 1] = k[1];
+        }
+        free(d->keys);
+        d->keys = keys, d->cap = cap;
+    }
+    size_t j = (size_t)(h[0] & (d->cap - 1));
+    for (;; j = (j + 1) & (d->cap - 1)) {
+        uint64_t *k = d->keys + 2 * j;
+        if (!k[0] && !k[1]) break;
+        if (k[0] == h[0] && k[1] == h[1]) return 1;
+    }
+    d->keys[2 * j] = h[0], d->keys[2 * j + 1] = h[1];
+    d->n++;
+    return 0;
+}
+
+void shard_dedup_free(ShardDedup *d)
+{
+    free(d->keys);
+    memset(d, 0, sizeof *d);
+}
+
+// ---- reading ------------------------------------------------------------------------------------
+// shard_open (full) and shard_map (header and offsets only).
+static int open_shard(Shard *s, const char *path, int full, char *err)
 {
     memset(s, 0, sizeof *s);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -148,6 +203,12 @@ int shard_open(Shard *s, const char *path, char *err)
             rc = err_set(err, "corrupt shard: document %lld has a negative length", (long long)d);
             goto out;
         }
+    s->names_blob = (const char *)map + names_at, s->names_bytes = names_bytes;
+    if (!full) {
+        if (s->n_docs > 0 && (names_bytes == 0 || s->names_blob[names_bytes - 1] != '\0'))
+            rc = err_set(err, "corrupt shard: the names do not end with a NUL");
+        goto out;
+    }
     for (int64_t i = 0; i < s->n_tokens; i++)
         if (s->tokens[i] >= s->vocab_size) {
             rc = err_set(err, "corrupt shard: token %lld is %d, vocabulary has %d", (long long)i, s->tokens[i],
@@ -169,6 +230,9 @@ out:
     if (rc < 0) shard_close(s);
     return rc;
 }
+
+int shard_open(Shard *s, const char *path, char *err) { return open_shard(s, path, 1, err); }
+int shard_map(Shard *s, const char *path, char *err) { return open_shard(s, path, 0, err); }
 
 void shard_close(Shard *s)
 {

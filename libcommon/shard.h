@@ -48,6 +48,23 @@ void shard_writer_add(ShardWriter *w, const char *name, const int32_t *ids, size
 // Writes offsets, names and the header; the caller then commits the file.
 void shard_writer_finish(ShardWriter *w, uint64_t vocab_hash, int vocab_size);
 
+// ---- duplicates -----------------------------------------------------------------------------------
+// A set of document contents, for shard's duplicate removal: each document is kept as a 128-bit hash of its token
+// sequence (two independent 64-bit hashes, so a false match among a million documents has odds near 1e-26), in
+// an open-addressing table of 16 bytes per distinct document. Nothing else of a document is kept.
+typedef struct ShardDedup {
+    uint64_t *keys; // 2 per slot; (0, 0) marks an empty slot
+    size_t n, cap;  // documents in the set, slots
+} ShardDedup;
+
+// The content hash of ids[0..n). transposed: pitched notes' Pitch tokens are taken relative to the document's
+// first pitched note (a Pitch after Program_-1 is a drum and stays as it is; Chord tokens carry no root), so the
+// same notes in another key hash alike.
+void shard_doc_hash(const int32_t *ids, size_t n, int transposed, uint64_t out[2]);
+// Adds h to the set; returns 1 when it was there already (a duplicate), 0 when it is new.
+int shard_dedup_add(ShardDedup *d, const uint64_t h[2]);
+void shard_dedup_free(ShardDedup *d);
+
 // ---- reading ----------------------------------------------------------------------------------
 typedef struct Shard {
     void *map;
@@ -57,11 +74,18 @@ typedef struct Shard {
     int64_t n_docs, n_tokens;
     const uint16_t *tokens;
     const int64_t *offsets;  // document d is tokens[offsets[d] .. offsets[d+1])
-    const char **names;      // n_docs pointers into the map
+    const char **names;      // n_docs pointers into the map (shard_open only; NULL after shard_map)
+    const char *names_blob;  // the NUL-terminated names back to back, names_bytes bytes, in the map
+    size_t names_bytes;
 } Shard;
 
-// Maps and validates path. Returns 0, or -1 with err ("not a shard file", "version 7, expected 1", ...).
+// Maps and validates path: the header, every size against the file, the document offsets, every token id and the
+// names. Reads the whole file once. Returns 0, or -1 with err ("not a shard file", "version 7, expected 1", ...).
 int shard_open(Shard *s, const char *path, char *err);
+// The same checks but for the token ids and the names, which it does not read: start-up time and resident memory
+// then do not grow with the corpus beyond the offsets (8 bytes a document). The caller checks each token id it
+// uses (data.c does, per window) and finds names in names_blob; names is NULL.
+int shard_map(Shard *s, const char *path, char *err);
 void shard_close(Shard *s);
 
 #endif

@@ -110,11 +110,13 @@ double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double
     int A = rc->grad_accum;
     memset(m->dw, 0, m->n_floats * sizeof *m->dw);
     double loss = 0;
+    DataAugment aug = {rc->aug_pitch[0], rc->aug_pitch[1], rc->aug_velocity[0], rc->aug_velocity[1]};
+    int augment = aug.pitch_lo || aug.pitch_hi || aug.velocity_lo || aug.velocity_hi;
     for (int a = 0; a < A; a++) {
         uint64_t micro = (uint64_t)tr->step * (uint64_t)A + (uint64_t)a; // global micro-batch index
         double t0 = now_s();
         for (int b = 0; b < tr->B; b++)
-            data_train_window(train, (uint64_t)rc->seed, micro * (uint64_t)tr->B + (uint64_t)b,
+            data_train_window(train, (uint64_t)rc->seed, micro * (uint64_t)tr->B + (uint64_t)b, augment ? &aug : NULL,
                               tr->win + (size_t)b * (tr->T + 1));
         split_windows(tr);
         tr->t_data += now_s() - t0;

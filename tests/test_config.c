@@ -1,5 +1,6 @@
 // test_config: configs (spec/formats.md §6): extends merges key by key over a base, every committed config
-// resolves, the canonical JSON reads back to itself, and every kind of bad key is an error naming key and file.
+// resolves, the canonical JSON reads back to itself, and every kind of bad key is an error naming key and file
+// (train.augment's ranges and train.val_max_tokens included; at their defaults they stay out of the JSON).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ int main(void)
 
     // every committed config resolves, and the baseline is a 6-layer music transformer
     const char *names[] = {"base", "baseline", "naive", "linear", "naive_attn", "linear_attn", "shorten3", "shorten4",
-                           "nested", "cosine_ce", "exp_cosine_ce"};
+                           "nested", "cosine_ce", "exp_cosine_ce", "linear_attn_aug"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[256];
         snprintf(path, sizeof path, "configs/%s.json", names[i]);
@@ -89,8 +90,44 @@ int main(void)
         if (strcmp(names[i], "baseline") == 0) CHECK(!rc.hourglass && rc.levels[0].n_layers == 6, "baseline");
         if (strcmp(names[i], "shorten3") == 0) CHECK(rc.levels[0].s == 3 && rc.linear && rc.attn_resampling, "s3");
         if (strcmp(names[i], "naive") == 0) CHECK(!rc.linear && !rc.attn_resampling, "naive");
+        if (strcmp(names[i], "linear_attn_aug") == 0)
+            CHECK(rc.linear && rc.attn_resampling && rc.aug_pitch[0] == -5 && rc.aug_pitch[1] == 6 &&
+                  rc.aug_velocity[0] == -2 && rc.aug_velocity[1] == 2, "linear_attn_aug");
         config_free(&rc);
     }
+
+    // train.val_max_tokens and train.augment: off by default and then absent from the canonical JSON (so the
+    // resolved config of a run from before them, and its hash, stay the same); set, they resolve and read back
+    CHECK(load(&rc, "child.json", err) == 0, "child: %s", err);
+    CHECK(rc.val_max_tokens == 0 && !rc.aug_pitch[0] && !rc.aug_pitch[1] && !rc.aug_velocity[0] && !rc.aug_velocity[1],
+          "defaults of val_max_tokens and augment");
+    CHECK(!strstr(rc.json, "val_max_tokens") && !strstr(rc.json, "augment"), "defaults written: %s", rc.json);
+    config_free(&rc);
+    put("aug_base.json", "{\"extends\": \"child.json\", \"train\": {\"augment\": {\"pitch_offsets\": [-5, 6]}}}");
+    put("aug.json", "{\"extends\": \"aug_base.json\", \"train\": {\"val_max_tokens\": 50000,"
+                    " \"augment\": {\"velocity_offsets\": [-2, 1]}}}");
+    CHECK(load(&rc, "aug.json", err) == 0, "aug: %s", err);
+    CHECK(rc.val_max_tokens == 50000 && rc.aug_pitch[0] == -5 && rc.aug_pitch[1] == 6 && rc.aug_velocity[0] == -2 &&
+          rc.aug_velocity[1] == 1 && rc.steps == 9, "augment merged over extends: pitch [%d, %d] velocity [%d, %d]",
+          rc.aug_pitch[0], rc.aug_pitch[1], rc.aug_velocity[0], rc.aug_velocity[1]);
+    CHECK(strstr(rc.json, "\"val_max_tokens\":50000") &&
+          strstr(rc.json, "\"augment\":{\"pitch_offsets\":[-5,6],\"velocity_offsets\":[-2,1]}"), "canonical: %s", rc.json);
+    CHECK(config_parse(&again, rc.json, "resolved", err) == 0 && strcmp(again.json, rc.json) == 0 &&
+          again.aug_velocity[0] == -2 && again.val_max_tokens == 50000, "augment does not read back: %s", err);
+    config_free(&again), config_free(&rc);
+    expect_error("a1.json", "{\"train\": {\"augment\": {\"pitch_offsets\": [3, -3]}}}", "a1.json",
+                 "train.augment.pitch_offsets: expected [lo, hi], integers in -87..87 with lo <= hi");
+    expect_error("a2.json", "{\"train\": {\"augment\": {\"velocity_offsets\": [0, 16]}}}", "a2.json",
+                 "train.augment.velocity_offsets: expected [lo, hi], integers in -15..15");
+    expect_error("a3.json", "{\"train\": {\"augment\": {\"pitch_offset\": [0, 1]}}}", "a3.json",
+                 "train.augment.pitch_offset: unknown key");
+    expect_error("a4.json", "{\"train\": {\"augment\": [0, 1]}}", "a4.json", "train.augment: expected an object");
+    expect_error("a5.json", "{\"train\": {\"augment\": {\"pitch_offsets\": [0.5, 1]}}}", "a5.json",
+                 "train.augment.pitch_offsets");
+    expect_error("a6.json", "{\"train\": {\"augment\": {\"pitch_offsets\": 2}}}", "a6.json",
+                 "train.augment.pitch_offsets");
+    expect_error("a7.json", "{\"train\": {\"val_max_tokens\": -1}}", "a7.json", "train.val_max_tokens");
+    expect_error("a8.json", "{\"extends\": \"a1.json\"}", "a1.json", "train.augment.pitch_offsets");
 
     // errors name the file holding the bad key, and the key
     expect_error("e1.json", "{\"model\": {\"d_modle\": 3}}", "e1.json", "model.d_modle: unknown key");

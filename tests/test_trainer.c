@@ -2,7 +2,10 @@
 // printed by PyTorch 1.13 (torch.optim.lr_scheduler.OneCycleLR, torch.optim.Adam, clip_grad_norm_; the script is in
 // the comment above each table). Training and evaluation windows on a hand-made shard: framing, no window crosses
 // a document, every evaluation target is scored exactly once, starts are uniform, and everything is a function of
-// the seed. The trainer state reads back and refuses another config.
+// the seed. The validation subset: fixed whatever the order or folder of the documents, growing with its budget,
+// every target scored once. Augmentation of hand-made windows token by token (drums and chords stay, the offset
+// clamped to the pitch range, velocities clipped), its draws a function of (seed, i). The trainer state reads back
+// and refuses another config.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +86,9 @@ static void test_windows(void)
     write_shard(path);
     const int L = 8;
     DataSet ds;
-    CHECK(data_open(&ds, path, L, remi_vocab_hash() ^ 1, err) < 0 && strstr(err, "another vocabulary"),
+    CHECK(data_open(&ds, path, L, remi_vocab_hash() ^ 1, DATA_TRAIN | DATA_EVAL, err) < 0 && strstr(err, "another vocabulary"),
           "a shard of another vocabulary was accepted");
-    if (data_open(&ds, path, L, remi_vocab_hash(), err) < 0) {
+    if (data_open(&ds, path, L, remi_vocab_hash(), DATA_TRAIN | DATA_EVAL, err) < 0) {
         CHECK(0, "data_open: %s", err);
         return;
     }
@@ -126,7 +129,7 @@ static void test_windows(void)
     const int n_draws = 41000;
     bad = 0;
     for (int i = 0; i < n_draws; i++) {
-        data_train_window(&ds, 42, (uint64_t)i, win);
+        data_train_window(&ds, 42, (uint64_t)i, NULL, win);
         int found = 0;
         for (int d = 0; d < N_DOCS && !found; d++)
             for (int p = 0; p + L < doc_len[d] + 2 + L && !found; p++) {
@@ -146,16 +149,222 @@ static void test_windows(void)
     CHECK(off == 0 && count[4][33] > 0 && count[4][34] == 0 && count[0][0] > 0, "starts not uniform (%d off)", off);
     // a function of (seed, index): the same again, another seed differs
     int32_t a[L + 1], b[L + 1];
-    data_train_window(&ds, 42, 1234, a);
-    data_train_window(&ds, 42, 1234, b);
+    data_train_window(&ds, 42, 1234, NULL, a);
+    data_train_window(&ds, 42, 1234, NULL, b);
     CHECK(memcmp(a, b, sizeof a) == 0, "window not a function of (seed, index)");
     int differ = 0;
     for (int i = 0; i < 50; i++) {
-        data_train_window(&ds, 42, (uint64_t)i, a);
-        data_train_window(&ds, 43, (uint64_t)i, b);
+        data_train_window(&ds, 42, (uint64_t)i, NULL, a);
+        data_train_window(&ds, 43, (uint64_t)i, NULL, b);
         differ += memcmp(a, b, sizeof a) != 0;
     }
     CHECK(differ > 30, "seed barely changes the windows (%d of 50)", differ);
+    data_close(&ds);
+}
+
+// ---- the validation subset -------------------------------------------------------------------------
+// 30 documents "FOLDER/songNN.mid" of lengths 1 + (7 d) % 23, written in order or reversed.
+#define N_SUB 30
+static int sub_len(int d) { return 1 + (7 * d) % 23; }
+
+static void write_named_shard(const char *path, const char *folder, int reversed)
+{
+    OutFile *o = out_open(path);
+    ShardWriter w;
+    shard_writer_init(&w, o->fp, path);
+    for (int k = 0; k < N_SUB; k++) {
+        int d = reversed ? N_SUB - 1 - k : k;
+        int32_t ids[32];
+        for (int i = 0; i < sub_len(d); i++) ids[i] = tok_of(d, i);
+        char name[64];
+        snprintf(name, sizeof name, "%s/song%02d.mid", folder, d);
+        shard_writer_add(&w, name, ids, (size_t)sub_len(d));
+    }
+    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
+    out_commit(o);
+}
+
+// Name d of a shard, from its names section (a lazily mapped shard has no names array).
+static const char *name_at(const Shard *s, int64_t d)
+{
+    const char *p = s->names_blob;
+    while (d-- > 0) p += strlen(p) + 1;
+    return p;
+}
+
+// The subset of ds as a bit set over song numbers; *targets gets the sum of their targets.
+static uint32_t subset_of(const DataSet *ds, long *targets)
+{
+    uint32_t set = 0;
+    *targets = 0;
+    for (int64_t j = 0; j < ds->n_eval_docs; j++) {
+        int64_t d = ds->eval_docs ? ds->eval_docs[j] : j;
+        const char *name = strrchr(name_at(&ds->shard, d), '/') + 1;
+        int song = atoi(name + 4);
+        set |= 1u << song;
+        *targets += sub_len(song) + 1;
+    }
+    return set;
+}
+
+static void test_val_subset(void)
+{
+    char a_path[256], b_path[256], err[ERR_MAX];
+    snprintf(a_path, sizeof a_path, "%s/val_a.bin", dir);
+    snprintf(b_path, sizeof b_path, "%s/val_b.bin", dir);
+    write_named_shard(a_path, "here", 0);
+    write_named_shard(b_path, "elsewhere/deeper", 1);
+    const int L = 8;
+    DataSet a, b;
+    if (data_open(&a, a_path, L, remi_vocab_hash(), DATA_EVAL, err) < 0 ||
+        data_open(&b, b_path, L, remi_vocab_hash(), DATA_EVAL | DATA_LAZY, err) < 0) {
+        CHECK(0, "data_open: %s", err);
+        return;
+    }
+    long total = 0, t;
+    for (int d = 0; d < N_SUB; d++) total += sub_len(d) + 1;
+    CHECK(subset_of(&a, &t) == (1u << N_SUB) - 1 && t == total && a.n_targets == total, "no budget: every document");
+    uint32_t prev = 0;
+    int bad_prefix = 0, bad_same = 0, bad_size = 0, bad_cover = 0, n_sizes = 0, last_n = 0;
+    for (long budget = 1; budget <= total + 5; budget++) {
+        CHECK(data_limit_eval(&a, budget, err) == 0 && data_limit_eval(&b, budget, err) == 0, "limit: %s", err);
+        long ta, tb;
+        uint32_t sa = subset_of(&a, &ta), sb = subset_of(&b, &tb);
+        bad_same += sa != sb;           // another order and folder: the same songs
+        bad_prefix += (prev & ~sa) != 0; // a larger budget only adds documents
+        bad_size += ta < (budget < total ? budget : total) || ta != a.n_targets;
+        n_sizes += a.n_eval_docs != last_n, last_n = (int)a.n_eval_docs;
+        prev = sa;
+        // every target of the subset scored exactly once by the evaluation windows
+        long scored = 0;
+        int32_t win[L + 1];
+        for (int64_t k = 0; k < a.n_eval; k++) {
+            data_eval_window(&a, k, win);
+            for (int i = 1; i <= L; i++) scored += win[i] != REMI_PAD;
+        }
+        bad_cover += scored != ta;
+    }
+    CHECK(bad_same == 0, "the subset depends on document order or folder (%d budgets)", bad_same);
+    CHECK(bad_prefix == 0, "a larger budget dropped a document (%d budgets)", bad_prefix);
+    CHECK(bad_size == 0, "subset below its budget or miscounted (%d budgets)", bad_size);
+    CHECK(bad_cover == 0, "evaluation windows do not score the subset's targets once (%d budgets)", bad_cover);
+    CHECK(n_sizes == N_SUB, "the subset grows one document at a time: %d sizes", n_sizes);
+    // the same after reopening, and 0 brings back every document
+    CHECK(data_limit_eval(&a, 100, err) == 0, "limit");
+    long t1, t2;
+    uint32_t s1 = subset_of(&a, &t1);
+    data_close(&a);
+    CHECK(data_open(&a, a_path, L, remi_vocab_hash(), DATA_EVAL, err) == 0 && data_limit_eval(&a, 100, err) == 0, "reopen");
+    CHECK(subset_of(&a, &t2) == s1 && t1 == t2 && t1 >= 100 && t1 < total, "subset after reopening: %ld / %ld", t1, t2);
+    CHECK(data_limit_eval(&a, 0, err) == 0 && a.n_eval_docs == N_SUB && a.eval_docs == NULL, "budget 0: all");
+    data_close(&a), data_close(&b);
+}
+
+// ---- augmentation ---------------------------------------------------------------------------------------
+#define P(x) (REMI_PITCH0 + (x) - REMI_PITCH_MIN)
+#define VB(b) (REMI_VELOCITY0 + (b))
+#define PR(p) (REMI_PROGRAM0 + 1 + (p))
+#define DU (REMI_DURATION0 + 3)
+#define CH (REMI_CHORD0 + 1)
+#define PO (REMI_POSITION0 + 4)
+
+static int same_tokens(const int32_t *got, const int32_t *want, int n, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        if (got[i] != want[i]) {
+            CHECK(0, "%s: token %d is %s, want %s", what, i, remi_token_str(got[i]), remi_token_str(want[i]));
+            return 0;
+        }
+    CHECK(1, "%s", what);
+    return 1;
+}
+
+static void test_augment(void)
+{
+    // a window starting inside a note (its Program token lies before the window), a chord, a pitched note, a drum
+    // hit, a note of another program, a drum hit at the top of the range
+    const int32_t w0[] = {P(64), VB(4), DU, REMI_BAR, PO, PR(0), CH, PR(0), P(60), VB(5), DU, PR(-1), P(36), VB(8), DU,
+                          PR(33), P(100), VB(15), DU, PR(-1), P(108), VB(0), DU};
+    enum { N = sizeof w0 / sizeof *w0 };
+    int32_t w[N];
+    memcpy(w, w0, sizeof w);
+    int got = data_augment_window(w, N, 0, 3, 2);
+    const int32_t up3[N] = {P(67), VB(6), DU, REMI_BAR, PO, PR(0), CH, PR(0), P(63), VB(7), DU, PR(-1), P(36), VB(8),
+                            DU, PR(33), P(103), VB(15), DU, PR(-1), P(108), VB(0), DU};
+    CHECK(got == 3, "offset +3 applied as %d", got);
+    same_tokens(w, up3, N, "+3 semitones, +2 velocity bins: pitched notes move, chord and drums stay, 15 clips");
+    // the same window when the program before it is drums: its first note stays too
+    memcpy(w, w0, sizeof w);
+    data_augment_window(w, N, -1, 3, 2);
+    const int32_t up3d[N] = {P(64), VB(4), DU, REMI_BAR, PO, PR(0), CH, PR(0), P(63), VB(7), DU, PR(-1), P(36), VB(8),
+                             DU, PR(33), P(103), VB(15), DU, PR(-1), P(108), VB(0), DU};
+    same_tokens(w, up3d, N, "a window that starts inside a drum hit leaves it alone");
+    // +12 would take Pitch_100 to 112: the nearest offset that fits is +8 (drums at 108 do not count)
+    memcpy(w, w0, sizeof w);
+    got = data_augment_window(w, N, 0, 12, 0);
+    const int32_t up8[N] = {P(72), VB(4), DU, REMI_BAR, PO, PR(0), CH, PR(0), P(68), VB(5), DU, PR(-1), P(36), VB(8),
+                            DU, PR(33), P(108), VB(15), DU, PR(-1), P(108), VB(0), DU};
+    CHECK(got == 8, "+12 clamped to %d, want 8", got);
+    same_tokens(w, up8, N, "+12 clamped to +8");
+    // -50 would take Pitch_60 below 21: -39 fits exactly (the drum at 36 does not count); velocities clip at 0
+    memcpy(w, w0, sizeof w);
+    got = data_augment_window(w, N, 0, -50, -20);
+    const int32_t down[N] = {P(25), VB(0), DU, REMI_BAR, PO, PR(0), CH, PR(0), P(21), VB(0), DU, PR(-1), P(36), VB(8),
+                             DU, PR(33), P(61), VB(0), DU, PR(-1), P(108), VB(0), DU};
+    CHECK(got == -39, "-50 clamped to %d, want -39", got);
+    same_tokens(w, down, N, "-50 clamped to -39, velocities clipped to the lowest bin");
+    // drums only: nothing moves
+    const int32_t drums[] = {PR(-1), P(40), VB(3), DU, REMI_EOS, REMI_PAD};
+    int32_t wd[6];
+    memcpy(wd, drums, sizeof wd);
+    data_augment_window(wd, 6, 0, 5, 5);
+    same_tokens(wd, drums, 6, "a drums-only window is untouched");
+
+    // the draws: inside the ranges, every value reached, a function of (seed, i)
+    DataAugment aug = {-5, 6, -2, 2};
+    int seen_p[12] = {0}, seen_v[5] = {0}, out = 0, differ = 0;
+    for (uint64_t i = 0; i < 6000; i++) {
+        int p, v, p2, v2;
+        data_augment_draw(&aug, 7, i, &p, &v);
+        if (p < -5 || p > 6 || v < -2 || v > 2) {
+            out++;
+            continue;
+        }
+        seen_p[p + 5]++, seen_v[v + 2]++;
+        data_augment_draw(&aug, 7, i, &p2, &v2);
+        out += p2 != p || v2 != v;
+        data_augment_draw(&aug, 8, i, &p2, &v2);
+        differ += p2 != p;
+    }
+    int missing = 0;
+    for (int k = 0; k < 12; k++) missing += seen_p[k] < 400; // 500 expected each
+    for (int k = 0; k < 5; k++) missing += seen_v[k] < 1000;   // 1200 expected each
+    CHECK(out == 0 && missing == 0, "draws: %d outside or not repeatable, %d values rare", out, missing);
+    CHECK(differ > 4500, "another seed barely changes the offsets (%d of 6000)", differ);
+
+    // training windows with augmentation: the same for the same (seed, i); only Pitch and Velocity tokens change
+    char path[256], err[ERR_MAX];
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    DataSet ds;
+    if (data_open(&ds, path, 8, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0) {
+        CHECK(0, "data_open: %s", err);
+        return;
+    }
+    int32_t plain[9], a1[9], a2[9];
+    int bad = 0, changed = 0;
+    for (uint64_t i = 0; i < 500; i++) {
+        data_train_window(&ds, 42, i, NULL, plain);
+        data_train_window(&ds, 42, i, &aug, a1);
+        data_train_window(&ds, 42, i, &aug, a2);
+        bad += memcmp(a1, a2, sizeof a1) != 0;
+        for (int t = 0; t < 9; t++) {
+            TokType ty = remi_token_type(plain[t]);
+            bad += a1[t] != plain[t] && ty != TOK_PITCH && ty != TOK_VELOCITY;
+            bad += remi_token_type(a1[t]) != ty;
+            changed += a1[t] != plain[t];
+        }
+    }
+    CHECK(bad == 0 && changed > 100, "augmented windows: %d bad, %d tokens changed", bad, changed);
     data_close(&ds);
 }
 
@@ -175,7 +384,7 @@ static void test_state(void)
     snprintf(path, sizeof path, "%s/train.bin", dir);
     DataSet ds;
     Trainer a, b;
-    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, err) < 0 ||
+    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, err) < 0 ||
         trainer_init(&b, &rc, REMI_VOCAB_SIZE, err) < 0) {
         CHECK(0, "setup: %s", err);
         return;
@@ -204,6 +413,8 @@ int main(void)
     if (!mkdtemp(dir)) die("mkdtemp failed");
     test_optim();
     test_windows();
+    test_val_subset();
+    test_augment();
     test_state();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -25,6 +25,8 @@ static void usage(void)
            "  -m, --model PATH        a run directory of train, or its model.safetensors\n"
            "  -d, --data DIR          shard folder written by `shard -o DIR`\n"
            "      --split NAME        test or val (default test)\n"
+           "      --max-tokens N      score a fixed subset of the split's documents holding at least N tokens, the\n"
+           "                          same one train.val_max_tokens picks (default 0 = every token)\n"
            "  -n N                    documents in the generation study, 0 = none (default 32)\n"
            "      --prompt-tokens P   prompt length, at most the window (input_length L) - 1\n"
            "                          (default min(256, L/2): 256 for L >= 512)\n"
@@ -70,6 +72,7 @@ int main(int argc, char **argv)
     EvalGenOpts g = {.n_docs = 32, .prompt = -1, .continuation = -1, .batch = 8,
                      .sample = {.temperature = 1.0, .top_k = 0, .top_p = 1.0, .grammar = 1, .seed = 1}};
     int json = 0, quiet = 0, threads = n_cpus(), n_given = 0;
+    long max_tokens = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
         }
         static const char *const with_value[] = {"-m", "--model", "-d", "--data", "--split", "-n", "--prompt-tokens",
                                                  "--gen-tokens", "--temperature", "--top-k", "--top-p", "--seed", "-b",
-                                                 "--batch", "--registry", "-j", "--threads"};
+                                                 "--batch", "--registry", "-j", "--threads", "--max-tokens"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= strcmp(a, with_value[k]) == 0;
         if (takes && !v) die_usage("option %s needs a value", a);
@@ -95,6 +98,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--seed") == 0) g.sample.seed = (uint64_t)parse_long(a, v, 0, 1L << 62);
         else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0) g.batch = (int)parse_long(a, v, 1, 4096);
         else if (strcmp(a, "--registry") == 0) reg_path = v;
+        else if (strcmp(a, "--max-tokens") == 0) max_tokens = parse_long(a, v, 0, 1L << 53);
         else if (strcmp(a, "--no-registry") == 0) reg_path = NULL;
         else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) threads = (int)parse_long(a, v, 1, 1024);
         else if (strcmp(a, "--json") == 0) json = 1;
@@ -125,7 +129,9 @@ int main(int argc, char **argv)
     }
     DataSet ds;
     snprintf(path, sizeof path, "%s/%s.bin", data, split);
-    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
+    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) < 0 ||
+        data_limit_eval(&ds, max_tokens, err) < 0)
+        die("cannot use shard: %s", err);
 
     Results r = {0};
     double t0 = now_s();

@@ -1,5 +1,6 @@
 // shard: token documents on stdin (or a file) -> train/val/test shard files and a manifest (spec/formats.md §3).
-// The split of a document depends only on its name and --seed; empty documents are left out and counted.
+// The split of a document depends only on its name and --seed; empty documents are left out and counted, and so
+// are documents whose tokens equal an earlier document's (the first is kept; shard.h's content hash).
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,12 +19,17 @@ static void usage(void)
            "       shard --dump SHARD.bin [--ids]\n"
            "Split token documents (NAME<TAB>TOKENS, from FILE or stdin) into DIR/train.bin, DIR/val.bin,\n"
            "DIR/test.bin and DIR/manifest.json. A document's split depends only on its file name (the last\n"
-           "component of NAME) and the seed.\n"
+           "component of NAME) and the seed. Empty documents and exact duplicates (the same tokens as an\n"
+           "earlier document, whatever its name) are left out and counted.\n"
            "\n"
            "  -o DIR       output folder, created if missing (required)\n"
            "  --val R      share of documents for validation, 0..1 (default 0.05)\n"
            "  --test R     share of documents for test, 0..1 (default 0.05)\n"
            "  --seed N     split seed, 0..2^62 (default 1)\n"
+           "  --keep-duplicates      keep documents whose tokens equal an earlier document's (default: drop them\n"
+           "                         and count them in the manifest's duplicates_skipped)\n"
+           "  --transposed-duplicates  also drop documents that equal an earlier one transposed (the same notes\n"
+           "                         in another key; drums and chord qualities as they are) (default: off)\n"
            "  -q           no summary on stderr\n"
            "  --dump FILE  print the documents of a shard file as token documents on stdout, and exit\n"
            "  --ids        with --dump, print token ids instead of token strings\n"
@@ -32,8 +38,13 @@ static void usage(void)
            "Exit status: 0 success, 1 bad input or I/O error (no output is left behind), 2 usage error.\n");
 }
 
+// What was left out of the shards, for the manifest and the summary.
+typedef struct Skipped {
+    long empty, duplicates, transposed;
+} Skipped;
+
 static void write_manifest(const char *dir, uint64_t seed, double val, double test, const ShardWriter *w,
-                           long n_empty)
+                           const Skipped *sk)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
@@ -44,7 +55,10 @@ static void write_manifest(const char *dir, uint64_t seed, double val, double te
             (unsigned long long)remi_vocab_hash());
     fprintf(f, "  \"split_seed\": %llu,\n", (unsigned long long)seed);
     fprintf(f, "  \"ratios\": {\"train\": %.6g, \"val\": %.6g, \"test\": %.6g},\n", 1 - val - test, val, test);
-    fprintf(f, "  \"empty_documents_skipped\": %ld,\n  \"splits\": {\n", n_empty);
+    fprintf(f, "  \"empty_documents_skipped\": %ld,\n", sk->empty);
+    fprintf(f, "  \"duplicates_skipped\": %ld,\n  \"transposed_duplicates_skipped\": %ld,\n", sk->duplicates,
+            sk->transposed);
+    fprintf(f, "  \"splits\": {\n");
     for (int s = 0; s < 3; s++)
         fprintf(f, "    \"%s\": {\"file\": \"%s.bin\", \"documents\": %lld, \"tokens\": %lld}%s\n", split_names[s],
                 split_names[s], (long long)w[s].n_docs, (long long)w[s].n_tokens, s < 2 ? "," : "");
@@ -82,7 +96,7 @@ int main(int argc, char **argv)
     const char *dir = NULL, *input = "-";
     double val = 0.05, test = 0.05;
     uint64_t seed = 1;
-    int quiet = 0, n_inputs = 0;
+    int quiet = 0, n_inputs = 0, keep_dups = 0, transposed = 0;
     const char *dump_path = NULL;
     bool as_ids = false;
     for (int i = 1; i < argc; i++) {
@@ -102,6 +116,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--dump") == 0) {
             if (!next) die_usage("option --dump needs a value");
             dump_path = argv[++i];
+        } else if (strcmp(a, "--keep-duplicates") == 0) {
+            keep_dups = 1;
+        } else if (strcmp(a, "--transposed-duplicates") == 0) {
+            transposed = 1;
         } else if (strcmp(a, "--ids") == 0) {
             as_ids = true;
         } else if (strcmp(a, "-q") == 0) {
@@ -115,6 +133,7 @@ int main(int argc, char **argv)
     }
     if (dump_path && (dir || n_inputs)) die_usage("--dump reads one shard file: no -o DIR or other input");
     if (as_ids && !dump_path) die_usage("--ids goes with --dump");
+    if (keep_dups && transposed) die_usage("--transposed-duplicates drops duplicates: it cannot go with --keep-duplicates");
     if (dump_path) return dump(dump_path, as_ids);
     if (!dir) die_usage("an output folder is required (-o DIR)");
     if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
@@ -134,27 +153,47 @@ int main(int argc, char **argv)
     doc_reader_init(&r, in, input);
     Doc d = {0};
     char err[ERR_MAX];
-    long n_empty = 0;
+    Skipped sk = {0};
+    ShardDedup exact = {0}, moved = {0}; // the contents seen so far, as they are and transposed
     int rc;
     while ((rc = doc_read(&r, &d, err)) > 0) {
         if (d.ids.n == 0) {
-            n_empty++;
+            sk.empty++;
             continue;
         }
         for (size_t i = 0; i < d.ids.n; i++)
             if (d.ids.ids[i] < REMI_BAR) die("bad document: '%s': line %ld: special token '%s' inside a document",
                                              input, r.line, remi_token_str(d.ids.ids[i]));
+        uint64_t h[2];
+        if (!keep_dups) {
+            shard_doc_hash(d.ids.ids, d.ids.n, 0, h);
+            if (shard_dedup_add(&exact, h)) {
+                sk.duplicates++;
+                continue;
+            }
+        }
+        if (transposed) {
+            shard_doc_hash(d.ids.ids, d.ids.n, 1, h);
+            if (shard_dedup_add(&moved, h)) {
+                sk.transposed++;
+                continue;
+            }
+        }
         Split s = shard_split_of(d.name, seed, val, test);
         shard_writer_add(&w[s], d.name, d.ids.ids, d.ids.n);
     }
     if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
     for (int s = 0; s < 3; s++) shard_writer_finish(&w[s], remi_vocab_hash(), REMI_VOCAB_SIZE);
     for (int s = 0; s < 3; s++) out_commit(out[s]);
-    write_manifest(dir, seed, val, test, w, n_empty);
-    if (!quiet)
-        fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty skipped\n",
+    write_manifest(dir, seed, val, test, w, &sk);
+    if (!quiet) {
+        fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty, %ld duplicates",
                 prog_name, dir, (long long)w[0].n_docs, (long long)w[1].n_docs, (long long)w[2].n_docs,
-                (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), n_empty);
+                (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), sk.empty, sk.duplicates);
+        if (transposed) fprintf(stderr, ", %ld transposed duplicates", sk.transposed);
+        fprintf(stderr, " skipped\n");
+    }
+    shard_dedup_free(&exact), shard_dedup_free(&moved);
     free(d.ids.ids);
     doc_reader_free(&r);
     if (in != stdin) fclose(in);

@@ -126,6 +126,7 @@ static void fmt_duration(double s, char *buf, size_t n)
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
+    double t_main = now_s();
     const char *config_path = NULL, *data_dir = NULL, *out_dir = NULL, *reg_path = REG_DEFAULT_PATH;
     const char *experiment = NULL;
     int resume = 0, quiet = 0, threads = n_cpus();
@@ -191,9 +192,13 @@ int main(int argc, char **argv)
     DataSet train, val;
     char train_path[4096], val_path[4096]; // the data sets keep these for their messages
     snprintf(train_path, sizeof train_path, "%s/train.bin", data_dir);
-    if (data_open(&train, train_path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
+    // mapped, not read: start-up and resident memory do not grow with the corpus (data.h)
+    if (data_open(&train, train_path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0)
+        die("cannot use shard: %s", err);
     snprintf(val_path, sizeof val_path, "%s/val.bin", data_dir);
-    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), err) < 0) die("cannot use shard: %s", err);
+    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), DATA_EVAL | DATA_LAZY, err) < 0 ||
+        data_limit_eval(&val, rc.val_max_tokens, err) < 0)
+        die("cannot use shard: %s", err);
 
     if (!quiet)
         fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
@@ -237,12 +242,14 @@ int main(int argc, char **argv)
     char desc[256];
     config_describe(&rc, desc, sizeof desc);
     if (!quiet)
-        fprintf(stderr, "train: run %lld (%s): %s, %zu parameters; %lld train windows' starts, %lld val windows%s\n",
-                (long long)run_id, experiment, desc, tr.m.n_floats, (long long)train.n_starts, (long long)val.n_eval,
-                resume ? "; resuming" : "");
+        fprintf(stderr, "train: run %lld (%s): %s, %zu parameters; %lld train windows' starts; validation: %lld of %lld "
+                "documents, %lld tokens, %lld windows%s\n", (long long)run_id, experiment, desc, tr.m.n_floats,
+                (long long)train.n_starts, (long long)val.n_eval_docs, (long long)val.shard.n_docs,
+                (long long)val.n_targets, (long long)val.n_eval, resume ? "; resuming" : "");
     int tty = isatty(2);
     long tokens_per_step = (long)rc.batch_size * rc.grad_accum * rc.input_length;
     double t_start = now_s(), t_log = t_start, t_eval = 0, t_steps = 0, loss_sum = 0, norm = 0, lr = 0;
+    double t_startup = t_start - t_main; // to the first step: arguments, config, shards, model, registry
     long log_steps = 0, start_step = tr.step, last_ckpt = tr.step;
     int every_ckpt = rc.checkpoint_every ? rc.checkpoint_every : rc.eval_every;
     while (tr.step < rc.steps && !stop_signal) {
@@ -283,7 +290,9 @@ int main(int argc, char **argv)
             if (lr == 0) {
                 vl = lk.loss;
                 if (vl < tr.best_val) tr.best_val = vl;
-                log_metrics(s, "val", 2, (const char *const[]){"loss", "perplexity"}, (double[]){vl, exp(vl)});
+                // tokens: the targets scored, the validation subset's size (train.val_max_tokens)
+                log_metrics(s, "val", 3, (const char *const[]){"loss", "perplexity", "tokens"},
+                            (double[]){vl, exp(vl), (double)lk.n});
                 if (!quiet) fprintf(stderr, "%sstep %ld: val loss %.4f  perplexity %.3f\n", tty ? "\r\033[K" : "", s, vl, exp(vl));
             }
             t_eval += now_s() - t0;
@@ -310,8 +319,9 @@ int main(int argc, char **argv)
                     (long long)run_id, tr.step, took, tr.best_val);
         }
         if (!quiet && n > 0)
-            fprintf(stderr, "train: %.3f s per step; of that, data path %.3f%%, registry %.3f%%; validation %.0f s\n",
-                    t_steps / n, 100 * tr.t_data / t_steps, 100 * t_registry / t_steps, t_eval);
+            fprintf(stderr, "train: %.3f s per step; of that, data path %.3f%%, registry %.3f%%; validation %.0f s;"
+                    " start-up %.2f s\n", t_steps / n, 100 * tr.t_data / t_steps, 100 * t_registry / t_steps, t_eval,
+                    t_startup);
     }
     trainer_free(&tr);
     data_close(&train), data_close(&val);

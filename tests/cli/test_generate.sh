@@ -4,8 +4,8 @@
 # on); the same seed gives the same documents and another seed others; a MIDI prompt and a token-document prompt
 # start the documents; a folder and several --prompt files give one document per prompt, named after it, each
 # continuing as it would alone; -o with --registry records the file. eval: the table and --json, the same numbers
-# for the same seed, the lengths a window of 64 allows by default, the evals rows in the registry, refused inputs.
-# Env: BIN, SHARED as in test_tools.sh.
+# for the same seed, the lengths a window of 64 allows by default, the evals rows in the registry, --max-tokens
+# scoring a subset, refused inputs. Env: BIN, SHARED as in test_tools.sh.
 set -u -o pipefail
 export LC_ALL=C
 
@@ -131,6 +131,14 @@ expect "eval --prompt-tokens 64 on a window of 64 exits 2" 2 "$EVAL" -m "$T/run"
 check "the error names the window" usage_err "$T/err" "^eval: --prompt-tokens 64 does not fit the model's window of 64 tokens"
 expect "eval --split val" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --split val --no-registry
 check "val split scored" grep -q '^test_loss' "$T/out"
+# --max-tokens: a fixed subset of the test documents, every token of it once; the whole split by default
+tokens_of() { grep -Eo '"test_tokens": [0-9]+' "$1" | grep -Eo '[0-9]+$'; }
+ALL_TOKENS=$(tokens_of "$T/e1")
+expect "eval --max-tokens 500" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --max-tokens 500 --no-registry --json
+SUB_TOKENS=$(tokens_of "$T/out")
+check "eval --max-tokens 500 scores a subset of at least 500 tokens ($SUB_TOKENS of $ALL_TOKENS)" \
+    test -n "$SUB_TOKENS" -a "${SUB_TOKENS:-0}" -ge 500 -a "${SUB_TOKENS:-0}" -lt "${ALL_TOKENS:-0}"
+expect "eval --max-tokens -1 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --max-tokens -1
 expect "eval --split junk exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --split junk
 expect "eval of a run the registry does not know exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --registry "$T/other.db"
 check "says which directory" one_line "$T/err" "no run in registry .*run"

@@ -36,7 +36,7 @@ usage_lists() {
 }
 check "midi2remi --help lists its options" usage_lists midi2remi ' --ids' ' --vocab' ' -j N' ' -q'
 check "remi2midi --help lists its options" usage_lists remi2midi ' -o FILE' ' -O DIR' ' -q'
-check "shard --help lists its options" usage_lists shard ' -o DIR' ' --val R' ' --test R' ' --seed N' ' --dump' ' --ids'
+check "shard --help lists its options" usage_lists shard ' -o DIR' ' --val R' ' --test R' ' --seed N' ' --dump' ' --ids' ' --keep-duplicates' ' --transposed-duplicates'
 
 NEVER=$T/never # no usage error may create anything
 # bad_usage TOOL ARGS...: exits 2, prints nothing on stdout and one error line starting with the tool's name
@@ -281,6 +281,35 @@ check "shard: another folder prefix in NAME splits identically" same <(splits_of
 check "shard: the moved documents keep their new names" grep -q '^elsewhere/deeper/' <("$SHARD" --dump "$T/moved/val.bin")
 expect "shard --seed 2 exits 0" 0 "$SHARD" -q --seed 2 -o "$T/seed2" "$T/pop.txt"
 check "shard: another seed gives another split" differ <(splits_of "$T/seed2") "$T/split_full.txt"
+
+# duplicates: the same tokens under other names are dropped (the first kept) and counted; --keep-duplicates keeps
+# them; --transposed-duplicates also drops the same notes two semitones up (drums stay, as shard.h hashes them)
+manifest_count() { grep -Eo "\"$2\": *[0-9]+" "$1/manifest.json" | grep -Eo '[0-9]+$'; }
+{ cat "$T/sub.txt"; awk 'NR % 5 == 1' "$T/sub.txt" | sed $'s|^[^\t]*/|dup/copy-|'; } >"$T/dups.txt"
+n_copies=$(awk 'NR % 5 == 1' "$T/sub.txt" | wc -l)
+expect "shard of documents with $n_copies duplicates exits 0" 0 "$SHARD" -o "$T/dups" "$T/dups.txt"
+check "shard duplicates: summary counts them" grep -q " $n_copies duplicates skipped" "$T/err"
+check "shard duplicates: manifest duplicates_skipped = $n_copies" test "$(manifest_count "$T/dups" duplicates_skipped)" = "$n_copies"
+check "shard duplicates: the first of each is kept, the copies are not" same <(splits_of "$T/dups") "$T/split_sub.txt"
+expect "shard --keep-duplicates exits 0" 0 "$SHARD" -q --keep-duplicates -o "$T/keep" "$T/dups.txt"
+check "shard --keep-duplicates: every document kept" test "$(splits_of "$T/keep" | wc -l)" = $((303 + n_copies))
+check "shard --keep-duplicates: duplicates_skipped 0" test "$(manifest_count "$T/keep" duplicates_skipped)" = 0
+check "shard --keep-duplicates: kept documents split by their name" \
+    test -z "$(comm -23 <(splits_of "$T/keep" | grep -v '^copy-') "$T/split_full.txt")"
+# a transposed copy: every pitched Pitch token two semitones up (Pitch_21..106 -> +2), drums left alone
+head -n 3 "$T/sub.txt" | awk -F'\t' '{ n = split($2, a, " "); drum = 0; out = ""
+    for (i = 1; i <= n; i++) { t = a[i]; if (t ~ /^Program_/) drum = (t == "Program_-1")
+        if (t ~ /^Pitch_/ && !drum) t = "Pitch_" (substr(t, 7) + 2); out = out (i > 1 ? " " : "") t }
+    print "up2/" NR ".mid\t" out }' >"$T/up2.txt"
+check "the transposed copies stay in the pitch range" test -z "$(grep -Eo 'Pitch_(109|110)' "$T/up2.txt")"
+cat "$T/dups.txt" "$T/up2.txt" >"$T/dups_up2.txt"
+expect "shard --transposed-duplicates exits 0" 0 "$SHARD" -o "$T/tdups" --transposed-duplicates "$T/dups_up2.txt"
+check "shard --transposed-duplicates: 3 transposed and $n_copies exact counted" \
+    test "$(manifest_count "$T/tdups" transposed_duplicates_skipped):$(manifest_count "$T/tdups" duplicates_skipped)" = "3:$n_copies"
+check "shard --transposed-duplicates: summary names them" grep -q ", 3 transposed duplicates skipped" "$T/err"
+expect "shard without --transposed-duplicates keeps transposed copies" 0 "$SHARD" -q -o "$T/tkeep" "$T/dups_up2.txt"
+check "shard: transposed copies are not exact duplicates" test "$(splits_of "$T/tkeep" | wc -l)" = 306
+bad_usage shard -o "$NEVER" --keep-duplicates --transposed-duplicates
 
 # bad input: unknown token, special token; no file in the folder, and an earlier good run's files untouched
 { head -n 20 "$T/pop.txt"; printf 'bad/x.mid\tBar_None Frobnicate_7\n'; sed -n 21,30p "$T/pop.txt"; } >"$T/sbad.txt"

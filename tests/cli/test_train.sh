@@ -4,7 +4,8 @@
 # SIGKILL, --resume, N - k steps (bitwise, 2 threads), also when the SIGKILL lands inside a checkpoint write;
 # SIGINT checkpoints and marks the run interrupted; a nan stops the run as failed and keeps the last checkpoint; a
 # full disk (ulimit -f) fails cleanly with the previous checkpoint intact; a tiny model learns POP909 well below
-# the data's unigram entropy. Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed".
+# the data's unigram entropy. train.val_max_tokens scores the same subset for every seed and across a resume;
+# train.augment resumes bitwise; peak memory stays flat on a corpus 20x larger. Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed".
 set -u -o pipefail
 export LC_ALL=C
 
@@ -94,6 +95,55 @@ check "refused: no run directory" test ! -e "$T/toobig"
 check "refused: no registry row" test "$(q "select count(*) from runs")" = "$runs_before"
 HMT_MEMORY_LIMIT=lots expect "a malformed HMT_MEMORY_LIMIT exits 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/toobig" --registry "$REG"
 check "a malformed HMT_MEMORY_LIMIT is named" one_line "$T/err" "HMT_MEMORY_LIMIT: 'lots'"
+
+# ---- train.val_max_tokens: a fixed validation subset, the same for every seed and across a resume -----------
+# and train.augment: on-the-fly offsets that resume bitwise and change what the model sees
+printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"val_max_tokens": 3000}}\n' "$ROOT" >"$T/vsub.json"
+printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"val_max_tokens": 3000, "seed": 2}}\n' "$ROOT" >"$T/vsub2.json"
+val_tokens() { q "select group_concat(value, ',') from (select value from metrics m join runs r using (run_id)
+    where r.out_dir like '%/$1' and split = 'val' and name = 'tokens' order by step)"; }
+expect "val_max_tokens run exits 0" 0 "$TRAIN" -j 2 -c "$T/vsub.json" -d "$T/shards" -o "$T/vsub" --registry "$REG"
+check "val_max_tokens: the start line gives the subset" grep -Eq 'validation: [0-9]+ of [0-9]+ documents' "$T/err"
+expect "val_max_tokens, seed 2, exits 0" 0 "$TRAIN" -q -j 2 -c "$T/vsub2.json" -d "$T/shards" -o "$T/vsub2" --registry "$REG"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 -c "$T/vsub.json" -d "$T/shards" -o "$T/vsubk" --registry "$REG"; exit $?) 2>/dev/null # not exec'd: the subshell takes bash's "Killed" notice
+expect "val_max_tokens: --resume exits 0" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" -o "$T/vsubk" --registry "$REG"
+VT=$(val_tokens vsub)
+ALL=$(val_tokens straight)
+check "val_max_tokens: tokens logged at both validations ($VT), at least the budget" \
+    awk -v v="$VT" 'BEGIN { n = split(v, a, ","); exit !(n == 2 && a[1] == a[2] && a[1] >= 3000) }'
+check "val_max_tokens: a subset, smaller than the whole split ($ALL)" awk -v v="$VT" -v a="$ALL" 'BEGIN { exit !(v + 0 < a + 0) }'
+check "val_max_tokens: the same subset for another seed" test "$(val_tokens vsub2)" = "$VT"
+check "val_max_tokens: the same subset after a resume" test "$(val_tokens vsubk)" = "$VT"
+check "val_max_tokens: resumed run bitwise equal to the straight one" same_run "$T/vsub" "$T/vsubk"
+check "val_max_tokens: recorded in the resolved config" grep -q '"val_max_tokens":3000' "$T/vsub/config.json"
+check "a config without the new keys leaves them out of its resolved config" \
+    test -z "$(grep -E 'val_max_tokens|augment' "$T/straight/config.json")"
+
+printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"augment": {"pitch_offsets": [-6, 6], "velocity_offsets": [-2, 2]}}}\n' \
+    "$ROOT" >"$T/aug.json"
+expect "augmented run exits 0" 0 "$TRAIN" -q -j 2 -c "$T/aug.json" -d "$T/shards" -o "$T/aug" --registry "$REG"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 -c "$T/aug.json" -d "$T/shards" -o "$T/augk" --registry "$REG"; exit $?) 2>/dev/null # not exec'd: the subshell takes bash's "Killed" notice
+expect "augmented run: --resume exits 0" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" -o "$T/augk" --registry "$REG"
+check "augmented run: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/aug" "$T/augk"
+check "augmentation changes the training (weights differ from the plain run)" differ "$T/aug/model.safetensors" "$T/straight/model.safetensors"
+
+# ---- memory independent of the corpus: the same run on a corpus 20x larger keeps its peak resident memory ----
+# (train maps the shards and drops each window's pages after use; reading every token would add the 20x corpus'
+# ~11 MB). The large corpus is the 40 songs under 20 names each, kept with --keep-duplicates.
+if [ -x /usr/bin/time ]; then
+    ls "$POP"/*.mid | head -40 | "$B/midi2remi" -q >"$T/docs40.txt"
+    for k in $(seq 20); do sed "s|^[^\t]*/|copy$k/c$k-|" "$T/docs40.txt"; done >"$T/docs800.txt"
+    "$B/shard" -q --keep-duplicates -o "$T/shards800" --val 0.2 --test 0.1 "$T/docs800.txt"
+    small=$(du -k "$T/shards/train.bin" | cut -f1) big=$(du -k "$T/shards800/train.bin" | cut -f1)
+    check "the large corpus is about 20x the small one ($small KB, $big KB)" test "$big" -ge $((15 * small))
+    printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"steps": 20, "val_max_tokens": 3000}}\n' "$ROOT" >"$T/mem.json"
+    rss() { /usr/bin/time -f %M -o "$T/rss" "$TRAIN" -q -j 2 -c "$T/mem.json" -d "$1" -o "$2" --registry "$REG" && cat "$T/rss"; }
+    r_small=$(rss "$T/shards" "$T/mem_small") r_big=$(rss "$T/shards800" "$T/mem_big")
+    check "max RSS flat on a 20x corpus: $r_small KB -> $r_big KB (tolerance 4 MB)" \
+        test -n "$r_small" -a -n "$r_big" -a "${r_big:-0}" -le $((${r_small:-0} + 4096))
+else
+    fail "/usr/bin/time is installed (the memory check needs its %M)"
+fi
 
 # ---- SIGINT: checkpoint, interrupted, exit 1 -------------------------------------------------------------
 printf '{"extends": "%s/tests/data/configs/tiny.json", "train": {"steps": 100000, "checkpoint_every": 1000}}\n' "$ROOT" >"$T/long.json"
