@@ -32,10 +32,11 @@ int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *st
             for (int t = 0; t < T; t++) inp[b * T + t] = w[t], tgt[b * T + t] = w[t + 1];
         }
         hg_forward(m, inp, 0, 0);
+        const float *logits = hg_logits_host(m); // a copy when the model runs on a GPU
         for (int i = 0; i < B * T; i++) {
             if (tgt[i] == REMI_PAD) continue;
             // -log softmax(row)[target] = logsumexp(row) - row[target], in double
-            const float *row = m->logits + (size_t)i * V;
+            const float *row = logits + (size_t)i * V;
             int best = 0, finite = 1;
             for (int v = 0; v < V; v++) finite &= isfinite(row[v]) != 0;
             if (!finite) {

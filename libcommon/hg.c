@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "backend.h"
 #include "ops.h"
 #include "util.h"
 
@@ -75,8 +76,9 @@ struct HgActs {
     uint8_t *m_emb;
     // layer-backward scratch, sized for the largest layer
     float *g_res2, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_res1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
-    float *att_scratch;
+    float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
+    int32_t *tok_dev;   // the forward's tokens, in the backend's memory when that is not the host's
     float p_used;  // the dropout rate of the last forward (0 when not training)
     uint64_t seed; // the next dropout site's seed, advanced in forward order
     char *block;   // every buffer above lives here
@@ -248,6 +250,7 @@ int hg_build(HgModel *m, const HgConfig *cfg, char *err)
     m->dw = xcalloc(m->n_floats, sizeof *m->dw);
     m->pe = xmalloc((size_t)c->L * c->C * sizeof *m->pe);
     positional_table(m->pe, c->L, c->C);
+    m->be = &backend_cpu, m->bw = m->w, m->bdw = m->dw, m->bpe = m->pe;
     return 0;
 }
 
@@ -308,6 +311,7 @@ void hg_init_weights(HgModel *m, uint64_t seed)
 
 typedef struct Plan {
     const HgConfig *c;
+    const Backend *be;
     HgActs *acts;
     float **logits;
     Arena a;  // a.base NULL: the counting pass, which allocates nothing
@@ -338,9 +342,12 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
     A->m_proj = TAKE_U8(a, N * C), A->m_r1 = TAKE_U8(a, N * F), A->m_h2 = TAKE_U8(a, N * C);
     A->n_keys = TAKE_I(a, Tq);
-    if (A->n_keys)
+    if (A->n_keys) { // made on the host, then handed to the backend
+        int *keys = pl->be->on_host ? A->n_keys : xmalloc((size_t)Tq * sizeof *keys);
         for (int i = 0; i < Tq; i++)
-            A->n_keys[i] = rule == KEYS_CAUSAL ? i + 1 : rule == KEYS_PRE ? (s * i + s < Tk ? s * i + s : Tk) : i / s + 1;
+            keys[i] = rule == KEYS_CAUSAL ? i + 1 : rule == KEYS_PRE ? (s * i + s < Tk ? s * i + s : Tk) : i / s + 1;
+        if (!pl->be->on_host) pl->be->upload(A->n_keys, keys, (size_t)Tq * sizeof *keys), free(keys);
+    }
     if (N > pl->max_n) pl->max_n = N;
     if (Nk > pl->max_nk) pl->max_nk = Nk;
     AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
@@ -414,8 +421,8 @@ static void plan_model(Plan *pl, int T)
     A->g_res1 = TAKE_F(&pl->a, n * C), A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
     A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, n * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
-    A->att_scratch = TAKE_F(&pl->a, pl->max_att);
-    A->att_floats = pl->max_att;
+    if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
+    else A->tok_dev = TAKE_I(&pl->a, N);
 }
 
 // The activation block: zeroed, 2 MiB aligned and, where the kernel offers it, in transparent huge pages (the
@@ -488,7 +495,7 @@ int hg_plan(const HgConfig *cfg, int B, int T, HgPlan *plan, char *err)
     // the activation plan's counting pass on scratch bookkeeping: it allocates nothing
     HgActs acts = {0};
     float *logits = NULL;
-    Plan pl = {.c = cfg, .acts = &acts, .logits = &logits, .B = B};
+    Plan pl = {.c = cfg, .be = &backend_cpu, .acts = &acts, .logits = &logits, .B = B};
     plan_model(&pl, T);
     plan->act_bytes = block_round(pl.a.used);
     return 0;
@@ -496,14 +503,53 @@ int hg_plan(const HgConfig *cfg, int B, int T, HgPlan *plan, char *err)
 
 void hg_alloc(HgModel *m, int B, int T)
 {
-    Plan pl = {.c = &m->cfg, .acts = m->acts, .logits = &m->logits, .B = B};
+    const Backend *be = m->be;
+    Plan pl = {.c = &m->cfg, .be = be, .acts = m->acts, .logits = &m->logits, .B = B};
     m->B = B, m->T = T; // the batch every buffer below is planned for
     plan_model(&pl, T); // count
-    free(m->acts->block);
-    m->acts->block = block_alloc(pl.a.used);
+    if (be->on_host) free(m->acts->block);
+    else be->free(m->acts->block);
+    m->acts->block = be->on_host ? block_alloc(pl.a.used) : be->alloc(pl.a.used);
     m->acts->block_bytes = pl.a.used;
-    pl = (Plan){.c = &m->cfg, .acts = m->acts, .logits = &m->logits, .B = B, .a = {m->acts->block, 0}};
+    free(m->logits_host), m->logits_host = NULL;
+    pl = (Plan){.c = &m->cfg, .be = be, .acts = m->acts, .logits = &m->logits, .B = B, .a = {m->acts->block, 0}};
     plan_model(&pl, T); // hand out
+}
+
+int hg_set_backend(HgModel *m, const Backend *be, char *err)
+{
+    if (be == m->be) return 0;
+    if (m->be != &backend_cpu || !be || be->on_host || (m->acts && m->acts->block))
+        return err_set(err, "hg_set_backend: only a CPU model without activations moves to another backend");
+    size_t n = m->n_floats * sizeof(float), npe = (size_t)m->cfg.L * m->cfg.C * sizeof(float);
+    m->be = be;
+    m->bw = be->alloc(n), m->bdw = be->alloc(n), m->bpe = be->alloc(npe);
+    be->upload(m->bw, m->w, n), be->upload(m->bpe, m->pe, npe);
+    return be->sync(err);
+}
+
+void hg_weights_to_host(HgModel *m)
+{
+    if (!m->be->on_host) m->be->download(m->w, m->bw, m->n_floats * sizeof(float));
+}
+
+void hg_weights_to_backend(HgModel *m)
+{
+    if (!m->be->on_host) m->be->upload(m->bw, m->w, m->n_floats * sizeof(float));
+}
+
+void hg_grads_to_host(HgModel *m)
+{
+    if (!m->be->on_host) m->be->download(m->dw, m->bdw, m->n_floats * sizeof(float));
+}
+
+const float *hg_logits_host(HgModel *m)
+{
+    if (m->be->on_host) return m->logits;
+    size_t n = (size_t)m->B * m->T * m->cfg.V;
+    if (!m->logits_host) m->logits_host = xmalloc(n * sizeof(float));
+    m->be->download(m->logits_host, m->logits, n * sizeof(float));
+    return m->logits_host;
 }
 
 size_t hg_act_bytes(const HgModel *m) { return block_round(m->acts->block_bytes); }
@@ -525,7 +571,7 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
 // model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
 static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx)
 {
-    const float *W = m->w;
+    const float *W = m->bw;
     HgActs *H = m->acts;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq, Nk = m->B * A->Tk;
     float p = H->p_used;
@@ -533,25 +579,25 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     A->seed = next_seed(H);
     const float *q, *k, *v;
     if (A->cross) {
-        linear_forward(A->q, x, W + P->in_w, W + P->in_b, N, C, C);
-        linear_forward(A->kv, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
+        m->be->linear_forward(A->q, x, W + P->in_w, W + P->in_b, N, C, C);
+        m->be->linear_forward(A->kv, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
         q = A->q, k = A->kv, v = A->kv + C;
     } else {
-        linear_forward(A->qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        m->be->linear_forward(A->qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
         q = A->qkv, k = A->qkv + C, v = A->qkv + 2 * C;
     }
     AttnDims d = layer_dims(m, A);
-    attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
-    linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    dropout_forward(A->projd, A->m_proj, A->proj, p, A->seed + 1, (size_t)N * C);
-    add_forward(A->res1, x, A->projd, (size_t)N * C);
-    layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, W + P->n1_w, W + P->n1_b, N, C);
-    linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, A->seed + 2, (size_t)N * F);
-    linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
-    dropout_forward(A->h2d, A->m_h2, A->h2, p, A->seed + 3, (size_t)N * C);
-    add_forward(A->res2, A->ln1, A->h2d, (size_t)N * C);
-    layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, W + P->n2_w, W + P->n2_b, N, C);
+    m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
+    m->be->linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
+    m->be->dropout_forward(A->projd, A->m_proj, A->proj, p, A->seed + 1, (size_t)N * C);
+    m->be->add_forward(A->res1, x, A->projd, (size_t)N * C);
+    m->be->layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, W + P->n1_w, W + P->n1_b, N, C);
+    m->be->linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+    m->be->relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, A->seed + 2, (size_t)N * F);
+    m->be->linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    m->be->dropout_forward(A->h2d, A->m_h2, A->h2, p, A->seed + 3, (size_t)N * C);
+    m->be->add_forward(A->res2, A->ln1, A->h2d, (size_t)N * C);
+    m->be->layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, W + P->n2_w, W + P->n2_b, N, C);
 }
 
 // model.md §4: N layers, then the block's LayerNorm; ctx (keys and values) only for resampling blocks
@@ -563,7 +609,7 @@ static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const 
         layer_forward(m, &A->layers[i], &P->layers[i], x, ctx);
         x = A->layers[i].out;
     }
-    layernorm_forward(A->out, A->mean, A->rstd, x, m->w + P->norm_w, m->w + P->norm_b, m->B * A->T, m->cfg.C);
+    m->be->layernorm_forward(A->out, A->mean, A->rstd, x, m->bw + P->norm_w, m->bw + P->norm_b, m->B * A->T, m->cfg.C);
     return A->out;
 }
 
@@ -583,30 +629,30 @@ static const float *level_forward(HgModel *m, LevelA *A, const LevelP *P, const 
     A->in = in;
     if (P->plain) return A->out = (float *)block_forward(m, &A->blk, &P->blk, in, NULL);
     const float *h = block_forward(m, &A->pre, &P->pre, in, NULL);
-    pad_forward(A->hpad, h, B, A->T, A->Tp, C);
-    shift_forward(A->hs, A->hpad, B, A->Tp, C, s); // along time: hs[t] = h[t-(s-1)]
-    if (c->linear) linear_forward(A->z, A->hs, m->w + P->down_w, m->w + P->down_b, B * A->Ts, s * C, C);
-    else meanpool_forward(A->z, A->hs, B, A->Tp, C, s);
+    m->be->pad_forward(A->hpad, h, B, A->T, A->Tp, C);
+    m->be->shift_forward(A->hs, A->hpad, B, A->Tp, C, s); // along time: hs[t] = h[t-(s-1)]
+    if (c->linear) m->be->linear_forward(A->z, A->hs, m->bw + P->down_w, m->bw + P->down_b, B * A->Ts, s * C, C);
+    else m->be->meanpool_forward(A->z, A->hs, B, A->Tp, C, s);
     const float *z = A->z;
     if (c->attn_resampling) { // z + resample_pre(z, hs): row i sees hs[0 .. s*i+s-1]
         const float *r = block_forward(m, &A->rpre, &P->rpre, A->z, A->hs);
-        add_forward(A->z2, A->z, r, (size_t)B * A->Ts * C);
+        m->be->add_forward(A->z2, A->z, r, (size_t)B * A->Ts * C);
         z = A->z2;
     }
     push_hidden(m, z, A->Ts, &A->hid_z2);
     A->v = (float *)level_forward(m, A->valley, P->valley, z);
-    if (c->linear) linear_forward(A->up, A->v, m->w + P->up_w, m->w + P->up_b, B * A->Ts, C, s * C);
-    else repeat_forward(A->up, A->v, B, A->Tp, C, s);
+    if (c->linear) m->be->linear_forward(A->up, A->v, m->bw + P->up_w, m->bw + P->up_b, B * A->Ts, C, s * C);
+    else m->be->repeat_forward(A->up, A->v, B, A->Tp, C, s);
     if (c->save_updown_hidden) push_hidden(m, A->up, A->Tp, &A->hid_up);
     else A->hid_up = -1;
-    add_forward(A->u, A->up, A->hpad, (size_t)B * A->Tp * C);
+    m->be->add_forward(A->u, A->up, A->hpad, (size_t)B * A->Tp * C);
     const float *u = A->u;
     if (c->attn_resampling) { // u + resample_post(u, v): position t sees v[0 .. t/s]
         const float *r = block_forward(m, &A->rpost, &P->rpost, A->u, A->v);
-        add_forward(A->u2, A->u, r, (size_t)B * A->Tp * C);
+        m->be->add_forward(A->u2, A->u, r, (size_t)B * A->Tp * C);
         u = A->u2;
     }
-    crop_forward(A->uc, u, B, A->Tp, A->T, C);
+    m->be->crop_forward(A->uc, u, B, A->Tp, A->T, C);
     return A->out = (float *)block_forward(m, &A->post, &P->post, A->uc, NULL);
 }
 
@@ -618,45 +664,46 @@ void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed
     A->p_used = train ? c->dropout : 0.0f;
     A->seed = dropout_seed;
     m->n_hidden = 0;
-    encoder_forward(A->emb, tok, m->w + A->p.wte, m->pe, m->B, m->T, c->C);
-    dropout_forward(A->embd, A->m_emb, A->emb, A->p_used, next_seed(A), (size_t)N * c->C);
+    if (!m->be->on_host) m->be->upload(A->tok_dev, tok, (size_t)N * sizeof *tok), tok = A->tok_dev;
+    m->be->encoder_forward(A->emb, tok, m->bw + A->p.wte, m->bpe, m->B, m->T, c->C);
+    m->be->dropout_forward(A->embd, A->m_emb, A->emb, A->p_used, next_seed(A), (size_t)N * c->C);
     const float *h = level_forward(m, &A->top, &A->p.top, A->embd);
-    linear_forward(m->logits, h, m->w + A->p.wout_w, m->w + A->p.wout_b, N, c->C, c->V);
+    m->be->linear_forward(m->logits, h, m->bw + A->p.wout_w, m->bw + A->p.wout_b, N, c->C, c->V);
 }
 
 // ---- backward: the forward's ops in reverse -----------------------------------------------------
 
-#define ZERO(p, n) memset((p), 0, (size_t)(n) * sizeof(float))
+#define ZERO(p, n) m->be->zero((p), (size_t)(n) * sizeof(float))
 
 static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const float *dout, float *dx, float *dctx)
 {
-    const float *W = m->w;
-    float *D = m->dw;
+    const float *W = m->bw;
+    float *D = m->bdw;
     HgActs *H = m->acts;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq, Nk = m->B * A->Tk;
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     float p = H->p_used;
     // out = LN2(res2); res2 = ln1 + drop(h2)
     ZERO(H->g_res2, NC);
-    layernorm_backward(H->g_res2, D + P->n2_w, D + P->n2_b, dout, A->res2, W + P->n2_w, A->mean2, A->rstd2, N, C);
+    m->be->layernorm_backward(H->g_res2, D + P->n2_w, D + P->n2_b, dout, A->res2, W + P->n2_w, A->mean2, A->rstd2, N, C);
     ZERO(H->g_ln1, NC);
-    accumulate(H->g_ln1, H->g_res2, NC);
+    m->be->accumulate(H->g_ln1, H->g_res2, NC);
     ZERO(H->g_h2, NC);
-    dropout_backward(H->g_h2, H->g_res2, A->m_h2, p, NC);
+    m->be->dropout_backward(H->g_h2, H->g_res2, A->m_h2, p, NC);
     // h2 = linear2(drop(relu(linear1(ln1))))
     ZERO(H->g_r1d, NF);
-    linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
+    m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
     ZERO(H->g_h1, NF);
-    relu_dropout_backward(H->g_h1, H->g_r1d, A->m_r1, A->h1, p, NF);
-    linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
+    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, A->m_r1, A->h1, p, NF);
+    m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_res1, NC);
-    layernorm_backward(H->g_res1, D + P->n1_w, D + P->n1_b, H->g_ln1, A->res1, W + P->n1_w, A->mean1, A->rstd1, N, C);
-    accumulate(dx, H->g_res1, NC);
+    m->be->layernorm_backward(H->g_res1, D + P->n1_w, D + P->n1_b, H->g_ln1, A->res1, W + P->n1_w, A->mean1, A->rstd1, N, C);
+    m->be->accumulate(dx, H->g_res1, NC);
     ZERO(H->g_proj, NC);
-    dropout_backward(H->g_proj, H->g_res1, A->m_proj, p, NC);
+    m->be->dropout_backward(H->g_proj, H->g_res1, A->m_proj, p, NC);
     ZERO(H->g_att, NC);
-    linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
+    m->be->linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
     // att = attention(q, k, v); q, k, v = in_proj(x [, ctx])
     AttnDims d = layer_dims(m, A);
     const float *er = P->has_er ? W + P->er : NULL;
@@ -664,16 +711,16 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     if (A->cross) {
         ZERO(H->g_q, NC);
         ZERO(H->g_kv, (size_t)Nk * 2 * C);
-        attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->probs, A->amask, A->q,
+        m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->probs, A->amask, A->q,
                            A->kv, A->kv + C, er, &d);
-        linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
-        linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
+        m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
+        m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
                         Nk, C, 2 * C);
     } else {
         ZERO(H->g_qkv, NC * 3);
-        attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->probs,
+        m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->probs,
                            A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
-        linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
+        m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
     }
 }
 
@@ -682,10 +729,10 @@ static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *
     int N = m->B * A->T, C = m->cfg.C;
     const float *last = P->n ? A->layers[P->n - 1].out : A->in;
     ZERO(A->g_a, (size_t)N * C);
-    layernorm_backward(A->g_a, m->dw + P->norm_w, m->dw + P->norm_b, dout, last, m->w + P->norm_w, A->mean, A->rstd,
+    m->be->layernorm_backward(A->g_a, m->bdw + P->norm_w, m->bdw + P->norm_b, dout, last, m->bw + P->norm_w, A->mean, A->rstd,
                        N, C);
     if (P->n == 0) {
-        accumulate(dx, A->g_a, (size_t)N * C);
+        m->be->accumulate(dx, A->g_a, (size_t)N * C);
         return;
     }
     float *cur = A->g_a, *other = A->g_b;
@@ -710,37 +757,37 @@ static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *
     ZERO(A->g_uc, BT);
     block_backward(m, &A->post, &P->post, dout, A->g_uc, NULL);
     ZERO(A->g_u2, BTp);
-    crop_backward(A->g_u2, A->g_uc, B, A->Tp, A->T, C);
+    m->be->crop_backward(A->g_u2, A->g_uc, B, A->Tp, A->T, C);
     float *g_u = A->g_u2;
     ZERO(A->g_v, BTs);
     if (c->attn_resampling) { // u2 = u + resample_post(u, v)
         ZERO(A->g_u, BTp);
-        accumulate(A->g_u, A->g_u2, BTp);
+        m->be->accumulate(A->g_u, A->g_u2, BTp);
         block_backward(m, &A->rpost, &P->rpost, A->g_u2, A->g_u, A->g_v);
         g_u = A->g_u;
     }
     // u = up + hpad; then up's own gradient may gain the auxiliary loss's
     ZERO(A->g_hpad, BTp);
-    accumulate(A->g_hpad, g_u, BTp);
-    if (A->hid_up >= 0 && dhidden && dhidden[A->hid_up]) accumulate(g_u, dhidden[A->hid_up], BTp);
-    if (c->linear) linear_backward(A->g_v, m->dw + P->up_w, m->dw + P->up_b, g_u, A->v, m->w + P->up_w, B * A->Ts, C, s * C);
-    else repeat_backward(A->g_v, g_u, B, A->Tp, C, s);
+    m->be->accumulate(A->g_hpad, g_u, BTp);
+    if (A->hid_up >= 0 && dhidden && dhidden[A->hid_up]) m->be->accumulate(g_u, dhidden[A->hid_up], BTp);
+    if (c->linear) m->be->linear_backward(A->g_v, m->bdw + P->up_w, m->bdw + P->up_b, g_u, A->v, m->bw + P->up_w, B * A->Ts, C, s * C);
+    else m->be->repeat_backward(A->g_v, g_u, B, A->Tp, C, s);
     ZERO(A->g_z2, BTs);
     level_backward(m, A->valley, P->valley, A->g_v, A->g_z2, dhidden);
-    if (A->hid_z2 >= 0 && dhidden && dhidden[A->hid_z2]) accumulate(A->g_z2, dhidden[A->hid_z2], BTs);
+    if (A->hid_z2 >= 0 && dhidden && dhidden[A->hid_z2]) m->be->accumulate(A->g_z2, dhidden[A->hid_z2], BTs);
     float *g_z = A->g_z2;
     ZERO(A->g_hs, BTp);
     if (c->attn_resampling) { // z2 = z + resample_pre(z, hs)
         ZERO(A->g_z, BTs);
-        accumulate(A->g_z, A->g_z2, BTs);
+        m->be->accumulate(A->g_z, A->g_z2, BTs);
         block_backward(m, &A->rpre, &P->rpre, A->g_z2, A->g_z, A->g_hs);
         g_z = A->g_z;
     }
-    if (c->linear) linear_backward(A->g_hs, m->dw + P->down_w, m->dw + P->down_b, g_z, A->hs, m->w + P->down_w, B * A->Ts, s * C, C);
-    else meanpool_backward(A->g_hs, g_z, B, A->Tp, C, s);
-    shift_backward(A->g_hpad, A->g_hs, B, A->Tp, C, s);
+    if (c->linear) m->be->linear_backward(A->g_hs, m->bdw + P->down_w, m->bdw + P->down_b, g_z, A->hs, m->bw + P->down_w, B * A->Ts, s * C, C);
+    else m->be->meanpool_backward(A->g_hs, g_z, B, A->Tp, C, s);
+    m->be->shift_backward(A->g_hpad, A->g_hs, B, A->Tp, C, s);
     ZERO(A->g_h, BT);
-    pad_backward(A->g_h, A->g_hpad, B, A->T, A->Tp, C);
+    m->be->pad_backward(A->g_h, A->g_hpad, B, A->T, A->Tp, C);
     block_backward(m, &A->pre, &P->pre, A->g_h, dx, NULL);
 }
 
@@ -750,13 +797,13 @@ void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *co
     const HgConfig *c = &m->cfg;
     size_t NC = (size_t)m->B * m->T * c->C;
     ZERO(A->g_enc, NC);
-    linear_backward(A->g_enc, m->dw + A->p.wout_w, m->dw + A->p.wout_b, dlogits, A->top.out, m->w + A->p.wout_w,
+    m->be->linear_backward(A->g_enc, m->bdw + A->p.wout_w, m->bdw + A->p.wout_b, dlogits, A->top.out, m->bw + A->p.wout_w,
                     m->B * m->T, c->C, c->V);
     ZERO(A->g_embd, NC);
     level_backward(m, &A->top, &A->p.top, A->g_enc, A->g_embd, dhidden);
     ZERO(A->g_emb, NC);
-    dropout_backward(A->g_emb, A->g_embd, A->m_emb, A->p_used, NC);
-    encoder_backward(m->dw + A->p.wte, A->g_emb, tok, m->B, m->T, c->C);
+    m->be->dropout_backward(A->g_emb, A->g_embd, A->m_emb, A->p_used, NC);
+    m->be->encoder_backward(m->bdw + A->p.wte, A->g_emb, m->be->on_host ? tok : A->tok_dev, m->B, m->T, c->C, c->V);
 }
 
 // ---- teardown ---------------------------------------------------------------------------------
@@ -785,9 +832,12 @@ void hg_free(HgModel *m)
     if (m->acts) {
         free_level_p(&m->acts->p.top);
         free_level_a(&m->acts->top);
-        free(m->acts->block);
+        if (m->be && !m->be->on_host) m->be->free(m->acts->block);
+        else free(m->acts->block);
         free(m->acts);
     }
+    if (m->be && !m->be->on_host) m->be->free(m->bw), m->be->free(m->bdw), m->be->free(m->bpe);
+    free(m->logits_host);
     free_tree(m->cfg.top.valley);
     for (int i = 0; i < m->n_params; i++) free(m->params[i].name);
     free(m->params), free(m->by_name), free(m->w), free(m->dw), free(m->pe), free(m->hidden), free(m->hidden_T);

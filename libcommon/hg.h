@@ -33,6 +33,8 @@ typedef struct HgParam {
 } HgParam;
 
 typedef struct HgActs HgActs; // the activation plan, private to hg.c
+struct Backend;
+
 
 typedef struct HgModel {
     HgConfig cfg;
@@ -40,8 +42,14 @@ typedef struct HgModel {
     int n_params;
     int *by_name;       // parameter indices sorted by name (hg_param_index's binary search)
     size_t n_floats;
-    float *w, *dw; // parameters and gradients, n_floats each
+    float *w, *dw; // parameters and gradients, n_floats each (host memory)
     float *pe;     // positional table (L, C): a buffer, not a parameter
+    // The backend the forward and backward run on (backend.h; the CPU after hg_build) and its views of w, dw and
+    // pe: the same pointers on the CPU, the backend's own copies otherwise (hg_set_backend; keep them in step with
+    // hg_weights_to_host / hg_weights_to_backend). logits and hidden are the backend's memory too.
+    const struct Backend *be;
+    float *bw, *bdw, *bpe;
+    float *logits_host; // hg_logits_host's copy (NULL on the CPU)
     HgActs *acts;
     int B, T;           // the shape hg_alloc planned for
     float *logits;      // (B, T, V) after hg_forward
@@ -74,11 +82,21 @@ void hg_init_weights(HgModel *m, uint64_t seed);
 int hg_param_index(const HgModel *m, const char *name);
 // Plans and allocates activations for batch B and length T (1 <= T <= L).
 void hg_alloc(HgModel *m, int B, int T);
+// Moves m to backend be before hg_alloc: w (as it is now) and pe are copied into the backend's memory and its
+// gradients zeroed there. A no-op for the CPU. Returns 0, or -1 with err (out of device memory: the figures).
+int hg_set_backend(HgModel *m, const struct Backend *be, char *err);
+// Copies the backend's weights into m->w (before writing a checkpoint), or m->w into the backend's (after reading
+// one, or initialising); the backend's gradients into m->dw (tests). No-ops on the CPU.
+void hg_weights_to_host(HgModel *m);
+void hg_weights_to_backend(HgModel *m);
+void hg_grads_to_host(HgModel *m);
+// The last forward's logits (B, T, V) in host memory: m->logits on the CPU, else a copy.
+const float *hg_logits_host(HgModel *m);
 // Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
 size_t hg_act_bytes(const HgModel *m);
 // tok (B,T) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
 void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed);
-// Accumulates into m->dw the gradient of the loss whose gradient wrt the logits is dlogits (B,T,V) and wrt
+// Accumulates into m->bdw (m->dw on the CPU) the gradient of the loss whose gradient wrt the logits is dlogits (B,T,V) and wrt
 // hidden state i is dhidden[i] (same shape as m->hidden[i]; NULL entries or dhidden = NULL for none).
 void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *const *dhidden);
 void hg_free(HgModel *m);

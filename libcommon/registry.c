@@ -32,7 +32,7 @@ static const char *const schema_sql =
     " run_id INTEGER PRIMARY KEY, experiment TEXT, status TEXT NOT NULL"
     "  CHECK (status IN ('running', 'done', 'failed', 'interrupted')),"
     " config_json TEXT, started_at TEXT, finished_at TEXT, out_dir TEXT, n_params INTEGER, git_rev TEXT,"
-    " seed INTEGER, threads INTEGER, message TEXT);"
+    " seed INTEGER, threads INTEGER, message TEXT, device TEXT, device_name TEXT);"
     "CREATE TABLE IF NOT EXISTS metrics(run_id INTEGER NOT NULL REFERENCES runs(run_id), step INTEGER,"
     " split TEXT, name TEXT, value REAL);"
     "CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, split, name, step);"
@@ -42,7 +42,7 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS samples(run_id INTEGER REFERENCES runs(run_id), path TEXT, n_tokens INTEGER,"
     " seed INTEGER, created_at TEXT);"
     "DROP VIEW IF EXISTS results;"
-    "CREATE VIEW results AS SELECT r.run_id, r.experiment, r.status, r.seed,"
+    "CREATE VIEW results AS SELECT r.run_id, r.experiment, r.status, r.seed, r.device, r.device_name,"
     " json_extract(r.config_json, '$.model.type') AS model_type,"
     // a music_transformer's config carries base.json's resampling keys, which mean nothing for it
     " iif(json_extract(r.config_json, '$.model.type') = 'hourglass',"
@@ -156,6 +156,21 @@ static void sql_sqrt(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     else sqlite3_result_double(ctx, sqrt(x));
 }
 
+// Adds table.col to a registry made before the column existed (a new one gets it from schema_sql). 0 or -1.
+static int add_column(Registry *r, const char *table, const char *col, const char *type)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*), sum(name = '%s') FROM pragma_table_info('%s')", col, table);
+    sqlite3_stmt *st = NULL;
+    int n = 0, has = 0;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0), has = sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    if (n == 0 || has) return 0; // no table yet (schema_sql makes it whole), or the column is there
+    snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", table, col, type);
+    return sqlite3_exec(r->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
 static Registry *open_flags(const char *path, int create, char *err)
 {
     if (create && mkdir_parent(path, err) < 0) return NULL;
@@ -215,7 +230,8 @@ static Registry *open_flags(const char *path, int create, char *err)
     if (version < REG_SCHEMA_VERSION) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version=%d", REG_SCHEMA_VERSION);
-        if (begin(r, err) < 0 || sqlite3_exec(r->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+        if (begin(r, err) < 0 || add_column(r, "runs", "device", "TEXT") < 0 ||
+            add_column(r, "runs", "device_name", "TEXT") < 0 || sqlite3_exec(r->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(r->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
             fail(r, err, "cannot create the schema");
             rollback(r);
@@ -293,6 +309,18 @@ int64_t reg_begin_run(Registry *r, const char *experiment, const char *config_js
     if (step_done(r, st, err, "insert run") < 0) return rollback(r);
     int64_t id = sqlite3_last_insert_rowid(r->db);
     return commit(r, err) < 0 ? -1 : id;
+}
+
+int reg_set_device(Registry *r, int64_t run_id, const char *device, const char *device_name, char *err)
+{
+    if (begin(r, err) < 0) return -1;
+    sqlite3_stmt *st = prepare(r, "UPDATE runs SET device = ?, device_name = ? WHERE run_id = ?", err);
+    if (!st) return rollback(r);
+    sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, device_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, run_id);
+    if (step_done(r, st, err, "set the run's device") < 0) return rollback(r);
+    return commit(r, err);
 }
 
 int reg_resume_run(Registry *r, int64_t run_id, long step, char *err)

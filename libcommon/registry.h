@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #define REG_DEFAULT_PATH "results/registry.db"
-#define REG_SCHEMA_VERSION 3 // PRAGMA user_version. 2: results.velocity_kl, the ablation view; 3: Hourglass-only
-                              // columns of results NULL for music_transformer runs
+#define REG_SCHEMA_VERSION 4 // PRAGMA user_version. 2: results.velocity_kl, the ablation view; 3: Hourglass-only
+                              // columns of results NULL for music_transformer runs; 4: runs.device, device_name
 
 // View ablation (schema version 2): one row per runs.experiment over its runs with status 'done':
 //   experiment, model_type, updown_sample_type, attn_resampling, shorten_factor, depth, loss_type, n_params, steps
@@ -32,6 +32,8 @@ void reg_close(Registry *r);
 // A new runs row with status 'running'; returns its run_id (> 0) or -1.
 int64_t reg_begin_run(Registry *r, const char *experiment, const char *config_json, const char *out_dir,
                       long n_params, const char *git_rev, long seed, int threads, char *err);
+// Records where the run trains: device "cpu" or "cuda", device_name the CPU's or GPU's model name.
+int reg_set_device(Registry *r, int64_t run_id, const char *device, const char *device_name, char *err);
 // Marks an existing run 'running' again (a resumed run) and drops its metrics after `step`, which the resumed
 // run will log again. Returns 0, 1 when run_id is not in this registry, -1 on error.
 int reg_resume_run(Registry *r, int64_t run_id, long step, char *err);

@@ -35,8 +35,9 @@ typedef struct Trainer {
     double best_val;
     double t_data;          // seconds spent making windows in trainer_step (the data path), for reports
     int B, T, V;
-    int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T)
-    float *probs, *dlogits;   // (B, T, V)
+    int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T), host memory
+    int32_t *tgt_b;           // the targets in the backend's memory (tgt itself on the CPU)
+    float *probs, *dlogits;   // (B, T, V), the backend's memory (so are adam_m, adam_v and dh)
     float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
 } Trainer;
 
@@ -48,9 +49,10 @@ typedef struct TrainPlan {
 } TrainPlan;
 int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err);
 
-// Builds the model of rc (vocabulary V), initialises the weights from train.seed and allocates everything a step
-// needs. Returns 0, or -1 with err (a configuration hg_build refuses).
-int trainer_init(Trainer *tr, const RunConfig *rc, int V, char *err);
+// Builds the model of rc (vocabulary V) on backend be (NULL: the CPU), initialises the weights from train.seed and
+// allocates everything a step needs. Returns 0, or -1 with err (a configuration hg_build refuses, a backend that
+// cannot take the model).
+int trainer_init(Trainer *tr, const RunConfig *rc, int V, const struct Backend *be, char *err);
 void trainer_free(Trainer *tr);
 
 // One optimizer step on windows from train. Returns the mean loss over the micro-batches; *grad_norm gets the
@@ -60,6 +62,7 @@ double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double
 
 // The loss of model.md §7 for m's last forward pass on targets tgt (B*T), with its gradients written (not
 // accumulated) into dlogits and dh (dh[i] sized like m->hidden[i]), all scaled by `scale`. probs: (B*T, V).
+// Every pointer is m's backend's memory.
 double trainer_loss(const HgModel *m, const int32_t *tgt, int loss, double alpha, float *probs, float *dlogits,
                     float *const *dh, float scale);
 

@@ -294,6 +294,26 @@ int main(void)
             "attn_resampling = 1 AND shorten_factor = 2") == 1, "hourglass columns kept");
     sqlite3_close(db);
 
+    // runs.device and device_name (schema 4): set per run, shown by results; a registry from before them gains them
+    snprintf(path, sizeof path, "%s/device.db", dir);
+    sqlite3_open(path, &db);
+    CHECK(sqlite3_exec(db, "CREATE TABLE runs(run_id INTEGER PRIMARY KEY, experiment TEXT, status TEXT NOT NULL,"
+                           " config_json TEXT, started_at TEXT, finished_at TEXT, out_dir TEXT, n_params INTEGER,"
+                           " git_rev TEXT, seed INTEGER, threads INTEGER, message TEXT);"
+                           "INSERT INTO runs(experiment, status) VALUES ('old', 'done'); PRAGMA user_version = 3",
+                     NULL, NULL, NULL) == SQLITE_OK, "a version-3 registry");
+    sqlite3_close(db);
+    r = reg_open(path, err);
+    int64_t did = r ? reg_begin_run(r, "dev", "{}", "runs/d", 1, "test", 1, 1, err) : -1;
+    CHECK(did > 0 && reg_set_device(r, did, "cuda", "NVIDIA H100 80GB HBM3", err) == 0, "set device: %s", err);
+    reg_close(r);
+    sqlite3_open(path, &db);
+    CHECK(q("SELECT count(*) FROM results WHERE experiment = 'dev' AND device = 'cuda' AND "
+            "device_name = 'NVIDIA H100 80GB HBM3'") == 1, "results.device");
+    CHECK(q("SELECT count(*) FROM results WHERE experiment = 'old' AND device IS NULL") == 1, "old rows kept");
+    CHECK(q("PRAGMA user_version") == REG_SCHEMA_VERSION, "upgraded from 3");
+    sqlite3_close(db);
+
     test_ablation();
     test_query();
 

@@ -384,8 +384,8 @@ static void test_state(void)
     snprintf(path, sizeof path, "%s/train.bin", dir);
     DataSet ds;
     Trainer a, b;
-    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, err) < 0 ||
-        trainer_init(&b, &rc, REMI_VOCAB_SIZE, err) < 0) {
+    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 || trainer_init(&a, &rc, REMI_VOCAB_SIZE, NULL, err) < 0 ||
+        trainer_init(&b, &rc, REMI_VOCAB_SIZE, NULL, err) < 0) {
         CHECK(0, "setup: %s", err);
         return;
     }

@@ -15,6 +15,7 @@
 
 #include <cblas.h>
 
+#include "backend.h"
 #include "ckpt.h"
 #include "config.h"
 #include "data.h"
@@ -39,6 +40,7 @@ static void usage(void)
            "      --registry FILE   experiment registry (default %s)\n"
            "      --experiment NAME name of the run in the registry (default: the config file's name)\n"
            "  -j, --threads N       OpenBLAS threads (default: the number of cores, %d)\n"
+           "      --device DEV      cpu (default) or cuda (the first GPU; needs a `make CUDA=1` build)\n"
            "  -q, --quiet           no progress on stderr\n"
            "  -h, --help            this help\n"
            "SIGINT or SIGTERM: checkpoint, mark the run interrupted, exit 1; --resume continues it.\n"
@@ -128,7 +130,7 @@ int main(int argc, char **argv)
     util_init(argv[0]);
     double t_main = now_s();
     const char *config_path = NULL, *data_dir = NULL, *out_dir = NULL, *reg_path = REG_DEFAULT_PATH;
-    const char *experiment = NULL;
+    const char *experiment = NULL, *device = "cpu";
     int resume = 0, quiet = 0, threads = n_cpus();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -141,6 +143,7 @@ int main(int argc, char **argv)
                            : strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0    ? &out_dir
                            : strcmp(a, "--registry") == 0                        ? &reg_path
                            : strcmp(a, "--experiment") == 0                      ? &experiment
+                           : strcmp(a, "--device") == 0                          ? &device
                                                                                  : NULL;
         if (val || strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) {
             if (!next) die_usage("option %s needs a value", a);
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
     if (!out_dir) die_usage("a run directory is required (-o RUN_DIR)");
     if (!data_dir) die_usage("a shard folder is required (-d SHARDS)");
     if (!config_path && !resume) die_usage("a config is required (-c CONFIG)");
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     openblas_set_num_threads(threads);
 
     // the config: the file given, or with --resume the run's own
@@ -178,15 +182,17 @@ int main(int argc, char **argv)
     // killed by the kernel halfway with a run folder and a 'running' registry row behind it
     TrainPlan tp;
     if (trainer_plan(&rc, REMI_VOCAB_SIZE, &tp, err) < 0) die("bad config: %s", err);
+    const Backend *be = backend_get(device, err);
+    if (!be) die("cannot use device '%s': %s", device, err);
     const char *mem_src;
-    uint64_t avail = mem_available(&mem_src);
+    uint64_t avail = be->mem_free(&mem_src);
     char b[6][32];
     char plan[512];
     snprintf(plan, sizeof plan, "%s (weights %s, gradients %s, Adam state %s, activations %s for batch %d x %d)",
              fmt_bytes(tp.total, b[0], 32), fmt_bytes(tp.weights, b[1], 32), fmt_bytes(tp.grads, b[2], 32),
              fmt_bytes(tp.adam, b[3], 32), fmt_bytes(tp.acts, b[4], 32), rc.batch_size, rc.input_length);
     if (tp.total > (double)avail)
-        die("model does not fit in memory: '%s': %zu parameters need %s; %s available (%s)",
+        die("model does not fit in %smemory: '%s': %zu parameters need %s; %s available (%s)", be->on_host ? "" : "GPU ",
             config_path ? config_path : path, tp.n_floats, plan, fmt_bytes((double)avail, b[5], 32), mem_src);
 
     DataSet train, val;
@@ -204,7 +210,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
                 avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
     Trainer tr;
-    if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, err) < 0) die("bad config: %s", err);
+    if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0) die("bad config: %s", err);
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s/trainer.state", out_dir);
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", out_dir, strerror(errno));
@@ -227,6 +233,7 @@ int main(int argc, char **argv)
         if (run_id < 0) die("%s", err);
         free(dir);
     }
+    if (reg_set_device(reg, run_id, be->name, be->device_name(), err) < 0) die("%s", err);
     if (!resume) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);
         OutFile *o = out_open(path);

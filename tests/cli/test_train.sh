@@ -83,6 +83,14 @@ check "six-level nest: the checkpoint holds names over 127 characters, all disti
     /^transformer\./ { n++; if (length($0) > 127) long++; if (seen[$0]++) dup++ } END { exit !(n > 100 && long > 0 && !dup) }' \
     <(head -c 200000 "$T/nest/model.safetensors" | tr -d '\0')
 
+# ---- devices: the registry records the device; a CPU-only build asked for cuda refuses in one line -------------
+check "registry: the straight run trained on the cpu, its model named" test "$(q "select device || ':' ||
+    (length(device_name) > 0) from runs where out_dir like '%/straight'")" = "cpu:1"
+expect "--device cuda in a CPU-only build exits 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/gpu" --registry "$REG" --device cuda
+check "--device cuda: one line naming the reason" one_line "$T/err" "^train: cannot use device 'cuda': this build has no CUDA backend \(rebuild with make CUDA=1\)$"
+check "--device cuda: no run directory" test ! -e "$T/gpu"
+expect "--device tpu exits 2" 2 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/gpu" --device tpu
+
 # ---- the memory plan: printed at start; a plan larger than the memory is refused before anything is made -------
 expect "train prints its plan" 0 "$TRAIN" -j 1 -c $CFG/tiny.json -d "$T/shards" -o "$T/planned" --registry "$REG"
 check "the plan names parameters, weights, gradients, Adam state and activations" grep -Eq \

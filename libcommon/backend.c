@@ -1,0 +1,81 @@
+// backend: the CPU's table (see backend.h); the CUDA table is in libcommon/cuda (backend_get finds it).
+#include "backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void *cpu_alloc(size_t bytes) { return xcalloc(1, bytes ? bytes : 1); }
+static void cpu_free(void *p) { free(p); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes)
+{
+    if (dst != src) memcpy(dst, src, bytes);
+}
+static int cpu_sync(char *err)
+{
+    (void)err;
+    return 0;
+}
+static const char *cpu_name(void)
+{
+    static char name[128];
+    if (name[0]) return name;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            snprintf(name, sizeof name, "%s", strchr(line, ':') + 2);
+            name[strcspn(name, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    if (!name[0]) snprintf(name, sizeof name, "unknown CPU");
+    return name;
+}
+
+static void cpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V)
+{
+    (void)V;
+    encoder_backward(dwte, dout, tok, B, T, C);
+}
+
+const Backend backend_cpu = {
+    .name = "cpu", .on_host = 1,
+    .alloc = cpu_alloc, .free = cpu_free, .zero = cpu_zero, .upload = cpu_copy, .download = cpu_copy,
+    .sync = cpu_sync, .device_name = cpu_name, .mem_free = mem_available,
+    .encoder_forward = encoder_forward, .encoder_backward = cpu_encoder_backward,
+    .linear_forward = linear_forward, .linear_backward = linear_backward,
+    .layernorm_forward = layernorm_forward, .layernorm_backward = layernorm_backward,
+    .add_forward = add_forward, .accumulate = accumulate,
+    .dropout_forward = dropout_forward, .dropout_backward = dropout_backward,
+    .relu_dropout_forward = relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,
+    .attention_forward = attention_forward, .attention_backward = attention_backward,
+    .pad_forward = pad_forward, .pad_backward = pad_backward, .crop_forward = crop_forward,
+    .crop_backward = crop_backward, .shift_forward = shift_forward, .shift_backward = shift_backward,
+    .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
+    .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
+    .crossentropy_forward = crossentropy_forward, .crossentropy_backward = crossentropy_backward,
+    .cosine_pairs_forward = cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
+    .exp_cosine_forward = exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
+    .clip_grad_norm = clip_grad_norm, .adam_step = adam_step,
+};
+
+const Backend *backend_cuda(char *err); // libcommon/cuda (or its stand-in without CUDA)
+
+const Backend *backend_get(const char *name, char *err)
+{
+    if (strcmp(name, "cpu") == 0) return &backend_cpu;
+    if (strcmp(name, "cuda") == 0) return backend_cuda(err);
+    err_set(err, "unknown device '%s' (cpu or cuda)", name);
+    return NULL;
+}
+
+// Until the CUDA op layer (gpu.h) lands, no build has a CUDA backend.
+const Backend *backend_cuda(char *err)
+{
+    err_set(err, "this build has no CUDA backend (rebuild with make CUDA=1)");
+    return NULL;
+}

@@ -1,0 +1,85 @@
+// backend: where the model's tensors live and which code runs its ops. The CPU (ops.c and optim.c, the reference)
+// or, in a `make CUDA=1` build on a machine with a GPU, CUDA (gpu.h). hg.c and trainer.c call every op through one
+// of these tables, so the model's structure (parameter table, activation plan, forward and backward order) is
+// written once. Pointers an op takes are the backend's memory (host memory for the CPU, device memory for CUDA);
+// tokens and targets too. Arguments are ops.h's, op for op (outputs first, backward accumulates); attention takes
+// the CPU's scratch, which CUDA ignores (it keeps its own workspace). Owns no file format.
+#ifndef BACKEND_H
+#define BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "optim.h"
+
+typedef struct Backend {
+    const char *name; // "cpu", "cuda"
+    int on_host;      // its memory is the host's: copies are plain memcpy, and a pointer may be read directly
+    // memory: alloc returns zeroed memory or dies in one line naming the size
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*upload)(void *dst, const void *src_host, size_t bytes);
+    void (*download)(void *dst_host, const void *src, size_t bytes);
+    // waits for the queued ops; 0, or -1 with err naming the first failed op (the CPU never fails)
+    int (*sync)(char *err);
+    // the processor's model name ("AMD EPYC 9654 96-Core Processor", "NVIDIA H100 80GB HBM3")
+    const char *(*device_name)(void);
+    // bytes the process may still allocate there; *source says what tells (util.h mem_available for the CPU)
+    uint64_t (*mem_free)(const char **source);
+    // ops.h
+    void (*encoder_forward)(float *out, const int32_t *tok, const float *wte, const float *pe, int B, int T, int C);
+    void (*encoder_backward)(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V);
+    void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC);
+    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            int N, int IC, int OC);
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                              int N, int C);
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                               const float *mean, const float *rstd, int N, int C);
+    void (*add_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*accumulate)(float *dst, const float *src, size_t n);
+    void (*dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+    void (*dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
+    void (*relu_dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+    void (*relu_dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
+                                  size_t n);
+    // d->n_keys is the backend's memory too
+    void (*attention_forward)(float *out, float *probs, uint8_t *mask, float *scratch, const float *q, const float *k,
+                              const float *v, const float *Er, const AttnDims *d);
+    void (*attention_backward)(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
+                               const float *probs, const uint8_t *mask, const float *q, const float *k,
+                               const float *v, const float *Er, const AttnDims *d);
+    void (*pad_forward)(float *out, const float *inp, int B, int T, int Tp, int C);
+    void (*pad_backward)(float *dinp, const float *dout, int B, int T, int Tp, int C);
+    void (*crop_forward)(float *out, const float *inp, int B, int Tp, int T, int C);
+    void (*crop_backward)(float *dinp, const float *dout, int B, int Tp, int T, int C);
+    void (*shift_forward)(float *out, const float *inp, int B, int T, int C, int K);
+    void (*shift_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
+    void (*meanpool_forward)(float *out, const float *inp, int B, int T, int C, int K);
+    void (*meanpool_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
+    void (*repeat_forward)(float *out, const float *inp, int B, int T, int C, int K);
+    void (*repeat_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
+    // losses: values come back to the host (CUDA waits for the GPU)
+    float (*crossentropy_forward)(float *probs, const float *logits, const int32_t *targets, int N, int V,
+                                  int *n_valid);
+    void (*crossentropy_backward)(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
+                                  int n_valid, float scale);
+    double (*cosine_pairs_forward)(const float *h, int B, int T, int C, long *n_pairs);
+    void (*cosine_pairs_backward)(float *dh, const float *h, int B, int T, int C, float scale);
+    double (*exp_cosine_forward)(const float *h, int B, int T, int C);
+    void (*exp_cosine_backward)(float *dh, const float *h, int B, int T, int C, float scale);
+    // optim.h
+    double (*clip_grad_norm)(float *g, size_t n, double max_norm);
+    void (*adam_step)(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
+} Backend;
+
+// The CPU: ops.c and optim.c.
+extern const Backend backend_cpu;
+
+// The backend called name ("cpu" or "cuda"). For cuda this initialises the first GPU; NULL with err (one line:
+// "this build has no CUDA backend (rebuild with make CUDA=1)", "no CUDA device found", ...) when it cannot.
+const Backend *backend_get(const char *name, char *err);
+
+#endif
