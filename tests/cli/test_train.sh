@@ -4,7 +4,7 @@
 # SIGKILL, --resume, N - k steps (bitwise, 2 threads), also when the SIGKILL lands inside a checkpoint write;
 # SIGINT checkpoints and marks the run interrupted; a nan stops the run as failed and keeps the last checkpoint; a
 # full disk (ulimit -f) fails cleanly with the previous checkpoint intact; a tiny model learns POP909 well below
-# the data's unigram entropy. Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed".
+# the data's unigram entropy. Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
 
