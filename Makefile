@@ -127,6 +127,24 @@ gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS)
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done
 	@ls build/gpu-libs && du -sh build/gpu-libs
 
+# `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
+# kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
+# UBSan on device memory). No nvcc or GPU needed: it checks the kernels' logic on any machine, not the GPU itself.
+EMU_CXX ?= g++
+EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
+build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu
+	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
+build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
+	@mkdir -p build/emu
+	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
+build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
+	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o $(EMU_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+test-cuda-emu: build/emu/test_cuda_ops
+	@echo "== $<" && ASAN_OPTIONS=detect_leaks=0 $<
+
 clean:
 	rm -rf build bin bin-san bin-cuda
 
@@ -135,7 +153,7 @@ report: $(BIN)/report
 	@mkdir -p results
 	$(BIN)/report --registry $(REGISTRY) -o results/report.html
 
-.PHONY: all test test-cuda gpu-libs clean report
+.PHONY: all test test-cuda test-cuda-emu gpu-libs clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

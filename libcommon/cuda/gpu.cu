@@ -105,7 +105,7 @@ GpuStatus gpu_init(int device, char *err)
     int *probe = NULL, got = 0;
     if ((e = cudaMalloc(&probe, sizeof *probe)) != cudaSuccess)
         return init_fail(err, GPU_FAILED, "cannot allocate on %s: %s", g_name, cudaGetErrorString(e));
-    probe_kernel<<<1, 1, 0, gpu_stream>>>(probe);
+    LAUNCH(probe_kernel, 1, 1)(probe);
     e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaMemcpyAsync(&got, probe, sizeof got, cudaMemcpyDeviceToHost, gpu_stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(gpu_stream);

@@ -3,8 +3,14 @@
 #ifndef GPU_INTERNAL_CUH
 #define GPU_INTERNAL_CUH
 
+#ifdef GPU_EMU // tests/emu: the same sources compiled for the CPU, kernels run by an emulator (no GPU needed)
+#include "cuda_emu.h"
+#else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+// kernel<<<grid, block>>> on the backend's stream, written so the emulator can take it over
+#define LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, gpu_stream>>>
+#endif
 
 #include "gpu.h"
 

@@ -38,7 +38,7 @@ void gpu_encoder_forward(float *out, const int32_t *tok, const float *wte, const
     const char *op = "gpu_encoder_forward";
     if (!gpu_enter(op)) return;
     size_t n = (size_t)B * T * C;
-    encoder_fwd_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(out, tok, wte, pe, T, C, n);
+    LAUNCH(encoder_fwd_k, ew_blocks(n), EW_THREADS)(out, tok, wte, pe, T, C, n);
     gpu_launched(op);
 }
 
@@ -68,7 +68,7 @@ void gpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, in
     const char *op = "gpu_encoder_backward";
     if (!gpu_enter(op)) return;
     dim3 grid(V, gpu_blocks(C, 128));
-    encoder_bwd_k<<<grid, 128, 0, gpu_stream>>>(dwte, dout, tok, B * T, C);
+    LAUNCH(encoder_bwd_k, grid, 128)(dwte, dout, tok, B * T, C);
     gpu_launched(op);
 }
 
@@ -114,12 +114,12 @@ static void colsums(const char *op, float *db, float *dw, const float *g, const 
     if (!part) return;
     float *part2 = x ? part + (size_t)chunks * C : NULL;
     dim3 grid(gpu_blocks(C, COL_THREADS), chunks);
-    colsum_part_k<<<grid, COL_THREADS, 0, gpu_stream>>>(part, part2, g, x, mean, rstd, N, C);
+    LAUNCH(colsum_part_k, grid, COL_THREADS)(part, part2, g, x, mean, rstd, N, C);
     gpu_launched(op);
-    colsum_final_k<<<gpu_blocks(C, COL_THREADS), COL_THREADS, 0, gpu_stream>>>(db, part, chunks, C);
+    LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
     gpu_launched(op);
     if (x) {
-        colsum_final_k<<<gpu_blocks(C, COL_THREADS), COL_THREADS, 0, gpu_stream>>>(dw, part2, chunks, C);
+        LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(dw, part2, chunks, C);
         gpu_launched(op);
     }
 }
@@ -138,7 +138,7 @@ void gpu_linear_forward(float *out, const float *inp, const float *w, const floa
     // out (N,OC) = inp (N,IC) @ w^T (IC,OC) [+ b]: the bias rows first, then the product added (ops.c's order)
     if (b) {
         size_t n = (size_t)N * OC;
-        bias_rows_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(out, b, OC, n);
+        LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
         gpu_launched(op);
     }
     gpu_gemm(op, 0, 1, N, OC, IC, 1.0f, inp, IC, 0, w, IC, 0, b ? 1.0f : 0.0f, out, OC, 0, 1);
@@ -188,7 +188,7 @@ void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *in
 {
     const char *op = "gpu_layernorm_forward";
     if (!gpu_enter(op)) return;
-    ln_fwd_k<<<gpu_blocks(N, LN_WARPS), 32 * LN_WARPS, 0, gpu_stream>>>(out, mean, rstd, inp, w, b, N, C);
+    LAUNCH(ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, mean, rstd, inp, w, b, N, C);
     gpu_launched(op);
 }
 
@@ -220,7 +220,7 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 {
     const char *op = "gpu_layernorm_backward";
     if (!gpu_enter(op)) return;
-    ln_bwd_k<<<gpu_blocks(N, LN_WARPS), 32 * LN_WARPS, 0, gpu_stream>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    LAUNCH(ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dinp, dout, inp, w, mean, rstd, N, C);
     gpu_launched(op);
     colsums(op, db, dw, dout, inp, mean, rstd, N, C);
 }
@@ -248,7 +248,7 @@ __global__ static void acc_k(float *dst, const float *src, size_t n)
 #define EW_OP(name, kernel, ...)                                                                                       \
     do {                                                                                                               \
         if (!gpu_enter(name) || n == 0) return;                                                                        \
-        kernel<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(__VA_ARGS__);                                              \
+        LAUNCH(kernel, ew_blocks(n), EW_THREADS)(__VA_ARGS__);                                                         \
         gpu_launched(name);                                                                                            \
     } while (0)
 
@@ -318,7 +318,7 @@ static void dropout_launch(const char *op, float *out, uint8_t *mask, const floa
 {
     if (!gpu_enter(op) || n == 0) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(out, mask, inp, scale, drop_threshold(p),
+    LAUNCH(dropout_k, ew_blocks(n), EW_THREADS)(out, mask, inp, scale, drop_threshold(p),
                                                            dropout_key(seed), relu, p <= 0.0f, n);
     gpu_launched(op);
 }
@@ -507,7 +507,7 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
             gpu_gemm(op, 0, 1, Tq, Tq, HS, scale, qb, d->ldq, HS, ers, HS, 0, 0.0f, R + (size_t)b * NH * Tq * Tq, Tq,
                      (long long)Tq * Tq, NH);
     }
-    att_softmax_k<<<(unsigned)bhq, ATT_THREADS, 0, gpu_stream>>>(probs, mask, pd, R, att_k(d, 0));
+    LAUNCH(att_softmax_k, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
     const float *use = pd ? pd : probs;
     for (int b = 0; b < B; b++)
@@ -532,7 +532,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     float *dR = Er ? dp + nP : NULL, *part = Er && dEr ? dR + bhq * Tq : NULL;
     AttK a = att_k(d, 1);
     if (pd) {
-        att_pd_k<<<ew_blocks(nP), EW_THREADS, 0, gpu_stream>>>(pd, probs, mask, a.keep, nP);
+        LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a.keep, nP);
         gpu_launched(op);
     }
     const float *use = pd ? pd : probs;
@@ -544,7 +544,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
         gpu_gemm(op, 0, 1, Tq, Tk, HS, 1.0f, dob, C, HS, vb, d->ldv, HS, 0.0f, dp + (size_t)b * NH * Tq * Tk, Tk,
                  (long long)Tq * Tk, NH);
     }
-    att_softmax_bwd_k<<<(unsigned)bhq, ATT_THREADS, 0, gpu_stream>>>(dp, dR, probs, mask, a);
+    LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a);
     gpu_launched(op);
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
     for (int b = 0; b < B; b++) {
@@ -565,7 +565,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     }
     if (part) {
         size_t n = (size_t)Tq * HS;
-        er_sum_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
+        LAUNCH(er_sum_k, ew_blocks(n), EW_THREADS)(dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
         gpu_launched(op);
     }
 }
@@ -599,7 +599,7 @@ static void rows_fwd(const char *op, float *out, const float *inp, int B, int To
     if (!gpu_enter(op)) return;
     size_t n = (size_t)B * To * C;
     if (!n) return;
-    rows_fwd_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(out, inp, To, Ti, s, C, n);
+    LAUNCH(rows_fwd_k, ew_blocks(n), EW_THREADS)(out, inp, To, Ti, s, C, n);
     gpu_launched(op);
 }
 static void rows_bwd(const char *op, float *dinp, const float *dout, int B, int To, int Ti, int s, int C)
@@ -607,7 +607,7 @@ static void rows_bwd(const char *op, float *dinp, const float *dout, int B, int 
     if (!gpu_enter(op)) return;
     size_t n = (size_t)B * Ti * C;
     if (!n) return;
-    rows_bwd_k<<<ew_blocks(n), EW_THREADS, 0, gpu_stream>>>(dinp, dout, To, Ti, s, C, n);
+    LAUNCH(rows_bwd_k, ew_blocks(n), EW_THREADS)(dinp, dout, To, Ti, s, C, n);
     gpu_launched(op);
 }
 
@@ -752,9 +752,9 @@ float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t 
     if (!gpu_enter(op) || N <= 0) return 0.0f;
     double *ws = (double *)gpu_workspace(op, ((size_t)N + 2) * sizeof(double));
     if (!ws) return 0.0f;
-    ce_fwd_k<<<N, RED_THREADS, 0, gpu_stream>>>(probs, ws + 2, logits, targets, V);
+    LAUNCH(ce_fwd_k, N, RED_THREADS)(probs, ws + 2, logits, targets, V);
     gpu_launched(op);
-    sum_doubles_k<<<1, 1024, 0, gpu_stream>>>(ws, ws + 2, (size_t)N, targets);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 2, (size_t)N, targets);
     gpu_launched(op);
     double h[2] = {0, 0};
     if (gpu_download(h, ws, sizeof h)) return 0.0f;
@@ -826,9 +826,9 @@ double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pai
     if (!gpu_enter(op) || *n_pairs == 0) return 0.0;
     double *ws = (double *)gpu_workspace(op, ((size_t)*n_pairs + 1) * sizeof(double));
     if (!ws) return 0.0;
-    cos_pairs_k<<<(unsigned)*n_pairs, RED_THREADS, 0, gpu_stream>>>(ws + 1, NULL, h, T, C, 0.0f);
+    LAUNCH(cos_pairs_k, (unsigned)*n_pairs, RED_THREADS)(ws + 1, (float *)NULL, h, T, C, 0.0f);
     gpu_launched(op);
-    sum_doubles_k<<<1, 1024, 0, gpu_stream>>>(ws, ws + 1, (size_t)*n_pairs, NULL);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1, (size_t)*n_pairs, (const int32_t *)NULL);
     gpu_launched(op);
     double s = 0;
     return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
@@ -838,7 +838,7 @@ void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, f
 {
     const char *op = "gpu_cosine_pairs_backward";
     if (!gpu_enter(op) || B * (T / 2) == 0) return;
-    cos_pairs_k<<<B * (T / 2), RED_THREADS, 0, gpu_stream>>>(NULL, dh, h, T, C, scale);
+    LAUNCH(cos_pairs_k, B * (T / 2), RED_THREADS)((double *)NULL, dh, h, T, C, scale);
     gpu_launched(op);
 }
 
@@ -905,9 +905,9 @@ static double *exp_cos_prep(const char *op, const float *h, int B, int T, int C,
     double *ws = (double *)gpu_workspace(op, (rows * (T + 2) + 1) * sizeof(double));
     if (!ws) return NULL;
     double *nrm = ws + 1, *cs = nrm + rows, *val = cs + rows * T;
-    row_norms_k<<<gpu_blocks(rows, 8), 256, 0, gpu_stream>>>(nrm, h, (int)rows, C);
+    LAUNCH(row_norms_k, gpu_blocks(rows, 8), 256)(nrm, h, (int)rows, C);
     gpu_launched(op);
-    exp_cos_rows_k<<<(unsigned)rows, RED_THREADS, 0, gpu_stream>>>(cs, fwd ? val : NULL, h, nrm, T, C);
+    LAUNCH(exp_cos_rows_k, (unsigned)rows, RED_THREADS)(cs, fwd ? val : NULL, h, nrm, T, C);
     gpu_launched(op);
     return ws;
 }
@@ -919,7 +919,7 @@ double gpu_exp_cosine_forward(const float *h, int B, int T, int C)
     double *ws = exp_cos_prep(op, h, B, T, C, 1);
     if (!ws) return 0.0;
     size_t rows = (size_t)B * T;
-    sum_doubles_k<<<1, 1024, 0, gpu_stream>>>(ws, ws + 1 + rows + rows * T, rows, NULL);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1 + rows + rows * T, rows, (const int32_t *)NULL);
     gpu_launched(op);
     double s = 0;
     return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
@@ -932,6 +932,6 @@ void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, flo
     double *ws = exp_cos_prep(op, h, B, T, C, 0);
     if (!ws) return;
     size_t rows = (size_t)B * T;
-    exp_cos_bwd_k<<<(unsigned)rows, RED_THREADS, 0, gpu_stream>>>(dh, h, ws + 1 + rows, ws + 1, T, C, scale);
+    LAUNCH(exp_cos_bwd_k, (unsigned)rows, RED_THREADS)(dh, h, ws + 1 + rows, ws + 1, T, C, scale);
     gpu_launched(op);
 }

@@ -51,13 +51,13 @@ double gpu_clip_grad_norm(float *g, size_t n, double max_norm)
     if (nblk > NORM_BLOCKS_MAX) nblk = NORM_BLOCKS_MAX;
     double *ws = (double *)gpu_workspace(op, (2 + (size_t)nblk) * sizeof(double));
     if (!ws) return 0.0;
-    sumsq_part_k<<<nblk, NORM_THREADS, 0, gpu_stream>>>(ws + 2, g, n);
+    LAUNCH(sumsq_part_k, nblk, NORM_THREADS)(ws + 2, g, n);
     gpu_launched(op);
-    norm_final_k<<<1, 1024, 0, gpu_stream>>>(ws, ws + 2, (int)nblk, max_norm);
+    LAUNCH(norm_final_k, 1, 1024)(ws, ws + 2, (int)nblk, max_norm);
     gpu_launched(op);
     if (max_norm > 0 && n) {
         unsigned b = gpu_blocks(n, 256);
-        clip_scale_k<<<b < 65536u ? b : 65536u, 256, 0, gpu_stream>>>(g, ws, max_norm, n);
+        LAUNCH(clip_scale_k, b < 65536u ? b : 65536u, 256)(g, ws, max_norm, n);
         gpu_launched(op);
     }
     double norm = 0;
@@ -92,6 +92,6 @@ void gpu_adam_step(float *w, const float *g, float *m, float *v, size_t n, long 
     double bc1 = 1.0 - pow(p->beta1, (double)t), bc2 = 1.0 - pow(p->beta2, (double)t);
     a.step = (float)(p->lr / bc1), a.sbc2 = (float)sqrt(bc2);
     unsigned b = gpu_blocks(n, 256);
-    adam_k<<<b < 65536u ? b : 65536u, 256, 0, gpu_stream>>>(w, g, m, v, a, n);
+    LAUNCH(adam_k, b < 65536u ? b : 65536u, 256)(w, g, m, v, a, n);
     gpu_launched(op);
 }
