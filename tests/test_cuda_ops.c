@@ -645,16 +645,19 @@ int main(void)
         CHECK(0, "gpu_init: %s", err);
         return check_done();
     }
-    fflush(stdout);
-    test_device();
-    test_elementwise();
-    test_encoder();
-    test_resampling();
-    test_linear();
-    test_layernorm();
-    test_attention();
-    test_losses();
-    test_optim();
+    setvbuf(stdout, NULL, _IOLBF, 0); // a run killed by a timeout still shows the section it was in
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } sections[] = {{"device", test_device},       {"elementwise and dropout", test_elementwise},
+                    {"embedding", test_encoder},   {"resampling", test_resampling},
+                    {"linear", test_linear},       {"layernorm", test_layernorm},
+                    {"attention", test_attention}, {"losses", test_losses},
+                    {"optimizer", test_optim}};
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
+        if (!check_skipping) printf("-- %s\n", sections[i].name);
+        sections[i].fn();
+    }
     gpu_shutdown();
     return check_done();
 }
