@@ -385,8 +385,8 @@ static void test_attention(void)
     attention_case("resample_pre cross-attention 3 x 6", 2, 8, 2, 3, 6, pre, 0, 0);
     attention_case("resample_post cross-attention 6 x 3", 2, 8, 2, 6, 3, post, 0, 0);
     // two query tiles of 128 rows (the mask covers each tile's widest key range), 4 heads of 8
-    int big_causal[301], big_pre[150], big_post[300];
-    for (int i = 0; i < 301; i++) big_causal[i] = i + 1;
+    int big_causal[512], big_pre[150], big_post[300];
+    for (int i = 0; i < 512; i++) big_causal[i] = i + 1;
     for (int i = 0; i < 300; i++) big_post[i] = i / 2 + 1;
     for (int i = 0; i < 150; i++) big_pre[i] = 2 * i + 2;
     attention_case("causal RPR attention T 201", 2, 32, 4, 201, 201, big_causal, 1, 0);
@@ -394,6 +394,9 @@ static void test_attention(void)
     attention_case("resample_pre 150 x 301, dropout 0.2", 2, 32, 4, 150, 301, big_pre, 0, 0.2f);
     attention_case("resample_post 300 x 150, dropout 0.1", 2, 16, 2, 300, 150, big_post, 0, 0.1f);
     attention_case("causal RPR attention T 64, head size 64", 2, 256, 4, 64, 64, big_causal, 1, 0.1f);
+    // the default model's shape: d 256, 4 heads, T 512 (4 tiles), dropout 0.1
+    attention_case("causal RPR attention T 512, d 256, 4 heads, dropout 0.1", 2, 256, 4, 512, 512, big_causal, 1,
+                   0.1f);
 }
 
 // ---- hourglass resampling ------------------------------------------------------------------------------------
