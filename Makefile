@@ -40,6 +40,7 @@ TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # CUDA backend: `make CUDA=1` (build/cuda, bin-cuda). nvcc is $(CUDA_HOME)/bin/nvcc when CUDA_HOME is set, else the
 # one on PATH; code for sm_$(CUDA_ARCH) plus its PTX. --fmad=false: no fused multiply-add, so the elementwise kernels
 # give the CPU's bytes. Without CUDA=1, libcommon/cuda/gpu_none.c stands in (gpu_init says there is no backend).
+# Objects do not track flags: after changing CUDA_ARCH, rm -rf build/cuda.
 ifeq ($(CUDA),1)
 NVCC := $(if $(CUDA_HOME),$(CUDA_HOME)/bin/nvcc,$(shell command -v nvcc 2>/dev/null))
 ifeq ($(NVCC),)
