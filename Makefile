@@ -13,13 +13,18 @@ GOLDEN ?= $(SHARED)/data/remi-golden
 
 # ASan + UBSan build: `make test SAN=1` (separate build tree, so plain and sanitized objects never mix)
 ifeq ($(SAN),1)
+ifeq ($(CUDA),1)
+$(error CUDA=1 and SAN=1 together are not supported: build them separately)
+endif
 BUILD := build/san
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(CUDA),1)
+BUILD := build/cuda
 else
 BUILD := build/rel
 endif
-BIN := bin$(if $(filter 1,$(SAN)),-san)
+BIN := bin$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(CUDA)),-cuda)
 
 DEB_PKGS := libsmf-dev libcjson-dev libopenblas-dev libsqlite3-dev sqlite3 pkg-config
 PKG_CFLAGS = $(shell pkg-config --cflags smf openblas 2>/dev/null)
@@ -29,8 +34,30 @@ LIB_SRC := $(wildcard libcommon/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOLS := midi2remi remi2midi shard train sample eval report
 TOOL_BINS := $(TOOLS:%=$(BIN)/%)
-TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SRC := $(filter-out tests/test_cuda_%,$(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+# CUDA backend: `make CUDA=1` (build/cuda, bin-cuda). nvcc is $(CUDA_HOME)/bin/nvcc when CUDA_HOME is set, else the
+# one on PATH; code for sm_$(CUDA_ARCH) plus its PTX. --fmad=false: no fused multiply-add, so the elementwise kernels
+# give the CPU's bytes. Without CUDA=1, libcommon/cuda/gpu_none.c stands in (gpu_init says there is no backend).
+# Objects do not track flags: after changing CUDA_ARCH, rm -rf build/cuda.
+ifeq ($(CUDA),1)
+NVCC := $(if $(CUDA_HOME),$(CUDA_HOME)/bin/nvcc,$(shell command -v nvcc 2>/dev/null))
+ifeq ($(NVCC),)
+$(error CUDA=1: nvcc not found (put it on PATH or set CUDA_HOME))
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+CUDA_LIB ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib) $(CUDA_HOME)/lib64)
+CUDA_ARCH ?= 90
+NVCCFLAGS ?= $(OPT) -g -lineinfo -std=c++17 --fmad=false -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+CU_SRC := $(wildcard libcommon/cuda/*.cu)
+LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
+PKG_LIBS += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
+CUDA_TEST_BINS := $(BUILD)/tests/test_cuda_ops
+TEST_BINS += $(CUDA_TEST_BINS)
+else
+LIB_OBJ += $(BUILD)/libcommon/cuda/gpu_none.o
+endif
 
 all: $(TOOL_BINS)
 
@@ -48,6 +75,11 @@ $(DEPS_STAMP):
 $(BUILD)/%.o: %.c $(wildcard libcommon/*.h tests/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -I$(BUILD) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] -Ilibcommon \
+	  -c $< -o $@
 
 # The source revision the tools record in the registry (runs.git_rev); rewritten only when it changes.
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -72,7 +104,7 @@ include pipelines/data.mk
 include pipelines/experiment.mk
 
 # ---- tests ------------------------------------------------------------------------------------
-# Every test binary prints "N passed, N failed" and exits non-zero on a failure; the shell tests likewise.
+# Every test binary prints "N passed, N failed, N skipped" and exits non-zero on a failure; the shell tests likewise.
 test: $(TOOL_BINS) $(TEST_BINS)
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \
@@ -81,15 +113,48 @@ test: $(TOOL_BINS) $(TEST_BINS)
 	  BIN=$(BIN) SHARED=$(SHARED) bash $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "make test: all passed"; else echo "make test: FAILED"; exit 1; fi
 
+# `make test-cuda CUDA=1`: only the CUDA tests (the GPU ops against the CPU ops); without a GPU they count as skipped.
+test-cuda: $(CUDA_TEST_BINS)
+	@$(if $(CUDA_TEST_BINS),,echo "test-cuda: needs CUDA=1" >&2; exit 2;) fail=0; \
+	for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+# `make gpu-libs CUDA=1`: copies the shared libraries that the CUDA test and tools link, other than glibc, libstdc++,
+# libgcc and CUDA's own (cuBLAS is too large to carry), into build/gpu-libs: the folder bench/gpu_check.sh puts on
+# LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs).
+GPU_LIBS_SYSTEM := '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|ld-linux-x86-64)\.so'
+gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS)
+	@$(if $(CUDA_TEST_BINS),,echo "gpu-libs: needs CUDA=1" >&2; exit 2;) rm -rf build/gpu-libs && mkdir -p build/gpu-libs
+	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
+	  while read -r p; do cp -L "$$p" build/gpu-libs/; done
+	@ls build/gpu-libs && du -sh build/gpu-libs
+
+# `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
+# kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
+# UBSan on device memory). No nvcc or GPU needed: it checks the kernels' logic on any machine, not the GPU itself.
+EMU_CXX ?= g++
+EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
+build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu
+	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
+build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
+	@mkdir -p build/emu
+	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
+build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
+	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o $(EMU_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+test-cuda-emu: build/emu/test_cuda_ops
+	@echo "== $<" && ASAN_OPTIONS=detect_leaks=0 $<
+
 clean:
-	rm -rf build bin bin-san
+	rm -rf build bin bin-san bin-cuda
 
 # `make report`: results/report.html from the registry (tables, loss curves, ablation bars, piano rolls)
 report: $(BIN)/report
 	@mkdir -p results
 	$(BIN)/report --registry $(REGISTRY) -o results/report.html
 
-.PHONY: all test clean report
+.PHONY: all test test-cuda test-cuda-emu gpu-libs clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

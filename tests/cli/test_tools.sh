@@ -3,7 +3,7 @@
 # Checks --help, exit codes and option errors, that a failed or interrupted run leaves no output (not even *.tmp.*),
 # the midi2remi | remi2midi -O | midi2remi round trip over all 909 POP909 songs, and the shard split and file format.
 # Env: BIN (tool folder, default bin) and SHARED (default ../shared), relative to the repository root unless absolute.
-# Missing data under $SHARED is a failure, never a skip. Ends with "N passed, N failed"; exits 1 on any failure.
+# Missing data under $SHARED is a failure, never a skip. Ends with "N passed, N failed, N skipped"; exits 1 on any failure.
 set -u -o pipefail
 export LC_ALL=C
 

@@ -5,7 +5,9 @@
 # SIGINT checkpoints and marks the run interrupted; a nan stops the run as failed and keeps the last checkpoint; a
 # full disk (ulimit -f) fails cleanly with the previous checkpoint intact; a tiny model learns POP909 well below
 # the data's unigram entropy. train.val_max_tokens scores the same subset for every seed and across a resume;
-# train.augment resumes bitwise; peak memory stays flat on a corpus 20x larger. Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed".
+# train.augment resumes bitwise; peak memory stays flat on a corpus 20x larger; a six-level nest resumes bitwise;
+# the memory plan and its refusal; the device in the registry, cuda refused by a CPU-only build.
+# Env: BIN, SHARED as in test_tools.sh. Ends with "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
 

@@ -23,7 +23,7 @@ fail() {
     for d in "$@"; do printf '      %s\n' "$d"; done
 }
 summary() {
-    printf '%d passed, %d failed\n' "$n_pass" "$n_fail"
+    printf '%d passed, %d failed, 0 skipped\n' "$n_pass" "$n_fail"
     [ "$n_fail" = 0 ]
     exit
 }

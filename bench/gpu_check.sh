@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# gpu_check: the CUDA op checks on a GPU machine that has no build tools. Builds nothing: it runs the test built
+# here (`make CUDA=1 gpu-libs` builds build/cuda/tests/test_cuda_ops, bin-cuda/ and copies the shared libraries a
+# bare machine lacks into build/gpu-libs; carry those three). cuBLAS 13 is too large to carry: it is looked for on the
+# machine (the CUDA toolkit, or PyTorch's nvidia-* wheels). Writes its log to $OUT/gpu_check.log (default
+# build/gpu-check). Exit 0 only when every check ran and passed on a GPU: no GPU is a failure here, not a skip.
+# Usage: bash bench/gpu_check.sh   (from the repository root; about a minute, at most ~8 with a slow sanitizer)
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-build/gpu-check}
+mkdir -p "$OUT"
+LOG=$OUT/gpu_check.log
+exec > >(tee "$LOG") 2>&1
+TEST=build/cuda/tests/test_cuda_ops
+rc=0
+
+echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+git describe --always --dirty 2>/dev/null || true
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,compute_cap \
+  --format=csv || echo "nvidia-smi: not found"
+if [ ! -x "$TEST" ]; then
+    echo "gpu_check: $TEST missing: run 'make CUDA=1 gpu-libs' on the build machine and carry build/cuda/tests," \
+      "build/gpu-libs and bin-cuda"
+    exit 1
+fi
+
+# ---- libraries: the carried ones, then a cuBLAS 13 from this machine --------------------------------------------
+LIBS=$PWD/build/gpu-libs
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
+    for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib; do
+        [ -e "$d/libcublasLt.so.13" ] && { LIBS=$LIBS:$d; break; }
+    done
+    case $LIBS in *:*) ;; *)
+        f=$(timeout 60 find /usr /opt /root /home -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)
+        [ -n "$f" ] && LIBS=$LIBS:$(dirname "$f") ;;
+    esac
+fi
+export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+missing=$(ldd "$TEST" | awk '/not found/ {print $1}')
+if [ -n "$missing" ]; then
+    echo "gpu_check: libraries not found for $TEST: $missing"
+    echo "hint: install CUDA 13's cuBLAS (e.g. pip install nvidia-cublas) and rerun, or set LD_LIBRARY_PATH to it"
+    exit 1
+fi
+ldd "$TEST" | grep -E 'cublas|openblas'
+
+# ---- the checks: once with a wait after every op (a fault names its own op), once as the backend runs -----------
+echo "== $TEST, HMT_GPU_SYNC=1"
+HMT_REQUIRE_GPU=1 HMT_GPU_SYNC=1 timeout 240 "$TEST" || rc=1
+echo "== $TEST"
+HMT_REQUIRE_GPU=1 timeout 240 "$TEST" || rc=1
+
+# ---- memory checks where compute-sanitizer is installed (GPU_CHECK_RACE=1: racecheck too; slower) ---------------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+if [ -n "$SAN" ]; then
+    for tool in memcheck $([ "${GPU_CHECK_RACE:-0}" = 1 ] && echo racecheck); do
+        echo "== compute-sanitizer --tool $tool"
+        HMT_REQUIRE_GPU=1 timeout 180 "$SAN" --tool $tool --error-exitcode 3 "$TEST" > "$OUT/sanitizer-$tool.log" 2>&1
+        s=$?
+        tail -3 "$OUT/sanitizer-$tool.log"
+        [ $s = 0 ] || { echo "gpu_check: compute-sanitizer $tool: exit $s (see sanitizer-$tool.log)"; rc=1; }
+    done
+else
+    echo "compute-sanitizer: not installed, skipped"
+fi
+echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"
+exit $rc

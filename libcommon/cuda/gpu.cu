@@ -1,0 +1,264 @@
+// gpu: the CUDA backend's device layer (gpu.h): init with one-line reasons for failure, device memory and copies,
+// the kept first error, the ops' workspace and the row-major cuBLAS GEMM every matmul goes through. One device,
+// one stream. Owns no file format.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_internal.cuh"
+
+cudaStream_t gpu_stream;
+cublasHandle_t gpu_blas;
+
+static int g_ready, g_sync_each, g_tf32;
+static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
+static void *g_ws;
+static size_t g_ws_bytes;
+
+// ---- errors -------------------------------------------------------------------------------------------------
+
+void gpu_record(const char *op, const char *what)
+{
+    if (!g_err[0]) snprintf(g_err, sizeof g_err, "%.100s: %.150s", op, what);
+}
+
+const char *gpu_error(void) { return g_err; }
+void gpu_clear_error(void) { g_err[0] = 0; }
+
+bool gpu_enter(const char *op)
+{
+    if (g_ready) return true;
+    gpu_record(op, "gpu not initialized");
+    return false;
+}
+
+static bool cuda_ok(const char *op, cudaError_t e)
+{
+    if (e == cudaSuccess) return true;
+    gpu_record(op, cudaGetErrorString(e));
+    return false;
+}
+
+void gpu_launched(const char *op)
+{
+    if (!cuda_ok(op, cudaGetLastError())) return;
+    if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+}
+
+void gpu_blas_check(const char *op, cublasStatus_t st)
+{
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        char m[128];
+        snprintf(m, sizeof m, "cuBLAS: %s", cublasGetStatusString(st));
+        gpu_record(op, m);
+        return;
+    }
+    if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+}
+
+// ---- device -------------------------------------------------------------------------------------------------
+
+// writes one value: proof that this build's kernels load and run on the device
+__global__ static void probe_kernel(int *out) { *out = 0x5eed; }
+
+static void version_str(char *s, size_t n, int v) { snprintf(s, n, "%d.%d", v / 1000, v % 1000 / 10); }
+
+static GpuStatus init_fail(char *err, GpuStatus st, const char *fmt, const char *a, const char *b)
+{
+    char line[1024];
+    snprintf(line, sizeof line, fmt, a, b);
+    snprintf(err, 256, "%.255s", line); // ERR_MAX
+    gpu_shutdown();
+    cudaGetLastError();
+    return st;
+}
+
+GpuStatus gpu_init(int device, char *err)
+{
+    if (g_ready) return GPU_OK;
+    err[0] = 0;
+    int drv = 0, rt = 0, n = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    version_str(g_driver, sizeof g_driver, drv);
+    version_str(g_runtime, sizeof g_runtime, rt);
+    if (drv == 0) return init_fail(err, GPU_NO_DRIVER, "no NVIDIA driver found (libcuda.so.1 not loadable)%s%s", "", "");
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0))
+        return init_fail(err, GPU_NO_DEVICE, "no CUDA device found%s%s", "", "");
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorCompatNotSupportedOnDevice)
+        return init_fail(err, GPU_NO_DRIVER, "the NVIDIA driver supports CUDA %s, this build needs %s", g_driver,
+                         g_runtime);
+    if (e != cudaSuccess) return init_fail(err, GPU_FAILED, "no usable CUDA device: %s%s", cudaGetErrorString(e), "");
+    if (device < 0 || device >= n) {
+        char a[64];
+        snprintf(a, sizeof a, "%d asked for, %d present", device, n);
+        return init_fail(err, GPU_NO_DEVICE, "no CUDA device %s%s", a, "");
+    }
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+        return init_fail(err, GPU_FAILED, "cannot use the CUDA device: %s%s", cudaGetErrorString(e), "");
+    snprintf(g_name, sizeof g_name, "%s", prop.name);
+    if ((e = cudaStreamCreateWithFlags(&gpu_stream, cudaStreamNonBlocking)) != cudaSuccess)
+        return init_fail(err, GPU_FAILED, "cannot create a CUDA stream on %s: %s", g_name, cudaGetErrorString(e));
+    // the kernels of this build (sm_XX / compute_XX of CUDA_ARCH) must load on this device
+    int *probe = NULL, got = 0;
+    if ((e = cudaMalloc(&probe, sizeof *probe)) != cudaSuccess)
+        return init_fail(err, GPU_FAILED, "cannot allocate on %s: %s", g_name, cudaGetErrorString(e));
+    LAUNCH(probe_kernel, 1, 1)(probe);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpyAsync(&got, probe, sizeof got, cudaMemcpyDeviceToHost, gpu_stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(gpu_stream);
+    cudaFree(probe);
+    if (e != cudaSuccess || got != 0x5eed) {
+        char a[320];
+        snprintf(a, sizeof a, "%s (compute capability %d.%d)", g_name, prop.major, prop.minor);
+        return init_fail(err, GPU_FAILED, "this build's kernels do not run on %s: %s (rebuild with CUDA_ARCH for it)",
+                         a, e != cudaSuccess ? cudaGetErrorString(e) : "wrong result");
+    }
+    cublasStatus_t st = cublasCreate(&gpu_blas);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(gpu_blas, gpu_stream);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetMathMode(gpu_blas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                          : CUBLAS_DEFAULT_MATH);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return init_fail(err, GPU_FAILED, "cannot set up cuBLAS on %s: %s", g_name, cublasGetStatusString(st));
+    const char *s = getenv("HMT_GPU_SYNC");
+    g_sync_each = s && *s && strcmp(s, "0") != 0;
+    g_err[0] = 0;
+    g_ready = 1;
+    return GPU_OK;
+}
+
+void gpu_shutdown(void)
+{
+    if (g_ws) cudaFree(g_ws);
+    g_ws = NULL, g_ws_bytes = 0;
+    if (gpu_blas) cublasDestroy(gpu_blas);
+    gpu_blas = NULL;
+    if (gpu_stream) cudaStreamDestroy(gpu_stream);
+    gpu_stream = NULL;
+    g_ready = 0;
+    g_name[0] = 0;
+}
+
+const char *gpu_name(void) { return g_name; }
+const char *gpu_driver_version(void) { return g_ready ? g_driver : ""; }
+const char *gpu_runtime_version(void) { return g_ready ? g_runtime : ""; }
+
+int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
+{
+    if (!gpu_enter("gpu_mem_info")) return -1;
+    return cuda_ok("gpu_mem_info", cudaMemGetInfo(free_bytes, total_bytes)) ? 0 : -1;
+}
+
+void gpu_set_tf32(int on)
+{
+    g_tf32 = on;
+    if (g_ready)
+        gpu_blas_check("gpu_set_tf32",
+                       cublasSetMathMode(gpu_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+int gpu_sync(void)
+{
+    if (!gpu_enter("gpu_sync")) return -1;
+    cuda_ok("gpu_sync", cudaStreamSynchronize(gpu_stream));
+    cuda_ok("gpu_sync", cudaGetLastError());
+    return g_err[0] ? -1 : 0;
+}
+
+// ---- memory -------------------------------------------------------------------------------------------------
+
+void *gpu_alloc(size_t bytes)
+{
+    if (!gpu_enter("gpu_alloc")) return NULL;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaSuccess) return p;
+    cudaGetLastError(); // an allocation failure is not sticky: later ops must not see it
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    char m[200];
+    snprintf(m, sizeof m, "%.2f GiB: %s (%.2f GiB free of %.2f)", (double)bytes / (1 << 30), cudaGetErrorString(e),
+             (double)fr / (1 << 30), (double)tot / (1 << 30));
+    gpu_record("gpu_alloc", m);
+    return NULL;
+}
+
+void gpu_free(void *p)
+{
+    if (p && g_ready) cudaFree(p);
+}
+
+int gpu_upload(void *dst, const void *src_host, size_t bytes)
+{
+    if (!gpu_enter("gpu_upload")) return -1;
+    if (!bytes) return 0;
+    if (!cuda_ok("gpu_upload", cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, gpu_stream))) return -1;
+    return cuda_ok("gpu_upload", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
+}
+
+int gpu_download(void *dst_host, const void *src, size_t bytes)
+{
+    if (!gpu_enter("gpu_download")) return -1;
+    if (!bytes) return gpu_sync();
+    if (!cuda_ok("gpu_download", cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, gpu_stream))) return -1;
+    return cuda_ok("gpu_download", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
+}
+
+int gpu_copy(void *dst, const void *src, size_t bytes)
+{
+    if (!gpu_enter("gpu_copy")) return -1;
+    if (!bytes) return 0;
+    return cuda_ok("gpu_copy", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, gpu_stream)) ? 0 : -1;
+}
+
+void gpu_zero(void *p, size_t bytes)
+{
+    if (!gpu_enter("gpu_zero") || !bytes) return;
+    cuda_ok("gpu_zero", cudaMemsetAsync(p, 0, bytes, gpu_stream));
+}
+
+void *gpu_workspace(const char *op, size_t bytes)
+{
+    if (bytes <= g_ws_bytes) return g_ws;
+    // the old workspace may still be in use by queued ops: wait for them before freeing it
+    if (g_ws) {
+        cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+        cudaFree(g_ws);
+    }
+    g_ws = NULL, g_ws_bytes = 0;
+    size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); // whole MiB
+    void *p = gpu_alloc(want);
+    if (!p) {
+        char m[320];
+        snprintf(m, sizeof m, "workspace: %s", g_err[0] ? g_err : "out of memory");
+        g_err[0] = 0;
+        gpu_record(op, m);
+        return NULL;
+    }
+    g_ws = p, g_ws_bytes = want;
+    return g_ws;
+}
+
+int gpu_reserve(size_t bytes)
+{
+    if (!gpu_enter("gpu_reserve")) return -1;
+    return gpu_workspace("gpu_reserve", bytes) ? 0 : -1;
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------------------------
+
+void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
+              const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch)
+{
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasStatus_t st;
+    if (batch == 1)
+        st = cublasSgemm(gpu_blas, oa, ob, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
+    else
+        st = cublasSgemmStridedBatched(gpu_blas, oa, ob, N, M, K, &alpha, B, ldb, sB, A, lda, sA, &beta, C, ldc, sC,
+                                       batch);
+    gpu_blas_check(op, st);
+}

@@ -1,0 +1,72 @@
+// gpu_internal: what the CUDA files of libcommon/cuda share: the stream and cuBLAS handle, the kept first error, the
+// ops' workspace, the row-major GEMM wrapper and deterministic block reductions. Not a public interface (gpu.h is).
+#ifndef GPU_INTERNAL_CUH
+#define GPU_INTERNAL_CUH
+
+#ifdef GPU_EMU // tests/emu: the same sources compiled for the CPU, kernels run by an emulator (no GPU needed)
+#include "cuda_emu.h"
+#else
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+// kernel<<<grid, block>>> on the backend's stream, written so the emulator can take it over
+#define LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, gpu_stream>>>
+#endif
+
+#include "gpu.h"
+
+extern cudaStream_t gpu_stream;
+extern cublasHandle_t gpu_blas;
+
+// False (and "op: gpu not initialized" kept) before a successful gpu_init; every op starts with it.
+bool gpu_enter(const char *op);
+// Keeps "op: what" when no error is kept yet.
+void gpu_record(const char *op, const char *what);
+// After a kernel launch: keeps a launch error; with HMT_GPU_SYNC=1 also waits and keeps an execution error.
+void gpu_launched(const char *op);
+void gpu_blas_check(const char *op, cublasStatus_t st);
+// The ops' workspace, at least `bytes` bytes (grown when needed, contents undefined), or NULL with the error kept.
+void *gpu_workspace(const char *op, size_t bytes);
+
+// Row-major C (M,N) = alpha op(A) (M,K) op(B) (K,N) + beta C, as ops.c's sgemm1, for `batch` matrices at strides
+// sA, sB, sC (in floats; 0 reuses one matrix). Through cuBLAS: the column-major product C^T = op(B)^T op(A)^T.
+void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
+              const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
+
+// grid size for n elements at `per` elements per block, at least 1
+static inline unsigned gpu_blocks(size_t n, size_t per) { return n ? (unsigned)((n + per - 1) / per) : 1u; }
+
+// Sum over the block of one value per thread, in a fixed order (warp shuffles, then the warps' sums in order);
+// the result is valid in every thread. blockDim.x a multiple of 32, at most 1024; `shared` holds 32 values.
+template <typename F> __device__ inline F block_sum(F v, F *shared)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nw ? shared[lane] : (F)0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) shared[0] = v;
+    }
+    __syncthreads();
+    return shared[0];
+}
+
+template <typename F> __device__ inline F block_max(F v, F *shared)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nw ? shared[lane] : -INFINITY;
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+        if (lane == 0) shared[0] = v;
+    }
+    __syncthreads();
+    return shared[0];
+}
+
+#endif

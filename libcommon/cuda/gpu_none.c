@@ -1,0 +1,55 @@
+// gpu_none: the CUDA backend's stand-in for a build without CUDA (the default `make`): gpu_init says this build has
+// no CUDA backend, and the device functions fail. The ops of gpu.h exist only in a CUDA=1 build; this file defines
+// none of them, so code that calls an op must be built with CUDA=1 (a link error otherwise, never a silent no-op).
+#include <string.h>
+
+#include "gpu.h"
+
+static char none_err[] = "gpu: this build has no CUDA backend (rebuild with make CUDA=1)";
+
+GpuStatus gpu_init(int device, char *err)
+{
+    (void)device;
+    strcpy(err, "this build has no CUDA backend (rebuild with make CUDA=1)");
+    return GPU_NOT_BUILT;
+}
+void gpu_shutdown(void) {}
+const char *gpu_name(void) { return ""; }
+const char *gpu_driver_version(void) { return ""; }
+const char *gpu_runtime_version(void) { return ""; }
+int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+    return -1;
+}
+void gpu_set_tf32(int on) { (void)on; }
+int gpu_sync(void) { return -1; }
+const char *gpu_error(void) { return none_err; }
+void gpu_clear_error(void) {}
+void *gpu_alloc(size_t bytes)
+{
+    (void)bytes;
+    return NULL;
+}
+void gpu_free(void *p) { (void)p; }
+int gpu_upload(void *dst, const void *src_host, size_t bytes)
+{
+    (void)dst, (void)src_host, (void)bytes;
+    return -1;
+}
+int gpu_download(void *dst_host, const void *src, size_t bytes)
+{
+    (void)dst_host, (void)src, (void)bytes;
+    return -1;
+}
+int gpu_copy(void *dst, const void *src, size_t bytes)
+{
+    (void)dst, (void)src, (void)bytes;
+    return -1;
+}
+void gpu_zero(void *p, size_t bytes) { (void)p, (void)bytes; }
+int gpu_reserve(size_t bytes)
+{
+    (void)bytes;
+    return -1;
+}

@@ -1,0 +1,937 @@
+// gpu_ops: the CUDA implementation of every op of ops.h (see gpu.h for the contract: device pointers, backward
+// accumulates, errors kept). Matmuls are cuBLAS sgemm through gpu_gemm; the rest are kernels written from ops.c's
+// arithmetic, in the same operation order where that makes the bytes equal (elementwise ops, dropout, resampling,
+// embedding; the build uses --fmad=false so no multiply-add is fused). Reductions never use float atomics: one
+// thread or one block owns each output and sums in a fixed order, or per-block partials are summed in block order.
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu_internal.cuh"
+
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS 65536u // grid-stride loops beyond this
+
+static inline unsigned ew_blocks(size_t n)
+{
+    unsigned b = gpu_blocks(n, EW_THREADS);
+    return b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS;
+}
+
+#define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+// ---- embedding ----------------------------------------------------------------------------------------------
+
+// out[b,t,c] = wte[tok[b,t], c] + pe[t, c]
+__global__ static void encoder_fwd_k(float *out, const int32_t *tok, const float *wte, const float *pe, int T, int C,
+                                     size_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        size_t bt = i / C;
+        int c = (int)(i % C), t = (int)(bt % T);
+        out[i] = wte[(size_t)tok[bt] * C + c] + pe[(size_t)t * C + c];
+    }
+}
+
+void gpu_encoder_forward(float *out, const int32_t *tok, const float *wte, const float *pe, int B, int T, int C)
+{
+    const char *op = "gpu_encoder_forward";
+    if (!gpu_enter(op)) return;
+    size_t n = (size_t)B * T * C;
+    LAUNCH(encoder_fwd_k, ew_blocks(n), EW_THREADS)(out, tok, wte, pe, T, C, n);
+    gpu_launched(op);
+}
+
+#define ENC_TOK_CHUNK 1024
+// One block per (vocabulary row v, 128 columns): the row's columns sum dout over the positions holding v, in
+// position order, as encoder_backward does (so the same bytes, and no atomics). PAD (v = 0) is skipped.
+__global__ static void encoder_bwd_k(float *dwte, const float *dout, const int32_t *tok, int n_tok, int C)
+{
+    __shared__ int32_t st[ENC_TOK_CHUNK];
+    int v = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (v == 0) return;
+    float acc = c < C ? dwte[(size_t)v * C + c] : 0.0f;
+    for (int i0 = 0; i0 < n_tok; i0 += ENC_TOK_CHUNK) {
+        int m = n_tok - i0 < ENC_TOK_CHUNK ? n_tok - i0 : ENC_TOK_CHUNK;
+        __syncthreads();
+        for (int k = threadIdx.x; k < m; k += blockDim.x) st[k] = tok[i0 + k];
+        __syncthreads();
+        if (c < C)
+            for (int k = 0; k < m; k++)
+                if (st[k] == v) acc += dout[(size_t)(i0 + k) * C + c];
+    }
+    if (c < C) dwte[(size_t)v * C + c] = acc;
+}
+
+void gpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V)
+{
+    const char *op = "gpu_encoder_backward";
+    if (!gpu_enter(op)) return;
+    dim3 grid(V, gpu_blocks(C, 128));
+    LAUNCH(encoder_bwd_k, grid, 128)(dwte, dout, tok, B * T, C);
+    gpu_launched(op);
+}
+
+// ---- column sums (linear db, LayerNorm dw/db): per chunk of rows, then the chunks in order -------------------
+
+#define COL_ROWS 64 // rows per partial sum
+#define COL_THREADS 128
+
+// part[k, c] = sum over rows r in chunk k (in order) of g[r, c]  (and, with x, of g * (x - mean) * rstd in part2)
+__global__ static void colsum_part_k(float *part, float *part2, const float *g, const float *x, const float *mean,
+                                     const float *rstd, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+    if (c >= C) return;
+    int r1 = (k + 1) * COL_ROWS < N ? (k + 1) * COL_ROWS : N;
+    float s = 0.0f, s2 = 0.0f;
+    for (int r = k * COL_ROWS; r < r1; r++) {
+        float gv = g[(size_t)r * C + c];
+        s += gv;
+        if (x) s2 += gv * ((x[(size_t)r * C + c] - mean[r]) * rstd[r]);
+    }
+    part[(size_t)k * C + c] = s;
+    if (x) part2[(size_t)k * C + c] = s2;
+}
+
+// out[c] += sum over chunks k in order of part[k, c]
+__global__ static void colsum_final_k(float *out, const float *part, int chunks, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int k = 0; k < chunks; k++) s += part[(size_t)k * C + c];
+    out[c] += s;
+}
+
+// db[c] += sum_n g[n,c]; with x (LayerNorm): dw[c] += sum_n g[n,c] * xhat[n,c] too
+static void colsums(const char *op, float *db, float *dw, const float *g, const float *x, const float *mean,
+                    const float *rstd, int N, int C)
+{
+    int chunks = (N + COL_ROWS - 1) / COL_ROWS;
+    if (chunks == 0) return;
+    float *part = (float *)gpu_workspace(op, (size_t)chunks * C * (x ? 2 : 1) * sizeof(float));
+    if (!part) return;
+    float *part2 = x ? part + (size_t)chunks * C : NULL;
+    dim3 grid(gpu_blocks(C, COL_THREADS), chunks);
+    LAUNCH(colsum_part_k, grid, COL_THREADS)(part, part2, g, x, mean, rstd, N, C);
+    gpu_launched(op);
+    LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
+    gpu_launched(op);
+    if (x) {
+        LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(dw, part2, chunks, C);
+        gpu_launched(op);
+    }
+}
+
+// ---- linear -------------------------------------------------------------------------------------------------
+
+__global__ static void bias_rows_k(float *out, const float *b, int OC, size_t n)
+{
+    GRID_STRIDE(i, n) out[i] = b[i % OC];
+}
+
+void gpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC)
+{
+    const char *op = "gpu_linear_forward";
+    if (!gpu_enter(op)) return;
+    // out (N,OC) = inp (N,IC) @ w^T (IC,OC) [+ b]: the bias rows first, then the product added (ops.c's order)
+    if (b) {
+        size_t n = (size_t)N * OC;
+        LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
+        gpu_launched(op);
+    }
+    gpu_gemm(op, 0, 1, N, OC, IC, 1.0f, inp, IC, 0, w, IC, 0, b ? 1.0f : 0.0f, out, OC, 0, 1);
+}
+
+// backward of: out = inp @ w^T + b
+void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int N,
+                         int IC, int OC)
+{
+    const char *op = "gpu_linear_backward";
+    if (!gpu_enter(op)) return;
+    if (dinp) gpu_gemm(op, 0, 0, N, IC, OC, 1.0f, dout, OC, 0, w, IC, 0, 1.0f, dinp, IC, 0, 1);
+    gpu_gemm(op, 1, 0, OC, IC, N, 1.0f, dout, OC, 0, inp, IC, 0, 1.0f, dw, IC, 0, 1);
+    if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
+}
+
+// ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------
+
+#define LN_WARPS 4 // rows per block, one warp per row
+
+__device__ static inline float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                                int N, int C)
+{
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += x[c];
+    float m = warp_sum(s) / (float)C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) v += (x[c] - m) * (x[c] - m);
+    v = warp_sum(v) / (float)C;
+    float r = 1.0f / sqrtf(v + 1e-5f);
+    float *o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+    if (lane == 0) mean[row] = m, rstd[row] = r;
+}
+
+void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int N, int C)
+{
+    const char *op = "gpu_layernorm_forward";
+    if (!gpu_enter(op)) return;
+    LAUNCH(ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, mean, rstd, inp, w, b, N, C);
+    gpu_launched(op);
+}
+
+// dx += r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w; one warp per row
+__global__ static void ln_bwd_k(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
+                                const float *rstd, int N, int C)
+{
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
+    float m = mean[row], r = rstd[row], sd = 0.0f, sdx = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x[c] - m) * r, dxhat = g[c] * w[c];
+        sd += dxhat;
+        sdx += dxhat * xhat;
+    }
+    sd = warp_sum(sd) / (float)C;
+    sdx = warp_sum(sdx) / (float)C;
+    float *dx = dinp + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x[c] - m) * r;
+        dx[c] += r * (g[c] * w[c] - sd - xhat * sdx);
+    }
+}
+
+// backward of: out = (x - mean) * rstd * w + b
+void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int N, int C)
+{
+    const char *op = "gpu_layernorm_backward";
+    if (!gpu_enter(op)) return;
+    LAUNCH(ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dinp, dout, inp, w, mean, rstd, N, C);
+    gpu_launched(op);
+    colsums(op, db, dw, dout, inp, mean, rstd, N, C);
+}
+
+// ---- elementwise --------------------------------------------------------------------------------------------
+
+__global__ static void relu_k(float *out, const float *inp, size_t n)
+{
+    GRID_STRIDE(i, n) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+// dinp += (out > 0 ? dout : +0): ops.c's vector lanes add +0 where masked
+__global__ static void relu_bwd_k(float *dinp, const float *dout, const float *out, size_t n)
+{
+    GRID_STRIDE(i, n) dinp[i] = dinp[i] + (out[i] > 0.0f ? dout[i] : 0.0f);
+}
+__global__ static void add_k(float *out, const float *a, const float *b, size_t n)
+{
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+__global__ static void acc_k(float *dst, const float *src, size_t n)
+{
+    GRID_STRIDE(i, n) dst[i] += src[i];
+}
+
+#define EW_OP(name, kernel, ...)                                                                                       \
+    do {                                                                                                               \
+        if (!gpu_enter(name) || n == 0) return;                                                                        \
+        LAUNCH(kernel, ew_blocks(n), EW_THREADS)(__VA_ARGS__);                                                         \
+        gpu_launched(name);                                                                                            \
+    } while (0)
+
+void gpu_relu_forward(float *out, const float *inp, size_t n) { EW_OP("gpu_relu_forward", relu_k, out, inp, n); }
+void gpu_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
+{
+    EW_OP("gpu_relu_backward", relu_bwd_k, dinp, dout, out, n);
+}
+void gpu_add_forward(float *out, const float *a, const float *b, size_t n) { EW_OP("gpu_add_forward", add_k, out, a, b, n); }
+void gpu_accumulate(float *dst, const float *src, size_t n) { EW_OP("gpu_accumulate", acc_k, dst, src, n); }
+
+// ---- dropout: ops.c's counter stream, element for element ------------------------------------------------------
+// Element i of the stream keyed by `key` is kept iff the 32-bit half (i & 1) of splitmix64 output i/2 is >= thr
+// (Steele et al. 2014); key = mix64(seed + GOLDEN) + GOLDEN, thr = p * 2^32 (saturated), as ops.c.
+
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+__host__ __device__ static inline uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+static uint64_t dropout_key(uint64_t seed) { return mix64(seed + GOLDEN) + GOLDEN; }
+static uint32_t drop_threshold(float p)
+{
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+__device__ static inline int drop_keep(uint64_t key, uint32_t thr, size_t i)
+{
+    uint64_t h = mix64(key + (uint64_t)(i >> 1) * GOLDEN);
+    uint32_t u = i & 1 ? (uint32_t)(h >> 32) : (uint32_t)h;
+    return u >= thr;
+}
+
+// out = kept (and, with relu, inp > 0) ? inp * scale : +0; mask = kept. p <= 0 (`copy`): every mask byte 1.
+__global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, float scale, uint32_t thr, uint64_t key,
+                                 int relu, int copy, size_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        float x = inp[i];
+        if (copy) {
+            out[i] = relu ? (x > 0.0f ? x : 0.0f) : x;
+            mask[i] = 1;
+            continue;
+        }
+        int keep = drop_keep(key, thr, i);
+        mask[i] = (uint8_t)keep;
+        out[i] = keep && (!relu || x > 0.0f) ? x * scale : 0.0f;
+    }
+}
+
+// dinp += (mask (and inp > 0) ? dout * scale : +0)
+__global__ static void dropout_bwd_k(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float scale,
+                                     size_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        int keep = mask[i] && (!inp || inp[i] > 0.0f);
+        dinp[i] = dinp[i] + (keep ? dout[i] * scale : 0.0f);
+    }
+}
+
+static void dropout_launch(const char *op, float *out, uint8_t *mask, const float *inp, float p, uint64_t seed,
+                           size_t n, int relu)
+{
+    if (!gpu_enter(op) || n == 0) return;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    LAUNCH(dropout_k, ew_blocks(n), EW_THREADS)(out, mask, inp, scale, drop_threshold(p),
+                                                           dropout_key(seed), relu, p <= 0.0f, n);
+    gpu_launched(op);
+}
+
+void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n)
+{
+    dropout_launch("gpu_dropout_forward", out, mask, inp, p, seed, n, 0);
+}
+void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n)
+{
+    dropout_launch("gpu_relu_dropout_forward", out, mask, inp, p, seed, n, 1);
+}
+
+static float dropout_bwd_scale(float p) { return p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f); }
+
+void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n)
+{
+    const char *op = "gpu_dropout_backward";
+    EW_OP(op, dropout_bwd_k, dinp, dout, mask, (const float *)NULL, dropout_bwd_scale(p), n);
+}
+void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p, size_t n)
+{
+    const char *op = "gpu_relu_dropout_backward";
+    EW_OP(op, dropout_bwd_k, dinp, dout, mask, inp, dropout_bwd_scale(p), n);
+}
+
+// ---- attention (Music Transformer relative attention, Huang et al. 2018; ops.c's tiles for the mask) ------------
+// S = scale * (q k^T) by cuBLAS into probs, R = scale * (q Er_T^T) by cuBLAS into the workspace (Er_T the last Tq
+// rows of Er), then one block per query row: S[i,j] += R[i, Tq-1-i+j] (the skew as a gather), softmax over the
+// row's n_keys[i] keys, the dropout mask of ops.c (per (b, h) stream keyed by seed ^ ((b*NH+h)*Tq*Tk), element
+// i*Tk+j, drawn for the keys of the row's tile of 128 query rows, 0 beyond), PD = dropout(P); then out = PD v.
+
+#define ATT_ROWS 128 // ops.c's query tile: its mask covers the widest key range of the tile's rows
+#define ATT_THREADS 128
+
+typedef struct AttK {
+    int Tq, Tk, NH;
+    const int *n_keys;
+    float keep;    // forward: 1/(1-p) (0 when p >= 1); backward: 1/(1-p), 1 without dropout
+    int drop;      // dropout > 0
+    uint32_t thr;  // dropout threshold
+    uint64_t seed; // AttnDims.seed
+} AttK;
+
+// the widest key count of the query tile holding row i (ops.c att_keys); every thread gets it
+__device__ static int tile_keys(const AttK &a, int i, float *red)
+{
+    int R = a.Tq < ATT_ROWS ? a.Tq : ATT_ROWS, i0 = i / R * R, i1 = i0 + R < a.Tq ? i0 + R : a.Tq;
+    float m = 0.0f;
+    for (int r = i0 + threadIdx.x; r < i1; r += blockDim.x) m = fmaxf(m, (float)a.n_keys[r]);
+    return (int)block_max(m, red);
+}
+
+// one block per row (b, h, i) of probs: see the section comment
+__global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, const float *R, AttK a)
+{
+    __shared__ float red[32];
+    size_t row = blockIdx.x;
+    int Tq = a.Tq, Tk = a.Tk, i = (int)(row % Tq), n = a.n_keys[i], nkt = tile_keys(a, i, red);
+    size_t bh = row / Tq;
+    float *s = probs + row * Tk;
+    const float *rr = R ? R + row * Tq + (Tq - 1 - i) : NULL; // R[i, Tq-1-i+j] = rr[j]
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float x = s[j];
+        if (rr) s[j] = x = x + rr[j];
+        mx = fmaxf(mx, x);
+    }
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = expf(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);
+    uint64_t key = mix64((a.seed ^ (uint64_t)(bh * Tq * Tk)) + GOLDEN) + GOLDEN;
+    uint8_t *mr = mask + row * Tk;
+    float *pr = pd ? pd + row * Tk : NULL;
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+        float p = j < n ? s[j] / sum : 0.0f;
+        s[j] = p;
+        int keep = j < nkt ? (a.drop ? drop_keep(key, a.thr, (size_t)i * Tk + j) : 1) : 0;
+        mr[j] = (uint8_t)keep;
+        if (pr) pr[j] = keep ? p * a.keep : 0.0f;
+    }
+}
+
+// PD = mask ? P * keep : 0 (dropout on), from the forward's saved P and mask
+__global__ static void att_pd_k(float *pd, const float *probs, const uint8_t *mask, float keep, size_t n)
+{
+    GRID_STRIDE(i, n) pd[i] = mask[i] ? probs[i] * keep : 0.0f;
+}
+
+// one block per row (b, h, i): dP -> dS in place (dS = P * (g - sum_j g P), g = dP * keep where kept, over the row's
+// keys; 0 beyond), then with dR the un-skewed row: dR[i, c] = dS[i, j] for c = Tq-1-i+j, 0 where no key maps
+__global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *probs, const uint8_t *mask, AttK a)
+{
+    __shared__ float red[32];
+    size_t row = blockIdx.x;
+    int Tq = a.Tq, Tk = a.Tk, i = (int)(row % Tq), n = a.n_keys[i];
+    float *g = dp + row * Tk;
+    const float *pr = probs + row * Tk;
+    const uint8_t *mr = mask + row * Tk;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float gj = mr[j] ? g[j] * a.keep : 0.0f;
+        g[j] = gj;
+        s += gj * pr[j];
+    }
+    s = block_sum(s, red); // ends with __syncthreads: every g[j] above is written
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x) g[j] = j < n ? pr[j] * (g[j] - s) : 0.0f;
+    if (!dR) return;
+    __syncthreads();
+    float *d = dR + row * Tq;
+    for (int c = threadIdx.x; c < Tq; c += blockDim.x) {
+        int j = c - (Tq - 1 - i);
+        d[c] = j >= 0 && j < n ? g[j] : 0.0f;
+    }
+}
+
+// dEr_T[r] += sum over (b, h) in order of part[bh, r]
+__global__ static void er_sum_k(float *dEr, const float *part, int tasks, size_t n)
+{
+    GRID_STRIDE(r, n)
+    {
+        float acc = dEr[r];
+        for (int t = 0; t < tasks; t++) acc += part[(size_t)t * n + r];
+        dEr[r] = acc;
+    }
+}
+
+static AttK att_k(const AttnDims *d, int backward)
+{
+    AttK a;
+    a.Tq = d->Tq, a.Tk = d->Tk, a.NH = d->NH, a.n_keys = d->n_keys, a.drop = d->dropout > 0.0f;
+    a.thr = drop_threshold(d->dropout), a.seed = d->seed;
+    if (backward) a.keep = a.drop ? 1.0f / (1.0f - d->dropout) : 1.0f;
+    else a.keep = d->dropout < 1.0f ? 1.0f / (1.0f - d->dropout) : 0.0f;
+    return a;
+}
+
+static size_t att_fwd_floats(const AttnDims *d, int er)
+{
+    size_t bhq = (size_t)d->B * d->NH * d->Tq;
+    return (er ? bhq * d->Tq : 0) + (d->dropout > 0.0f ? bhq * d->Tk : 0);
+}
+static size_t att_bwd_floats(const AttnDims *d, int er)
+{
+    size_t bhq = (size_t)d->B * d->NH * d->Tq;
+    return (d->dropout > 0.0f ? bhq * d->Tk : 0) + bhq * d->Tk + (er ? bhq * d->Tq + (size_t)d->B * d->Tq * d->C : 0);
+}
+
+size_t gpu_attention_workspace_bytes(const AttnDims *d)
+{
+    size_t f = att_fwd_floats(d, 1), b = att_bwd_floats(d, 1);
+    return (f > b ? f : b) * sizeof(float);
+}
+
+static bool att_check(const char *op, const AttnDims *d, const float *Er)
+{
+    if (d->NH <= 0 || d->C % d->NH != 0 || d->Tq <= 0 || d->Tk <= 0 || (Er && (d->Tq != d->Tk || d->Tq > d->L))) {
+        gpu_record(op, "bad dimensions (C % NH, or with Er Tq == Tk <= L)");
+        return false;
+    }
+    return true;
+}
+
+void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float *q, const float *k, const float *v,
+                           const float *Er, const AttnDims *d)
+{
+    const char *op = "gpu_attention_forward";
+    if (!gpu_enter(op) || !att_check(op, d, Er)) return;
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    float *ws = (float *)gpu_workspace(op, att_fwd_floats(d, Er != NULL) * sizeof(float) + 1);
+    if (!ws) return;
+    size_t bhq = (size_t)B * NH * Tq;
+    float *R = Er ? ws : NULL, *pd = d->dropout > 0.0f ? ws + (Er ? bhq * Tq : 0) : NULL;
+    const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL; // the last Tq rows of Er
+    for (int b = 0; b < B; b++) { // per batch item, the heads as one strided batch (head h at column h*HS)
+        const float *qb = q + (size_t)b * Tq * d->ldq;
+        gpu_gemm(op, 0, 1, Tq, Tk, HS, scale, qb, d->ldq, HS, k + (size_t)b * Tk * d->ldk, d->ldk, HS, 0.0f,
+                 probs + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk, NH);
+        if (Er)
+            gpu_gemm(op, 0, 1, Tq, Tq, HS, scale, qb, d->ldq, HS, ers, HS, 0, 0.0f, R + (size_t)b * NH * Tq * Tq, Tq,
+                     (long long)Tq * Tq, NH);
+    }
+    LAUNCH(att_softmax_k, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
+    gpu_launched(op);
+    const float *use = pd ? pd : probs;
+    for (int b = 0; b < B; b++)
+        gpu_gemm(op, 0, 0, Tq, HS, Tk, 1.0f, use + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk,
+                 v + (size_t)b * Tk * d->ldv, d->ldv, HS, 0.0f, out + (size_t)b * Tq * C, C, HS, NH);
+}
+
+// backward of: S = scale*(q k^T + skew(q Er^T)); P = softmax(S); PD = dropout(P); out = PD v
+void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *probs,
+                            const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
+                            const AttnDims *d)
+{
+    const char *op = "gpu_attention_backward";
+    if (!gpu_enter(op) || !att_check(op, d, Er)) return;
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    float *ws = (float *)gpu_workspace(op, att_bwd_floats(d, Er != NULL) * sizeof(float) + 1);
+    if (!ws) return;
+    size_t bhq = (size_t)B * NH * Tq, nP = bhq * Tk;
+    float *pd = NULL, *dp = ws;
+    if (d->dropout > 0.0f) pd = ws, dp = ws + nP;
+    float *dR = Er ? dp + nP : NULL, *part = Er && dEr ? dR + bhq * Tq : NULL;
+    AttK a = att_k(d, 1);
+    if (pd) {
+        LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a.keep, nP);
+        gpu_launched(op);
+    }
+    const float *use = pd ? pd : probs;
+    for (int b = 0; b < B; b++) {
+        const float *dob = dout + (size_t)b * Tq * C, *vb = v + (size_t)b * Tk * d->ldv;
+        // dv += PD^T dout;  dPD = dout v^T
+        gpu_gemm(op, 1, 0, Tk, HS, Tq, 1.0f, use + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk, dob, C, HS, 1.0f,
+                 dv + (size_t)b * Tk * d->ldv, d->ldv, HS, NH);
+        gpu_gemm(op, 0, 1, Tq, Tk, HS, 1.0f, dob, C, HS, vb, d->ldv, HS, 0.0f, dp + (size_t)b * NH * Tq * Tk, Tk,
+                 (long long)Tq * Tk, NH);
+    }
+    LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a);
+    gpu_launched(op);
+    const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
+    for (int b = 0; b < B; b++) {
+        const float *dSb = dp + (size_t)b * NH * Tq * Tk, *qb = q + (size_t)b * Tq * d->ldq;
+        float *dqb = dq + (size_t)b * Tq * d->ldq;
+        // dq += scale * dS k;  dk += scale * dS^T q
+        gpu_gemm(op, 0, 0, Tq, HS, Tk, scale, dSb, Tk, (long long)Tq * Tk, k + (size_t)b * Tk * d->ldk, d->ldk, HS,
+                 1.0f, dqb, d->ldq, HS, NH);
+        gpu_gemm(op, 1, 0, Tk, HS, Tq, scale, dSb, Tk, (long long)Tq * Tk, qb, d->ldq, HS, 1.0f,
+                 dk + (size_t)b * Tk * d->ldk, d->ldk, HS, NH);
+        if (!Er) continue;
+        // dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
+        const float *dRb = dR + (size_t)b * NH * Tq * Tq;
+        gpu_gemm(op, 0, 0, Tq, HS, Tq, scale, dRb, Tq, (long long)Tq * Tq, ers, HS, 0, 1.0f, dqb, d->ldq, HS, NH);
+        if (part)
+            gpu_gemm(op, 1, 0, Tq, HS, Tq, scale, dRb, Tq, (long long)Tq * Tq, qb, d->ldq, HS, 0.0f,
+                     part + (size_t)b * NH * Tq * HS, HS, (long long)Tq * HS, NH);
+    }
+    if (part) {
+        size_t n = (size_t)Tq * HS;
+        LAUNCH(er_sum_k, ew_blocks(n), EW_THREADS)(dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
+        gpu_launched(op);
+    }
+}
+
+// ---- hourglass resampling -------------------------------------------------------------------------------------
+
+// out (B,To,C) from inp (B,Ti,C): out[b,t] = inp[b,t-s] for 0 <= t-s < Ti, else 0 (pad: s 0; crop: Ti > To;
+// shift: s = K-1)
+__global__ static void rows_fwd_k(float *out, const float *inp, int To, int Ti, int s, int C, size_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        size_t bt = i / C;
+        int c = (int)(i % C), t = (int)(bt % To), b = (int)(bt / To), u = t - s;
+        out[i] = u >= 0 && u < Ti ? inp[((size_t)b * Ti + u) * C + c] : 0.0f;
+    }
+}
+// dinp (B,Ti,C) += dout (B,To,C) at rows u = t - s, for the rows u of dinp that some t reaches
+__global__ static void rows_bwd_k(float *dinp, const float *dout, int To, int Ti, int s, int C, size_t n)
+{
+    GRID_STRIDE(i, n) // i over dinp
+    {
+        size_t bu = i / C;
+        int c = (int)(i % C), u = (int)(bu % Ti), b = (int)(bu / Ti), t = u + s;
+        if (t < To) dinp[i] += dout[((size_t)b * To + t) * C + c];
+    }
+}
+
+static void rows_fwd(const char *op, float *out, const float *inp, int B, int To, int Ti, int s, int C)
+{
+    if (!gpu_enter(op)) return;
+    size_t n = (size_t)B * To * C;
+    if (!n) return;
+    LAUNCH(rows_fwd_k, ew_blocks(n), EW_THREADS)(out, inp, To, Ti, s, C, n);
+    gpu_launched(op);
+}
+static void rows_bwd(const char *op, float *dinp, const float *dout, int B, int To, int Ti, int s, int C)
+{
+    if (!gpu_enter(op)) return;
+    size_t n = (size_t)B * Ti * C;
+    if (!n) return;
+    LAUNCH(rows_bwd_k, ew_blocks(n), EW_THREADS)(dinp, dout, To, Ti, s, C, n);
+    gpu_launched(op);
+}
+
+void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C)
+{
+    rows_fwd("gpu_pad_forward", out, inp, B, Tp, T, 0, C);
+}
+void gpu_pad_backward(float *dinp, const float *dout, int B, int T, int Tp, int C)
+{
+    rows_bwd("gpu_pad_backward", dinp, dout, B, Tp, T, 0, C);
+}
+void gpu_crop_forward(float *out, const float *inp, int B, int Tp, int T, int C)
+{
+    rows_fwd("gpu_crop_forward", out, inp, B, T, Tp, 0, C);
+}
+void gpu_crop_backward(float *dinp, const float *dout, int B, int Tp, int T, int C)
+{
+    rows_bwd("gpu_crop_backward", dinp, dout, B, T, Tp, 0, C);
+}
+void gpu_shift_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    rows_fwd("gpu_shift_forward", out, inp, B, T, T, K - 1 < T ? K - 1 : T, C);
+}
+void gpu_shift_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    rows_bwd("gpu_shift_backward", dinp, dout, B, T, T, K - 1 < T ? K - 1 : T, C);
+}
+
+// out[r] = (0 + inp[K r] + ... + inp[K r + K-1]) / K, as ops.c (memset, accumulate in order, divide)
+__global__ static void meanpool_k(float *out, const float *inp, int C, int K, size_t n)
+{
+    GRID_STRIDE(i, n)
+    {
+        size_t r = i / C;
+        int c = (int)(i % C);
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += inp[(r * K + k) * C + c];
+        out[i] = s / (float)K;
+    }
+}
+// dinp[K r + k] += dout[r] / K
+__global__ static void meanpool_bwd_k(float *dinp, const float *dout, int C, int K, size_t n)
+{
+    GRID_STRIDE(i, n) // i over dinp
+    {
+        size_t rk = i / C;
+        int c = (int)(i % C);
+        dinp[i] += dout[(rk / K) * C + c] / (float)K;
+    }
+}
+// out[K r + k] = inp[r]
+__global__ static void repeat_k(float *out, const float *inp, int C, int K, size_t n)
+{
+    GRID_STRIDE(i, n) out[i] = inp[(i / C / K) * C + i % C];
+}
+// dinp[r] += dout[K r], then += dout[K r + 1], ... (ops.c's order)
+__global__ static void repeat_bwd_k(float *dinp, const float *dout, int C, int K, size_t n)
+{
+    GRID_STRIDE(i, n) // i over dinp
+    {
+        size_t r = i / C;
+        int c = (int)(i % C);
+        float s = dinp[i];
+        for (int k = 0; k < K; k++) s += dout[(r * K + k) * C + c];
+        dinp[i] = s;
+    }
+}
+
+void gpu_meanpool_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    size_t n = (size_t)B * (T / K) * C;
+    EW_OP("gpu_meanpool_forward", meanpool_k, out, inp, C, K, n);
+}
+void gpu_meanpool_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    size_t n = (size_t)B * (T / K) * K * C;
+    EW_OP("gpu_meanpool_backward", meanpool_bwd_k, dinp, dout, C, K, n);
+}
+void gpu_repeat_forward(float *out, const float *inp, int B, int T, int C, int K)
+{
+    size_t n = (size_t)B * (T / K) * K * C;
+    EW_OP("gpu_repeat_forward", repeat_k, out, inp, C, K, n);
+}
+void gpu_repeat_backward(float *dinp, const float *dout, int B, int T, int C, int K)
+{
+    size_t n = (size_t)B * (T / K) * C;
+    EW_OP("gpu_repeat_backward", repeat_bwd_k, dinp, dout, C, K, n);
+}
+
+// ---- losses -------------------------------------------------------------------------------------------------
+
+#define RED_THREADS 256
+
+// one block per row: probs = softmax (exp in float, the sum in double, as ops.c); row_loss[i] = -log p[target]
+// computed as ops.c (double), or 0 for a PAD target; row_valid[i] = target != PAD
+__global__ static void ce_fwd_k(float *probs, double *row_loss, const float *logits, const int32_t *targets, int V)
+{
+    __shared__ float red[32];
+    __shared__ double redd[32];
+    size_t i = blockIdx.x;
+    const float *x = logits + i * V;
+    float *p = probs + i * V;
+    float mx = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
+    mx = block_max(mx, red);
+    double sum = 0.0;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float e = expf(x[v] - mx);
+        p[v] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, redd);
+    for (int v = threadIdx.x; v < V; v += blockDim.x) p[v] = (float)(p[v] / sum);
+    if (threadIdx.x == 0) {
+        int t = targets[i];
+        row_loss[i] = t == 0 ? 0.0 : -((double)(x[t] - mx) - log(sum));
+    }
+}
+
+// out[0] = sum of in[0..n) in a fixed order (one block: strided per thread, then the block's tree); with cnt,
+// out[1] = the number of non-PAD targets
+__global__ static void sum_doubles_k(double *out, const double *in, size_t n, const int32_t *cnt)
+{
+    __shared__ double redd[32];
+    double s = 0.0, c = 0.0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
+        s += in[i];
+        if (cnt) c += cnt[i] != 0;
+    }
+    s = block_sum(s, redd);
+    if (cnt) c = block_sum(c, redd);
+    if (threadIdx.x == 0) {
+        out[0] = s;
+        if (cnt) out[1] = c;
+    }
+}
+
+float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *n_valid)
+{
+    const char *op = "gpu_crossentropy_forward";
+    *n_valid = 0;
+    if (!gpu_enter(op) || N <= 0) return 0.0f;
+    double *ws = (double *)gpu_workspace(op, ((size_t)N + 2) * sizeof(double));
+    if (!ws) return 0.0f;
+    LAUNCH(ce_fwd_k, N, RED_THREADS)(probs, ws + 2, logits, targets, V);
+    gpu_launched(op);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 2, (size_t)N, targets);
+    gpu_launched(op);
+    double h[2] = {0, 0};
+    if (gpu_download(h, ws, sizeof h)) return 0.0f;
+    *n_valid = (int)h[1];
+    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f;
+}
+
+// dlogits[i, v] += g * p[i, v], then -= g at the target (two roundings, as ops.c), on non-PAD rows
+__global__ static void ce_bwd_k(float *dlogits, const float *probs, const int32_t *targets, int V, float g, size_t n)
+{
+    GRID_STRIDE(e, n)
+    {
+        size_t i = e / V;
+        int v = (int)(e % V), t = targets[i];
+        if (t == 0) continue;
+        float d = dlogits[e] + g * probs[e];
+        if (v == t) d -= g;
+        dlogits[e] = d;
+    }
+}
+
+void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
+                               float scale)
+{
+    size_t n = (size_t)N * V;
+    if (n_valid == 0) return;
+    float g = scale / (float)n_valid;
+    EW_OP("gpu_crossentropy_backward", ce_bwd_k, dlogits, probs, targets, V, g, n);
+}
+
+// cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
+__device__ static double block_cos(const float *a, const float *b, int C, double *na, double *nb, double *redd)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        ab += (double)a[c] * b[c], aa += (double)a[c] * a[c], bb += (double)b[c] * b[c];
+    }
+    ab = block_sum(ab, redd);
+    aa = block_sum(aa, redd);
+    bb = block_sum(bb, redd);
+    *na = fmax(sqrt(aa), 1e-8);
+    *nb = fmax(sqrt(bb), 1e-8);
+    return ab / (*na * *nb);
+}
+
+// one block per pair (b, k): rows 2k, 2k+1 of item b. Forward: val[pair] = cos. Backward (dh): += g * dcos
+__global__ static void cos_pairs_k(double *val, float *dh, const float *h, int T, int C, float g)
+{
+    __shared__ double redd[32];
+    int half = T / 2, b = blockIdx.x / half, k = blockIdx.x % half;
+    size_t o = ((size_t)b * T + 2 * k) * C;
+    const float *a = h + o, *bb = a + C;
+    double na, nb, cs = block_cos(a, bb, C, &na, &nb, redd);
+    if (val) {
+        if (threadIdx.x == 0) val[blockIdx.x] = cs;
+        return;
+    }
+    // d cos / da = b / (|a||b|) - cos * a / |a|^2
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        dh[o + c] += (float)(g * (bb[c] / (na * nb) - cs * a[c] / (na * na)));
+        dh[o + C + c] += (float)(g * (a[c] / (na * nb) - cs * bb[c] / (nb * nb)));
+    }
+}
+
+double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs)
+{
+    const char *op = "gpu_cosine_pairs_forward";
+    *n_pairs = (long)B * (T / 2);
+    if (!gpu_enter(op) || *n_pairs == 0) return 0.0;
+    double *ws = (double *)gpu_workspace(op, ((size_t)*n_pairs + 1) * sizeof(double));
+    if (!ws) return 0.0;
+    LAUNCH(cos_pairs_k, (unsigned)*n_pairs, RED_THREADS)(ws + 1, (float *)NULL, h, T, C, 0.0f);
+    gpu_launched(op);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1, (size_t)*n_pairs, (const int32_t *)NULL);
+    gpu_launched(op);
+    double s = 0;
+    return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
+}
+
+void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale)
+{
+    const char *op = "gpu_cosine_pairs_backward";
+    if (!gpu_enter(op) || B * (T / 2) == 0) return;
+    LAUNCH(cos_pairs_k, B * (T / 2), RED_THREADS)((double *)NULL, dh, h, T, C, scale);
+    gpu_launched(op);
+}
+
+// nrm[r] = max(|h_r|, 1e-8) in double, one warp per row
+__global__ static void row_norms_k(double *nrm, const float *h, int rows, int C)
+{
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    const float *x = h + (size_t)r * C;
+    double s = 0;
+    for (int c = lane; c < C; c += 32) s += (double)x[c] * x[c];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) nrm[r] = fmax(sqrt(s), 1e-8);
+}
+
+// one block per row (b, i): cs[b, i, j] = cos(h_i, h_j) for every j, one warp per j (lanes over C: the same sum
+// for (i, j) and (j, i)); then forward: val[b, i] = sum over j != i of exp(-cos), in j order
+__global__ static void exp_cos_rows_k(double *cs, double *val, const float *h, const double *nrm, int T, int C)
+{
+    __shared__ double redd[32];
+    int b = blockIdx.x / T, i = blockIdx.x % T, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    const float *x = h + (size_t)b * T * C;
+    const double *nb = nrm + (size_t)b * T;
+    double *row = cs + (size_t)blockIdx.x * T;
+    for (int j = threadIdx.x / 32; j < T; j += nw) {
+        double s = 0;
+        for (int c = lane; c < C; c += 32) s += (double)x[(size_t)i * C + c] * x[(size_t)j * C + c];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) row[j] = s / (nb[i] * nb[j]);
+    }
+    if (!val) return;
+    __syncthreads();
+    double e = 0;
+    for (int j = threadIdx.x; j < T; j += blockDim.x)
+        if (j != i) e += exp(-row[j]);
+    e = block_sum(e, redd);
+    if (threadIdx.x == 0) val[blockIdx.x] = e;
+}
+
+// one block per row (b, i): dh_i += sum over j != i of g_ij (h_j / (|h_i||h_j|) - cos_ij h_i / |h_i|^2),
+// g_ij = -2 exp(-cos_ij) * scale (each unordered pair counts twice in the sum), in double, added once
+__global__ static void exp_cos_bwd_k(float *dh, const float *h, const double *cs, const double *nrm, int T, int C,
+                                     float scale)
+{
+    int b = blockIdx.x / T, i = blockIdx.x % T;
+    const float *x = h + (size_t)b * T * C;
+    const double *nb = nrm + (size_t)b * T, *row = cs + (size_t)blockIdx.x * T;
+    double ni = nb[i];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double acc = 0, hi = x[(size_t)i * C + c];
+        for (int j = 0; j < T; j++) {
+            if (j == i) continue;
+            double g = -2.0 * exp(-row[j]) * scale;
+            acc += g * (x[(size_t)j * C + c] / (ni * nb[j]) - row[j] * hi / (ni * ni));
+        }
+        dh[((size_t)b * T + i) * C + c] += (float)acc;
+    }
+}
+
+// the workspace of exp-cosine: norms (B*T), cos (B*T*T), per-row sums (B*T), the total (1), in doubles
+static double *exp_cos_prep(const char *op, const float *h, int B, int T, int C, int fwd)
+{
+    size_t rows = (size_t)B * T;
+    double *ws = (double *)gpu_workspace(op, (rows * (T + 2) + 1) * sizeof(double));
+    if (!ws) return NULL;
+    double *nrm = ws + 1, *cs = nrm + rows, *val = cs + rows * T;
+    LAUNCH(row_norms_k, gpu_blocks(rows, 8), 256)(nrm, h, (int)rows, C);
+    gpu_launched(op);
+    LAUNCH(exp_cos_rows_k, (unsigned)rows, RED_THREADS)(cs, fwd ? val : NULL, h, nrm, T, C);
+    gpu_launched(op);
+    return ws;
+}
+
+double gpu_exp_cosine_forward(const float *h, int B, int T, int C)
+{
+    const char *op = "gpu_exp_cosine_forward";
+    if (!gpu_enter(op) || B * T == 0) return 0.0;
+    double *ws = exp_cos_prep(op, h, B, T, C, 1);
+    if (!ws) return 0.0;
+    size_t rows = (size_t)B * T;
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1 + rows + rows * T, rows, (const int32_t *)NULL);
+    gpu_launched(op);
+    double s = 0;
+    return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
+}
+
+void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale)
+{
+    const char *op = "gpu_exp_cosine_backward";
+    if (!gpu_enter(op) || B * T == 0) return;
+    double *ws = exp_cos_prep(op, h, B, T, C, 0);
+    if (!ws) return;
+    size_t rows = (size_t)B * T;
+    LAUNCH(exp_cos_bwd_k, (unsigned)rows, RED_THREADS)(dh, h, ws + 1 + rows, ws + 1, T, C, scale);
+    gpu_launched(op);
+}

@@ -1,0 +1,97 @@
+// gpu_optim: gradient-norm clipping and Adam on the GPU (gpu.h), optim.c's arithmetic: the norm summed in double
+// in a fixed order (per-block partials, then the partials in block order: no atomics), Adam operation for operation
+// in float with the constants computed on the host as optim.c does (with --fmad=false, the same bytes).
+#include <math.h>
+
+#include "gpu_internal.cuh"
+
+#define NORM_THREADS 256
+#define NORM_BLOCKS_MAX 1024 // partials; the split depends on n alone, never on the device
+
+// part[blk] = sum over the block's strided elements of g^2, in double
+__global__ static void sumsq_part_k(double *part, const float *g, size_t n)
+{
+    __shared__ double redd[32];
+    double s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s += (double)g[i] * g[i];
+    s = block_sum(s, redd);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+// out[0] = norm = sqrt(sum of the partials), out[1] = max_norm / (norm + 1e-6) (PyTorch's clip coefficient)
+__global__ static void norm_final_k(double *out, const double *part, int nblk, double max_norm)
+{
+    __shared__ double redd[32];
+    double s = 0;
+    for (int i = threadIdx.x; i < nblk; i += blockDim.x) s += part[i];
+    s = block_sum(s, redd);
+    if (threadIdx.x == 0) {
+        double norm = sqrt(s);
+        out[0] = norm;
+        out[1] = max_norm / (norm + 1e-6);
+    }
+}
+
+// g *= (float)c where max_norm > 0 and c < 1 (c read on the device: no wait for the host)
+__global__ static void clip_scale_k(float *g, const double *coef, double max_norm, size_t n)
+{
+    double c = coef[1];
+    if (!(max_norm > 0 && c < 1)) return;
+    float cf = (float)c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        g[i] *= cf;
+}
+
+double gpu_clip_grad_norm(float *g, size_t n, double max_norm)
+{
+    const char *op = "gpu_clip_grad_norm";
+    if (!gpu_enter(op)) return 0.0;
+    unsigned nblk = gpu_blocks(n, (size_t)NORM_THREADS * 16);
+    if (nblk > NORM_BLOCKS_MAX) nblk = NORM_BLOCKS_MAX;
+    double *ws = (double *)gpu_workspace(op, (2 + (size_t)nblk) * sizeof(double));
+    if (!ws) return 0.0;
+    LAUNCH(sumsq_part_k, nblk, NORM_THREADS)(ws + 2, g, n);
+    gpu_launched(op);
+    LAUNCH(norm_final_k, 1, 1024)(ws, ws + 2, (int)nblk, max_norm);
+    gpu_launched(op);
+    if (max_norm > 0 && n) {
+        unsigned b = gpu_blocks(n, 256);
+        LAUNCH(clip_scale_k, b < 65536u ? b : 65536u, 256)(g, ws, max_norm, n);
+        gpu_launched(op);
+    }
+    double norm = 0;
+    return gpu_download(&norm, ws, sizeof norm) ? 0.0 : norm;
+}
+
+typedef struct AdamK {
+    float b1, b2, c1, c2, wd, eps, step, sbc2;
+} AdamK;
+
+// m = m b1 + (1-b1) g; v = v b2 + ((1-b2) g) g; w += -step (m / (sqrt(v) / sqrt(bc2) + eps))  (optim.c)
+__global__ static void adam_k(float *w, const float *g, float *m, float *v, AdamK a, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gi = a.wd != 0 ? g[i] + a.wd * w[i] : g[i];
+        float mi = m[i] * a.b1 + a.c1 * gi;
+        float vi = v[i] * a.b2 + a.c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] += -a.step * (mi / (sqrtf(vi) / a.sbc2 + a.eps));
+    }
+}
+
+void gpu_adam_step(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p)
+{
+    const char *op = "gpu_adam_step";
+    if (!gpu_enter(op) || n == 0) return;
+    // the constants exactly as optim.c computes them
+    AdamK a;
+    a.b1 = (float)p->beta1, a.b2 = (float)p->beta2, a.c1 = (float)(1 - p->beta1), a.c2 = (float)(1 - p->beta2);
+    a.wd = (float)p->weight_decay, a.eps = (float)p->eps;
+    double bc1 = 1.0 - pow(p->beta1, (double)t), bc2 = 1.0 - pow(p->beta2, (double)t);
+    a.step = (float)(p->lr / bc1), a.sbc2 = (float)sqrt(bc2);
+    unsigned b = gpu_blocks(n, 256);
+    LAUNCH(adam_k, b < 65536u ? b : 65536u, 256)(w, g, m, v, a, n);
+    gpu_launched(op);
+}

@@ -1,0 +1,147 @@
+// gpu: the CUDA backend's C interface: device init, device memory, and the ops of ops.h on device pointers
+// (libcommon/cuda/*.cu; `make CUDA=1`). A build without CUDA links libcommon/cuda/gpu_none.c instead, whose
+// gpu_init says so and whose other functions do nothing. Plain C; every pointer an op takes is device memory
+// (from gpu_alloc) unless its comment says host. Does not own any file format.
+//
+// Conventions are ops.h's, op for op: outputs first, backward ACCUMULATES (+=), the same shapes and dimension letters,
+// float32 row-major. Ops run in order on one CUDA stream and return before the GPU finishes: an op never fails by
+// return value; the first CUDA or cuBLAS error is kept (with the op's name) and reported by gpu_sync(), by every
+// copy back to the host, and by gpu_error(). Ops called before a successful gpu_init record "gpu not initialized"
+// and do nothing. With HMT_GPU_SYNC=1 in the environment every op waits for the GPU, so a fault names its own op.
+#ifndef GPU_H
+#define GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- device -----------------------------------------------------------------------------------------------
+typedef enum GpuStatus {
+    GPU_OK = 0,
+    GPU_NOT_BUILT = 1, // this build has no CUDA backend
+    GPU_NO_DRIVER = 2, // no NVIDIA driver, or one too old for this CUDA runtime
+    GPU_NO_DEVICE = 3, // a driver but no CUDA device (or not the one asked for)
+    GPU_FAILED = 4,    // a device is there but could not be set up (cuBLAS, memory, an unsupported architecture)
+} GpuStatus;
+
+// Selects CUDA device `device` (0 = the first), creates its stream and cuBLAS handle, and checks that this build's
+// kernels run on it. Returns GPU_OK, or another status with err (ERR_MAX bytes, util.h) set to one line naming the
+// reason, e.g. "no CUDA device found" or "this build has no CUDA backend (rebuild with make CUDA=1)"; then nothing
+// is left allocated. Calling it again after success is a no-op that returns GPU_OK.
+GpuStatus gpu_init(int device, char *err);
+// Frees the stream, the cuBLAS handle and the ops' workspace (not the caller's buffers). Safe to call twice.
+void gpu_shutdown(void);
+// The device's name ("NVIDIA H100 80GB HBM3"), the driver and runtime versions as "13.0" strings; "" before init.
+const char *gpu_name(void);
+const char *gpu_driver_version(void);
+const char *gpu_runtime_version(void);
+// Free and total device memory in bytes. Returns 0, or -1 (not initialized, or the query failed).
+int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
+// Matmuls in TF32 (off by default: fp32, as the CPU). Takes effect on the next op.
+void gpu_set_tf32(int on);
+// Waits for every op queued so far. Returns 0, or -1 with the first error kept (see gpu_error).
+int gpu_sync(void);
+// The first error since init (or since gpu_clear_error), as "op: reason"; "" when none.
+const char *gpu_error(void);
+void gpu_clear_error(void);
+
+// ---- memory -------------------------------------------------------------------------------------------------
+// Device memory of `bytes` bytes (uninitialised), or NULL with gpu_error() saying why (e.g. "gpu_alloc: 3.0 GiB:
+// out of memory (1.2 GiB free)"). gpu_free(NULL) is a no-op.
+void *gpu_alloc(size_t bytes);
+void gpu_free(void *p);
+// Copies host -> device, device -> host, device -> device; the host copies wait for the GPU. Return 0, or -1 with
+// the error kept (a failed download leaves dst untouched).
+int gpu_upload(void *dst, const void *src_host, size_t bytes);
+int gpu_download(void *dst_host, const void *src, size_t bytes);
+int gpu_copy(void *dst, const void *src, size_t bytes);
+// Sets bytes bytes of device memory to zero (queued like an op).
+void gpu_zero(void *p, size_t bytes);
+
+// ---- ops (ops.h, one for one; device pointers) -------------------------------------------------------------
+// tok (B,T) int32 ids, wte (V,C), pe (>=T,C) -> out (B,T,C) = wte[tok] + pe[t]
+void gpu_encoder_forward(float *out, const int32_t *tok, const float *wte, const float *pe, int B, int T, int C);
+// dwte (V,C): dwte[tok] += dout except the PAD row; each row sums its tokens in position order (as the CPU)
+void gpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V);
+
+// inp (N,IC), w (OC,IC), b (OC) or NULL -> out (N,OC) = inp @ w^T + b  (cuBLAS sgemm)
+void gpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC);
+// dinp += dout @ w; dw += dout^T @ inp; db += column sums of dout (dinp, db may be NULL)
+void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int N,
+                         int IC, int OC);
+
+// LayerNorm over C, eps 1e-5: inp (N,C) -> out (N,C); saves mean (N), rstd (N)
+void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int N, int C);
+void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int N, int C);
+
+void gpu_relu_forward(float *out, const float *inp, size_t n);
+void gpu_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void gpu_add_forward(float *out, const float *a, const float *b, size_t n);
+void gpu_accumulate(float *dst, const float *src, size_t n);
+// dropout with ops.c's counter RNG: the same mask bytes and output bytes as dropout_forward for (p, seed, n)
+void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
+void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
+                               size_t n);
+
+// Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
+// these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the
+// backend's own workspace (grown on first use to gpu_attention_workspace_bytes(d): O(B*NH*Tq*(Tq+Tk)) floats; reserve
+// it up front with gpu_reserve; d->scratch_floats is ignored). probs and mask are the same tensors as
+// the CPU's, mask byte for byte (ops.c's dropout stream per (b, h) and its query tiles of 128 rows). The relative term
+// is R = Q.Er^T by cuBLAS and a gather; backward un-skews dS one to one into dR, then dq += dR.Er and
+// dEr += sum over (b, h) of dR^T.q in (b, h) order (no atomics). With Er: Tq == Tk <= L and n_keys[i] <= i+1.
+void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float *q, const float *k, const float *v,
+                           const float *Er, const AttnDims *d);
+void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *probs,
+                            const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
+                            const AttnDims *d);
+size_t gpu_attention_workspace_bytes(const AttnDims *d);
+// Grows the ops' workspace to at least `bytes` now (so no op allocates later). Returns 0, or -1 with the error kept.
+int gpu_reserve(size_t bytes);
+
+// hourglass resampling (ops.h): pad, crop, causal shift by K-1, mean pooling and repetition along time
+void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);
+void gpu_pad_backward(float *dinp, const float *dout, int B, int T, int Tp, int C);
+void gpu_crop_forward(float *out, const float *inp, int B, int Tp, int T, int C);
+void gpu_crop_backward(float *dinp, const float *dout, int B, int Tp, int T, int C);
+void gpu_shift_forward(float *out, const float *inp, int B, int T, int C, int K);
+void gpu_shift_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+void gpu_meanpool_forward(float *out, const float *inp, int B, int T, int C, int K);
+void gpu_meanpool_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+void gpu_repeat_forward(float *out, const float *inp, int B, int T, int C, int K);
+void gpu_repeat_backward(float *dinp, const float *dout, int B, int T, int C, int K);
+
+// Losses. These return host values and so wait for the GPU (0 when an error is kept). targets is a device array.
+// cross-entropy over non-PAD targets: probs (N,V) saved, *n_valid (host) = their count, returns the mean loss
+float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *n_valid);
+// dlogits += scale * (probs - onehot) / n_valid on non-PAD rows (n_valid from the forward, host)
+void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
+                               float scale);
+// the auxiliary losses' sums in double, as ops.h (cos of row pairs (2i, 2i+1); sum over i != j of exp(-cos))
+double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);
+void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale);
+double gpu_exp_cosine_forward(const float *h, int B, int T, int C);
+void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale);
+
+// ---- optimizer (optim.h) --------------------------------------------------------------------------------------
+// The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,
+// g is scaled by it on the GPU. Returns the norm (host; waits for the GPU).
+double gpu_clip_grad_norm(float *g, size_t n, double max_norm);
+// One Adam step, optim.c's arithmetic operation for operation (so the same bytes as adam_step).
+void gpu_adam_step(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,230 @@
+// cuda_emu: the emulator behind cuda_emu.h (see there): a scheduler of user-space contexts for the threads of one
+// block (x86-64 only), the CUDA runtime calls on host memory, and cuBLAS sgemm on OpenBLAS.
+#include "cuda_emu.h"
+
+#include <cblas.h>
+#include <sanitizer/asan_interface.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <vector>
+
+uint3e threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+uint64_t emu_lane_slots[1024];
+
+// ---- scheduler ----------------------------------------------------------------------------------------------
+// Threads are contexts on stacks of their own, switched by emu_switch (x86-64 SysV: the callee-saved registers and
+// the stack pointer; no system call, unlike swapcontext).
+
+enum { READY, WAIT_BLOCK, WAIT_WARP, DONE };
+#define EMU_STACK (64 * 1024)
+
+extern "C" void emu_switch(void **save_sp, void *load_sp);
+asm(".text\n"
+    ".globl emu_switch\n"
+    ".type emu_switch,@function\n"
+    "emu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size emu_switch, .-emu_switch\n");
+
+static void *sched_sp;
+static std::vector<void *> sp;
+static std::vector<int> state;
+static char *stacks;
+static size_t n_stacks;
+static int cur;
+static void (*run_fn)(void *);
+static void *run_arg;
+
+// a thread's first code: the kernel, then back to the scheduler for good
+static void thread_entry(void)
+{
+    run_fn(run_arg);
+    state[cur] = DONE;
+    static void *dead; // not on this stack: the frame is abandoned here
+    emu_switch(&dead, sched_sp);
+    abort(); // never resumed
+}
+
+// a fresh context at the top of stack t: six zero registers, then thread_entry as the return address
+static void *new_context(int t)
+{
+    uintptr_t top = ((uintptr_t)(stacks + (size_t)(t + 1) * EMU_STACK)) & ~(uintptr_t)15;
+    void **p = (void **)(top - 16);
+    p[0] = (void *)thread_entry, p[1] = NULL;
+    p -= 6;
+    for (int i = 0; i < 6; i++) p[i] = NULL;
+    return p;
+}
+
+static void wait_as(int s)
+{
+    state[cur] = s;
+    emu_switch(&sp[cur], sched_sp);
+}
+void emu_syncthreads(void) { wait_as(WAIT_BLOCK); }
+void emu_syncwarp(void) { wait_as(WAIT_WARP); }
+
+static void deadlock(int n)
+{
+    fprintf(stderr, "cuda_emu: deadlock in block (%u,%u,%u) of %u threads: a barrier or shuffle that not every live "
+                    "thread reaches; states (0 ready, 1 __syncthreads, 2 warp shuffle, 3 done):",
+            blockIdx.x, blockIdx.y, blockIdx.z, (unsigned)n);
+    for (int t = 0; t < n; t++) fprintf(stderr, "%s%d", t % 32 ? "" : " | ", state[t]);
+    fputc('\n', stderr);
+    abort();
+}
+
+// Releases the warps whose live lanes all wait at a shuffle, else the block when every live thread waits at
+// __syncthreads. Returns 0 when every thread is done.
+static int release(int n)
+{
+    int live = 0, at_block = 0, released = 0;
+    for (int w = 0; w < n; w += 32) {
+        int l = 0, at_warp = 0;
+        for (int t = w; t < n && t < w + 32; t++) l += state[t] != DONE, at_warp += state[t] == WAIT_WARP;
+        if (l && at_warp == l) {
+            for (int t = w; t < n && t < w + 32; t++) state[t] = READY;
+            released = 1;
+        }
+    }
+    for (int t = 0; t < n; t++) live += state[t] != DONE, at_block += state[t] == WAIT_BLOCK;
+    if (!live) return 0;
+    if (!released && at_block == live) {
+        for (int t = 0; t < n; t++)
+            if (state[t] == WAIT_BLOCK) state[t] = READY;
+        released = 1;
+    }
+    if (!released) deadlock(n);
+    return 1;
+}
+
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg)
+{
+    if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024) {
+        fprintf(stderr, "cuda_emu: block (%u,%u,%u): only 1-D blocks of 1..1024 threads are emulated\n", block.x,
+                block.y, block.z);
+        abort();
+    }
+    int n = (int)block.x;
+    if ((size_t)n > n_stacks) {
+        free(stacks);
+        stacks = (char *)malloc((size_t)n * EMU_STACK);
+        n_stacks = (size_t)n;
+    }
+    sp.resize(n), state.resize(n);
+    blockDim = block, gridDim = grid, run_fn = fn, run_arg = arg;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                blockIdx = {bx, by, bz};
+                ASAN_UNPOISON_MEMORY_REGION(stacks, (size_t)n * EMU_STACK); // frames left by the last block
+                for (int t = 0; t < n; t++) sp[t] = new_context(t), state[t] = READY;
+                // threads in ascending order in even blocks, descending in odd ones: a read that misses a barrier
+                // sees another thread's write in one order and not in the other
+                int rev = (bx + by + bz) & 1;
+                do {
+                    for (int k = 0; k < n; k++) {
+                        int t = rev ? n - 1 - k : k;
+                        if (state[t] == READY) {
+                            cur = t;
+                            threadIdx = {(unsigned)t, 0, 0};
+                            emu_switch(&sched_sp, sp[t]);
+                        }
+                    }
+                } while (release(n));
+            }
+}
+
+// ---- CUDA runtime -------------------------------------------------------------------------------------------
+
+static cudaError_t last;
+static cudaError_t set(cudaError_t e) { return e != cudaSuccess ? last = e : e; }
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unknown error";
+    }
+}
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = last;
+    last = cudaSuccess;
+    return e;
+}
+cudaError_t cudaDriverGetVersion(int *v) { return *v = 13000, cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int *v) { return *v = 13000, cudaSuccess; }
+cudaError_t cudaGetDeviceCount(int *n) { return *n = 1, cudaSuccess; }
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
+{
+    snprintf(p->name, sizeof p->name, "cuda_emu (CPU emulation)");
+    p->major = 9, p->minor = 0;
+    return cudaSuccess;
+}
+static int stream_token;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return *s = &stream_token, cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t emu_malloc(void **p, size_t bytes)
+{
+    *p = bytes <= ((size_t)8 << 30) ? malloc(bytes) : NULL;
+    return *p ? cudaSuccess : set(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) { return *fr = (size_t)8 << 30, *tot = (size_t)16 << 30, cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
+{
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t) { return memset(p, v, bytes), cudaSuccess; }
+
+// ---- cuBLAS ---------------------------------------------------------------------------------------------------
+
+static int blas_token;
+cublasStatus_t cublasCreate(cublasHandle_t *h) { return *h = &blas_token, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+const char *cublasGetStatusString(cublasStatus_t s) { return s ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_SUCCESS"; }
+
+// column-major C (m,n) = alpha op(A) op(B) + beta C, with cuBLAS's argument checks
+static cublasStatus_t sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                            const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
+    if (m < 0 || n < 0 || k < 0 || lda < (ra > 1 ? ra : 1) || ldb < (rb > 1 ? rb : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc)
+{
+    return sgemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, long long sA,
+                                         const float *B, int ldb, long long sB, const float *beta, float *C, int ldc,
+                                         long long sC, int batch)
+{
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = sgemm(ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,118 @@
+// cuda_emu: just enough of the CUDA runtime, cuBLAS and the kernel language for libcommon/cuda/*.cu to compile as
+// C++ for the CPU (-DGPU_EMU) and run its kernels on an emulator: `make test-cuda-emu`. Each block runs its threads
+// as user-space contexts, one at a time, switching at __syncthreads and at warp shuffles; a barrier that not every
+// live thread of the block (or warp) reaches is reported as a deadlock. Device memory is host memory (so ASan sees a
+// kernel's out-of-bounds access); cuBLAS sgemm is OpenBLAS's column-major sgemm. It checks the kernels' logic
+// (indexing, barriers, reductions, the host code around them), never their speed, and is no substitute for the GPU.
+#ifndef CUDA_EMU_H
+#define CUDA_EMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static // blocks run one after another: one copy serves them all
+#define __launch_bounds__(...)
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct uint3e {
+    unsigned x, y, z;
+};
+extern uint3e threadIdx, blockIdx; // set by the scheduler before it switches to a thread (one runs at a time)
+extern dim3 blockDim, gridDim;
+
+// ---- the scheduler -------------------------------------------------------------------------------------------
+void emu_syncthreads(void);
+void emu_syncwarp(void);
+// runs fn(ctx) once per thread of every block, blocks in order
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx);
+
+static inline void __syncthreads(void) { emu_syncthreads(); }
+
+// a warp's lanes exchange values through one slot each (8 bytes), with a warp barrier before and after reading
+extern uint64_t emu_lane_slots[1024];
+template <typename T> static inline T emu_shfl(T v, int src_lane)
+{
+    unsigned t = threadIdx.x, base = t & ~31u;
+    memcpy(&emu_lane_slots[t], &v, sizeof v);
+    emu_syncwarp();
+    T r = v;
+    unsigned s = base + (unsigned)src_lane;
+    if (src_lane >= 0 && src_lane < 32 && s < blockDim.x) memcpy(&r, &emu_lane_slots[s], sizeof r);
+    emu_syncwarp();
+    return r;
+}
+template <typename T> static inline T __shfl_down_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) + o); }
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
+
+// LAUNCH(kernel, grid, block)(args...): every thread calls kernel(args...)
+template <typename K> struct EmuLaunch {
+    K k;
+    dim3 g, b;
+    template <typename... A> void operator()(A... args)
+    {
+        auto call = [&]() { k(args...); };
+        emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+    }
+};
+template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b) { return EmuLaunch<K>{k, g, b}; }
+#define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block))
+
+// ---- CUDA runtime (the calls libcommon/cuda uses) --------------------------------------------------------------
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+    cudaErrorCompatNotSupportedOnDevice = 805,
+} cudaError_t;
+typedef void *cudaStream_t;
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+#define cudaStreamNonBlocking 1
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor;
+};
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaDriverGetVersion(int *v);
+cudaError_t cudaRuntimeGetVersion(int *v);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t emu_malloc(void **p, size_t bytes);
+template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes) { return emu_malloc((void **)p, bytes); }
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s);
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
+
+// ---- cuBLAS ---------------------------------------------------------------------------------------------------
+typedef void *cublasHandle_t;
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7 } cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
+cublasStatus_t cublasCreate(cublasHandle_t *h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+const char *cublasGetStatusString(cublasStatus_t s);
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc);
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, long long sA,
+                                         const float *B, int ldb, long long sB, const float *beta, float *C, int ldc,
+                                         long long sC, int batch);
+
+#endif

@@ -1,0 +1,666 @@
+// test_cuda_ops: every GPU op of gpu.h, forward and backward, against the CPU op of ops.h / optim.h on the same
+// random inputs (fp32, TF32 off), each run twice on the GPU to require the same bytes (determinism). Gradients start
+// from random values on both sides, so the += of backward is checked too. Tolerance, per tensor: the same bytes
+// where the GPU kernel does the CPU's arithmetic in the CPU's order (stated at the check), else
+// max|gpu - cpu| / max(1, max|cpu|) <= 1e-5. Without a GPU (no device, no driver) every check counts as skipped;
+// with HMT_REQUIRE_GPU=1, or a GPU present that fails to start, that is a failure. Built only by `make CUDA=1`.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gpu.h"
+#include "ops.h"
+#include "optim.h"
+
+#define TOL 1e-5 // relative to the tensor's scale, max(1, max|cpu|)
+
+static uint64_t rng_state = 7;
+static float frand(void) // uniform in [-1, 1)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(rng_state >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+static float *rnd(size_t n, float s)
+{
+    float *p = malloc(n * sizeof *p + 1);
+    for (size_t i = 0; i < n; i++) p[i] = s * frand();
+    return p;
+}
+static float *copy_of(const float *a, size_t n)
+{
+    float *p = malloc(n * sizeof *p + 1);
+    memcpy(p, a, n * sizeof *p);
+    return p;
+}
+
+// ---- device helpers: without a GPU they return NULL / zeros, and the ops they feed do nothing -----------------
+
+static void *dev_from(const void *host, size_t bytes)
+{
+    void *d = gpu_alloc(bytes);
+    if (d) gpu_upload(d, host, bytes);
+    return d;
+}
+static void *dev_new(size_t bytes)
+{
+    void *d = gpu_alloc(bytes);
+    if (d) gpu_zero(d, bytes);
+    return d;
+}
+// a fresh host copy of device memory (zeros when the copy fails)
+static void *host_from(const void *d, size_t bytes)
+{
+    void *h = calloc(1, bytes + 1);
+    if (d) gpu_download(h, d, bytes);
+    return h;
+}
+static void reset(void *d, const void *host, size_t bytes)
+{
+    if (d) gpu_upload(d, host, bytes);
+}
+
+// ---- comparisons ------------------------------------------------------------------------------------------
+
+// max|got - want| / max(1, max|want|) <= tol (tol 0: the same bytes)
+static void cmp(const char *what, const float *got, const float *want, size_t n, double tol)
+{
+    if (tol == 0) {
+        size_t i = 0;
+        while (i < n && memcmp(got + i, want + i, sizeof *got) == 0) i++;
+        CHECK(i == n, "%s: not the CPU's bytes: first at %zu of %zu: gpu %.9g cpu %.9g", what, i, n,
+              i < n ? got[i] : 0.0, i < n ? want[i] : 0.0);
+        return;
+    }
+    double e = 0, scale = 1;
+    size_t worst = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= e)) e = d, worst = i; // catches nan
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= tol * scale)) bad++;
+    CHECK(bad == 0, "%s: %zu of %zu off: max |gpu - cpu| %.3g at %zu (gpu %.9g cpu %.9g), tolerance %.0e * %.3g",
+          what, bad, n, e, worst, n ? got[worst] : 0.0, n ? want[worst] : 0.0, tol, scale);
+}
+static void cmp_bytes(const char *what, const void *a, const void *b, size_t bytes)
+{
+    size_t i = 0;
+    while (i < bytes && ((const uint8_t *)a)[i] == ((const uint8_t *)b)[i]) i++;
+    CHECK(i == bytes, "%s: bytes differ, first at byte %zu of %zu", what, i, bytes);
+}
+// run 1 and run 2 of the GPU gave the same bytes
+static void twice(const char *what, const void *r1, const void *r2, size_t bytes)
+{
+    char m[256];
+    snprintf(m, sizeof m, "%.200s, run twice", what);
+    cmp_bytes(m, r1, r2, bytes);
+}
+// no error kept by the ops of a section
+static void no_error(const char *section)
+{
+    CHECK(gpu_sync() == 0 && gpu_error()[0] == 0, "%s: %s", section, gpu_error());
+    gpu_clear_error();
+}
+
+// ---- linear -------------------------------------------------------------------------------------------------
+
+static void linear_case(const char *name, int N, int IC, int OC, int bias, int tf32)
+{
+    char m[160];
+    float *inp = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 1), *b = bias ? rnd(OC, 1) : NULL;
+    float *dout = rnd((size_t)N * OC, 1), *dinp0 = rnd((size_t)N * IC, 1), *dw0 = rnd((size_t)OC * IC, 1);
+    float *db0 = rnd(OC, 1), *out = malloc((size_t)N * OC * 4);
+    float *dinp = copy_of(dinp0, (size_t)N * IC), *dw = copy_of(dw0, (size_t)OC * IC), *db = copy_of(db0, OC);
+    linear_forward(out, inp, w, b, N, IC, OC);
+    linear_backward(bias ? dinp : NULL, dw, bias ? db : NULL, dout, inp, w, N, IC, OC);
+    float *d_inp = dev_from(inp, (size_t)N * IC * 4), *d_w = dev_from(w, (size_t)OC * IC * 4);
+    float *d_b = bias ? dev_from(b, OC * 4) : NULL, *d_dout = dev_from(dout, (size_t)N * OC * 4);
+    float *d_out = dev_new((size_t)N * OC * 4), *d_dinp = dev_new((size_t)N * IC * 4);
+    float *d_dw = dev_new((size_t)OC * IC * 4), *d_db = dev_new(OC * 4);
+    float *g_out[2], *g_dinp[2], *g_dw[2], *g_db[2];
+    gpu_set_tf32(tf32);
+    for (int r = 0; r < 2; r++) {
+        reset(d_dinp, dinp0, (size_t)N * IC * 4), reset(d_dw, dw0, (size_t)OC * IC * 4), reset(d_db, db0, OC * 4);
+        gpu_linear_forward(d_out, d_inp, d_w, d_b, N, IC, OC);
+        gpu_linear_backward(bias ? d_dinp : NULL, d_dw, bias ? d_db : NULL, d_dout, d_inp, d_w, N, IC, OC);
+        g_out[r] = host_from(d_out, (size_t)N * OC * 4), g_dinp[r] = host_from(d_dinp, (size_t)N * IC * 4);
+        g_dw[r] = host_from(d_dw, (size_t)OC * IC * 4), g_db[r] = host_from(d_db, OC * 4);
+    }
+    gpu_set_tf32(0);
+    double tol = tf32 ? 1e-2 : TOL; // TF32 rounds the inputs to 10 mantissa bits
+    snprintf(m, sizeof m, "%s out", name), cmp(m, g_out[0], out, (size_t)N * OC, tol);
+    twice(m, g_out[0], g_out[1], (size_t)N * OC * 4);
+    snprintf(m, sizeof m, "%s dw", name), cmp(m, g_dw[0], dw, (size_t)OC * IC, tol);
+    twice(m, g_dw[0], g_dw[1], (size_t)OC * IC * 4);
+    if (bias) {
+        snprintf(m, sizeof m, "%s dinp", name), cmp(m, g_dinp[0], dinp, (size_t)N * IC, tol);
+        twice(m, g_dinp[0], g_dinp[1], (size_t)N * IC * 4);
+        snprintf(m, sizeof m, "%s db", name), cmp(m, g_db[0], db, OC, tol);
+        twice(m, g_db[0], g_db[1], OC * 4);
+    } else { // dinp and db NULL: untouched
+        snprintf(m, sizeof m, "%s dinp (NULL) untouched", name), cmp(m, g_dinp[0], dinp0, (size_t)N * IC, 0);
+        snprintf(m, sizeof m, "%s db (NULL) untouched", name), cmp(m, g_db[0], db0, OC, 0);
+    }
+    for (int r = 0; r < 2; r++) free(g_out[r]), free(g_dinp[r]), free(g_dw[r]), free(g_db[r]);
+    gpu_free(d_inp), gpu_free(d_w), gpu_free(d_b), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_dinp);
+    gpu_free(d_dw), gpu_free(d_db);
+    free(inp), free(w), free(b), free(dout), free(dinp0), free(dw0), free(db0), free(out), free(dinp), free(dw);
+    free(db);
+    no_error(name);
+}
+
+static void test_linear(void)
+{
+    linear_case("linear 300x70 -> 130", 300, 70, 130, 1, 0);
+    linear_case("linear 5x3 -> 7", 5, 3, 7, 1, 0);
+    linear_case("linear without bias or dinp", 129, 64, 48, 0, 0);
+    linear_case("linear 1000x256 -> 348", 1000, 256, 348, 1, 0);
+    linear_case("linear TF32 (tolerance 1e-2)", 300, 70, 130, 1, 1);
+}
+
+// ---- LayerNorm ----------------------------------------------------------------------------------------------
+
+static void layernorm_case(const char *name, int N, int C)
+{
+    char m[160];
+    size_t nc = (size_t)N * C;
+    float *inp = rnd(nc, 2), *w = rnd(C, 1), *b = rnd(C, 1), *dout = rnd(nc, 1);
+    float *dinp0 = rnd(nc, 1), *dw0 = rnd(C, 1), *db0 = rnd(C, 1);
+    float *out = malloc(nc * 4), *mean = malloc(N * 4), *rstd = malloc(N * 4);
+    float *dinp = copy_of(dinp0, nc), *dw = copy_of(dw0, C), *db = copy_of(db0, C);
+    layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    float *d_inp = dev_from(inp, nc * 4), *d_w = dev_from(w, C * 4), *d_b = dev_from(b, C * 4);
+    float *d_dout = dev_from(dout, nc * 4), *d_out = dev_new(nc * 4), *d_mean = dev_new(N * 4);
+    float *d_rstd = dev_new(N * 4), *d_dinp = dev_new(nc * 4), *d_dw = dev_new(C * 4), *d_db = dev_new(C * 4);
+    float *g[2][6];
+    for (int r = 0; r < 2; r++) {
+        reset(d_dinp, dinp0, nc * 4), reset(d_dw, dw0, C * 4), reset(d_db, db0, C * 4);
+        gpu_layernorm_forward(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C);
+        gpu_layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C);
+        g[r][0] = host_from(d_out, nc * 4), g[r][1] = host_from(d_mean, N * 4), g[r][2] = host_from(d_rstd, N * 4);
+        g[r][3] = host_from(d_dinp, nc * 4), g[r][4] = host_from(d_dw, C * 4), g[r][5] = host_from(d_db, C * 4);
+    }
+    const char *names[6] = {"out", "mean", "rstd", "dinp", "dw", "db"};
+    const float *want[6] = {out, mean, rstd, dinp, dw, db};
+    size_t n[6] = {nc, N, N, nc, C, C};
+    for (int t = 0; t < 6; t++) {
+        snprintf(m, sizeof m, "%s %s", name, names[t]);
+        cmp(m, g[0][t], want[t], n[t], TOL);
+        twice(m, g[0][t], g[1][t], n[t] * 4);
+    }
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < 6; t++) free(g[r][t]);
+    gpu_free(d_inp), gpu_free(d_w), gpu_free(d_b), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_mean);
+    gpu_free(d_rstd), gpu_free(d_dinp), gpu_free(d_dw), gpu_free(d_db);
+    free(inp), free(w), free(b), free(dout), free(dinp0), free(dw0), free(db0), free(out), free(mean), free(rstd);
+    free(dinp), free(dw), free(db);
+    no_error(name);
+}
+
+static void test_layernorm(void)
+{
+    layernorm_case("layernorm 257x200", 257, 200);
+    layernorm_case("layernorm 3x7", 3, 7);
+    layernorm_case("layernorm 1000x256", 1000, 256);
+}
+
+// ---- embedding ----------------------------------------------------------------------------------------------
+
+static void test_encoder(void)
+{
+    const char *name = "embedding";
+    int B = 3, T = 50, C = 72, V = 40;
+    size_t n = (size_t)B * T * C;
+    int32_t *tok = malloc((size_t)B * T * sizeof *tok);
+    for (int i = 0; i < B * T; i++) tok[i] = i % 7 == 0 ? 0 : (int32_t)((frand() + 1) * 0.5 * (V - 1)) + 1;
+    tok[5] = tok[9] = tok[130] = 3; // repeats of one row, across batch items
+    float *wte = rnd((size_t)V * C, 1), *pe = malloc((size_t)T * C * 4), *dout = rnd(n, 1), *out = malloc(n * 4);
+    float *dwte0 = rnd((size_t)V * C, 1), *dwte = copy_of(dwte0, (size_t)V * C);
+    positional_table(pe, T, C);
+    encoder_forward(out, tok, wte, pe, B, T, C);
+    encoder_backward(dwte, dout, tok, B, T, C);
+    int32_t *d_tok = dev_from(tok, (size_t)B * T * 4);
+    float *d_wte = dev_from(wte, (size_t)V * C * 4), *d_pe = dev_from(pe, (size_t)T * C * 4);
+    float *d_dout = dev_from(dout, n * 4), *d_out = dev_new(n * 4), *d_dwte = dev_new((size_t)V * C * 4);
+    float *g_out[2], *g_dwte[2];
+    for (int r = 0; r < 2; r++) {
+        reset(d_dwte, dwte0, (size_t)V * C * 4);
+        gpu_encoder_forward(d_out, d_tok, d_wte, d_pe, B, T, C);
+        gpu_encoder_backward(d_dwte, d_dout, d_tok, B, T, C, V);
+        g_out[r] = host_from(d_out, n * 4), g_dwte[r] = host_from(d_dwte, (size_t)V * C * 4);
+    }
+    // the same arithmetic in the same order (one add; each row summed in position order): the same bytes
+    cmp("embedding out (same bytes)", g_out[0], out, n, 0);
+    twice("embedding out", g_out[0], g_out[1], n * 4);
+    cmp("embedding dwte (same bytes; PAD row untouched)", g_dwte[0], dwte, (size_t)V * C, 0);
+    twice("embedding dwte", g_dwte[0], g_dwte[1], (size_t)V * C * 4);
+    for (int r = 0; r < 2; r++) free(g_out[r]), free(g_dwte[r]);
+    gpu_free(d_tok), gpu_free(d_wte), gpu_free(d_pe), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_dwte);
+    free(tok), free(wte), free(pe), free(dout), free(out), free(dwte0), free(dwte);
+    no_error(name);
+}
+
+// ---- elementwise and dropout ------------------------------------------------------------------------------------
+
+static void test_elementwise(void)
+{
+    size_t n = 100003; // odd: the dropout stream's last pair is cut
+    float *a = rnd(n, 1), *b = rnd(n, 1), *g = rnd(n, 1), *acc0 = rnd(n, 1);
+    float *c_relu = malloc(n * 4), *c_add = malloc(n * 4), *c_drelu = copy_of(acc0, n), *c_acc = copy_of(acc0, n);
+    relu_forward(c_relu, a, n);
+    relu_backward(c_drelu, g, c_relu, n);
+    add_forward(c_add, a, b, n);
+    accumulate(c_acc, b, n);
+    float *d_a = dev_from(a, n * 4), *d_b = dev_from(b, n * 4), *d_g = dev_from(g, n * 4);
+    float *d_relu = dev_new(n * 4), *d_add = dev_new(n * 4), *d_drelu = dev_new(n * 4), *d_acc = dev_new(n * 4);
+    float *r[2][4];
+    for (int k = 0; k < 2; k++) {
+        reset(d_drelu, acc0, n * 4), reset(d_acc, acc0, n * 4);
+        gpu_relu_forward(d_relu, d_a, n);
+        gpu_relu_backward(d_drelu, d_g, d_relu, n);
+        gpu_add_forward(d_add, d_a, d_b, n);
+        gpu_accumulate(d_acc, d_b, n);
+        r[k][0] = host_from(d_relu, n * 4), r[k][1] = host_from(d_drelu, n * 4);
+        r[k][2] = host_from(d_add, n * 4), r[k][3] = host_from(d_acc, n * 4);
+    }
+    const char *names[4] = {"relu forward", "relu backward", "add", "accumulate"};
+    const float *want[4] = {c_relu, c_drelu, c_add, c_acc};
+    for (int t = 0; t < 4; t++) {
+        char m[96];
+        snprintf(m, sizeof m, "%s (same bytes)", names[t]);
+        cmp(m, r[0][t], want[t], n, 0);
+        twice(names[t], r[0][t], r[1][t], n * 4);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int t = 0; t < 4; t++) free(r[k][t]);
+    // dropout and relu+dropout, p 0 / 0.1 / 0.3: output, mask and gradient are the CPU's bytes
+    static const float ps[3] = {0.0f, 0.1f, 0.3f};
+    uint8_t *d_mask = dev_new(n);
+    float *d_out = dev_new(n * 4), *d_din = dev_new(n * 4);
+    for (int relu = 0; relu < 2; relu++)
+        for (int k = 0; k < 3; k++) {
+            float p = ps[k];
+            uint64_t seed = 1234567 + 17 * (uint64_t)k;
+            float *out = malloc(n * 4), *din = copy_of(acc0, n);
+            uint8_t *mask = malloc(n);
+            if (relu) {
+                relu_dropout_forward(out, mask, a, p, seed, n);
+                relu_dropout_backward(din, g, mask, a, p, n);
+            } else {
+                dropout_forward(out, mask, a, p, seed, n);
+                dropout_backward(din, g, mask, p, n);
+            }
+            float *go[2], *gd[2];
+            uint8_t *gm[2];
+            for (int t = 0; t < 2; t++) {
+                reset(d_din, acc0, n * 4);
+                if (relu) {
+                    gpu_relu_dropout_forward(d_out, d_mask, d_a, p, seed, n);
+                    gpu_relu_dropout_backward(d_din, d_g, d_mask, d_a, p, n);
+                } else {
+                    gpu_dropout_forward(d_out, d_mask, d_a, p, seed, n);
+                    gpu_dropout_backward(d_din, d_g, d_mask, p, n);
+                }
+                go[t] = host_from(d_out, n * 4), gd[t] = host_from(d_din, n * 4), gm[t] = host_from(d_mask, n);
+            }
+            char m[128];
+            const char *op = relu ? "relu_dropout" : "dropout";
+            snprintf(m, sizeof m, "%s p %.1f mask (same bytes)", op, p), cmp_bytes(m, gm[0], mask, n);
+            snprintf(m, sizeof m, "%s p %.1f out (same bytes)", op, p), cmp(m, go[0], out, n, 0);
+            snprintf(m, sizeof m, "%s p %.1f dinp (same bytes)", op, p), cmp(m, gd[0], din, n, 0);
+            snprintf(m, sizeof m, "%s p %.1f", op, p);
+            twice(m, go[0], go[1], n * 4), twice(m, gm[0], gm[1], n), twice(m, gd[0], gd[1], n * 4);
+            for (int t = 0; t < 2; t++) free(go[t]), free(gd[t]), free(gm[t]);
+            free(out), free(din), free(mask);
+        }
+    gpu_free(d_a), gpu_free(d_b), gpu_free(d_g), gpu_free(d_relu), gpu_free(d_add), gpu_free(d_drelu), gpu_free(d_acc);
+    gpu_free(d_mask), gpu_free(d_out), gpu_free(d_din);
+    free(a), free(b), free(g), free(acc0), free(c_relu), free(c_add), free(c_drelu), free(c_acc);
+    no_error("elementwise and dropout");
+}
+
+// ---- attention ----------------------------------------------------------------------------------------------
+
+// q inside a (B,Tq,3C) buffer, k and v interleaved in one (B,Tk,2C) buffer (the strides of hg.c), as test_ops.c
+static void attention_case(const char *name, int B, int C, int NH, int Tq, int Tk, const int *n_keys, int with_er,
+                           float dropout)
+{
+    int HS = C / NH, L = with_er ? Tq + 3 : 0;
+    AttnDims d = {.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = NH, .L = L, .ldq = 3 * C, .ldk = 2 * C, .ldv = 2 * C,
+                  .n_keys = n_keys, .dropout = dropout, .seed = 99 + (uint64_t)Tq};
+    size_t nq = (size_t)B * Tq * 3 * C, nkv = (size_t)B * Tk * 2 * C, no = (size_t)B * Tq * C;
+    size_t np = (size_t)B * NH * Tq * Tk, ner = (size_t)(with_er ? L : 1) * HS;
+    float *qb = rnd(nq, 1), *kv = rnd(nkv, 1), *er = rnd(ner, 1), *dout = rnd(no, 1);
+    float *dq0 = rnd(nq, 1), *dkv0 = rnd(nkv, 1), *der0 = rnd(ner, 1);
+    float *out = malloc(no * 4), *probs = malloc(np * 4), *scratch = malloc((2 * (size_t)Tq * Tk + (size_t)Tq * Tq) * 4);
+    uint8_t *mask = malloc(np);
+    float *dq = copy_of(dq0, nq), *dkv = copy_of(dkv0, nkv), *der = copy_of(der0, ner);
+    attention_forward(out, probs, mask, scratch, qb, kv, kv + C, with_er ? er : NULL, &d);
+    attention_backward(dq, dkv, dkv + C, with_er ? der : NULL, scratch, dout, probs, mask, qb, kv, kv + C,
+                       with_er ? er : NULL, &d);
+    float *d_q = dev_from(qb, nq * 4), *d_kv = dev_from(kv, nkv * 4), *d_er = dev_from(er, ner * 4);
+    float *d_dout = dev_from(dout, no * 4), *d_out = dev_new(no * 4), *d_probs = dev_new(np * 4);
+    float *d_dq = dev_new(nq * 4), *d_dkv = dev_new(nkv * 4), *d_der = dev_new(ner * 4);
+    uint8_t *d_mask = dev_new(np);
+    int *d_nk = dev_from(n_keys, (size_t)Tq * sizeof *n_keys);
+    AttnDims dd = d;
+    dd.n_keys = d_nk;
+    float *g[2][6];
+    for (int r = 0; r < 2; r++) {
+        reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+        gpu_attention_forward(d_out, d_probs, d_mask, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+        gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, d_mask,
+                               d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+        g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
+        g[r][2] = host_from(d_mask, np), g[r][3] = host_from(d_dq, nq * 4);
+        g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
+    }
+    char m[200];
+    snprintf(m, sizeof m, "%s out", name), cmp(m, g[0][0], out, no, TOL), twice(m, g[0][0], g[1][0], no * 4);
+    snprintf(m, sizeof m, "%s probs", name), cmp(m, g[0][1], probs, np, TOL), twice(m, g[0][1], g[1][1], np * 4);
+    snprintf(m, sizeof m, "%s mask (same bytes)", name), cmp_bytes(m, g[0][2], mask, np), twice(m, g[0][2], g[1][2], np);
+    snprintf(m, sizeof m, "%s dq (and the untouched columns)", name), cmp(m, g[0][3], dq, nq, TOL);
+    twice(m, g[0][3], g[1][3], nq * 4);
+    snprintf(m, sizeof m, "%s dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL), twice(m, g[0][4], g[1][4], nkv * 4);
+    snprintf(m, sizeof m, "%s dEr%s", name, with_er ? "" : " (none: untouched)");
+    cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < 6; t++) free(g[r][t]);
+    gpu_free(d_q), gpu_free(d_kv), gpu_free(d_er), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_probs);
+    gpu_free(d_dq), gpu_free(d_dkv), gpu_free(d_der), gpu_free(d_mask), gpu_free(d_nk);
+    free(qb), free(kv), free(er), free(dout), free(dq0), free(dkv0), free(der0), free(out), free(probs), free(scratch);
+    free(mask), free(dq), free(dkv), free(der);
+    no_error(name);
+}
+
+static void test_attention(void)
+{
+    int causal[5] = {1, 2, 3, 4, 5}, pre[3] = {2, 4, 6}, post[6] = {1, 1, 2, 2, 3, 3};
+    attention_case("causal RPR attention T 5", 2, 8, 2, 5, 5, causal, 1, 0);
+    attention_case("causal RPR attention T 5, dropout 0.3", 2, 8, 2, 5, 5, causal, 1, 0.3f);
+    attention_case("causal attention without Er", 2, 8, 2, 5, 5, causal, 0, 0);
+    attention_case("resample_pre cross-attention 3 x 6", 2, 8, 2, 3, 6, pre, 0, 0);
+    attention_case("resample_post cross-attention 6 x 3", 2, 8, 2, 6, 3, post, 0, 0);
+    // two query tiles of 128 rows (the mask covers each tile's widest key range), 4 heads of 8
+    int big_causal[512], big_pre[150], big_post[300];
+    for (int i = 0; i < 512; i++) big_causal[i] = i + 1;
+    for (int i = 0; i < 300; i++) big_post[i] = i / 2 + 1;
+    for (int i = 0; i < 150; i++) big_pre[i] = 2 * i + 2;
+    attention_case("causal RPR attention T 201", 2, 32, 4, 201, 201, big_causal, 1, 0);
+    attention_case("causal RPR attention T 301, dropout 0.2", 3, 32, 4, 301, 301, big_causal, 1, 0.2f);
+    attention_case("resample_pre 150 x 301, dropout 0.2", 2, 32, 4, 150, 301, big_pre, 0, 0.2f);
+    attention_case("resample_post 300 x 150, dropout 0.1", 2, 16, 2, 300, 150, big_post, 0, 0.1f);
+    attention_case("causal RPR attention T 64, head size 64", 2, 256, 4, 64, 64, big_causal, 1, 0.1f);
+    // the default model's shape: d 256, 4 heads, T 512 (4 tiles), dropout 0.1
+    attention_case("causal RPR attention T 512, d 256, 4 heads, dropout 0.1", 2, 256, 4, 512, 512, big_causal, 1,
+                   0.1f);
+}
+
+// ---- hourglass resampling ------------------------------------------------------------------------------------
+
+enum { R_PAD, R_CROP, R_SHIFT, R_MEANPOOL, R_REPEAT };
+
+// forward and backward of one resampling op; its arithmetic is the CPU's (copies, adds in order, one divide):
+// the same bytes
+static void resample_case(const char *name, int op, int B, int T, int Tp, int C, int K)
+{
+    size_t n_in, n_out;
+    switch (op) {
+    case R_PAD: n_in = (size_t)B * T * C, n_out = (size_t)B * Tp * C; break;
+    case R_CROP: n_in = (size_t)B * Tp * C, n_out = (size_t)B * T * C; break;
+    case R_MEANPOOL: n_in = (size_t)B * T * C, n_out = (size_t)B * (T / K) * C; break;
+    case R_REPEAT: n_in = (size_t)B * (T / K) * C, n_out = (size_t)B * T * C; break;
+    default: n_in = n_out = (size_t)B * T * C;
+    }
+    float *inp = rnd(n_in, 1), *dout = rnd(n_out, 1), *din0 = rnd(n_in, 1), *out = rnd(n_out, 1);
+    float *din = copy_of(din0, n_in), *out0 = copy_of(out, n_out);
+    switch (op) {
+    case R_PAD: pad_forward(out, inp, B, T, Tp, C), pad_backward(din, dout, B, T, Tp, C); break;
+    case R_CROP: crop_forward(out, inp, B, Tp, T, C), crop_backward(din, dout, B, Tp, T, C); break;
+    case R_SHIFT: shift_forward(out, inp, B, T, C, K), shift_backward(din, dout, B, T, C, K); break;
+    case R_MEANPOOL: meanpool_forward(out, inp, B, T, C, K), meanpool_backward(din, dout, B, T, C, K); break;
+    case R_REPEAT: repeat_forward(out, inp, B, T, C, K), repeat_backward(din, dout, B, T, C, K); break;
+    }
+    float *d_inp = dev_from(inp, n_in * 4), *d_dout = dev_from(dout, n_out * 4), *d_out = dev_new(n_out * 4);
+    float *d_din = dev_new(n_in * 4), *go[2], *gd[2];
+    for (int r = 0; r < 2; r++) {
+        reset(d_din, din0, n_in * 4), reset(d_out, out0, n_out * 4); // every output element must be written
+        switch (op) {
+        case R_PAD: gpu_pad_forward(d_out, d_inp, B, T, Tp, C), gpu_pad_backward(d_din, d_dout, B, T, Tp, C); break;
+        case R_CROP: gpu_crop_forward(d_out, d_inp, B, Tp, T, C), gpu_crop_backward(d_din, d_dout, B, Tp, T, C); break;
+        case R_SHIFT:
+            gpu_shift_forward(d_out, d_inp, B, T, C, K), gpu_shift_backward(d_din, d_dout, B, T, C, K);
+            break;
+        case R_MEANPOOL:
+            gpu_meanpool_forward(d_out, d_inp, B, T, C, K), gpu_meanpool_backward(d_din, d_dout, B, T, C, K);
+            break;
+        case R_REPEAT:
+            gpu_repeat_forward(d_out, d_inp, B, T, C, K), gpu_repeat_backward(d_din, d_dout, B, T, C, K);
+            break;
+        }
+        go[r] = host_from(d_out, n_out * 4), gd[r] = host_from(d_din, n_in * 4);
+    }
+    char m[160];
+    snprintf(m, sizeof m, "%s forward (same bytes)", name), cmp(m, go[0], out, n_out, 0);
+    twice(m, go[0], go[1], n_out * 4);
+    snprintf(m, sizeof m, "%s backward (same bytes)", name), cmp(m, gd[0], din, n_in, 0);
+    twice(m, gd[0], gd[1], n_in * 4);
+    for (int r = 0; r < 2; r++) free(go[r]), free(gd[r]);
+    gpu_free(d_inp), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_din);
+    free(inp), free(dout), free(din0), free(out), free(din), free(out0);
+    no_error(name);
+}
+
+static void test_resampling(void)
+{
+    resample_case("pad 13 -> 15 rows", R_PAD, 3, 13, 15, 33, 0);
+    resample_case("crop 15 -> 13 rows", R_CROP, 3, 13, 15, 33, 0);
+    resample_case("shift by 2 (s 3)", R_SHIFT, 3, 13, 0, 33, 3);
+    resample_case("shift by 19 > T (s 20)", R_SHIFT, 2, 13, 0, 5, 20);
+    resample_case("mean pool s 3", R_MEANPOOL, 3, 15, 0, 33, 3);
+    resample_case("mean pool s 4, C 256", R_MEANPOOL, 2, 64, 0, 256, 4);
+    resample_case("repeat s 2", R_REPEAT, 3, 14, 0, 33, 2);
+    resample_case("repeat s 3", R_REPEAT, 2, 15, 0, 256, 3);
+}
+
+// ---- losses -------------------------------------------------------------------------------------------------
+
+static void ce_case(const char *name, int N, int V, int pad_every)
+{
+    char m[160];
+    size_t n = (size_t)N * V;
+    float *logits = rnd(n, 4), *probs = malloc(n * 4), *dl0 = rnd(n, 1), *dl = copy_of(dl0, n);
+    int32_t *tgt = malloc((size_t)N * sizeof *tgt);
+    for (int i = 0; i < N; i++)
+        tgt[i] = pad_every && i % pad_every == 0 ? 0 : (int32_t)((frand() + 1) * 0.5 * (V - 1)) + 1;
+    int nv = 0, gnv[2] = {-1, -1};
+    float loss = crossentropy_forward(probs, logits, tgt, N, V, &nv), gl[2];
+    crossentropy_backward(dl, probs, tgt, N, V, nv, 0.75f);
+    float *d_logits = dev_from(logits, n * 4), *d_probs = dev_new(n * 4), *d_dl = dev_new(n * 4);
+    int32_t *d_tgt = dev_from(tgt, (size_t)N * 4);
+    float *gp[2], *gd[2];
+    for (int r = 0; r < 2; r++) {
+        reset(d_dl, dl0, n * 4);
+        gl[r] = gpu_crossentropy_forward(d_probs, d_logits, d_tgt, N, V, &gnv[r]);
+        gpu_crossentropy_backward(d_dl, d_probs, d_tgt, N, V, gnv[r], 0.75f);
+        gp[r] = host_from(d_probs, n * 4), gd[r] = host_from(d_dl, n * 4);
+    }
+    CHECK(gnv[0] == nv, "%s: n_valid gpu %d cpu %d", name, gnv[0], nv);
+    snprintf(m, sizeof m, "%s loss", name), cmp(m, &gl[0], &loss, 1, TOL), twice(m, &gl[0], &gl[1], 4);
+    snprintf(m, sizeof m, "%s probs", name), cmp(m, gp[0], probs, n, TOL), twice(m, gp[0], gp[1], n * 4);
+    snprintf(m, sizeof m, "%s dlogits", name), cmp(m, gd[0], dl, n, TOL), twice(m, gd[0], gd[1], n * 4);
+    for (int r = 0; r < 2; r++) free(gp[r]), free(gd[r]);
+    gpu_free(d_logits), gpu_free(d_probs), gpu_free(d_dl), gpu_free(d_tgt);
+    free(logits), free(probs), free(dl0), free(dl), free(tgt);
+    no_error(name);
+}
+
+// the auxiliary losses: forward sums (double, compared in double) and backward
+static void aux_case(const char *name, int expcos, int B, int T, int C)
+{
+    char m[160];
+    size_t n = (size_t)B * T * C;
+    // dh starts small: the CPU adds each pair's share to dh in float, so its own rounding grows with |dh|
+    float *h = rnd(n, 1), *dh0 = rnd(n, 0.01f), *dh = copy_of(dh0, n);
+    long np = 0, gnp = -1;
+    double s = expcos ? exp_cosine_forward(h, B, T, C) : cosine_pairs_forward(h, B, T, C, &np), gs[2];
+    if (expcos) exp_cosine_backward(dh, h, B, T, C, 0.3f);
+    else cosine_pairs_backward(dh, h, B, T, C, 0.3f);
+    float *d_h = dev_from(h, n * 4), *d_dh = dev_new(n * 4), *gd[2];
+    for (int r = 0; r < 2; r++) {
+        reset(d_dh, dh0, n * 4);
+        if (expcos) {
+            gs[r] = gpu_exp_cosine_forward(d_h, B, T, C);
+            gpu_exp_cosine_backward(d_dh, d_h, B, T, C, 0.3f);
+        } else {
+            gs[r] = gpu_cosine_pairs_forward(d_h, B, T, C, &gnp);
+            gpu_cosine_pairs_backward(d_dh, d_h, B, T, C, 0.3f);
+        }
+        gd[r] = host_from(d_dh, n * 4);
+    }
+    if (!expcos) CHECK(gnp == np, "%s: n_pairs gpu %ld cpu %ld", name, gnp, np);
+    double e = fabs(gs[0] - s), scale = fmax(1.0, fabs(s));
+    CHECK(e <= TOL * scale, "%s sum: gpu %.12g cpu %.12g (tolerance %.0e * %.3g)", name, gs[0], s, TOL, scale);
+    snprintf(m, sizeof m, "%s sum", name), twice(m, &gs[0], &gs[1], sizeof gs[0]);
+    snprintf(m, sizeof m, "%s dh", name), cmp(m, gd[0], dh, n, TOL), twice(m, gd[0], gd[1], n * 4);
+    for (int r = 0; r < 2; r++) free(gd[r]);
+    gpu_free(d_h), gpu_free(d_dh);
+    free(h), free(dh0), free(dh);
+    no_error(name);
+}
+
+static void test_losses(void)
+{
+    ce_case("cross-entropy 500 x 348, PAD every 7th", 500, 348, 7);
+    ce_case("cross-entropy 9 x 5", 9, 5, 3);
+    ce_case("cross-entropy 2000 x 1000, no PAD", 2000, 1000, 0);
+    ce_case("cross-entropy, every target PAD", 16, 20, 1);
+    aux_case("cosine pairs, odd T", 0, 3, 9, 40);
+    aux_case("cosine pairs B 4 T 128 C 256", 0, 4, 128, 256);
+    aux_case("exp-cosine", 1, 2, 33, 24);
+    aux_case("exp-cosine B 2 T 128 C 256", 1, 2, 128, 256);
+}
+
+// ---- optimizer ----------------------------------------------------------------------------------------------
+
+static void clip_case(const char *name, size_t n, double max_norm)
+{
+    float *g = rnd(n, 0.01f), *cg = copy_of(g, n);
+    double norm = clip_grad_norm(cg, n, max_norm), gn[2];
+    float *d_g = dev_new(n * 4), *gg[2];
+    for (int r = 0; r < 2; r++) {
+        reset(d_g, g, n * 4);
+        gn[r] = gpu_clip_grad_norm(d_g, n, max_norm);
+        gg[r] = host_from(d_g, n * 4);
+    }
+    char m[160];
+    CHECK(fabs(gn[0] - norm) <= 1e-10 * fmax(1.0, norm), "%s: norm gpu %.17g cpu %.17g (tolerance 1e-10)", name,
+          gn[0], norm);
+    snprintf(m, sizeof m, "%s norm", name), twice(m, &gn[0], &gn[1], sizeof gn[0]);
+    snprintf(m, sizeof m, "%s g", name), cmp(m, gg[0], cg, n, TOL), twice(m, gg[0], gg[1], n * 4);
+    for (int r = 0; r < 2; r++) free(gg[r]);
+    gpu_free(d_g);
+    free(g), free(cg);
+    no_error(name);
+}
+
+static void adam_case(const char *name, size_t n, double wd)
+{
+    AdamParams p = {3e-4, 0.9, 0.999, 1e-8, wd};
+    float *w = rnd(n, 1), *m0 = rnd(n, 0.01f), *v0 = rnd(n, 0.01f);
+    for (size_t i = 0; i < n; i++) v0[i] = fabsf(v0[i]);
+    float *cw = copy_of(w, n), *cm = copy_of(m0, n), *cv = copy_of(v0, n), *grads[3];
+    for (int t = 0; t < 3; t++) grads[t] = rnd(n, 0.1f);
+    for (int t = 0; t < 3; t++) adam_step(cw, grads[t], cm, cv, n, t + 1, &p);
+    float *d_w = dev_new(n * 4), *d_m = dev_new(n * 4), *d_v = dev_new(n * 4), *d_g = dev_new(n * 4), *gr[2][3];
+    for (int r = 0; r < 2; r++) {
+        reset(d_w, w, n * 4), reset(d_m, m0, n * 4), reset(d_v, v0, n * 4);
+        for (int t = 0; t < 3; t++) {
+            reset(d_g, grads[t], n * 4);
+            gpu_adam_step(d_w, d_g, d_m, d_v, n, t + 1, &p);
+        }
+        gr[r][0] = host_from(d_w, n * 4), gr[r][1] = host_from(d_m, n * 4), gr[r][2] = host_from(d_v, n * 4);
+    }
+    // optim.c's float arithmetic operation for operation (no fused multiply-add): the same bytes
+    const char *names[3] = {"w", "m", "v"};
+    const float *want[3] = {cw, cm, cv};
+    for (int k = 0; k < 3; k++) {
+        char m[160];
+        snprintf(m, sizeof m, "%s: 3 steps, %s (same bytes)", name, names[k]);
+        cmp(m, gr[0][k], want[k], n, 0);
+        twice(m, gr[0][k], gr[1][k], n * 4);
+    }
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 3; k++) free(gr[r][k]);
+    gpu_free(d_w), gpu_free(d_m), gpu_free(d_v), gpu_free(d_g);
+    free(w), free(m0), free(v0), free(cw), free(cm), free(cv);
+    for (int t = 0; t < 3; t++) free(grads[t]);
+    no_error(name);
+}
+
+static void test_optim(void)
+{
+    clip_case("clip 1000003 floats, max_norm 0.5 (scaled)", 1000003, 0.5);
+    clip_case("clip, max_norm 1e9 (untouched)", 100003, 1e9);
+    clip_case("clip, max_norm 0 (norm only)", 5, 0.0);
+    adam_case("adam", 100003, 0.0);
+    adam_case("adam with weight decay 0.01", 4099, 0.01);
+}
+
+// ---- device -------------------------------------------------------------------------------------------------
+
+static void test_device(void)
+{
+    size_t fr = 0, tot = 0;
+    CHECK(gpu_mem_info(&fr, &tot) == 0 && fr > 0 && tot >= fr, "gpu_mem_info: free %zu total %zu (%s)", fr, tot,
+          gpu_error());
+    CHECK(gpu_name()[0] != 0, "gpu_name is empty");
+    char err[256];
+    CHECK(gpu_init(0, err) == GPU_OK, "gpu_init twice: %s", err);
+    // an allocation past the device's memory: NULL and one line naming it; later ops are unaffected
+    void *p = gpu_alloc((size_t)1 << 50);
+    CHECK(p == NULL && strstr(gpu_error(), "gpu_alloc") != NULL, "gpu_alloc of 1 PiB: %p, error '%s'", p, gpu_error());
+    gpu_free(p);
+    gpu_clear_error();
+    float one = 1.0f, back = 0.0f, *d = gpu_alloc(sizeof one);
+    gpu_upload(d, &one, sizeof one);
+    gpu_download(&back, d, sizeof back);
+    CHECK(back == 1.0f && gpu_error()[0] == 0, "a copy after a failed allocation: %g (%s)", back, gpu_error());
+    gpu_free(d);
+    no_error("device");
+}
+
+int main(void)
+{
+    char err[256];
+    GpuStatus st = gpu_init(0, err);
+    const char *req = getenv("HMT_REQUIRE_GPU");
+    int require = req && *req && strcmp(req, "0") != 0;
+    if (st == GPU_OK) {
+        printf("gpu: %s, driver CUDA %s, runtime %s\n", gpu_name(), gpu_driver_version(), gpu_runtime_version());
+    } else if ((st == GPU_NO_DEVICE || st == GPU_NO_DRIVER) && !require) {
+        printf("test_cuda_ops: %s: every GPU check skipped\n", err);
+        check_skipping = 1; // the ops below do nothing without a GPU; their checks are counted, not run
+    } else {
+        CHECK(0, "gpu_init: %s", err);
+        return check_done();
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0); // a run killed by a timeout still shows the section it was in
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } sections[] = {{"device", test_device},       {"elementwise and dropout", test_elementwise},
+                    {"embedding", test_encoder},   {"resampling", test_resampling},
+                    {"linear", test_linear},       {"layernorm", test_layernorm},
+                    {"attention", test_attention}, {"losses", test_losses},
+                    {"optimizer", test_optim}};
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
+        if (!check_skipping) printf("-- %s\n", sections[i].name);
+        sections[i].fn();
+    }
+    gpu_shutdown();
+    return check_done();
+}
