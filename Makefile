@@ -51,9 +51,9 @@ CUDA_LIB ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_6
 CUDA_ARCH ?= 90
 NVCCFLAGS ?= $(OPT) -g -lineinfo -std=c++17 --fmad=false -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 CU_SRC := $(wildcard libcommon/cuda/*.cu)
-LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o) $(BUILD)/libcommon/cuda/gpu_backend.o
 PKG_LIBS += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++
-CUDA_TEST_BINS := $(BUILD)/tests/test_cuda_ops
+CUDA_TEST_BINS := $(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_model
 TEST_BINS += $(CUDA_TEST_BINS)
 else
 LIB_OBJ += $(BUILD)/libcommon/cuda/gpu_none.o
@@ -143,8 +143,16 @@ build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP
 build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
 	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o $(EMU_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
-test-cuda-emu: build/emu/test_cuda_ops
-	@echo "== $<" && ASAN_OPTIONS=detect_leaks=0 $<
+build/emu/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu
+	$(CC) $(CFLAGS) $(EMU_FLAGS) -Ilibcommon -c $< -o $@
+build/emu/test_cuda_model: tests/test_cuda_model.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
+  $(BUILD)/libcommon.a
+	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_model.o
+	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	  $(PKG_LIBS) -o $@
+test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model
+	@for t in $^; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
 
 clean:
 	rm -rf build bin bin-san bin-cuda

@@ -63,7 +63,6 @@ const Backend backend_cpu = {
     .clip_grad_norm = clip_grad_norm, .adam_step = adam_step,
 };
 
-const Backend *backend_cuda(char *err); // libcommon/cuda (or its stand-in without CUDA)
 
 const Backend *backend_get(const char *name, char *err)
 {
@@ -73,9 +72,3 @@ const Backend *backend_get(const char *name, char *err)
     return NULL;
 }
 
-// Until the CUDA op layer (gpu.h) lands, no build has a CUDA backend.
-const Backend *backend_cuda(char *err)
-{
-    err_set(err, "this build has no CUDA backend (rebuild with make CUDA=1)");
-    return NULL;
-}

@@ -78,6 +78,10 @@ typedef struct Backend {
 // The CPU: ops.c and optim.c.
 extern const Backend backend_cpu;
 
+// The CUDA table: libcommon/cuda/gpu_backend.c in a `make CUDA=1` build, else gpu_none.c's stand-in, which says so.
+// Initialises the first GPU; NULL with err when it cannot. Call backend_get("cuda") instead.
+const Backend *backend_cuda(char *err);
+
 // The backend called name ("cpu" or "cuda"). For cuda this initialises the first GPU; NULL with err (one line:
 // "this build has no CUDA backend (rebuild with make CUDA=1)", "no CUDA device found", ...) when it cannot.
 const Backend *backend_get(const char *name, char *err);

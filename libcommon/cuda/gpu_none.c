@@ -3,7 +3,15 @@
 // none of them, so code that calls an op must be built with CUDA=1 (a link error otherwise, never a silent no-op).
 #include <string.h>
 
+#include "backend.h"
 #include "gpu.h"
+#include "util.h"
+
+const Backend *backend_cuda(char *err)
+{
+    err_set(err, "this build has no CUDA backend (rebuild with make CUDA=1)");
+    return NULL;
+}
 
 static char none_err[] = "gpu: this build has no CUDA backend (rebuild with make CUDA=1)";
 

@@ -1,0 +1,76 @@
+// gpu_backend: the CUDA backend's table (backend.h) over gpu.h's ops. Plain C, built with CUDA=1 (and by the CPU
+// emulator's tests, tests/emu). Memory failures die in one line naming the size and the free memory; an op's own
+// failure is kept by gpu.h and surfaces at the next sync (trainer_step syncs once per step) or copy.
+#include <stdio.h>
+
+#include "backend.h"
+#include "gpu.h"
+#include "util.h"
+
+static void *g_alloc(size_t bytes)
+{
+    void *p = gpu_alloc(bytes ? bytes : 1);
+    if (!p) die("%s", gpu_error());
+    gpu_zero(p, bytes);
+    return p;
+}
+static void g_upload(void *dst, const void *src, size_t bytes)
+{
+    if (gpu_upload(dst, src, bytes) < 0) die("copy to the GPU: %s", gpu_error());
+}
+static void g_download(void *dst, const void *src, size_t bytes)
+{
+    if (gpu_download(dst, src, bytes) < 0) die("copy from the GPU: %s", gpu_error());
+}
+static int g_sync(char *err) { return gpu_sync() < 0 ? err_set(err, "gpu: %s", gpu_error()) : 0; }
+static uint64_t g_mem_free(const char **source)
+{
+    size_t free_b, total;
+    if (source) *source = "the GPU's free memory";
+    return gpu_mem_info(&free_b, &total) == 0 ? (uint64_t)free_b : 0;
+}
+// the CPU's attention takes a scratch buffer; the GPU keeps its own workspace
+static void g_attention_forward(float *out, float *probs, uint8_t *mask, float *scratch, const float *q, const float *k,
+                                const float *v, const float *Er, const AttnDims *d)
+{
+    (void)scratch;
+    gpu_attention_forward(out, probs, mask, q, k, v, Er, d);
+}
+static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
+                                 const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
+                                 const float *Er, const AttnDims *d)
+{
+    (void)scratch;
+    gpu_attention_backward(dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
+}
+
+static const Backend backend_gpu = {
+    .name = "cuda", .on_host = 0,
+    .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .upload = g_upload, .download = g_download,
+    .sync = g_sync, .device_name = gpu_name, .mem_free = g_mem_free,
+    .encoder_forward = gpu_encoder_forward, .encoder_backward = gpu_encoder_backward,
+    .linear_forward = gpu_linear_forward, .linear_backward = gpu_linear_backward,
+    .layernorm_forward = gpu_layernorm_forward, .layernorm_backward = gpu_layernorm_backward,
+    .add_forward = gpu_add_forward, .accumulate = gpu_accumulate,
+    .dropout_forward = gpu_dropout_forward, .dropout_backward = gpu_dropout_backward,
+    .relu_dropout_forward = gpu_relu_dropout_forward, .relu_dropout_backward = gpu_relu_dropout_backward,
+    .attention_forward = g_attention_forward, .attention_backward = g_attention_backward,
+    .pad_forward = gpu_pad_forward, .pad_backward = gpu_pad_backward, .crop_forward = gpu_crop_forward,
+    .crop_backward = gpu_crop_backward, .shift_forward = gpu_shift_forward, .shift_backward = gpu_shift_backward,
+    .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
+    .repeat_forward = gpu_repeat_forward, .repeat_backward = gpu_repeat_backward,
+    .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
+    .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
+    .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
+    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step,
+};
+
+const Backend *backend_cuda(char *err)
+{
+    char gerr[ERR_MAX];
+    if (gpu_init(0, gerr) != GPU_OK) {
+        err_set(err, "%s", gerr);
+        return NULL;
+    }
+    return &backend_gpu;
+}

@@ -1,0 +1,234 @@
+// test_cuda_model: the whole model on the CUDA backend against the CPU backend (issue 14), through hg.c's one
+// structure: built with CUDA=1 (a GPU runs it; without one every check counts as skipped) and for the CPU emulator
+// of tests/emu (`make test-cuda-emu`: the kernels' logic on any machine, never their speed).
+// For every configuration kind (baseline; naive, linear, with and without attention resampling; nested; s 3) with
+// dropout on, B 2, T 7: logits, hidden states, the loss of each kind and every parameter's gradient within 1e-4 of
+// the tensor's scale (max |gpu - cpu| / max |cpu|); the same forward and backward twice give the same bytes. Then
+// 10 optimizer steps of trainer_step (windows, accumulation 2, clipping, OneCycle, Adam) follow the CPU's losses
+// within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "check.h"
+#include "config.h"
+#include "data.h"
+#include "hg.h"
+#include "remi.h"
+#include "shard.h"
+#include "trainer.h"
+#include "util.h"
+
+#define TOL 1e-4
+
+typedef struct Kind {
+    const char *name;
+    int plain, pre, post, s, valley_n, nested, linear, attn;
+} Kind;
+
+static const Kind kinds[] = {
+    {"baseline", 2, 0, 0, 0, 0, 0, 0, 0},       {"naive", 0, 1, 1, 2, 1, 0, 0, 0},
+    {"linear", 0, 1, 1, 2, 1, 0, 1, 0},         {"naive_attn", 0, 1, 1, 2, 1, 0, 0, 1},
+    {"linear_attn", 0, 1, 1, 2, 1, 0, 1, 1},    {"nested", 0, 1, 1, 2, 1, 1, 1, 1},
+    {"s 3", 0, 1, 1, 3, 1, 0, 1, 1},
+};
+
+static HgLevel inner, mid;
+
+static void build(HgModel *m, const Kind *k)
+{
+    HgConfig c = {.V = 40, .C = 16, .NH = 2, .F = 32, .L = 9, .dropout = 0.1f, .linear = k->linear,
+                  .attn_resampling = k->attn, .save_updown_hidden = 1};
+    if (k->plain) {
+        c.top.n_layers = k->plain;
+    } else {
+        inner = (HgLevel){.n_layers = k->valley_n};
+        mid = (HgLevel){.pre = 1, .post = 1, .s = k->s, .valley = &inner};
+        c.top = (HgLevel){.pre = k->pre, .post = k->post, .s = k->s, .valley = k->nested ? &mid : &inner};
+    }
+    char err[ERR_MAX];
+    CHECK(hg_build(m, &c, err) == 0, "%s: build: %s", k->name, err);
+    hg_init_weights(m, 4321);
+}
+
+static double rel(const float *got, const float *want, size_t n)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        d = e > d || isnan(e) ? e : d;
+        s = fabs((double)want[i]) > s ? fabs((double)want[i]) : s;
+    }
+    return s > 0 ? d / s : d;
+}
+
+// One forward, loss (kind) and backward on m's backend; the loss, and host copies of logits, hidden states, grads.
+typedef struct Out {
+    double loss;
+    float *logits, *hidden[8], *dw;
+} Out;
+
+static void run(HgModel *m, const int32_t *tok, const int32_t *tgt_host, int loss_kind, Out *o)
+{
+    const Backend *be = m->be;
+    int B = m->B, T = m->T, V = m->cfg.V, C = m->cfg.C;
+    size_t bt = (size_t)B * T;
+    int32_t *tgt = be->alloc(bt * sizeof *tgt);
+    be->upload(tgt, tgt_host, bt * sizeof *tgt);
+    float *probs = be->alloc(bt * V * sizeof(float)), *dlogits = be->alloc(bt * V * sizeof(float));
+    be->zero(m->bdw, m->n_floats * sizeof(float));
+    hg_forward(m, tok, 1, 77);
+    float *dh[8] = {0};
+    for (int h = 0; h < m->n_hidden; h++) dh[h] = be->alloc((size_t)B * m->hidden_T[h] * C * sizeof(float));
+    o->loss = trainer_loss(m, tgt, loss_kind, loss_kind == 1 ? 0.1 : 1e-2, probs, dlogits, dh, 1.0f);
+    hg_backward(m, tok, dlogits, dh);
+    o->logits = xmalloc(bt * V * sizeof(float));
+    memcpy(o->logits, hg_logits_host(m), bt * V * sizeof(float));
+    for (int h = 0; h < m->n_hidden; h++) {
+        size_t n = (size_t)B * m->hidden_T[h] * C;
+        o->hidden[h] = xmalloc(n * sizeof(float));
+        be->download(o->hidden[h], m->hidden[h], n * sizeof(float));
+        be->free(dh[h]);
+    }
+    hg_grads_to_host(m);
+    o->dw = xmalloc(m->n_floats * sizeof(float));
+    memcpy(o->dw, m->dw, m->n_floats * sizeof(float));
+    char err[ERR_MAX];
+    CHECK(be->sync(err) == 0, "%s", err);
+    be->free(tgt), be->free(probs), be->free(dlogits);
+}
+
+static void free_out(Out *o, int n_hidden)
+{
+    free(o->logits), free(o->dw);
+    for (int h = 0; h < n_hidden; h++) free(o->hidden[h]);
+}
+
+static void test_model(const Backend *gpu)
+{
+    int B = 2, T = 7;
+    int32_t tok[14], tgt[14];
+    for (int i = 0; i < B * T; i++) tok[i] = 1 + (i * 11) % 39, tgt[i] = i % 5 == 4 ? 0 : 1 + (i * 7) % 39;
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) {
+        const Kind *k = &kinds[ki];
+        for (int loss_kind = 0; loss_kind < 3; loss_kind++) {
+            if (loss_kind && k->plain) continue; // the auxiliary losses need hidden states
+            if (!gpu) { // no GPU: one skip per configuration and loss
+                CHECK(0, "%s", k->name);
+                continue;
+            }
+            HgModel c, g;
+            char err[ERR_MAX];
+            build(&c, k), build(&g, k);
+            CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+            hg_alloc(&c, B, T), hg_alloc(&g, B, T);
+            Out oc, og, og2;
+            run(&c, tok, tgt, loss_kind, &oc);
+            run(&g, tok, tgt, loss_kind, &og);
+            double e_logits = rel(og.logits, oc.logits, (size_t)B * T * c.cfg.V);
+            CHECK(e_logits <= TOL, "%s loss %d: logits differ by %.3g of their scale", k->name, loss_kind, e_logits);
+            CHECK(fabs(og.loss - oc.loss) <= TOL * fmax(1, fabs(oc.loss)), "%s loss %d: %.9g on the GPU, %.9g on the CPU",
+                  k->name, loss_kind, og.loss, oc.loss);
+            CHECK(g.n_hidden == c.n_hidden, "%s: hidden states", k->name);
+            for (int h = 0; h < c.n_hidden && h < g.n_hidden; h++) {
+                double e = rel(og.hidden[h], oc.hidden[h], (size_t)B * c.hidden_T[h] * c.cfg.C);
+                CHECK(e <= TOL, "%s: hidden state %d differs by %.3g", k->name, h, e);
+            }
+            for (int p = 0; p < c.n_params; p++) {
+                const HgParam *q = &c.params[p];
+                double e = rel(og.dw + q->offset, oc.dw + q->offset, q->size);
+                CHECK(e <= TOL, "%s loss %d: gradient of %s differs by %.3g of its scale", k->name, loss_kind, q->name, e);
+            }
+            // deterministic: the same forward and backward again give the same bytes
+            run(&g, tok, tgt, loss_kind, &og2);
+            CHECK(memcmp(og.logits, og2.logits, (size_t)B * T * c.cfg.V * 4) == 0 &&
+                  memcmp(og.dw, og2.dw, c.n_floats * 4) == 0, "%s: a second GPU run differs", k->name);
+            free_out(&oc, c.n_hidden), free_out(&og, g.n_hidden), free_out(&og2, g.n_hidden);
+            hg_free(&c), hg_free(&g);
+        }
+    }
+}
+
+static char dir[] = "/tmp/test_cuda_model.XXXXXX";
+
+static void test_training(const Backend *gpu)
+{
+    char path[256], err[ERR_MAX];
+    if (!gpu) {
+        CHECK(0, "training");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    OutFile *o = out_open(path);
+    ShardWriter w;
+    shard_writer_init(&w, o->fp, path);
+    for (int d = 0; d < 6; d++) {
+        int32_t ids[40];
+        for (int i = 0; i < 40; i++) ids[i] = 4 + (d * 31 + i * 17) % 300;
+        char name[16];
+        snprintf(name, sizeof name, "doc%d", d);
+        shard_writer_add(&w, name, ids, 40);
+    }
+    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
+    out_commit(o);
+    RunConfig rc;
+    const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
+                       "\"num_heads\": 2, \"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, "
+                       "\"loss\": {\"type\": \"cosine_ce\"}, \"train\": {\"batch_size\": 2, "
+                       "\"gradient_accumulation_steps\": 2, \"steps\": 10, \"seed\": 3}, \"lr_scheduler\": "
+                       "{\"max_lr\": 3e-3}}";
+    DataSet ds;
+    Trainer c, g, back;
+    if (config_parse(&rc, json, "test", err) < 0 ||
+        data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 ||
+        trainer_init(&c, &rc, REMI_VOCAB_SIZE, NULL, err) < 0 || trainer_init(&g, &rc, REMI_VOCAB_SIZE, gpu, err) < 0) {
+        CHECK(0, "training setup: %s", err);
+        return;
+    }
+    double worst = 0, norm, lr;
+    for (int s = 0; s < 10; s++) {
+        double lc = trainer_step(&c, &ds, &norm, &lr), lg = trainer_step(&g, &ds, &norm, &lr);
+        worst = fmax(worst, fabs(lc - lg));
+    }
+    CHECK(worst <= 1e-3, "10 steps: the GPU's losses stray %.3g from the CPU's", worst);
+    // the GPU's state on the CPU: the next step of each agrees
+    snprintf(path, sizeof path, "%s/trainer.state", dir);
+    trainer_save(&g, path, 1, remi_vocab_hash(), 0);
+    int64_t run_id;
+    CHECK(trainer_init(&back, &rc, REMI_VOCAB_SIZE, NULL, err) == 0 &&
+          trainer_load(&back, path, 1, remi_vocab_hash(), &run_id, err) == 0, "GPU state on the CPU: %s", err);
+    double lb = trainer_step(&back, &ds, &norm, &lr), lg = trainer_step(&g, &ds, &norm, &lr);
+    CHECK(fabs(lb - lg) <= 1e-3, "after the GPU's state: CPU step loss %.9g, GPU %.9g", lb, lg);
+    trainer_free(&c), trainer_free(&g), trainer_free(&back);
+    data_close(&ds), config_free(&rc);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    unlink(path);
+}
+
+int main(void)
+{
+    util_init("test_cuda_model");
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char err[ERR_MAX];
+    const Backend *gpu = backend_get("cuda", err);
+    const char *req = getenv("HMT_REQUIRE_GPU");
+    if (!gpu && !(req && strcmp(req, "1") == 0) &&
+        (strstr(err, "no CUDA device") || strstr(err, "driver") || strstr(err, "no CUDA backend"))) {
+        printf("test_cuda_model: %s: every GPU check skipped\n", err);
+        check_skipping = 1;
+        test_model(NULL), test_training(NULL);
+        return check_done();
+    }
+    CHECK(gpu != NULL, "the CUDA backend: %s", err);
+    if (!gpu) return check_done();
+    printf("test_cuda_model: on %s\n", gpu->device_name());
+    if (!mkdtemp(dir)) die("mkdtemp failed");
+    test_model(gpu);
+    test_training(gpu);
+    rmdir(dir);
+    return check_done();
+}
