@@ -122,7 +122,7 @@ test-cuda: $(CUDA_TEST_BINS)
 # libgcc and CUDA's own (cuBLAS is too large to carry), into build/gpu-libs: the folder bench/gpu_check.sh puts on
 # LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs).
 GPU_LIBS_SYSTEM := '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|ld-linux-x86-64)\.so'
-gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS)
+gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench/model)
 	@$(if $(CUDA_TEST_BINS),,echo "gpu-libs: needs CUDA=1" >&2; exit 2;) rm -rf build/gpu-libs && mkdir -p build/gpu-libs
 	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done

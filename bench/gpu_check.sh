@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu_check: the CUDA op checks on a GPU machine that has no build tools. Builds nothing: it runs the test built
-# here (`make CUDA=1 gpu-libs` builds build/cuda/tests/test_cuda_ops, bin-cuda/ and copies the shared libraries a
-# bare machine lacks into build/gpu-libs; carry those three). cuBLAS 13 is too large to carry: it is looked for on the
+# here (`make CUDA=1 gpu-libs` builds build/cuda/tests/test_cuda_ops and test_cuda_model, build/cuda/bench/model,
+# bin-cuda/ and copies the shared libraries a bare machine lacks into build/gpu-libs; carry build/cuda/tests,
+# build/cuda/bench, build/gpu-libs and bin-cuda). Then the speed of bench/gpu_model.sh against PyTorch. cuBLAS 13 is too large to carry: it is looked for on the
 # machine (the CUDA toolkit, or PyTorch's nvidia-* wheels). Writes its log to $OUT/gpu_check.log (default
 # build/gpu-check). Exit 0 only when every check ran and passed on a GPU: no GPU is a failure here, not a skip.
 # Usage: bash bench/gpu_check.sh   (from the repository root; about a minute, at most ~8 with a slow sanitizer)
@@ -12,6 +13,7 @@ mkdir -p "$OUT"
 LOG=$OUT/gpu_check.log
 exec > >(tee "$LOG") 2>&1
 TEST=build/cuda/tests/test_cuda_ops
+MODEL_TEST=build/cuda/tests/test_cuda_model
 rc=0
 
 echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
@@ -50,6 +52,9 @@ echo "== $TEST, HMT_GPU_SYNC=1"
 HMT_REQUIRE_GPU=1 HMT_GPU_SYNC=1 timeout 240 "$TEST" || rc=1
 echo "== $TEST"
 HMT_REQUIRE_GPU=1 timeout 240 "$TEST" || rc=1
+# the whole model through hg.c on the CUDA backend against the CPU backend, and 10 training steps
+echo "== $MODEL_TEST"
+HMT_REQUIRE_GPU=1 timeout 240 "$MODEL_TEST" || rc=1
 
 # ---- memory checks where compute-sanitizer is installed (GPU_CHECK_RACE=1: racecheck too; slower) ---------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -63,6 +68,10 @@ if [ -n "$SAN" ]; then
     done
 else
     echo "compute-sanitizer: not installed, skipped"
+fi
+# ---- speed: C against PyTorch on this GPU (bench/gpu_model.sh), when the checks passed -----------------------------
+if [ $rc = 0 ] && [ -x build/cuda/bench/model ] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    timeout 300 bash bench/gpu_model.sh 20 || echo "gpu_check: the benchmark stopped (exit $?)"
 fi
 echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"
 exit $rc

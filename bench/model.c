@@ -1,13 +1,16 @@
 // bench/model: forward + backward tokens/s of the C model at the default CPU configs of model.md §9 (d 256,
 // 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling), the machine's 2-thread sgemm GFLOP/s, and the model's share of that bound (matmul FLOPs / time).
-// Usage: bench/model [RUNS [CONFIG]] (median of RUNS timed steps after one warm-up; CONFIG 0..2 runs only that
-// config, for profiling). Build: make bench-model.
+// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] (median of RUNS timed steps after one
+// warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
+// step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished).
+// Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "hg.h"
 #include "ops.h"
 #include "util.h"
@@ -42,12 +45,25 @@ static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = argc > 1 ? (int)parse_long("RUNS", argv[1], 1, 100) : 5;
-    int only = argc > 2 ? (int)parse_long("CONFIG", argv[2], 0, 2) : -1;
-    int B = 8, T = 512, C = 256, F = 1024, V = 348;
-    double peak = sgemm_gflops();
-    printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
-    printf("%-22s %12s %12s %10s %12s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm");
+    int runs = 5, only = -1, B = 8, full = 0, npos = 0;
+    const char *device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
+        else if (strcmp(argv[i], "--full") == 0) full = 1;
+        else if (npos == 0) runs = (int)parse_long("RUNS", argv[i], 1, 100), npos++;
+        else if (npos == 1) only = (int)parse_long("CONFIG", argv[i], 0, 2), npos++;
+        else die_usage("unknown argument: '%s'", argv[i]);
+    }
+    char err[ERR_MAX];
+    const Backend *be = backend_get(device, err);
+    if (!be) die("cannot use device '%s': %s", device, err);
+    int T = 512, C = 256, F = 1024, V = 348;
+    double peak = be->on_host ? sgemm_gflops() : 0;
+    if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
+    else printf("device: %s; batch %d\n", be->device_name(), B);
+    printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
+    printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm", "alloc MiB");
     static HgLevel valley = {.n_layers = 2};
     struct {
         const char *name;
@@ -64,25 +80,34 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
         if (only >= 0 && (size_t)only != k) continue;
         HgModel m;
-        char err[ERR_MAX];
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);
+        if (hg_set_backend(&m, be, err) < 0) die("%s", err);
         hg_alloc(&m, B, T);
         int32_t *tok = xmalloc((size_t)B * (T + 1) * sizeof *tok), *inp = xmalloc((size_t)B * T * 4), *tgt = xmalloc((size_t)B * T * 4);
         for (int i = 0; i < B * (T + 1); i++) tok[i] = 4 + (i * 7919) % (V - 4);
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) inp[b * T + t] = tok[b * (T + 1) + t], tgt[b * T + t] = tok[b * (T + 1) + t + 1];
-        float *probs = xmalloc((size_t)B * T * V * 4), *dlog = xmalloc((size_t)B * T * V * 4);
+        int32_t *tgt_b = be->alloc((size_t)B * T * 4);
+        be->upload(tgt_b, tgt, (size_t)B * T * 4);
+        float *probs = be->alloc((size_t)B * T * V * 4), *dlog = be->alloc((size_t)B * T * V * 4);
+        float *am = full ? be->alloc(m.n_floats * 4) : NULL, *av = full ? be->alloc(m.n_floats * 4) : NULL;
+        AdamParams ap = {3e-4, 0.9, 0.999, 1e-8, 0};
         double *times = xmalloc(sizeof(double) * (size_t)(runs + 1));
         for (int r = 0; r <= runs; r++) {
             double t0 = now_s();
             hg_forward(&m, inp, 1, (uint64_t)r);
             int nv;
-            crossentropy_forward(probs, m.logits, tgt, B * T, V, &nv);
-            memset(dlog, 0, (size_t)B * T * V * 4);
-            crossentropy_backward(dlog, probs, tgt, B * T, V, nv, 1.0f);
-            memset(m.dw, 0, m.n_floats * sizeof *m.dw);
+            be->crossentropy_forward(probs, m.logits, tgt_b, B * T, V, &nv);
+            be->zero(dlog, (size_t)B * T * V * 4);
+            be->crossentropy_backward(dlog, probs, tgt_b, B * T, V, nv, 1.0f);
+            be->zero(m.bdw, m.n_floats * sizeof(float));
             hg_backward(&m, inp, dlog, NULL);
+            if (full) {
+                be->clip_grad_norm(m.bdw, m.n_floats, 0.5);
+                be->adam_step(m.bw, m.bdw, am, av, m.n_floats, r + 1, &ap);
+            }
+            if (be->sync(err) < 0) die("%s", err);
             times[r] = now_s() - t0;
         }
         qsort(times + 1, (size_t)runs, sizeof *times, cmp_d);
@@ -98,9 +123,16 @@ int main(int argc, char **argv)
             fl += 6 * layer_flops(B, T, T, C, F, 0, 1);
         }
         fl *= 3;
-        printf("%-22s %12.3f %12.0f %10.1f %11.0f%%\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
-               100 * fl / med / 1e9 / peak);
-        free(tok), free(inp), free(tgt), free(probs), free(dlog), free(times);
+        // everything the step uses is allocated up front: weights, gradients, Adam moments, activations, loss buffers
+        double mib = ((double)m.n_floats * 4 * (full ? 4 : 2) + (double)hg_act_bytes(&m) + 8.0 * B * T * V) / 1048576;
+        if (be->on_host)
+            printf("%-22s %12.3f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
+                   100 * fl / med / 1e9 / peak, mib);
+        else
+            printf("%-22s %12.4f %12.0f %10.1f %12s %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9, "-", mib);
+        free(tok), free(inp), free(tgt), free(times);
+        be->free(tgt_b), be->free(probs), be->free(dlog);
+        if (full) be->free(am), be->free(av);
         hg_free(&m);
     }
     return 0;
