@@ -22,6 +22,8 @@ EVAL_DOCS ?= 32
 EVAL_PROMPT ?=
 EVAL_GEN ?=
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
+# train's --device: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); sample and eval stay on the CPU
+DEVICE ?= cpu
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
 RUNS_DIR ?= runs
@@ -48,7 +50,7 @@ $(call run_dir,$(1),$(2))/run.json: $(CONFIG_DIR)/$(1).json $(wildcard $(CONFIG_
 # tools are order-only prerequisites: rebuilding them does not redo finished runs
 $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARDS)/manifest.json | $(BIN)/train
 	$(BIN)/train -c $$< -d $(SHARDS) -o $$(dir $$@) --experiment $(call exp_name,$(1)) --registry $(REGISTRY) \
-	  -j $(THREADS) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
+	  -j $(THREADS) $(if $(filter-out cpu,$(DEVICE)),--device $(DEVICE)) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
 	touch $$@
 
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi
