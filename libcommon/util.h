@@ -86,4 +86,16 @@ uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 // Writes s as a JSON string literal (quotes and escapes included).
 void json_write_string(FILE *fp, const char *s);
 
+// ---- input paths: files named on the command line and folders searched ------------------------
+typedef struct PathList {
+    char **v; // malloc'd paths
+    size_t n, cap;
+} PathList;
+// Appends s (taking ownership).
+void pathlist_push(PathList *p, char *s);
+// Appends the files under dir whose names end in one of exts (a NULL-terminated list such as {".mid", NULL},
+// compared case-insensitively), recursively, in byte order of the names at every level; names starting with '.'
+// are skipped. A folder that cannot be opened, or one nested over 64 deep, is reported with warn() and skipped.
+void path_walk(const char *dir, const char *const exts[], PathList *out);
+
 #endif

@@ -1,6 +1,5 @@
 // midi2remi: MIDI files -> REMI token documents (spec/formats.md §1-2), token for token as MidiTok 3.0.0.
 // Files are converted by -j worker threads in batches; documents are written in input order.
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -11,6 +10,7 @@
 
 #include "doc.h"
 #include "midi.h"
+#include "miditok.h"
 #include "remi.h"
 #include "util.h"
 
@@ -23,6 +23,9 @@ static void usage(void)
            "\n"
            "  --ids        print token ids instead of token strings (default: strings)\n"
            "  --vocab      print the vocabulary (id<TAB>token) and exit\n"
+           "  --miditok-tokenizer FILE\n"
+           "               write MidiTok 3.0.0's tokenizer file for this vocabulary to FILE (- = stdout;\n"
+           "               miditok.REMI(params=FILE) then has the same token ids) and exit\n"
            "  -j N         worker threads, 1..256 (default: number of CPUs, %d here)\n"
            "  -q           no progress line on stderr (default: progress when stderr is a terminal)\n"
            "  -h, --help   show this help\n"
@@ -41,61 +44,6 @@ typedef struct Job {
     char err[ERR_MAX];
     size_t n_tokens;
 } Job;
-
-typedef struct Paths {
-    char **v;
-    size_t n, cap;
-} Paths;
-
-static void paths_push(Paths *p, char *s)
-{
-    xgrow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v);
-    p->v[p->n++] = s;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static bool is_midi_name(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".mid") == 0 || strcasecmp(dot, ".midi") == 0);
-}
-
-// Appends the MIDI files under dir, in byte order of their names at every level.
-static void walk_dir(const char *dir, Paths *out, int depth)
-{
-    if (depth > 64) {
-        warn("skipping folder: '%s': nested too deep", dir);
-        return;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        warn("cannot open folder: '%s': %m", dir);
-        return;
-    }
-    Paths names = {0};
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') paths_push(&names, xstrdup(e->d_name));
-    closedir(d);
-    qsort(names.v, names.n, sizeof *names.v, cmp_str);
-    for (size_t i = 0; i < names.n; i++) {
-        size_t n = strlen(dir) + strlen(names.v[i]) + 2;
-        char *path = xmalloc(n);
-        snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            walk_dir(path, out, depth + 1);
-            free(path);
-        } else if (is_midi_name(names.v[i])) {
-            paths_push(out, path);
-        } else {
-            free(path);
-        }
-        free(names.v[i]);
-    }
-    free(names.v);
-}
 
 // ---- conversion -----------------------------------------------------------------------------
 
@@ -134,12 +82,14 @@ static void *worker(void *arg)
 
 #define BATCH 512
 
+static const char *const midi_exts[] = {".mid", ".midi", NULL};
+
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
     int n_threads = n_cpus();
     bool quiet = false;
-    Paths paths = {0};
+    PathList paths = {0};
     bool from_stdin_list = true, only_operands = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -150,6 +100,16 @@ int main(int argc, char **argv)
             if (argc != 2) die_usage("--vocab takes no other argument");
             for (int id = 0; id < REMI_VOCAB_SIZE; id++) printf("%d\t%s\n", id, remi_token_str(id));
             stdout_close();
+            return 0;
+        } else if (!only_operands && strcmp(a, "--miditok-tokenizer") == 0) {
+            if (i + 1 >= argc) die_usage("option --miditok-tokenizer needs a value");
+            if (argc != 3) die_usage("--miditok-tokenizer takes no other argument");
+            const char *path = argv[i + 1];
+            if (!*path) die_usage("option --miditok-tokenizer needs a file name");
+            OutFile *o = strcmp(path, "-") ? out_open(path) : NULL;
+            miditok_write_params(o ? o->fp : stdout);
+            if (o) out_commit(o);
+            else stdout_close();
             return 0;
         } else if (!only_operands && strcmp(a, "--ids") == 0) {
             opt_ids = true;
@@ -166,8 +126,8 @@ int main(int argc, char **argv)
         } else {
             from_stdin_list = false;
             struct stat st;
-            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) walk_dir(a, &paths, 0);
-            else paths_push(&paths, xstrdup(a));
+            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) path_walk(a, midi_exts, &paths);
+            else pathlist_push(&paths, xstrdup(a));
         }
     }
     if (from_stdin_list && isatty(STDIN_FILENO))

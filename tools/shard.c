@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "doc.h"
+#include "miditok.h"
 #include "remi.h"
 #include "shard.h"
 #include "util.h"
@@ -15,6 +16,7 @@
 static void usage(void)
 {
     printf("Usage: shard -o DIR [options] [FILE|-]\n"
+           "       shard -o DIR --miditok [options] PATH...\n"
            "       shard --dump SHARD.bin [--ids]\n"
            "Split token documents (NAME<TAB>TOKENS, from FILE or stdin) into DIR/train.bin, DIR/val.bin,\n"
            "DIR/test.bin and DIR/manifest.json. A document's split depends only on its file name (the last\n"
@@ -24,6 +26,10 @@ static void usage(void)
            "  --val R      share of documents for validation, 0..1 (default 0.05)\n"
            "  --test R     share of documents for test, 0..1 (default 0.05)\n"
            "  --seed N     split seed, 0..2^62 (default 1)\n"
+           "  --miditok    read MidiTok JSON token files ({\"ids\": [...]}, one song each, as MidiTok's\n"
+           "               tokenize_midi_dataset writes them with the tokenizer of midi2remi --miditok-tokenizer)\n"
+           "               instead of token documents; folders are searched for *.json (tokenizer.json\n"
+           "               skipped); each file is a document named after its path\n"
            "  -q           no summary on stderr\n"
            "  --dump FILE  print the documents of a shard file as token documents on stdout, and exit\n"
            "  --ids        with --dump, print token ids instead of token strings\n"
@@ -76,6 +82,36 @@ static int dump(const char *path, bool as_ids)
     return 0;
 }
 
+// Adds one document to its split's writer; empty ones are counted, special tokens refused (src, where: messages).
+static void add_doc(ShardWriter w[3], const char *name, const IdBuf *ids, uint64_t seed, double val, double test,
+                    long *n_empty, const char *src, const char *where)
+{
+    if (ids->n == 0) {
+        ++*n_empty;
+        return;
+    }
+    for (size_t i = 0; i < ids->n; i++)
+        if (ids->ids[i] < REMI_BAR)
+            die("bad document: '%s': %s: special token '%s' inside a document", src, where, remi_token_str(ids->ids[i]));
+    Split s = shard_split_of(name, seed, val, test);
+    shard_writer_add(&w[s], name, ids->ids, ids->n);
+}
+
+// Adds every MidiTok token file of paths as a document named after its path.
+static void add_miditok(const PathList *paths, ShardWriter w[3], uint64_t seed, double val, double test, long *n_empty)
+{
+    IdBuf ids = {0};
+    char err[ERR_MAX];
+    for (size_t i = 0; i < paths->n; i++) {
+        const char *p = paths->v[i];
+        if (doc_check_name(p, err) < 0) die("bad file name: '%s': %s", p, err);
+        ids.n = 0;
+        if (miditok_read_ids(p, &ids, err) < 0) die("cannot read MidiTok tokens: '%s': %s", p, err);
+        add_doc(w, p, &ids, seed, val, test, n_empty, p, "\"ids\"");
+    }
+    free(ids.ids);
+}
+
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
@@ -84,7 +120,8 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     int quiet = 0, n_inputs = 0;
     const char *dump_path = NULL;
-    bool as_ids = false;
+    bool as_ids = false, miditok = false;
+    PathList inputs = {0}, paths = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -106,22 +143,53 @@ int main(int argc, char **argv)
             as_ids = true;
         } else if (strcmp(a, "-q") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--miditok") == 0) {
+            miditok = true;
         } else if (a[0] == '-' && a[1]) {
             die_usage("unknown option: '%s'", a);
         } else {
             input = a;
-            if (++n_inputs > 1) die_usage("more than one input file");
+            n_inputs++;
+            pathlist_push(&inputs, xstrdup(a));
         }
     }
+    if (n_inputs > 1 && !miditok) die_usage("more than one input file");
+    if (miditok && dump_path) die_usage("--miditok does not go with --dump");
+    if (miditok && n_inputs == 0) die_usage("--miditok needs files or folders of MidiTok token files");
     if (dump_path && (dir || n_inputs)) die_usage("--dump reads one shard file: no -o DIR or other input");
     if (as_ids && !dump_path) die_usage("--ids goes with --dump");
     if (dump_path) return dump(dump_path, as_ids);
     if (!dir) die_usage("an output folder is required (-o DIR)");
     if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
+    if (miditok) { // every file is found before any output is opened: a missing one is an error up front
+        static const char *const exts[] = {".json", NULL};
+        for (size_t i = 0; i < inputs.n; i++) {
+            struct stat st;
+            if (stat(inputs.v[i], &st) != 0) die("cannot open: '%s': %s", inputs.v[i], strerror(errno));
+            if (!S_ISDIR(st.st_mode)) {
+                pathlist_push(&paths, inputs.v[i]);
+                continue;
+            }
+            PathList found = {0};
+            path_walk(inputs.v[i], exts, &found);
+            for (size_t k = 0; k < found.n; k++) {
+                const char *base = strrchr(found.v[k], '/');
+                if (strcmp(base ? base + 1 : found.v[k], "tokenizer.json") == 0) free(found.v[k]);
+                else pathlist_push(&paths, found.v[k]);
+            }
+            free(found.v);
+            free(inputs.v[i]);
+        }
+    } else {
+        for (size_t i = 0; i < inputs.n; i++) free(inputs.v[i]);
+    }
+    free(inputs.v);
+    if (miditok && paths.n == 0) die("no MidiTok token files (*.json) in the folders given");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", dir, strerror(errno));
 
-    FILE *in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
-    if (!in) die("cannot open: '%s': %s", input, strerror(errno));
+    FILE *in = NULL;
+    if (!miditok && !(in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb")))
+        die("cannot open: '%s': %s", input, strerror(errno));
     OutFile *out[3];
     ShardWriter w[3];
     char path[4096];
@@ -130,24 +198,24 @@ int main(int argc, char **argv)
         out[s] = out_open(path);
         shard_writer_init(&w[s], out[s]->fp, out[s]->path);
     }
-    DocReader r;
-    doc_reader_init(&r, in, input);
-    Doc d = {0};
-    char err[ERR_MAX];
     long n_empty = 0;
-    int rc;
-    while ((rc = doc_read(&r, &d, err)) > 0) {
-        if (d.ids.n == 0) {
-            n_empty++;
-            continue;
+    if (miditok) {
+        add_miditok(&paths, w, seed, val, test, &n_empty);
+    } else {
+        DocReader r;
+        doc_reader_init(&r, in, input);
+        Doc d = {0};
+        char err[ERR_MAX];
+        int rc;
+        while ((rc = doc_read(&r, &d, err)) > 0) {
+            char where[64];
+            snprintf(where, sizeof where, "line %ld", r.line);
+            add_doc(w, d.name, &d.ids, seed, val, test, &n_empty, input, where);
         }
-        for (size_t i = 0; i < d.ids.n; i++)
-            if (d.ids.ids[i] < REMI_BAR) die("bad document: '%s': line %ld: special token '%s' inside a document",
-                                             input, r.line, remi_token_str(d.ids.ids[i]));
-        Split s = shard_split_of(d.name, seed, val, test);
-        shard_writer_add(&w[s], d.name, d.ids.ids, d.ids.n);
+        if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
+        free(d.ids.ids);
+        doc_reader_free(&r);
     }
-    if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
     for (int s = 0; s < 3; s++) shard_writer_finish(&w[s], remi_vocab_hash(), REMI_VOCAB_SIZE);
     for (int s = 0; s < 3; s++) out_commit(out[s]);
     write_manifest(dir, seed, val, test, w, n_empty);
@@ -155,8 +223,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty skipped\n",
                 prog_name, dir, (long long)w[0].n_docs, (long long)w[1].n_docs, (long long)w[2].n_docs,
                 (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), n_empty);
-    free(d.ids.ids);
-    doc_reader_free(&r);
-    if (in != stdin) fclose(in);
+    if (in && in != stdin) fclose(in);
+    for (size_t i = 0; i < paths.n; i++) free(paths.v[i]);
+    free(paths.v);
     return 0;
 }
