@@ -6,6 +6,8 @@
 #   make experiment=linear_attn SEEDS="1 2 3"   once per seed, each its own run and registry row
 #   make ablation [SEEDS=...] [-j2]             every config of ABLATION
 #   make results                                the registry's results and ablation views as tables
+#   make audio [experiment=NAME]                every run's samples and study documents as Ogg Vorbis (render)
+#   make hear experiment=NAME                   the chain, its audio, then results/report.html to listen to
 #
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
 # budget, ~20 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
@@ -17,6 +19,7 @@ SAMPLE_TOKENS ?= 512
 EVAL_DOCS ?= 32
 EVAL_PROMPT ?= 256
 EVAL_GEN ?= 256
+STUDY_DOCS ?= 3
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
@@ -55,16 +58,30 @@ $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
 	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --prompt-tokens $(EVAL_PROMPT) \
 	  --gen-tokens $(EVAL_GEN) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
-	  --json > $$@.tmp && mv $$@.tmp $$@
+	  --study-out $$(dir $$@)study.txt --study-docs $(STUDY_DOCS) --json > $$@.tmp
+	rm -rf $$(dir $$@)study && $(BIN)/remi2midi -q -O $$(dir $$@)study < $$(dir $$@)study.txt
+	mv $$@.tmp $$@
+
+# every MIDI file of the run (samples in midi/, study documents in study/) -> the same name .ogg beside it
+$(call run_dir,$(1),$(2))/audio.done: $(call run_dir,$(1),$(2))/samples.txt $(call run_dir,$(1),$(2))/eval.json \
+  | $(BIN)/render $(AUDIO_STAMP)
+	for f in $$(dir $$@)midi/*.mid $$(dir $$@)study/*.mid; do \
+	  [ -e "$$$$f" ] || continue; $(BIN)/render -q -o "$$$${f%.mid}.ogg" "$$$$f"; done
+	touch $$@
 
 run-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/eval.json $(call run_dir,$(1),$(s))/samples.txt)
-.PHONY: run-$(1)
+audio-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/audio.done)
+.PHONY: run-$(1) audio-$(1)
 endef
 comma := ,
 $(foreach c,$(sort $(ABLATION) $(experiment)),$(foreach s,$(SEEDS),$(eval $(call RUN_RULES,$(c),$(s)))))
 
 experiment: run-$(experiment)
 ablation: $(foreach c,$(ABLATION),run-$(c))
+# audio of the experiment's runs (experiment=NAME), else of every ABLATION config's; `make hear` adds the report
+audio: $(if $(experiment),audio-$(experiment),$(foreach c,$(ABLATION),audio-$(c)))
+hear: audio
+	$(MAKE) --no-print-directory report
 
 # results: one row per run, then mean ± sd per experiment (the ablation view)
 results:
@@ -81,4 +98,4 @@ results:
 	  iif(pitch_class_kl_sd IS NULL, '-', printf('%.3f', pitch_class_kl_sd))) AS pitch_class_kl, round(train_tokens_per_s_mean) AS tok_s, \
 	  round(wall_s_mean) AS wall_s FROM ablation ORDER BY val_loss_mean"
 
-.PHONY: experiment ablation results
+.PHONY: experiment ablation results audio hear
