@@ -96,6 +96,9 @@ if [ -z "$soundfont" ]; then
         "apt-get install timgm6mb-soundfont (or fluid-soundfont-gm), or set SOUNDFONT=FILE.sf2"
 fi
 [ -r "$soundfont" ] && [ -f "$soundfont" ] || die "cannot read soundfont: '$soundfont': no such readable file"
+# a SoundFont 2 (or sf3) file is a RIFF form of type sfbk; FluidSynth would render silence from anything else
+[ "$(head -c 4 "$soundfont")$(tail -c +9 "$soundfont" | head -c 4)" = RIFFsfbk ] ||
+    die "cannot read soundfont: '$soundfont': not a SoundFont (no RIFF sfbk header)"
 
 tmp=$(mktemp -d) || die "cannot create a temporary folder"
 otmp=
