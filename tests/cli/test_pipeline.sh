@@ -2,7 +2,8 @@
 # test_pipeline: `make experiment=NAME` end to end (issue "make experiment"): data -> train -> sample + remi2midi
 # and eval, two seeds, on a handful of POP909 songs with the tiny test config, everything in a temporary folder.
 # Checks the registry rows of every stage, that a second make has nothing to do, that a changed config redoes
-# its runs, and `make results`. Env: BIN, SHARED as in test_tools.sh (BIN=bin-san runs the sanitizer build).
+# its runs, `make results`, eval's study documents and `make hear` (audio of every run, the report playing it;
+# skipped where fluidsynth and sox cannot be installed). Env: BIN, SHARED as in test_tools.sh (BIN=bin-san runs the sanitizer build).
 set -u -o pipefail
 export LC_ALL=C
 
@@ -50,5 +51,36 @@ expect "make -n prints the commands" 0 "${M[@]}" -n
 check "make -n shows train, sample, eval" grep -q 'train -c' "$T/out"
 expect "an unknown experiment is an error" 2 make -s -C "$ROOT" experiment=nope CONFIG_DIR="$T/configs"
 check "it names the config folder" grep -q 'no .*nope.json' "$T/err"
+
+# eval's study documents are written by the chain; `make hear` renders every run's MIDI files and writes the report
+for s in 1 2; do
+    R=$T/runs/tiny/steps20-seed$s
+    check "seed $s: study.txt (prompt + original, prompt + generated pairs) and its MIDI files" \
+        eval '[ -s "$R/study.txt" ] && [ $(($(wc -l <"$R/study.txt") % 2)) = 0 ] && [ "$(ls "$R"/study/*.mid | wc -l)" = "$(wc -l <"$R/study.txt")" ]'
+done
+N_HEAR=8 # the checks below
+if deb_try fluidsynth fluidsynth sox timgm6mb-soundfont && deb_try sox sox; then
+    expect "make hear (audio of both runs, then the report)" 0 "${M[@]}" hear REPORT_HTML="$T/results/report.html"
+    for s in 1 2; do
+        R=$T/runs/tiny/steps20-seed$s
+        check "seed $s: an .ogg beside every sample and study MIDI file" eval '[ -f "$R/audio.done" ] &&
+            (for f in "$R"/midi/*.mid "$R"/study/*.mid; do [ -s "${f%.mid}.ogg" ] || exit 1; done)'
+    done
+    # seed 1 was trained twice above (the config change): both registry runs show that folder's audio
+    n_ogg=$(ls "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg | wc -l)
+    n_play=$(grep -c '<audio controls preload="metadata" src="audio/run-' "$T/results/report.html")
+    check "the report plays every file ($n_ogg; $n_play players over 3 registry runs)" eval '[ "$n_play" -ge "$n_ogg" ] &&
+        (for f in "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg; do
+            grep -q "src=\"audio/run-[0-9]*/\(study/\)\?$(basename "$f")\"" "$T/results/report.html" || exit 1; done)'
+    check "every player's file is copied beside the report" eval '(for f in $(grep -o "src=\"audio/[^\"]*" "$T/results/report.html" |
+        sed "s/src=\"//"); do [ -s "$T/results/$f" ] || exit 1; done)'
+    a_before=$(stat -c %Y.%y "$T"/runs/tiny/steps20-seed1/midi/sample_1.ogg)
+    sleep 1
+    expect "a second make audio" 0 "${M[@]}" audio
+    check "a second make audio renders nothing" test "$(stat -c %Y.%y "$T"/runs/tiny/steps20-seed1/midi/sample_1.ogg)" = "$a_before"
+    expect "make -n audio prints the render commands" 0 "${M[@]}" -n -B audio
+else
+    skip "$N_HEAR" "make hear: fluidsynth and sox (Debian) cannot be installed here"
+fi
 
 summary

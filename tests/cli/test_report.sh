@@ -310,11 +310,11 @@ grep '^probe ' "$T/dom.html" | sed 's/^/      /'
 check "chromium: 5 audio elements probed" test "$(grep -c '^probe ' "$T/dom.html")" = 5
 check "chromium: every audio element has metadata (readyState >= 1), duration > 0 and no error" \
     eval '[ "$(grep "^probe " "$T/dom.html" | awk "\$3 >= 1 && \$4 > 0 && \$4 != \"NaN\" && \$5 == 0" | wc -l)" = 5 ]'
-check "chromium: the durations are the files' (within 0.1 s)" eval '
+check "chromium: the durations are the files' (within 0.1 s)" eval '(
     for f in sample_1 sample_2 study/x-original study/x-generated study/y-original; do
         d=$(grep "^probe audio/run-3/$f.ogg " "$T/dom.html" | cut -d" " -f4)
         awk -v a="$d" -v b="$(soxi -D "$T/moved/audio/run-3/$f.ogg")" "BEGIN { exit !(a - b < 0.1 && b - a < 0.1) }" || exit 1
-    done'
+    done)'
 check "chromium: no console message" eval "! grep -q ':CONSOLE' '$T/chrome2.err'"
 grep ':CONSOLE' "$T/chrome2.err" | head -n 5
 
