@@ -95,7 +95,8 @@ include pipelines/data.mk
 include pipelines/experiment.mk
 
 # ---- tests ------------------------------------------------------------------------------------
-# Every test binary prints "N passed, N failed" and exits non-zero on a failure; the shell tests likewise.
+# Every test binary prints "N passed, N failed" and exits non-zero on a failure; the shell tests likewise, adding
+# "N skipped" for checks whose Debian or PyPI packages cannot be installed here (never counted as passed).
 test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS)
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \

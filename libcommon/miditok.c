@@ -89,7 +89,8 @@ int miditok_read_ids(const char *path, IdBuf *out, char *err)
     size_t k = 0;
     for (const cJSON *v = ids->child; v; v = v->next, k++) {
         if (cJSON_IsArray(v)) {
-            err_set(err, "\"ids\" is a list of lists (a tokenizer with one stream per track); this vocabulary is one stream");
+            err_set(err, "\"ids\" is a list of lists (a tokenizer with one stream per track); this vocabulary is "
+                         "one stream");
             goto out;
         }
         double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;

@@ -86,7 +86,8 @@ done
 
 for p in fluidsynth sox; do
     command -v $p >/dev/null ||
-        die "cannot render: '$p': not installed" "apt-get install fluidsynth sox timgm6mb-soundfont (or: make audio-deps)"
+        die "cannot render: '$p': not installed" \
+            "apt-get install fluidsynth sox timgm6mb-soundfont (or: make audio-deps)"
 done
 if [ -z "$soundfont" ]; then
     for f in "$SF_DIR/FluidR3_GM.sf2" "$SF_DIR/TimGM6mb.sf2"; do
@@ -127,7 +128,8 @@ if [ "$(head -c 4 "$tmp/in")" = MThd ]; then
 else # a token document: remi2midi decodes it (and names its own errors)
     here=$(dirname "$(readlink -f "$0")")
     r2m=$here/remi2midi
-    [ -x "$r2m" ] || r2m=$(command -v remi2midi) || die "cannot decode tokens: 'remi2midi': not found beside $0 or on PATH"
+    [ -x "$r2m" ] || r2m=$(command -v remi2midi) ||
+        die "cannot decode tokens: 'remi2midi': not found beside $0 or on PATH"
     midi=$tmp/in.mid
     "$r2m" $quiet -o "$midi" "$tmp/in" 2>"$tmp/r2m.err"
     rc=$?
@@ -148,7 +150,9 @@ fi
 # rendered length - 2.7 s; then Ogg Vorbis at quality 4 (about 128 kb/s), the last 0.25 s faded out
 sox -q "$tmp/out.wav" "$tmp/trim.wav" reverse silence 1 0.01 -80d reverse 2>"$tmp/sox.log" ||
     die "sox failed: '$name': $(grep -v '^$' "$tmp/sox.log" | tail -n 1)"
-keep=$(awk -v a="$(soxi -D "$tmp/trim.wav" 2>/dev/null || echo 0)" -v b="$(soxi -D "$tmp/out.wav" 2>/dev/null || echo 0)" \
+sound=$(soxi -D "$tmp/trim.wav" 2>/dev/null || echo 0)
+total=$(soxi -D "$tmp/out.wav" 2>/dev/null || echo 0)
+keep=$(awk -v a="$sound" -v b="$total" \
     'BEGIN { k = a; if (k < b - 2.7) k = b - 2.7; if (k < 0.01) k = 0.01; printf "%.4f", k }')
 sox -q "$tmp/out.wav" -t ogg -C 4 "$otmp" trim 0 "$keep" fade t 0 "$keep" 0.25 2>"$tmp/sox.log" ||
     die "sox failed: '$name': $(grep -v '^$' "$tmp/sox.log" | tail -n 1)"

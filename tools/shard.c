@@ -92,7 +92,8 @@ static void add_doc(ShardWriter w[3], const char *name, const IdBuf *ids, uint64
     }
     for (size_t i = 0; i < ids->n; i++)
         if (ids->ids[i] < REMI_BAR)
-            die("bad document: '%s': %s: special token '%s' inside a document", src, where, remi_token_str(ids->ids[i]));
+            die("bad document: '%s': %s: special token '%s' inside a document", src, where,
+                remi_token_str(ids->ids[i]));
     Split s = shard_split_of(name, seed, val, test);
     shard_writer_add(&w[s], name, ids->ids, ids->n);
 }

@@ -50,7 +50,7 @@ SF=/usr/share/sounds/sf2/TimGM6mb.sf2
 N_RENDER=44 # the checks below
 if ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox || { [ ! -r "$SF" ] &&
     [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -z "${SOUNDFONT:-}" ]; }; then
-    skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here; $(tail -n 1 "$T/apt.log" 2>/dev/null)"
+    skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here: $(tail -n 1 "$T/apt.log" 2>/dev/null)"
     summary
 fi
 
