@@ -6,7 +6,7 @@
 #   make experiment=linear_attn SEEDS="1 2 3"   once per seed, each its own run and registry row
 #   make ablation [SEEDS=...] [-j2]             every config of ABLATION
 #   make results                                the registry's results and ablation views as tables
-#   make audio [experiment=NAME]                every run's samples and study documents as Ogg Vorbis (render)
+#   make audio [experiment=NAME]                the runs' samples and study documents as Ogg Vorbis (render)
 #   make hear experiment=NAME                   the chain, its audio, then results/report.html to listen to
 #
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
@@ -62,12 +62,6 @@ $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BI
 	rm -rf $$(dir $$@)study && $(BIN)/remi2midi -q -O $$(dir $$@)study < $$(dir $$@)study.txt
 	mv $$@.tmp $$@
 
-# every MIDI file of the run (samples in midi/, study documents in study/) -> the same name .ogg beside it
-$(call run_dir,$(1),$(2))/audio.done: $(call run_dir,$(1),$(2))/samples.txt $(call run_dir,$(1),$(2))/eval.json \
-  | $(BIN)/render $(AUDIO_STAMP)
-	for f in $$(dir $$@)midi/*.mid $$(dir $$@)study/*.mid; do \
-	  [ -e "$$$$f" ] || continue; $(BIN)/render -q -o "$$$${f%.mid}.ogg" "$$$$f"; done
-	touch $$@
 
 run-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/eval.json $(call run_dir,$(1),$(s))/samples.txt)
 audio-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/audio.done)
@@ -78,8 +72,18 @@ $(foreach c,$(sort $(ABLATION) $(experiment)),$(foreach s,$(SEEDS),$(eval $(call
 
 experiment: run-$(experiment)
 ablation: $(foreach c,$(ABLATION),run-$(c))
-# audio of the experiment's runs (experiment=NAME), else of every ABLATION config's; `make hear` adds the report
-audio: $(if $(experiment),audio-$(experiment),$(foreach c,$(ABLATION),audio-$(c)))
+
+# Audio of a run folder: every MIDI file (samples in midi/, eval's study documents in study/) -> an .ogg beside it.
+# A pattern rule, so it serves any run folder, also of seeds or budgets not in SEEDS/STEPS today.
+$(RUNS_DIR)/%/audio.done: $(RUNS_DIR)/%/samples.txt $(RUNS_DIR)/%/eval.json | $(BIN)/render $(AUDIO_STAMP)
+	for f in $(@D)/midi/*.mid $(@D)/study/*.mid; do \
+	  [ -e "$$f" ] || continue; $(BIN)/render -q -o "$${f%.mid}.ogg" "$$f"; done
+	touch $@
+# `make audio experiment=NAME`: that experiment's runs (made first when missing); `make audio`: every finished run
+# folder (both samples.txt and eval.json present), training nothing. `make hear` adds the report.
+finished_runs = $(filter $(patsubst %/eval.json,%,$(wildcard $(RUNS_DIR)/*/*/eval.json)),\
+  $(patsubst %/samples.txt,%,$(wildcard $(RUNS_DIR)/*/*/samples.txt)))
+audio: $(if $(experiment),audio-$(experiment),$(addsuffix /audio.done,$(finished_runs)))
 hear: audio
 	$(MAKE) --no-print-directory report
 

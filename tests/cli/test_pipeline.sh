@@ -58,7 +58,7 @@ for s in 1 2; do
     check "seed $s: study.txt (prompt + original, prompt + generated pairs) and its MIDI files" \
         eval '[ -s "$R/study.txt" ] && [ $(($(wc -l <"$R/study.txt") % 2)) = 0 ] && [ "$(ls "$R"/study/*.mid | wc -l)" = "$(wc -l <"$R/study.txt")" ]'
 done
-N_HEAR=8 # the checks below
+N_HEAR=10 # the checks below
 if deb_try fluidsynth fluidsynth sox timgm6mb-soundfont && deb_try sox sox; then
     expect "make hear (audio of both runs, then the report)" 0 "${M[@]}" hear REPORT_HTML="$T/results/report.html"
     for s in 1 2; do
@@ -79,6 +79,13 @@ if deb_try fluidsynth fluidsynth sox timgm6mb-soundfont && deb_try sox sox; then
     expect "a second make audio" 0 "${M[@]}" audio
     check "a second make audio renders nothing" test "$(stat -c %Y.%y "$T"/runs/tiny/steps20-seed1/midi/sample_1.ogg)" = "$a_before"
     expect "make -n audio prints the render commands" 0 "${M[@]}" -n -B audio
+    # without experiment=: every finished run folder, nothing trained
+    rm "$T"/runs/tiny/steps20-seed2/{audio.done,midi/sample_1.ogg}
+    n_runs=$(q "select count(*) from runs")
+    expect "make audio without experiment=" 0 make -s --no-print-directory $SAN_FLAG RUNS_DIR="$T/runs" \
+        REGISTRY="$T/reg.db" CONFIG_DIR="$T/configs" DATA_DIR="$T/data" MIDI_DIR="$T/midi" audio
+    check "make audio without experiment=: the finished runs' audio again, nothing trained" \
+        test -s "$T/runs/tiny/steps20-seed2/midi/sample_1.ogg" -a "$(q "select count(*) from runs")" = "$n_runs"
 else
     skip "$N_HEAR" "make hear: fluidsynth and sox (Debian) cannot be installed here"
 fi
