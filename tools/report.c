@@ -144,14 +144,17 @@ static void audio(const char *src, const char *rel)
 }
 
 // A piano roll of document d of the token-document file path (plot_piano_roll), then its audio: the file
-// audio_dir/STEM.ogg (copied to audio/run-RUN/SUB/STEM.ogg beside the page).
+// audio_dir/STEM.ogg (copied to audio/run-RUN/SUB/STEM.ogg beside the page). A document without notes is a note
+// on the page, without audio.
 static void draw_doc(const Doc *d, const char *path, const char *audio_dir, long long run, const char *sub)
 {
     StatsSeq s = {0};
     stats_extract(d->ids.ids, d->ids.n, &s);
-    if (s.n_notes == 0) note("Sample '%s' (%s): no notes in %zu tokens.", path, d->name, d->ids.n);
+    size_t n_notes = s.n_notes;
+    if (n_notes == 0) note("Sample '%s' (%s): no notes in %zu tokens.", path, d->name, d->ids.n);
     else plot_piano_roll(out, d->name, path, s.notes, s.n_notes);
     stats_seq_free(&s);
+    if (n_notes == 0) return; // its audio would be silence
     char stem[DOC_STEM_MAX], src[4096], rel[4096];
     doc_file_stem(d->name, stem);
     snprintf(src, sizeof src, "%s/%s.ogg", audio_dir, stem);

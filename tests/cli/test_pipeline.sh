@@ -69,8 +69,10 @@ if deb_try fluidsynth fluidsynth sox timgm6mb-soundfont && deb_try sox sox; then
     # seed 1 was trained twice above (the config change): both registry runs show that folder's audio
     n_ogg=$(ls "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg | wc -l)
     n_play=$(grep -c '<audio controls preload="metadata" src="audio/run-' "$T/results/report.html")
-    check "the report plays every file ($n_ogg; $n_play players over 3 registry runs)" eval '[ "$n_play" -ge "$n_ogg" ] &&
-        (for f in "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg; do
+    # (a document without notes, which a model this young may sample, gets a note instead of silent audio)
+    check "the report plays every file with music ($n_ogg files; $n_play players over 3 registry runs)" eval '(
+        for f in "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg; do
+            awk -v d="$(soxi -D "$f")" "BEGIN { exit !(d < 0.05) }" && continue
             grep -q "src=\"audio/run-[0-9]*/\(study/\)\?$(basename "$f")\"" "$T/results/report.html" || exit 1; done)'
     check "every player's file is copied beside the report" eval '(for f in $(grep -o "src=\"audio/[^\"]*" "$T/results/report.html" |
         sed "s/src=\"//"); do [ -s "$T/results/$f" ] || exit 1; done)'
