@@ -2,10 +2,11 @@
 # render: a MIDI file or a REMI token document -> Ogg Vorbis audio, through FluidSynth and a General MIDI soundfont
 # (Debian's fluidsynth, timgm6mb-soundfont or fluid-soundfont-gm), encoded by SoX. A token document is decoded by
 # remi2midi (found beside this script, else on PATH) first. FluidSynth's file renderer (2.x) runs on for a fixed
-# 2 s grace after its player ends, and the player ends when the last voice has died out (0.75 to 1 s after the last
+# 2 s grace after its player ends, and the player ends when the last voice has died out (0.74 to 1 s after the last
 # note-off with TimGM6mb, later for long releases at inaudible levels), so SoX cuts the audio back to its last
 # sample above -80 dBFS, but by at most 2.7 s: the audio lasts from the file's start to its last note-off plus
-# its audible release (0.1 to 1.7 s on POP909), whatever the tempo map, and never stops before the last note-off.
+# its audible release (0.1 to 1.7 s on POP909), whatever the tempo map; the 2.7 s bound kept the last note-off in
+# every file tested (the player ran on for 0.74 s or more after it).
 # The make rules install the packages (`make audio-deps`); this script only says what is missing. Output is written
 # to a temporary name in the target folder, fsynced and renamed, and removed on any failure or signal, as the C
 # tools do (HOUSE_STYLE §3). `make` copies it to bin/render.
