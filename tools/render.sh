@@ -2,11 +2,12 @@
 # render: a MIDI file or a REMI token document -> Ogg Vorbis audio, through FluidSynth and a General MIDI soundfont
 # (Debian's fluidsynth, timgm6mb-soundfont or fluid-soundfont-gm), encoded by SoX. A token document is decoded by
 # remi2midi (found beside this script, else on PATH) first. FluidSynth's file renderer (2.x) runs on for a fixed
-# 2 s grace after its player ends, and the player ends when the last voice has died out (0.74 to 1 s after the last
-# note-off with TimGM6mb, later for long releases at inaudible levels), so SoX cuts the audio back to its last
-# sample above -80 dBFS, but by at most 2.7 s: the audio lasts from the file's start to its last note-off plus
-# its audible release (0.1 to 1.7 s on POP909), whatever the tempo map; the 2.7 s bound kept the last note-off in
-# every file tested (the player ran on for 0.74 s or more after it).
+# 2 s grace after its player ends, and its player ends after the last MIDI event once the last voice has died out
+# (a release can ring on for seconds at inaudible levels), so SoX cuts the audio back: to its last sample above
+# -80 dBFS, but, where the end of the music is known, to no less than its last note-off and no more than 1.8 s
+# after it (the last 0.25 s faded out). The end is known for a token document and for any file remi2midi wrote
+# (8 ticks per quarter, one tempo of 120 qpm): midi2remi reads its notes back exactly. For other MIDI files the
+# cut stops at the player's end (never before the last event), so their release tail may run longer.
 # The make rules install the packages (`make audio-deps`); this script only says what is missing. Output is written
 # to a temporary name in the target folder, fsynced and renamed, and removed on any failure or signal, as the C
 # tools do (HOUSE_STYLE §3). `make` copies it to bin/render.
@@ -124,13 +125,14 @@ else
 fi
 [ -s "$tmp/in" ] || die "cannot render: '$name': empty input"
 
+here=$(dirname "$(readlink -f "$0")")
+tool() { # tool NAME: this project's program NAME, beside this script, else on PATH
+    if [ -x "$here/$1" ]; then echo "$here/$1"; else command -v "$1"; fi
+}
 if [ "$(head -c 4 "$tmp/in")" = MThd ]; then
     midi=$tmp/in
 else # a token document: remi2midi decodes it (and names its own errors)
-    here=$(dirname "$(readlink -f "$0")")
-    r2m=$here/remi2midi
-    [ -x "$r2m" ] || r2m=$(command -v remi2midi) ||
-        die "cannot decode tokens: 'remi2midi': not found beside $0 or on PATH"
+    r2m=$(tool remi2midi) || die "cannot decode tokens: 'remi2midi': not found beside $0 or on PATH"
     midi=$tmp/in.mid
     "$r2m" $quiet -o "$midi" "$tmp/in" 2>"$tmp/r2m.err"
     rc=$?
@@ -147,15 +149,37 @@ rc=$?
 if [ "$rc" != 0 ] || [ ! -s "$tmp/out.wav" ]; then
     die "fluidsynth failed: '$name': $(grep -v '^$' "$tmp/fs.log" | tail -n 1) (exit $rc)"
 fi
-# the length to keep: where the sound ends (reverse, drop the now leading silence, reverse back), but at least the
-# rendered length - 2.7 s; then Ogg Vorbis at quality 4 (about 128 kb/s), the last 0.25 s faded out
+# the end of the music in seconds, where it is known: a file as remi2midi writes it (division 8 ticks per quarter,
+# one Set Tempo event, of 500000 us: 120 qpm) has 16 ticks a second, and midi2remi reads its notes back as written
+# (Bar and Position set the time; Duration_b.p.r lasts (b*r + p) * 8 / r ticks)
+music_end() {
+    local hex b m2r
+    hex=$(od -An -tx1 -v "$1" | tr '\n' ' ' | tr -s ' ')
+    read -ra b <<<"$hex"
+    [ "${b[12]:-}${b[13]:-}" = 0008 ] || return 1 # MThd's division: 8 ticks per quarter
+    [ "$(grep -o ' ff 51 03 .. .. ..' <<<"$hex" | tr '\n' '|')" = " ff 51 03 07 a1 20|" ] || return 1
+    m2r=$(tool midi2remi) || return 1
+    "$m2r" -q "$1" 2>/dev/null | cut -f2 | awk '{ bar = -1; t = 0; end = 0
+        for (i = 1; i <= NF; i++) {
+            if ($i == "Bar_None") { bar++; t = bar * 32 }
+            else if ($i ~ /^Position_/) { if (bar < 0) bar = 0; t = bar * 32 + substr($i, 10) }
+            else if ($i ~ /^Duration_/) {
+                split(substr($i, 10), d, "."); e = t + (d[1] * d[3] + d[2]) * 8 / d[3]; if (e > end) end = e }
+        }
+        printf "%.4f\n", end / 16 }'
+}
+end=$(music_end "$midi") || end=
+# the length to keep, in samples (rounded up): where the sound ends (reverse, drop the now leading silence, reverse
+# back), clamped to [end, end + 1.8 s] where the end is known, else at least the player's end (the rendered length
+# - 2 s); then Ogg Vorbis at quality 4 (about 128 kb/s), the last 0.25 s faded out
 sox -q "$tmp/out.wav" "$tmp/trim.wav" reverse silence 1 0.01 -80d reverse 2>"$tmp/sox.log" ||
     die "sox failed: '$name': $(grep -v '^$' "$tmp/sox.log" | tail -n 1)"
 sound=$(soxi -D "$tmp/trim.wav" 2>/dev/null || echo 0)
 total=$(soxi -D "$tmp/out.wav" 2>/dev/null || echo 0)
-keep=$(awk -v a="$sound" -v b="$total" \
-    'BEGIN { k = a; if (k < b - 2.7) k = b - 2.7; if (k < 0.01) k = 0.01; printf "%.4f", k }')
-sox -q "$tmp/out.wav" -t ogg -C 4 "$otmp" trim 0 "$keep" fade t 0 "$keep" 0.25 2>"$tmp/sox.log" ||
+keep=$(awk -v a="$sound" -v b="$total" -v e="$end" -v r="$rate" 'BEGIN { k = a
+        if (e != "") { if (k < e + 0) k = e + 0; if (k > e + 1.8) k = e + 1.8 } else if (k < b - 2) k = b - 2
+        if (k > b) k = b; if (k < 0.01) k = 0.01; n = int(k * r); if (n < k * r) n++; printf "%d", n }') # samples
+sox -q "$tmp/out.wav" -t ogg -C 4 "$otmp" trim 0 "${keep}s" fade t 0 "${keep}s" 0.25 2>"$tmp/sox.log" ||
     die "sox failed: '$name': $(grep -v '^$' "$tmp/sox.log" | tail -n 1)"
 [ -s "$otmp" ] || die "sox failed: '$name': no output"
 sync -- "$otmp" 2>/dev/null || die "cannot write output: '$out': fsync failed"
