@@ -48,7 +48,7 @@ check "usage errors create no output" no_files "$NEVER"
 # ---- rendering --------------------------------------------------------------------------------------
 
 SF=/usr/share/sounds/sf2/TimGM6mb.sf2
-N_RENDER=46 # the checks below
+N_RENDER=48 # the checks below
 if ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox || { [ ! -r "$SF" ] &&
     [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -z "${SOUNDFONT:-}" ]; }; then
     skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here: $(tail -n 1 "$T/apt.log" 2>/dev/null)"
@@ -133,6 +133,16 @@ fails "a missing soundfont" "^render: cannot read soundfont: '.*/none\.sf2'" \
     env SOUNDFONT="$T/none.sf2" "$RENDER" -o "$T/a/keep.ogg" "$T/a/note.txt"
 fails "a soundfont that is not one" "^render: cannot read soundfont: '.*note\.txt': not a SoundFont" "$RENDER" --soundfont "$T/a/note.txt" \
     -o "$T/a/keep.ogg" "$T/a/note.txt"
+# SIGTERM during a render: the script finishes its foreground program, removes its temporaries and dies by the signal
+"$RENDER" -o "$T/a/term.ogg" "$T/a/100.txt" &
+BG_PID=$!
+sleep 0.5
+kill -TERM "$BG_PID"
+wait "$BG_PID"
+trc=$?
+BG_PID=
+check "render killed by SIGTERM: exit 143 (the signal), got $trc" test "$trc" = 143
+check "render killed by SIGTERM: no output, no temporaries" eval '[ ! -e "$T/a/term.ogg" ] && no_tmp "$T/a"'
 expect "render into a missing folder exits 1" 1 "$RENDER" -o "$T/nope/x.ogg" "$T/a/note.txt"
 check "render into a missing folder: one error line" one_line "$T/err" "^render: cannot create output: '.*/nope/x\.ogg'"
 
