@@ -21,6 +21,7 @@
 #include "doc.h"
 #include "plot.h"
 #include "registry.h"
+#include "remi.h"
 #include "stats.h"
 #include "util.h"
 
@@ -143,23 +144,30 @@ static void audio(const char *src, const char *rel)
     put("\"></audio>\n");
 }
 
-// A piano roll of document d of the token-document file path (plot_piano_roll), then its audio: the file
-// audio_dir/STEM.ogg (copied to audio/run-RUN/SUB/STEM.ogg beside the page). A document without notes is a note
-// on the page, without audio.
-static void draw_doc(const Doc *d, const char *path, const char *audio_dir, long long run, const char *sub)
+// A piano roll of the notes s of document name (n_tokens tokens) of the token-document file path
+// (plot_piano_roll with span and mark), then its audio: the file audio_dir/STEM.ogg (copied to
+// audio/run-RUN/SUB/STEM.ogg beside the page). A document without notes is a note on the page, without audio.
+static void draw_notes(const char *name, size_t n_tokens, const StatsSeq *s, const char *path, const char *audio_dir,
+                       long long run, const char *sub, int64_t span, int64_t mark)
 {
-    StatsSeq s = {0};
-    stats_extract(d->ids.ids, d->ids.n, &s);
-    size_t n_notes = s.n_notes;
-    if (n_notes == 0) note("Sample '%s' (%s): no notes in %zu tokens.", path, d->name, d->ids.n);
-    else plot_piano_roll(out, d->name, path, s.notes, s.n_notes);
-    stats_seq_free(&s);
-    if (n_notes == 0) return; // its audio would be silence
+    if (s->n_notes == 0) {
+        note("Sample '%s' (%s): no notes in %zu tokens.", path, name, n_tokens);
+        return; // its audio would be silence
+    }
+    plot_piano_roll(out, name, path, s->notes, s->n_notes, span, mark);
     char stem[DOC_STEM_MAX], src[4096], rel[4096];
-    doc_file_stem(d->name, stem);
+    doc_file_stem(name, stem);
     snprintf(src, sizeof src, "%s/%s.ogg", audio_dir, stem);
     snprintf(rel, sizeof rel, "audio/run-%lld/%s%s.ogg", run, sub, stem);
     audio(src, rel);
+}
+
+static void draw_doc(const Doc *d, const char *path, const char *audio_dir, long long run)
+{
+    StatsSeq s = {0};
+    stats_extract(d->ids.ids, d->ids.n, &s);
+    draw_notes(d->name, d->ids.n, &s, path, audio_dir, run, "", 0, -1);
+    stats_seq_free(&s);
 }
 
 // The folder of path ("." when it has none), malloc'd.
@@ -194,7 +202,7 @@ static void sample_docs(const char *path, long long run, long *left)
     int rc, n = 0;
     while (*left > 0 && (rc = doc_read(&rd, &d, err)) > 0) {
         put("<div class=\"sample\">\n");
-        draw_doc(&d, path, audio_dir, run, "");
+        draw_doc(&d, path, audio_dir, run);
         put("</div>\n");
         --*left, n++;
     }
@@ -210,9 +218,53 @@ static void sample_docs(const char *path, long long run, long *left)
     free(dir);
 }
 
+// The time (REMI ticks) reached after ids[0..k): Bar and Position tokens set it, as decoding does (remi.md §6).
+static int64_t time_after(const int32_t *ids, size_t k)
+{
+    int64_t bar = -1, t = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (ids[i] == REMI_BAR) bar++, t = bar * REMI_TICKS_PER_BAR;
+        else if (remi_token_type(ids[i]) == TOK_POSITION)
+            t = (bar < 0 ? 0 : bar) * REMI_TICKS_PER_BAR + (ids[i] - REMI_POSITION0);
+    }
+    return t;
+}
+
+// One study pair, side by side: a (prompt + original) and b (prompt + generated) on one time axis, the prompt's
+// end (where their tokens first differ) marked on both.
+static void draw_pair(const char *a_name, const IdBuf *a, const Doc *b, const char *path, const char *audio_dir,
+                      long long run)
+{
+    size_t k = 0;
+    while (k < a->n && k < b->ids.n && a->ids[k] == b->ids.ids[k]) k++;
+    int64_t mark = time_after(a->ids, k), span = 0;
+    StatsSeq sa = {0}, sb = {0};
+    stats_extract(a->ids, a->n, &sa), stats_extract(b->ids.ids, b->ids.n, &sb);
+    for (int j = 0; j < 2; j++) {
+        const StatsSeq *x = j ? &sb : &sa;
+        for (size_t i = 0; i < x->n_notes; i++)
+            if (x->notes[i].onset + x->notes[i].dur > span) span = x->notes[i].onset + x->notes[i].dur;
+    }
+    double s = (double)mark / (2 * REMI_TPQ); // 120 qpm: 16 ticks a second
+    size_t len = strlen(a_name), cut = len > 9 && strcmp(a_name + len - 9, "-original") == 0 ? len - 9 : len;
+    char *title = xstrdup(a_name);
+    title[cut] = '\0';
+    put("<p>");
+    plot_esc(out, title);
+    free(title);
+    put(": the same prompt (the first %zu tokens, to bar %.2f, %d:%04.1f at 120 qpm), then the original continuation"
+        " (left) and the model's (right).</p>\n<div class=\"pair\">\n<div>\n", k, 1.0 + (double)mark / REMI_TICKS_PER_BAR,
+        (int)(s / 60), fmod(s, 60));
+    draw_notes(a_name, a->n, &sa, path, audio_dir, run, "study/", span, mark);
+    put("</div>\n<div>\n");
+    draw_notes(b->name, b->ids.n, &sb, path, audio_dir, run, "study/", span, mark);
+    put("</div>\n</div>\n");
+    stats_seq_free(&sa), stats_seq_free(&sb);
+}
+
 // The eval study's documents of a run (RUN_DIR/study.txt, pairs NAME-original, NAME-generated as eval
 // --study-out writes them), each pair side by side with its audio (RUN_DIR/study/STEM.ogg). Nothing when the
-// run has no study file; a bad one is a note.
+// run has no study file; a bad one, or an odd document out, is a note.
 static void study_docs(const char *run_dir, long long run)
 {
     char path[4096], audio_dir[4096], err[ERR_MAX];
@@ -224,20 +276,26 @@ static void study_docs(const char *run_dir, long long run)
     DocReader rd;
     doc_reader_init(&rd, fp, path);
     Doc d = {0};
-    int rc, k = 0;
+    IdBuf first = {0};
+    char *first_name = NULL;
+    int rc;
     while ((rc = doc_read(&rd, &d, err)) > 0) {
-        if (k % 2 == 0) put("<div class=\"pair\">\n");
-        put("<div>\n");
-        draw_doc(&d, path, audio_dir, run, "study/");
-        put("</div>\n");
-        if (k++ % 2 == 1) put("</div>\n");
+        if (!first_name) { // the pair's first document: kept until its second arrives
+            first_name = xstrdup(d.name);
+            first.n = 0;
+            for (size_t i = 0; i < d.ids.n; i++) idbuf_push(&first, d.ids.ids[i]);
+            continue;
+        }
+        draw_pair(first_name, &first, &d, path, audio_dir, run);
+        free(first_name), first_name = NULL;
     }
-    if (k % 2 == 1) put("</div>\n");
     if (rc < 0) {
         warn("study: '%s': %s", path, err);
         note("Study documents '%s': cannot read: %s.", path, err);
+    } else if (first_name) {
+        note("Study documents '%s': '%s' has no second document to pair with.", path, first_name);
     }
-    free(d.ids.ids);
+    free(first_name), free(first.ids), free(d.ids.ids);
     doc_reader_free(&rd);
     fclose(fp);
 }
@@ -485,7 +543,8 @@ static const char *const css =
     "svg text{font:11px sans-serif;fill:#222}svg .title{font-weight:bold;font-size:12px}svg .label{font-size:12px}"
     ".grid{stroke:#eee}.axis{stroke:#444}.err{stroke:#000;stroke-width:1.5;fill:none}"
     "audio{display:block;width:100%;max-width:1100px;margin:2px 0 10px}"
-    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:12px;max-width:2224px}.pair svg{width:100%;height:auto}";
+    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:12px;max-width:2224px}.pair svg{width:100%;height:auto}"
+    ".mark{stroke:#c00;stroke-width:1.5;stroke-dasharray:5 4}";
 
 int main(int argc, char **argv)
 {

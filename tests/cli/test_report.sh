@@ -230,7 +230,7 @@ fi
 
 # ---- audio: samples and eval study documents ------------------------------------------------------
 
-N_AUDIO=21 # the checks below
+N_AUDIO=24 # the checks below
 if ! command -v chromium >/dev/null || ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox; then
     skip "$N_AUDIO" "audio: chromium, fluidsynth or sox missing and not installable here"
     summary
@@ -269,6 +269,11 @@ check "audio: each sample's player follows its piano roll" \
 check "audio: the study's 2 pairs, side by side" test "$(grep -c '<div class="pair">' "$A")" = 2
 check "audio: a pair holds the original then the generated document" \
     eval 'grep -Pzo "(?s)<div class=\"pair\">\n<div>\n<svg[^>]*>.{0,400}pop/x-original: .*?x-original\.ogg.*?</div>\n<div>\n<svg.{0,400}pop/x-generated: " "$A" >/dev/null'
+check "audio: each pair is introduced with its prompt's length (the tokens both documents share)" eval '
+    grep -q "^<p>pop/x: the same prompt (the first 120 tokens, to bar " "$A" && grep -q "^<p>pop/y: the same prompt (the first 140 tokens, to bar " "$A"'
+check "audio: the prompt's end marked on both rolls of each pair" test "$(grep -c '<line class="mark"' "$A")" = 4
+check "audio: the two rolls of a pair share their time axis" eval '
+    [ "$(grep -o "pop/x-original: [0-9]* notes, [0-9]* bars" "$A" | grep -o "[0-9]* bars")" = "$(grep -o "pop/x-generated: [0-9]* notes, [0-9]* bars" "$A" | grep -o "[0-9]* bars")" ]'
 check "audio: the page still holds no script and no external reference" eval "! grep -Eqi '<script|(src|href)=\"(https?:|//)' '$A'"
 expect "report with audio to stdout exits 0" 0 "$REPORT" --registry "$REG2"
 check "audio on stdout: the players refer to the files where they are" \
