@@ -409,3 +409,34 @@ static void walk(const char *dir, const char *const exts[], PathList *out, int d
 }
 
 void path_walk(const char *dir, const char *const exts[], PathList *out) { walk(dir, exts, out, 0); }
+
+char *path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *d = xmalloc(n + 1);
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+int file_copy(const char *src, const char *dst, char *err)
+{
+    uint8_t *buf;
+    size_t len;
+    if (read_file(src, 1u << 30, &buf, &len, err) < 0) return -1;
+    char *p = xstrdup(dst);
+    for (char *c = p + 1; *c; c++) { // mkdir -p of the folders above dst
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", p, strerror(errno));
+        *c = '/';
+    }
+    free(p);
+    OutFile *o = out_open(dst);
+    xfwrite(buf, 1, len, o->fp, dst);
+    out_commit(o);
+    free(buf);
+    return 0;
+}

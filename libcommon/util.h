@@ -93,6 +93,12 @@ typedef struct PathList {
 } PathList;
 // Appends s (taking ownership).
 void pathlist_push(PathList *p, char *s);
+// The folder of path, malloc'd: "." when path has no '/', "/" for a file at the root.
+char *path_dir(const char *path);
+// Copies the file src to dst, creating dst's missing folders; dst is an output file (out_open/out_commit:
+// written atomically, and a failure to create or write it dies). Returns 0, or -1 with err when src cannot be
+// read (the reason, not the path; files over 1 GiB are refused).
+int file_copy(const char *src, const char *dst, char *err);
 // Appends the files under dir whose names end in one of exts (a NULL-terminated list such as {".mid", NULL},
 // compared case-insensitively), recursively, in byte order of the names at every level; names starting with '.'
 // are skipped. A folder that cannot be opened, or one nested over 64 deep, is reported with warn() and skipped.

@@ -97,19 +97,6 @@ static void note(const char *fmt, ...)
 
 // ---- piano rolls and audio -----------------------------------------------------------------------
 
-// mkdir -p of the folders above path's last component; 0, or -1 with errno set.
-static int make_parents(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        int rc = mkdir(path, 0777);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST) return -1;
-    }
-    return 0;
-}
-
 // An <audio> player of the Ogg file src when it exists (nothing otherwise). With -o, src is copied to
 // page_dir/rel (atomically) and the page refers to rel; on stdout it refers to src itself. A failed copy is a
 // note on the page and on stderr.
@@ -118,25 +105,17 @@ static void audio(const char *src, const char *rel)
     struct stat st;
     if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) return;
     const char *href = src;
-    char dst[4096];
+    char dst[4096], err[ERR_MAX];
     if (page_dir) {
-        uint8_t *buf;
-        size_t len;
-        char err[ERR_MAX];
         if (snprintf(dst, sizeof dst, "%s/%s", page_dir, rel) >= (int)sizeof dst) {
             note("Audio '%s': path too long.", src);
             return;
         }
-        if (read_file(src, 1u << 30, &buf, &len, err) < 0) {
+        if (file_copy(src, dst, err) < 0) {
             warn("audio: '%s': %s", src, err);
             note("Audio '%s': cannot read: %s.", src, err);
             return;
         }
-        if (make_parents(dst) < 0) die("cannot create folder for: '%s': %s", dst, strerror(errno));
-        OutFile *o = out_open(dst);
-        xfwrite(buf, 1, len, o->fp, dst);
-        out_commit(o);
-        free(buf);
         href = rel;
     }
     put("<audio controls preload=\"metadata\" src=\"");
@@ -170,18 +149,6 @@ static void draw_doc(const Doc *d, const char *path, const char *audio_dir, long
     stats_seq_free(&s);
 }
 
-// The folder of path ("." when it has none), malloc'd.
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) return xstrdup(".");
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    char *d = xmalloc(n + 1);
-    memcpy(d, path, n);
-    d[n] = '\0';
-    return d;
-}
-
 // Up to *left documents of the sample file path, each a piano roll with its audio (DIR/midi/STEM.ogg) in a
 // block of its own; *left is decreased by the documents drawn. Problems with the file become a note on the page
 // and on stderr.
@@ -194,7 +161,7 @@ static void sample_docs(const char *path, long long run, long *left)
         --*left;
         return;
     }
-    char err[ERR_MAX], *dir = dir_of(path), audio_dir[4096];
+    char err[ERR_MAX], *dir = path_dir(path), audio_dir[4096];
     snprintf(audio_dir, sizeof audio_dir, "%s/midi", dir);
     DocReader rd;
     doc_reader_init(&rd, fp, path);
@@ -218,18 +185,6 @@ static void sample_docs(const char *path, long long run, long *left)
     free(dir);
 }
 
-// The time (REMI ticks) reached after ids[0..k): Bar and Position tokens set it, as decoding does (remi.md §6).
-static int64_t time_after(const int32_t *ids, size_t k)
-{
-    int64_t bar = -1, t = 0;
-    for (size_t i = 0; i < k; i++) {
-        if (ids[i] == REMI_BAR) bar++, t = bar * REMI_TICKS_PER_BAR;
-        else if (remi_token_type(ids[i]) == TOK_POSITION)
-            t = (bar < 0 ? 0 : bar) * REMI_TICKS_PER_BAR + (ids[i] - REMI_POSITION0);
-    }
-    return t;
-}
-
 // One study pair, side by side: a (prompt + original) and b (prompt + generated) on one time axis, the prompt's
 // end (where their tokens first differ) marked on both.
 static void draw_pair(const char *a_name, const IdBuf *a, const Doc *b, const char *path, const char *audio_dir,
@@ -237,7 +192,7 @@ static void draw_pair(const char *a_name, const IdBuf *a, const Doc *b, const ch
 {
     size_t k = 0;
     while (k < a->n && k < b->ids.n && a->ids[k] == b->ids.ids[k]) k++;
-    int64_t mark = time_after(a->ids, k), span = 0;
+    int64_t mark = remi_time_at(a->ids, k), span = 0;
     StatsSeq sa = {0}, sb = {0};
     stats_extract(a->ids, a->n, &sa), stats_extract(b->ids.ids, b->ids.n, &sb);
     for (int j = 0; j < 2; j++) {
@@ -572,7 +527,7 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     if (!(reg = reg_open_existing(reg_path, err))) die("%s", err);
     OutFile *o = out_path && strcmp(out_path, "-") ? out_open(out_path) : NULL;
-    if (o) page_dir = dir_of(out_path);
+    if (o) page_dir = path_dir(out_path);
     out = o ? o->fp : stdout;
 
     RegTable *counts = sel("SELECT count(*), coalesce(sum(status = 'done'), 0), count(DISTINCT experiment) FROM runs", 0, NULL);
