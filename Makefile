@@ -59,7 +59,7 @@ else
 LIB_OBJ += $(BUILD)/libcommon/cuda/gpu_none.o
 endif
 
-all: $(TOOL_BINS)
+all: $(TOOL_BINS) $(BIN)/render
 
 # Installs the Debian packages the build needs, once (sudo when not root). Stamp kept outside the source tree.
 DEPS_STAMP := build/.deps-ok
@@ -96,6 +96,29 @@ $(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/libcommon.a
 	@mkdir -p $(BIN)
 	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
 
+# render is a shell script (FluidSynth does the work): copied, executable, beside the tools it calls
+$(BIN)/render: tools/render.sh
+	@mkdir -p $(BIN)
+	cp $< $@.tmp.$$$$ && chmod 755 $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
+
+# Audio (render, make audio): Debian's fluidsynth, sox and the 6 MB TimGM6mb General MIDI soundfont, installed once when
+# missing (sudo when not root); render prefers FluidR3_GM (fluid-soundfont-gm) when that is installed, and
+# SOUNDFONT=FILE overrides both. Stamp kept outside the source tree.
+AUDIO_PKGS := fluidsynth sox timgm6mb-soundfont
+AUDIO_STAMP := build/.audio-deps-ok
+$(AUDIO_STAMP):
+	@mkdir -p build
+	@if ! command -v fluidsynth >/dev/null || ! command -v sox >/dev/null || { [ -z "$$SOUNDFONT" ] && [ ! -r /usr/share/sounds/sf2/TimGM6mb.sf2 ] && \
+	    [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; }; then \
+	  echo "installing Debian packages: $(AUDIO_PKGS)" >&2; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $(AUDIO_PKGS) >&2; \
+	fi
+	@touch $@
+audio-deps: $(AUDIO_STAMP)
+.PHONY: audio-deps
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -pthread $< $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
 
@@ -104,8 +127,9 @@ include pipelines/data.mk
 include pipelines/experiment.mk
 
 # ---- tests ------------------------------------------------------------------------------------
-# Every test binary prints "N passed, N failed, N skipped" and exits non-zero on a failure; the shell tests likewise.
-test: $(TOOL_BINS) $(TEST_BINS)
+# Every test binary prints "N passed, N failed, N skipped" and exits non-zero on a failure; the shell tests likewise
+# (a skip: a check whose hardware, Debian or PyPI package is absent here; never counted as passed).
+test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS)
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \
 	  SHARED=$(SHARED) $$t || fail=1; done; \
@@ -157,10 +181,12 @@ test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model
 clean:
 	rm -rf build bin bin-san bin-cuda
 
-# `make report`: results/report.html from the registry (tables, loss curves, ablation bars, piano rolls)
+# `make report`: results/report.html from the registry (tables, loss curves, ablation bars, piano rolls, and the
+# runs' audio where `make audio` rendered it, copied beside the page into results/audio/)
+REPORT_HTML ?= results/report.html
 report: $(BIN)/report
-	@mkdir -p results
-	$(BIN)/report --registry $(REGISTRY) -o results/report.html
+	@mkdir -p $(dir $(REPORT_HTML))
+	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
 .PHONY: all test test-cuda test-cuda-emu gpu-libs clean report
 

@@ -136,3 +136,22 @@ int doc_check_name(const char *name, char *err)
     if (strpbrk(name, "\t\r\n")) return err_set(err, "a document name may not contain a TAB or newline");
     return 0;
 }
+
+void doc_file_stem(const char *name, char stem[DOC_STEM_MAX])
+{
+    const char *base = strrchr(name, '/');
+    base = base && base[1] ? base + 1 : name;
+    size_t n = strlen(base);
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base) n = (size_t)(dot - base);
+    if (n > 200) n = 200;
+    for (size_t i = 0; i < n; i++) {
+        char c = base[i];
+        stem[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                          c == '_' || (c == '.' && i > 0)
+                      ? c
+                      : '_';
+    }
+    stem[n] = '\0';
+    if (n == 0) snprintf(stem, DOC_STEM_MAX, "doc");
+}

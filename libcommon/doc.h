@@ -38,4 +38,10 @@ void doc_format(char **buf, size_t *len, size_t *cap, const char *name, const in
 // Checks a document name: non-empty, no TAB, CR or newline. Returns 0 or -1 with err.
 int doc_check_name(const char *name, char *err);
 
+// The file stem remi2midi -O names a document's MIDI file with (render's audio beside it follows): the name's
+// last '/' component without its extension, bytes outside [A-Za-z0-9._-] as '_' (a leading '.' too), cut at 200
+// bytes, "doc" when that leaves nothing: "dir/x/song.mid" -> "song". Numbering repeats is the caller's.
+#define DOC_STEM_MAX 256
+void doc_file_stem(const char *name, char stem[DOC_STEM_MAX]);
+
 #endif

@@ -166,8 +166,14 @@ int evaluate_generation(Decoder *d, const DataSet *ds, const EvalGenOpts *o, Eva
             distances(&fp, &fo, &dor[(size_t)i * EF_N]);
             long t1;
             if (key.key >= 0) kin_o += in_key(&sc, pn, key.key, &t1), kt_o += t1;
+            if (i < o->n_examples) {
+                o->example_docs[i] = docs[i];
+                for (int t = 0; t < P + C; t++) idbuf_push(&o->examples[2 * i], seq[t]);
+            }
             // prompt -> generated
             memcpy(seq + P, gen + (size_t)b * C, (size_t)n_out[b] * sizeof *seq);
+            if (i < o->n_examples)
+                for (int t = 0; t < P + n_out[b]; t++) idbuf_push(&o->examples[2 * i + 1], seq[t]);
             stats_extract(seq, (size_t)(P + n_out[b]), &sc);
             continuation_features(&sc, pn, pc, &tmp, &fg);
             distances(&fp, &fg, &dg[(size_t)i * EF_N]);

@@ -53,6 +53,13 @@ typedef struct EvalGeneration {
 typedef struct EvalGenOpts {
     int n_docs, prompt, continuation, batch;
     SampleOpts sample;
+    // Optional: the token sequences of the first n_examples studied documents, to listen to (eval --study-out).
+    // examples: 2 * n_examples buffers owned by the caller, appended to: [2i] prompt + original continuation,
+    // [2i + 1] prompt + generated continuation; example_docs[i]: the shard index of document i. n_examples may
+    // exceed the documents studied; the rest are left empty (EvalGeneration.n_docs says how many were filled).
+    int n_examples;
+    IdBuf *examples;
+    int64_t *example_docs;
 } EvalGenOpts;
 
 // Runs the study on the first o->n_docs documents of ds (in shard order) that hold at least prompt +

@@ -4,12 +4,9 @@
 // libsmf is used only here, and only for writing.
 #include "midi.h"
 
-#include <dirent.h>
 #include <smf.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include "util.h"
 
@@ -447,62 +444,3 @@ out:
     smf_delete(smf);
     return rc;
 }
-
-// ---- finding MIDI files ---------------------------------------------------------------------
-
-void midi_paths_push(MidiPaths *p, char *s)
-{
-    xgrow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v);
-    p->v[p->n++] = s;
-}
-
-void midi_paths_free(MidiPaths *p)
-{
-    for (size_t i = 0; i < p->n; i++) free(p->v[i]);
-    free(p->v);
-    *p = (MidiPaths){0};
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-bool midi_is_midi_name(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".mid") == 0 || strcasecmp(dot, ".midi") == 0);
-}
-
-static void find_files(const char *dir, MidiPaths *out, int depth)
-{
-    if (depth > 64) {
-        warn("skipping folder: '%s': nested too deep", dir);
-        return;
-    }
-    DIR *d = opendir(dir);
-    if (!d) {
-        warn("cannot open folder: '%s': %m", dir);
-        return;
-    }
-    MidiPaths names = {0};
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') midi_paths_push(&names, xstrdup(e->d_name));
-    closedir(d);
-    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str); // qsort(NULL, 0) is undefined
-    for (size_t i = 0; i < names.n; i++) {
-        size_t n = strlen(dir) + strlen(names.v[i]) + 2;
-        char *path = xmalloc(n);
-        snprintf(path, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            find_files(path, out, depth + 1);
-            free(path);
-        } else if (midi_is_midi_name(names.v[i])) {
-            midi_paths_push(out, path);
-        } else {
-            free(path);
-        }
-    }
-    midi_paths_free(&names);
-}
-
-void midi_find_files(const char *dir, MidiPaths *out) { find_files(dir, out, 0); }

@@ -82,21 +82,5 @@ int midi_write_score(const Score *s, const char *path, char *err);
 // General MIDI instrument name of program 0..127.
 const char *midi_program_name(int program);
 
-// ---- finding MIDI files (midi2remi's and sample's folders) ------------------------------------
-typedef struct MidiPaths {
-    char **v; // malloc'd paths
-    size_t n, cap;
-} MidiPaths;
-
-// Appends s (taking ownership).
-void midi_paths_push(MidiPaths *p, char *s);
-// Frees every path and the list.
-void midi_paths_free(MidiPaths *p);
-// Whether name ends in .mid or .midi (any case).
-bool midi_is_midi_name(const char *name);
-// Appends the MIDI files under dir, recursively, in byte order of their names at every level (names starting
-// with '.' are skipped): "dir/a.mid", "dir/sub/b.mid", ... A folder that cannot be opened or lies over 64 levels
-// deep is reported with warn() and skipped.
-void midi_find_files(const char *dir, MidiPaths *out);
 
 #endif

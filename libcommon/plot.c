@@ -248,10 +248,11 @@ void plot_dots(FILE *out, const char *title, const char *ylabel, int n, const ch
 
 // ---- piano rolls ------------------------------------------------------------------------------
 
-void plot_piano_roll(FILE *out, const char *name, const char *source, const StatsNote *notes, size_t n_notes)
+void plot_piano_roll(FILE *out, const char *name, const char *source, const StatsNote *notes, size_t n_notes,
+                     int64_t span, int64_t mark)
 {
     assert(n_notes > 0);
-    int64_t t_end = 1;
+    int64_t t_end = span > 1 ? span : 1;
     int p_lo = 127, p_hi = 0;
     bool used[129] = {false}; // programs, drums at 128
     for (size_t i = 0; i < n_notes; i++) {
@@ -275,6 +276,12 @@ void plot_piano_roll(FILE *out, const char *name, const char *source, const Stat
         fprintf(out, "<rect class=\"note\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
                 fx(&f, (double)nt->onset / REMI_TICKS_PER_BAR), fy(&f, nt->pitch + 0.5), fmax(nt->dur * sx, 0.6),
                 fmax(row, 0.5), nt->program < 0 ? "#444" : palette[nt->program % N_PALETTE]);
+    }
+    if (mark >= 0 && mark <= t_end) {
+        double x = fx(&f, (double)mark / REMI_TICKS_PER_BAR);
+        fprintf(out, "<line class=\"mark\" x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\"/>\n", x, fy(&f, f.y1), x,
+                fy(&f, f.y0));
+        fprintf(out, "<text class=\"tick\" x=\"%.2f\" y=\"%.1f\">prompt end</text>\n", x + 3, fy(&f, f.y1) + 10);
     }
     int n_leg = 0;
     for (int p = 0; p <= 128 && n_leg < 12; p++) {

@@ -56,6 +56,9 @@ void plot_dots(FILE *out, const char *title, const char *ylabel, int n, const ch
 // A 1100 x 320 px piano roll of notes[0..n_notes), n_notes >= 1 (stats_extract's notes, times in REMI ticks):
 // a rectangle per note, time in bars against pitch (at least an octave shown, C of each octave marked), coloured
 // by program (drums grey), a legend of the first 12 programs used. Titled "NAME: N notes, B bars (SOURCE)".
-void plot_piano_roll(FILE *out, const char *name, const char *source, const StatsNote *notes, size_t n_notes);
+// The time axis reaches at least tick span (0: the notes decide), so rolls drawn side by side can share it; with
+// mark >= 0 a dashed vertical line (class mark) labelled "prompt end" is drawn at tick mark.
+void plot_piano_roll(FILE *out, const char *name, const char *source, const StatsNote *notes, size_t n_notes,
+                     int64_t span, int64_t mark);
 
 #endif

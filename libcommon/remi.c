@@ -408,3 +408,16 @@ void remi_decode(const int32_t *ids, size_t n, Score *out, size_t *n_skipped)
     }
     *n_skipped = skipped;
 }
+
+int64_t remi_time_at(const int32_t *ids, size_t n)
+{
+    int64_t bar = -1, t = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == REMI_BAR) bar++, t = bar * REMI_TICKS_PER_BAR;
+        else if (ids[i] >= REMI_POSITION0 && ids[i] < REMI_CHORD0) {
+            if (bar < 0) bar = 0; // a Position before any Bar opens bar 0, as in decoding
+            t = bar * REMI_TICKS_PER_BAR + (ids[i] - REMI_POSITION0);
+        }
+    }
+    return t;
+}

@@ -56,6 +56,11 @@ void idbuf_push(IdBuf *b, int32_t id);
 // de-duplicated) as MidiTok does. Returns 0, or -1 with err (a document over REMI_MAX_BARS bars).
 int remi_encode(Score *s, IdBuf *out, char *err);
 
+// The time (REMI ticks from the first bar) that decoding has reached after ids[0..n): Bar and Position tokens set
+// it as in remi.md §6 (the first Bar, or a Position before any Bar, opens bar 0 at tick 0; each further Bar is
+// 32 ticks on; Position_k is k ticks into its bar).
+int64_t remi_time_at(const int32_t *ids, size_t n);
+
 // Decodes ids[0..n) into out (tpq 8, one track per program in first-appearance order), per remi.md §6.
 // Ill-formed sequences decode as far as they make sense; *n_skipped counts tokens that had no effect because
 // they broke the grammar (a Pitch without Velocity and Duration, a stray Velocity or Duration, special tokens).

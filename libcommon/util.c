@@ -3,6 +3,7 @@
 // so entries are written before they are published and only unlink() runs in the handler.
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -430,4 +432,92 @@ uint64_t splitmix64(uint64_t x)
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
+}
+
+// ---- input paths --------------------------------------------------------------------------------
+
+void pathlist_push(PathList *p, char *s)
+{
+    xgrow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v);
+    p->v[p->n++] = s;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int has_ext(const char *name, const char *const exts[])
+{
+    size_t n = strlen(name);
+    for (int i = 0; exts[i]; i++) {
+        size_t k = strlen(exts[i]);
+        if (n > k && strcasecmp(name + n - k, exts[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+static void walk(const char *dir, const char *const exts[], PathList *out, int depth)
+{
+    if (depth > 64) {
+        warn("skipping folder: '%s': nested too deep", dir);
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        warn("cannot open folder: '%s': %s", dir, strerror(errno));
+        return;
+    }
+    PathList names = {0};
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') pathlist_push(&names, xstrdup(e->d_name));
+    closedir(d);
+    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n; i++) {
+        size_t n = strlen(dir) + strlen(names.v[i]) + 2;
+        char *path = xmalloc(n);
+        snprintf(path, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", names.v[i]);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            walk(path, exts, out, depth + 1);
+            free(path);
+        } else if (has_ext(names.v[i], exts)) {
+            pathlist_push(out, path);
+        } else {
+            free(path);
+        }
+        free(names.v[i]);
+    }
+    free(names.v);
+}
+
+void path_walk(const char *dir, const char *const exts[], PathList *out) { walk(dir, exts, out, 0); }
+
+char *path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *d = xmalloc(n + 1);
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+int file_copy(const char *src, const char *dst, char *err)
+{
+    uint8_t *buf;
+    size_t len;
+    if (read_file(src, 1u << 30, &buf, &len, err) < 0) return -1;
+    char *p = xstrdup(dst);
+    for (char *c = p + 1; *c; c++) { // mkdir -p of the folders above dst
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", p, strerror(errno));
+        *c = '/';
+    }
+    free(p);
+    OutFile *o = out_open(dst);
+    xfwrite(buf, 1, len, o->fp, dst);
+    out_commit(o);
+    free(buf);
+    return 0;
 }

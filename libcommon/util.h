@@ -96,4 +96,22 @@ uint64_t fnv1a(uint64_t h, const void *p, size_t n);
 // Writes s as a JSON string literal (quotes and escapes included).
 void json_write_string(FILE *fp, const char *s);
 
+// ---- input paths: files named on the command line and folders searched ------------------------
+typedef struct PathList {
+    char **v; // malloc'd paths
+    size_t n, cap;
+} PathList;
+// Appends s (taking ownership).
+void pathlist_push(PathList *p, char *s);
+// The folder of path, malloc'd: "." when path has no '/', "/" for a file at the root.
+char *path_dir(const char *path);
+// Copies the file src to dst, creating dst's missing folders; dst is an output file (out_open/out_commit:
+// written atomically, and a failure to create or write it dies). Returns 0, or -1 with err when src cannot be
+// read (the reason, not the path; files over 1 GiB are refused).
+int file_copy(const char *src, const char *dst, char *err);
+// Appends the files under dir whose names end in one of exts (a NULL-terminated list such as {".mid", NULL},
+// compared case-insensitively), recursively, in byte order of the names at every level; names starting with '.'
+// are skipped. A folder that cannot be opened, or one nested over 64 deep, is reported with warn() and skipped.
+void path_walk(const char *dir, const char *const exts[], PathList *out);
+
 #endif

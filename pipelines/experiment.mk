@@ -7,6 +7,8 @@
 #   make ablation [SEEDS=...] [-j2]             every config of ABLATION
 #   make results                                the registry's results and ablation views as tables
 #   make continue experiment=NAME PROMPTS=dir/  continue every MIDI file of dir/ with NAME's model (see below)
+#   make audio [experiment=NAME]                the runs' samples and study documents as Ogg Vorbis (render)
+#   make hear experiment=NAME                   the chain, its audio, then results/report.html to listen to
 #
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
 # budget, ~20 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
@@ -21,6 +23,7 @@ SAMPLE_TOKENS ?=
 EVAL_DOCS ?= 32
 EVAL_PROMPT ?=
 EVAL_GEN ?=
+STUDY_DOCS ?= 3
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 # train's --device: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); sample and eval stay on the CPU
 DEVICE ?= cpu
@@ -60,10 +63,15 @@ $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(
 
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
 	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
-	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--json > $$@.tmp && mv $$@.tmp $$@
+	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--study-out \
+	  $$(dir $$@)study.txt --study-docs $(STUDY_DOCS) --json > $$@.tmp
+	rm -rf $$(dir $$@)study && $(BIN)/remi2midi -q -O $$(dir $$@)study < $$(dir $$@)study.txt
+	mv $$@.tmp $$@
+
 
 run-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/eval.json $(call run_dir,$(1),$(s))/samples.txt)
-.PHONY: run-$(1)
+audio-$(1): $(foreach s,$(SEEDS),$(call run_dir,$(1),$(s))/audio.done)
+.PHONY: run-$(1) audio-$(1)
 endef
 comma := ,
 $(foreach c,$(sort $(ABLATION) $(experiment)),$(foreach s,$(SEEDS),$(eval $(call RUN_RULES,$(c),$(s)))))
@@ -99,6 +107,20 @@ continue: $(call run_dir,$(experiment),$(firstword $(SEEDS)))/train.done | $(BIN
 	  < $(CONTINUE_DIR)/$(CONTINUE_NAME).txt
 endif
 
+# Audio of a run folder: every MIDI file (samples in midi/, eval's study documents in study/) -> an .ogg beside it.
+# A pattern rule, so it serves any run folder, also of seeds or budgets not in SEEDS/STEPS today.
+$(RUNS_DIR)/%/audio.done: $(RUNS_DIR)/%/samples.txt $(RUNS_DIR)/%/eval.json | $(BIN)/render $(AUDIO_STAMP)
+	for f in $(@D)/midi/*.mid $(@D)/study/*.mid; do \
+	  [ -e "$$f" ] || continue; $(BIN)/render -q -o "$${f%.mid}.ogg" "$$f"; done
+	touch $@
+# `make audio experiment=NAME`: that experiment's runs (made first when missing); `make audio`: every finished run
+# folder (both samples.txt and eval.json present), training nothing. `make hear` adds the report.
+finished_runs = $(filter $(patsubst %/eval.json,%,$(wildcard $(RUNS_DIR)/*/*/eval.json)),\
+  $(patsubst %/samples.txt,%,$(wildcard $(RUNS_DIR)/*/*/samples.txt)))
+audio: $(if $(experiment),audio-$(experiment),$(addsuffix /audio.done,$(finished_runs)))
+hear: audio
+	$(MAKE) --no-print-directory report
+
 # results: one row per run, then mean ± sd per experiment (the ablation view)
 results:
 	@command -v sqlite3 >/dev/null || { echo "make results: the sqlite3 CLI is missing (make installs it)" >&2; exit 1; }
@@ -114,4 +136,4 @@ results:
 	  iif(pitch_class_kl_sd IS NULL, '-', printf('%.3f', pitch_class_kl_sd))) AS pitch_class_kl, round(train_tokens_per_s_mean) AS tok_s, \
 	  round(wall_s_mean) AS wall_s FROM ablation ORDER BY val_loss_mean"
 
-.PHONY: experiment ablation results continue
+.PHONY: experiment ablation results continue audio hear

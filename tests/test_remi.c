@@ -225,6 +225,30 @@ static void test_decode(void)
     free(ids.ids);
 }
 
+// remi_time_at agrees with decoding (the same document as test_decode's), and doc_file_stem with remi2midi -O
+static void test_time_and_stem(void)
+{
+    IdBuf ids;
+    parse_doc("x\tPosition_3 Program_5 Pitch_60 Velocity_63 Duration_1.0.8 Bar_None Bar_None Position_1 Program_-1\n",
+              &ids);
+    static const int64_t want[] = {0, 3, 3, 3, 3, 3, 32, 64, 65, 65}; // after 0, 1, ..., 9 tokens
+    for (size_t k = 0; k <= ids.n && k < 10; k++)
+        CHECK(remi_time_at(ids.ids, k) == want[k], "time after %zu tokens: %lld, want %lld", k,
+              (long long)remi_time_at(ids.ids, k), (long long)want[k]);
+    free(ids.ids);
+    parse_doc("y\tBar_None Bar_None Bar_None Position_31\n", &ids);
+    CHECK(remi_time_at(ids.ids, ids.n) == 2 * 32 + 31, "first Bar is tick 0: %lld", (long long)remi_time_at(ids.ids, ids.n));
+    free(ids.ids);
+    static const char *const stems[][2] = {{"dir/x/song.mid", "song"}, {"a b/c d.e.mid", "c_d.e"},
+                                           {"pop909/001-original", "001-original"}, {"dir/.mid", "_mid"},
+                                           {".hidden", "_hidden"}, {"x/", "x_"}, {"", "doc"}};
+    for (size_t i = 0; i < sizeof stems / sizeof *stems; i++) {
+        char stem[DOC_STEM_MAX];
+        doc_file_stem(stems[i][0], stem);
+        CHECK(strcmp(stem, stems[i][1]) == 0, "stem of '%s': '%s', want '%s'", stems[i][0], stem, stems[i][1]);
+    }
+}
+
 static void test_doc_errors(void)
 {
     static const struct {
@@ -269,6 +293,7 @@ int main(void)
     test_golden();
     test_quantization();
     test_decode();
+    test_time_and_stem();
     test_doc_errors();
     return check_done();
 }

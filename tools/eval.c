@@ -10,6 +10,7 @@
 #include "config.h"
 #include "data.h"
 #include "decode.h"
+#include "doc.h"
 #include "evaluate.h"
 #include "ops.h"
 #include "registry.h"
@@ -36,6 +37,10 @@ static void usage(void)
            "      --top-p P           (default 1.0)\n"
            "      --seed S            sampling seed (default 1): the same seed gives the same numbers\n"
            "  -b, --batch N           windows and generations per batch (default 8)\n"
+           "      --study-out FILE    also write the first --study-docs documents of the study as token documents\n"
+           "                          to FILE (atomically), two each: NAME-original (prompt + original\n"
+           "                          continuation) and NAME-generated (prompt + generated), to hear and compare\n"
+           "      --study-docs K      documents in --study-out, 1..64 (default 3)\n"
            "      --registry FILE     write the numbers to this registry's evals (default %s)\n"
            "      --no-registry       do not write to a registry\n"
            "      --json              one JSON object on stdout instead of a table\n"
@@ -64,6 +69,31 @@ static void add(Results *r, const char *name, double v)
     r->value[r->n++] = v;
 }
 
+// The study documents kept by evaluate_generation as token documents: NAME-original, NAME-generated per
+// document, NAME its shard name without the last component's extension. Frees the buffers.
+static void write_study(const char *path, const Shard *sh, EvalGenOpts *g, int n_studied)
+{
+    OutFile *o = out_open(path);
+    char *buf = NULL, name[4096];
+    size_t cap = 0;
+    int n = g->n_examples < n_studied ? g->n_examples : n_studied;
+    for (int i = 0; i < n; i++) {
+        const char *src = sh->names[g->example_docs[i]], *base = strrchr(src, '/'), *dot;
+        base = base ? base + 1 : src;
+        dot = strrchr(base, '.');
+        int len = (int)(dot && dot != base ? (size_t)(dot - src) : strlen(src));
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "%.*s-%s", len, src, k ? "generated" : "original");
+            size_t n_buf = 0;
+            doc_format(&buf, &n_buf, &cap, name, g->examples[2 * i + k].ids, g->examples[2 * i + k].n, false);
+            xfwrite(buf, 1, n_buf, o->fp, path);
+        }
+    }
+    out_commit(o);
+    for (int i = 0; i < 2 * g->n_examples; i++) free(g->examples[i].ids);
+    free(g->examples), free(g->example_docs), free(buf);
+}
+
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
@@ -71,8 +101,9 @@ int main(int argc, char **argv)
     // prompt and continuation: -1 until given, then the window's defaults (below, once the model is loaded)
     EvalGenOpts g = {.n_docs = 32, .prompt = -1, .continuation = -1, .batch = 8,
                      .sample = {.temperature = 1.0, .top_k = 0, .top_p = 1.0, .grammar = 1, .seed = 1}};
-    int json = 0, quiet = 0, threads = n_cpus(), n_given = 0;
+    int json = 0, quiet = 0, threads = n_cpus(), n_given = 0, study_docs = 3;
     long max_tokens = 0;
+    const char *study_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -81,7 +112,8 @@ int main(int argc, char **argv)
         }
         static const char *const with_value[] = {"-m", "--model", "-d", "--data", "--split", "-n", "--prompt-tokens",
                                                  "--gen-tokens", "--temperature", "--top-k", "--top-p", "--seed", "-b",
-                                                 "--batch", "--registry", "-j", "--threads", "--max-tokens"};
+                                                 "--batch", "--registry", "-j", "--threads", "--max-tokens",
+                                                 "--study-out", "--study-docs"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= strcmp(a, with_value[k]) == 0;
         if (takes && !v) die_usage("option %s needs a value", a);
@@ -99,6 +131,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0) g.batch = (int)parse_long(a, v, 1, 4096);
         else if (strcmp(a, "--registry") == 0) reg_path = v;
         else if (strcmp(a, "--max-tokens") == 0) max_tokens = parse_long(a, v, 0, 1L << 53);
+        else if (strcmp(a, "--study-out") == 0) study_path = v;
+        else if (strcmp(a, "--study-docs") == 0) study_docs = (int)parse_long(a, v, 1, 64);
         else if (strcmp(a, "--no-registry") == 0) reg_path = NULL;
         else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) threads = (int)parse_long(a, v, 1, 1024);
         else if (strcmp(a, "--json") == 0) json = 1;
@@ -108,6 +142,8 @@ int main(int argc, char **argv)
     if (!model) die_usage("a model is required (-m RUN_DIR)");
     if (!data) die_usage("a shard folder is required (-d SHARDS)");
     if (strcmp(split, "test") != 0 && strcmp(split, "val") != 0) die_usage("--split is test or val, not '%s'", split);
+    if (study_path && g.n_docs == 0) die_usage("--study-out writes documents of the study: it needs -n N >= 2");
+    if (study_path && !*study_path) die_usage("option --study-out needs a file name");
     ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
 
     char err[ERR_MAX], path[4096];
@@ -159,8 +195,14 @@ int main(int argc, char **argv)
         Decoder *d = dec_new(&m, g.batch, NULL, err);
         if (!d) die("cannot start the decoder: %s", err);
         EvalGeneration gen;
+        if (study_path) {
+            g.n_examples = study_docs;
+            g.examples = xcalloc(2 * (size_t)study_docs, sizeof *g.examples);
+            g.example_docs = xcalloc((size_t)study_docs, sizeof *g.example_docs);
+        }
         if (evaluate_generation(d, &ds, &g, &gen, err) < 0) die("generation study on '%s': %s", path, err);
         dec_free(d);
+        if (study_path) write_study(study_path, &ds.shard, &g, gen.n_docs);
         add(&r, "gen_documents", gen.n_docs);
         add(&r, "gen_prompt_tokens", g.prompt), add(&r, "gen_continuation_tokens", g.continuation);
         for (int f = 0; f < EF_N; f++) {

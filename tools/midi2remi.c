@@ -10,6 +10,7 @@
 
 #include "doc.h"
 #include "midi.h"
+#include "miditok.h"
 #include "remi.h"
 #include "util.h"
 
@@ -22,6 +23,9 @@ static void usage(void)
            "\n"
            "  --ids        print token ids instead of token strings (default: strings)\n"
            "  --vocab      print the vocabulary (id<TAB>token) and exit\n"
+           "  --miditok-tokenizer FILE\n"
+           "               write MidiTok 3.0.0's tokenizer file for this vocabulary to FILE (- = stdout;\n"
+           "               miditok.REMI(params=FILE) then has the same token ids) and exit\n"
            "  -j N         worker threads, 1..256 (default: number of CPUs, %d here)\n"
            "  -q           no progress line on stderr (default: progress when stderr is a terminal)\n"
            "  -h, --help   show this help\n"
@@ -78,12 +82,14 @@ static void *worker(void *arg)
 
 #define BATCH 512
 
+static const char *const midi_exts[] = {".mid", ".midi", NULL};
+
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
     int n_threads = n_cpus();
     bool quiet = false;
-    MidiPaths paths = {0};
+    PathList paths = {0};
     bool from_stdin_list = true, only_operands = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -94,6 +100,16 @@ int main(int argc, char **argv)
             if (argc != 2) die_usage("--vocab takes no other argument");
             for (int id = 0; id < REMI_VOCAB_SIZE; id++) printf("%d\t%s\n", id, remi_token_str(id));
             stdout_close();
+            return 0;
+        } else if (!only_operands && strcmp(a, "--miditok-tokenizer") == 0) {
+            if (i + 1 >= argc) die_usage("option --miditok-tokenizer needs a value");
+            if (argc != 3) die_usage("--miditok-tokenizer takes no other argument");
+            const char *path = argv[i + 1];
+            if (!*path) die_usage("option --miditok-tokenizer needs a file name");
+            OutFile *o = strcmp(path, "-") ? out_open(path) : NULL;
+            miditok_write_params(o ? o->fp : stdout);
+            if (o) out_commit(o);
+            else stdout_close();
             return 0;
         } else if (!only_operands && strcmp(a, "--ids") == 0) {
             opt_ids = true;
@@ -110,8 +126,8 @@ int main(int argc, char **argv)
         } else {
             from_stdin_list = false;
             struct stat st;
-            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) midi_find_files(a, &paths);
-            else midi_paths_push(&paths, xstrdup(a));
+            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) path_walk(a, midi_exts, &paths);
+            else pathlist_push(&paths, xstrdup(a));
         }
     }
     if (from_stdin_list && isatty(STDIN_FILENO))

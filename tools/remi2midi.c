@@ -54,25 +54,11 @@ static bool nameset_add(NameSet *ns, char *s)
     return true;
 }
 
-// "dir/x/song.mid" -> "song"; characters outside [A-Za-z0-9._-] become '_'; repeats get "-2", "-3", ...
+// doc_file_stem of name; repeats get "-2", "-3", ...
 static char *output_stem(NameSet *used, const char *name)
 {
-    const char *base = strrchr(name, '/');
-    base = base && base[1] ? base + 1 : name;
-    size_t n = strlen(base);
-    const char *dot = strrchr(base, '.');
-    if (dot && dot != base) n = (size_t)(dot - base);
-    if (n > 200) n = 200;
-    char stem[256];
-    for (size_t i = 0; i < n; i++) {
-        char c = base[i];
-        stem[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                          c == '_' || (c == '.' && i > 0)
-                      ? c
-                      : '_';
-    }
-    stem[n] = '\0';
-    if (n == 0) snprintf(stem, sizeof stem, "doc");
+    char stem[DOC_STEM_MAX];
+    doc_file_stem(name, stem);
     char *cand = xstrdup(stem);
     for (int k = 2; !nameset_add(used, cand); k++) {
         free(cand);

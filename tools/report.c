@@ -4,7 +4,11 @@
 // line, min-max band), per run its train/val loss curves and piano rolls of a few samples. The plots are inline SVG drawn by plot.h; this file holds the queries, the HTML around them
 // and the page's CSS. The registry is read only through registry.h's read-only queries; samples are token
 // documents (formats.md §2) drawn from stats_extract's notes. A missing or bad sample file is a note in the page,
-// not a failure. The page holds no timestamp: the same registry gives the same bytes.
+// not a failure. The page holds no timestamp: the same registry gives the same bytes. Audio (issue 16): a sample
+// document whose Ogg Vorbis file `make audio` rendered (SAMPLES_DIR/midi/STEM.ogg) gets an <audio> player beside
+// its piano roll, and a run folder holding eval's study.txt (eval --study-out) gets its pairs, prompt + original
+// and prompt + generated, side by side (audio in RUN_DIR/study/). With -o the audio files are copied beside the
+// page (audio/run-ID/...) and referenced by relative path, so the page's folder can be moved as a whole.
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "doc.h"
 #include "plot.h"
 #include "registry.h"
+#include "remi.h"
 #include "stats.h"
 #include "util.h"
 
@@ -24,21 +30,26 @@ static void usage(void)
     printf("Usage: report [options]\n"
            "Write an HTML report of the experiment registry: the results and ablation views as tables,\n"
            "each run's best val loss per experiment, ablation bars with error bars, loss curves per run and\n"
-           "per experiment, piano rolls of samples.\n"
+           "per experiment, piano rolls of samples with their audio, and the eval study's documents.\n"
            "\n"
            "  --registry FILE   experiment registry (default %s); it must exist\n"
            "  -o FILE           write the page to FILE, atomically (default, or -: stdout)\n"
-           "  --samples N       piano rolls per run, 0..100 (default 3)\n"
+           "  --samples N       sample documents per run (piano roll and audio), 0..100 (default 3)\n"
            "  -h, --help        show this help\n"
            "\n"
            "Relative sample paths in the registry are read from the current folder. A missing or bad\n"
            "sample file is noted in the page and on stderr; it is not an error.\n"
+           "Audio: the document NAME of a sample file DIR/FILE plays DIR/midi/STEM.ogg and the study\n"
+           "documents of RUN_DIR/study.txt (eval --study-out) play RUN_DIR/study/STEM.ogg, where they exist\n"
+           "(make audio renders them; STEM as remi2midi -O names files). With -o they are copied to\n"
+           "audio/run-ID/ beside the page, which refers to them by relative path.\n"
            "Exit status: 0 success, 1 registry or I/O error, 2 usage error.\n",
            REG_DEFAULT_PATH);
 }
 
 static FILE *out;
 static Registry *reg;
+static char *page_dir; // the folder of -o FILE, where audio/ is written; NULL for stdout
 
 #define MAX_POINTS 1500 // points per curve; longer curves are thinned (every k-th point, and the last)
 
@@ -84,39 +95,162 @@ static void note(const char *fmt, ...)
     put("</p>\n");
 }
 
-// ---- piano rolls ------------------------------------------------------------------------------
+// ---- piano rolls and audio -----------------------------------------------------------------------
 
-// A piano roll of the first document in the token-document file path (plot_piano_roll). Problems with the file
-// become a note on the page and on stderr.
-static void piano_roll(const char *path)
+// An <audio> player of the Ogg file src when it exists (nothing otherwise). With -o, src is copied to
+// page_dir/rel (atomically) and the page refers to rel; on stdout it refers to src itself. A failed copy is a
+// note on the page and on stderr.
+static void audio(const char *src, const char *rel)
+{
+    struct stat st;
+    if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    const char *href = src;
+    char dst[4096], err[ERR_MAX];
+    if (page_dir) {
+        if (snprintf(dst, sizeof dst, "%s/%s", page_dir, rel) >= (int)sizeof dst) {
+            note("Audio '%s': path too long.", src);
+            return;
+        }
+        if (file_copy(src, dst, err) < 0) {
+            warn("audio: '%s': %s", src, err);
+            note("Audio '%s': cannot read: %s.", src, err);
+            return;
+        }
+        href = rel;
+    }
+    put("<audio controls preload=\"metadata\" src=\"");
+    plot_esc(out, href);
+    put("\"></audio>\n");
+}
+
+// A piano roll of the notes s of document name (n_tokens tokens) of the token-document file path
+// (plot_piano_roll with span and mark), then its audio: the file audio_dir/STEM.ogg (copied to
+// audio/run-RUN/SUB/STEM.ogg beside the page). A document without notes is a note on the page, without audio.
+static void draw_notes(const char *name, size_t n_tokens, const StatsSeq *s, const char *path, const char *audio_dir,
+                       long long run, const char *sub, int64_t span, int64_t mark)
+{
+    if (s->n_notes == 0) {
+        note("Sample '%s' (%s): no notes in %zu tokens.", path, name, n_tokens);
+        return; // its audio would be silence
+    }
+    plot_piano_roll(out, name, path, s->notes, s->n_notes, span, mark);
+    char stem[DOC_STEM_MAX], src[4096], rel[4096];
+    doc_file_stem(name, stem);
+    snprintf(src, sizeof src, "%s/%s.ogg", audio_dir, stem);
+    snprintf(rel, sizeof rel, "audio/run-%lld/%s%s.ogg", run, sub, stem);
+    audio(src, rel);
+}
+
+static void draw_doc(const Doc *d, const char *path, const char *audio_dir, long long run)
+{
+    StatsSeq s = {0};
+    stats_extract(d->ids.ids, d->ids.n, &s);
+    draw_notes(d->name, d->ids.n, &s, path, audio_dir, run, "", 0, -1);
+    stats_seq_free(&s);
+}
+
+// Up to *left documents of the sample file path, each a piano roll with its audio (DIR/midi/STEM.ogg) in a
+// block of its own; *left is decreased by the documents drawn. Problems with the file become a note on the page
+// and on stderr.
+static void sample_docs(const char *path, long long run, long *left)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         warn("sample: '%s': %s", path, strerror(errno));
         note("Sample '%s': cannot open: %s.", path, strerror(errno));
+        --*left;
         return;
     }
-    char err[ERR_MAX];
+    char err[ERR_MAX], *dir = path_dir(path), audio_dir[4096];
+    snprintf(audio_dir, sizeof audio_dir, "%s/midi", dir);
     DocReader rd;
     doc_reader_init(&rd, fp, path);
     Doc d = {0};
-    StatsSeq s = {0};
-    int rc = doc_read(&rd, &d, err);
-    if (rc <= 0) {
+    int rc, n = 0;
+    while (*left > 0 && (rc = doc_read(&rd, &d, err)) > 0) {
+        put("<div class=\"sample\">\n");
+        draw_doc(&d, path, audio_dir, run);
+        put("</div>\n");
+        --*left, n++;
+    }
+    if (*left > 0 && (rc < 0 || n == 0)) {
         if (rc == 0) snprintf(err, sizeof err, "no document");
         warn("sample: '%s': %s", path, err);
         note("Sample '%s': cannot read: %s.", path, err);
-        goto out;
+        if (n == 0) --*left;
     }
-    stats_extract(d.ids.ids, d.ids.n, &s);
-    if (s.n_notes == 0) {
-        note("Sample '%s' (%s): no notes in %zu tokens.", path, d.name, d.ids.n);
-        goto out;
-    }
-    plot_piano_roll(out, d.name, path, s.notes, s.n_notes);
-out:
-    stats_seq_free(&s);
     free(d.ids.ids);
+    doc_reader_free(&rd);
+    fclose(fp);
+    free(dir);
+}
+
+// One study pair, side by side: a (prompt + original) and b (prompt + generated) on one time axis, the prompt's
+// end (where their tokens first differ) marked on both.
+static void draw_pair(const char *a_name, const IdBuf *a, const Doc *b, const char *path, const char *audio_dir,
+                      long long run)
+{
+    size_t k = 0;
+    while (k < a->n && k < b->ids.n && a->ids[k] == b->ids.ids[k]) k++;
+    int64_t mark = remi_time_at(a->ids, k), span = 0;
+    StatsSeq sa = {0}, sb = {0};
+    stats_extract(a->ids, a->n, &sa), stats_extract(b->ids.ids, b->ids.n, &sb);
+    for (int j = 0; j < 2; j++) {
+        const StatsSeq *x = j ? &sb : &sa;
+        for (size_t i = 0; i < x->n_notes; i++)
+            if (x->notes[i].onset + x->notes[i].dur > span) span = x->notes[i].onset + x->notes[i].dur;
+    }
+    double s = (double)mark / (2 * REMI_TPQ); // 120 qpm: 16 ticks a second
+    size_t len = strlen(a_name), cut = len > 9 && strcmp(a_name + len - 9, "-original") == 0 ? len - 9 : len;
+    char *title = xstrdup(a_name);
+    title[cut] = '\0';
+    put("<p>");
+    plot_esc(out, title);
+    free(title);
+    put(": the same prompt (the first %zu tokens, to bar %.2f, %d:%04.1f at 120 qpm), then the original continuation"
+        " (left) and the model's (right).</p>\n<div class=\"pair\">\n<div>\n", k, 1.0 + (double)mark / REMI_TICKS_PER_BAR,
+        (int)(s / 60), fmod(s, 60));
+    draw_notes(a_name, a->n, &sa, path, audio_dir, run, "study/", span, mark);
+    put("</div>\n<div>\n");
+    draw_notes(b->name, b->ids.n, &sb, path, audio_dir, run, "study/", span, mark);
+    put("</div>\n</div>\n");
+    stats_seq_free(&sa), stats_seq_free(&sb);
+}
+
+// The eval study's documents of a run (RUN_DIR/study.txt, pairs NAME-original, NAME-generated as eval
+// --study-out writes them), each pair side by side with its audio (RUN_DIR/study/STEM.ogg). Nothing when the
+// run has no study file; a bad one, or an odd document out, is a note.
+static void study_docs(const char *run_dir, long long run)
+{
+    char path[4096], audio_dir[4096], err[ERR_MAX];
+    snprintf(path, sizeof path, "%s/study.txt", run_dir);
+    snprintf(audio_dir, sizeof audio_dir, "%s/study", run_dir);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return;
+    put("<h4>Eval study: prompt + original continuation | prompt + generated continuation</h4>\n");
+    DocReader rd;
+    doc_reader_init(&rd, fp, path);
+    Doc d = {0};
+    IdBuf first = {0};
+    char *first_name = NULL;
+    int rc;
+    while ((rc = doc_read(&rd, &d, err)) > 0) {
+        if (!first_name) { // the pair's first document: kept until its second arrives
+            first_name = xstrdup(d.name);
+            first.n = 0;
+            for (size_t i = 0; i < d.ids.n; i++) idbuf_push(&first, d.ids.ids[i]);
+            continue;
+        }
+        draw_pair(first_name, &first, &d, path, audio_dir, run);
+        free(first_name), first_name = NULL;
+    }
+    if (rc < 0) {
+        warn("study: '%s': %s", path, err);
+        note("Study documents '%s': cannot read: %s.", path, err);
+    } else if (first_name) {
+        note("Study documents '%s': '%s' has no second document to pair with.", path, first_name);
+    }
+    free(first_name), free(first.ids), free(d.ids.ids);
     doc_reader_free(&rd);
     fclose(fp);
 }
@@ -301,7 +435,8 @@ static void section_configs(const RegTable *abl)
     put("</div>\n");
 }
 
-// Per run: its train and val loss curves and piano rolls of up to n_samples samples.
+// Per run: its train and val loss curves, piano rolls and audio of up to n_samples sample documents, and the
+// eval study's documents when its folder has them.
 static void section_runs(long n_samples)
 {
     put("<h2 id=\"runs\">Runs</h2>\n");
@@ -339,18 +474,18 @@ static void section_runs(long n_samples)
         }
         put("</div>\n");
         reg_table_free(tr), reg_table_free(va);
-        RegValue lim = {.type = REG_INT, .i = n_samples};
-        RegTable *sm = sel("SELECT path FROM samples WHERE run_id = ? ORDER BY rowid LIMIT ?", 2, (RegValue[]){*id, lim});
-        RegTable *cnt = sel("SELECT count(*) FROM samples WHERE run_id = ?", 1, id);
-        long n_all = (long)reg_cell(cnt, 0, 0)->i;
-        if (n_all == 0) note("No samples.");
-        else if (n_all > (long)sm->n_rows) note("Piano rolls of %zu of %ld samples.", sm->n_rows, n_all);
-        for (size_t k = 0; k < sm->n_rows; k++) {
+        RegTable *sm = sel("SELECT path FROM samples WHERE run_id = ? ORDER BY rowid", 1, id);
+        if (sm->n_rows == 0) note("No samples.");
+        else if (n_samples > 0) put("<div class=\"row\">\n");
+        long left = n_samples;
+        for (size_t k = 0; k < sm->n_rows && left > 0; k++) {
             const RegValue *p = reg_cell(sm, k, 0);
-            if (p->type == REG_TEXT) piano_roll(p->s);
-            else note("A sample without a path.");
+            if (p->type == REG_TEXT) sample_docs(p->s, (long long)id->i, &left);
+            else note("A sample without a path."), left--;
         }
-        reg_table_free(sm), reg_table_free(cnt);
+        if (sm->n_rows && n_samples > 0) put("</div>\n");
+        if (n_samples > 0 && reg_cell(t, i, 4)->type == REG_TEXT) study_docs(reg_cell(t, i, 4)->s, (long long)id->i);
+        reg_table_free(sm);
     }
     reg_table_free(t);
 }
@@ -361,7 +496,10 @@ static const char *const css =
     "td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}.scroll{overflow-x:auto}"
     ".note{color:#a40;font-style:italic}.row{display:flex;flex-wrap:wrap;gap:12px}svg{display:block;margin:6px 0}"
     "svg text{font:11px sans-serif;fill:#222}svg .title{font-weight:bold;font-size:12px}svg .label{font-size:12px}"
-    ".grid{stroke:#eee}.axis{stroke:#444}.err{stroke:#000;stroke-width:1.5;fill:none}";
+    ".grid{stroke:#eee}.axis{stroke:#444}.err{stroke:#000;stroke-width:1.5;fill:none}"
+    "audio{display:block;width:100%;max-width:1100px;margin:2px 0 10px}"
+    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:12px;max-width:2224px}.pair svg{width:100%;height:auto}"
+    ".mark{stroke:#c00;stroke-width:1.5;stroke-dasharray:5 4}";
 
 int main(int argc, char **argv)
 {
@@ -389,6 +527,7 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     if (!(reg = reg_open_existing(reg_path, err))) die("%s", err);
     OutFile *o = out_path && strcmp(out_path, "-") ? out_open(out_path) : NULL;
+    if (o) page_dir = path_dir(out_path);
     out = o ? o->fp : stdout;
 
     RegTable *counts = sel("SELECT count(*), coalesce(sum(status = 'done'), 0), count(DISTINCT experiment) FROM runs", 0, NULL);
@@ -411,5 +550,6 @@ int main(int argc, char **argv)
     reg_close(reg);
     if (o) out_commit(o);
     else stdout_close();
+    free(page_dir);
     return 0;
 }

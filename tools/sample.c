@@ -117,13 +117,14 @@ static void read_prompt(const char *path, Prompt *p)
 // Adds the prompts of one --prompt argument: a folder's MIDI files, or one file.
 static void add_prompts(const char *path, Prompts *ps)
 {
-    MidiPaths files = {0};
+    static const char *const midi_exts[] = {".mid", ".midi", NULL};
+    PathList files = {0};
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        midi_find_files(path, &files);
+        path_walk(path, midi_exts, &files); // as midi2remi searches folders
         if (files.n == 0) die("cannot use prompt folder: '%s': no *.mid or *.midi file in it", path);
     } else {
-        midi_paths_push(&files, xstrdup(path));
+        pathlist_push(&files, xstrdup(path));
     }
     for (size_t i = 0; i < files.n; i++) {
         xgrow((void **)&ps->v, &ps->cap, ps->n + 1, sizeof *ps->v);
@@ -131,7 +132,8 @@ static void add_prompts(const char *path, Prompts *ps)
         *p = (Prompt){0};
         read_prompt(files.v[i], p);
     }
-    midi_paths_free(&files);
+    for (size_t i = 0; i < files.n; i++) free(files.v[i]);
+    free(files.v);
 }
 
 static bool name_used(const Prompts *ps, size_t i, const char *name)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "doc.h"
+#include "miditok.h"
 #include "remi.h"
 #include "shard.h"
 #include "util.h"
@@ -16,6 +17,7 @@
 static void usage(void)
 {
     printf("Usage: shard -o DIR [options] [FILE|-]\n"
+           "       shard -o DIR --miditok [options] PATH...\n"
            "       shard --dump SHARD.bin [--ids]\n"
            "Split token documents (NAME<TAB>TOKENS, from FILE or stdin) into DIR/train.bin, DIR/val.bin,\n"
            "DIR/test.bin and DIR/manifest.json. A document's split depends only on its file name (the last\n"
@@ -30,6 +32,10 @@ static void usage(void)
            "                         and count them in the manifest's duplicates_skipped)\n"
            "  --transposed-duplicates  also drop documents that equal an earlier one transposed (the same notes\n"
            "                         in another key; drums and chord qualities as they are) (default: off)\n"
+           "  --miditok    read MidiTok JSON token files ({\"ids\": [...]}, one song each, as MidiTok's\n"
+           "               tokenize_midi_dataset writes them with the tokenizer of midi2remi --miditok-tokenizer)\n"
+           "               instead of token documents; folders are searched for *.json (tokenizer.json\n"
+           "               skipped); each file is a document named after its path\n"
            "  -q           no summary on stderr\n"
            "  --dump FILE  print the documents of a shard file as token documents on stdout, and exit\n"
            "  --ids        with --dump, print token ids instead of token strings\n"
@@ -90,6 +96,61 @@ static int dump(const char *path, bool as_ids)
     return 0;
 }
 
+// What a document must pass to be kept: not empty, not a repeat of an earlier one (unless kept), and what was
+// left out, counted for the manifest and the summary.
+typedef struct Filter {
+    int keep_dups, transposed;
+    ShardDedup exact, moved; // the contents seen so far, as they are and transposed
+    Skipped sk;
+} Filter;
+
+// Adds one document to its split's writer, or counts why it is left out; special tokens are refused (src, where:
+// for the message).
+static void add_doc(ShardWriter w[3], const char *name, const IdBuf *ids, uint64_t seed, double val, double test,
+                    Filter *f, const char *src, const char *where)
+{
+    if (ids->n == 0) {
+        f->sk.empty++;
+        return;
+    }
+    for (size_t i = 0; i < ids->n; i++)
+        if (ids->ids[i] < REMI_BAR)
+            die("bad document: '%s': %s: special token '%s' inside a document", src, where,
+                remi_token_str(ids->ids[i]));
+    uint64_t h[2];
+    if (!f->keep_dups) {
+        shard_doc_hash(ids->ids, ids->n, 0, h);
+        if (shard_dedup_add(&f->exact, h)) {
+            f->sk.duplicates++;
+            return;
+        }
+    }
+    if (f->transposed) {
+        shard_doc_hash(ids->ids, ids->n, 1, h);
+        if (shard_dedup_add(&f->moved, h)) {
+            f->sk.transposed++;
+            return;
+        }
+    }
+    Split s = shard_split_of(name, seed, val, test);
+    shard_writer_add(&w[s], name, ids->ids, ids->n);
+}
+
+// Adds every MidiTok token file of paths as a document named after its path.
+static void add_miditok(const PathList *paths, ShardWriter w[3], uint64_t seed, double val, double test, Filter *f)
+{
+    IdBuf ids = {0};
+    char err[ERR_MAX];
+    for (size_t i = 0; i < paths->n; i++) {
+        const char *p = paths->v[i];
+        if (doc_check_name(p, err) < 0) die("bad file name: '%s': %s", p, err);
+        ids.n = 0;
+        if (miditok_read_ids(p, &ids, err) < 0) die("cannot read MidiTok tokens: '%s': %s", p, err);
+        add_doc(w, p, &ids, seed, val, test, f, p, "\"ids\"");
+    }
+    free(ids.ids);
+}
+
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
@@ -98,7 +159,8 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     int quiet = 0, n_inputs = 0, keep_dups = 0, transposed = 0;
     const char *dump_path = NULL;
-    bool as_ids = false;
+    bool as_ids = false, miditok = false;
+    PathList inputs = {0}, paths = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -124,23 +186,54 @@ int main(int argc, char **argv)
             as_ids = true;
         } else if (strcmp(a, "-q") == 0) {
             quiet = 1;
+        } else if (strcmp(a, "--miditok") == 0) {
+            miditok = true;
         } else if (a[0] == '-' && a[1]) {
             die_usage("unknown option: '%s'", a);
         } else {
             input = a;
-            if (++n_inputs > 1) die_usage("more than one input file");
+            n_inputs++;
+            pathlist_push(&inputs, xstrdup(a));
         }
     }
+    if (n_inputs > 1 && !miditok) die_usage("more than one input file");
+    if (miditok && dump_path) die_usage("--miditok does not go with --dump");
+    if (miditok && n_inputs == 0) die_usage("--miditok needs files or folders of MidiTok token files");
     if (dump_path && (dir || n_inputs)) die_usage("--dump reads one shard file: no -o DIR or other input");
     if (as_ids && !dump_path) die_usage("--ids goes with --dump");
     if (keep_dups && transposed) die_usage("--transposed-duplicates drops duplicates: it cannot go with --keep-duplicates");
     if (dump_path) return dump(dump_path, as_ids);
     if (!dir) die_usage("an output folder is required (-o DIR)");
     if (val + test > 1) die_usage("--val + --test is %g, above 1", val + test);
+    if (miditok) { // every file is found before any output is opened: a missing one is an error up front
+        static const char *const exts[] = {".json", NULL};
+        for (size_t i = 0; i < inputs.n; i++) {
+            struct stat st;
+            if (stat(inputs.v[i], &st) != 0) die("cannot open: '%s': %s", inputs.v[i], strerror(errno));
+            if (!S_ISDIR(st.st_mode)) {
+                pathlist_push(&paths, inputs.v[i]);
+                continue;
+            }
+            PathList found = {0};
+            path_walk(inputs.v[i], exts, &found);
+            for (size_t k = 0; k < found.n; k++) {
+                const char *base = strrchr(found.v[k], '/');
+                if (strcmp(base ? base + 1 : found.v[k], "tokenizer.json") == 0) free(found.v[k]);
+                else pathlist_push(&paths, found.v[k]);
+            }
+            free(found.v);
+            free(inputs.v[i]);
+        }
+    } else {
+        for (size_t i = 0; i < inputs.n; i++) free(inputs.v[i]);
+    }
+    free(inputs.v);
+    if (miditok && paths.n == 0) die("no MidiTok token files (*.json) in the folders given");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", dir, strerror(errno));
 
-    FILE *in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
-    if (!in) die("cannot open: '%s': %s", input, strerror(errno));
+    FILE *in = NULL;
+    if (!miditok && !(in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb")))
+        die("cannot open: '%s': %s", input, strerror(errno));
     OutFile *out[3];
     ShardWriter w[3];
     char path[4096];
@@ -149,53 +242,37 @@ int main(int argc, char **argv)
         out[s] = out_open(path);
         shard_writer_init(&w[s], out[s]->fp, out[s]->path);
     }
-    DocReader r;
-    doc_reader_init(&r, in, input);
-    Doc d = {0};
-    char err[ERR_MAX];
-    Skipped sk = {0};
-    ShardDedup exact = {0}, moved = {0}; // the contents seen so far, as they are and transposed
-    int rc;
-    while ((rc = doc_read(&r, &d, err)) > 0) {
-        if (d.ids.n == 0) {
-            sk.empty++;
-            continue;
+    Filter filt = {.keep_dups = keep_dups, .transposed = transposed};
+    if (miditok) {
+        add_miditok(&paths, w, seed, val, test, &filt);
+    } else {
+        DocReader r;
+        doc_reader_init(&r, in, input);
+        Doc d = {0};
+        char err[ERR_MAX];
+        int rc;
+        while ((rc = doc_read(&r, &d, err)) > 0) {
+            char where[64];
+            snprintf(where, sizeof where, "line %ld", r.line);
+            add_doc(w, d.name, &d.ids, seed, val, test, &filt, input, where);
         }
-        for (size_t i = 0; i < d.ids.n; i++)
-            if (d.ids.ids[i] < REMI_BAR) die("bad document: '%s': line %ld: special token '%s' inside a document",
-                                             input, r.line, remi_token_str(d.ids.ids[i]));
-        uint64_t h[2];
-        if (!keep_dups) {
-            shard_doc_hash(d.ids.ids, d.ids.n, 0, h);
-            if (shard_dedup_add(&exact, h)) {
-                sk.duplicates++;
-                continue;
-            }
-        }
-        if (transposed) {
-            shard_doc_hash(d.ids.ids, d.ids.n, 1, h);
-            if (shard_dedup_add(&moved, h)) {
-                sk.transposed++;
-                continue;
-            }
-        }
-        Split s = shard_split_of(d.name, seed, val, test);
-        shard_writer_add(&w[s], d.name, d.ids.ids, d.ids.n);
+        if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
+        free(d.ids.ids);
+        doc_reader_free(&r);
     }
-    if (rc < 0) die("cannot read documents: '%s': %s", strcmp(input, "-") ? input : "stdin", err);
     for (int s = 0; s < 3; s++) shard_writer_finish(&w[s], remi_vocab_hash(), REMI_VOCAB_SIZE);
     for (int s = 0; s < 3; s++) out_commit(out[s]);
-    write_manifest(dir, seed, val, test, w, &sk);
+    write_manifest(dir, seed, val, test, w, &filt.sk);
     if (!quiet) {
         fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty, %ld duplicates",
                 prog_name, dir, (long long)w[0].n_docs, (long long)w[1].n_docs, (long long)w[2].n_docs,
-                (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), sk.empty, sk.duplicates);
-        if (transposed) fprintf(stderr, ", %ld transposed duplicates", sk.transposed);
+                (long long)(w[0].n_tokens + w[1].n_tokens + w[2].n_tokens), filt.sk.empty, filt.sk.duplicates);
+        if (transposed) fprintf(stderr, ", %ld transposed duplicates", filt.sk.transposed);
         fprintf(stderr, " skipped\n");
     }
-    shard_dedup_free(&exact), shard_dedup_free(&moved);
-    free(d.ids.ids);
-    doc_reader_free(&r);
-    if (in != stdin) fclose(in);
+    shard_dedup_free(&filt.exact), shard_dedup_free(&filt.moved);
+    if (in && in != stdin) fclose(in);
+    for (size_t i = 0; i < paths.n; i++) free(paths.v[i]);
+    free(paths.v);
     return 0;
 }

@@ -5,7 +5,8 @@
 # start the documents; a folder and several --prompt files give one document per prompt, named after it, each
 # continuing as it would alone; -o with --registry records the file. eval: the table and --json, the same numbers
 # for the same seed, the lengths a window of 64 allows by default, the evals rows in the registry, --max-tokens
-# scoring a subset, refused inputs. Env: BIN, SHARED as in test_tools.sh.
+# scoring a subset, refused inputs; --study-out writes the study's first documents (prompt + original, prompt +
+# generated) without changing a number. Env: BIN, SHARED as in test_tools.sh.
 set -u -o pipefail
 export LC_ALL=C
 
@@ -129,6 +130,37 @@ check "--json reports the lengths used" grep -q '"gen_prompt_tokens": 32, "gen_c
 check "stderr says which lengths" grep -q '^eval: generation study: prompt 32 + continuation 32 tokens (defaults: .*window 64$' "$T/err"
 expect "eval --prompt-tokens 64 on a window of 64 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --prompt-tokens 64 --no-registry
 check "the error names the window" usage_err "$T/err" "^eval: --prompt-tokens 64 does not fit the model's window of 64 tokens"
+
+# --study-out: the first K studied documents, prompt + original and prompt + generated, to listen to
+expect "eval --study-out" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 6 --prompt-tokens 40 --gen-tokens 40 --no-registry \
+    --json --study-out "$T/study.txt" --study-docs 2
+check "eval --study-out: the same numbers as without it" same "$T/out" "$T/e1"
+check "eval --study-out: 4 documents" test "$(wc -l <"$T/study.txt")" = 4
+"$B/shard" --dump "$T/shards/test.bin" >"$T/test.txt"
+study_ok() { # the pairs: NAME-original is the test document's first 80 tokens, NAME-generated its first 40 then 1..40 more
+    local k name src want
+    for k in 1 3; do
+        name=$(sed -n "${k}p" "$T/study.txt" | cut -f1)
+        case $name in *-original) ;; *) return 1 ;; esac
+        [ "$(sed -n "$((k + 1))p" "$T/study.txt" | cut -f1)" = "${name%-original}-generated" ] || return 1
+        src=$(grep -m1 "^${name%-original}\.mid"$'\t' "$T/test.txt") || return 1
+        want=$(cut -f2 <<<"$src" | tr ' ' '\n' | head -80 | tr '\n' ' ')
+        [ "$(sed -n "${k}p" "$T/study.txt" | cut -f2) " = "$want" ] || return 1
+        [ "$(sed -n "$((k + 1))p" "$T/study.txt" | cut -f2 | tr ' ' '\n' | head -40 | tr '\n' ' ')" = \
+            "$(tr ' ' '\n' <<<"$want" | head -40 | tr '\n' ' ')" ] || return 1
+        n=$(sed -n "$((k + 1))p" "$T/study.txt" | cut -f2 | wc -w)
+        [ "$n" -gt 40 ] && [ "$n" -le 80 ] || return 1
+    done
+}
+check "eval --study-out: NAME-original = the test document's first 80 tokens, NAME-generated = its 40-token prompt + up to 40" study_ok
+check "eval --study-out: they decode" eval '"$B/remi2midi" -q -O "$T/study" <"$T/study.txt" && dir_count "$T/study" 4'
+expect "eval --study-out with -n 0 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" -n 0 --study-out "$T/never.txt"
+expect "eval --study-docs 0 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --study-out "$T/never.txt" --study-docs 0
+expect "eval --study-docs 65 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --study-out "$T/never.txt" --study-docs 65
+check "eval --study-out usage errors: no file" test ! -e "$T/never.txt"
+expect "eval --study-out into a missing folder exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 6 --prompt-tokens 40 \
+    --gen-tokens 40 --no-registry --study-out "$T/nope/study.txt"
+check "eval --study-out into a missing folder: one error line" one_line "$T/err" "^eval: cannot create output: '.*/nope/study\.txt'"
 expect "eval --split val" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --split val --no-registry
 check "val split scored" grep -q '^test_loss' "$T/out"
 # --max-tokens: a fixed subset of the test documents, every token of it once; the whole split by default

@@ -3,8 +3,9 @@
 # and eval, two seeds, on a handful of POP909 songs with the tiny test config, everything in a temporary folder.
 # Checks the registry rows of every stage, that a second make has nothing to do, that a changed config redoes
 # its runs, and `make results`; a config with input_length 32 through the chain with the default variables, and
-# `make continue` on a folder of three MIDI files. Env: BIN, SHARED as in test_tools.sh (BIN=bin-san runs the
-# sanitizer build).
+# `make continue` on a folder of three MIDI files; eval's study documents and `make hear` (audio of every run, the
+# report playing it; skipped where fluidsynth and sox cannot be installed). Env: BIN, SHARED as in test_tools.sh
+# (BIN=bin-san runs the sanitizer build).
 set -u -o pipefail
 export LC_ALL=C
 
@@ -88,5 +89,45 @@ check "it names the folder" grep -q "no such file or folder: '.*nowhere/'" "$T/e
 
 expect "an unknown experiment is an error" 2 make -s -C "$ROOT" experiment=nope CONFIG_DIR="$T/configs"
 check "it names the config folder" grep -q 'no .*nope.json' "$T/err"
+
+# eval's study documents are written by the chain; `make hear` renders every run's MIDI files and writes the report
+for s in 1 2; do
+    R=$T/runs/tiny/steps20-seed$s
+    check "seed $s: study.txt (prompt + original, prompt + generated pairs) and its MIDI files" \
+        eval '[ -s "$R/study.txt" ] && [ $(($(wc -l <"$R/study.txt") % 2)) = 0 ] && [ "$(ls "$R"/study/*.mid | wc -l)" = "$(wc -l <"$R/study.txt")" ]'
+done
+N_HEAR=10 # the checks below
+if deb_try fluidsynth fluidsynth sox timgm6mb-soundfont && deb_try sox sox; then
+    expect "make hear (audio of both runs, then the report)" 0 "${M[@]}" hear REPORT_HTML="$T/results/report.html"
+    for s in 1 2; do
+        R=$T/runs/tiny/steps20-seed$s
+        check "seed $s: an .ogg beside every sample and study MIDI file" eval '[ -f "$R/audio.done" ] &&
+            (for f in "$R"/midi/*.mid "$R"/study/*.mid; do [ -s "${f%.mid}.ogg" ] || exit 1; done)'
+    done
+    # seed 1 was trained twice above (the config change): both registry runs show that folder's audio
+    n_ogg=$(ls "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg | wc -l)
+    n_play=$(grep -c '<audio controls preload="metadata" src="audio/run-' "$T/results/report.html")
+    # (a document without notes, which a model this young may sample, gets a note instead of silent audio)
+    check "the report plays every file with music ($n_ogg files; $n_play players over 3 registry runs)" eval '(
+        for f in "$T"/runs/tiny/steps20-seed*/{midi,study}/*.ogg; do
+            awk -v d="$(soxi -D "$f")" "BEGIN { exit !(d < 0.05) }" && continue
+            grep -q "src=\"audio/run-[0-9]*/\(study/\)\?$(basename "$f")\"" "$T/results/report.html" || exit 1; done)'
+    check "every player's file is copied beside the report" eval '(for f in $(grep -o "src=\"audio/[^\"]*" "$T/results/report.html" |
+        sed "s/src=\"//"); do [ -s "$T/results/$f" ] || exit 1; done)'
+    a_before=$(stat -c %Y.%y "$T"/runs/tiny/steps20-seed1/midi/sample_1.ogg)
+    sleep 1
+    expect "a second make audio" 0 "${M[@]}" audio
+    check "a second make audio renders nothing" test "$(stat -c %Y.%y "$T"/runs/tiny/steps20-seed1/midi/sample_1.ogg)" = "$a_before"
+    expect "make -n audio prints the render commands" 0 "${M[@]}" -n -B audio
+    # without experiment=: every finished run folder, nothing trained
+    rm "$T"/runs/tiny/steps20-seed2/{audio.done,midi/sample_1.ogg}
+    n_runs=$(q "select count(*) from runs")
+    expect "make audio without experiment=" 0 make -s --no-print-directory $SAN_FLAG RUNS_DIR="$T/runs" \
+        REGISTRY="$T/reg.db" CONFIG_DIR="$T/configs" DATA_DIR="$T/data" MIDI_DIR="$T/midi" audio
+    check "make audio without experiment=: the finished runs' audio again, nothing trained" \
+        test -s "$T/runs/tiny/steps20-seed2/midi/sample_1.ogg" -a "$(q "select count(*) from runs")" = "$n_runs"
+else
+    skip "$N_HEAR" "make hear: fluidsynth and sox (Debian) cannot be installed here"
+fi
 
 summary

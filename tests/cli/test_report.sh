@@ -5,6 +5,11 @@
 # the SVG plots and piano roll, notes for a missing and a bad sample file, no partial output on failure, and the
 # page rendered by headless Chromium (a screenshot, no console error). The sqlite3 CLI and Chromium (Debian
 # packages) are installed when missing, with sudo when not root; if that fails the test fails, it never skips.
+# Audio (issue 16): a run folder with samples and eval study documents rendered by bin/render; the page plays each
+# sample beside its piano roll and the study pairs side by side, from copies beside the page (relative paths); the
+# page's folder, moved elsewhere with the run folder gone, loads every <audio> in headless Chromium (readyState >= 1,
+# duration > 0) with no console message. Those checks need fluidsynth and sox (installed when missing); where
+# they cannot be installed they are counted as skipped.
 # Env: BIN (tool folder, default bin) and SHARED (default ../shared), relative to the repository root unless absolute.
 set -u -o pipefail
 export LC_ALL=C
@@ -177,7 +182,7 @@ check "ablation table: a single run shows its mean without ± sd" has '>3.5<'
 check "ablation table: no sd for a single run" eval '! has "3.5 ±"'
 check "HTML: the experiment name is escaped" grep -q 'a&lt;b&gt;&amp;&quot;c&quot;' "$H"
 check "HTML: the raw name never appears" eval "! grep -qF '$EXP_ESC' '$H'"
-check "HTML: the page holds no script and no external reference" eval "! grep -Eqi '<script|src=|href=\"http' '$H'"
+check "HTML: the page holds no script and no external reference" eval "! grep -Eqi '<script|(src|href)=\"(https?:|//)' '$H'"
 
 # the plots: per experiment val loss over seeds (2), per run with loss metrics (5), ablation bars (9 metrics)
 count() { grep -o "$1" "$H" | wc -l; }
@@ -222,5 +227,100 @@ if deb_install chromium chromium; then
         eval "! grep -q ':CONSOLE' '$T/chrome.err'"
     grep ':CONSOLE' "$T/chrome.err" | head -n 5
 fi
+
+# ---- audio: samples and eval study documents ------------------------------------------------------
+
+N_AUDIO=24 # the checks below
+if ! command -v chromium >/dev/null || ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox; then
+    skip "$N_AUDIO" "audio: chromium, fluidsynth or sox missing and not installable here"
+    summary
+fi
+R8=$T/runs/r8
+mkdir -p "$R8"
+# doc NAME SONG N: the first N tokens of a POP909 song's golden tokens as a document named NAME
+doc() { printf '%s\t%s\n' "$1" "$(head -n "$3" "$SHARED/data/remi-golden/pop909/$2.tokens" | tr '\n' ' ' | sed 's/ $//')"; }
+{ doc sample_1 003 120; doc sample_2 004 160; doc sample_3 005 100; } >"$R8/samples.txt"
+{ doc pop/x-original 006 200; doc pop/x-generated 006 120; doc pop/y-original 007 200; doc pop/y-generated 007 140; } >"$R8/study.txt"
+"$B/remi2midi" -q -O "$R8/midi" <"$R8/samples.txt" && "$B/remi2midi" -q -O "$R8/study" <"$R8/study.txt"
+rendered=0
+for f in "$R8"/midi/sample_[12].mid "$R8"/study/x-*.mid "$R8"/study/y-original.mid; do # sample_3, y-generated: none
+    "$B/render" -q -o "${f%.mid}.ogg" "$f" && rendered=$((rendered + 1))
+done
+check "audio: bin/render made 5 files" test "$rendered" = 5
+REG2=$T/reg2.db
+sqlite3 "$REG2" "PRAGMA user_version" >/dev/null
+"$REPORT" --registry "$REG2" -o "$T/unused.html" 2>/dev/null # gives the file the schema
+sqlite3 "$REG2" "INSERT INTO runs(run_id, experiment, status, out_dir, seed) VALUES (3, 'heard', 'done', '$R8', 1);
+    INSERT INTO samples(run_id, path, n_tokens, seed) VALUES (3, '$R8/samples.txt', 380, 1);"
+mkdir "$T/res"
+expect "report with audio exits 0" 0 "$REPORT" --registry "$REG2" -o "$T/res/report.html"
+check "report with audio: nothing on stderr" empty "$T/err"
+A=$T/res/report.html
+srcs() { grep -o '<audio controls preload="metadata" src="[^"]*"' "$1" | sed 's/.*src="//; s/"$//'; }
+check "audio: 5 players (sample_3 and y-generated have no audio), got $(srcs "$A" | wc -l)" test "$(srcs "$A" | wc -l)" = 5
+check "audio: every player refers to a copy beside the page, by relative path" test "$(srcs "$A" | tr '\n' ' ')" = \
+    "audio/run-3/sample_1.ogg audio/run-3/sample_2.ogg audio/run-3/study/x-original.ogg audio/run-3/study/x-generated.ogg audio/run-3/study/y-original.ogg "
+check "audio: the copies equal the rendered files" eval 'same "$T/res/audio/run-3/sample_1.ogg" "$R8/midi/sample_1.ogg" &&
+    same "$T/res/audio/run-3/study/x-generated.ogg" "$R8/study/x-generated.ogg"'
+check "audio: only the page and audio/ in the output folder, no temporaries" eval 'dir_count "$T/res" 2 && no_tmp "$T/res"'
+check "audio: piano rolls of the 3 samples and the 4 study documents" test "$(grep -c '<svg class="pianoroll"' "$A")" = 7
+check "audio: each sample's player follows its piano roll" \
+    eval '[ "$(grep -A1 "pianoroll" "$A" | grep -c "sample_1: ")" -ge 1 ] && grep -Pzo "(?s)<div class=\"sample\">\n<svg class=\"pianoroll\".*?</svg>\n<audio [^>]*sample_1\.ogg" "$A" >/dev/null'
+check "audio: the study's 2 pairs, side by side" test "$(grep -c '<div class="pair">' "$A")" = 2
+check "audio: a pair holds the original then the generated document" \
+    eval 'grep -Pzo "(?s)<div class=\"pair\">\n<div>\n<svg[^>]*>.{0,400}pop/x-original: .*?x-original\.ogg.*?</div>\n<div>\n<svg.{0,400}pop/x-generated: " "$A" >/dev/null'
+check "audio: each pair is introduced with its prompt's length (the tokens both documents share)" eval '
+    grep -q "^<p>pop/x: the same prompt (the first 120 tokens, to bar " "$A" && grep -q "^<p>pop/y: the same prompt (the first 140 tokens, to bar " "$A"'
+check "audio: the prompt's end marked on both rolls of each pair" test "$(grep -c '<line class="mark"' "$A")" = 4
+check "audio: the two rolls of a pair share their time axis" eval '
+    [ "$(grep -o "pop/x-original: [0-9]* notes, [0-9]* bars" "$A" | grep -o "[0-9]* bars")" = "$(grep -o "pop/x-generated: [0-9]* notes, [0-9]* bars" "$A" | grep -o "[0-9]* bars")" ]'
+check "audio: the page still holds no script and no external reference" eval "! grep -Eqi '<script|(src|href)=\"(https?:|//)' '$A'"
+expect "report with audio to stdout exits 0" 0 "$REPORT" --registry "$REG2"
+check "audio on stdout: the players refer to the files where they are" \
+    test "$(srcs "$T/out" | head -1)" = "$R8/midi/sample_1.ogg"
+expect "report --samples 1 exits 0" 0 "$REPORT" --registry "$REG2" --samples 1 -o "$T/res1.html"
+check "report --samples 1: one sample and the study, 4 players" test "$(srcs "$T/res1.html" | wc -l)" = 4
+
+# the page's folder moved elsewhere, the run folder gone: every player loads in Chromium
+mv "$T/res" "$T/moved" && mv "$R8" "$T/gone"
+P=$T/moved/probe.html
+sed 's|</body></html>||' "$T/moved/report.html" >"$P"
+cat >>"$P" <<'PROBE'
+<script>
+(function () {
+  var a = Array.prototype.slice.call(document.querySelectorAll('audio')), left = a.length;
+  function report() {
+    var out = document.createElement('pre');
+    out.id = 'audio-probe';
+    out.textContent = '\n' + a.map(function (x) {
+      return 'probe ' + x.getAttribute('src') + ' ' + x.readyState + ' ' + x.duration + ' ' + (x.error ? x.error.code : 0);
+    }).join('\n') + '\n';
+    document.body.appendChild(out);
+  }
+  function done() { if (--left === 0) report(); }
+  if (!left) report();
+  a.forEach(function (x) {
+    if (x.readyState >= 1) done();
+    else { x.addEventListener('loadedmetadata', done, {once: true}); x.addEventListener('error', done, {once: true}); }
+  });
+})();
+</script>
+</body></html>
+PROBE
+HOME=$T/home timeout 180 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chrome2" \
+    --virtual-time-budget=30000 --enable-logging=stderr --v=0 --dump-dom "file://$P" >"$T/dom.html" 2>"$T/chrome2.err"
+crc=$?
+check "chromium loads the moved page with its audio (exit $crc)" test "$crc" = 0
+grep '^probe ' "$T/dom.html" | sed 's/^/      /'
+check "chromium: 5 audio elements probed" test "$(grep -c '^probe ' "$T/dom.html")" = 5
+check "chromium: every audio element has metadata (readyState >= 1), duration > 0 and no error" \
+    eval '[ "$(grep "^probe " "$T/dom.html" | awk "\$3 >= 1 && \$4 > 0 && \$4 != \"NaN\" && \$5 == 0" | wc -l)" = 5 ]'
+check "chromium: the durations are the files' (within 0.1 s)" eval '(
+    for f in sample_1 sample_2 study/x-original study/x-generated study/y-original; do
+        d=$(grep "^probe audio/run-3/$f.ogg " "$T/dom.html" | cut -d" " -f4)
+        awk -v a="$d" -v b="$(soxi -D "$T/moved/audio/run-3/$f.ogg")" "BEGIN { exit !(a - b < 0.1 && b - a < 0.1) }" || exit 1
+    done)'
+check "chromium: no console message" eval "! grep -q ':CONSOLE' '$T/chrome2.err'"
+grep ':CONSOLE' "$T/chrome2.err" | head -n 5
 
 summary

@@ -1,5 +1,5 @@
 # common.sh: helpers of the shell tests (sourced): a temporary folder $T removed at exit, pass/fail counting, and
-# predicates on exit codes and files. Sets T, n_pass, n_fail, BG_PID, BIN and SHARED (defaults bin, ../shared),
+# predicates on exit codes and files. Sets T, n_pass, n_fail, n_skip, BG_PID, BIN and SHARED (defaults bin, ../shared),
 # B (the tool folder, absolute) and POP (POP909); need_pop909 fails the test when POP909 is missing (never a skip).
 T=$(mktemp -d) || exit 1
 BG_PID= # the tool under a signal test, killed if the script stops early
@@ -14,7 +14,13 @@ trap cleanup EXIT
 
 n_pass=0
 n_fail=0
+n_skip=0
 pass() { n_pass=$((n_pass + 1)); }
+# skip N REASON: N checks that could not run here (a package that cannot be installed offline); never a pass
+skip() {
+    n_skip=$((n_skip + $1))
+    printf 'SKIP: %d checks: %s\n' "$1" "$2"
+}
 # fail NAME [DETAIL...]: counts a failure and prints its name and details
 fail() {
     n_fail=$((n_fail + 1))
@@ -23,7 +29,7 @@ fail() {
     for d in "$@"; do printf '      %s\n' "$d"; done
 }
 summary() {
-    printf '%d passed, %d failed, 0 skipped\n' "$n_pass" "$n_fail"
+    printf '%d passed, %d failed, %d skipped\n' "$n_pass" "$n_fail" "$n_skip"
     [ "$n_fail" = 0 ]
     exit
 }
@@ -66,6 +72,20 @@ usage_err() {
 all_docs() { nonempty "$1" && ! grep -Evq $'^[^\t]+\t[^\t]*$' "$1"; }
 # dir_count DIR N: DIR holds exactly N entries
 dir_count() { [ "$(ls -A "$1" | wc -l)" -eq "$2" ]; }
+
+# deb_try CMD PACKAGE...: whether CMD is there, installing the Debian PACKAGEs first when it is missing (apt-get,
+# sudo when not root, waiting up to 5 minutes for another apt-get's lock); the caller decides fail or skip.
+deb_try() {
+    local cmd=$1 sudo=
+    shift
+    command -v "$cmd" >/dev/null && return 0
+    echo "installing Debian packages: $*" >&2
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"
+    } >"$T/apt.log" 2>&1
+    command -v "$cmd" >/dev/null
+}
 
 BIN=${BIN:-bin}
 SHARED=${SHARED:-../shared}
