@@ -3,12 +3,12 @@
 // Training windows: the start is uniform over every position where a window fits inside its document (a document
 // shorter than the window has one start, 0, and the window is padded with PAD, which the loss ignores). Window i
 // of a run is a pure function of (seed, i), so the data position in a checkpoint is one counter. Augmentation
-// (data_augment) is a function of (seed, i) too.
+// (data_augment_draw) is a function of (seed, i) too.
 // Evaluation windows: consecutive windows starting at 0, L, 2L, ... of every document (or of a fixed subset, see
 // data_limit_eval), so every target token is scored exactly once whatever the batch size.
 // Memory: the shard stays a read-only map. A data set keeps 8 bytes per document for training starts and/or
-// evaluation windows; the pages of a window are dropped from the process once it is copied, so resident memory
-// does not grow with the corpus or with the windows drawn.
+// evaluation windows; with DATA_LAZY the pages of a window are dropped from the process once it is copied, so
+// resident memory does not grow with the corpus or with the windows drawn.
 #ifndef DATA_H
 #define DATA_H
 
