@@ -52,7 +52,7 @@ echo "== $TEST, HMT_GPU_SYNC=1"
 HMT_REQUIRE_GPU=1 HMT_GPU_SYNC=1 timeout 240 "$TEST" || rc=1
 echo "== $TEST"
 HMT_REQUIRE_GPU=1 timeout 240 "$TEST" || rc=1
-# the whole model through hg.c on the CUDA backend against the CPU backend, and 10 training steps
+# the whole model through hg.c on the CUDA backend against the CPU backend, and 100 training steps
 echo "== $MODEL_TEST"
 HMT_REQUIRE_GPU=1 timeout 240 "$MODEL_TEST" || rc=1
 
