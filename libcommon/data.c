@@ -140,14 +140,19 @@ static void copy_window(const DataSet *ds, int64_t d, int64_t p, int32_t *out)
     const Shard *s = &ds->shard;
     int64_t n = s->offsets[d + 1] - s->offsets[d];
     const uint16_t *tok = s->tokens + s->offsets[d];
+    int64_t p0 = p;
     for (int i = 0; i <= ds->L; i++, p++) {
-        out[i] = p == 0 ? REMI_BOS : p <= n ? tok[p - 1] : p == n + 1 ? REMI_EOS : REMI_PAD;
-        if (out[i] >= s->vocab_size)
+        if (p < 1 || p > n) {
+            out[i] = p == 0 ? REMI_BOS : p == n + 1 ? REMI_EOS : REMI_PAD;
+            continue;
+        }
+        out[i] = tok[p - 1];
+        if (ds->lazy && out[i] >= s->vocab_size) // a shard read whole had every id checked when it was opened
             die("corrupt shard: '%s': document %lld holds token %d, the vocabulary has %d", ds->path, (long long)d,
                 out[i], s->vocab_size);
     }
     if (!ds->lazy) return;
-    int64_t first = p - ds->L - 1 > 1 ? p - ds->L - 2 : 0, last = p - 1 < n ? p - 1 : n; // tok[first .. last)
+    int64_t first = p0 > 0 ? p0 - 1 : 0, last = p0 + ds->L < n ? p0 + ds->L : n; // tok[first .. last)
     uintptr_t base = (uintptr_t)s->map, lo = (uintptr_t)(tok + first), hi = (uintptr_t)(tok + last);
     lo = lo & ~(RELEASE_ALIGN - 1), hi = (hi + RELEASE_ALIGN - 1) & ~(RELEASE_ALIGN - 1);
     if (lo < base) lo = base;

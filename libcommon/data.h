@@ -36,7 +36,8 @@ typedef struct DataSet {
     int64_t n_targets;     // non-PAD targets over all evaluation windows (= tokens + documents evaluated)
 } DataSet;
 
-// Opens a shard for windows of L + 1 tokens; flags: DATA_TRAIN and/or DATA_EVAL, optionally DATA_LAZY. Returns
+// Opens a shard for windows of L + 1 tokens; flags: DATA_TRAIN and/or DATA_EVAL (which is data_limit_eval(ds, 0):
+// leave it out when calling that with a limit), optionally DATA_LAZY. Returns
 // 0, or -1 with err (unreadable shard, no documents, vocabulary other than vocab_hash). With DATA_LAZY a token id
 // outside the vocabulary is found when a window holds it, and the process dies naming the shard.
 int data_open(DataSet *ds, const char *path, int L, uint64_t vocab_hash, int flags, char *err);

@@ -155,3 +155,38 @@ void doc_file_stem(const char *name, char stem[DOC_STEM_MAX])
     stem[n] = '\0';
     if (n == 0) snprintf(stem, DOC_STEM_MAX, "doc");
 }
+
+// Inserts s (taking ownership) unless present; returns whether it was inserted.
+static bool names_add(DocNames *ns, char *s)
+{
+    if (2 * (ns->n + 1) > ns->cap) {
+        DocNames bigger = {xcalloc(ns->cap ? 2 * ns->cap : 64, sizeof(char *)), ns->cap ? 2 * ns->cap : 64, 0};
+        for (size_t i = 0; i < ns->cap; i++)
+            if (ns->slot[i]) names_add(&bigger, ns->slot[i]);
+        free(ns->slot);
+        *ns = bigger;
+    }
+    size_t h = fnv1a(FNV_INIT, s, strlen(s)) & (ns->cap - 1);
+    for (; ns->slot[h]; h = (h + 1) & (ns->cap - 1))
+        if (strcmp(ns->slot[h], s) == 0) return false;
+    ns->slot[h] = s;
+    ns->n++;
+    return true;
+}
+
+char *doc_unique_name(DocNames *names, const char *stem)
+{
+    char *cand = xstrdup(stem);
+    for (int k = 2; !names_add(names, cand); k++) {
+        free(cand);
+        cand = xasprintf("%s-%d", stem, k);
+    }
+    return xstrdup(cand);
+}
+
+void doc_names_free(DocNames *names)
+{
+    for (size_t i = 0; i < names->cap; i++) free(names->slot[i]);
+    free(names->slot);
+    *names = (DocNames){0};
+}

@@ -44,4 +44,14 @@ int doc_check_name(const char *name, char *err);
 #define DOC_STEM_MAX 256
 void doc_file_stem(const char *name, char stem[DOC_STEM_MAX]);
 
+// The names given out so far, for doc_unique_name (a hash set; zero-initialise it).
+typedef struct DocNames {
+    char **slot;
+    size_t cap, n;
+} DocNames;
+// stem itself, or stem-2, stem-3, ...: the first name names has not given out yet (remi2midi -O's file names,
+// sample's document names). names keeps its own copy; the result is malloc'd and the caller's.
+char *doc_unique_name(DocNames *names, const char *stem);
+void doc_names_free(DocNames *names);
+
 #endif

@@ -168,8 +168,8 @@ void docpage_study(const DocPage *p, const char *run_dir, long long run)
     while ((rc = doc_read(&rd, &d, err)) > 0) {
         if (!first_name) { // the pair's first document: kept until its second arrives
             first_name = xstrdup(d.name);
-            first.n = 0;
-            for (size_t i = 0; i < d.ids.n; i++) idbuf_push(&first, d.ids.ids[i]);
+            free(first.ids);
+            first = d.ids, d.ids = (IdBuf){0}; // its tokens are taken over; the next read starts a fresh buffer
             continue;
         }
         draw_pair(p, first_name, &first, &d, path, audio_dir, run);

@@ -38,14 +38,15 @@ int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *st
             // -log softmax(row)[target] = logsumexp(row) - row[target], in double
             const float *row = logits + (size_t)i * V;
             int best = 0, finite = 1;
-            for (int v = 0; v < V; v++) finite &= isfinite(row[v]) != 0;
+            for (int v = 0; v < V; v++) {
+                finite &= isfinite(row[v]) != 0;
+                if (row[v] > row[best]) best = v;
+            }
             if (!finite) {
                 free(win), free(inp), free(tgt);
                 out->bad_window = k0 + i / T;
                 return -2;
             }
-            for (int v = 1; v < V; v++)
-                if (row[v] > row[best]) best = v;
             double se = 0;
             for (int v = 0; v < V; v++) se += exp((double)row[v] - row[best]);
             double l = log(se) + row[best] - row[tgt[i]];

@@ -414,7 +414,7 @@ int64_t remi_time_at(const int32_t *ids, size_t n)
     int64_t bar = -1, t = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] == REMI_BAR) bar++, t = bar * REMI_TICKS_PER_BAR;
-        else if (ids[i] >= REMI_POSITION0 && ids[i] < REMI_CHORD0) {
+        else if (remi_token_type(ids[i]) == TOK_POSITION) {
             if (bar < 0) bar = 0; // a Position before any Bar opens bar 0, as in decoding
             t = bar * REMI_TICKS_PER_BAR + (ids[i] - REMI_POSITION0);
         }

@@ -165,7 +165,8 @@ int main(int argc, char **argv)
     }
     DataSet ds;
     snprintf(path, sizeof path, "%s/%s.bin", data, split);
-    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) < 0 ||
+    // data_limit_eval plans the evaluation windows (DATA_EVAL would plan them twice)
+    if (data_open(&ds, path, rc.input_length, remi_vocab_hash(), 0, err) < 0 ||
         data_limit_eval(&ds, max_tokens, err) < 0)
         die("cannot use shard: %s", err);
 

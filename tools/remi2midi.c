@@ -31,44 +31,6 @@ static void usage(void)
 
 // ---- output names for -O --------------------------------------------------------------------
 
-typedef struct NameSet {
-    char **slot;
-    size_t cap, n;
-} NameSet;
-
-// Inserts s (taking ownership) unless present; returns whether it was inserted.
-static bool nameset_add(NameSet *ns, char *s)
-{
-    if (2 * (ns->n + 1) > ns->cap) {
-        NameSet bigger = {xcalloc(ns->cap ? 2 * ns->cap : 64, sizeof(char *)), ns->cap ? 2 * ns->cap : 64, 0};
-        for (size_t i = 0; i < ns->cap; i++)
-            if (ns->slot[i]) nameset_add(&bigger, ns->slot[i]);
-        free(ns->slot);
-        *ns = bigger;
-    }
-    size_t h = fnv1a(FNV_INIT, s, strlen(s)) & (ns->cap - 1);
-    for (; ns->slot[h]; h = (h + 1) & (ns->cap - 1))
-        if (strcmp(ns->slot[h], s) == 0) return false;
-    ns->slot[h] = s;
-    ns->n++;
-    return true;
-}
-
-// doc_file_stem of name; repeats get "-2", "-3", ...
-static char *output_stem(NameSet *used, const char *name)
-{
-    char stem[DOC_STEM_MAX];
-    doc_file_stem(name, stem);
-    char *cand = xstrdup(stem);
-    for (int k = 2; !nameset_add(used, cand); k++) {
-        free(cand);
-        char buf[272];
-        snprintf(buf, sizeof buf, "%s-%d", stem, k);
-        cand = xstrdup(buf);
-    }
-    return cand;
-}
-
 // Writes s to a temporary file for path, left uncommitted (and closed) for the caller.
 static OutFile *write_midi(const char *path, const Score *s)
 {
@@ -113,7 +75,7 @@ int main(int argc, char **argv)
     DocReader r;
     doc_reader_init(&r, in, input);
     Doc d = {0};
-    NameSet used = {0};
+    DocNames used = {0};
     // Outputs are committed only once the whole input has decoded: a bad document anywhere leaves no file.
     OutFile **outs = NULL;
     size_t n_outs = 0, cap_outs = 0;
@@ -131,10 +93,13 @@ int main(int argc, char **argv)
             xgrow((void **)&outs, &cap_outs, n_outs + 1, sizeof *outs);
             outs[n_outs++] = write_midi(out_file, &s);
         } else {
-            char *stem = output_stem(&used, d.name);
+            char base[DOC_STEM_MAX];
+            doc_file_stem(d.name, base);
+            char *stem = doc_unique_name(&used, base);
             size_t n = strlen(out_dir) + strlen(stem) + 8;
             char *path = xmalloc(n);
             snprintf(path, n, "%s/%s.mid", out_dir, stem);
+            free(stem);
             xgrow((void **)&outs, &cap_outs, n_outs + 1, sizeof *outs);
             outs[n_outs++] = write_midi(path, &s);
             free(path);
@@ -146,8 +111,7 @@ int main(int argc, char **argv)
     if (n_docs == 0) die("no document in '%s'", in_name);
     for (size_t i = 0; i < n_outs; i++) out_commit(outs[i]);
     free(outs);
-    for (size_t i = 0; i < used.cap; i++) free(used.slot[i]);
-    free(used.slot);
+    doc_names_free(&used);
     free(d.ids.ids);
     doc_reader_free(&r);
     if (in != stdin) fclose(in);

@@ -9,21 +9,16 @@
 // its piano roll, and a run folder holding eval's study.txt (eval --study-out) gets its pairs, prompt + original
 // and prompt + generated, side by side (audio in RUN_DIR/study/). With -o the audio files are copied beside the
 // page (audio/run-ID/...) and referenced by relative path, so the page's folder can be moved as a whole.
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "doc.h"
 #include "docpage.h"
 #include "plot.h"
 #include "registry.h"
-#include "remi.h"
-#include "stats.h"
 #include "util.h"
 
 static void usage(void)
@@ -50,7 +45,6 @@ static void usage(void)
 
 static FILE *out;
 static Registry *reg;
-static char *page_dir; // the folder of -o FILE, where audio/ is written; NULL for stdout
 
 #define MAX_POINTS 1500 // points per curve; longer curves are thinned (every k-th point, and the last)
 
@@ -358,9 +352,8 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     if (!(reg = reg_open_existing(reg_path, err))) die("%s", err);
     OutFile *o = out_path && strcmp(out_path, "-") ? out_open(out_path) : NULL;
-    if (o) page_dir = path_dir(out_path);
     out = o ? o->fp : stdout;
-    page = (DocPage){.out = out, .dir = page_dir};
+    page = (DocPage){.out = out, .dir = o ? path_dir(out_path) : NULL}; // audio/ goes beside the page
 
     RegTable *counts = sel("SELECT count(*), coalesce(sum(status = 'done'), 0), count(DISTINCT experiment) FROM runs", 0, NULL);
     RegTable *results = sel("SELECT * FROM results ORDER BY run_id", 0, NULL);
@@ -382,6 +375,6 @@ int main(int argc, char **argv)
     reg_close(reg);
     if (o) out_commit(o);
     else stdout_close();
-    free(page_dir);
+    free((char *)page.dir);
     return 0;
 }

@@ -136,27 +136,16 @@ static void add_prompts(const char *path, Prompts *ps)
     free(files.v);
 }
 
-static bool name_used(const Prompts *ps, size_t i, const char *name)
-{
-    for (size_t j = 0; j < i; j++)
-        if (strcmp(ps->v[j].name, name) == 0) return true;
-    return false;
-}
-
 // Makes the prompts' names unique as remi2midi -O makes its file names: a repeat gets "-2", "-3", ...
 static void unique_names(Prompts *ps)
 {
-    for (size_t i = 1; i < ps->n; i++) {
-        char *stem = ps->v[i].name, *cand = xstrdup(stem);
-        size_t len = strlen(stem) + 24;
-        for (int k = 2; name_used(ps, i, cand); k++) {
-            free(cand);
-            cand = xmalloc(len);
-            snprintf(cand, len, "%s-%d", stem, k);
-        }
-        free(stem);
-        ps->v[i].name = cand;
+    DocNames used = {0};
+    for (size_t i = 0; i < ps->n; i++) {
+        char *u = doc_unique_name(&used, ps->v[i].name);
+        free(ps->v[i].name);
+        ps->v[i].name = u;
     }
+    doc_names_free(&used);
 }
 
 // One document to generate: prompt i's sample k, whose window starts with w tokens (BOS + prompt, or the last L).

@@ -202,7 +202,8 @@ int main(int argc, char **argv)
     if (data_open(&train, train_path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0)
         die("cannot use shard: %s", err);
     snprintf(val_path, sizeof val_path, "%s/val.bin", data_dir);
-    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), DATA_EVAL | DATA_LAZY, err) < 0 ||
+    // data_limit_eval plans the evaluation windows (DATA_EVAL would plan them twice)
+    if (data_open(&val, val_path, rc.input_length, remi_vocab_hash(), DATA_LAZY, err) < 0 ||
         data_limit_eval(&val, rc.val_max_tokens, err) < 0)
         die("cannot use shard: %s", err);
 
@@ -286,15 +287,15 @@ int main(int argc, char **argv)
         if (s % rc.eval_every == 0 || s == rc.steps) {
             double t0 = now_s(), vl;
             EvalLikelihood lk;
-            int lr = evaluate_likelihood(&tr.m, &val, &stop_signal, &lk);
-            if (lr == -2) {
+            int vr = evaluate_likelihood(&tr.m, &val, &stop_signal, &lk);
+            if (vr == -2) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "step %ld: validation logits are not finite (window %ld); the last good "
                          "checkpoint (step %ld) is kept", s, lk.bad_window, last_ckpt);
                 finish("failed", msg);
                 die("%s", msg);
             }
-            if (lr == 0) {
+            if (vr == 0) {
                 vl = lk.loss;
                 if (vl < tr.best_val) tr.best_val = vl;
                 // tokens: the targets scored, the validation subset's size (train.val_max_tokens)
