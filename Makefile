@@ -133,24 +133,30 @@ test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS)
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \
 	  SHARED=$(SHARED) $$t || fail=1; done; \
-	for t in tests/cli/*.sh; do echo "== $$t"; \
+	for t in $(filter-out %_cuda.sh,$(wildcard tests/cli/*.sh)); do echo "== $$t"; \
 	  BIN=$(BIN) SHARED=$(SHARED) bash $$t || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "make test: all passed"; else echo "make test: FAILED"; exit 1; fi
 
-# `make test-cuda CUDA=1`: only the CUDA tests (the GPU ops against the CPU ops); without a GPU they count as skipped.
-test-cuda: $(CUDA_TEST_BINS)
+# `make test-cuda CUDA=1`: only the CUDA tests (the GPU ops against the CPU ops, the whole model on both backends,
+# train --device cuda through the tools); without a GPU they count as skipped.
+test-cuda: $(CUDA_TEST_BINS) $(TOOL_BINS)
 	@$(if $(CUDA_TEST_BINS),,echo "test-cuda: needs CUDA=1" >&2; exit 2;) fail=0; \
-	for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+	for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t || fail=1; done; \
+	for t in $(wildcard tests/cli/*_cuda.sh); do echo "== $$t"; BIN=$(BIN) SHARED=$(SHARED) bash $$t || fail=1; done; \
+	exit $$fail
 
 # `make gpu-libs CUDA=1`: copies the shared libraries that the CUDA test and tools link, other than glibc, libstdc++,
 # libgcc and CUDA's own (cuBLAS is too large to carry), into build/gpu-libs: the folder bench/gpu_check.sh puts on
-# LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs).
+# LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs); and shards of 40 POP909
+# songs into build/gpu-data for tests/cli/test_train_cuda.sh there (carry build/gpu-data).
 GPU_LIBS_SYSTEM := '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|ld-linux-x86-64)\.so'
 gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench/model)
 	@$(if $(CUDA_TEST_BINS),,echo "gpu-libs: needs CUDA=1" >&2; exit 2;) rm -rf build/gpu-libs && mkdir -p build/gpu-libs
 	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done
 	@ls build/gpu-libs && du -sh build/gpu-libs
+	rm -rf build/gpu-data && mkdir -p build/gpu-data
+	ls $(SHARED)/data/pop909/*.mid | sed -n 1,40p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/gpu-data/shards --val 0.2 --test 0.1
 
 # `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
 # kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and

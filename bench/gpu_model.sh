@@ -10,7 +10,9 @@ runs=${1:-20}
 for B in 8 64; do
     echo "== C, CUDA backend, fp32, batch $B"
     build/cuda/bench/model "$runs" --device cuda --batch "$B" --full
-    for p in fp32 bf16; do
+    echo "== C, CUDA backend, TF32, batch $B"
+    build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --tf32
+    for p in fp32 tf32 bf16; do
         echo "== PyTorch eager, $p, batch $B"
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"
     done

@@ -1,9 +1,10 @@
 // bench/model: forward + backward tokens/s of the C model at the default CPU configs of model.md §9 (d 256,
 // 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling), the machine's 2-thread sgemm GFLOP/s, and the model's share of that bound (matmul FLOPs / time).
-// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] (median of RUNS timed steps after one
+// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32] (median of RUNS timed steps after one
 // warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
-// step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished).
+// step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
+// --tf32 lets its matmuls use TF32).
 // Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "gpu.h"
 #include "hg.h"
 #include "ops.h"
 #include "util.h"
@@ -45,12 +47,13 @@ static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = 5, only = -1, B = 8, full = 0, npos = 0;
+    int runs = 5, only = -1, B = 8, full = 0, tf32 = 0, npos = 0;
     const char *device = "cpu";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
         else if (strcmp(argv[i], "--full") == 0) full = 1;
+        else if (strcmp(argv[i], "--tf32") == 0) tf32 = 1;
         else if (npos == 0) runs = (int)parse_long("RUNS", argv[i], 1, 100), npos++;
         else if (npos == 1) only = (int)parse_long("CONFIG", argv[i], 0, 2), npos++;
         else die_usage("unknown argument: '%s'", argv[i]);
@@ -58,10 +61,12 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     const Backend *be = backend_get(device, err);
     if (!be) die("cannot use device '%s': %s", device, err);
+    if (tf32 && be->on_host) die_usage("--tf32 needs --device cuda");
+    gpu_set_tf32(tf32);
     int T = 512, C = 256, F = 1024, V = 348;
     double peak = be->on_host ? sgemm_gflops() : 0;
     if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
-    else printf("device: %s; batch %d\n", be->device_name(), B);
+    else printf("device: %s; batch %d; %s\n", be->device_name(), B, tf32 ? "TF32" : "fp32 (TF32 off)");
     printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
     printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm", "alloc MiB");
     static HgLevel valley = {.n_layers = 2};

@@ -36,11 +36,11 @@ class Attention(nn.Module):
             assert Tq == Tk
             er = self.Er[self.Er.shape[0] - Tq:]  # a level of length T uses the last T rows
             qe = q @ er.transpose(0, 1)  # (B, H, T, T): qe[i, r] = q_i . Er[L-T+r]
-            i = torch.arange(Tq).view(-1, 1)
-            j = torch.arange(Tk).view(1, -1)
+            i = torch.arange(Tq, device=q.device).view(-1, 1)
+            j = torch.arange(Tk, device=q.device).view(1, -1)
             idx = (Tq - 1 - i + j).clamp(0, Tq - 1)  # S[i,j] uses Er[L-1-(i-j)] = row T-1-i+j of er
             s = s + qe.gather(-1, idx.expand(B, self.h, Tq, Tk))
-        allowed = torch.arange(Tk).view(1, -1) < torch.as_tensor(n_keys).view(-1, 1)
+        allowed = torch.arange(Tk, device=q.device).view(1, -1) < torch.as_tensor(n_keys, device=q.device).view(-1, 1)
         s = s.masked_fill(~allowed, float("-inf"))
         p = F.dropout(torch.softmax(s, dim=-1), dropout, self.training)
         out = (p @ v).transpose(1, 2).reshape(B, Tq, d)
@@ -60,7 +60,7 @@ class Layer(nn.Module):
     def forward(self, x, ctx=None, n_keys=None):
         ctx = x if ctx is None else ctx
         if n_keys is None:
-            n_keys = torch.arange(1, x.shape[1] + 1)  # causal
+            n_keys = torch.arange(1, x.shape[1] + 1, device=x.device)  # causal
         drop = lambda t: F.dropout(t, self.p, self.training)
         x = self.norm1(x + drop(self.self_attn(x, ctx, n_keys, self.p)))
         f = self.linear2(drop(F.relu(self.linear1(x))))
@@ -123,7 +123,7 @@ class Hourglass(nn.Module):
         else:
             z = hs.reshape(B, Tp // s, s, d).mean(dim=2)
         if self.attn_resampling_pre_valley is not None:
-            n_pre = torch.clamp(torch.arange(Tp // s) * s + s, max=Tp)  # row i has seen hs[0 .. s*i+s-1]
+            n_pre = torch.clamp(torch.arange(Tp // s, device=h.device) * s + s, max=Tp)  # row i has seen hs[0 .. s*i+s-1]
             z = z + self.attn_resampling_pre_valley(z, hs, n_pre)[0]
         v, nested = self.valley_transformer(z)
         if self.updown == "linear":
@@ -132,7 +132,7 @@ class Hourglass(nn.Module):
             up = v.repeat_interleave(s, dim=1)
         u = up + r
         if self.attn_resampling_post_valley is not None:
-            n_post = torch.arange(Tp) // s + 1  # position t may see v[0 .. t // s]
+            n_post = torch.arange(Tp, device=h.device) // s + 1  # position t may see v[0 .. t // s]
             u = u + self.attn_resampling_post_valley(u, v, n_post)[0]
         out, _ = self.post_transformer(u[:, :T])
         hidden = [z] + nested + ([up] if self.save else [])

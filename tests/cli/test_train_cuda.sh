@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# test_train_cuda: train --device cuda through the tools (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda):
+# the registry records the device and the GPU's name; the same run twice gives the same bytes; N steps straight equal
+# k steps, SIGKILL, --resume, N - k steps, bitwise, also when the SIGKILL lands inside a checkpoint write; a GPU
+# checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU run's;
+# a plan larger than the GPU's memory is refused in one line with nothing left behind. Without a GPU every check
+# counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure). Env: BIN (default bin-cuda), SHARED as in
+# test_tools.sh, or SHARDS (a shard folder, for a GPU machine without POP909). Ends with "N passed, N failed, N skipped".
+set -u -o pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd) || exit 1
+cd "$ROOT" || exit 1
+BIN=${BIN:-bin-cuda}
+. tests/cli/lib/common.sh
+
+TRAIN=$B/train
+N_CHECKS=21
+check "train is built" test -x "$TRAIN"
+CFG=tests/data/configs
+REG=$T/registry.db
+# one value from the registry: the sqlite3 CLI, or Python's sqlite3 on a GPU machine without it
+if command -v sqlite3 >/dev/null; then q() { sqlite3 "$REG" "$1"; }
+else q() { python3 -c 'import sqlite3, sys
+for r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print("|".join(map(str, r)))' "$REG" "$1"; }; fi
+
+# ---- is there a GPU? ---------------------------------------------------------------------------------------
+"$TRAIN" -q --device cuda -c $CFG/tiny.json -d "$T/none" -o "$T/probe" --registry "$REG" >/dev/null 2>"$T/err"
+if grep -Eq "cannot use device 'cuda'" "$T/err"; then
+    if [ "${HMT_REQUIRE_GPU:-0}" = 1 ]; then fail "a GPU is usable (HMT_REQUIRE_GPU=1)" "$(cat "$T/err")"
+    else skip $N_CHECKS "no usable GPU: $(cat "$T/err")"; fi
+    summary
+fi
+
+# ---- data: the shards given, or a few POP909 songs -------------------------------------------------------------
+if [ -n "${SHARDS:-}" ]; then
+    cp -r "$SHARDS" "$T/shards"
+else
+    need_pop909
+    ls "$POP"/*.mid | head -40 | "$B/midi2remi" -q | "$B/shard" -q -o "$T/shards" --val 0.2 --test 0.1
+fi
+check "shards there" test -s "$T/shards/train.bin"
+
+payload() { tail -c +1025 "$1"; }
+same_run() { cmp -s "$1/model.safetensors" "$2/model.safetensors" && cmp -s <(payload "$1/trainer.state") <(payload "$2/trainer.state"); }
+tr_gpu() { "$TRAIN" -q --device cuda -d "$T/shards" --registry "$REG" "$@"; }
+
+# ---- a run on the GPU: the registry names it; twice gives the same bytes ------------------------------------
+expect "train --device cuda exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/g1"
+check "registry: device cuda" test "$(q "select device from runs where out_dir like '%/g1'")" = cuda
+check "registry: the GPU's name" grep -q NVIDIA <<<"$(q "select device_name from runs where out_dir like '%/g1'")"
+expect "the same run again exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/g2"
+check "the same run twice on one GPU: the same bytes" same_run "$T/g1" "$T/g2"
+
+# ---- SIGKILL and --resume on the GPU: bitwise --------------------------------------------------------------------
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gk"; exit $?) 2>/dev/null
+check "SIGKILL after the checkpoint at step 20 (status $?)" test $? = 137
+expect "--resume on the GPU after SIGKILL exits 0" 0 tr_gpu --resume -o "$T/gk"
+check "k steps + SIGKILL + resume = N steps on the GPU, bitwise" same_run "$T/g1" "$T/gk"
+(HMT_TEST_KILL_IN_CHECKPOINT=30 tr_gpu -c $CFG/tiny.json -o "$T/gt"; exit $?) 2>/dev/null
+check "SIGKILL inside the checkpoint write at step 30 (status $?)" test $? = 137
+expect "--resume after a torn checkpoint exits 0" 0 tr_gpu --resume -o "$T/gt"
+check "torn checkpoint: resumed from step 20, bitwise equal" same_run "$T/g1" "$T/gt"
+
+# ---- across devices: the CPU run, a GPU checkpoint resumed on the CPU, a CPU checkpoint resumed on the GPU ----
+"$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/c1" --registry "$REG" 2>"$T/err"
+check "the same run on the CPU exits 0" test $? = 0
+val() { q "select printf('%.6f', value) from metrics m join runs r using (run_id) where r.out_dir like '%/$1'
+           and m.split = 'val' and m.name = 'loss' order by step desc limit 1"; }
+close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-3 * (a < 0 ? -a : a)) }'; }
+check "the GPU run's last val loss is the CPU's within 1e-3 ($(val g1) vs $(val c1))" close "$(val g1)" "$(val c1)"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gc"; exit $?) 2>/dev/null
+expect "a GPU checkpoint resumes on the CPU" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" -o "$T/gc" --registry "$REG"
+check "GPU then CPU: the val loss is the CPU run's within 1e-3 ($(val gc))" close "$(val gc)" "$(val c1)"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/cg" --registry "$REG"; exit $?) 2>/dev/null
+expect "a CPU checkpoint resumes on the GPU" 0 tr_gpu --resume -o "$T/cg"
+check "CPU then GPU: the val loss is the CPU run's within 1e-3 ($(val cg))" close "$(val cg)" "$(val c1)"
+
+# ---- a plan larger than the GPU: one line, exit 1, nothing behind ---------------------------------------------
+printf '{"extends": "%s/configs/seed_default.json", "train": {"batch_size": 4096}}\n' "$ROOT" >"$T/huge.json"
+expect "a plan larger than the GPU exits 1" 1 tr_gpu -c "$T/huge.json" -o "$T/huge"
+check "it says so in one line" one_line "$T/err" "does not fit in GPU memory"
+check "no run folder left behind" test ! -e "$T/huge"
+summary
