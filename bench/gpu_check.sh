@@ -62,7 +62,9 @@ step "$MODEL_TEST"
 HMT_REQUIRE_GPU=1 timeout 180 "$MODEL_TEST" || rc=1
 # train --device cuda through the tools: registry, determinism, SIGKILL + --resume, across devices, refusal
 step tests/cli/test_train_cuda.sh
-if [ -d build/gpu-data/shards ]; then
+if [ "${GPU_CHECK_CLI:-1}" = 0 ]; then
+    echo "train checks: left out (GPU_CHECK_CLI=0)"
+elif [ -d build/gpu-data/shards ]; then
     HMT_REQUIRE_GPU=1 BIN=bin-cuda SHARDS=build/gpu-data/shards timeout 180 bash tests/cli/test_train_cuda.sh || rc=1
 else
     echo "gpu_check: build/gpu-data/shards missing (make gpu-libs CUDA=1 SHARED=...): train checks not run"; rc=1
@@ -71,9 +73,14 @@ fi
 # ---- speed: C against PyTorch on this GPU (bench/gpu_model.sh); GPU_CHECK_BENCH=0 leaves it out ------------------
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    if [ "${GPU_CHECK_PROFILE:-0}" = 1 ]; then # where the C step's time goes, op by op, at batch 64
+        step "HMT_GPU_PROFILE=1 build/cuda/bench/model 5 --device cuda --batch 64 --full"
+        HMT_GPU_PROFILE=1 timeout 120 build/cuda/bench/model 5 --device cuda --batch 64 --full 2>&1 |
+            tee "$OUT/gpu_profile.log"
+    fi
     step bench/gpu_model.sh
-    timeout 240 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" 2>&1 | tee "$OUT/gpu_model.log" ||
-        echo "gpu_check: the benchmark stopped (exit $?)"
+    timeout 300 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
+        tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
 fi
 
 # ---- memory checks where compute-sanitizer is installed (GPU_CHECK_SAN=0 leaves them out; =race adds racecheck);

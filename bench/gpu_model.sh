@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The training step on one GPU, C (the CUDA backend, fp32, TF32 off) against the same model in PyTorch (tests/ref,
-# eager, fp32 with TF32 off, then bf16 autocast), in one invocation on one GPU: forward, cross-entropy, backward,
-# clipping and Adam (--full), the three default configs, at batch 8 and 64. Medians of RUNS steps after a warm-up;
-# tokens/s = B x T / step time; "alloc MiB" is what C allocates up front, "peak MiB" PyTorch's max_memory_allocated.
-# Usage: bench/gpu_model.sh [RUNS (20)]. Needs build/cuda/bench/model (make CUDA=1 build/cuda/bench/model) and a
-# python3 with CUDA PyTorch; run by bench/gpu_check.sh.
+# The training step on one GPU, C (the CUDA backend) against the same model in PyTorch (tests/ref, eager), in one
+# invocation on one GPU: forward, cross-entropy, backward, clipping and Adam (--full), the three d 256 configs at
+# batch 8 and 64, C in fp32 (TF32 off) and TF32, PyTorch in fp32, TF32 and bf16 autocast; then the reference's
+# headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24 in fp32. Medians of RUNS steps
+# after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
+# context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
+# Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
+# build/cuda/bench/model) and a python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
 runs=${1:-20}
+hruns=${2:-5}
 for B in 8 64; do
     echo "== C, CUDA backend, fp32, batch $B"
     build/cuda/bench/model "$runs" --device cuda --batch "$B" --full
@@ -17,3 +20,6 @@ for B in 8 64; do
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"
     done
 done
+echo "== the headline config, batch 24: C fp32, PyTorch fp32"
+build/cuda/bench/model "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
+python3 bench/model_torch.py "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json

@@ -4,14 +4,17 @@
 // Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32] (median of RUNS timed steps after one
 // warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
 // step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
-// --tf32 lets its matmuls use TF32).
+// --tf32 lets its matmuls use TF32; --config FILE times that config instead, at its own T, e.g. the reference's
+// headline configs/seed_default.json).
 // Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "config.h"
 #include "gpu.h"
 #include "hg.h"
 #include "ops.h"
@@ -48,12 +51,13 @@ int main(int argc, char **argv)
 {
     util_init(argv[0]);
     int runs = 5, only = -1, B = 8, full = 0, tf32 = 0, npos = 0;
-    const char *device = "cpu";
+    const char *device = "cpu", *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
         else if (strcmp(argv[i], "--full") == 0) full = 1;
         else if (strcmp(argv[i], "--tf32") == 0) tf32 = 1;
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[++i];
         else if (npos == 0) runs = (int)parse_long("RUNS", argv[i], 1, 100), npos++;
         else if (npos == 1) only = (int)parse_long("CONFIG", argv[i], 0, 2), npos++;
         else die_usage("unknown argument: '%s'", argv[i]);
@@ -68,7 +72,8 @@ int main(int argc, char **argv)
     if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
     else printf("device: %s; batch %d; %s\n", be->device_name(), B, tf32 ? "TF32" : "fp32 (TF32 off)");
     printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
-    printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm", "alloc MiB");
+    printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
+           be->on_host ? "alloc MiB" : "GPU MiB");
     static HgLevel valley = {.n_layers = 2};
     struct {
         const char *name;
@@ -82,7 +87,16 @@ int main(int argc, char **argv)
                                    .attn_resampling = 1, .save_updown_hidden = 1,
                                    .top = {.pre = 2, .post = 2, .s = 2, .valley = &valley}}},
     };
-    for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
+    size_t n_cfgs = sizeof cfgs / sizeof *cfgs;
+    RunConfig rc;
+    if (config) { // one config file instead of the three (its own T; FLOPs not counted)
+        if (config_load(&rc, config, err) < 0) die("%s", err);
+        const char *slash = strrchr(config, '/');
+        cfgs[0].name = slash ? slash + 1 : config;
+        config_to_hg(&rc, V, &cfgs[0].c);
+        T = rc.input_length, n_cfgs = 1, only = -1;
+    }
+    for (size_t k = 0; k < n_cfgs; k++) {
         if (only >= 0 && (size_t)only != k) continue;
         HgModel m;
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
@@ -100,6 +114,7 @@ int main(int argc, char **argv)
         AdamParams ap = {3e-4, 0.9, 0.999, 1e-8, 0};
         double *times = xmalloc(sizeof(double) * (size_t)(runs + 1));
         for (int r = 0; r <= runs; r++) {
+            if (r == 1) gpu_profile_reset(); // HMT_GPU_PROFILE=1: the timed steps only
             double t0 = now_s();
             hg_forward(&m, inp, 1, (uint64_t)r);
             int nv;
@@ -119,7 +134,9 @@ int main(int argc, char **argv)
         double med = times[1 + runs / 2];
         // matmul FLOPs, forward x 3 (backward is two matmuls per forward one)
         double fl = 2.0 * B * T * C * V;
-        if (cfgs[k].c.top.valley) {
+        if (config) {
+            fl = NAN;
+        } else if (cfgs[k].c.top.valley) {
             int Ts = T / 2;
             fl += 4 * layer_flops(B, T, T, C, F, 0, 1) + 2 * layer_flops(B, Ts, Ts, C, F, 0, 1);
             fl += layer_flops(B, Ts, T, C, F, 1, 0) + layer_flops(B, T, Ts, C, F, 1, 0);
@@ -130,11 +147,16 @@ int main(int argc, char **argv)
         fl *= 3;
         // everything the step uses is allocated up front: weights, gradients, Adam moments, activations, loss buffers
         double mib = ((double)m.n_floats * 4 * (full ? 4 : 2) + (double)hg_act_bytes(&m) + 8.0 * B * T * V) / 1048576;
+        size_t fr = 0, tot = 0; // on the GPU: what the process holds there (the CUDA context, cuBLAS, the workspace)
+        if (!be->on_host && gpu_mem_info(&fr, &tot) == 0) mib = (double)(tot - fr) / 1048576;
         if (be->on_host)
             printf("%-22s %12.3f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
                    100 * fl / med / 1e9 / peak, mib);
         else
-            printf("%-22s %12.4f %12.0f %10.1f %12s %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9, "-", mib);
+            printf("%-22s %12.4f %12.0f %10.1f %12s %10.0f\n", cfgs[k].name, med, B * T / med,
+                   config ? 0.0 : fl / med / 1e9, "-", mib);
+        fflush(stdout);
+        if (!be->on_host) gpu_profile_print(stdout);
         free(tok), free(inp), free(tgt), free(times);
         be->free(tgt_b), be->free(probs), be->free(dlog);
         if (full) be->free(am), be->free(av);

@@ -2,6 +2,7 @@
 backward, for the default CPU configs of model.md §9. Prints the median step time and tokens/s.
 Run with OMP_WAIT_POLICY=PASSIVE (bench/model.sh does).
 Usage: model_torch.py [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--precision fp32|tf32|bf16]
+[--config FILE] (a configs/*.json file timed instead of the three, as bench/model --config)
 (--full: clipping and an Adam step too, as bench/model --full; on cuda the time is taken after a synchronize;
 bf16 is autocast around forward and loss)."""
 import os
@@ -13,10 +14,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
 import model as ref  # noqa: E402
+from param_table import load  # noqa: E402  (a config's extends chain, merged as config.c does)
 
 torch.set_num_threads(2)
 args, pos = sys.argv[1:], []
-device, B, full, precision = "cpu", 8, False, "fp32"
+device, B, full, precision, config = "cpu", 8, False, "fp32", None
 while args:
     a = args.pop(0)
     if a == "--device":
@@ -27,6 +29,8 @@ while args:
         full = True
     elif a == "--precision":
         precision = args.pop(0)
+    elif a == "--config":
+        config = args.pop(0)
     else:
         pos.append(a)
 runs = int(pos[0]) if pos else 5
@@ -41,6 +45,13 @@ configs = {
     "hourglass naive+attn": dict(depth=[2, 2, 2], shorten_factor=2, updown_sample_type="naive", attn_resampling=True),
     "hourglass linear+attn": dict(depth=[2, 2, 2], shorten_factor=2, updown_sample_type="linear", attn_resampling=True),
 }
+if config:  # one config file instead of the three, at its own T
+    cfg = load(config)["model"]
+    T = cfg["input_length"]
+    configs = {os.path.basename(config): {k: cfg[k] for k in ("depth", "shorten_factor", "updown_sample_type",
+                                                             "attn_resampling", "save_updown_hidden") if k in cfg}}
+    base = dict(input_length=T, num_heads=cfg["num_heads"], d_model=cfg["d_model"],
+                dim_feedforward=cfg["dim_feedforward"], dropout=cfg.get("dropout", 0.1))
 where = torch.cuda.get_device_name(0) if device == "cuda" else f"{torch.get_num_threads()} threads"
 print(f"PyTorch {torch.__version__}, {where}, batch {B}, {precision}{', full step' if full else ''}")
 print(f"{'config':22} {'step s':>12} {'tokens/s':>12} {'peak MiB':>10}")

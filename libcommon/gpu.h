@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ops.h"
 #include "optim.h"
@@ -47,6 +48,10 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
 void gpu_set_tf32(int on);
 // Waits for every op queued so far. Returns 0, or -1 with the first error kept (see gpu_error).
 int gpu_sync(void);
+// With HMT_GPU_PROFILE=1 in the environment every op waits for the GPU and its time is kept per op (cuBLAS calls
+// apart from kernels): gpu_profile_print writes the table, largest first; gpu_profile_reset empties it.
+void gpu_profile_reset(void);
+void gpu_profile_print(FILE *f);
 // The first error since init (or since gpu_clear_error), as "op: reason"; "" when none.
 const char *gpu_error(void);
 void gpu_clear_error(void);

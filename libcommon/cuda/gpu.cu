@@ -4,16 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gpu_internal.cuh"
 
 cudaStream_t gpu_stream;
 cublasHandle_t gpu_blas;
 
-static int g_ready, g_sync_each, g_tf32;
+static int g_ready, g_sync_each, g_tf32, g_profile;
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
-static void *g_ws;
-static size_t g_ws_bytes;
+static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
+static size_t g_ws_bytes, g_ptrs_bytes;
 
 // ---- errors -------------------------------------------------------------------------------------------------
 
@@ -25,9 +26,61 @@ void gpu_record(const char *op, const char *what)
 const char *gpu_error(void) { return g_err; }
 void gpu_clear_error(void) { g_err[0] = 0; }
 
+// ---- profile (HMT_GPU_PROFILE=1): every op waits for the GPU, and the wall time since the previous launch is
+// charged to (op, gemm or kernel). The waits add launch latency, so the shares matter, not the sums.
+#define PROF_MAX 96
+static struct {
+    const char *op;
+    int gemm;
+    double s;
+    long n;
+} g_prof[PROF_MAX];
+static int g_nprof;
+static double g_prof_t;
+
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_charge(const char *op, int gemm)
+{
+    cudaStreamSynchronize(gpu_stream);
+    double t = prof_now();
+    int k = 0;
+    while (k < g_nprof && !(g_prof[k].gemm == gemm && strcmp(g_prof[k].op, op) == 0)) k++;
+    if (k == g_nprof && g_nprof < PROF_MAX) g_prof[g_nprof++] = {op, gemm, 0.0, 0};
+    if (k < g_nprof) g_prof[k].s += t - g_prof_t, g_prof[k].n++;
+    g_prof_t = t;
+}
+
+void gpu_profile_reset(void) { g_nprof = 0; }
+
+void gpu_profile_print(FILE *f)
+{
+    if (!g_profile) return;
+    double total = 0;
+    for (int k = 0; k < g_nprof; k++) total += g_prof[k].s;
+    for (int a = 0; a < g_nprof; a++) // largest first
+        for (int b = a + 1; b < g_nprof; b++)
+            if (g_prof[b].s > g_prof[a].s) {
+                auto t = g_prof[a];
+                g_prof[a] = g_prof[b], g_prof[b] = t;
+            }
+    fprintf(f, "%-32s %-7s %10s %8s %7s\n", "op", "kind", "ms", "calls", "share");
+    for (int k = 0; k < g_nprof; k++)
+        fprintf(f, "%-32s %-7s %10.2f %8ld %6.1f%%\n", g_prof[k].op, g_prof[k].gemm ? "gemm" : "kernel",
+                1e3 * g_prof[k].s, g_prof[k].n, 100 * g_prof[k].s / (total > 0 ? total : 1));
+}
+
 bool gpu_enter(const char *op)
 {
-    if (g_ready) return true;
+    if (g_ready) {
+        if (g_profile) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
+        return true;
+    }
     gpu_record(op, "gpu not initialized");
     return false;
 }
@@ -43,6 +96,7 @@ void gpu_launched(const char *op)
 {
     if (!cuda_ok(op, cudaGetLastError())) return;
     if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+    if (g_profile) prof_charge(op, 0);
 }
 
 void gpu_blas_check(const char *op, cublasStatus_t st)
@@ -54,6 +108,7 @@ void gpu_blas_check(const char *op, cublasStatus_t st)
         return;
     }
     if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+    if (g_profile) prof_charge(op, 1);
 }
 
 // ---- device -------------------------------------------------------------------------------------------------
@@ -124,6 +179,8 @@ GpuStatus gpu_init(int device, char *err)
         return init_fail(err, GPU_FAILED, "cannot set up cuBLAS on %s: %s", g_name, cublasGetStatusString(st));
     const char *s = getenv("HMT_GPU_SYNC");
     g_sync_each = s && *s && strcmp(s, "0") != 0;
+    s = getenv("HMT_GPU_PROFILE");
+    g_profile = s && *s && strcmp(s, "0") != 0;
     g_err[0] = 0;
     g_ready = 1;
     return GPU_OK;
@@ -131,6 +188,8 @@ GpuStatus gpu_init(int device, char *err)
 
 void gpu_shutdown(void)
 {
+    if (g_ptrs) cudaFree(g_ptrs);
+    g_ptrs = NULL, g_ptrs_bytes = 0;
     if (g_ws) cudaFree(g_ws);
     g_ws = NULL, g_ws_bytes = 0;
     if (gpu_blas) cublasDestroy(gpu_blas);
@@ -261,4 +320,40 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
         st = cublasSgemmStridedBatched(gpu_blas, oa, ob, N, M, K, &alpha, B, ldb, sB, A, lda, sA, &beta, C, ldc, sC,
                                        batch);
     gpu_blas_check(op, st);
+}
+
+// pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h
+__global__ static void gemm_ptrs_k(const float **pa, const float **pb, float **pc, const float *A, long long sAb,
+                                   long long sAh, const float *B, long long sBb, long long sBh, float *C, long long sCb,
+                                   long long sCh, int nh, int n)
+{
+    int z = blockIdx.x * blockDim.x + threadIdx.x;
+    if (z >= n) return;
+    long long b = z / nh, h = z % nh;
+    pa[z] = A + b * sAb + h * sAh, pb[z] = B + b * sBb + h * sBh, pc[z] = C + b * sCb + h * sCh;
+}
+
+void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               long long sAb, long long sAh, const float *B, int ldb, long long sBb, long long sBh, float beta,
+               float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
+{
+    if (M <= 0 || N <= 0 || nb <= 0 || nh <= 0) return;
+    if (nb == 1) return gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nh);
+    if (sAb == nh * sAh && sBb == nh * sBh && sCb == nh * sCh) // one stride covers both
+        return gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nb * nh);
+    int n = nb * nh;
+    size_t bytes = 3 * (size_t)n * sizeof(void *);
+    if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
+        if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), cudaFree(g_ptrs);
+        g_ptrs = NULL, g_ptrs_bytes = 0;
+        if (!(g_ptrs = gpu_alloc(bytes))) return;
+        g_ptrs_bytes = bytes;
+    }
+    const float **pa = (const float **)g_ptrs, **pb = pa + n;
+    float **pc = (float **)(pb + n);
+    // the row-major product through the column-major cuBLAS: C^T = op(B)^T op(A)^T, so B's pointers go first
+    LAUNCH(gemm_ptrs_k, gpu_blocks(n, 128), 128)(pa, pb, pc, A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, nh, n);
+    gpu_launched(op);
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    gpu_blas_check(op, cublasSgemmBatched(gpu_blas, oa, ob, N, M, K, &alpha, pb, ldb, pa, lda, &beta, pc, ldc, n));
 }

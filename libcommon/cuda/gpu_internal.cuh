@@ -32,6 +32,12 @@ void *gpu_workspace(const char *op, size_t bytes);
 void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
               const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
 
+// The same for nb x nh matrices, matrix (b, h) of each operand at base + b * s_b + h * s_h (in floats): the
+// attention's heads of every batch item in one call (cuBLAS batched with pointer arrays built on the GPU).
+void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               long long sAb, long long sAh, const float *B, int ldb, long long sBb, long long sBh, float beta,
+               float *C, int ldc, long long sCb, long long sCh, int nb, int nh);
+
 // grid size for n elements at `per` elements per block, at least 1
 static inline unsigned gpu_blocks(size_t n, size_t per) { return n ? (unsigned)((n + per - 1) / per) : 1u; }
 

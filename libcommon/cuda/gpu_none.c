@@ -31,6 +31,8 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
     return -1;
 }
 void gpu_set_tf32(int on) { (void)on; }
+void gpu_profile_reset(void) {}
+void gpu_profile_print(FILE *f) { (void)f; }
 int gpu_sync(void) { return -1; }
 const char *gpu_error(void) { return none_err; }
 void gpu_clear_error(void) {}

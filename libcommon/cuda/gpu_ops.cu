@@ -499,20 +499,17 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     size_t bhq = (size_t)B * NH * Tq;
     float *R = Er ? ws : NULL, *pd = d->dropout > 0.0f ? ws + (Er ? bhq * Tq : 0) : NULL;
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL; // the last Tq rows of Er
-    for (int b = 0; b < B; b++) { // per batch item, the heads as one strided batch (head h at column h*HS)
-        const float *qb = q + (size_t)b * Tq * d->ldq;
-        gpu_gemm(op, 0, 1, Tq, Tk, HS, scale, qb, d->ldq, HS, k + (size_t)b * Tk * d->ldk, d->ldk, HS, 0.0f,
-                 probs + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk, NH);
-        if (Er)
-            gpu_gemm(op, 0, 1, Tq, Tq, HS, scale, qb, d->ldq, HS, ers, HS, 0, 0.0f, R + (size_t)b * NH * Tq * Tq, Tq,
-                     (long long)Tq * Tq, NH);
-    }
+    long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq; // one head's S and R
+    // every (batch item b, head h) in one call each: head h of item b at column h*HS of row block b
+    gpu_gemm2(op, 0, 1, Tq, Tk, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, k, d->ldk, (long long)Tk * d->ldk,
+              HS, 0.0f, probs, Tk, NH * TT, TT, B, NH);
+    if (Er)
+        gpu_gemm2(op, 0, 1, Tq, Tq, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, ers, HS, 0, 0, 0.0f, R, Tq,
+                  NH * TR, TR, B, NH);
     LAUNCH(att_softmax_k, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
-    const float *use = pd ? pd : probs;
-    for (int b = 0; b < B; b++)
-        gpu_gemm(op, 0, 0, Tq, HS, Tk, 1.0f, use + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk,
-                 v + (size_t)b * Tk * d->ldv, d->ldv, HS, 0.0f, out + (size_t)b * Tq * C, C, HS, NH);
+    gpu_gemm2(op, 0, 0, Tq, HS, Tk, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, v, d->ldv, (long long)Tk * d->ldv, HS,
+              0.0f, out, C, (long long)Tq * C, HS, B, NH);
 }
 
 // backward of: S = scale*(q k^T + skew(q Er^T)); P = softmax(S); PD = dropout(P); out = PD v
@@ -535,33 +532,23 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
         LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a.keep, nP);
         gpu_launched(op);
     }
-    const float *use = pd ? pd : probs;
-    for (int b = 0; b < B; b++) {
-        const float *dob = dout + (size_t)b * Tq * C, *vb = v + (size_t)b * Tk * d->ldv;
-        // dv += PD^T dout;  dPD = dout v^T
-        gpu_gemm(op, 1, 0, Tk, HS, Tq, 1.0f, use + (size_t)b * NH * Tq * Tk, Tk, (long long)Tq * Tk, dob, C, HS, 1.0f,
-                 dv + (size_t)b * Tk * d->ldv, d->ldv, HS, NH);
-        gpu_gemm(op, 0, 1, Tq, Tk, HS, 1.0f, dob, C, HS, vb, d->ldv, HS, 0.0f, dp + (size_t)b * NH * Tq * Tk, Tk,
-                 (long long)Tq * Tk, NH);
-    }
+    long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
+    long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
+    // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward)
+    gpu_gemm2(op, 1, 0, Tk, HS, Tq, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, dout, C, so, HS, 1.0f, dv, d->ldv, sv, HS,
+              B, NH);
+    gpu_gemm2(op, 0, 1, Tq, Tk, HS, 1.0f, dout, C, so, HS, v, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT, B, NH);
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a);
     gpu_launched(op);
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
-    for (int b = 0; b < B; b++) {
-        const float *dSb = dp + (size_t)b * NH * Tq * Tk, *qb = q + (size_t)b * Tq * d->ldq;
-        float *dqb = dq + (size_t)b * Tq * d->ldq;
-        // dq += scale * dS k;  dk += scale * dS^T q
-        gpu_gemm(op, 0, 0, Tq, HS, Tk, scale, dSb, Tk, (long long)Tq * Tk, k + (size_t)b * Tk * d->ldk, d->ldk, HS,
-                 1.0f, dqb, d->ldq, HS, NH);
-        gpu_gemm(op, 1, 0, Tk, HS, Tq, scale, dSb, Tk, (long long)Tq * Tk, qb, d->ldq, HS, 1.0f,
-                 dk + (size_t)b * Tk * d->ldk, d->ldk, HS, NH);
-        if (!Er) continue;
-        // dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
-        const float *dRb = dR + (size_t)b * NH * Tq * Tq;
-        gpu_gemm(op, 0, 0, Tq, HS, Tq, scale, dRb, Tq, (long long)Tq * Tq, ers, HS, 0, 1.0f, dqb, d->ldq, HS, NH);
+    // dq += scale * dS k;  dk += scale * dS^T q
+    gpu_gemm2(op, 0, 0, Tq, HS, Tk, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS, B, NH);
+    gpu_gemm2(op, 1, 0, Tk, HS, Tq, scale, dp, Tk, NH * TT, TT, q, d->ldq, sq, HS, 1.0f, dk, d->ldk, sk, HS, B, NH);
+    if (Er) { // dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
+        gpu_gemm2(op, 0, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, ers, HS, 0, 0, 1.0f, dq, d->ldq, sq, HS, B, NH);
         if (part)
-            gpu_gemm(op, 1, 0, Tq, HS, Tq, scale, dRb, Tq, (long long)Tq * Tq, qb, d->ldq, HS, 0.0f,
-                     part + (size_t)b * NH * Tq * HS, HS, (long long)Tq * HS, NH);
+            gpu_gemm2(op, 1, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, q, d->ldq, sq, HS, 0.0f, part, HS,
+                      (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
     }
     if (part) {
         size_t n = (size_t)Tq * HS;

@@ -217,6 +217,16 @@ cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation
 {
     return sgemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
+cublasStatus_t cublasSgemmBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                  const float *alpha, const float *const A[], int lda, const float *const B[], int ldb,
+                                  const float *beta, float *const C[], int ldc, int batch)
+{
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = sgemm(ta, tb, m, n, k, *alpha, A[i], lda, B[i], ldb, *beta, C[i], ldc);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const float *alpha, const float *A, int lda, long long sA,
                                          const float *B, int ldb, long long sB, const float *beta, float *C, int ldc,
