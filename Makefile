@@ -148,9 +148,9 @@ test-cuda: $(CUDA_TEST_BINS) $(TOOL_BINS)
 # `make gpu-libs CUDA=1`: copies the shared libraries that the CUDA test and tools link, other than glibc, libstdc++,
 # libgcc and CUDA's own (cuBLAS is too large to carry), into build/gpu-libs: the folder bench/gpu_check.sh puts on
 # LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs); and shards of 40 POP909
-# songs into build/gpu-data for tests/cli/test_train_cuda.sh there (carry build/gpu-data).
+# songs into build/gpu-data for tests/cli/test_tools_cuda.sh there (carry build/gpu-data).
 GPU_LIBS_SYSTEM := '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|ld-linux-x86-64)\.so'
-gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench/model)
+gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench/model $(BUILD)/bench/decode)
 	@$(if $(CUDA_TEST_BINS),,echo "gpu-libs: needs CUDA=1" >&2; exit 2;) rm -rf build/gpu-libs && mkdir -p build/gpu-libs
 	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done

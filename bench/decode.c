@@ -2,12 +2,15 @@
 // 4 heads, F 1024, L 512, V 348; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling): a 512-token prefill, then 512 dec_step calls (the window slides twice, keep 256), at batch 1 and 8,
 // against the C full forward over a 512-token window (what sampling without a cache pays per token).
-// Usage: bench/decode [RUNS [THREADS]] (median of RUNS after one warm-up; THREADS for the decoder and the full
-// forward, default 1). Build and run: bench/decode.sh.
+// Usage: bench/decode [RUNS [THREADS]] [--device cpu|cuda] (median of RUNS after one warm-up; THREADS for the decoder
+// and the full forward, default 1; --device cuda: both on the GPU, a CUDA=1 build). Build and run: bench/decode.sh.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "backend.h"
 #include "decode.h"
+#include "gpu.h"
 #include "hg.h"
 #include "ops.h"
 #include "util.h"
@@ -23,8 +26,19 @@ static double median(double *t, int n)
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = argc > 1 ? (int)parse_long("RUNS", argv[1], 1, 100) : 3;
-    ops_set_threads(argc > 2 ? (int)parse_long("THREADS", argv[2], 1, 64) : 1);
+    int runs = 3, threads = 1, npos = 0;
+    const char *device = "cpu";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
+        else if (npos == 0) runs = (int)parse_long("RUNS", argv[i], 1, 100), npos++;
+        else if (npos == 1) threads = (int)parse_long("THREADS", argv[i], 1, 64), npos++;
+        else die_usage("unknown argument: '%s'", argv[i]);
+    }
+    ops_set_threads(threads);
+    char err[ERR_MAX];
+    const Backend *be = backend_get(device, err);
+    if (!be) die("cannot use device '%s': %s", device, err);
+    if (!be->on_host) printf("device: %s\n", be->device_name());
     int L = 512, C = 256, F = 1024, V = 348, n_new = 512;
     static HgLevel valley = {.n_layers = 2};
     struct {
@@ -41,9 +55,9 @@ int main(int argc, char **argv)
            "full fwd tok/s", "gen/full");
     for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
         HgModel m;
-        char err[ERR_MAX];
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);
+        if (hg_set_backend(&m, be, err) < 0) die("%s", err);
         for (int B = 1; B <= 8; B += 7) {
             int32_t *tok = xmalloc((size_t)B * (L + n_new) * sizeof *tok);
             for (int i = 0; i < B * (L + n_new); i++) tok[i] = 4 + (i * 7919) % (V - 4);
@@ -74,12 +88,14 @@ int main(int argc, char **argv)
             for (int r = 0; r <= runs; r++) {
                 double t0 = now_s();
                 hg_forward(&m, tok, 0, 0);
+                if (be->sync(err) < 0) die("%s", err);
                 tf[r] = now_s() - t0;
             }
             double p = median(tp + 1, runs), g = median(tg + 1, runs), s = median(ts + 1, runs), f = median(tf + 1, runs);
             printf("%-22s %2d %14.0f %14.0f %14.0f %16.1f %9.0fx\n", cfgs[k].name, B, B * L / p, B / s, B * n_new / g,
                    B / f, (B * n_new / g) / (B / f));
             fflush(stdout);
+            if (!be->on_host) gpu_profile_print(stdout), gpu_profile_reset(); // HMT_GPU_PROFILE=1: op by op
             free(tok), free(tp), free(tg), free(ts), free(tf), free(step);
             dec_free(d);
         }

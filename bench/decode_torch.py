@@ -12,7 +12,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import model as ref  # noqa: E402
 
 torch.set_num_threads(2)
-runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+args = [a for a in sys.argv[1:] if a != "--cuda"]
+device = "cuda" if "--cuda" in sys.argv[1:] else "cpu"  # --cuda: on the GPU (TF32 off), timed after a synchronize
+runs = int(args[0]) if args else 3
+torch.backends.cuda.matmul.allow_tf32 = False
 T, V = 512, 348
 base = dict(input_length=T, num_heads=4, d_model=256, dim_feedforward=1024, dropout=0.0)
 configs = {
@@ -20,18 +23,21 @@ configs = {
     "hourglass naive+attn": dict(depth=[2, 2, 2], shorten_factor=2, updown_sample_type="naive", attn_resampling=True),
     "hourglass linear+attn": dict(depth=[2, 2, 2], shorten_factor=2, updown_sample_type="linear", attn_resampling=True),
 }
-print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+where = torch.cuda.get_device_name(0) if device == "cuda" else f"{torch.get_num_threads()} threads"
+print(f"PyTorch {torch.__version__}, {where}")
 print(f"{'config':22} {'B':>2} {'forward s':>10} {'tokens/s':>10}")
 for name, extra in configs.items():
     torch.manual_seed(1)
-    m = ref.Model({**base, **extra}, vocab=V).eval()
+    m = ref.Model({**base, **extra}, vocab=V).eval().to(device)
     for B in (1, 8):
-        tok = torch.randint(4, V, (B, T))
+        tok = torch.randint(4, V, (B, T), device=device)
         times = []
         with torch.no_grad():
             for r in range(runs + 1):
                 t0 = time.perf_counter()
                 m(tok)
+                if device == "cuda":
+                    torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
         med = statistics.median(times[1:])
         print(f"{name:22} {B:2d} {med:10.3f} {B / med:10.1f}")

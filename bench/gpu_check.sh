@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# gpu_check: the CUDA op checks on a GPU machine that has no build tools. Builds nothing: it runs the test built
-# here (`make CUDA=1 gpu-libs` builds build/cuda/tests/test_cuda_ops and test_cuda_model, build/cuda/bench/model,
-# bin-cuda/ and copies the shared libraries a bare machine lacks into build/gpu-libs; carry build/cuda/tests,
-# build/cuda/bench, build/gpu-libs and bin-cuda). Then the speed of bench/gpu_model.sh against PyTorch. cuBLAS 13 is too large to carry: it is looked for on the
-# machine (the CUDA toolkit, or PyTorch's nvidia-* wheels). Writes its log to $OUT/gpu_check.log (default
-# build/gpu-check). Exit 0 only when every check ran and passed on a GPU: no GPU is a failure here, not a skip.
-# Usage: bash bench/gpu_check.sh   (from the repository root; about a minute, at most ~8 with a slow sanitizer)
+# gpu_check: every GPU check and benchmark in one run, on a GPU machine without build tools (the device of the
+# developers' guide). Builds nothing: `make CUDA=1 gpu-libs SHARED=../shared` builds the CUDA tests, bench/model,
+# bench/decode and bin-cuda/, copies the shared libraries a bare machine lacks into build/gpu-libs and shards of 40
+# POP909 songs into build/gpu-data; carry build/cuda/tests, build/cuda/bench, build/gpu-libs, build/gpu-data and
+# bin-cuda. cuBLAS 13 is too large to carry: it is looked for there (the CUDA toolkit, or PyTorch's nvidia-* wheels).
+# Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
+# then bench/gpu_decode.sh and bench/gpu_model.sh (C against PyTorch on this GPU), then compute-sanitizer memcheck.
+# Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_SAN=0|race, GPU_CHECK_PROFILE=train|decode|all (per-op
+# tables), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
+# build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
+# Usage: bash bench/gpu_check.sh   (from the repository root; about 4 minutes on an H100, memcheck 1-2 more)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu-check}
@@ -61,11 +65,11 @@ fi
 step "$MODEL_TEST"
 HMT_REQUIRE_GPU=1 timeout 180 "$MODEL_TEST" || rc=1
 # train --device cuda through the tools: registry, determinism, SIGKILL + --resume, across devices, refusal
-step tests/cli/test_train_cuda.sh
+step tests/cli/test_tools_cuda.sh
 if [ "${GPU_CHECK_CLI:-1}" = 0 ]; then
     echo "train checks: left out (GPU_CHECK_CLI=0)"
 elif [ -d build/gpu-data/shards ]; then
-    HMT_REQUIRE_GPU=1 BIN=bin-cuda SHARDS=build/gpu-data/shards timeout 180 bash tests/cli/test_train_cuda.sh || rc=1
+    HMT_REQUIRE_GPU=1 BIN=bin-cuda SHARDS=build/gpu-data/shards timeout 180 bash tests/cli/test_tools_cuda.sh || rc=1
 else
     echo "gpu_check: build/gpu-data/shards missing (make gpu-libs CUDA=1 SHARED=...): train checks not run"; rc=1
 fi
@@ -73,13 +77,20 @@ fi
 # ---- speed: C against PyTorch on this GPU (bench/gpu_model.sh); GPU_CHECK_BENCH=0 leaves it out ------------------
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-    if [ "${GPU_CHECK_PROFILE:-0}" = 1 ]; then # where the C step's time goes, op by op, at batch 64
+    if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(train|all)$ ]]; then # where the C step's time goes, op by op, at batch 64
         step "HMT_GPU_PROFILE=1 build/cuda/bench/model 5 --device cuda --batch 64 --full"
         HMT_GPU_PROFILE=1 timeout 120 build/cuda/bench/model 5 --device cuda --batch 64 --full 2>&1 |
             tee "$OUT/gpu_profile.log"
     fi
-    step bench/gpu_model.sh
-    timeout 300 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
+    if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op
+        step "HMT_GPU_PROFILE=1 build/cuda/bench/decode 1 1 --device cuda"
+        HMT_GPU_PROFILE=1 timeout 60 build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 | tee "$OUT/gpu_decode_profile.log"
+    fi
+    step bench/gpu_decode.sh
+    timeout 120 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
+        echo "gpu_check: the decode benchmark stopped (exit $?)"
+    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
+    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 300 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
         tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
 fi
 

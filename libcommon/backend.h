@@ -13,6 +13,20 @@
 #include "ops.h"
 #include "optim.h"
 
+// decode.c's kernels on a backend's memory (gpu.h's gpu_dec_*, argument for argument). The CPU has none here:
+// decode.c runs its own row loops and OpenBLAS calls there.
+typedef struct DecKernels {
+    void (*linear)(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
+    void (*add_layernorm)(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
+    void (*copy_rows)(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride, size_t spitch,
+                      int nb, int rows, int width);
+    void (*attend)(float *out, float *scores, const float *q, int ldq, const float *k, const float *v, int cap,
+                   const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
+    void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
+    void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
+                   int lin);
+} DecKernels;
+
 typedef struct Backend {
     const char *name; // "cpu", "cuda"
     int on_host;      // its memory is the host's: copies are plain memcpy, and a pointer may be read directly
@@ -73,6 +87,7 @@ typedef struct Backend {
     // optim.h
     double (*clip_grad_norm)(float *g, size_t n, double max_norm);
     void (*adam_step)(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
+    const DecKernels *dec; // NULL: the CPU
 } Backend;
 
 // The CPU: ops.c and optim.c.

@@ -3,6 +3,8 @@
 // shift makes it depend on h[s*i-s+1 .. s*i] only), so the valley advances by one row per s positions and
 // position t reads valley row t/s, which exists by then. Kernels are local row loops and cblas sgemv/sgemm, so
 // this file depends on hg.h's parameter names only, not on ops.c.
+// On a GPU backend (the model's, hg_set_backend) the same structure runs: caches and scratch live in device memory
+// and each row kernel is the backend's (backend.h DecKernels, gpu.h gpu_dec_*); only the tokens stay on the host.
 // Threads: linear layers and attention split their work over pool.c's threads (OpenBLAS must be single-threaded,
 // as ops_set_threads leaves it): a linear layer into LIN_TASKS column blocks, attention into (batch, head) pairs.
 // The blocks depend on the shapes only, so every output element is the same computation on any thread count.
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "pool.h"
 #include "util.h"
 
@@ -62,9 +65,15 @@ typedef struct DLevel {
 
 struct Decoder {
     const HgModel *m;
+    const Backend *be;     // the model's backend
+    const DecKernels *K;   // its decode kernels; NULL on the CPU (this file's loops)
+    const float *pe;       // the positional table in the backend's memory
+    int32_t *tok_dev;      // GPU: (B, chunk) the tokens of one pass
+    int32_t *tok_pass;     // GPU: the same on the host, packed for one copy
+    float *logits_host;    // GPU: the logits copied back
     int B, C, NH, F, V, L, keep, chunk, max_s, max_keys;
     int pos;
-    int32_t *tok; // (B, L) the window
+    int32_t *tok; // (B, L) the window, on the host
     const float *wte;
     DLin wout;
     DLin **lins; // every linear layer, for the transposed copies
@@ -81,9 +90,11 @@ struct Decoder {
 
 // ---- weights by state_dict name -----------------------------------------------------------------
 
-static const float *weight(const HgModel *m, int optional, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static const float *weight(const HgModel *m, int optional, const char *fmt, ...)
+// the parameter's values in the backend's memory (the model's own copy on the CPU)
+static const float *weight(const Decoder *d, int optional, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static const float *weight(const Decoder *d, int optional, const char *fmt, ...)
 {
+    const HgModel *m = d->m;
     va_list ap;
     va_start(ap, fmt);
     char *name = xvasprintf(fmt, ap);
@@ -91,7 +102,7 @@ static const float *weight(const HgModel *m, int optional, const char *fmt, ...)
     int i = hg_param_index(m, name);
     if (i < 0 && !optional) die("decode: parameter missing from the model: '%s'", name); // a table/tree mismatch
     free(name);
-    return i < 0 ? NULL : m->w + m->params[i].offset;
+    return i < 0 ? NULL : (d->K ? m->bw : m->w) + m->params[i].offset;
 }
 
 static void lin_init(Decoder *d, DLin *l, const float *w, const float *b, int oc, int ic)
@@ -103,32 +114,31 @@ static void lin_init(Decoder *d, DLin *l, const float *w, const float *b, int oc
 
 static void build_block(Decoder *d, DBlock *bk, const char *pre, int n, int keys, int s, int cap)
 {
-    const HgModel *m = d->m;
     bk->n = n, bk->keys = keys, bk->s = s, bk->cap = cap;
     bk->layers = xcalloc((size_t)(n ? n : 1), sizeof *bk->layers);
     for (int i = 0; i < n; i++) {
         DLayer *l = &bk->layers[i];
         char *p = xasprintf("%s.layers.%d", pre, i);
         int C = d->C;
-        const float *in_w = weight(m, 0, "%s.self_attn.in_proj_weight", p);
-        l->in_b = weight(m, 0, "%s.self_attn.in_proj_bias", p);
+        const float *in_w = weight(d, 0, "%s.self_attn.in_proj_weight", p);
+        l->in_b = weight(d, 0, "%s.self_attn.in_proj_bias", p);
         if (keys == KEYS_CAUSAL) {
             lin_init(d, &l->qkv, in_w, l->in_b, 3 * C, C);
-            l->er = weight(m, 0, "%s.self_attn.Er", p);
+            l->er = weight(d, 0, "%s.self_attn.Er", p);
         } else {
             lin_init(d, &l->q, in_w, l->in_b, C, C);
             lin_init(d, &l->kv, in_w + (size_t)C * C, l->in_b + C, 2 * C, C);
         }
-        lin_init(d, &l->out, weight(m, 0, "%s.self_attn.out_proj.weight", p),
-                 weight(m, 0, "%s.self_attn.out_proj.bias", p), C, C);
-        lin_init(d, &l->l1, weight(m, 0, "%s.linear1.weight", p), weight(m, 0, "%s.linear1.bias", p), d->F, C);
-        lin_init(d, &l->l2, weight(m, 0, "%s.linear2.weight", p), weight(m, 0, "%s.linear2.bias", p), C, d->F);
-        l->n1_w = weight(m, 0, "%s.norm1.weight", p), l->n1_b = weight(m, 0, "%s.norm1.bias", p);
-        l->n2_w = weight(m, 0, "%s.norm2.weight", p), l->n2_b = weight(m, 0, "%s.norm2.bias", p);
+        lin_init(d, &l->out, weight(d, 0, "%s.self_attn.out_proj.weight", p),
+                 weight(d, 0, "%s.self_attn.out_proj.bias", p), C, C);
+        lin_init(d, &l->l1, weight(d, 0, "%s.linear1.weight", p), weight(d, 0, "%s.linear1.bias", p), d->F, C);
+        lin_init(d, &l->l2, weight(d, 0, "%s.linear2.weight", p), weight(d, 0, "%s.linear2.bias", p), C, d->F);
+        l->n1_w = weight(d, 0, "%s.norm1.weight", p), l->n1_b = weight(d, 0, "%s.norm1.bias", p);
+        l->n2_w = weight(d, 0, "%s.norm2.weight", p), l->n2_b = weight(d, 0, "%s.norm2.bias", p);
         l->cap = cap;
         free(p);
     }
-    bk->norm_w = weight(m, 0, "%s.norm.weight", pre), bk->norm_b = weight(m, 0, "%s.norm.bias", pre);
+    bk->norm_w = weight(d, 0, "%s.norm.weight", pre), bk->norm_b = weight(d, 0, "%s.norm.bias", pre);
 }
 
 // cap: the most rows this level ever holds (L at the top, ceil(cap/s) one level down)
@@ -149,10 +159,10 @@ static void build_level(Decoder *d, DLevel *lv, const HgLevel *cfg, const char *
     free(p), p = xasprintf("%s.post_transformer", pre);
     build_block(d, &lv->post, p, cfg->post, KEYS_CAUSAL, 1, cap);
     if (d->m->cfg.linear) {
-        lin_init(d, &lv->down, weight(d->m, 0, "%s.downsample.proj.weight", pre),
-                 weight(d->m, 0, "%s.downsample.proj.bias", pre), d->C, s * d->C);
-        lin_init(d, &lv->up_proj, weight(d->m, 0, "%s.upsample.proj.weight", pre),
-                 weight(d->m, 0, "%s.upsample.proj.bias", pre), s * d->C, d->C);
+        lin_init(d, &lv->down, weight(d, 0, "%s.downsample.proj.weight", pre),
+                 weight(d, 0, "%s.downsample.proj.bias", pre), d->C, s * d->C);
+        lin_init(d, &lv->up_proj, weight(d, 0, "%s.upsample.proj.weight", pre),
+                 weight(d, 0, "%s.upsample.proj.bias", pre), s * d->C, d->C);
     }
     if (d->m->cfg.attn_resampling) { // keys: s-1 zero rows of the shift, then h; and the valley's rows
         free(p), p = xasprintf("%s.attn_resampling_pre_valley", pre);
@@ -211,16 +221,20 @@ static void plan_level(Decoder *d, Arena *a, DLevel *lv)
 static void plan(Decoder *d, Arena *a)
 {
     size_t N = (size_t)d->B * d->chunk, C = (size_t)d->C;
-    d->tok = (int32_t *)take(a, (size_t)d->B * d->L); // int32 and float have the same size
+    if (d->K) d->tok_dev = (int32_t *)take(a, N); // int32 and float have the same size
     d->x = take(a, N * C), d->last = take(a, (size_t)d->B * C), d->logits = take(a, (size_t)d->B * d->V);
     d->qkv = take(a, (N + (size_t)d->B * d->max_s) * 3 * C), d->att = take(a, N * C), d->proj = take(a, N * C), d->res = take(a, N * C);
     d->ln1 = take(a, N * C), d->hid = take(a, N * d->F), d->ping[0] = take(a, N * C), d->ping[1] = take(a, N * C);
-    size_t scratch = (size_t)d->workers * d->chunk * d->max_keys;
-    d->scores = take(a, scratch), d->qe_w = take(a, scratch), d->qe = take(a, (size_t)d->B * d->NH * d->max_keys);
-    d->qp = take(a, (size_t)d->B * C);
+    if (d->K) { // one score row per (item, head, query row): the GPU runs them all at once
+        d->scores = take(a, (size_t)d->B * d->NH * d->chunk * d->max_keys);
+    } else {
+        size_t scratch = (size_t)d->workers * d->chunk * d->max_keys;
+        d->scores = take(a, scratch), d->qe_w = take(a, scratch), d->qe = take(a, (size_t)d->B * d->NH * d->max_keys);
+        d->qp = take(a, (size_t)d->B * C);
+    }
     plan_level(d, a, &d->top);
-    for (int i = 0; i < d->n_lins; i++)
-        if (d->lins[i]->oc >= d->lins[i]->ic) d->lins[i]->wt = take(a, (size_t)d->lins[i]->oc * d->lins[i]->ic);
+    for (int i = 0; i < d->n_lins; i++) // the CPU's transposed copies (see DLin)
+        if (!d->K && d->lins[i]->oc >= d->lins[i]->ic) d->lins[i]->wt = take(a, (size_t)d->lins[i]->oc * d->lins[i]->ic);
 }
 
 // The decoder's structure and the size of its block (the counting pass), nothing allocated for the block.
@@ -239,8 +253,10 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     Decoder *d = xcalloc(1, sizeof *d);
     d->m = m, d->B = B, d->C = c->C, d->NH = c->NH, d->F = c->F, d->V = c->V, d->L = c->L;
     d->keep = o.keep, d->chunk = o.chunk, d->workers = pool_threads();
-    d->wte = weight(m, 0, "embedding.weight");
-    lin_init(d, &d->wout, weight(m, 0, "Wout.weight"), weight(m, 0, "Wout.bias"), c->V, c->C);
+    d->be = m->be ? m->be : &backend_cpu, d->K = d->be->dec;
+    d->pe = d->K ? m->bpe : m->pe;
+    d->wte = weight(d, 0, "embedding.weight");
+    lin_init(d, &d->wout, weight(d, 0, "Wout.weight"), weight(d, 0, "Wout.bias"), c->V, c->C);
     d->max_s = 1; // build_level raises it to the largest factor
     build_level(d, &d->top, &c->top, "transformer.encoder", c->L);
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
@@ -255,7 +271,10 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     size_t bytes;
     Decoder *d = dec_setup(m, B, opts, &bytes, err);
     if (!d) return NULL;
-    d->block = xcalloc(1, bytes);
+    d->block = d->K ? d->be->alloc(bytes) : xcalloc(1, bytes);
+    d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
+    if (d->K) d->logits_host = xmalloc((size_t)B * d->V * sizeof *d->logits_host);
+    if (d->K) d->tok_pass = xmalloc((size_t)B * d->chunk * sizeof *d->tok_pass);
     Arena a = {d->block, 0};
     plan(d, &a);
     for (int i = 0; i < d->n_lins; i++) {
@@ -282,12 +301,13 @@ int dec_check_memory(const HgModel *m, int dec_B, int fwd_B, int fwd_T, char *er
     if (dec_B > 0 && dec_plan(m, dec_B, NULL, &dec, err) < 0) return -1;
     if (fwd_B > 0 && hg_plan(&m->cfg, fwd_B, fwd_T, &hp, err) < 0) return -1;
     const char *src;
-    uint64_t avail = mem_available(&src);
+    const Backend *be = m->be ? m->be : &backend_cpu; // the GPU's free memory for a model there
+    uint64_t avail = be->on_host ? mem_available(&src) : be->mem_free(&src);
     double need = (double)dec + (double)hp.act_bytes;
     if (need <= (double)avail) return 0;
     char a[32], b[32], c[32], t[32];
-    return err_set(err, "model does not fit in memory: %s needed (decoder for batch %d: %s; forward pass %d x %d: %s); "
-                        "%s available (%s)", fmt_bytes(need, t, 32), dec_B, fmt_bytes((double)dec, a, 32), fwd_B, fwd_T,
+    return err_set(err, "model does not fit in %smemory: %s needed (decoder for batch %d: %s; forward pass %d x %d: %s); "
+                        "%s available (%s)", be->on_host ? "" : "GPU ", fmt_bytes(need, t, 32), dec_B, fmt_bytes((double)dec, a, 32), fwd_B, fwd_T,
                    fmt_bytes((double)hp.act_bytes, b, 32), fmt_bytes((double)avail, c, 32), src);
 }
 
@@ -318,7 +338,9 @@ void dec_free(Decoder *d)
     if (!d) return;
     free_level(&d->top);
     free(d->lins);
-    free(d->block);
+    if (d->K) d->be->free(d->block);
+    else free(d->block);
+    free(d->tok), free(d->logits_host), free(d->tok_pass);
     free(d);
 }
 
@@ -349,13 +371,18 @@ static void linear_task(void *ctx, int t, int worker)
                     IC, 1.0f, out, OC);
 }
 
-// out (N, oc) = x (N, ic) @ w^T + b  (nn.Linear); one row is a matrix-vector product
-static void linear(float *out, const float *x, const DLin *l, int N)
+// out (N, oc) = x (N, ic) @ w^T + b  (nn.Linear), then ReLU when relu; one row is a matrix-vector product
+static void linear_act(const Decoder *d, float *out, const float *x, const DLin *l, int N, int relu)
 {
+    if (d->K) return d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
     int cols = ((l->oc + LIN_TASKS - 1) / LIN_TASKS + 15) / 16 * 16;
     LinJob j = {out, x, l, N, cols};
     pool_run(linear_task, &j, (l->oc + cols - 1) / cols);
+    if (relu)
+        for (size_t i = 0; i < (size_t)N * l->oc; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
 }
+
+static void linear(const Decoder *d, float *out, const float *x, const DLin *l, int N) { linear_act(d, out, x, l, N, 0); }
 
 // LayerNorm over C (biased variance, eps 1e-5), N rows; out may equal x
 static void layernorm(float *out, const float *x, const float *w, const float *b, int N, int C)
@@ -376,6 +403,34 @@ static void layernorm(float *out, const float *x, const float *w, const float *b
 static void add(float *out, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// ---- the same on either backend (d->K NULL: the loops above) ----------------------------------------
+
+static void add_b(const Decoder *d, float *out, const float *a, const float *b, size_t n)
+{
+    if (d->K) d->be->add_forward(out, a, b, n);
+    else add(out, a, b, n);
+}
+
+// out = LayerNorm(a + b) (b NULL: of a); on the CPU the sum goes through d->res
+static void add_layernorm(Decoder *d, float *out, const float *a, const float *b, const float *w, const float *bias,
+                          int N)
+{
+    if (d->K) return d->K->add_layernorm(out, a, b, w, bias, N, d->C);
+    if (b) add(d->res, a, b, (size_t)N * d->C), a = d->res;
+    layernorm(out, a, w, bias, N, d->C);
+}
+
+// nb groups of rows rows of width floats: dst + g * dstride + r * dpitch <- src + g * sstride + r * spitch (a pitch
+// 0: the same row every time)
+static void copy_rows(const Decoder *d, float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride,
+                      size_t spitch, int nb, int rows, int width)
+{
+    if (d->K) return d->K->copy_rows(dst, dstride, dpitch, src, sstride, spitch, nb, rows, width);
+    for (int g = 0; g < nb; g++)
+        for (int r = 0; r < rows; r++)
+            memcpy(dst + g * dstride + r * dpitch, src + g * sstride + r * spitch, (size_t)width * sizeof *dst);
 }
 
 // keys seen by query row a of a block with rule `keys` (model.md §3, §6)
@@ -441,6 +496,9 @@ static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, co
     assert(Tk <= bk->cap && Tk <= d->max_keys);
     // the last Tk rows of Er: row Tk-1-(a-j) of ers is Er[L-1-(a-j)]
     const float *ers = l->er ? l->er + (size_t)(L - Tk) * HS : NULL;
+    if (d->K)
+        return d->K->attend(out, d->scores, q, ldq, l->k, l->v, bk->cap, ers, d->B, d->NH, C, n, p0, Tk, bk->keys,
+                            bk->s);
     if (n == 1 && ers) { // all items' and heads' queries against Er in one product: Er is read once, not B*NH times
         for (int b = 0; b < d->B; b++)
             memcpy(d->qp + (size_t)b * C, q + (size_t)b * ldq, (size_t)C * sizeof(float));
@@ -457,14 +515,11 @@ static void append_context(Decoder *d, const DBlock *bk, const float *ctx, int n
     int C = d->C;
     for (int li = 0; li < bk->n; li++) {
         const DLayer *l = &bk->layers[li];
-        linear(d->qkv, ctx, &l->kv, d->B * n);
-        for (int b = 0; b < d->B; b++)
-            for (int i = 0; i < n; i++) {
-                const float *kv = d->qkv + ((size_t)b * n + i) * 2 * C;
-                size_t at = ((size_t)b * bk->cap + r0 + i) * C;
-                memcpy(l->k + at, kv, (size_t)C * sizeof(float));
-                memcpy(l->v + at, kv + C, (size_t)C * sizeof(float));
-            }
+        linear(d, d->qkv, ctx, &l->kv, d->B * n);
+        // rows (b, i) of the product: k then v, 2C floats
+        size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 2 * C, at = (size_t)r0 * C;
+        copy_rows(d, l->k + at, cs, C, d->qkv, ps, 2 * C, d->B, n, C);
+        copy_rows(d, l->v + at, cs, C, d->qkv + C, ps, 2 * C, d->B, n, C);
     }
 }
 
@@ -472,31 +527,24 @@ static void append_context(Decoder *d, const DBlock *bk, const float *ctx, int n
 // own keys and values; a cross layer's cache holds the context already (append_context).
 static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *x, int n, int p0)
 {
-    int B = d->B, C = d->C, F = d->F, N = B * n;
-    size_t NC = (size_t)N * C;
+    int B = d->B, C = d->C, N = B * n;
     int ldq = C;
     if (bk->keys == KEYS_CAUSAL) {
         ldq = 3 * C;
-        linear(d->qkv, x, &l->qkv, N);
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < n; i++) {
-                const float *r = d->qkv + ((size_t)b * n + i) * 3 * C;
-                size_t at = ((size_t)b * bk->cap + p0 + i) * C;
-                memcpy(l->k + at, r + C, (size_t)C * sizeof(float));
-                memcpy(l->v + at, r + 2 * C, (size_t)C * sizeof(float));
-            }
+        linear(d, d->qkv, x, &l->qkv, N);
+        // rows (b, i) of the product: q, k, v, 3C floats
+        size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
+        copy_rows(d, l->k + at, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
+        copy_rows(d, l->v + at, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
     } else {
-        linear(d->qkv, x, &l->q, N);
+        linear(d, d->qkv, x, &l->q, N);
     }
     attend(d, bk, l, d->att, d->qkv, ldq, n, p0);
-    linear(d->proj, d->att, &l->out, N);
-    add(d->res, x, d->proj, NC);
-    layernorm(d->ln1, d->res, l->n1_w, l->n1_b, N, C);
-    linear(d->hid, d->ln1, &l->l1, N);
-    for (size_t i = 0; i < (size_t)N * F; i++) d->hid[i] = d->hid[i] > 0.0f ? d->hid[i] : 0.0f;
-    linear(d->proj, d->hid, &l->l2, N);
-    add(d->res, d->ln1, d->proj, NC);
-    layernorm(out, d->res, l->n2_w, l->n2_b, N, C);
+    linear(d, d->proj, d->att, &l->out, N);
+    add_layernorm(d, d->ln1, x, d->proj, l->n1_w, l->n1_b, N);
+    linear_act(d, d->hid, d->ln1, &l->l1, N, 1);
+    linear(d, d->proj, d->hid, &l->l2, N);
+    add_layernorm(d, out, d->ln1, d->proj, l->n2_w, l->n2_b, N);
 }
 
 // model.md §4: the layers, then the block's LayerNorm, into out (B, n, C)
@@ -507,7 +555,7 @@ static void block_rows(Decoder *d, const DBlock *bk, float *out, const float *x,
         layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0);
         cur = d->ping[i & 1];
     }
-    layernorm(out, cur, bk->norm_w, bk->norm_b, d->B * n, d->C);
+    add_layernorm(d, out, cur, NULL, bk->norm_w, bk->norm_b, d->B * n);
 }
 
 // ---- one level (model.md §6) on n new rows ---------------------------------------------------------
@@ -517,6 +565,11 @@ static void block_rows(Decoder *d, const DBlock *bk, float *out, const float *x,
 static void down_rows(Decoder *d, DLevel *lv, int i0, int n_s)
 {
     int B = d->B, C = d->C, s = lv->s;
+    if (d->K) {
+        d->K->down(d->m->cfg.linear ? lv->hcat : lv->z, lv->h, B, lv->cap, C, s, i0, n_s, !d->m->cfg.linear);
+        if (d->m->cfg.linear) linear(d, lv->z, lv->hcat, &lv->down, B * n_s);
+        return;
+    }
     for (int b = 0; b < B; b++)
         for (int g = 0; g < n_s; g++) {
             int i = i0 + g;
@@ -535,7 +588,7 @@ static void down_rows(Decoder *d, DLevel *lv, int i0, int n_s)
             if (!d->m->cfg.linear)
                 for (int c = 0; c < C; c++) z[c] /= (float)s;
         }
-    if (d->m->cfg.linear) linear(lv->z, lv->hcat, &lv->down, B * n_s);
+    if (d->m->cfg.linear) linear(d, lv->z, lv->hcat, &lv->down, B * n_s);
 }
 
 static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n);
@@ -547,9 +600,7 @@ static void valley_rows(Decoder *d, DLevel *lv, int i0, int n_s, int h_end)
     int B = d->B, C = d->C, s = lv->s, ar = d->m->cfg.attn_resampling, lin = d->m->cfg.linear;
     if (ar) { // resample_pre's keys for h rows hs_done .. h_end-1, packed in hcat (free until down_rows)
         int first = lv->hs_done, n_h = h_end - first;
-        for (int b = 0; b < B; b++)
-            memcpy(lv->hcat + (size_t)b * n_h * C, lv->h + ((size_t)b * lv->cap + first) * C,
-                   (size_t)n_h * C * sizeof(float));
+        copy_rows(d, lv->hcat, (size_t)n_h * C, 0, lv->h + (size_t)first * C, (size_t)lv->cap * C, 0, B, 1, n_h * C);
         append_context(d, &lv->rpre, lv->hcat, n_h, s - 1 + first);
         lv->hs_done = h_end;
     }
@@ -557,17 +608,21 @@ static void valley_rows(Decoder *d, DLevel *lv, int i0, int n_s, int h_end)
     const float *z = lv->z;
     if (ar) { // z + resample_pre(z, hs): row i sees hs[0 .. s*i+s-1]
         block_rows(d, &lv->rpre, lv->z2, lv->z, n_s, i0);
-        add(lv->z2, lv->z, lv->z2, (size_t)B * n_s * C);
+        add_b(d, lv->z2, lv->z, lv->z2, (size_t)B * n_s * C);
         z = lv->z2;
     }
     assert(lv->valley->pos == i0);
     const float *v = level_rows(d, lv->valley, z, n_s);
     int w = lin ? s * C : C; // up(v) per valley row
-    for (int b = 0; b < B; b++) {
-        float *dst = lv->up + ((size_t)b * lv->cap_s + i0) * w;
-        const float *src = v + (size_t)b * n_s * C;
-        if (lin) linear(dst, src, &lv->up_proj, n_s);
-        else memcpy(dst, src, (size_t)n_s * C * sizeof(float));
+    float *up0 = lv->up + (size_t)i0 * w;
+    size_t us = (size_t)lv->cap_s * w;
+    if (lin && d->K) { // the GPU: one product for every item (into hcat, free again), then to up
+        linear(d, lv->hcat, v, &lv->up_proj, B * n_s);
+        copy_rows(d, up0, us, 0, lv->hcat, (size_t)n_s * w, 0, B, 1, n_s * w);
+    } else if (lin) {
+        for (int b = 0; b < B; b++) linear(d, up0 + b * us, v + (size_t)b * n_s * C, &lv->up_proj, n_s);
+    } else {
+        copy_rows(d, up0, us, 0, v, (size_t)n_s * C, 0, B, 1, n_s * C);
     }
     if (ar) append_context(d, &lv->rpost, v, n_s, i0); // resample_post's keys: the valley rows
 }
@@ -584,22 +639,20 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
     }
     // h = pre(x), kept as the residual and down's input
     block_rows(d, &lv->pre, lv->u, x, n, p0);
-    for (int b = 0; b < B; b++)
-        memcpy(lv->h + ((size_t)b * lv->cap + p0) * C, lv->u + (size_t)b * n * C, (size_t)n * C * sizeof(float));
+    copy_rows(d, lv->h + (size_t)p0 * C, (size_t)lv->cap * C, 0, lv->u, (size_t)n * C, 0, B, 1, n * C);
     if (ar && p0 == 0) // resample_pre's keys start with the shift's s-1 zero rows: in_proj of zero is its bias
         for (int li = 0; li < lv->rpre.n; li++) {
             const DLayer *l = &lv->rpre.layers[li];
-            for (int b = 0; b < B; b++)
-                for (int r = 0; r < s - 1; r++) {
-                    size_t at = ((size_t)b * lv->rpre.cap + r) * C;
-                    memcpy(l->k + at, l->in_b + C, (size_t)C * sizeof(float));
-                    memcpy(l->v + at, l->in_b + 2 * C, (size_t)C * sizeof(float));
-                }
+            size_t cs = (size_t)lv->rpre.cap * C;
+            copy_rows(d, l->k, cs, C, l->in_b + C, 0, 0, B, s - 1, C);
+            copy_rows(d, l->v, cs, C, l->in_b + 2 * C, 0, 0, B, s - 1, C);
         }
     // valley rows complete in this chunk: those with p0 <= s*i <= p0+n-1
     int i0 = (p0 + s - 1) / s, n_s = (p0 + n - 1) / s - i0 + 1;
     if (n_s > 0) valley_rows(d, lv, i0, n_s, p0 + n);
     // u[t] = up(v)[t] + h[t]; up(v)[t] is row t - s*(t/s) of valley row t/s's group, which exists since s*(t/s) <= t
+    if (d->K) d->K->up_add(lv->u, lv->up, lv->h, B, n, p0, lv->cap, lv->cap_s, C, s, lin);
+    else
     for (int b = 0; b < B; b++)
         for (int i = 0; i < n; i++) {
             int t = p0 + i, g = t / s;
@@ -610,7 +663,7 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
     const float *u = lv->u;
     if (ar) { // u + resample_post(u, v): position t sees v[0 .. t/s]
         block_rows(d, &lv->rpost, lv->u2, lv->u, n, p0);
-        add(lv->u2, lv->u, lv->u2, (size_t)B * n * C);
+        add_b(d, lv->u2, lv->u, lv->u2, (size_t)B * n * C);
         u = lv->u2;
     }
     block_rows(d, &lv->post, lv->out, u, n, p0);
@@ -622,24 +675,30 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
 // Runs positions d->pos .. d->pos+n-1 in passes of at most chunk rows; logits of the last position when want.
 static void run(Decoder *d, int n, int want_logits)
 {
-    const HgModel *m = d->m;
     int B = d->B, C = d->C;
     const float *out = NULL;
     int rows = 0;
     for (int done = 0; done < n; done += rows) {
         rows = n - done < d->chunk ? n - done : d->chunk;
         int p0 = d->pos;
-        for (int b = 0; b < B; b++) // x = E[tok] + pe[pos] (model.md §1)
-            for (int i = 0; i < rows; i++)
-                add(d->x + ((size_t)b * rows + i) * C, d->wte + (size_t)d->tok[(size_t)b * d->L + p0 + i] * C,
-                    m->pe + (size_t)(p0 + i) * C, (size_t)C);
+        if (d->K) { // the pass's tokens to the GPU, then x = E[tok] + pe[p0 + i] there
+            for (int b = 0; b < B; b++)
+                memcpy(d->tok_pass + (size_t)b * rows, d->tok + (size_t)b * d->L + p0, (size_t)rows * sizeof *d->tok);
+            d->be->upload(d->tok_dev, d->tok_pass, (size_t)B * rows * sizeof *d->tok);
+            d->be->encoder_forward(d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, rows, C);
+        } else {
+            for (int b = 0; b < B; b++) // x = E[tok] + pe[pos] (model.md §1)
+                for (int i = 0; i < rows; i++)
+                    add(d->x + ((size_t)b * rows + i) * C, d->wte + (size_t)d->tok[(size_t)b * d->L + p0 + i] * C,
+                        d->pe + (size_t)(p0 + i) * C, (size_t)C);
+        }
         out = level_rows(d, &d->top, d->x, rows);
         d->pos += rows;
     }
     if (!want_logits) return;
-    for (int b = 0; b < B; b++)
-        memcpy(d->last + (size_t)b * C, out + ((size_t)b * rows + rows - 1) * C, (size_t)C * sizeof(float));
-    linear(d->logits, d->last, &d->wout, B);
+    copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
+    linear(d, d->logits, d->last, &d->wout, B);
+    if (d->K) d->be->download(d->logits_host, d->logits, (size_t)B * d->V * sizeof *d->logits_host);
 }
 
 static int check_tokens(const Decoder *d, const int32_t *tok, size_t n, char *err)
@@ -661,7 +720,7 @@ const float *dec_prefill(Decoder *d, const int32_t *tok, int n, char *err)
     for (int b = 0; b < d->B; b++)
         memcpy(d->tok + (size_t)b * d->L + d->pos, tok + (size_t)b * n, (size_t)n * sizeof *tok);
     run(d, n, 1);
-    return d->logits;
+    return d->K ? d->logits_host : d->logits;
 }
 
 const float *dec_step(Decoder *d, const int32_t *tok, char *err)
@@ -676,5 +735,5 @@ const float *dec_step(Decoder *d, const int32_t *tok, char *err)
     }
     for (int b = 0; b < d->B; b++) d->tok[(size_t)b * d->L + d->pos] = tok[b];
     run(d, 1, 1);
-    return d->logits;
+    return d->K ? d->logits_host : d->logits;
 }

@@ -138,6 +138,27 @@ void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, f
 double gpu_exp_cosine_forward(const float *h, int B, int T, int C);
 void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale);
 
+// ---- decoding (decode.c's kernels on device memory; pitches and offsets in floats) ------------------------------
+// out (N, OC) = x (N, IC) @ w^T + b (b may be NULL), then ReLU when relu
+void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
+// out (N, C) = LayerNorm(a + b) (b NULL: of a), eps 1e-5; out may equal a
+void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
+// nb groups of rows rows of width floats: row r of group g from src + g * sstride + r * spitch (a pitch 0 repeats
+// one row) to dst + g * dstride + r * dpitch
+void gpu_dec_copy_rows(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride, size_t spitch,
+                       int nb, int rows, int width);
+// n query rows q (B, n, ldq) at positions p0 .. p0+n-1 against the caches k, v (B, cap, C): the keys row a sees
+// (keys 0: causal a+1; 1: resample_pre s*a+s; 2: resample_post a/s+1), the relative term from ers (Tk rows: the
+// last Tk of Er, NULL for none; Tk the most keys any row sees) -> out (B, n, C). scores: B*NH*n*Tk floats scratch.
+void gpu_dec_attend(float *out, float *scores, const float *q, int ldq, const float *k, const float *v, int cap,
+                    const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
+// the hourglass's down input for valley rows i0 .. i0+n_s-1 from h (B, cap, C), shifted by s-1: their mean (mean 1,
+// out (B, n_s, C)) or the s rows side by side (out (B, n_s, s*C))
+void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
+// u (B, n, C) = up(v) + h at positions p0 .. p0+n-1 (up: (B, cap_s, s*C) when lin, else (B, cap_s, C))
+void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
+                    int lin);
+
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,
 // g is scaled by it on the GPU. Returns the norm (host; waits for the GPU).

@@ -25,8 +25,11 @@ EVAL_PROMPT ?=
 EVAL_GEN ?=
 STUDY_DOCS ?= 3
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
-# train's --device: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); sample and eval stay on the CPU
+# --device of train, sample and eval: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); TF32=1 adds train's
+# --tf32
 DEVICE ?= cpu
+TF32 ?=
+DEVICE_FLAG = $(if $(filter-out cpu,$(DEVICE)),--device $(DEVICE))
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
 RUNS_DIR ?= runs
@@ -53,16 +56,16 @@ $(call run_dir,$(1),$(2))/run.json: $(CONFIG_DIR)/$(1).json $(wildcard $(CONFIG_
 # tools are order-only prerequisites: rebuilding them does not redo finished runs
 $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARDS)/manifest.json | $(BIN)/train
 	$(BIN)/train -c $$< -d $(SHARDS) -o $$(dir $$@) --experiment $(call exp_name,$(1)) --registry $(REGISTRY) \
-	  -j $(THREADS) $(if $(filter-out cpu,$(DEVICE)),--device $(DEVICE)) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
+	  -j $(THREADS) $(DEVICE_FLAG) $(if $(filter 1,$(TF32)),--tf32) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
 	touch $$@
 
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi
-	$(BIN)/sample -q -m $$(dir $$@)$(if $(SAMPLE_TOKENS), -n $(SAMPLE_TOKENS)) --num-samples $(SAMPLES) --seed $(2) \
+	$(BIN)/sample -q $(DEVICE_FLAG) -m $$(dir $$@)$(if $(SAMPLE_TOKENS), -n $(SAMPLE_TOKENS)) --num-samples $(SAMPLES) --seed $(2) \
 	  -j $(THREADS) -o $$@ --registry $(REGISTRY)
 	rm -rf $$(dir $$@)midi && $(BIN)/remi2midi -q -O $$(dir $$@)midi < $$@
 
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
-	$(BIN)/eval -q -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
+	$(BIN)/eval -q $(DEVICE_FLAG) -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
 	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--study-out \
 	  $$(dir $$@)study.txt --study-docs $(STUDY_DOCS) --json > $$@.tmp
 	rm -rf $$(dir $$@)study && $(BIN)/remi2midi -q -O $$(dir $$@)study < $$(dir $$@)study.txt

@@ -5,7 +5,8 @@
 // dropout on, B 2, T 7: logits, hidden states, the loss of each kind and every parameter's gradient within 1e-4 of
 // the tensor's scale (max |gpu - cpu| / max |cpu|); the same forward and backward twice give the same bytes. Then
 // 100 optimizer steps of trainer_step (windows, accumulation 2, clipping, OneCycle, Adam) follow the CPU's losses
-// within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches.
+// within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches. Decoding on the GPU
+// equals the CPU's full forward at every step (prefill, single tokens, the window sliding), the same bytes twice.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "check.h"
 #include "config.h"
 #include "data.h"
+#include "decode.h"
 #include "hg.h"
 #include "remi.h"
 #include "shard.h"
@@ -152,6 +154,77 @@ static void test_model(const Backend *gpu)
     }
 }
 
+// The CPU's full forward (train = 0) over win (B, n): the logits of the last position -> ref (B, V)
+static void last_logits(HgModel *m, const int32_t *win, int B, int n, float *ref)
+{
+    hg_alloc(m, B, n);
+    hg_forward(m, win, 0, 1);
+    int V = m->cfg.V;
+    for (int b = 0; b < B; b++) memcpy(ref + (size_t)b * V, m->logits + ((size_t)b * n + n - 1) * V, V * sizeof(float));
+}
+
+// Decoding on the GPU (decode.c with its caches in device memory) against the CPU's full forward at every step:
+// a prefill of 5 tokens in chunks of 2, then 14 single tokens, so the window (L 9) slides twice. B 1 takes the
+// matrix-vector kernels, B 3 with its chunks the cuBLAS path; the same run twice gives the same bytes.
+static void test_decode(const Backend *gpu)
+{
+    enum { P = 5, STEPS = 14, MAXB = 3 };
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++)
+        for (int B = 1; B <= MAXB; B += 2) {
+            const Kind *k = &kinds[ki];
+            if (!gpu) { // no GPU: the two checks below count as skipped
+                CHECK(0, "%s", k->name);
+                CHECK(0, "%s", k->name);
+                continue;
+            }
+            HgModel c, g;
+            char err[ERR_MAX];
+            build(&c, k), build(&g, k);
+            CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+            int L = c.cfg.L, V = c.cfg.V, keep = L / 2;
+            DecOpts o = {.keep = keep, .chunk = 2};
+            float *seq[2], ref[MAXB * 64];
+            double worst = 0;
+            for (int rep = 0; rep < 2; rep++) {
+                Decoder *d = dec_new(&g, B, &o, err);
+                CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
+                if (!d) break;
+                seq[rep] = xmalloc((size_t)(STEPS + 1) * B * V * sizeof(float));
+                int32_t win[MAXB * 16], flat[MAXB * 16], tok[MAXB];
+                int n = P;
+                for (int b = 0; b < B; b++)
+                    for (int i = 0; i < P; i++) flat[b * P + i] = win[b * L + i] = 1 + (b * 13 + i * 7) % (V - 1);
+                const float *got = dec_prefill(d, flat, P, err);
+                for (int step = 0; got && step <= STEPS; step++) {
+                    memcpy(seq[rep] + (size_t)step * B * V, got, (size_t)B * V * sizeof(float));
+                    if (rep == 0) { // against the CPU's full forward over the same window
+                        for (int b = 0; b < B; b++) memcpy(flat + b * n, win + b * L, n * sizeof *win);
+                        last_logits(&c, flat, B, n, ref);
+                        double e = rel(got, ref, (size_t)B * V);
+                        if (e > TOL) fprintf(stderr, "  %s B %d step %d (window %d): %.3g\n", k->name, B, step, n, e);
+                        worst = fmax(worst, e);
+                    }
+                    if (step == STEPS) break;
+                    for (int b = 0; b < B; b++) tok[b] = 1 + (step * 5 + b * 17) % (V - 1);
+                    if (n == L) { // the decoder's window rule (decode.h): keep the last `keep` tokens
+                        for (int b = 0; b < B; b++) memmove(win + b * L, win + b * L + L - keep, keep * sizeof *win);
+                        n = keep;
+                    }
+                    for (int b = 0; b < B; b++) win[b * L + n] = tok[b];
+                    n++;
+                    got = dec_step(d, tok, err);
+                }
+                CHECK(got != NULL, "%s: decoding on the GPU: %s", k->name, err);
+                dec_free(d);
+            }
+            CHECK(worst <= TOL, "%s B %d: GPU decoding differs from the CPU's full forward by %.3g", k->name, B, worst);
+            CHECK(memcmp(seq[0], seq[1], (size_t)(STEPS + 1) * B * V * sizeof(float)) == 0,
+                  "%s B %d: decoding twice on the GPU gives other bytes", k->name, B);
+            free(seq[0]), free(seq[1]);
+            hg_free(&c), hg_free(&g);
+        }
+}
+
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
 
 static void test_training(const Backend *gpu)
@@ -220,7 +293,7 @@ int main(void)
         (strstr(err, "no CUDA device") || strstr(err, "driver") || strstr(err, "no CUDA backend"))) {
         printf("test_cuda_model: %s: every GPU check skipped\n", err);
         check_skipping = 1;
-        test_model(NULL), test_training(NULL);
+        test_model(NULL), test_decode(NULL), test_training(NULL);
         return check_done();
     }
     CHECK(gpu != NULL, "the CUDA backend: %s", err);
@@ -228,6 +301,7 @@ int main(void)
     printf("test_cuda_model: on %s\n", gpu->device_name());
     if (!mkdtemp(dir)) die("mkdtemp failed");
     test_model(gpu);
+    test_decode(gpu);
     test_training(gpu);
     rmdir(dir);
     return check_done();

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "ckpt.h"
 #include "config.h"
 #include "data.h"
@@ -44,6 +45,7 @@ static void usage(void)
            "      --registry FILE     write the numbers to this registry's evals (default %s)\n"
            "      --no-registry       do not write to a registry\n"
            "      --json              one JSON object on stdout instead of a table\n"
+           "      --device DEV        cpu (default) or cuda (the first GPU; needs a `make CUDA=1` build)\n"
            "  -j, --threads N         threads (default %d: the CPUs)\n"
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
                      .sample = {.temperature = 1.0, .top_k = 0, .top_p = 1.0, .grammar = 1, .seed = 1}};
     int json = 0, quiet = 0, threads = n_cpus(), n_given = 0, study_docs = 3;
     long max_tokens = 0;
-    const char *study_path = NULL;
+    const char *study_path = NULL, *device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -112,7 +114,7 @@ int main(int argc, char **argv)
         }
         static const char *const with_value[] = {"-m", "--model", "-d", "--data", "--split", "-n", "--prompt-tokens",
                                                  "--gen-tokens", "--temperature", "--top-k", "--top-p", "--seed", "-b",
-                                                 "--batch", "--registry", "-j", "--threads", "--max-tokens",
+                                                 "--batch", "--registry", "-j", "--threads", "--device", "--max-tokens",
                                                  "--study-out", "--study-docs"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= strcmp(a, with_value[k]) == 0;
@@ -135,6 +137,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--study-docs") == 0) study_docs = (int)parse_long(a, v, 1, 64);
         else if (strcmp(a, "--no-registry") == 0) reg_path = NULL;
         else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) threads = (int)parse_long(a, v, 1, 1024);
+        else if (strcmp(a, "--device") == 0) device = v;
         else if (strcmp(a, "--json") == 0) json = 1;
         else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
         else die_usage("unknown option: '%s'", a);
@@ -144,12 +147,16 @@ int main(int argc, char **argv)
     if (strcmp(split, "test") != 0 && strcmp(split, "val") != 0) die_usage("--split is test or val, not '%s'", split);
     if (study_path && g.n_docs == 0) die_usage("--study-out writes documents of the study: it needs -n N >= 2");
     if (study_path && !*study_path) die_usage("option --study-out needs a file name");
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
 
     char err[ERR_MAX], path[4096];
     RunConfig rc;
     HgModel m;
     if (ckpt_open_model(model, &rc, &m, err) < 0) die("cannot load model: %s", err);
+    const Backend *be = backend_get(device, err); // cuda: the weights, caches and activations go to the GPU
+    if (!be) die("cannot use device '%s': %s", device, err);
+    if (hg_set_backend(&m, be, err) < 0) die("cannot use device '%s': %s", device, err);
     // The study's lengths: what the options say, else what the window allows. BOS + prompt must fit the window
     // (the continuation may slide it, as sample does); an explicit prompt that does not fit is an error.
     int L = rc.input_length, dflt = L / 2 < 256 ? L / 2 : 256, prompt_given = g.prompt >= 0,

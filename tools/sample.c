@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend.h"
 #include "ckpt.h"
 #include "config.h"
 #include "decode.h"
@@ -42,6 +43,7 @@ static void usage(void)
            "      --ids               write token ids instead of token strings\n"
            "  -o, --out FILE          write the documents to FILE (atomically) instead of stdout\n"
            "      --registry FILE     with -o: record the samples in this registry (e.g. %s)\n"
+           "      --device DEV        cpu (default) or cuda (the first GPU; needs a `make CUDA=1` build)\n"
            "  -j, --threads N         threads (default %d: the CPUs)\n"
            "  -q, --quiet             no progress on stderr\n"
            "  -h, --help              this help\n"
@@ -164,7 +166,7 @@ static int cmp_item(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    const char *model = NULL, *name = NULL, *out_path = NULL, *reg_path = NULL, **prompt_args = NULL;
+    const char *model = NULL, *name = NULL, *out_path = NULL, *reg_path = NULL, **prompt_args = NULL, *device = "cpu";
     size_t n_prompt_args = 0, cap_prompt_args = 0;
     long n_new = 512, prompt_tokens = -1, n_samples = 1, batch = 8;
     int as_ids = 0, quiet = 0, threads = n_cpus();
@@ -177,7 +179,7 @@ int main(int argc, char **argv)
         }
         static const char *const with_value[] = {"-m", "--model", "--prompt", "--prompt-tokens", "-n", "--temperature",
                                                  "--top-k", "--top-p", "--seed", "--num-samples", "-b", "--batch",
-                                                 "--name", "-o", "--out", "--registry", "-j", "--threads"};
+                                                 "--name", "-o", "--out", "--registry", "-j", "--threads", "--device"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= strcmp(a, with_value[k]) == 0;
         if (takes && !v) die_usage("option %s needs a value", a);
@@ -199,6 +201,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) out_path = v;
         else if (strcmp(a, "--registry") == 0) reg_path = v;
         else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) threads = (int)parse_long(a, v, 1, 1024);
+        else if (strcmp(a, "--device") == 0) device = v;
         else if (strcmp(a, "--no-grammar") == 0) o.grammar = 0;
         else if (strcmp(a, "--ids") == 0) as_ids = 1;
         else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = 1;
@@ -211,11 +214,15 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     if (!name) name = "sample";
     if (doc_check_name(name, err) < 0) die_usage("bad --name: %s", err);
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
 
     RunConfig rc;
     HgModel m;
     if (ckpt_open_model(model, &rc, &m, err) < 0) die("cannot load model: %s", err);
+    const Backend *be = backend_get(device, err); // cuda: the weights, caches and activations go to the GPU
+    if (!be) die("cannot use device '%s': %s", device, err);
+    if (hg_set_backend(&m, be, err) < 0) die("cannot use device '%s': %s", device, err);
     Prompts ps = {0};
     for (size_t i = 0; i < n_prompt_args; i++) add_prompts(prompt_args[i], &ps);
     if (!n_prompt_args) { // unprompted: one empty prompt, documents NAME_1, NAME_2, ...

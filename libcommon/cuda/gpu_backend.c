@@ -44,6 +44,11 @@ static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, fl
     gpu_attention_backward(dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
 }
 
+static const DecKernels dec_gpu = {
+    .linear = gpu_dec_linear, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
+    .attend = gpu_dec_attend, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
+};
+
 static const Backend backend_gpu = {
     .name = "cuda", .on_host = 0,
     .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .upload = g_upload, .download = g_download,
@@ -62,7 +67,7 @@ static const Backend backend_gpu = {
     .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
     .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
-    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step,
+    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu,
 };
 
 const Backend *backend_cuda(char *err)

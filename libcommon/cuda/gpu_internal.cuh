@@ -14,6 +14,12 @@
 
 #include "gpu.h"
 
+#ifdef GPU_EMU
+#define UNROLL
+#else
+#define UNROLL _Pragma("unroll") // the loop unrolled, so a small array indexed by its counter stays in registers
+#endif
+
 extern cudaStream_t gpu_stream;
 extern cublasHandle_t gpu_blas;
 

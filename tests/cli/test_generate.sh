@@ -6,7 +6,7 @@
 # continuing as it would alone; -o with --registry records the file. eval: the table and --json, the same numbers
 # for the same seed, the lengths a window of 64 allows by default, the evals rows in the registry, --max-tokens
 # scoring a subset, refused inputs; --study-out writes the study's first documents (prompt + original, prompt +
-# generated) without changing a number. Env: BIN, SHARED as in test_tools.sh.
+# generated) without changing a number; --device cuda refused by a CPU-only build. Env: BIN, SHARED as in test_tools.sh.
 set -u -o pipefail
 export LC_ALL=C
 
@@ -107,6 +107,15 @@ check "the bad token is named" one_line "$T/err" "bad.txt.*Nonsense_3"
 expect "sample -o with --registry" 0 "$SAMPLE" -q -m "$T/run" -n 50 --num-samples 2 -o "$T/samples.txt" --registry "$REG"
 check "-o: nothing on stdout, the file written" test ! -s "$T/out" -a -s "$T/samples.txt"
 check "samples row recorded for the run" test "$(q "select count(*) from samples s join runs r using (run_id) where r.out_dir like '%/run'")" = 1
+
+# ---- devices: a CPU-only build (make test's) asked for cuda refuses in one line ---------------------------------
+expect "sample --device cuda in a CPU-only build exits 1" 1 "$SAMPLE" -m "$T/run" -n 5 --device cuda
+check "sample --device cuda: one line naming the reason" one_line "$T/err" "^sample: cannot use device 'cuda': this build has no CUDA backend"
+check "sample --device cuda: no output" empty "$T/out"
+expect "eval --device cuda in a CPU-only build exits 1" 1 "$EVAL" -m "$T/run" -d "$T/shards" --device cuda --no-registry
+check "eval --device cuda: one line naming the reason" one_line "$T/err" "^eval: cannot use device 'cuda': this build has no CUDA backend"
+expect "sample --device tpu exits 2" 2 "$SAMPLE" -m "$T/run" --device tpu
+check "--device tpu: named" usage_err "$T/err" "^sample: --device 'tpu': expected cpu or cuda$"
 
 # ---- eval --------------------------------------------------------------------------------------------
 expect "eval" 0 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 6 --prompt-tokens 40 --gen-tokens 40 --registry "$REG"

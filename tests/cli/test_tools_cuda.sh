@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# test_train_cuda: train --device cuda through the tools (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda):
+# test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda):
 # the registry records the device and the GPU's name; the same run twice gives the same bytes; N steps straight equal
 # k steps, SIGKILL, --resume, N - k steps, bitwise, also when the SIGKILL lands inside a checkpoint write; a GPU
 # checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU run's;
-# a plan larger than the GPU's memory is refused in one line with nothing left behind. Without a GPU every check
+# a plan larger than the GPU's memory is refused in one line with nothing left behind. sample on the GPU writes the
+# CPU's documents when greedy (past the window too) and the same bytes twice when sampling; eval on the GPU gives the
+# CPU's test loss within 1e-4. Without a GPU every check
 # counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure). Env: BIN (default bin-cuda), SHARED as in
 # test_tools.sh, or SHARDS (a shard folder, for a GPU machine without POP909). Ends with "N passed, N failed, N skipped".
 set -u -o pipefail
@@ -15,7 +17,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=21
+N_CHECKS=34
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -67,6 +69,7 @@ check "torn checkpoint: resumed from step 20, bitwise equal" same_run "$T/g1" "$
 check "the same run on the CPU exits 0" test $? = 0
 val() { q "select printf('%.6f', value) from metrics m join runs r using (run_id) where r.out_dir like '%/$1'
            and m.split = 'val' and m.name = 'loss' order by step desc limit 1"; }
+close4() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-4 * (a < 0 ? -a : a)) }'; }
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-3 * (a < 0 ? -a : a)) }'; }
 check "the GPU run's last val loss is the CPU's within 1e-3 ($(val g1) vs $(val c1))" close "$(val g1)" "$(val c1)"
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gc"; exit $?) 2>/dev/null
@@ -75,6 +78,32 @@ check "GPU then CPU: the val loss is the CPU run's within 1e-3 ($(val gc))" clos
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/cg" --registry "$REG"; exit $?) 2>/dev/null
 expect "a CPU checkpoint resumes on the GPU" 0 tr_gpu --resume -o "$T/cg"
 check "CPU then GPU: the val loss is the CPU run's within 1e-3 ($(val cg))" close "$(val cg)" "$(val c1)"
+
+# ---- --tf32: an option, recorded; learns as the float32 run does (within 1e-2)
+expect "train --device cuda --tf32 exits 0" 0 tr_gpu --tf32 -c $CFG/tiny.json -o "$T/tf"
+check "registry: the GPU's name says TF32" grep -q '(TF32)' <<<"$(q "select device_name from runs where out_dir like '%/tf'")"
+close2() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-2 * (a < 0 ? -a : a)) }'; }
+check "TF32: the val loss is the float32 run's within 1e-2 ($(val tf) vs $(val g1))" close2 "$(val tf)" "$(val g1)"
+
+# ---- sample and eval on the GPU ----------------------------------------------------------------------------------
+SAMPLE=$B/sample EVAL=$B/eval
+expect "sample --device cuda, greedy, 200 tokens on a window of 64" 0 "$SAMPLE" -q -m "$T/g1" --device cuda -n 200 \
+    --num-samples 3 --temperature 0
+cp "$T/out" "$T/greedy_gpu"
+expect "the same on the CPU" 0 "$SAMPLE" -q -m "$T/g1" -n 200 --num-samples 3 --temperature 0
+check "greedy: the GPU writes the CPU's documents" same "$T/out" "$T/greedy_gpu"
+check "3 documents" n_lines "$T/out" 3
+expect "sample --device cuda, seeded" 0 "$SAMPLE" -q -m "$T/g1" --device cuda -n 150 --num-samples 4 --seed 7
+cp "$T/out" "$T/seeded_gpu"
+expect "again" 0 "$SAMPLE" -q -m "$T/g1" --device cuda -n 150 --num-samples 4 --seed 7
+check "sampling on the GPU twice: the same bytes" same "$T/out" "$T/seeded_gpu"
+ev() { "$EVAL" -q -m "$T/g1" -d "$T/shards" -n 4 --prompt-tokens 20 --gen-tokens 20 --no-registry --json "$@"; }
+num() { grep -o "\"$1\": *[-0-9.eE+]*" "$2" | sed 's/.*: *//'; }
+expect "eval --device cuda exits 0" 0 ev --device cuda
+cp "$T/out" "$T/eval_gpu"
+expect "eval on the CPU" 0 ev
+check "eval: the GPU's test loss is the CPU's within 1e-4 ($(num test_loss "$T/eval_gpu") vs $(num test_loss "$T/out"))" \
+    close4 "$(num test_loss "$T/eval_gpu")" "$(num test_loss "$T/out")"
 
 # ---- a plan larger than the GPU: one line, exit 1, nothing behind ---------------------------------------------
 printf '{"extends": "%s/configs/seed_default.json", "train": {"batch_size": 4096}}\n' "$ROOT" >"$T/huge.json"
