@@ -61,14 +61,16 @@ endif
 
 all: $(TOOL_BINS) $(BIN)/render
 
-# Installs the Debian packages the build needs, once (sudo when not root). Stamp kept outside the source tree.
+# $(call apt_install,PACKAGES[,APT-GET OPTIONS]): recipe text that installs Debian packages (sudo when not root)
+apt_install = echo "installing Debian packages: $(1)" >&2; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) $(1) >&2
+
+# Installs the Debian packages the build needs, once. Stamp kept outside the source tree.
 DEPS_STAMP := build/.deps-ok
 $(DEPS_STAMP):
 	@mkdir -p build
 	@if ! pkg-config --exists smf openblas libcjson sqlite3 2>/dev/null || ! command -v sqlite3 >/dev/null; then \
-	  echo "installing Debian packages: $(DEB_PKGS)" >&2; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) >&2; \
+	  $(call apt_install,$(DEB_PKGS)); \
 	fi
 	@touch $@
 
@@ -110,10 +112,7 @@ $(AUDIO_STAMP):
 	@mkdir -p build
 	@if ! command -v fluidsynth >/dev/null || ! command -v sox >/dev/null || { [ -z "$$SOUNDFONT" ] && [ ! -r /usr/share/sounds/sf2/TimGM6mb.sf2 ] && \
 	    [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; }; then \
-	  echo "installing Debian packages: $(AUDIO_PKGS)" >&2; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    $(AUDIO_PKGS) >&2; \
+	  $(call apt_install,$(AUDIO_PKGS),--no-install-recommends); \
 	fi
 	@touch $@
 audio-deps: $(AUDIO_STAMP)
@@ -225,8 +224,7 @@ fuzz: build/fuzz/fuzz_midi
 # Debian's python3-torch is installed when missing; /usr/bin/python3 is Debian's interpreter, whatever PATH says.
 PYTHON_DEB ?= /usr/bin/python3
 python-torch:
-	@$(PYTHON_DEB) -c 'import torch' 2>/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch >&2; }
+	@$(PYTHON_DEB) -c 'import torch' 2>/dev/null || { $(call apt_install,python3-torch); }
 
 fixtures: python-torch
 	$(PYTHON_DEB) tests/ref/model.py

@@ -91,8 +91,7 @@ int main(int argc, char **argv)
     RunConfig rc;
     if (config) { // one config file instead of the three (its own T; FLOPs not counted)
         if (config_load(&rc, config, err) < 0) die("%s", err);
-        const char *slash = strrchr(config, '/');
-        cfgs[0].name = slash ? slash + 1 : config;
+        cfgs[0].name = path_base(config);
         config_to_hg(&rc, V, &cfgs[0].c);
         T = rc.input_length, n_cfgs = 1, only = -1;
     }

@@ -271,11 +271,22 @@ static cJSON *depth_json(const RunConfig *rc, int i)
 
 // Keys added after runs existed are left out of the canonical JSON at their default, so the resolved config (and
 // its hash, which --resume checks) of a run from before them stays the same: 1 for such a key at its default.
+static const char *const late_keys[] = {"val_max_tokens", "augment"}; // of "train", added with issue 17
+
 static int quiet_default(const RunConfig *rc, const Key *k)
 {
+    int late = 0;
+    for (size_t i = 0; i < sizeof late_keys / sizeof *late_keys; i++) late |= strcmp(k->key, late_keys[i]) == 0;
+    if (!late) return 0;
     if (k->type == T_AUGMENT)
         return !rc->aug_pitch[0] && !rc->aug_pitch[1] && !rc->aug_velocity[0] && !rc->aug_velocity[1];
-    return k->off == F(val_max_tokens) && rc->val_max_tokens == 0;
+    const char *field = (const char *)rc + k->off;
+    switch (k->type) {
+    case T_INT: case T_BOOL: return *(const int *)field == (int)k->def;
+    case T_LONG: return *(const long *)field == (long)k->def;
+    case T_NUM: return *(const double *)field == k->def;
+    default: return 0; // a late key of another kind is always written
+    }
 }
 
 // Defaults, the struct, cross-key checks and the canonical JSON, from a checked merged tree.

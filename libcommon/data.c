@@ -56,8 +56,7 @@ void data_close(DataSet *ds)
 // A hash of a document's file name, fixed for all runs: the order in which the subset takes documents.
 static uint64_t name_rank(const char *name)
 {
-    const char *base = strrchr(name, '/');
-    base = base && base[1] ? base + 1 : name;
+    const char *base = path_base(name);
     uint64_t h = fnv1a(fnv1a(FNV_INIT, "val-subset", 10), base, strlen(base));
     return splitmix64(h);
 }
@@ -167,7 +166,7 @@ static int program_before(const DataSet *ds, int64_t d, int64_t p)
     const Shard *s = &ds->shard;
     const uint16_t *tok = s->tokens + s->offsets[d];
     for (int64_t q = p - 1; q >= 1 && q >= p - 3; q--) // framed q is tok[q - 1]
-        if (tok[q - 1] >= REMI_PROGRAM0 && tok[q - 1] < REMI_VOCAB_SIZE) return remi_program(tok[q - 1]);
+        if (remi_is_program(tok[q - 1])) return remi_program(tok[q - 1]);
     return 0;
 }
 
@@ -209,8 +208,8 @@ int data_augment_window(int32_t *w, int n, int prev_program, int pitch, int velo
     // the window's pitched notes: their lowest and highest Pitch ids, then the offset clamped to fit them
     int drum = prev_program == -1, lo = REMI_VELOCITY0, hi = REMI_PITCH0 - 1;
     for (int t = 0; t < n; t++) {
-        if (w[t] >= REMI_PROGRAM0 && w[t] < REMI_VOCAB_SIZE) drum = w[t] == REMI_PROGRAM0;
-        else if (w[t] >= REMI_PITCH0 && w[t] < REMI_VELOCITY0 && !drum)
+        if (remi_is_program(w[t])) drum = w[t] == REMI_PROGRAM0;
+        else if (remi_is_pitch(w[t]) && !drum)
             lo = w[t] < lo ? w[t] : lo, hi = w[t] > hi ? w[t] : hi;
     }
     if (hi >= lo) {
@@ -220,10 +219,10 @@ int data_augment_window(int32_t *w, int n, int prev_program, int pitch, int velo
     drum = prev_program == -1;
     for (int t = 0; t < n; t++) {
         int32_t v = w[t];
-        if (v >= REMI_PROGRAM0 && v < REMI_VOCAB_SIZE) drum = v == REMI_PROGRAM0;
+        if (remi_is_program(v)) drum = v == REMI_PROGRAM0;
         else if (drum) continue;
-        else if (v >= REMI_PITCH0 && v < REMI_VELOCITY0) w[t] = v + pitch;
-        else if (v >= REMI_VELOCITY0 && v < REMI_DURATION0) {
+        else if (remi_is_pitch(v)) w[t] = v + pitch;
+        else if (remi_is_velocity(v)) {
             int b = v - REMI_VELOCITY0 + velocity;
             w[t] = REMI_VELOCITY0 + (b < 0 ? 0 : b > 15 ? 15 : b);
         }

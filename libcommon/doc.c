@@ -139,8 +139,7 @@ int doc_check_name(const char *name, char *err)
 
 void doc_file_stem(const char *name, char stem[DOC_STEM_MAX])
 {
-    const char *base = strrchr(name, '/');
-    base = base && base[1] ? base + 1 : name;
+    const char *base = path_base(name);
     size_t n = strlen(base);
     const char *dot = strrchr(base, '.');
     if (dot && dot != base) n = (size_t)(dot - base);

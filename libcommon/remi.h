@@ -32,6 +32,11 @@ enum {
 
 typedef enum { TOK_SPECIAL, TOK_BAR, TOK_POSITION, TOK_PROGRAM, TOK_PITCH, TOK_VELOCITY, TOK_DURATION, TOK_CHORD } TokType;
 
+// Whether id is a Program token (Program_-1 is drums), a Pitch, a Velocity (any int: out of range is no token)
+static inline int remi_is_program(int32_t id) { return id >= REMI_PROGRAM0 && id < REMI_VOCAB_SIZE; }
+static inline int remi_is_pitch(int32_t id) { return id >= REMI_PITCH0 && id < REMI_VELOCITY0; }
+static inline int remi_is_velocity(int32_t id) { return id >= REMI_VELOCITY0 && id < REMI_DURATION0; }
+
 // Token string of id (0 <= id < REMI_VOCAB_SIZE), and its length.
 const char *remi_token_str(int id);
 int remi_token_len(int id);

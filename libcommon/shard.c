@@ -18,8 +18,7 @@ Split shard_split_of(const char *name, uint64_t seed, double val_ratio, double t
 {
     uint8_t s[8];
     for (int i = 0; i < 8; i++) s[i] = (uint8_t)(seed >> (8 * i));
-    const char *base = strrchr(name, '/'); // the file name only: the same song splits alike from any folder
-    base = base && base[1] ? base + 1 : name;
+    const char *base = path_base(name); // the file name only: the same song splits alike from any folder
     uint64_t h = fnv1a(fnv1a(FNV_INIT, s, 8), base, strlen(base));
     h ^= h >> 33; // FNV's high bits mix poorly on short inputs: finish with a murmur-style avalanche
     h *= 0xff51afd7ed558ccdULL;
@@ -101,8 +100,8 @@ void shard_doc_hash(const int32_t *ids, size_t n, int transposed, uint64_t out[2
     int base = -1, drum = 0; // base: the first pitched note's pitch; drum: the last Program token was -1
     for (size_t i = 0; i < n; i++) {
         int32_t t = ids[i];
-        if (t >= REMI_PROGRAM0 && t < REMI_VOCAB_SIZE) drum = t == REMI_PROGRAM0;
-        if (transposed && t >= REMI_PITCH0 && t < REMI_VELOCITY0 && !drum) {
+        if (remi_is_program(t)) drum = t == REMI_PROGRAM0;
+        if (transposed && remi_is_pitch(t) && !drum) {
             if (base < 0) base = t;
             t = 1000 + t - base; // an interval, outside the token ids
         }

@@ -502,6 +502,12 @@ char *path_dir(const char *path)
     return d;
 }
 
+const char *path_base(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash && slash[1] ? slash + 1 : path;
+}
+
 int file_copy(const char *src, const char *dst, char *err)
 {
     uint8_t *buf;

@@ -105,6 +105,9 @@ typedef struct PathList {
 void pathlist_push(PathList *p, char *s);
 // The folder of path, malloc'd: "." when path has no '/', "/" for a file at the root.
 char *path_dir(const char *path);
+// The last component of path (a pointer into it): what follows the last '/', or path itself when it has no '/' or
+// ends in one.
+const char *path_base(const char *path);
 // Copies the file src to dst, creating dst's missing folders; dst is an output file (out_open/out_commit:
 // written atomically, and a failure to create or write it dies). Returns 0, or -1 with err when src cannot be
 // read (the reason, not the path; files over 1 GiB are refused).

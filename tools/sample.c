@@ -69,8 +69,7 @@ typedef struct Prompts {
 // "dir/x/001.mid" -> "001": the last component less its extension, TAB/CR/LF as '_', "prompt" if nothing is left.
 static char *name_stem(const char *path)
 {
-    const char *base = strrchr(path, '/');
-    base = base && base[1] ? base + 1 : path;
+    const char *base = path_base(path);
     size_t n = strlen(base);
     const char *dot = strrchr(base, '.');
     if (dot && dot != base) n = (size_t)(dot - base);
