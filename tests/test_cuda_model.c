@@ -56,6 +56,14 @@ static void build(HgModel *m, const Kind *k)
     hg_init_weights(m, 4321);
 }
 
+// The same model twice, c on the CPU and g moved to the GPU
+static void build_pair(HgModel *c, HgModel *g, const Kind *k, const Backend *gpu)
+{
+    char err[ERR_MAX];
+    build(c, k), build(g, k);
+    CHECK(hg_set_backend(g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+}
+
 static double rel(const float *got, const float *want, size_t n)
 {
     double d = 0, s = 0;
@@ -123,9 +131,7 @@ static void test_model(const Backend *gpu)
                 continue;
             }
             HgModel c, g;
-            char err[ERR_MAX];
-            build(&c, k), build(&g, k);
-            CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+            build_pair(&c, &g, k, gpu);
             hg_alloc(&c, B, T), hg_alloc(&g, B, T);
             Out oc, og, og2;
             run(&c, tok, tgt, loss_kind, &oc);
@@ -179,8 +185,7 @@ static void test_decode(const Backend *gpu)
             }
             HgModel c, g;
             char err[ERR_MAX];
-            build(&c, k), build(&g, k);
-            CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+            build_pair(&c, &g, k, gpu);
             int L = c.cfg.L, V = c.cfg.V, keep = L / 2;
             DecOpts o = {.keep = keep, .chunk = 2};
             float *seq[2], ref[MAXB * 64];

@@ -164,16 +164,7 @@ __global__ static void dec_attend_k(float *out, float *scores, const float *q, i
         }
     }
     __syncthreads();
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < nk; j += blockDim.x) mx = fmaxf(mx, S[j]);
-    mx = block_max(mx, red);
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j < nk; j += blockDim.x) {
-        float e = expf(S[j] - mx);
-        S[j] = e;
-        sum += e;
-    }
-    sum = block_sum(sum, red); // ends with __syncthreads: every S[j] is written
+    float mx, sum = block_exp_row(S, S, nk, red, red, &mx); // ends with __syncthreads: every S[j] is written
     float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
     for (int c0 = 0; c0 < HS; c0 += 32) { // 32 columns at a time: lane = column, warps split the keys
         int c = c0 + lane;

@@ -81,4 +81,22 @@ template <typename F> __device__ inline F block_max(F v, F *shared)
     return shared[0];
 }
 
+// row[j] = exp(x[j] - max x) for j < n over the block (row may be x); returns their sum, accumulated in Acc and
+// summed as block_sum does (racc: 32 Acc of shared memory; red: 32 floats), and the max in *max_out.
+template <typename Acc>
+__device__ inline Acc block_exp_row(float *row, const float *x, int n, float *red, Acc *racc, float *max_out)
+{
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, x[j]);
+    mx = block_max(mx, red);
+    *max_out = mx;
+    Acc sum = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = expf(x[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    return block_sum(sum, racc);
+}
+
 #endif

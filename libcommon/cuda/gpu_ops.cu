@@ -697,16 +697,8 @@ __global__ static void ce_fwd_k(float *probs, double *row_loss, const float *log
     size_t i = blockIdx.x;
     const float *x = logits + i * V;
     float *p = probs + i * V;
-    float mx = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
-    mx = block_max(mx, red);
-    double sum = 0.0;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float e = expf(x[v] - mx);
-        p[v] = e;
-        sum += e;
-    }
-    sum = block_sum(sum, redd);
+    float mx;
+    double sum = block_exp_row(p, x, V, red, redd, &mx);
     for (int v = threadIdx.x; v < V; v += blockDim.x) p[v] = (float)(p[v] / sum);
     if (threadIdx.x == 0) {
         int t = targets[i];
