@@ -381,20 +381,9 @@ __global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, con
     size_t bh = row / Tq;
     float *s = probs + row * Tk;
     const float *rr = R ? R + row * Tq + (Tq - 1 - i) : NULL; // R[i, Tq-1-i+j] = rr[j]
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float x = s[j];
-        if (rr) s[j] = x = x + rr[j];
-        mx = fmaxf(mx, x);
-    }
-    mx = block_max(mx, red);
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float e = expf(s[j] - mx);
-        s[j] = e;
-        sum += e;
-    }
-    sum = block_sum(sum, red);
+    if (rr) // the relative term; each thread then reads back only what it wrote
+        for (int j = threadIdx.x; j < n; j += blockDim.x) s[j] = s[j] + rr[j];
+    float mx, sum = block_exp_row(s, s, n, red, red, &mx);
     uint64_t key = mix64((a.seed ^ (uint64_t)(bh * Tq * Tk)) + GOLDEN) + GOLDEN;
     uint8_t *mr = mask + row * Tk;
     float *pr = pd ? pd + row * Tk : NULL;
