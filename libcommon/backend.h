@@ -20,8 +20,9 @@ typedef struct DecKernels {
     void (*add_layernorm)(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
     void (*copy_rows)(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride, size_t spitch,
                       int nb, int rows, int width);
-    void (*attend)(float *out, float *scores, const float *q, int ldq, const float *k, const float *v, int cap,
+    void (*attend)(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
                    const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
+    size_t (*attend_scratch)(int B, int NH, int C, int n, int Tk); // floats of attend's scratch
     void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);

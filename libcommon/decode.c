@@ -225,8 +225,8 @@ static void plan(Decoder *d, Arena *a)
     d->x = take(a, N * C), d->last = take(a, (size_t)d->B * C), d->logits = take(a, (size_t)d->B * d->V);
     d->qkv = take(a, (N + (size_t)d->B * d->max_s) * 3 * C), d->att = take(a, N * C), d->proj = take(a, N * C), d->res = take(a, N * C);
     d->ln1 = take(a, N * C), d->hid = take(a, N * d->F), d->ping[0] = take(a, N * C), d->ping[1] = take(a, N * C);
-    if (d->K) { // one score row per (item, head, query row): the GPU runs them all at once
-        d->scores = take(a, (size_t)d->B * d->NH * d->chunk * d->max_keys);
+    if (d->K) { // the GPU's attention keeps partial sums per (item, head, query row, chunk of keys)
+        d->scores = take(a, d->K->attend_scratch(d->B, d->NH, d->C, d->chunk, d->max_keys));
     } else {
         size_t scratch = (size_t)d->workers * d->chunk * d->max_keys;
         d->scores = take(a, scratch), d->qe_w = take(a, scratch), d->qe = take(a, (size_t)d->B * d->NH * d->max_keys);

@@ -149,9 +149,11 @@ void gpu_dec_copy_rows(float *dst, size_t dstride, size_t dpitch, const float *s
                        int nb, int rows, int width);
 // n query rows q (B, n, ldq) at positions p0 .. p0+n-1 against the caches k, v (B, cap, C): the keys row a sees
 // (keys 0: causal a+1; 1: resample_pre s*a+s; 2: resample_post a/s+1), the relative term from ers (Tk rows: the
-// last Tk of Er, NULL for none; Tk the most keys any row sees) -> out (B, n, C). scores: B*NH*n*Tk floats scratch.
-void gpu_dec_attend(float *out, float *scores, const float *q, int ldq, const float *k, const float *v, int cap,
+// last Tk of Er, NULL for none; Tk the most keys any row sees) -> out (B, n, C). scratch: device memory of
+// gpu_dec_attend_scratch(B, NH, C, n, Tk) floats.
+void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
                     const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
+size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk);
 // the hourglass's down input for valley rows i0 .. i0+n_s-1 from h (B, cap, C), shifted by s-1: their mean (mean 1,
 // out (B, n_s, C)) or the s rows side by side (out (B, n_s, s*C))
 void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);

@@ -39,10 +39,11 @@ static const Kind kinds[] = {
 };
 
 static HgLevel inner, mid;
+static int window = 9; // the models' input_length L (test_decode_long raises it)
 
 static void build(HgModel *m, const Kind *k)
 {
-    HgConfig c = {.V = 40, .C = 16, .NH = 2, .F = 32, .L = 9, .dropout = 0.1f, .linear = k->linear,
+    HgConfig c = {.V = 40, .C = 16, .NH = 2, .F = 32, .L = window, .dropout = 0.1f, .linear = k->linear,
                   .attn_resampling = k->attn, .save_updown_hidden = 1};
     if (k->plain) {
         c.top.n_layers = k->plain;
@@ -172,62 +173,81 @@ static void last_logits(HgModel *m, const int32_t *win, int B, int n, float *ref
 // Decoding on the GPU (decode.c with its caches in device memory) against the CPU's full forward at every step:
 // a prefill of 5 tokens in chunks of 2, then 14 single tokens, so the window (L 9) slides twice. B 1 takes the
 // matrix-vector kernels, B 3 with its chunks the cuBLAS path; the same run twice gives the same bytes.
+static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk);
+
 static void test_decode(const Backend *gpu)
 {
-    enum { P = 5, STEPS = 14, MAXB = 3 };
     for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++)
-        for (int B = 1; B <= MAXB; B += 2) {
-            const Kind *k = &kinds[ki];
-            if (!gpu) { // no GPU: the two checks below count as skipped
-                CHECK(0, "%s", k->name);
-                CHECK(0, "%s", k->name);
-                continue;
+        for (int B = 1; B <= 3; B += 2) decode_case(gpu, &kinds[ki], B, 5, 14, 2);
+}
+
+// A window of 150 positions: a row's keys span three of the GPU attention's chunks of 64, and a prefill of 130
+// tokens goes in passes of 64 rows; then 40 single tokens (the window slides once).
+static void test_decode_long(const Backend *gpu)
+{
+    window = 150;
+    decode_case(gpu, &kinds[0], 2, 130, 40, 0);   // baseline
+    decode_case(gpu, &kinds[4], 1, 130, 40, 0);   // linear_attn
+    decode_case(gpu, &kinds[6], 2, 130, 40, 0);   // s 3
+    window = 9;
+}
+
+// Prefill P tokens (in passes of chunk rows, 0: the default), then STEPS single tokens; every step's logits
+// against the CPU's full forward over the same window, and the run twice the same bytes.
+static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk)
+{
+    enum { MAXB = 3 };
+    if (!gpu) { // no GPU: the two checks below count as skipped
+        CHECK(0, "%s", k->name);
+        CHECK(0, "%s", k->name);
+        return;
+    }
+    HgModel c, g;
+    char err[ERR_MAX];
+    build_pair(&c, &g, k, gpu);
+    int L = c.cfg.L, V = c.cfg.V, keep = L / 2;
+    DecOpts o = {.keep = keep, .chunk = chunk};
+    float *seq[2], *ref = xmalloc((size_t)MAXB * V * sizeof *ref);
+    double worst = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        Decoder *d = dec_new(&g, B, &o, err);
+        CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
+        if (!d) break;
+        seq[rep] = xmalloc((size_t)(STEPS + 1) * B * V * sizeof(float));
+        int32_t *win = xmalloc((size_t)MAXB * L * sizeof *win), *flat = xmalloc((size_t)MAXB * L * sizeof *flat);
+        int32_t tok[MAXB];
+        int n = P;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < P; i++) flat[b * P + i] = win[b * L + i] = 1 + (b * 13 + i * 7) % (V - 1);
+        const float *got = dec_prefill(d, flat, P, err);
+        for (int step = 0; got && step <= STEPS; step++) {
+            memcpy(seq[rep] + (size_t)step * B * V, got, (size_t)B * V * sizeof(float));
+            if (rep == 0) { // against the CPU's full forward over the same window
+                for (int b = 0; b < B; b++) memcpy(flat + b * n, win + b * L, n * sizeof *win);
+                last_logits(&c, flat, B, n, ref);
+                double e = rel(got, ref, (size_t)B * V);
+                if (e > TOL) fprintf(stderr, "  %s B %d step %d (window %d): %.3g\n", k->name, B, step, n, e);
+                worst = fmax(worst, e);
             }
-            HgModel c, g;
-            char err[ERR_MAX];
-            build_pair(&c, &g, k, gpu);
-            int L = c.cfg.L, V = c.cfg.V, keep = L / 2;
-            DecOpts o = {.keep = keep, .chunk = 2};
-            float *seq[2], ref[MAXB * 64];
-            double worst = 0;
-            for (int rep = 0; rep < 2; rep++) {
-                Decoder *d = dec_new(&g, B, &o, err);
-                CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
-                if (!d) break;
-                seq[rep] = xmalloc((size_t)(STEPS + 1) * B * V * sizeof(float));
-                int32_t win[MAXB * 16], flat[MAXB * 16], tok[MAXB];
-                int n = P;
-                for (int b = 0; b < B; b++)
-                    for (int i = 0; i < P; i++) flat[b * P + i] = win[b * L + i] = 1 + (b * 13 + i * 7) % (V - 1);
-                const float *got = dec_prefill(d, flat, P, err);
-                for (int step = 0; got && step <= STEPS; step++) {
-                    memcpy(seq[rep] + (size_t)step * B * V, got, (size_t)B * V * sizeof(float));
-                    if (rep == 0) { // against the CPU's full forward over the same window
-                        for (int b = 0; b < B; b++) memcpy(flat + b * n, win + b * L, n * sizeof *win);
-                        last_logits(&c, flat, B, n, ref);
-                        double e = rel(got, ref, (size_t)B * V);
-                        if (e > TOL) fprintf(stderr, "  %s B %d step %d (window %d): %.3g\n", k->name, B, step, n, e);
-                        worst = fmax(worst, e);
-                    }
-                    if (step == STEPS) break;
-                    for (int b = 0; b < B; b++) tok[b] = 1 + (step * 5 + b * 17) % (V - 1);
-                    if (n == L) { // the decoder's window rule (decode.h): keep the last `keep` tokens
-                        for (int b = 0; b < B; b++) memmove(win + b * L, win + b * L + L - keep, keep * sizeof *win);
-                        n = keep;
-                    }
-                    for (int b = 0; b < B; b++) win[b * L + n] = tok[b];
-                    n++;
-                    got = dec_step(d, tok, err);
-                }
-                CHECK(got != NULL, "%s: decoding on the GPU: %s", k->name, err);
-                dec_free(d);
+            if (step == STEPS) break;
+            for (int b = 0; b < B; b++) tok[b] = 1 + (step * 5 + b * 17) % (V - 1);
+            if (n == L) { // the decoder's window rule (decode.h): keep the last `keep` tokens
+                for (int b = 0; b < B; b++) memmove(win + b * L, win + b * L + L - keep, keep * sizeof *win);
+                n = keep;
             }
-            CHECK(worst <= TOL, "%s B %d: GPU decoding differs from the CPU's full forward by %.3g", k->name, B, worst);
-            CHECK(memcmp(seq[0], seq[1], (size_t)(STEPS + 1) * B * V * sizeof(float)) == 0,
-                  "%s B %d: decoding twice on the GPU gives other bytes", k->name, B);
-            free(seq[0]), free(seq[1]);
-            hg_free(&c), hg_free(&g);
+            for (int b = 0; b < B; b++) win[b * L + n] = tok[b];
+            n++;
+            got = dec_step(d, tok, err);
         }
+        CHECK(got != NULL, "%s: decoding on the GPU: %s", k->name, err);
+        dec_free(d);
+        free(win), free(flat);
+    }
+    CHECK(worst <= TOL, "%s B %d: GPU decoding differs from the CPU's full forward by %.3g", k->name, B, worst);
+    CHECK(memcmp(seq[0], seq[1], (size_t)(STEPS + 1) * B * V * sizeof(float)) == 0,
+          "%s B %d: decoding twice on the GPU gives other bytes", k->name, B);
+    free(seq[0]), free(seq[1]), free(ref);
+    hg_free(&c), hg_free(&g);
 }
 
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
@@ -298,7 +318,7 @@ int main(void)
         (strstr(err, "no CUDA device") || strstr(err, "driver") || strstr(err, "no CUDA backend"))) {
         printf("test_cuda_model: %s: every GPU check skipped\n", err);
         check_skipping = 1;
-        test_model(NULL), test_decode(NULL), test_training(NULL);
+        test_model(NULL), test_decode(NULL), test_decode_long(NULL), test_training(NULL);
         return check_done();
     }
     CHECK(gpu != NULL, "the CUDA backend: %s", err);
@@ -307,6 +327,7 @@ int main(void)
     if (!mkdtemp(dir)) die("mkdtemp failed");
     test_model(gpu);
     test_decode(gpu);
+    test_decode_long(gpu);
     test_training(gpu);
     rmdir(dir);
     return check_done();

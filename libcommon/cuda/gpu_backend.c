@@ -46,7 +46,7 @@ static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, fl
 
 static const DecKernels dec_gpu = {
     .linear = gpu_dec_linear, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
-    .attend = gpu_dec_attend, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
+    .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
 };
 
 static const Backend backend_gpu = {

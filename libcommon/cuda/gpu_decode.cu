@@ -1,8 +1,8 @@
 // gpu_decode: the kernels of decode.c's incremental inference on the GPU (gpu.h, "decoding"): few rows at a time
 // against key/value caches in device memory. A step at batch 1 is a string of matrix-vector products and small
-// row ops, bound by launches and weight reads, so each op is one kernel: the linear layer reads every weight row
-// once for all its rows (a warp per output column, bias and ReLU in the same pass), LayerNorm takes the residual
-// sum with it, and attention is one block per (batch item, head, query row) over the cached keys. Deterministic:
+// row ops, bound by launches and latency, so each op is one kernel (attention two): the linear layer reads every
+// weight row once for all its rows (a warp per output column, bias and ReLU in the same pass), LayerNorm takes the
+// residual sum with it, and attention splits every query row's cached keys over blocks of 64. Deterministic:
 // warp shuffles and block reductions in a fixed order, no atomics. Owns no file format.
 #include <math.h>
 #include <stdint.h>
@@ -11,7 +11,6 @@
 
 #define DL_WARPS 8     // output columns per block of the matrix-vector kernel
 #define DL_MAX_ROWS 8  // rows it takes at once; more rows go through cuBLAS
-#define DEC_THREADS 128
 
 __device__ static inline float dwarp_sum(float v)
 {
@@ -130,70 +129,110 @@ __device__ static inline int dec_n_keys(int keys, int s, int a)
     return keys == 0 ? a + 1 : keys == 1 ? s * a + s : a / s + 1;
 }
 
-// One block per (b, h, i): query row i (position p0 + i) of head h against its keys in the cache;
-// S_j = scale * (q . k_j) + scale * (q . ers[Tk-1-a+j]) (ers NULL: no relative term), softmax, out = sum_j P_j v_j.
-// scores: scratch of Tk floats per block. A step (n = 1) is B*NH blocks only, so each block is wide: a thread per key
-// for the scores (the query in shared memory, each thread's row loads independent of the others'), then every warp
-// sums a strided share of the keys for 32 columns at a time and the warps' partial sums are added in warp order (no
-// atomics). HS <= ATT_MAX_HS.
-#define ATT_WARPS 32
-#define ATT_MAX_HS 1024
-__global__ static void dec_attend_k(float *out, float *scores, const float *q, int ldq, const float *k, const float *v,
-                                    int cap, const float *ers, int NH, int C, int n, int p0, int Tk, int keys, int s,
-                                    float scale)
+// Attention of query rows against the cache, split over the keys (as "flash decoding"): a step at batch 1 is only
+// NH rows, so each row's keys are cut into chunks of ATT_KEYS and every (b, h, i, chunk) is a block of its own. A
+// block keeps its chunk's max score m, sum of exp(S - m) l and sum of exp(S - m) v o; a second kernel combines the
+// chunks of a row in chunk order. S_j = scale * (q . k_j) + scale * (q . ers[Tk-1-a+j]) (ers NULL: no relative
+// term). Deterministic: every sum has a fixed order, no atomics.
+#define ATT_KEYS 64    // keys per block
+#define ATT_THREADS 256 // 8 warps: 4 lanes per key for the scores, 4 groups of 64 columns for the values
+
+// part (per block, ATT_PART(HS) floats): m, l, then o (HS)
+#define ATT_PART(HS) ((size_t)(HS) + 2)
+
+__global__ static void dec_attend_part_k(float *part, const float *q, int ldq, const float *k, const float *v, int cap,
+                                         const float *ers, int NH, int C, int n, int p0, int Tk, int keys, int s,
+                                         float scale)
 {
-    __shared__ float red[32], part[ATT_WARPS][32], qs[ATT_MAX_HS];
-    int blk = blockIdx.x, i = blk % n, bh = blk / n, h = bh % NH, b = bh / NH, HS = C / NH;
-    int a = p0 + i, nk = dec_n_keys(keys, s, a), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __shared__ float qs[1024], S[ATT_KEYS], red[32], acc[4][64];
+    int row = blockIdx.x, chunk = blockIdx.y, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
+    int a = p0 + i, nk = dec_n_keys(keys, s, a), j0 = chunk * ATT_KEYS, t = threadIdx.x;
+    float *pp = part + ((size_t)row * gridDim.y + chunk) * ATT_PART(HS);
+    int m_keys = nk - j0 < ATT_KEYS ? nk - j0 : ATT_KEYS; // this row's keys in the chunk
+    if (m_keys <= 0) { // past the row's keys: an empty chunk
+        if (t == 0) pp[0] = -INFINITY, pp[1] = 0.0f;
+        return;
+    }
     const float *qh = q + ((size_t)b * n + i) * ldq + (size_t)h * HS;
     const float *kh = k + (size_t)b * cap * C + (size_t)h * HS, *vh = v + (size_t)b * cap * C + (size_t)h * HS;
-    float *S = scores + (size_t)blk * Tk;
-    for (int c = threadIdx.x; c < HS; c += blockDim.x) qs[c] = qh[c];
+    for (int c = t; c < HS; c += blockDim.x) qs[c] = qh[c];
     __syncthreads();
-    for (int j = threadIdx.x; j < nk; j += blockDim.x) { // a thread per key
+    // scores: 4 lanes per key (columns c = quarter, quarter + 4, ...), 8 keys per warp, 64 per pass
+    int key = t / 4, quarter = t % 4;
+    float dk = 0.0f, de = 0.0f;
+    if (key < m_keys) {
+        int j = j0 + key;
         const float *kr = kh + (size_t)j * C;
-        float dk = 0.0f;
-        for (int c = 0; c < HS; c++) dk += qs[c] * kr[c];
+        for (int c = quarter; c < HS; c += 4) dk += qs[c] * kr[c];
         if (ers) {
             const float *er = ers + (size_t)(Tk - 1 - a + j) * HS;
-            float de = 0.0f;
-            for (int c = 0; c < HS; c++) de += qs[c] * er[c];
-            S[j] = scale * dk + scale * de;
-        } else {
-            S[j] = scale * dk;
+            for (int c = quarter; c < HS; c += 4) de += qs[c] * er[c];
         }
     }
+    for (int o = 1; o < 4; o <<= 1) { // the key's 4 lanes, in a fixed order
+        dk += __shfl_xor_sync(0xffffffffu, dk, o);
+        de += __shfl_xor_sync(0xffffffffu, de, o);
+    }
+    if (quarter == 0 && key < m_keys) S[key] = ers ? scale * dk + scale * de : scale * dk;
     __syncthreads();
-    float mx, sum = block_exp_row(S, S, nk, red, red, &mx); // ends with __syncthreads: every S[j] is written
-    float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
-    for (int c0 = 0; c0 < HS; c0 += 32) { // 32 columns at a time: lane = column, warps split the keys
-        int c = c0 + lane;
-        float acc = 0.0f;
+    float mx, l = block_exp_row(S, S, m_keys, red, red, &mx); // S[j] = exp(S_j - mx); ends with __syncthreads
+    // o[c] = sum_j S[j] v_j[c]: 4 groups of keys (j = g, g + 4, ...), 64 columns at a time, groups added in order
+    int g = t / 64, lc = t % 64;
+    for (int c0 = 0; c0 < HS; c0 += 64) {
+        int c = c0 + lc;
+        float o = 0.0f;
         if (c < HS)
-            for (int j = warp; j < nk; j += ATT_WARPS) acc += (S[j] / sum) * vh[(size_t)j * C + c];
-        part[warp][lane] = acc;
+            for (int j = g; j < m_keys; j += 4) o += S[j] * vh[(size_t)(j0 + j) * C + c];
+        acc[g][lc] = o;
         __syncthreads();
-        if (warp == 0 && c < HS) {
-            float o = 0.0f;
-            for (int w = 0; w < ATT_WARPS; w++) o += part[w][lane];
-            oh[c] = o;
+        if (g == 0 && c < HS) pp[2 + c] = ((acc[0][lc] + acc[1][lc]) + acc[2][lc]) + acc[3][lc];
+        __syncthreads();
+    }
+    if (t == 0) pp[0] = mx, pp[1] = l;
+}
+
+// out[b, i, h*HS + c] = sum_chunk o[c] e^(m - M) / sum_chunk l e^(m - M), M the largest m, chunks in order
+__global__ static void dec_attend_combine_k(float *out, const float *part, int NH, int C, int n, int n_split)
+{
+    int row = blockIdx.x, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
+    const float *pr = part + (size_t)row * n_split * ATT_PART(HS);
+    float M = -INFINITY, L = 0.0f;
+    for (int c = 0; c < n_split; c++) M = fmaxf(M, pr[c * ATT_PART(HS)]);
+    for (int c = 0; c < n_split; c++) {
+        const float *pc = pr + c * ATT_PART(HS);
+        if (pc[1] > 0.0f) L += pc[1] * expf(pc[0] - M);
+    }
+    float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
+    for (int col = threadIdx.x; col < HS; col += blockDim.x) {
+        float o = 0.0f;
+        for (int c = 0; c < n_split; c++) {
+            const float *pc = pr + c * ATT_PART(HS);
+            if (pc[1] > 0.0f) o += pc[2 + col] * expf(pc[0] - M);
         }
-        __syncthreads();
+        oh[col] = o / L;
     }
 }
 
-void gpu_dec_attend(float *out, float *scores, const float *q, int ldq, const float *k, const float *v, int cap,
+size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk)
+{
+    return (size_t)B * NH * n * ((Tk + ATT_KEYS - 1) / ATT_KEYS) * ATT_PART(C / NH);
+}
+
+void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
                     const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s)
 {
     const char *op = "gpu_dec_attend";
     if (!gpu_enter(op) || n <= 0) return;
-    if (C / NH > ATT_MAX_HS) {
+    if (C / NH > 1024) {
         gpu_record(op, "a head of more than 1024 columns");
         return;
     }
     float scale = 1.0f / sqrtf((float)(C / NH));
-    LAUNCH(dec_attend_k, (unsigned)(B * NH * n), 32 * ATT_WARPS)(out, scores, q, ldq, k, v, cap, ers, NH, C, n, p0, Tk,
-                                                                 keys, s, scale);
+    int n_split = (Tk + ATT_KEYS - 1) / ATT_KEYS;
+    dim3 grid((unsigned)(B * NH * n), (unsigned)n_split);
+    LAUNCH(dec_attend_part_k, grid, ATT_THREADS)(scratch, q, ldq, k, v, cap, ers, NH, C, n, p0, Tk, keys, s, scale);
+    gpu_launched(op);
+    LAUNCH(dec_attend_combine_k, (unsigned)(B * NH * n), 64)(out, scratch, NH, C, n, n_split);
     gpu_launched(op);
 }
 
