@@ -147,15 +147,17 @@ test-cuda: $(CUDA_TEST_BINS) $(TOOL_BINS)
 # `make gpu-libs CUDA=1`: copies the shared libraries that the CUDA test and tools link, other than glibc, libstdc++,
 # libgcc and CUDA's own (cuBLAS is too large to carry), into build/gpu-libs: the folder bench/gpu_check.sh puts on
 # LD_LIBRARY_PATH on a bare GPU machine (libsmf, libcjson, libglib-2.0, OpenBLAS and theirs); and shards of 40 POP909
-# songs into build/gpu-data for tests/cli/test_tools_cuda.sh there (carry build/gpu-data).
+# songs into build/gpu-data for tests/cli/test_tools_cuda.sh there (carry build/gpu-data). The binaries are stripped.
 GPU_LIBS_SYSTEM := '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|ld-linux-x86-64)\.so'
 gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench/model $(BUILD)/bench/decode)
 	@$(if $(CUDA_TEST_BINS),,echo "gpu-libs: needs CUDA=1" >&2; exit 2;) rm -rf build/gpu-libs && mkdir -p build/gpu-libs
 	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done
 	@ls build/gpu-libs && du -sh build/gpu-libs
+	strip $(filter-out %/render,$^) # the carry is limited (64 MiB on the lent machines): no debug info
 	rm -rf build/gpu-data && mkdir -p build/gpu-data
 	ls $(SHARED)/data/pop909/*.mid | sed -n 1,40p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/gpu-data/shards --val 0.2 --test 0.1
+	@du -shc build/cuda/tests build/cuda/bench build/gpu-libs build/gpu-data $(BIN) | tail -1
 
 # `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
 # kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
