@@ -612,6 +612,243 @@ static void test_optim(void)
 
 // ---- device -------------------------------------------------------------------------------------------------
 
+// ---- decoding (gpu_dec_*: decode.c's kernels) ----------------------------------------------------------------
+// Against reference loops here in double (decode.c's own CPU loops are static): within TOL, or the same bytes for
+// the copies and gathers. Twice: the same bytes.
+
+// runs fn twice into a fresh device buffer of n floats (starting from init, or zeros) and checks both runs
+static float *dec_run_twice(const char *what, size_t n, const float *init, void (*fn)(float *, void *), void *ctx)
+{
+    float *res[2];
+    float *d_out = init ? dev_from(init, n * 4) : dev_new(n * 4);
+    for (int r = 0; r < 2; r++) {
+        reset(d_out, init, init ? n * 4 : 0);
+        if (!init && d_out) gpu_zero(d_out, n * 4);
+        fn(d_out, ctx);
+        res[r] = host_from(d_out, n * 4);
+    }
+    twice(what, res[0], res[1], n * 4);
+    free(res[1]), gpu_free(d_out);
+    return res[0];
+}
+
+typedef struct DecLin {
+    const float *x, *w, *b;
+    int N, IC, OC, relu;
+} DecLin;
+static void dec_lin_fn(float *out, void *c)
+{
+    DecLin *l = c;
+    gpu_dec_linear(out, l->x, l->w, l->b, l->N, l->IC, l->OC, l->relu);
+}
+
+static void dec_linear_case(int N, int IC, int OC, int bias, int relu)
+{
+    char m[160];
+    snprintf(m, sizeof m, "dec_linear N %d IC %d OC %d%s%s", N, IC, OC, bias ? " bias" : "", relu ? " relu" : "");
+    float *x = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 1), *b = bias ? rnd(OC, 1) : NULL;
+    float *want = malloc((size_t)N * OC * 4);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double a = b ? b[o] : 0;
+            for (int k = 0; k < IC; k++) a += (double)x[(size_t)n * IC + k] * w[(size_t)o * IC + k];
+            want[(size_t)n * OC + o] = relu && a < 0 ? 0.0f : (float)a;
+        }
+    DecLin l = {dev_from(x, (size_t)N * IC * 4), dev_from(w, (size_t)OC * IC * 4), b ? dev_from(b, OC * 4) : NULL,
+                N, IC, OC, relu};
+    float *got = dec_run_twice(m, (size_t)N * OC, NULL, dec_lin_fn, &l);
+    cmp(m, got, want, (size_t)N * OC, TOL);
+    gpu_free((void *)l.x), gpu_free((void *)l.w), gpu_free((void *)l.b);
+    free(x), free(w), free(b), free(want), free(got);
+    no_error(m);
+}
+
+typedef struct DecLn {
+    const float *a, *b, *w, *bias;
+    int N, C;
+} DecLn;
+static void dec_ln_fn(float *out, void *c)
+{
+    DecLn *l = c;
+    gpu_dec_add_layernorm(out, l->a, l->b, l->w, l->bias, l->N, l->C);
+}
+
+static void dec_layernorm_case(int N, int C, int with_b)
+{
+    char m[160];
+    snprintf(m, sizeof m, "dec_add_layernorm N %d C %d%s", N, C, with_b ? " a + b" : "");
+    float *a = rnd((size_t)N * C, 2), *b = rnd((size_t)N * C, 1), *w = rnd(C, 1), *bias = rnd(C, 1);
+    float *want = malloc((size_t)N * C * 4);
+    for (int n = 0; n < N; n++) {
+        double mean = 0, var = 0;
+        for (int c = 0; c < C; c++) mean += (double)a[n * C + c] + (with_b ? (double)b[n * C + c] : 0);
+        mean /= C;
+        for (int c = 0; c < C; c++) {
+            double r = (double)a[n * C + c] + (with_b ? (double)b[n * C + c] : 0) - mean;
+            var += r * r;
+        }
+        double rs = 1 / sqrt(var / C + 1e-5);
+        for (int c = 0; c < C; c++)
+            want[n * C + c] = (float)(((double)a[n * C + c] + (with_b ? (double)b[n * C + c] : 0) - mean) * rs * w[c] + bias[c]);
+    }
+    DecLn l = {dev_from(a, (size_t)N * C * 4), with_b ? dev_from(b, (size_t)N * C * 4) : NULL, dev_from(w, C * 4),
+               dev_from(bias, C * 4), N, C};
+    float *got = dec_run_twice(m, (size_t)N * C, NULL, dec_ln_fn, &l);
+    cmp(m, got, want, (size_t)N * C, TOL);
+    gpu_free((void *)l.a), gpu_free((void *)l.b), gpu_free((void *)l.w), gpu_free((void *)l.bias);
+    free(a), free(b), free(w), free(bias), free(want), free(got);
+    no_error(m);
+}
+
+typedef struct DecCopy {
+    const float *src;
+    size_t dstride, dpitch, sstride, spitch;
+    int nb, rows, width;
+} DecCopy;
+static void dec_copy_fn(float *out, void *c)
+{
+    DecCopy *k = c;
+    gpu_dec_copy_rows(out, k->dstride, k->dpitch, k->src, k->sstride, k->spitch, k->nb, k->rows, k->width);
+}
+
+static void dec_copy_case(int spitch0)
+{
+    char m[160];
+    snprintf(m, sizeof m, "dec_copy_rows%s", spitch0 ? " (one row repeated)" : "");
+    int nb = 3, rows = 4, width = 7;
+    size_t dpitch = 9, dstride = 40, spitch = spitch0 ? 0 : 11, sstride = 50, nd = nb * dstride, ns = nb * sstride;
+    float *src = rnd(ns, 1), *init = rnd(nd, 1), *want = copy_of(init, nd);
+    for (int g = 0; g < nb; g++)
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < width; c++) want[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c];
+    DecCopy k = {dev_from(src, ns * 4), dstride, dpitch, sstride, spitch, nb, rows, width};
+    float *got = dec_run_twice(m, nd, init, dec_copy_fn, &k);
+    cmp(m, got, want, nd, 0);
+    gpu_free((void *)k.src), free(src), free(init), free(want), free(got);
+    no_error(m);
+}
+
+typedef struct DecAtt {
+    float *scratch;
+    const float *q, *k, *v, *ers;
+    int ldq, cap, B, NH, C, n, p0, Tk, keys, s;
+} DecAtt;
+static void dec_att_fn(float *out, void *c)
+{
+    DecAtt *a = c;
+    gpu_dec_attend(out, a->scratch, a->q, a->ldq, a->k, a->v, a->cap, a->ers, a->B, a->NH, a->C, a->n, a->p0, a->Tk,
+                   a->keys, a->s);
+}
+
+// keys: 0 causal (with the relative term), 1 resample_pre, 2 resample_post; n query rows at positions p0..
+static void dec_attend_case(int keys, int n, int p0)
+{
+    char m[160];
+    int B = 2, NH = 2, C = 16, HS = C / NH, s = 2, ldq = 3 * C;
+    int last = p0 + n - 1, Tk = keys == 0 ? last + 1 : keys == 1 ? s * last + s : last / s + 1, cap = Tk + 3;
+    snprintf(m, sizeof m, "dec_attend keys %d n %d p0 %d (%d keys)", keys, n, p0, Tk);
+    float *q = rnd((size_t)B * n * ldq, 1), *k = rnd((size_t)B * cap * C, 1), *v = rnd((size_t)B * cap * C, 1);
+    float *ers = keys == 0 ? rnd((size_t)Tk * HS, 1) : NULL, *want = malloc((size_t)B * n * C * 4);
+    double scale = 1 / sqrt((double)HS), *S = malloc((size_t)Tk * sizeof *S);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < n; i++) {
+                int a = p0 + i, nkeys = keys == 0 ? a + 1 : keys == 1 ? s * a + s : a / s + 1;
+                const float *qi = q + ((size_t)b * n + i) * ldq + h * HS;
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < nkeys; j++) {
+                    double d = 0;
+                    for (int c = 0; c < HS; c++) d += (double)qi[c] * k[((size_t)b * cap + j) * C + h * HS + c];
+                    if (ers)
+                        for (int c = 0; c < HS; c++) d += (double)qi[c] * ers[(size_t)(Tk - 1 - a + j) * HS + c];
+                    S[j] = scale * d, mx = fmax(mx, S[j]);
+                }
+                for (int j = 0; j < nkeys; j++) sum += S[j] = exp(S[j] - mx);
+                for (int c = 0; c < HS; c++) {
+                    double o = 0;
+                    for (int j = 0; j < nkeys; j++) o += S[j] / sum * v[((size_t)b * cap + j) * C + h * HS + c];
+                    want[((size_t)b * n + i) * C + h * HS + c] = (float)o;
+                }
+            }
+    DecAtt a = {dev_new(gpu_dec_attend_scratch(B, NH, C, n, Tk) * 4), dev_from(q, (size_t)B * n * ldq * 4),
+                dev_from(k, (size_t)B * cap * C * 4), dev_from(v, (size_t)B * cap * C * 4),
+                ers ? dev_from(ers, (size_t)Tk * HS * 4) : NULL, ldq, cap, B, NH, C, n, p0, Tk, keys, s};
+    float *got = dec_run_twice(m, (size_t)B * n * C, NULL, dec_att_fn, &a);
+    cmp(m, got, want, (size_t)B * n * C, TOL);
+    gpu_free(a.scratch), gpu_free((void *)a.q), gpu_free((void *)a.k), gpu_free((void *)a.v), gpu_free((void *)a.ers);
+    free(q), free(k), free(v), free(ers), free(want), free(got), free(S);
+    no_error(m);
+}
+
+typedef struct DecGather {
+    const float *h, *up;
+    int B, cap, cap_s, C, s, i0, n, p0, mean, lin;
+} DecGather;
+static void dec_down_fn(float *out, void *c)
+{
+    DecGather *g = c;
+    gpu_dec_down(out, g->h, g->B, g->cap, g->C, g->s, g->i0, g->n, g->mean);
+}
+static void dec_up_fn(float *out, void *c)
+{
+    DecGather *g = c;
+    gpu_dec_up_add(out, g->up, g->h, g->B, g->n, g->p0, g->cap, g->cap_s, g->C, g->s, g->lin);
+}
+
+// down (the mean, or the s rows side by side) and up + h, as decode.c's loops: the same bytes
+static void dec_gather_case(int s, int lin)
+{
+    char m[160];
+    int B = 2, C = 5, cap = 13, cap_s = (cap + s - 1) / s, i0 = 1, n_s = 3, p0 = 4, n = 6, w = lin ? s * C : C;
+    float *h = rnd((size_t)B * cap * C, 1), *up = rnd((size_t)B * cap_s * w, 1);
+    size_t nd = (size_t)B * n_s * (lin ? s * C : C);
+    float *down = calloc(nd, 4), *upadd = malloc((size_t)B * n * C * 4);
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < n_s; g++)
+            for (int c = 0; c < C; c++) {
+                float z = 0.0f;
+                for (int k = 0; k < s; k++) {
+                    int t = s * (i0 + g) + k - (s - 1);
+                    float x = t >= 0 ? h[((size_t)b * cap + t) * C + c] : 0.0f;
+                    if (lin) down[(((size_t)b * n_s + g) * s + k) * C + c] = x;
+                    else if (t >= 0) z += x;
+                }
+                if (!lin) down[((size_t)b * n_s + g) * C + c] = z / (float)s;
+            }
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < n; i++) {
+            int t = p0 + i, g = t / s;
+            const float *ur = lin ? up + (((size_t)b * cap_s + g) * s + (t - s * g)) * C : up + ((size_t)b * cap_s + g) * C;
+            for (int c = 0; c < C; c++) upadd[((size_t)b * n + i) * C + c] = ur[c] + h[((size_t)b * cap + t) * C + c];
+        }
+    DecGather g = {dev_from(h, (size_t)B * cap * C * 4), dev_from(up, (size_t)B * cap_s * w * 4), B, cap, cap_s, C, s,
+                   i0, n_s, p0, !lin, lin};
+    snprintf(m, sizeof m, "dec_down s %d %s", s, lin ? "rows" : "mean");
+    float *got = dec_run_twice(m, nd, NULL, dec_down_fn, &g);
+    cmp(m, got, down, nd, 0);
+    free(got);
+    g.n = n;
+    snprintf(m, sizeof m, "dec_up_add s %d %s", s, lin ? "linear" : "naive");
+    got = dec_run_twice(m, (size_t)B * n * C, NULL, dec_up_fn, &g);
+    cmp(m, got, upadd, (size_t)B * n * C, 0);
+    gpu_free((void *)g.h), gpu_free((void *)g.up);
+    free(h), free(up), free(down), free(upadd), free(got);
+    no_error(m);
+}
+
+static void test_decoding(void)
+{
+    for (int bias = 0; bias < 2; bias++) {
+        dec_linear_case(1, 16, 5, bias, 0), dec_linear_case(3, 1024, 348, bias, 1);
+        dec_linear_case(8, 256, 33, bias, bias), dec_linear_case(20, 64, 40, bias, 1); // 20 rows: cuBLAS
+    }
+    dec_layernorm_case(5, 16, 0), dec_layernorm_case(3, 256, 1);
+    dec_copy_case(0), dec_copy_case(1);
+    dec_attend_case(0, 1, 0), dec_attend_case(0, 1, 149), dec_attend_case(0, 5, 60); // 150 keys: 3 chunks
+    dec_attend_case(1, 1, 70), dec_attend_case(2, 3, 130);
+    dec_gather_case(2, 0), dec_gather_case(3, 1);
+}
+
 static void test_device(void)
 {
     size_t fr = 0, tot = 0;
@@ -656,7 +893,7 @@ int main(void)
                     {"embedding", test_encoder},   {"resampling", test_resampling},
                     {"linear", test_linear},       {"layernorm", test_layernorm},
                     {"attention", test_attention}, {"losses", test_losses},
-                    {"optimizer", test_optim}};
+                    {"optimizer", test_optim},     {"decoding", test_decoding}};
     for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
         if (!check_skipping) printf("-- %s\n", sections[i].name);
         sections[i].fn();
