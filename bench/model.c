@@ -1,6 +1,7 @@
 // bench/model: forward + backward tokens/s of the C model at the default CPU configs of model.md §9 (d 256,
 // 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
-// resampling), the machine's 2-thread sgemm GFLOP/s, and the model's share of that bound (matmul FLOPs / time).
+// resampling), the machine's 2-thread sgemm GFLOP/s (on a GPU: cuBLAS at 8192^3 in the same precision), and the
+// model's share of that bound (matmul FLOPs / time).
 // Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32] (median of RUNS timed steps after one
 // warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
 // step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
@@ -38,6 +39,25 @@ static double sgemm_gflops(void)
     return best;
 }
 
+// The GPU's own matmul peak in this precision: a cuBLAS product of 8192^3 through the backend, the best of 5
+static double gpu_gemm_gflops(const Backend *be)
+{
+    int n = 8192;
+    size_t bytes = (size_t)n * n * sizeof(float);
+    float *a = be->alloc(bytes), *b = be->alloc(bytes), *c = be->alloc(bytes);
+    char err[ERR_MAX];
+    double best = 0;
+    for (int r = 0; r < 6; r++) { // zeros: the rate of a dense product does not depend on the values in fp32
+        double t = now_s();
+        be->linear_forward(c, a, b, NULL, n, n, n);
+        if (be->sync(err) < 0) die("%s", err);
+        t = now_s() - t;
+        if (r && 2.0 * n * n * n / t / 1e9 > best) best = 2.0 * n * n * n / t / 1e9;
+    }
+    be->free(a), be->free(b), be->free(c);
+    return best;
+}
+
 // Matmul FLOPs of one forward of a layer over Tq queries and Tk keys (B rows each), with or without Er.
 static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er)
 {
@@ -68,9 +88,10 @@ int main(int argc, char **argv)
     if (tf32 && be->on_host) die_usage("--tf32 needs --device cuda");
     gpu_set_tf32(tf32);
     int T = 512, C = 256, F = 1024, V = 348;
-    double peak = be->on_host ? sgemm_gflops() : 0;
+    double peak = be->on_host ? sgemm_gflops() : gpu_gemm_gflops(be);
     if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
-    else printf("device: %s; batch %d; %s\n", be->device_name(), B, tf32 ? "TF32" : "fp32 (TF32 off)");
+    else printf("device: %s; batch %d; %s; cuBLAS 8192^3: %.1f TFLOP/s\n", be->device_name(), B,
+                tf32 ? "TF32" : "fp32 (TF32 off)", peak / 1e3);
     printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
     printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
            be->on_host ? "alloc MiB" : "GPU MiB");
@@ -152,8 +173,8 @@ int main(int argc, char **argv)
             printf("%-22s %12.3f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
                    100 * fl / med / 1e9 / peak, mib);
         else
-            printf("%-22s %12.4f %12.0f %10.1f %12s %10.0f\n", cfgs[k].name, med, B * T / med,
-                   config ? 0.0 : fl / med / 1e9, "-", mib);
+            printf("%-22s %12.4f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med,
+                   config ? 0.0 : fl / med / 1e9, config ? 0.0 : 100 * fl / med / 1e9 / peak, mib);
         fflush(stdout);
         if (!be->on_host) gpu_profile_print(stdout);
         free(tok), free(inp), free(tgt), free(times);

@@ -9,7 +9,7 @@
 
 #include "gpu_internal.cuh"
 
-#define DL_WARPS 8     // output columns per block of the matrix-vector kernel
+#define DL_WARPS 8     // warps per block of the matrix-vector kernel
 #define DL_MAX_ROWS 8  // rows it takes at once; more rows go through cuBLAS
 
 __device__ static inline float dwarp_sum(float v)
@@ -18,30 +18,41 @@ __device__ static inline float dwarp_sum(float v)
     return v;
 }
 
-// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: warp per output column o, its lanes over IC
+// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: wpc warps per output column o, each over
+// a contiguous slice of IC with its lanes strided in it (a long row is several short chains of loads, not one),
+// the slices' sums then added in slice order by the column's first warp
 __global__ static void dec_gemv_k(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC,
-                                  int relu)
+                                  int relu, int wpc)
 {
-    int o = blockIdx.x * DL_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (o >= OC) return;
-    const float *wr = w + (size_t)o * IC;
+    __shared__ float part[DL_WARPS][DL_MAX_ROWS];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sl = warp % wpc;
+    int o = blockIdx.x * (DL_WARPS / wpc) + warp / wpc, len = (IC + wpc - 1) / wpc, k0 = sl * len;
+    int k1 = k0 + len < IC ? k0 + len : IC;
     float acc[DL_MAX_ROWS]; // in registers: every index below is a constant after unrolling
 UNROLL
     for (int n = 0; n < DL_MAX_ROWS; n++) acc[n] = 0.0f;
-    for (int k = lane; k < IC; k += 32) {
-        float wk = wr[k];
+    if (o < OC) {
+        const float *wr = w + (size_t)o * IC;
+        for (int k = k0 + lane; k < k1; k += 32) {
+            float wk = wr[k];
 UNROLL
-        for (int n = 0; n < DL_MAX_ROWS; n++)
-            if (n < N) acc[n] += x[(size_t)n * IC + k] * wk;
+            for (int n = 0; n < DL_MAX_ROWS; n++)
+                if (n < N) acc[n] += x[(size_t)n * IC + k] * wk;
+        }
     }
 UNROLL
     for (int n = 0; n < DL_MAX_ROWS; n++) {
         if (n >= N) break;
-        float s = dwarp_sum(acc[n]);
-        if (lane == 0) {
-            float y = s + (b ? b[o] : 0.0f);
-            out[(size_t)n * OC + o] = relu && !(y > 0.0f) ? 0.0f : y;
-        }
+        float sum = dwarp_sum(acc[n]);
+        if (lane == 0) part[warp][n] = sum;
+    }
+    __syncthreads();
+    if (o >= OC || sl != 0 || lane != 0) return;
+    for (int n = 0; n < N; n++) {
+        float y = 0.0f;
+        for (int q = 0; q < wpc; q++) y += part[warp + q][n];
+        y += b ? b[o] : 0.0f;
+        out[(size_t)n * OC + o] = relu && !(y > 0.0f) ? 0.0f : y;
     }
 }
 
@@ -56,7 +67,8 @@ void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, 
     const char *op = "gpu_dec_linear";
     if (!gpu_enter(op) || N <= 0) return;
     if (N <= DL_MAX_ROWS) {
-        LAUNCH(dec_gemv_k, gpu_blocks(OC, DL_WARPS), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu);
+        int wpc = IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; // warps per column: slices of 128 or more
+        LAUNCH(dec_gemv_k, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc);
         gpu_launched(op);
         return;
     }
