@@ -88,7 +88,8 @@ typedef struct Backend {
     // optim.h
     double (*clip_grad_norm)(float *g, size_t n, double max_norm);
     void (*adam_step)(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
-    const DecKernels *dec; // NULL: the CPU
+    const DecKernels *dec;      // NULL: the CPU
+    void (*set_tf32)(int on);   // matmuls in TF32 from the next op (NULL: the CPU, always float32)
 } Backend;
 
 // The CPU: ops.c and optim.c.

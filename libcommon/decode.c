@@ -254,6 +254,11 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->m = m, d->B = B, d->C = c->C, d->NH = c->NH, d->F = c->F, d->V = c->V, d->L = c->L;
     d->keep = o.keep, d->chunk = o.chunk, d->workers = pool_threads();
     d->be = m->be ? m->be : &backend_cpu, d->K = d->be->dec;
+    if (d->K && c->C / c->NH > 1024) {
+        err_set(err, "decoder: heads of %d columns: the GPU decoder takes at most 1024", c->C / c->NH);
+        free(d);
+        return NULL;
+    }
     d->pe = d->K ? m->bpe : m->pe;
     d->wte = weight(d, 0, "embedding.weight");
     lin_init(d, &d->wout, weight(d, 0, "Wout.weight"), weight(d, 0, "Wout.bias"), c->V, c->C);
@@ -374,7 +379,10 @@ static void linear_task(void *ctx, int t, int worker)
 // out (N, oc) = x (N, ic) @ w^T + b  (nn.Linear), then ReLU when relu; one row is a matrix-vector product
 static void linear_act(const Decoder *d, float *out, const float *x, const DLin *l, int N, int relu)
 {
-    if (d->K) return d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
+    if (d->K) {
+        d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
+        return;
+    }
     int cols = ((l->oc + LIN_TASKS - 1) / LIN_TASKS + 15) / 16 * 16;
     LinJob j = {out, x, l, N, cols};
     pool_run(linear_task, &j, (l->oc + cols - 1) / cols);
@@ -417,7 +425,10 @@ static void add_b(const Decoder *d, float *out, const float *a, const float *b, 
 static void add_layernorm(Decoder *d, float *out, const float *a, const float *b, const float *w, const float *bias,
                           int N)
 {
-    if (d->K) return d->K->add_layernorm(out, a, b, w, bias, N, d->C);
+    if (d->K) {
+        d->K->add_layernorm(out, a, b, w, bias, N, d->C);
+        return;
+    }
     if (b) add(d->res, a, b, (size_t)N * d->C), a = d->res;
     layernorm(out, a, w, bias, N, d->C);
 }
@@ -427,7 +438,10 @@ static void add_layernorm(Decoder *d, float *out, const float *a, const float *b
 static void copy_rows(const Decoder *d, float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride,
                       size_t spitch, int nb, int rows, int width)
 {
-    if (d->K) return d->K->copy_rows(dst, dstride, dpitch, src, sstride, spitch, nb, rows, width);
+    if (d->K) {
+        d->K->copy_rows(dst, dstride, dpitch, src, sstride, spitch, nb, rows, width);
+        return;
+    }
     for (int g = 0; g < nb; g++)
         for (int r = 0; r < rows; r++)
             memcpy(dst + g * dstride + r * dpitch, src + g * sstride + r * spitch, (size_t)width * sizeof *dst);
@@ -496,9 +510,10 @@ static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, co
     assert(Tk <= bk->cap && Tk <= d->max_keys);
     // the last Tk rows of Er: row Tk-1-(a-j) of ers is Er[L-1-(a-j)]
     const float *ers = l->er ? l->er + (size_t)(L - Tk) * HS : NULL;
-    if (d->K)
-        return d->K->attend(out, d->scores, q, ldq, l->k, l->v, bk->cap, ers, d->B, d->NH, C, n, p0, Tk, bk->keys,
-                            bk->s);
+    if (d->K) {
+        d->K->attend(out, d->scores, q, ldq, l->k, l->v, bk->cap, ers, d->B, d->NH, C, n, p0, Tk, bk->keys, bk->s);
+        return;
+    }
     if (n == 1 && ers) { // all items' and heads' queries against Er in one product: Er is read once, not B*NH times
         for (int b = 0; b < d->B; b++)
             memcpy(d->qp + (size_t)b * C, q + (size_t)b * ldq, (size_t)C * sizeof(float));
@@ -651,15 +666,17 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
     int i0 = (p0 + s - 1) / s, n_s = (p0 + n - 1) / s - i0 + 1;
     if (n_s > 0) valley_rows(d, lv, i0, n_s, p0 + n);
     // u[t] = up(v)[t] + h[t]; up(v)[t] is row t - s*(t/s) of valley row t/s's group, which exists since s*(t/s) <= t
-    if (d->K) d->K->up_add(lv->u, lv->up, lv->h, B, n, p0, lv->cap, lv->cap_s, C, s, lin);
-    else
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < n; i++) {
-            int t = p0 + i, g = t / s;
-            const float *up = lin ? lv->up + (((size_t)b * lv->cap_s + g) * s + (t - s * g)) * C
-                                  : lv->up + ((size_t)b * lv->cap_s + g) * C;
-            add(lv->u + ((size_t)b * n + i) * C, up, lv->h + ((size_t)b * lv->cap + t) * C, (size_t)C);
-        }
+    if (d->K) {
+        d->K->up_add(lv->u, lv->up, lv->h, B, n, p0, lv->cap, lv->cap_s, C, s, lin);
+    } else {
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < n; i++) {
+                int t = p0 + i, g = t / s;
+                const float *up = lin ? lv->up + (((size_t)b * lv->cap_s + g) * s + (t - s * g)) * C
+                                      : lv->up + ((size_t)b * lv->cap_s + g) * C;
+                add(lv->u + ((size_t)b * n + i) * C, up, lv->h + ((size_t)b * lv->cap + t) * C, (size_t)C);
+            }
+    }
     const float *u = lv->u;
     if (ar) { // u + resample_post(u, v): position t sees v[0 .. t/s]
         block_rows(d, &lv->rpost, lv->u2, lv->u, n, p0);
@@ -673,7 +690,8 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
 // ---- the model on window positions pos .. pos+n-1 (tokens already in d->tok) ---------------------------
 
 // Runs positions d->pos .. d->pos+n-1 in passes of at most chunk rows; logits of the last position when want.
-static void run(Decoder *d, int n, int want_logits)
+// Returns 0, or -1 with err when a GPU op failed (the decoder is then of no further use).
+static int run(Decoder *d, int n, int want_logits, char *err)
 {
     int B = d->B, C = d->C;
     const float *out = NULL;
@@ -695,10 +713,14 @@ static void run(Decoder *d, int n, int want_logits)
         out = level_rows(d, &d->top, d->x, rows);
         d->pos += rows;
     }
-    if (!want_logits) return;
-    copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
-    linear(d, d->logits, d->last, &d->wout, B);
-    if (d->K) d->be->download(d->logits_host, d->logits, (size_t)B * d->V * sizeof *d->logits_host);
+    if (want_logits) {
+        copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
+        linear(d, d->logits, d->last, &d->wout, B);
+    }
+    if (!d->K) return 0;
+    if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust
+    if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)B * d->V * sizeof *d->logits_host);
+    return 0;
 }
 
 static int check_tokens(const Decoder *d, const int32_t *tok, size_t n, char *err)
@@ -719,7 +741,7 @@ const float *dec_prefill(Decoder *d, const int32_t *tok, int n, char *err)
     if (check_tokens(d, tok, (size_t)d->B * n, err) < 0) return NULL;
     for (int b = 0; b < d->B; b++)
         memcpy(d->tok + (size_t)b * d->L + d->pos, tok + (size_t)b * n, (size_t)n * sizeof *tok);
-    run(d, n, 1);
+    if (run(d, n, 1, err) < 0) return NULL;
     return d->K ? d->logits_host : d->logits;
 }
 
@@ -731,9 +753,9 @@ const float *dec_step(Decoder *d, const int32_t *tok, char *err)
             memmove(d->tok + (size_t)b * d->L, d->tok + (size_t)b * d->L + d->L - d->keep,
                     (size_t)d->keep * sizeof *d->tok);
         dec_reset(d);
-        run(d, d->keep, 0);
+        if (run(d, d->keep, 0, err) < 0) return NULL;
     }
     for (int b = 0; b < d->B; b++) d->tok[(size_t)b * d->L + d->pos] = tok[b];
-    run(d, 1, 1);
+    if (run(d, 1, 1, err) < 0) return NULL;
     return d->K ? d->logits_host : d->logits;
 }

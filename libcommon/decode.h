@@ -24,7 +24,7 @@ typedef struct DecOpts {
 // layout OpenBLAS's matrix-vector product streams fastest for them), and reads the others in place, so weights
 // changed after dec_new are seen only in part: make a new decoder. Memory: those copies, the caches (per layer
 // 2*B*rows*d floats) and scratch for B*chunk rows. Returns NULL with err (ERR_MAX bytes) on a bad option.
-// Starts empty (as after dec_reset).
+// On a GPU, heads of more than 1024 columns are refused. Starts empty (as after dec_reset).
 Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err);
 
 // The bytes dec_new(m, B, opts) would allocate (caches, weight copies, scratch), without allocating them.
@@ -42,13 +42,14 @@ void dec_reset(Decoder *d);
 // Appends n tokens per batch item, tok (B, n) row-major, at positions dec_len(d) .. dec_len(d)+n-1, in passes of at
 // most opts.chunk rows. Returns the logits (B, V) for the position after the last one, owned by the decoder and
 // valid until the next call. Returns NULL with err when n < 1, the tokens would overflow the window
-// (dec_len(d) + n > L; prefill never slides) or a token is outside 0..V-1; the decoder is then unchanged.
+// (dec_len(d) + n > L; prefill never slides) or a token is outside 0..V-1; the decoder is then unchanged. On a GPU
+// also NULL with err ("gpu: op: reason") when an op failed; the decoder is then of no further use.
 const float *dec_prefill(Decoder *d, const int32_t *tok, int n, char *err);
 
 // Appends one token per batch item, tok (B), and returns the logits (B, V) for the next position (as
 // dec_prefill). When the window is full (dec_len(d) == L) it first slides: the last `keep` tokens are re-prefilled
 // at positions 0 .. keep-1 and tok goes to position keep. The logits then equal hg_forward over exactly those
-// keep + 1 tokens. Returns NULL with err for a token outside 0..V-1 (decoder unchanged).
+// keep + 1 tokens. Returns NULL with err for a token outside 0..V-1 (decoder unchanged), or a failed GPU op.
 const float *dec_step(Decoder *d, const int32_t *tok, char *err);
 
 // Tokens in the current window (0 .. L).

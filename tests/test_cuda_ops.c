@@ -841,6 +841,7 @@ static void test_decoding(void)
     for (int bias = 0; bias < 2; bias++) {
         dec_linear_case(1, 16, 5, bias, 0), dec_linear_case(3, 1024, 348, bias, 1);
         dec_linear_case(8, 256, 33, bias, bias), dec_linear_case(20, 64, 40, bias, 1); // 20 rows: cuBLAS
+        dec_linear_case(2, 768, 19, bias, 0); // 4 warps per column
     }
     dec_layernorm_case(5, 16, 0), dec_layernorm_case(3, 256, 1);
     dec_copy_case(0), dec_copy_case(1);

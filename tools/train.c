@@ -18,7 +18,6 @@
 #include "backend.h"
 #include "ckpt.h"
 #include "config.h"
-#include "gpu.h"
 #include "data.h"
 #include "evaluate.h"
 #include "registry.h"
@@ -189,7 +188,7 @@ int main(int argc, char **argv)
     if (trainer_plan(&rc, REMI_VOCAB_SIZE, &tp, err) < 0) die("bad config: %s", err);
     const Backend *be = backend_get(device, err);
     if (!be) die("cannot use device '%s': %s", device, err);
-    gpu_set_tf32(tf32); // matmuls in TF32: faster, and no longer the CPU's float32 bytes
+    if (tf32) be->set_tf32(1); // matmuls in TF32: faster, and no longer the CPU's float32 bytes (only cuda gets here)
     const char *mem_src;
     uint64_t avail = be->mem_free(&mem_src);
     char b[6][32];
@@ -218,6 +217,7 @@ int main(int argc, char **argv)
                 avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
     Trainer tr;
     if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0) die("bad config: %s", err);
+    tr.tf32 = tf32;
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s/trainer.state", out_dir);
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", out_dir, strerror(errno));
@@ -227,6 +227,12 @@ int main(int argc, char **argv)
     if (resume) {
         if (trainer_load(&tr, state_path, config_hash, remi_vocab_hash(), &run_id, err) < 0)
             die("cannot resume: %s", err);
+        if (!tf32 && strcmp(device, "cpu") == 0) tr.tf32 = 0; // a TF32 run may go on in float32 on the CPU
+        if (tr.tf32 != tf32) { // a usage error: the run itself stays as it was, not failed
+            run_id = 0;
+            die("cannot resume: '%s' trained with %s: resume it %s --tf32", out_dir, tr.tf32 ? "TF32" : "float32",
+                tr.tf32 ? "with" : "without");
+        }
         int r = run_id > 0 ? reg_resume_run(reg, run_id, tr.step, err) : 1;
         if (r < 0) die("%s", err);
         if (r == 1) run_id = 0; // a registry that does not know this run: start a new row

@@ -36,6 +36,7 @@ static struct {
     long n;
 } g_prof[PROF_MAX];
 static int g_nprof;
+static long g_prof_dropped; // charges to ops beyond PROF_MAX, not in the table
 static double g_prof_t;
 
 static double prof_now(void)
@@ -53,10 +54,11 @@ static void prof_charge(const char *op, int gemm)
     while (k < g_nprof && !(g_prof[k].gemm == gemm && strcmp(g_prof[k].op, op) == 0)) k++;
     if (k == g_nprof && g_nprof < PROF_MAX) g_prof[g_nprof++] = {op, gemm, 0.0, 0};
     if (k < g_nprof) g_prof[k].s += t - g_prof_t, g_prof[k].n++;
+    else g_prof_dropped++;
     g_prof_t = t;
 }
 
-void gpu_profile_reset(void) { g_nprof = 0; }
+void gpu_profile_reset(void) { g_nprof = 0, g_prof_dropped = 0; }
 
 void gpu_profile_print(FILE *f)
 {
@@ -73,6 +75,7 @@ void gpu_profile_print(FILE *f)
     for (int k = 0; k < g_nprof; k++)
         fprintf(f, "%-32s %-7s %10.2f %8ld %6.1f%%\n", g_prof[k].op, g_prof[k].gemm ? "gemm" : "kernel",
                 1e3 * g_prof[k].s, g_prof[k].n, 100 * g_prof[k].s / (total > 0 ? total : 1));
+    if (g_prof_dropped) fprintf(f, "(%ld calls of ops beyond the table's %d not counted)\n", g_prof_dropped, PROF_MAX);
 }
 
 bool gpu_enter(const char *op)
@@ -213,9 +216,9 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
 void gpu_set_tf32(int on)
 {
     g_tf32 = on;
-    if (g_ready)
-        gpu_blas_check("gpu_set_tf32",
-                       cublasSetMathMode(gpu_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)
+                                : CUBLAS_STATUS_SUCCESS;
+    if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_tf32", cublasGetStatusString(st)); // not an op: no profile
 }
 
 int gpu_sync(void)
@@ -260,6 +263,7 @@ int gpu_upload(void *dst, const void *src_host, size_t bytes)
 int gpu_download(void *dst_host, const void *src, size_t bytes)
 {
     if (!gpu_enter("gpu_download")) return -1;
+    if (g_err[0]) return -1; // an op failed before: what it left is not to be read (dst stays untouched)
     if (!bytes) return gpu_sync();
     if (!cuda_ok("gpu_download", cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, gpu_stream))) return -1;
     return cuda_ok("gpu_download", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
@@ -338,9 +342,10 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
                float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
 {
     if (M <= 0 || N <= 0 || nb <= 0 || nh <= 0) return;
-    if (nb == 1) return gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nh);
-    if (sAb == nh * sAh && sBb == nh * sBh && sCb == nh * sCh) // one stride covers both
-        return gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nb * nh);
+    if (nb == 1 || (sAb == nh * sAh && sBb == nh * sBh && sCb == nh * sCh)) { // one stride covers both
+        gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nb * nh);
+        return;
+    }
     int n = nb * nh;
     size_t bytes = 3 * (size_t)n * sizeof(void *);
     if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays

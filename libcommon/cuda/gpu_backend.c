@@ -67,7 +67,7 @@ static const Backend backend_gpu = {
     .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
     .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
-    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu,
+    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu, .set_tf32 = gpu_set_tf32,
 };
 
 const Backend *backend_cuda(char *err)

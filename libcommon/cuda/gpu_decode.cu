@@ -1,8 +1,8 @@
 // gpu_decode: the kernels of decode.c's incremental inference on the GPU (gpu.h, "decoding"): few rows at a time
 // against key/value caches in device memory. A step at batch 1 is a string of matrix-vector products and small
 // row ops, bound by launches and latency, so each op is one kernel (attention two): the linear layer reads every
-// weight row once for all its rows (a warp per output column, bias and ReLU in the same pass), LayerNorm takes the
-// residual sum with it, and attention splits every query row's cached keys over blocks of 64. Deterministic:
+// weight row once for all its rows (one to eight warps per output column, bias and ReLU in the same pass),
+// LayerNorm takes the residual sum with it, and attention splits every query row's cached keys over blocks of 64. Deterministic:
 // warp shuffles and block reductions in a fixed order, no atomics. Owns no file format.
 #include <math.h>
 #include <stdint.h>
@@ -147,7 +147,7 @@ __device__ static inline int dec_n_keys(int keys, int s, int a)
 // chunks of a row in chunk order. S_j = scale * (q . k_j) + scale * (q . ers[Tk-1-a+j]) (ers NULL: no relative
 // term). Deterministic: every sum has a fixed order, no atomics.
 #define ATT_KEYS 64    // keys per block
-#define ATT_THREADS 256 // 8 warps: 4 lanes per key for the scores, 4 groups of 64 columns for the values
+#define ATT_THREADS 256 // 8 warps: 4 lanes per key for the scores; for the values 4 groups of keys, 64 columns each
 
 // part (per block, ATT_PART(HS) floats): m, l, then o (HS)
 #define ATT_PART(HS) ((size_t)(HS) + 2)
@@ -210,16 +210,16 @@ __global__ static void dec_attend_combine_k(float *out, const float *part, int N
     const float *pr = part + (size_t)row * n_split * ATT_PART(HS);
     float M = -INFINITY, L = 0.0f;
     for (int c = 0; c < n_split; c++) M = fmaxf(M, pr[c * ATT_PART(HS)]);
-    for (int c = 0; c < n_split; c++) {
+    for (int c = 0; c < n_split; c++) { // an empty chunk has m = -inf; a NaN anywhere stays NaN
         const float *pc = pr + c * ATT_PART(HS);
-        if (pc[1] > 0.0f) L += pc[1] * expf(pc[0] - M);
+        if (pc[0] != -INFINITY) L += pc[1] * expf(pc[0] - M);
     }
     float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
     for (int col = threadIdx.x; col < HS; col += blockDim.x) {
         float o = 0.0f;
         for (int c = 0; c < n_split; c++) {
             const float *pc = pr + c * ATT_PART(HS);
-            if (pc[1] > 0.0f) o += pc[2 + col] * expf(pc[0] - M);
+            if (pc[0] != -INFINITY) o += pc[2 + col] * expf(pc[0] - M);
         }
         oh[col] = o / L;
     }

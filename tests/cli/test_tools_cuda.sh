@@ -17,7 +17,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=34
+N_CHECKS=39
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -79,11 +79,17 @@ check "GPU then CPU: the val loss is the CPU run's within 1e-3 ($(val gc))" clos
 expect "a CPU checkpoint resumes on the GPU" 0 tr_gpu --resume -o "$T/cg"
 check "CPU then GPU: the val loss is the CPU run's within 1e-3 ($(val cg))" close "$(val cg)" "$(val c1)"
 
-# ---- --tf32: an option, recorded; learns as the float32 run does (within 1e-2)
+# ---- --tf32: an option, recorded, kept across a resume; learns as the float32 run does (within 1e-2)
 expect "train --device cuda --tf32 exits 0" 0 tr_gpu --tf32 -c $CFG/tiny.json -o "$T/tf"
 check "registry: the GPU's name says TF32" grep -q '(TF32)' <<<"$(q "select device_name from runs where out_dir like '%/tf'")"
 close2() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-2 * (a < 0 ? -a : a)) }'; }
 check "TF32: the val loss is the float32 run's within 1e-2 ($(val tf) vs $(val g1))" close2 "$(val tf)" "$(val g1)"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu --tf32 -c $CFG/tiny.json -o "$T/tfk"; exit $?) 2>/dev/null
+check "TF32: SIGKILL after the checkpoint at step 20 (status $?)" test $? = 137
+expect "resuming a TF32 run without --tf32 exits 1" 1 tr_gpu --resume -o "$T/tfk"
+check "it says to resume with --tf32" one_line "$T/err" "trained with TF32: resume it with --tf32"
+expect "with --tf32 it resumes" 0 tr_gpu --resume --tf32 -o "$T/tfk"
+check "TF32: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/tf" "$T/tfk"
 
 # ---- sample and eval on the GPU ----------------------------------------------------------------------------------
 SAMPLE=$B/sample EVAL=$B/eval
