@@ -44,14 +44,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
     esac
 fi
 export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH//$PWD/.}"
 missing=$(ldd "$TEST" | awk '/not found/ {print $1}')
 if [ -n "$missing" ]; then
     echo "gpu_check: libraries not found for $TEST: $missing"
     echo "hint: install CUDA 13's cuBLAS (e.g. pip install nvidia-cublas) and rerun, or set LD_LIBRARY_PATH to it"
     exit 1
 fi
-ldd "$TEST" | grep -E 'cublas|openblas'
+ldd "$TEST" | grep -E 'cublas|openblas' | sed "s|$PWD|.|"
 
 # ---- the checks: as the backend runs; a failing op test again with a wait after every op (so a fault names its op)
 step() { echo "== $* ($(date -u +%H:%M:%S))"; }
