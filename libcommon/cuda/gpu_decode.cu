@@ -12,12 +12,6 @@
 #define DL_WARPS 8     // warps per block of the matrix-vector kernel
 #define DL_MAX_ROWS 8  // rows it takes at once; more rows go through cuBLAS
 
-__device__ static inline float dwarp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: wpc warps per output column o, each over
 // a contiguous slice of IC with its lanes strided in it (a long row is several short chains of loads, not one),
 // the slices' sums then added in slice order by the column's first warp
@@ -43,7 +37,7 @@ UNROLL
 UNROLL
     for (int n = 0; n < DL_MAX_ROWS; n++) {
         if (n >= N) break;
-        float sum = dwarp_sum(acc[n]);
+        float sum = warp_sum(acc[n]);
         if (lane == 0) part[warp][n] = sum;
     }
     __syncthreads();
@@ -54,12 +48,6 @@ UNROLL
         y += b ? b[o] : 0.0f;
         out[(size_t)n * OC + o] = relu && !(y > 0.0f) ? 0.0f : y;
     }
-}
-
-__global__ static void dec_relu_k(float *x, size_t n)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu)
@@ -73,12 +61,7 @@ void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, 
         return;
     }
     gpu_linear_forward(out, x, w, b, N, IC, OC);
-    if (relu) {
-        size_t n = (size_t)N * OC;
-        unsigned blocks = gpu_blocks(n, 256);
-        LAUNCH(dec_relu_k, blocks < 65536u ? blocks : 65536u, 256)(out, n);
-        gpu_launched(op);
-    }
+    if (relu) gpu_relu_forward(out, out, (size_t)N * OC);
 }
 
 // out = LayerNorm(a + b) over C (b NULL: of a), one warp per row; out may equal a
@@ -90,13 +73,13 @@ __global__ static void dec_add_ln_k(float *out, const float *a, const float *b, 
     const float *x = a + (size_t)row * C, *y = b ? b + (size_t)row * C : NULL;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
-    float m = dwarp_sum(s) / (float)C;
+    float m = warp_sum(s) / (float)C;
     float v = 0.0f;
     for (int c = lane; c < C; c += 32) {
         float r = y ? x[c] + y[c] : x[c];
         v += (r - m) * (r - m);
     }
-    v = dwarp_sum(v) / (float)C;
+    v = warp_sum(v) / (float)C;
     float rs = 1.0f / sqrtf(v + 1e-5f);
     float *o = out + (size_t)row * C;
     for (int c = lane; c < C; c += 32) {
@@ -117,7 +100,8 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
 __global__ static void dec_copy_k(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride,
                                   size_t spitch, int rows, int width, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n)
+    {
         size_t c = i % width, gr = i / width, r = gr % rows, g = gr / rows;
         dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c];
     }
@@ -129,8 +113,7 @@ void gpu_dec_copy_rows(float *dst, size_t dstride, size_t dpitch, const float *s
     const char *op = "gpu_dec_copy_rows";
     if (!gpu_enter(op) || nb <= 0 || rows <= 0 || width <= 0) return;
     size_t n = (size_t)nb * rows * width;
-    unsigned blocks = gpu_blocks(n, 256);
-    LAUNCH(dec_copy_k, blocks < 65536u ? blocks : 65536u, 256)(dst, dstride, dpitch, src, sstride, spitch, rows, width,
+    LAUNCH(dec_copy_k, ew_blocks(n), EW_THREADS)(dst, dstride, dpitch, src, sstride, spitch, rows, width,
                                                                 n);
     gpu_launched(op);
 }
@@ -252,7 +235,8 @@ void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const f
 // the mean of the s rows; else out (B, n_s, s*C) the s rows side by side (linear down's input)
 __global__ static void dec_down_k(float *out, const float *h, int cap, int C, int s, int i0, int n_s, int mean, size_t n)
 {
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(e, n)
+    {
         if (mean) { // e over (b, g, c)
             int c = (int)(e % C);
             size_t bg = e / C;
@@ -279,8 +263,7 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
     const char *op = "gpu_dec_down";
     if (!gpu_enter(op) || n_s <= 0) return;
     size_t n = (size_t)B * n_s * C * (mean ? 1 : s);
-    unsigned blocks = gpu_blocks(n, 256);
-    LAUNCH(dec_down_k, blocks < 65536u ? blocks : 65536u, 256)(out, h, cap, C, s, i0, n_s, mean, n);
+    LAUNCH(dec_down_k, ew_blocks(n), EW_THREADS)(out, h, cap, C, s, i0, n_s, mean, n);
     gpu_launched(op);
 }
 
@@ -289,7 +272,8 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
 __global__ static void dec_up_add_k(float *u, const float *up, const float *h, int n, int p0, int cap, int cap_s, int C,
                                     int s, int lin, size_t total)
 {
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(e, total)
+    {
         int c = (int)(e % C);
         size_t bi = e / C;
         int i = (int)(bi % n), b = (int)(bi / n), t = p0 + i, g = t / s;
@@ -304,7 +288,6 @@ void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int
     const char *op = "gpu_dec_up_add";
     if (!gpu_enter(op) || n <= 0) return;
     size_t total = (size_t)B * n * C;
-    unsigned blocks = gpu_blocks(total, 256);
-    LAUNCH(dec_up_add_k, blocks < 65536u ? blocks : 65536u, 256)(u, up, h, n, p0, cap, cap_s, C, s, lin, total);
+    LAUNCH(dec_up_add_k, ew_blocks(total), EW_THREADS)(u, up, h, n, p0, cap, cap_s, C, s, lin, total);
     gpu_launched(op);
 }

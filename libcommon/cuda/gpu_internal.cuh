@@ -47,6 +47,24 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
 // grid size for n elements at `per` elements per block, at least 1
 static inline unsigned gpu_blocks(size_t n, size_t per) { return n ? (unsigned)((n + per - 1) / per) : 1u; }
 
+// elementwise kernels: EW_THREADS per block, at most EW_MAX_BLOCKS blocks, grid-stride loops beyond that
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS 65536u
+static inline unsigned ew_blocks(size_t n)
+{
+    unsigned b = gpu_blocks(n, EW_THREADS);
+    return b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS;
+}
+#define GRID_STRIDE(i, n)                                                                                              \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+// the sum over a warp, in every lane (a butterfly: a fixed order)
+__device__ static inline float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 // Sum over the block of one value per thread, in a fixed order (warp shuffles, then the warps' sums in order);
 // the result is valid in every thread. blockDim.x a multiple of 32, at most 1024; `shared` holds 32 values.
 template <typename F> __device__ inline F block_sum(F v, F *shared)

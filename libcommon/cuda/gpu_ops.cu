@@ -8,16 +8,6 @@
 
 #include "gpu_internal.cuh"
 
-#define EW_THREADS 256
-#define EW_MAX_BLOCKS 65536u // grid-stride loops beyond this
-
-static inline unsigned ew_blocks(size_t n)
-{
-    unsigned b = gpu_blocks(n, EW_THREADS);
-    return b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS;
-}
-
-#define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 // ---- embedding ----------------------------------------------------------------------------------------------
 
@@ -159,11 +149,6 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 
 #define LN_WARPS 4 // rows per block, one warp per row
 
-__device__ static inline float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 __global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                                 int N, int C)

@@ -13,7 +13,7 @@ __global__ static void sumsq_part_k(double *part, const float *g, size_t n)
 {
     __shared__ double redd[32];
     double s = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         s += (double)g[i] * g[i];
     s = block_sum(s, redd);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
@@ -39,7 +39,7 @@ __global__ static void clip_scale_k(float *g, const double *coef, double max_nor
     double c = coef[1];
     if (!(max_norm > 0 && c < 1)) return;
     float cf = (float)c;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         g[i] *= cf;
 }
 
@@ -56,8 +56,7 @@ double gpu_clip_grad_norm(float *g, size_t n, double max_norm)
     LAUNCH(norm_final_k, 1, 1024)(ws, ws + 2, (int)nblk, max_norm);
     gpu_launched(op);
     if (max_norm > 0 && n) {
-        unsigned b = gpu_blocks(n, 256);
-        LAUNCH(clip_scale_k, b < 65536u ? b : 65536u, 256)(g, ws, max_norm, n);
+        LAUNCH(clip_scale_k, ew_blocks(n), EW_THREADS)(g, ws, max_norm, n);
         gpu_launched(op);
     }
     double norm = 0;
@@ -71,7 +70,8 @@ typedef struct AdamK {
 // m = m b1 + (1-b1) g; v = v b2 + ((1-b2) g) g; w += -step (m / (sqrt(v) / sqrt(bc2) + eps))  (optim.c)
 __global__ static void adam_k(float *w, const float *g, float *m, float *v, AdamK a, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n)
+    {
         float gi = a.wd != 0 ? g[i] + a.wd * w[i] : g[i];
         float mi = m[i] * a.b1 + a.c1 * gi;
         float vi = v[i] * a.b2 + a.c2 * gi * gi;
@@ -91,7 +91,6 @@ void gpu_adam_step(float *w, const float *g, float *m, float *v, size_t n, long 
     a.wd = (float)p->weight_decay, a.eps = (float)p->eps;
     double bc1 = 1.0 - pow(p->beta1, (double)t), bc2 = 1.0 - pow(p->beta2, (double)t);
     a.step = (float)(p->lr / bc1), a.sbc2 = (float)sqrt(bc2);
-    unsigned b = gpu_blocks(n, 256);
-    LAUNCH(adam_k, b < 65536u ? b : 65536u, 256)(w, g, m, v, a, n);
+    LAUNCH(adam_k, ew_blocks(n), EW_THREADS)(w, g, m, v, a, n);
     gpu_launched(op);
 }
