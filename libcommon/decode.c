@@ -102,7 +102,7 @@ static const float *weight(const Decoder *d, int optional, const char *fmt, ...)
     int i = hg_param_index(m, name);
     if (i < 0 && !optional) die("decode: parameter missing from the model: '%s'", name); // a table/tree mismatch
     free(name);
-    return i < 0 ? NULL : (d->K ? m->bw : m->w) + m->params[i].offset;
+    return i < 0 ? NULL : m->bw + m->params[i].offset; // the backend's copy (the weights themselves on the CPU)
 }
 
 static void lin_init(Decoder *d, DLin *l, const float *w, const float *b, int oc, int ic)
@@ -253,13 +253,13 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     Decoder *d = xcalloc(1, sizeof *d);
     d->m = m, d->B = B, d->C = c->C, d->NH = c->NH, d->F = c->F, d->V = c->V, d->L = c->L;
     d->keep = o.keep, d->chunk = o.chunk, d->workers = pool_threads();
-    d->be = m->be ? m->be : &backend_cpu, d->K = d->be->dec;
+    d->be = m->be, d->K = d->be->dec;
     if (d->K && c->C / c->NH > 1024) {
         err_set(err, "decoder: heads of %d columns: the GPU decoder takes at most 1024", c->C / c->NH);
         free(d);
         return NULL;
     }
-    d->pe = d->K ? m->bpe : m->pe;
+    d->pe = m->bpe;
     d->wte = weight(d, 0, "embedding.weight");
     lin_init(d, &d->wout, weight(d, 0, "Wout.weight"), weight(d, 0, "Wout.bias"), c->V, c->C);
     d->max_s = 1; // build_level raises it to the largest factor
@@ -276,7 +276,7 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     size_t bytes;
     Decoder *d = dec_setup(m, B, opts, &bytes, err);
     if (!d) return NULL;
-    d->block = d->K ? d->be->alloc(bytes) : xcalloc(1, bytes);
+    d->block = d->be->alloc(bytes);
     d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
     if (d->K) d->logits_host = xmalloc((size_t)B * d->V * sizeof *d->logits_host);
     if (d->K) d->tok_pass = xmalloc((size_t)B * d->chunk * sizeof *d->tok_pass);
@@ -306,8 +306,8 @@ int dec_check_memory(const HgModel *m, int dec_B, int fwd_B, int fwd_T, char *er
     if (dec_B > 0 && dec_plan(m, dec_B, NULL, &dec, err) < 0) return -1;
     if (fwd_B > 0 && hg_plan(&m->cfg, fwd_B, fwd_T, &hp, err) < 0) return -1;
     const char *src;
-    const Backend *be = m->be ? m->be : &backend_cpu; // the GPU's free memory for a model there
-    uint64_t avail = be->on_host ? mem_available(&src) : be->mem_free(&src);
+    const Backend *be = m->be;
+    uint64_t avail = be->mem_free(&src); // the GPU's free memory for a model there
     double need = (double)dec + (double)hp.act_bytes;
     if (need <= (double)avail) return 0;
     char a[32], b[32], c[32], t[32];
@@ -343,8 +343,7 @@ void dec_free(Decoder *d)
     if (!d) return;
     free_level(&d->top);
     free(d->lins);
-    if (d->K) d->be->free(d->block);
-    else free(d->block);
+    d->be->free(d->block);
     free(d->tok), free(d->logits_host), free(d->tok_pass);
     free(d);
 }

@@ -61,11 +61,10 @@ void gpu_clear_error(void);
 // out of memory (1.2 GiB free)"). gpu_free(NULL) is a no-op.
 void *gpu_alloc(size_t bytes);
 void gpu_free(void *p);
-// Copies host -> device, device -> host, device -> device; the host copies wait for the GPU. Return 0, or -1 with
+// Copies host -> device, device -> host; they wait for the GPU. Return 0, or -1 with
 // the error kept (a failed download leaves dst untouched).
 int gpu_upload(void *dst, const void *src_host, size_t bytes);
 int gpu_download(void *dst_host, const void *src, size_t bytes);
-int gpu_copy(void *dst, const void *src, size_t bytes);
 // Sets bytes bytes of device memory to zero (queued like an op).
 void gpu_zero(void *p, size_t bytes);
 
@@ -100,8 +99,8 @@ void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *ma
 
 // Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
 // these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the
-// backend's own workspace (grown on first use to gpu_attention_workspace_bytes(d): O(B*NH*Tq*(Tq+Tk)) floats; reserve
-// it up front with gpu_reserve; d->scratch_floats is ignored). probs and mask are the same tensors as
+// backend's own workspace (grown on first use, O(B*NH*Tq*(Tq+Tk)) floats; d->scratch_floats is ignored). probs and
+// mask are the same tensors as
 // the CPU's, mask byte for byte (ops.c's dropout stream per (b, h) and its query tiles of 128 rows). The relative term
 // is R = Q.Er^T by cuBLAS and a gather; backward un-skews dS one to one into dR, then dq += dR.Er and
 // dEr += sum over (b, h) of dR^T.q in (b, h) order (no atomics). With Er: Tq == Tk <= L and n_keys[i] <= i+1.
@@ -110,9 +109,6 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
 void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *probs,
                             const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
                             const AttnDims *d);
-size_t gpu_attention_workspace_bytes(const AttnDims *d);
-// Grows the ops' workspace to at least `bytes` now (so no op allocates later). Returns 0, or -1 with the error kept.
-int gpu_reserve(size_t bytes);
 
 // hourglass resampling (ops.h): pad, crop, causal shift by K-1, mean pooling and repetition along time
 void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);

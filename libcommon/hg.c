@@ -223,6 +223,7 @@ static int name_cmp(const void *a, const void *b)
 int hg_build(HgModel *m, const HgConfig *cfg, char *err)
 {
     memset(m, 0, sizeof *m);
+    m->be = &backend_cpu; // from the start: hg_free of a model whose build failed frees through it
     m->cfg = *cfg;
     if (cfg->top.valley) m->cfg.top.valley = copy_tree(cfg->top.valley);
     const HgConfig *c = &m->cfg;
@@ -832,14 +833,15 @@ void hg_free(HgModel *m)
     if (m->acts) {
         free_level_p(&m->acts->p.top);
         free_level_a(&m->acts->top);
-        if (m->be && !m->be->on_host) m->be->free(m->acts->block);
+        if (!m->be->on_host) m->be->free(m->acts->block);
         else free(m->acts->block);
         free(m->acts);
     }
-    if (m->be && !m->be->on_host) m->be->free(m->bw), m->be->free(m->bdw), m->be->free(m->bpe);
+    if (!m->be->on_host) m->be->free(m->bw), m->be->free(m->bdw), m->be->free(m->bpe);
     free(m->logits_host);
     free_tree(m->cfg.top.valley);
     for (int i = 0; i < m->n_params; i++) free(m->params[i].name);
     free(m->params), free(m->by_name), free(m->w), free(m->dw), free(m->pe), free(m->hidden), free(m->hidden_T);
     memset(m, 0, sizeof *m);
+    m->be = &backend_cpu; // an empty CPU model: freeing it again is harmless
 }

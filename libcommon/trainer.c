@@ -62,7 +62,7 @@ int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, cha
 
 void trainer_free(Trainer *tr)
 {
-    const Backend *be = tr->m.be ? tr->m.be : &backend_cpu;
+    const Backend *be = tr->m.be;
     for (int h = 0; tr->dh && h < tr->m.max_hidden; h++) be->free(tr->dh[h]);
     free(tr->dh);
     be->free(tr->adam_m), be->free(tr->adam_v), be->free(tr->probs), be->free(tr->dlogits);

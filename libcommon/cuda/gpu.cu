@@ -269,13 +269,6 @@ int gpu_download(void *dst_host, const void *src, size_t bytes)
     return cuda_ok("gpu_download", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
 }
 
-int gpu_copy(void *dst, const void *src, size_t bytes)
-{
-    if (!gpu_enter("gpu_copy")) return -1;
-    if (!bytes) return 0;
-    return cuda_ok("gpu_copy", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, gpu_stream)) ? 0 : -1;
-}
-
 void gpu_zero(void *p, size_t bytes)
 {
     if (!gpu_enter("gpu_zero") || !bytes) return;
@@ -302,12 +295,6 @@ void *gpu_workspace(const char *op, size_t bytes)
     }
     g_ws = p, g_ws_bytes = want;
     return g_ws;
-}
-
-int gpu_reserve(size_t bytes)
-{
-    if (!gpu_enter("gpu_reserve")) return -1;
-    return gpu_workspace("gpu_reserve", bytes) ? 0 : -1;
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------------------

@@ -52,14 +52,4 @@ int gpu_download(void *dst_host, const void *src, size_t bytes)
     (void)dst_host, (void)src, (void)bytes;
     return -1;
 }
-int gpu_copy(void *dst, const void *src, size_t bytes)
-{
-    (void)dst, (void)src, (void)bytes;
-    return -1;
-}
 void gpu_zero(void *p, size_t bytes) { (void)p, (void)bytes; }
-int gpu_reserve(size_t bytes)
-{
-    (void)bytes;
-    return -1;
-}

@@ -446,12 +446,6 @@ static size_t att_bwd_floats(const AttnDims *d, int er)
     return (d->dropout > 0.0f ? bhq * d->Tk : 0) + bhq * d->Tk + (er ? bhq * d->Tq + (size_t)d->B * d->Tq * d->C : 0);
 }
 
-size_t gpu_attention_workspace_bytes(const AttnDims *d)
-{
-    size_t f = att_fwd_floats(d, 1), b = att_bwd_floats(d, 1);
-    return (f > b ? f : b) * sizeof(float);
-}
-
 static bool att_check(const char *op, const AttnDims *d, const float *Er)
 {
     if (d->NH <= 0 || d->C % d->NH != 0 || d->Tq <= 0 || d->Tk <= 0 || (Er && (d->Tq != d->Tk || d->Tq > d->L))) {
