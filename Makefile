@@ -154,7 +154,7 @@ gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench
 	ldd $^ | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u | grep -vE $(GPU_LIBS_SYSTEM) | \
 	  while read -r p; do cp -L "$$p" build/gpu-libs/; done
 	@ls build/gpu-libs && du -sh build/gpu-libs
-	strip $(filter-out %/render,$^) # the carry is limited (64 MiB on the lent machines): no debug info
+	strip $^ # the carry is limited (64 MiB on the lent machines): no debug info
 	rm -rf build/gpu-data && mkdir -p build/gpu-data
 	ls $(SHARED)/data/pop909/*.mid | sed -n 1,40p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/gpu-data/shards --val 0.2 --test 0.1
 	@du -shc build/cuda/tests build/cuda/bench build/gpu-libs build/gpu-data $(BIN) | tail -1

@@ -9,7 +9,6 @@
 // headline configs/seed_default.json).
 // Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +154,7 @@ int main(int argc, char **argv)
         // matmul FLOPs, forward x 3 (backward is two matmuls per forward one)
         double fl = 2.0 * B * T * C * V;
         if (config) {
-            fl = NAN;
+            fl = 0; // not counted for a config file: its columns print "-"
         } else if (cfgs[k].c.top.valley) {
             int Ts = T / 2;
             fl += 4 * layer_flops(B, T, T, C, F, 0, 1) + 2 * layer_flops(B, Ts, Ts, C, F, 0, 1);
@@ -169,12 +168,12 @@ int main(int argc, char **argv)
         double mib = ((double)m.n_floats * 4 * (full ? 4 : 2) + (double)hg_act_bytes(&m) + 8.0 * B * T * V) / 1048576;
         size_t fr = 0, tot = 0; // on the GPU: what the process holds there (the CUDA context, cuBLAS, the workspace)
         if (!be->on_host && gpu_mem_info(&fr, &tot) == 0) mib = (double)(tot - fr) / 1048576;
-        if (be->on_host)
-            printf("%-22s %12.3f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med, fl / med / 1e9,
-                   100 * fl / med / 1e9 / peak, mib);
-        else
-            printf("%-22s %12.4f %12.0f %10.1f %11.0f%% %10.0f\n", cfgs[k].name, med, B * T / med,
-                   config ? 0.0 : fl / med / 1e9, config ? 0.0 : 100 * fl / med / 1e9 / peak, mib);
+        char gf[32] = "-", share[32] = "-";
+        if (fl > 0)
+            snprintf(gf, sizeof gf, "%.1f", fl / med / 1e9),
+                snprintf(share, sizeof share, "%.0f%%", 100 * fl / med / 1e9 / peak);
+        printf("%-22s %12.*f %12.0f %10s %12s %10.0f\n", cfgs[k].name, be->on_host ? 3 : 4, med, B * T / med, gf, share,
+               mib);
         fflush(stdout);
         if (!be->on_host) gpu_profile_print(stdout);
         free(tok), free(inp), free(tgt), free(times);

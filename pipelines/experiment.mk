@@ -30,6 +30,8 @@ THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 DEVICE ?= cpu
 TF32 ?=
 DEVICE_FLAG = $(if $(filter-out cpu,$(DEVICE)),--device $(DEVICE))
+# $(call to_midi,DOCS,DIR): the token documents of DOCS as MIDI files in DIR, made afresh
+to_midi = rm -rf $(2) && $(BIN)/remi2midi -q -O $(2) < $(1)
 ABLATION ?= baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce
 CONFIG_DIR ?= configs
 RUNS_DIR ?= runs
@@ -62,13 +64,13 @@ $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARD
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi
 	$(BIN)/sample -q $(DEVICE_FLAG) -m $$(dir $$@)$(if $(SAMPLE_TOKENS), -n $(SAMPLE_TOKENS)) --num-samples $(SAMPLES) --seed $(2) \
 	  -j $(THREADS) -o $$@ --registry $(REGISTRY)
-	rm -rf $$(dir $$@)midi && $(BIN)/remi2midi -q -O $$(dir $$@)midi < $$@
+	$$(call to_midi,$$@,$$(dir $$@)midi)
 
 $(call run_dir,$(1),$(2))/eval.json: $(call run_dir,$(1),$(2))/train.done | $(BIN)/eval
 	$(BIN)/eval -q $(DEVICE_FLAG) -m $$(dir $$@) -d $(SHARDS) -n $(EVAL_DOCS) --seed $(2) -j $(THREADS) --registry $(REGISTRY) \
 	  $(if $(EVAL_PROMPT),--prompt-tokens $(EVAL_PROMPT) )$(if $(EVAL_GEN),--gen-tokens $(EVAL_GEN) )--study-out \
 	  $$(dir $$@)study.txt --study-docs $(STUDY_DOCS) --json > $$@.tmp
-	rm -rf $$(dir $$@)study && $(BIN)/remi2midi -q -O $$(dir $$@)study < $$(dir $$@)study.txt
+	$$(call to_midi,$$(dir $$@)study.txt,$$(dir $$@)study)
 	mv $$@.tmp $$@
 
 
@@ -103,11 +105,10 @@ $(foreach p,$(PROMPTS),$(if $(wildcard $(p)),,$(error make continue: PROMPTS: no
 CONTINUE_DIR = $(call run_dir,$(experiment),$(firstword $(SEEDS)))/continue
 continue: $(call run_dir,$(experiment),$(firstword $(SEEDS)))/train.done | $(BIN)/sample $(BIN)/remi2midi
 	@mkdir -p $(CONTINUE_DIR)
-	$(BIN)/sample -q -m $(dir $<) $(foreach p,$(PROMPTS),--prompt $(p))$(if $(PROMPT_TOKENS), --prompt-tokens \
+	$(BIN)/sample -q $(DEVICE_FLAG) -m $(dir $<) $(foreach p,$(PROMPTS),--prompt $(p))$(if $(PROMPT_TOKENS), --prompt-tokens \
 	  $(PROMPT_TOKENS))$(if $(CONTINUE_TOKENS), -n $(CONTINUE_TOKENS)) --seed $(SEED) -j $(THREADS) \
 	  -o $(CONTINUE_DIR)/$(CONTINUE_NAME).txt --registry $(REGISTRY)
-	rm -rf $(CONTINUE_DIR)/$(CONTINUE_NAME) && $(BIN)/remi2midi -q -O $(CONTINUE_DIR)/$(CONTINUE_NAME) \
-	  < $(CONTINUE_DIR)/$(CONTINUE_NAME).txt
+	$(call to_midi,$(CONTINUE_DIR)/$(CONTINUE_NAME).txt,$(CONTINUE_DIR)/$(CONTINUE_NAME))
 endif
 
 # Audio of a run folder: every MIDI file (samples in midi/, eval's study documents in study/) -> an .ogg beside it.

@@ -80,9 +80,7 @@ static void write_study(const char *path, const Shard *sh, EvalGenOpts *g, int n
     size_t cap = 0;
     int n = g->n_examples < n_studied ? g->n_examples : n_studied;
     for (int i = 0; i < n; i++) {
-        const char *src = sh->names[g->example_docs[i]], *base = strrchr(src, '/'), *dot;
-        base = base ? base + 1 : src;
-        dot = strrchr(base, '.');
+        const char *src = sh->names[g->example_docs[i]], *base = path_base(src), *dot = strrchr(base, '.');
         int len = (int)(dot && dot != base ? (size_t)(dot - src) : strlen(src));
         for (int k = 0; k < 2; k++) {
             snprintf(name, sizeof name, "%.*s-%s", len, src, k ? "generated" : "original");

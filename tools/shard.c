@@ -217,8 +217,7 @@ int main(int argc, char **argv)
             PathList found = {0};
             path_walk(inputs.v[i], exts, &found);
             for (size_t k = 0; k < found.n; k++) {
-                const char *base = strrchr(found.v[k], '/');
-                if (strcmp(base ? base + 1 : found.v[k], "tokenizer.json") == 0) free(found.v[k]);
+                if (strcmp(path_base(found.v[k]), "tokenizer.json") == 0) free(found.v[k]);
                 else pathlist_push(&paths, found.v[k]);
             }
             free(found.v);

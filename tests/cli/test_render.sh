@@ -29,11 +29,7 @@ check "render --help lists its options" eval 'grep -q -e "-o FILE" "$T/out" && g
     grep -q -- "--gain G" "$T/out" && grep -q -- "--rate HZ" "$T/out" && grep -q SOUNDFONT "$T/out"'
 NEVER=$T/never
 mkdir "$NEVER"
-bad_usage() {
-    expect "render $*: exits 2" 2 "$RENDER" "$@"
-    check "render $*: nothing on stdout" empty "$T/out"
-    check "render $*: one error line" usage_err "$T/err" "^render: [a-z-]"
-}
+bad_usage() { usage_case "$RENDER" "$@"; }
 bad_usage </dev/null
 check "render without -o: says so" usage_err "$T/err" "^render: an output file is required"
 bad_usage --no-such-option -o "$NEVER/x.ogg"

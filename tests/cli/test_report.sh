@@ -43,11 +43,7 @@ for h in -h --help; do
 done
 check "report --help lists its options" grep -q -e '--registry FILE' -e '-o FILE' -e '--samples N' "$T/out"
 NEVER=$T/never
-bad_usage() {
-    expect "report $*: exits 2" 2 "$REPORT" "$@"
-    check "report $*: nothing on stdout" empty "$T/out"
-    check "report $*: one error line" usage_err "$T/err" "^report: [a-z-]"
-}
+bad_usage() { usage_case "$REPORT" "$@"; }
 bad_usage --no-such-option
 check "report: an unknown option is named" usage_err "$T/err" "^report: unknown option: '--no-such-option'$"
 bad_usage -o

@@ -43,9 +43,7 @@ NEVER=$T/never # no usage error may create anything
 bad_usage() {
     local t=$1
     shift
-    expect "$t $*: exits 2" 2 "$B/$t" "$@" </dev/null
-    check "$t $*: nothing on stdout" empty "$T/out"
-    check "$t $*: one error line" usage_err "$T/err" "^$t: [a-z-]"
+    usage_case "$B/$t" "$@" </dev/null
 }
 bad_usage midi2remi -j 0
 check "midi2remi -j 0: the error names the option and the value" grep -q -- "-j: '0'" "$T/err"

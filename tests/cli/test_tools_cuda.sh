@@ -43,8 +43,6 @@ else
 fi
 check "shards there" test -s "$T/shards/train.bin"
 
-payload() { tail -c +1025 "$1"; }
-same_run() { cmp -s "$1/model.safetensors" "$2/model.safetensors" && cmp -s <(payload "$1/trainer.state") <(payload "$2/trainer.state"); }
 tr_gpu() { "$TRAIN" -q --device cuda -d "$T/shards" --registry "$REG" "$@"; }
 
 # ---- a run on the GPU: the registry names it; twice gives the same bytes ------------------------------------

@@ -53,8 +53,6 @@ check "another vocabulary named" one_line "$T/err" "train.bin.*another vocabular
 # ---- resume is bitwise: N straight = k, SIGKILL, resume, N - k ------------------------------------
 # tiny.json: 40 steps, checkpoint every 10, eval every 20; trainer.state's payload (after the 1024-byte header,
 # which holds the run id) and model.safetensors must be identical
-payload() { tail -c +1025 "$1"; }
-same_run() { cmp -s "$1/model.safetensors" "$2/model.safetensors" && cmp -s <(payload "$1/trainer.state") <(payload "$2/trainer.state"); }
 expect "straight run exits 0" 0 "$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/straight" --registry "$REG"
 check "straight run wrote its files" test -s "$T/straight/model.safetensors" -a -s "$T/straight/trainer.state" -a -s "$T/straight/config.json"
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/killed" --registry "$REG"; exit $?) 2>/dev/null # not exec'd: the subshell takes bash's "Killed" notice

@@ -52,6 +52,19 @@ expect() {
     if [ "$rc" = "$want" ]; then pass; else fail "$name" "exit $rc, want $want: $*" "stderr: $(head -c 400 "$T/err")"; fi
 }
 
+# usage_case EXE ARGS...: EXE ARGS is a usage error: exit 2, nothing on stdout, one error line naming the tool
+usage_case() {
+    local exe=$1 t
+    t=$(basename "$1")
+    shift
+    expect "$t $*: exits 2" 2 "$exe" "$@"
+    check "$t $*: nothing on stdout" empty "$T/out"
+    check "$t $*: one error line" usage_err "$T/err" "^$t: [a-z-]"
+}
+# same_run DIR1 DIR2: two train run folders hold the same model and trainer state (after the state's 1024-byte
+# header, which holds the run id)
+payload() { tail -c +1025 "$1"; }
+same_run() { cmp -s "$1/model.safetensors" "$2/model.safetensors" && cmp -s <(payload "$1/trainer.state") <(payload "$2/trainer.state"); }
 empty() { [ ! -s "$1" ]; }
 nonempty() { [ -s "$1" ]; }
 n_lines() { [ "$(wc -l <"$1")" -eq "$2" ]; }
