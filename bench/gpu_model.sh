@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The training step on one GPU, C (the CUDA backend) against the same model in PyTorch (tests/ref, eager), in one
 # invocation on one GPU: forward, cross-entropy, backward, clipping and Adam (--full), the three d 256 configs at
-# batch 8 and 64, C in fp32 (TF32 off) and TF32, PyTorch in fp32, TF32 and bf16 autocast; then the reference's
-# headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24 in fp32. Medians of RUNS steps
+# batch 8 and 64, C in fp32 (TF32 off) and TF32, each with the unfused attention (cuBLAS, probs stored) and the fused
+# one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no T x T tensor), PyTorch in fp32, TF32 and bf16 autocast;
+# then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24 in fp32. Medians of RUNS steps
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
@@ -11,15 +12,18 @@ set -uo pipefail
 runs=${1:-20}
 hruns=${2:-5}
 for B in 8 64; do
-    echo "== C, CUDA backend, fp32, batch $B"
-    build/cuda/bench/model "$runs" --device cuda --batch "$B" --full
-    echo "== C, CUDA backend, TF32, batch $B"
-    build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --tf32
+    for att in gemm fused; do
+        echo "== C, CUDA backend, fp32, $att attention, batch $B"
+        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full
+        echo "== C, CUDA backend, TF32, $att attention, batch $B"
+        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --tf32
+    done
     for p in fp32 tf32 bf16; do
         echo "== PyTorch eager, $p, batch $B"
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"
     done
 done
-echo "== the headline config, batch 24: C fp32, PyTorch fp32"
+echo "== the headline config, batch 24: C fp32 (gemm, then fused attention), PyTorch fp32"
 build/cuda/bench/model "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
+HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
 python3 bench/model_torch.py "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json

@@ -42,6 +42,19 @@ static void cpu_encoder_backward(float *dwte, const float *dout, const int32_t *
     encoder_backward(dwte, dout, tok, B, T, C);
 }
 
+// probs and mask (B, NH, Tq, Tk), as ops.h
+void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
+{
+    *probs_floats = *mask_bytes = (size_t)d->B * d->NH * d->Tq * d->Tk;
+}
+static void cpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
+                                   const float *out, const float *probs, const uint8_t *mask, const float *q,
+                                   const float *k, const float *v, const float *Er, const AttnDims *d)
+{
+    (void)out;
+    attention_backward(dq, dk, dv, dEr, scratch, dout, probs, mask, q, k, v, Er, d);
+}
+
 const Backend backend_cpu = {
     .name = "cpu", .on_host = 1,
     .alloc = cpu_alloc, .free = cpu_free, .zero = cpu_zero, .upload = cpu_copy, .download = cpu_copy,
@@ -52,7 +65,8 @@ const Backend backend_cpu = {
     .add_forward = add_forward, .accumulate = accumulate,
     .dropout_forward = dropout_forward, .dropout_backward = dropout_backward,
     .relu_dropout_forward = relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,
-    .attention_forward = attention_forward, .attention_backward = attention_backward,
+    .attention_saves = attention_saves_probs, .attention_forward = attention_forward,
+    .attention_backward = cpu_attention_backward,
     .pad_forward = pad_forward, .pad_backward = pad_backward, .crop_forward = crop_forward,
     .crop_backward = crop_backward, .shift_forward = shift_forward, .shift_backward = shift_backward,
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,

@@ -60,12 +60,15 @@ typedef struct Backend {
     void (*relu_dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
     void (*relu_dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
                                   size_t n);
-    // d->n_keys is the backend's memory too
+    // d->n_keys is the backend's memory too. What the forward saves for the backward is the backend's: probs and
+    // mask as ops.h, or (fused attention) one float per query row in probs and no mask; attention_saves says how
+    // much. The backward also takes the forward's out (ops.c ignores it).
+    void (*attention_saves)(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes);
     void (*attention_forward)(float *out, float *probs, uint8_t *mask, float *scratch, const float *q, const float *k,
                               const float *v, const float *Er, const AttnDims *d);
     void (*attention_backward)(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
-                               const float *probs, const uint8_t *mask, const float *q, const float *k,
-                               const float *v, const float *Er, const AttnDims *d);
+                               const float *out, const float *probs, const uint8_t *mask, const float *q,
+                               const float *k, const float *v, const float *Er, const AttnDims *d);
     void (*pad_forward)(float *out, const float *inp, int B, int T, int Tp, int C);
     void (*pad_backward)(float *dinp, const float *dout, int B, int T, int Tp, int C);
     void (*crop_forward)(float *out, const float *inp, int B, int Tp, int T, int C);
@@ -94,6 +97,8 @@ typedef struct Backend {
 
 // The CPU: ops.c and optim.c.
 extern const Backend backend_cpu;
+// attention_saves of ops.h's attention (probs and mask, B*NH*Tq*Tk each): the CPU's, and CUDA's unfused one
+void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes);
 
 // The CUDA table: libcommon/cuda/gpu_backend.c in a `make CUDA=1` build, else gpu_none.c's stand-in, which says so.
 // Initialises the first GPU; NULL with err when it cannot. Call backend_get("cuda") instead.

@@ -110,6 +110,18 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
                             const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
                             const AttnDims *d);
 
+// The same attention fused (gpu_attn.cu): tiles with an online softmax, so no (Tq, Tk) matrix is stored; for head
+// sizes up to GPU_ATTN_FUSED_HS_MAX. The forward saves lse (B, NH, Tq), each query row's log-sum-exp of its scores,
+// instead of probs and mask; the backward takes it and the forward's out, and recomputes the probabilities (the
+// dropout bits are drawn again: the CPU's). Its workspace is O(B*NH*Tq) floats, plus B*Tq*C with dEr. Equal to the
+// CPU within 1e-5 of each tensor's scale (sums in another order), deterministic (no atomics).
+#define GPU_ATTN_FUSED_HS_MAX 128
+void gpu_attention_fused_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const float *Er, const AttnDims *d);
+void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v, const float *Er,
+                                  const AttnDims *d);
+
 // hourglass resampling (ops.h): pad, crop, causal shift by K-1, mean pooling and repetition along time
 void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);
 void gpu_pad_backward(float *dinp, const float *dout, int B, int T, int Tp, int C);

@@ -327,7 +327,9 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     const HgConfig *c = pl->c;
     Arena *a = &pl->a;
     size_t N = (size_t)pl->B * Tq, Nk = (size_t)pl->B * Tk, C = (size_t)c->C, F = (size_t)c->F;
-    size_t P = (size_t)pl->B * c->NH * Tq * Tk;
+    AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
+    size_t P, PM; // what the backend's attention saves
+    pl->be->attention_saves(&ad, &P, &PM);
     A->Tq = Tq, A->Tk = Tk, A->cross = cross;
     if (cross) {
         A->q = TAKE_F(a, N * C);
@@ -335,7 +337,7 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     } else {
         A->qkv = TAKE_F(a, N * 3 * C);
     }
-    A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = TAKE_U8(a, P);
+    A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = PM ? TAKE_U8(a, PM) : NULL;
     A->proj = TAKE_F(a, N * C), A->projd = TAKE_F(a, N * C), A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
     A->h1 = TAKE_F(a, N * F), A->r1d = TAKE_F(a, N * F);
@@ -351,7 +353,6 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     }
     if (N > pl->max_n) pl->max_n = N;
     if (Nk > pl->max_nk) pl->max_nk = Nk;
-    AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
     size_t att = attention_scratch_floats(&ad); // every thread busy, dEr summed in the same order for any count
     if (att > pl->max_att) pl->max_att = att;
 }
@@ -712,15 +713,15 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     if (A->cross) {
         ZERO(H->g_q, NC);
         ZERO(H->g_kv, (size_t)Nk * 2 * C);
-        m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->probs, A->amask, A->q,
-                           A->kv, A->kv + C, er, &d);
+        m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->att, A->probs,
+                                  A->amask, A->q, A->kv, A->kv + C, er, &d);
         m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
         m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
                         Nk, C, 2 * C);
     } else {
         ZERO(H->g_qkv, NC * 3);
-        m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->probs,
-                           A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
+        m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->att,
+                                  A->probs, A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
         m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
     }
 }

@@ -7,6 +7,7 @@
 // 100 optimizer steps of trainer_step (windows, accumulation 2, clipping, OneCycle, Adam) follow the CPU's losses
 // within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches. Decoding on the GPU
 // equals the CPU's full forward at every step (prefill, single tokens, the window sliding), the same bytes twice.
+// The model and training checks run again with HMT_GPU_ATTENTION=fused (gpu_attention_fused_*, no probs stored).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,6 +324,7 @@ int main(void)
         printf("test_cuda_model: %s: every GPU check skipped\n", err);
         check_skipping = 1;
         test_model(NULL), test_decode(NULL), test_decode_long(NULL), test_training(NULL);
+        test_model(NULL), test_training(NULL); // again with fused attention
         return check_done();
     }
     CHECK(gpu != NULL, "the CUDA backend: %s", err);
@@ -333,6 +335,13 @@ int main(void)
     test_decode(gpu);
     test_decode_long(gpu);
     test_training(gpu);
+    // the fused attention kernels in the same model (decoding has its own kernels: not run again)
+    printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
+    setenv("HMT_GPU_ATTENTION", "fused", 1);
+    gpu = backend_get("cuda", err);
+    CHECK(gpu != NULL, "the CUDA backend with fused attention: %s", err);
+    if (gpu) test_model(gpu), test_training(gpu);
+    unsetenv("HMT_GPU_ATTENTION");
     rmdir(dir);
     return check_done();
 }

@@ -369,6 +369,29 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < 6; t++) free(g[r][t]);
+    if (HS <= GPU_ATTN_FUSED_HS_MAX) { // the fused kernels: the same tensors but probs and mask, which they never store
+        float *d_lse = dev_new((size_t)B * NH * Tq * 4);
+        for (int r = 0; r < 2; r++) {
+            reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+            gpu_zero(d_out, no * 4);
+            gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+            gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
+                                         d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+            g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_lse, (size_t)B * NH * Tq * 4);
+            g[r][3] = host_from(d_dq, nq * 4), g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
+        }
+        snprintf(m, sizeof m, "%s, fused: out", name), cmp(m, g[0][0], out, no, TOL), twice(m, g[0][0], g[1][0], no * 4);
+        snprintf(m, sizeof m, "%s, fused: lse", name), twice(m, g[0][1], g[1][1], (size_t)B * NH * Tq * 4);
+        snprintf(m, sizeof m, "%s, fused: dq", name), cmp(m, g[0][3], dq, nq, TOL), twice(m, g[0][3], g[1][3], nq * 4);
+        snprintf(m, sizeof m, "%s, fused: dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL);
+        twice(m, g[0][4], g[1][4], nkv * 4);
+        snprintf(m, sizeof m, "%s, fused: dEr%s", name, with_er ? "" : " (none: untouched)");
+        cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
+        for (int r = 0; r < 2; r++)
+            for (int t = 0; t < 6; t++)
+                if (t != 2) free(g[r][t]);
+        gpu_free(d_lse);
+    }
     gpu_free(d_q), gpu_free(d_kv), gpu_free(d_er), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_probs);
     gpu_free(d_dq), gpu_free(d_dkv), gpu_free(d_der), gpu_free(d_mask), gpu_free(d_nk);
     free(qb), free(kv), free(er), free(dout), free(dq0), free(dkv0), free(der0), free(out), free(probs), free(scratch);

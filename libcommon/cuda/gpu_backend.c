@@ -2,6 +2,8 @@
 // emulator's tests, tests/emu). Memory failures die in one line naming the size and the free memory; an op's own
 // failure is kept by gpu.h and surfaces at the next sync (trainer_step syncs once per step) or copy.
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "gpu.h"
@@ -29,19 +31,34 @@ static uint64_t g_mem_free(const char **source)
     if (source) *source = "the GPU's free memory";
     return gpu_mem_info(&free_b, &total) == 0 ? (uint64_t)free_b : 0;
 }
-// the CPU's attention takes a scratch buffer; the GPU keeps its own workspace
+// Attention: ops.h's, unfused (cuBLAS products, probs and mask stored: gpu_attention_*), or fused (tiles with an
+// online softmax, one float saved per query row: gpu_attention_fused_*) for head sizes it takes. The CPU's scratch
+// is not used: the GPU keeps its own workspace.
+static int fused_attention; // HMT_GPU_ATTENTION=fused
+static int fused(const AttnDims *d) { return fused_attention && d->C / d->NH <= GPU_ATTN_FUSED_HS_MAX; }
+
+static void g_attention_saves(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
+{
+    if (!fused(d)) {
+        attention_saves_probs(d, probs_floats, mask_bytes);
+        return;
+    }
+    *probs_floats = (size_t)d->B * d->NH * d->Tq, *mask_bytes = 0;
+}
 static void g_attention_forward(float *out, float *probs, uint8_t *mask, float *scratch, const float *q, const float *k,
                                 const float *v, const float *Er, const AttnDims *d)
 {
     (void)scratch;
-    gpu_attention_forward(out, probs, mask, q, k, v, Er, d);
+    if (fused(d)) gpu_attention_fused_forward(out, probs, q, k, v, Er, d);
+    else gpu_attention_forward(out, probs, mask, q, k, v, Er, d);
 }
 static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
-                                 const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
-                                 const float *Er, const AttnDims *d)
+                                 const float *out, const float *probs, const uint8_t *mask, const float *q,
+                                 const float *k, const float *v, const float *Er, const AttnDims *d)
 {
     (void)scratch;
-    gpu_attention_backward(dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
+    if (fused(d)) gpu_attention_fused_backward(dq, dk, dv, dEr, dout, out, probs, q, k, v, Er, d);
+    else gpu_attention_backward(dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
 }
 
 static const DecKernels dec_gpu = {
@@ -59,7 +76,8 @@ static const Backend backend_gpu = {
     .add_forward = gpu_add_forward, .accumulate = gpu_accumulate,
     .dropout_forward = gpu_dropout_forward, .dropout_backward = gpu_dropout_backward,
     .relu_dropout_forward = gpu_relu_dropout_forward, .relu_dropout_backward = gpu_relu_dropout_backward,
-    .attention_forward = g_attention_forward, .attention_backward = g_attention_backward,
+    .attention_saves = g_attention_saves, .attention_forward = g_attention_forward,
+    .attention_backward = g_attention_backward,
     .pad_forward = gpu_pad_forward, .pad_backward = gpu_pad_backward, .crop_forward = gpu_crop_forward,
     .crop_backward = gpu_crop_backward, .shift_forward = gpu_shift_forward, .shift_backward = gpu_shift_backward,
     .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
@@ -72,6 +90,10 @@ static const Backend backend_gpu = {
 
 const Backend *backend_cuda(char *err)
 {
+    const char *att = getenv("HMT_GPU_ATTENTION");
+    if (att && *att && strcmp(att, "fused") != 0 && strcmp(att, "gemm") != 0)
+        return err_set(err, "HMT_GPU_ATTENTION=%s: expected fused or gemm", att), NULL;
+    fused_attention = att && strcmp(att, "fused") == 0;
     char gerr[ERR_MAX];
     if (gpu_init(0, gerr) != GPU_OK) {
         err_set(err, "%s", gerr);

@@ -8,8 +8,13 @@
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-// kernel<<<grid, block>>> on the backend's stream, written so the emulator can take it over
+// kernel<<<grid, block>>> on the backend's stream, written so the emulator can take it over; LAUNCH_SMEM with
+// `bytes` of dynamic shared memory, which the kernel names with DYN_SMEM(name) (a float *)
 #define LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, gpu_stream>>>
+#define LAUNCH_SMEM(kernel, grid, block, bytes) kernel<<<(grid), (block), (bytes), gpu_stream>>>
+#define DYN_SMEM(name)                                                                                                 \
+    extern __shared__ float4 name##_f4[];                                                                              \
+    float *name = (float *)name##_f4
 #endif
 
 #include "gpu.h"
@@ -43,6 +48,33 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
 void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                long long sAb, long long sAh, const float *B, int ldb, long long sBb, long long sBh, float beta,
                float *C, int ldc, long long sCb, long long sCh, int nb, int nh);
+
+// ---- dropout: ops.c's counter stream --------------------------------------------------------------------------
+// Element i of the stream keyed by `key` is kept iff the 32-bit half (i & 1) of splitmix64 output i/2 is >= thr
+// (Steele et al. 2014); key = mix64(seed + GOLDEN) + GOLDEN, thr = p * 2^32 (saturated), as ops.c.
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+__host__ __device__ static inline uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+static inline uint64_t dropout_key(uint64_t seed) { return mix64(seed + GOLDEN) + GOLDEN; }
+static inline uint32_t drop_threshold(float p)
+{
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+__device__ static inline int drop_keep(uint64_t key, uint32_t thr, size_t i)
+{
+    uint64_t h = mix64(key + (uint64_t)(i >> 1) * GOLDEN);
+    uint32_t u = i & 1 ? (uint32_t)(h >> 32) : (uint32_t)h;
+    return u >= thr;
+}
+
+// ---- attention ---------------------------------------------------------------------------------------------
+// dEr_T (n floats) += sum over t < tasks, in order, of part[t * n .. t * n + n): the per-(b, h) partials of dEr
+void gpu_er_sum(const char *op, float *dEr_T, const float *part, int tasks, size_t n);
 
 // grid size for n elements at `per` elements per block, at least 1
 static inline unsigned gpu_blocks(size_t n, size_t per) { return n ? (unsigned)((n + per - 1) / per) : 1u; }

@@ -245,29 +245,7 @@ void gpu_relu_backward(float *dinp, const float *dout, const float *out, size_t 
 void gpu_add_forward(float *out, const float *a, const float *b, size_t n) { EW_OP("gpu_add_forward", add_k, out, a, b, n); }
 void gpu_accumulate(float *dst, const float *src, size_t n) { EW_OP("gpu_accumulate", acc_k, dst, src, n); }
 
-// ---- dropout: ops.c's counter stream, element for element ------------------------------------------------------
-// Element i of the stream keyed by `key` is kept iff the 32-bit half (i & 1) of splitmix64 output i/2 is >= thr
-// (Steele et al. 2014); key = mix64(seed + GOLDEN) + GOLDEN, thr = p * 2^32 (saturated), as ops.c.
-
-#define GOLDEN 0x9e3779b97f4a7c15ULL
-__host__ __device__ static inline uint64_t mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-static uint64_t dropout_key(uint64_t seed) { return mix64(seed + GOLDEN) + GOLDEN; }
-static uint32_t drop_threshold(float p)
-{
-    double t = (double)p * 4294967296.0;
-    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
-}
-__device__ static inline int drop_keep(uint64_t key, uint32_t thr, size_t i)
-{
-    uint64_t h = mix64(key + (uint64_t)(i >> 1) * GOLDEN);
-    uint32_t u = i & 1 ? (uint32_t)(h >> 32) : (uint32_t)h;
-    return u >= thr;
-}
+// ---- dropout: ops.c's counter stream, element for element (drop_keep, gpu_internal.cuh) ------------------------
 
 // out = kept (and, with relu, inp > 0) ? inp * scale : +0; mask = kept. p <= 0 (`copy`): every mask byte 1.
 __global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, float scale, uint32_t thr, uint64_t key,
@@ -425,6 +403,12 @@ __global__ static void er_sum_k(float *dEr, const float *part, int tasks, size_t
     }
 }
 
+void gpu_er_sum(const char *op, float *dEr_T, const float *part, int tasks, size_t n)
+{
+    LAUNCH(er_sum_k, ew_blocks(n), EW_THREADS)(dEr_T, part, tasks, n);
+    gpu_launched(op);
+}
+
 static AttK att_k(const AttnDims *d, int backward)
 {
     AttK a;
@@ -520,8 +504,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     }
     if (part) {
         size_t n = (size_t)Tq * HS;
-        LAUNCH(er_sum_k, ew_blocks(n), EW_THREADS)(dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
-        gpu_launched(op);
+        gpu_er_sum(op, dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
     }
 }
 

@@ -12,6 +12,14 @@
 uint3e threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 uint64_t emu_lane_slots[1024];
+float *emu_dyn_smem;
+
+void emu_set_dyn_smem(size_t bytes)
+{
+    free(emu_dyn_smem);
+    emu_dyn_smem = (float *)malloc(bytes ? bytes : 1);
+    memset(emu_dyn_smem, 0xff, bytes); // NaN floats
+}
 
 // ---- scheduler ----------------------------------------------------------------------------------------------
 // Threads are contexts on stacks of their own, switched by emu_switch (x86-64 SysV: the callee-saved registers and

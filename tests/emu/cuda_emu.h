@@ -52,18 +52,30 @@ template <typename T> static inline T emu_shfl(T v, int src_lane)
 template <typename T> static inline T __shfl_down_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) + o); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
 
-// LAUNCH(kernel, grid, block)(args...): every thread calls kernel(args...)
+// dynamic shared memory (DYN_SMEM in gpu_internal.cuh): a fresh buffer of the launch's size, filled with NaN
+// bytes, so a kernel that reads past its size (ASan) or before writing (NaN in the result) is caught
+extern float *emu_dyn_smem;
+void emu_set_dyn_smem(size_t bytes);
+
+// LAUNCH(kernel, grid, block)(args...): every thread calls kernel(args...); LAUNCH_SMEM also sizes DYN_SMEM
 template <typename K> struct EmuLaunch {
     K k;
     dim3 g, b;
+    size_t smem;
     template <typename... A> void operator()(A... args)
     {
+        emu_set_dyn_smem(smem);
         auto call = [&]() { k(args...); };
         emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call);
     }
 };
-template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b) { return EmuLaunch<K>{k, g, b}; }
+template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0)
+{
+    return EmuLaunch<K>{k, g, b, smem};
+}
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block))
+#define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes))
+#define DYN_SMEM(name) float *name = emu_dyn_smem
 
 // ---- CUDA runtime (the calls libcommon/cuda uses) --------------------------------------------------------------
 typedef enum cudaError {
@@ -96,6 +108,8 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <typename K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
 
 // ---- cuBLAS ---------------------------------------------------------------------------------------------------
 typedef void *cublasHandle_t;
