@@ -2,7 +2,7 @@
 // 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling), the machine's 2-thread sgemm GFLOP/s (on a GPU: cuBLAS at 8192^3 in the same precision), and the
 // model's share of that bound (matmul FLOPs / time).
-// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32] (median of RUNS timed steps after one
+// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32 | --precision P] (median of RUNS timed steps after one
 // warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
 // step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
 // --tf32 lets its matmuls use TF32; --config FILE times that config instead, at its own T, e.g. the reference's
@@ -69,13 +69,16 @@ static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = 5, only = -1, B = 8, full = 0, tf32 = 0, npos = 0;
+    int runs = 5, only = -1, B = 8, full = 0, prec = PREC_FP32, npos = 0;
     const char *device = "cpu", *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
         else if (strcmp(argv[i], "--full") == 0) full = 1;
-        else if (strcmp(argv[i], "--tf32") == 0) tf32 = 1;
+        else if (strcmp(argv[i], "--tf32") == 0) prec = PREC_TF32;
+        else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
+            if ((prec = precision_parse(argv[++i])) < 0) die_usage("--precision '%s': expected fp32, tf32 or bf16", argv[i]);
+        }
         else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config = argv[++i];
         else if (npos == 0) runs = (int)parse_long("RUNS", argv[i], 1, 100), npos++;
         else if (npos == 1) only = (int)parse_long("CONFIG", argv[i], 0, 2), npos++;
@@ -84,13 +87,13 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     const Backend *be = backend_get(device, err);
     if (!be) die("cannot use device '%s': %s", device, err);
-    if (tf32 && be->on_host) die_usage("--tf32 needs --device cuda");
-    gpu_set_tf32(tf32);
+    if (prec != PREC_FP32 && be->on_host) die_usage("--precision %s needs --device cuda", precision_name(prec));
+    gpu_set_precision(prec);
     int T = 512, C = 256, F = 1024, V = 348;
     double peak = be->on_host ? sgemm_gflops() : gpu_gemm_gflops(be);
     if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
     else printf("device: %s; batch %d; %s; cuBLAS 8192^3: %.1f TFLOP/s\n", be->device_name(), B,
-                tf32 ? "TF32" : "fp32 (TF32 off)", peak / 1e3);
+                prec == PREC_FP32 ? "fp32 (TF32 off)" : prec == PREC_TF32 ? "TF32" : "bf16 linear layers", peak / 1e3);
     printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
     printf("%-22s %12s %12s %10s %12s %10s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
            be->on_host ? "alloc MiB" : "GPU MiB");

@@ -78,6 +78,18 @@ const Backend backend_cpu = {
 };
 
 
+static const char *const prec_names[] = {"fp32", "tf32", "bf16"};
+const char *precision_name(int precision)
+{
+    return precision >= 0 && precision <= PREC_BF16 ? prec_names[precision] : "?";
+}
+int precision_parse(const char *name)
+{
+    for (int p = 0; p <= PREC_BF16; p++)
+        if (strcmp(name, prec_names[p]) == 0) return p;
+    return -1;
+}
+
 const Backend *backend_get(const char *name, char *err)
 {
     if (strcmp(name, "cpu") == 0) return &backend_cpu;

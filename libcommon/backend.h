@@ -92,8 +92,15 @@ typedef struct Backend {
     double (*clip_grad_norm)(float *g, size_t n, double max_norm);
     void (*adam_step)(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
     const DecKernels *dec;      // NULL: the CPU
-    void (*set_tf32)(int on);   // matmuls in TF32 from the next op (NULL: the CPU, always float32)
+    void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
 } Backend;
+
+// The matmuls' precision on a GPU (gpu.h's GPU_FP32, GPU_TF32, GPU_BF16): float32 as the CPU; TF32; bfloat16
+// inputs to the linear layers' products with float32 sums. The CPU always computes in float32.
+enum { PREC_FP32 = 0, PREC_TF32 = 1, PREC_BF16 = 2 };
+// "fp32", "tf32", "bf16"; precision_parse returns -1 for anything else
+const char *precision_name(int precision);
+int precision_parse(const char *name);
 
 // The CPU: ops.c and optim.c.
 extern const Backend backend_cpu;

@@ -44,8 +44,15 @@ const char *gpu_driver_version(void);
 const char *gpu_runtime_version(void);
 // Free and total device memory in bytes. Returns 0, or -1 (not initialized, or the query failed).
 int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
-// Matmuls in TF32 (off by default: fp32, as the CPU). Takes effect on the next op.
-void gpu_set_tf32(int on);
+// The matmuls' precision, from the next op: GPU_FP32 (the default: float32, as the CPU); GPU_TF32 (cuBLAS's TF32
+// tensor cores: inputs rounded to 10 mantissa bits, float32 sums); GPU_BF16: the linear layers' products take
+// bfloat16 inputs (rounded to nearest even, 7 mantissa bits) with float32 accumulation and float32 results, the
+// other cuBLAS products (the unfused attention's) TF32; weights, gradients, Adam state, LayerNorm, softmax and the
+// losses stay float32 (mixed precision, as PyTorch's bf16 autocast but with float32 outputs).
+#define GPU_FP32 0
+#define GPU_TF32 1
+#define GPU_BF16 2
+void gpu_set_precision(int precision);
 // Waits for every op queued so far. Returns 0, or -1 with the first error kept (see gpu_error).
 int gpu_sync(void);
 // With HMT_GPU_PROFILE=1 in the environment every op waits for the GPU and its time is kept per op (cuBLAS calls

@@ -161,7 +161,7 @@ void trainer_save(const Trainer *tr, const char *path, uint64_t config_hash, uin
     put64(h, TS_H_N_FLOATS, tr->m.n_floats), put64(h, TS_H_STEP, (uint64_t)tr->step);
     put64(h, TS_H_RUN_ID, (uint64_t)run_id), put64(h, TS_H_CONFIG_HASH, config_hash);
     put64(h, TS_H_VOCAB_HASH, vocab_hash), put64(h, TS_H_BEST_VAL, best);
-    h[TS_H_TF32] = tr->tf32;
+    h[TS_H_PRECISION] = tr->precision;
     const Backend *be = tr->m.be;
     size_t n = tr->m.n_floats;
     float *host = be->on_host ? NULL : xmalloc(n * sizeof *host); // the Adam moments, one at a time
@@ -221,7 +221,7 @@ int trainer_load(Trainer *tr, const char *path, uint64_t config_hash, uint64_t v
     else {
         uint64_t best = get64(h, TS_H_BEST_VAL);
         tr->step = (long)get64(h, TS_H_STEP);
-        tr->tf32 = h[TS_H_TF32];
+        tr->precision = (int)h[TS_H_PRECISION];
         memcpy(&tr->best_val, &best, 8);
         *run_id = (int64_t)get64(h, TS_H_RUN_ID);
         rc = 0;

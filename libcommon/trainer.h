@@ -25,7 +25,7 @@ enum {
     TS_H_CONFIG_HASH = 8, // u64, fnv1a of the resolved config JSON
     TS_H_VOCAB_HASH = 10, // u64
     TS_H_BEST_VAL = 12,   // f64 bits, best validation loss so far (inf: none)
-    TS_H_TF32 = 14,       // 1: the GPU's matmuls ran in TF32 (train --tf32); 0 in states written before it
+    TS_H_PRECISION = 14,  // backend.h's PREC_*: 0 float32 (also in states written before it), 1 TF32, 2 bf16
 };
 
 typedef struct Trainer {
@@ -35,7 +35,7 @@ typedef struct Trainer {
     long step;              // optimizer steps done
     double best_val;
     double t_data;          // seconds spent making windows in trainer_step (the data path), for reports
-    int tf32;               // saved with the state (TS_H_TF32) and read back by trainer_load; the caller sets it
+    int precision;          // PREC_*: saved with the state (TS_H_PRECISION), read back by trainer_load; the caller sets it
     int B, T, V;
     int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T), host memory
     int32_t *tgt_b;           // the targets in the backend's memory (tgt itself on the CPU)

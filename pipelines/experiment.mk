@@ -25,10 +25,11 @@ EVAL_PROMPT ?=
 EVAL_GEN ?=
 STUDY_DOCS ?= 3
 THREADS ?= $(shell nproc 2>/dev/null || echo 2)
-# --device of train, sample and eval: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); TF32=1 adds train's
-# --tf32
+# --device of train, sample and eval: cuda needs the tools of `make CUDA=1` (CUDA=1 DEVICE=cuda); PRECISION=tf32 or
+# bf16 is train's --precision there (TF32=1: PRECISION=tf32)
 DEVICE ?= cpu
 TF32 ?=
+PRECISION ?= $(if $(filter 1,$(TF32)),tf32)
 DEVICE_FLAG = $(if $(filter-out cpu,$(DEVICE)),--device $(DEVICE))
 # $(call to_midi,DOCS,DIR): the token documents of DOCS as MIDI files in DIR, made afresh
 to_midi = rm -rf $(2) && $(BIN)/remi2midi -q -O $(2) < $(1)
@@ -58,7 +59,7 @@ $(call run_dir,$(1),$(2))/run.json: $(CONFIG_DIR)/$(1).json $(wildcard $(CONFIG_
 # tools are order-only prerequisites: rebuilding them does not redo finished runs
 $(call run_dir,$(1),$(2))/train.done: $(call run_dir,$(1),$(2))/run.json $(SHARDS)/manifest.json | $(BIN)/train
 	$(BIN)/train -c $$< -d $(SHARDS) -o $$(dir $$@) --experiment $(call exp_name,$(1)) --registry $(REGISTRY) \
-	  -j $(THREADS) $(DEVICE_FLAG) $(if $(filter 1,$(TF32)),--tf32) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
+	  -j $(THREADS) $(DEVICE_FLAG) $(if $(PRECISION),--precision $(PRECISION)) $$$$( [ -f $$(dir $$@)trainer.state ] && echo --resume )
 	touch $$@
 
 $(call run_dir,$(1),$(2))/samples.txt: $(call run_dir,$(1),$(2))/train.done | $(BIN)/sample $(BIN)/remi2midi

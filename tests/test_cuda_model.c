@@ -19,6 +19,7 @@
 #include "config.h"
 #include "data.h"
 #include "decode.h"
+#include "evaluate.h"
 #include "hg.h"
 #include "remi.h"
 #include "shard.h"
@@ -312,6 +313,81 @@ static void test_training(const Backend *gpu)
     unlink(path);
 }
 
+// a shard of documents `first` .. first+n-1, each 40 tokens of the walk 4 + (7 d + 3 i) % 20 (the next token follows
+// from the last: learnable), at dir/name; the unigram entropy of its tokens in nats in *entropy
+static void walk_shard(const char *name, int first, int n, double *entropy)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    OutFile *o = out_open(path);
+    ShardWriter w;
+    shard_writer_init(&w, o->fp, path);
+    long count[REMI_VOCAB_SIZE] = {0}, total = 0;
+    for (int d = first; d < first + n; d++) {
+        int32_t ids[40];
+        for (int i = 0; i < 40; i++) ids[i] = 4 + (d * 7 + i * 3) % 20, count[ids[i]]++, total++;
+        char doc[16];
+        snprintf(doc, sizeof doc, "doc%d", d);
+        shard_writer_add(&w, doc, ids, 40);
+    }
+    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
+    out_commit(o);
+    *entropy = 0;
+    for (int v = 0; v < REMI_VOCAB_SIZE; v++)
+        if (count[v]) *entropy -= (double)count[v] / total * log((double)count[v] / total);
+}
+
+// --precision bf16 (the linear layers' products on bfloat16 inputs): a tiny hourglass learns the walk on the GPU,
+// its val loss under 0.7 x the unigram entropy of the val tokens, and it stays near the float32 GPU run's
+static void test_bf16_training(const Backend *gpu)
+{
+    char err[ERR_MAX], path[256];
+    if (!gpu) {
+        CHECK(0, "bf16 training");
+        CHECK(0, "bf16 against float32");
+        return;
+    }
+    double h_train, h_val;
+    walk_shard("bf16_train.bin", 0, 12, &h_train), walk_shard("bf16_val.bin", 12, 4, &h_val);
+    RunConfig rc;
+    const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
+                       "\"num_heads\": 2, \"d_model\": 32, \"dim_feedforward\": 64, \"attn_resampling\": true}, "
+                       "\"train\": {\"batch_size\": 4, \"steps\": 60, \"seed\": 5}, \"lr_scheduler\": "
+                       "{\"max_lr\": 1e-2}}";
+    DataSet ds, val;
+    Trainer t[2]; // float32, bf16
+    snprintf(path, sizeof path, "%s/bf16_train.bin", dir);
+    int ok = config_parse(&rc, json, "test", err) == 0 &&
+             data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) == 0;
+    snprintf(path, sizeof path, "%s/bf16_val.bin", dir);
+    ok = ok && data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
+    double loss[2] = {0, 0};
+    for (int p = 0; ok && p < 2; p++) {
+        gpu->set_precision(p ? PREC_BF16 : PREC_FP32);
+        if (trainer_init(&t[p], &rc, REMI_VOCAB_SIZE, gpu, err) < 0) {
+            ok = 0;
+            break;
+        }
+        double norm, lr;
+        for (int s = 0; s < rc.steps; s++) trainer_step(&t[p], &ds, &norm, &lr);
+        EvalLikelihood ev;
+        ok = evaluate_likelihood(&t[p].m, &val, NULL, &ev) == 0;
+        loss[p] = ev.loss;
+        trainer_free(&t[p]);
+    }
+    gpu->set_precision(PREC_FP32);
+    CHECK(ok, "bf16 training setup: %s", err);
+    printf("bf16 training: val loss %.4f (float32 %.4f), unigram entropy %.4f\n", loss[1], loss[0], h_val);
+    CHECK(ok && loss[1] < 0.7 * h_val, "bf16 training: val loss %.4f, not under 0.7 x the unigram entropy %.4f",
+          loss[1], h_val);
+    CHECK(ok && fabs(loss[1] - loss[0]) <= 0.05 * loss[0] + 0.02, "bf16 val loss %.4f against float32 %.4f", loss[1],
+          loss[0]);
+    if (ok) data_close(&ds), data_close(&val);
+    config_free(&rc);
+    snprintf(path, sizeof path, "%s/bf16_train.bin", dir), unlink(path);
+    snprintf(path, sizeof path, "%s/bf16_val.bin", dir), unlink(path);
+}
+
 int main(void)
 {
     util_init("test_cuda_model");
@@ -325,6 +401,7 @@ int main(void)
         check_skipping = 1;
         test_model(NULL), test_decode(NULL), test_decode_long(NULL), test_training(NULL);
         test_model(NULL), test_training(NULL); // again with fused attention
+        test_bf16_training(NULL);
         return check_done();
     }
     CHECK(gpu != NULL, "the CUDA backend: %s", err);
@@ -335,6 +412,7 @@ int main(void)
     test_decode(gpu);
     test_decode_long(gpu);
     test_training(gpu);
+    test_bf16_training(gpu);
     // the fused attention kernels in the same model (decoding has its own kernels: not run again)
     printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
     setenv("HMT_GPU_ATTENTION", "fused", 1);

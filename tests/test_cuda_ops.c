@@ -106,7 +106,25 @@ static void no_error(const char *section)
 
 // ---- linear -------------------------------------------------------------------------------------------------
 
-static void linear_case(const char *name, int N, int IC, int OC, int bias, int tf32)
+// x rounded to bfloat16 (nearest even), as the GPU's conversion for --precision bf16
+static float bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static float *bf16_copy(const float *a, size_t n)
+{
+    float *p = copy_of(a, n);
+    for (size_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
+    return p;
+}
+
+// prec: GPU_FP32 (the CPU's float32 within 1e-5), GPU_TF32 (within 1e-2), GPU_BF16 (within 1e-5 of the CPU's
+// float32 product of the bfloat16-rounded inputs, and 2e-2 of the float32 result)
+static void linear_case(const char *name, int N, int IC, int OC, int bias, int prec)
 {
     char m[160];
     float *inp = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 1), *b = bias ? rnd(OC, 1) : NULL;
@@ -120,7 +138,7 @@ static void linear_case(const char *name, int N, int IC, int OC, int bias, int t
     float *d_out = dev_new((size_t)N * OC * 4), *d_dinp = dev_new((size_t)N * IC * 4);
     float *d_dw = dev_new((size_t)OC * IC * 4), *d_db = dev_new(OC * 4);
     float *g_out[2], *g_dinp[2], *g_dw[2], *g_db[2];
-    gpu_set_tf32(tf32);
+    gpu_set_precision(prec);
     for (int r = 0; r < 2; r++) {
         reset(d_dinp, dinp0, (size_t)N * IC * 4), reset(d_dw, dw0, (size_t)OC * IC * 4), reset(d_db, db0, OC * 4);
         gpu_linear_forward(d_out, d_inp, d_w, d_b, N, IC, OC);
@@ -128,8 +146,24 @@ static void linear_case(const char *name, int N, int IC, int OC, int bias, int t
         g_out[r] = host_from(d_out, (size_t)N * OC * 4), g_dinp[r] = host_from(d_dinp, (size_t)N * IC * 4);
         g_dw[r] = host_from(d_dw, (size_t)OC * IC * 4), g_db[r] = host_from(d_db, OC * 4);
     }
-    gpu_set_tf32(0);
-    double tol = tf32 ? 1e-2 : TOL; // TF32 rounds the inputs to 10 mantissa bits
+    gpu_set_precision(GPU_FP32);
+    double tol = prec == GPU_TF32 ? 1e-2 : prec == GPU_BF16 ? 2e-2 : TOL; // 10 or 7 mantissa bits
+    if (prec == GPU_BF16) { // the claim itself: bfloat16 inputs, float32 sums
+        float *ib = bf16_copy(inp, (size_t)N * IC), *wb = bf16_copy(w, (size_t)OC * IC);
+        float *gb = bf16_copy(dout, (size_t)N * OC), *ob = malloc((size_t)N * OC * 4);
+        float *dib = copy_of(dinp0, (size_t)N * IC), *dwb = copy_of(dw0, (size_t)OC * IC);
+        linear_forward(ob, ib, wb, b, N, IC, OC);
+        linear_backward(bias ? dib : NULL, dwb, NULL, gb, ib, wb, N, IC, OC);
+        snprintf(m, sizeof m, "%s out = the float32 product of bf16 inputs", name);
+        cmp(m, g_out[0], ob, (size_t)N * OC, TOL);
+        snprintf(m, sizeof m, "%s dw = the float32 product of bf16 inputs", name);
+        cmp(m, g_dw[0], dwb, (size_t)OC * IC, TOL);
+        if (bias) {
+            snprintf(m, sizeof m, "%s dinp = the float32 product of bf16 inputs", name);
+            cmp(m, g_dinp[0], dib, (size_t)N * IC, TOL);
+        }
+        free(ib), free(wb), free(gb), free(ob), free(dib), free(dwb);
+    }
     snprintf(m, sizeof m, "%s out", name), cmp(m, g_out[0], out, (size_t)N * OC, tol);
     twice(m, g_out[0], g_out[1], (size_t)N * OC * 4);
     snprintf(m, sizeof m, "%s dw", name), cmp(m, g_dw[0], dw, (size_t)OC * IC, tol);
@@ -153,11 +187,15 @@ static void linear_case(const char *name, int N, int IC, int OC, int bias, int t
 
 static void test_linear(void)
 {
-    linear_case("linear 300x70 -> 130", 300, 70, 130, 1, 0);
-    linear_case("linear 5x3 -> 7", 5, 3, 7, 1, 0);
-    linear_case("linear without bias or dinp", 129, 64, 48, 0, 0);
-    linear_case("linear 1000x256 -> 348", 1000, 256, 348, 1, 0);
-    linear_case("linear TF32 (tolerance 1e-2)", 300, 70, 130, 1, 1);
+    linear_case("linear 300x70 -> 130", 300, 70, 130, 1, GPU_FP32);
+    linear_case("linear 5x3 -> 7", 5, 3, 7, 1, GPU_FP32);
+    linear_case("linear without bias or dinp", 129, 64, 48, 0, GPU_FP32);
+    linear_case("linear 1000x256 -> 348", 1000, 256, 348, 1, GPU_FP32);
+    linear_case("linear TF32 (tolerance 1e-2)", 300, 70, 130, 1, GPU_TF32);
+    linear_case("linear bf16 300x70 -> 130", 300, 70, 130, 1, GPU_BF16);
+    linear_case("linear bf16 5x3 -> 7", 5, 3, 7, 1, GPU_BF16);
+    linear_case("linear bf16 without bias or dinp", 129, 64, 48, 0, GPU_BF16);
+    linear_case("linear bf16 1000x256 -> 348", 1000, 256, 348, 1, GPU_BF16);
 }
 
 // ---- LayerNorm ----------------------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ static void usage(void)
            "      --experiment NAME name of the run in the registry (default: the config file's name)\n"
            "  -j, --threads N       OpenBLAS threads (default: the number of cores, %d)\n"
            "      --device DEV      cpu (default) or cuda (the first GPU; needs a `make CUDA=1` build)\n"
-           "      --tf32            with --device cuda: matmuls in TF32 (faster; float32 otherwise, as the CPU)\n"
+           "      --precision P     with --device cuda: fp32 (default: float32, as the CPU), tf32 (the matmuls in TF32),\n"
+           "                        or bf16 (the linear layers' matmuls on bfloat16 inputs, float32 sums, weights\n"
+           "                        and Adam state); a run resumes only in its own precision\n"
+           "      --tf32            the same as --precision tf32\n"
            "  -q, --quiet           no progress on stderr\n"
            "  -h, --help            this help\n"
            "SIGINT or SIGTERM: checkpoint, mark the run interrupted, exit 1; --resume continues it.\n"
@@ -132,7 +135,8 @@ int main(int argc, char **argv)
     double t_main = now_s();
     const char *config_path = NULL, *data_dir = NULL, *out_dir = NULL, *reg_path = REG_DEFAULT_PATH;
     const char *experiment = NULL, *device = "cpu";
-    int resume = 0, quiet = 0, tf32 = 0, threads = n_cpus();
+    const char *prec_arg = "fp32";
+    int resume = 0, quiet = 0, threads = n_cpus();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -145,6 +149,7 @@ int main(int argc, char **argv)
                            : strcmp(a, "--registry") == 0                        ? &reg_path
                            : strcmp(a, "--experiment") == 0                      ? &experiment
                            : strcmp(a, "--device") == 0                          ? &device
+                           : strcmp(a, "--precision") == 0                       ? &prec_arg
                                                                                  : NULL;
         if (val || strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) {
             if (!next) die_usage("option %s needs a value", a);
@@ -153,7 +158,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--resume") == 0) {
             resume = 1;
         } else if (strcmp(a, "--tf32") == 0) {
-            tf32 = 1;
+            prec_arg = "tf32";
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else {
@@ -164,7 +169,9 @@ int main(int argc, char **argv)
     if (!data_dir) die_usage("a shard folder is required (-d SHARDS)");
     if (!config_path && !resume) die_usage("a config is required (-c CONFIG)");
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
-    if (tf32 && strcmp(device, "cuda") != 0) die_usage("--tf32 is for --device cuda");
+    int prec = precision_parse(prec_arg);
+    if (prec < 0) die_usage("--precision '%s': expected fp32, tf32 or bf16", prec_arg);
+    if (prec != PREC_FP32 && strcmp(device, "cuda") != 0) die_usage("--precision %s is for --device cuda", prec_arg);
     openblas_set_num_threads(threads);
 
     // the config: the file given, or with --resume the run's own
@@ -188,7 +195,7 @@ int main(int argc, char **argv)
     if (trainer_plan(&rc, REMI_VOCAB_SIZE, &tp, err) < 0) die("bad config: %s", err);
     const Backend *be = backend_get(device, err);
     if (!be) die("cannot use device '%s': %s", device, err);
-    if (tf32) be->set_tf32(1); // matmuls in TF32: faster, and no longer the CPU's float32 bytes (only cuda gets here)
+    if (prec != PREC_FP32) be->set_precision(prec); // faster, no longer the CPU's float32 bytes (only cuda gets here)
     const char *mem_src;
     uint64_t avail = be->mem_free(&mem_src);
     char b[6][32];
@@ -217,7 +224,7 @@ int main(int argc, char **argv)
                 avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
     Trainer tr;
     if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0) die("bad config: %s", err);
-    tr.tf32 = tf32;
+    tr.precision = prec;
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s/trainer.state", out_dir);
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", out_dir, strerror(errno));
@@ -227,11 +234,11 @@ int main(int argc, char **argv)
     if (resume) {
         if (trainer_load(&tr, state_path, config_hash, remi_vocab_hash(), &run_id, err) < 0)
             die("cannot resume: %s", err);
-        if (!tf32 && strcmp(device, "cpu") == 0) tr.tf32 = 0; // a TF32 run may go on in float32 on the CPU
-        if (tr.tf32 != tf32) { // a usage error: the run itself stays as it was, not failed
+        if (strcmp(device, "cpu") == 0) tr.precision = PREC_FP32; // a TF32 or bf16 run may go on on the CPU
+        if (tr.precision != prec) { // a usage error: the run itself stays as it was, not failed
             run_id = 0;
-            die("cannot resume: '%s' trained with %s: resume it %s --tf32", out_dir, tr.tf32 ? "TF32" : "float32",
-                tr.tf32 ? "with" : "without");
+            die("cannot resume: '%s' trained in %s: resume it with --precision %s", out_dir,
+                precision_name(tr.precision), precision_name(tr.precision));
         }
         int r = run_id > 0 ? reg_resume_run(reg, run_id, tr.step, err) : 1;
         if (r < 0) die("%s", err);
@@ -247,7 +254,8 @@ int main(int argc, char **argv)
         free(dir);
     }
     char dev_name[300];
-    snprintf(dev_name, sizeof dev_name, "%s%s", be->device_name(), tf32 ? " (TF32)" : "");
+    snprintf(dev_name, sizeof dev_name, "%s%s", be->device_name(),
+             prec == PREC_TF32 ? " (TF32)" : prec == PREC_BF16 ? " (bf16)" : "");
     if (reg_set_device(reg, run_id, be->name, dev_name, err) < 0) die("%s", err);
     if (!resume) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);

@@ -11,7 +11,7 @@
 cudaStream_t gpu_stream;
 cublasHandle_t gpu_blas;
 
-static int g_ready, g_sync_each, g_tf32, g_profile;
+static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
@@ -176,8 +176,8 @@ GpuStatus gpu_init(int device, char *err)
     }
     cublasStatus_t st = cublasCreate(&gpu_blas);
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(gpu_blas, gpu_stream);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetMathMode(gpu_blas, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                          : CUBLAS_DEFAULT_MATH);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetMathMode(gpu_blas, g_prec != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                                      : CUBLAS_DEFAULT_MATH);
     if (st != CUBLAS_STATUS_SUCCESS)
         return init_fail(err, GPU_FAILED, "cannot set up cuBLAS on %s: %s", g_name, cublasGetStatusString(st));
     const char *s = getenv("HMT_GPU_SYNC");
@@ -213,12 +213,12 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
     return cuda_ok("gpu_mem_info", cudaMemGetInfo(free_bytes, total_bytes)) ? 0 : -1;
 }
 
-void gpu_set_tf32(int on)
+void gpu_set_precision(int precision)
 {
-    g_tf32 = on;
-    cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)
-                                : CUBLAS_STATUS_SUCCESS;
-    if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_tf32", cublasGetStatusString(st)); // not an op: no profile
+    g_prec = precision;
+    cublasMath_t mode = precision != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, mode) : CUBLAS_STATUS_SUCCESS;
+    if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
 }
 
 int gpu_sync(void)
@@ -311,6 +311,42 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
         st = cublasSgemmStridedBatched(gpu_blas, oa, ob, N, M, K, &alpha, B, ldb, sB, A, lda, sA, &beta, C, ldc, sC,
                                        batch);
     gpu_blas_check(op, st);
+}
+
+// bfloat16 of x, rounded to nearest even (NaN stays a quiet NaN): the high half of the float's bits
+__device__ static inline uint16_t to_bf16(float x)
+{
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__global__ static void to_bf16_k(uint16_t *dst, const float *src, size_t n) { GRID_STRIDE(i, n) dst[i] = to_bf16(src[i]); }
+
+// floats a row-major operand spans: rows x cols at leading dimension ld
+static size_t span(int rows, int cols, int ld) { return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0; }
+
+void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (g_prec != GPU_BF16 || K <= 0) {
+        gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+        return;
+    }
+    if (M <= 0 || N <= 0) return;
+    // op(A) is M x K: stored M x K (ta 0) or K x M; op(B) is K x N: stored K x N (tb 0) or N x K
+    size_t na = ta ? span(K, M, lda) : span(M, K, lda), nb = tb ? span(N, K, ldb) : span(K, N, ldb);
+    size_t off = (na + 127) & ~(size_t)127; // B's copy 256-byte aligned
+    uint16_t *a16 = (uint16_t *)gpu_workspace(op, (off + nb) * sizeof(uint16_t));
+    if (!a16) return;
+    uint16_t *b16 = a16 + off;
+    LAUNCH(to_bf16_k, ew_blocks(na), EW_THREADS)(a16, A, na);
+    gpu_launched(op);
+    LAUNCH(to_bf16_k, ew_blocks(nb), EW_THREADS)(b16, B, nb);
+    gpu_launched(op);
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda,
+                                    &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 // pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h

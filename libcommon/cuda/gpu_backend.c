@@ -61,6 +61,8 @@ static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, fl
     else gpu_attention_backward(dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
 }
 
+_Static_assert(PREC_FP32 == GPU_FP32 && PREC_TF32 == GPU_TF32 && PREC_BF16 == GPU_BF16, "one precision numbering");
+
 static const DecKernels dec_gpu = {
     .linear = gpu_dec_linear, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
     .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
@@ -85,7 +87,7 @@ static const Backend backend_gpu = {
     .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
     .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
-    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu, .set_tf32 = gpu_set_tf32,
+    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu, .set_precision = gpu_set_precision,
 };
 
 const Backend *backend_cuda(char *err)

@@ -43,6 +43,11 @@ void *gpu_workspace(const char *op, size_t bytes);
 void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
               const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
 
+// One product of a linear layer, non-batched (the arguments of gpu_gemm): in float32 (or TF32) as gpu_gemm, or with
+// the precision GPU_BF16 with bfloat16 copies of A and B (in the workspace) and float32 accumulation and C.
+void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc);
+
 // The same for nb x nh matrices, matrix (b, h) of each operand at base + b * s_b + h * s_h (in floats): the
 // attention's heads of every batch item in one call (cuBLAS batched with pointer arrays built on the GPU).
 void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -30,7 +30,7 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
     *free_bytes = *total_bytes = 0;
     return -1;
 }
-void gpu_set_tf32(int on) { (void)on; }
+void gpu_set_precision(int precision) { (void)precision; }
 void gpu_profile_reset(void) {}
 void gpu_profile_print(FILE *f) { (void)f; }
 int gpu_sync(void) { return -1; }

@@ -131,7 +131,7 @@ void gpu_linear_forward(float *out, const float *inp, const float *w, const floa
         LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
         gpu_launched(op);
     }
-    gpu_gemm(op, 0, 1, N, OC, IC, 1.0f, inp, IC, 0, w, IC, 0, b ? 1.0f : 0.0f, out, OC, 0, 1);
+    gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
 // backward of: out = inp @ w^T + b
@@ -140,8 +140,8 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 {
     const char *op = "gpu_linear_backward";
     if (!gpu_enter(op)) return;
-    if (dinp) gpu_gemm(op, 0, 0, N, IC, OC, 1.0f, dout, OC, 0, w, IC, 0, 1.0f, dinp, IC, 0, 1);
-    gpu_gemm(op, 1, 0, OC, IC, N, 1.0f, dout, OC, 0, inp, IC, 0, 1.0f, dw, IC, 0, 1);
+    if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+    gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 

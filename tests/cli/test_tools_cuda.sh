@@ -17,7 +17,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=39
+N_CHECKS=49
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -85,9 +85,25 @@ check "TF32: the val loss is the float32 run's within 1e-2 ($(val tf) vs $(val g
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu --tf32 -c $CFG/tiny.json -o "$T/tfk"; exit $?) 2>/dev/null
 check "TF32: SIGKILL after the checkpoint at step 20 (status $?)" test $? = 137
 expect "resuming a TF32 run without --tf32 exits 1" 1 tr_gpu --resume -o "$T/tfk"
-check "it says to resume with --tf32" one_line "$T/err" "trained with TF32: resume it with --tf32"
+check "it says to resume with --precision tf32" one_line "$T/err" "trained in tf32: resume it with --precision tf32"
 expect "with --tf32 it resumes" 0 tr_gpu --resume --tf32 -o "$T/tfk"
 check "TF32: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/tf" "$T/tfk"
+
+# ---- --precision bf16: the linear layers' matmuls on bfloat16 inputs; recorded, kept across a resume, and it
+# learns: the val loss within 5% of the float32 run's
+expect "train --device cuda --precision bf16 exits 0" 0 tr_gpu --precision bf16 -c $CFG/tiny.json -o "$T/bf"
+check "registry: the GPU's name says bf16" grep -q '(bf16)' <<<"$(q "select device_name from runs where out_dir like '%/bf'")"
+close5() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 5e-2 * (b < 0 ? -b : b)) }'; }
+check "bf16: the val loss is the float32 run's within 5% ($(val bf) vs $(val g1))" close5 "$(val bf)" "$(val g1)"
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu --precision bf16 -c $CFG/tiny.json -o "$T/bfk"; exit $?) 2>/dev/null
+check "bf16: SIGKILL after the checkpoint at step 20 (status $?)" test $? = 137
+expect "resuming a bf16 run in float32 exits 1" 1 tr_gpu --resume -o "$T/bfk"
+check "it says to resume with --precision bf16" one_line "$T/err" "trained in bf16: resume it with --precision bf16"
+expect "with --precision bf16 it resumes" 0 tr_gpu --resume --precision bf16 -o "$T/bfk"
+check "bf16: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/bf" "$T/bfk"
+expect "--precision bf16 on the CPU is a usage error (exit 2)" 2 "$TRAIN" -q --precision bf16 -c $CFG/tiny.json \
+    -d "$T/shards" -o "$T/bfc" --registry "$REG"
+expect "--precision fp16 is a usage error (exit 2)" 2 tr_gpu --precision fp16 -c $CFG/tiny.json -o "$T/bfx"
 
 # ---- sample and eval on the GPU ----------------------------------------------------------------------------------
 SAMPLE=$B/sample EVAL=$B/eval

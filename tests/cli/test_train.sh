@@ -90,6 +90,11 @@ expect "--device cuda in a CPU-only build exits 1" 1 "$TRAIN" -c $CFG/tiny.json 
 check "--device cuda: one line naming the reason" one_line "$T/err" "^train: cannot use device 'cuda': this build has no CUDA backend \(rebuild with make CUDA=1\)$"
 check "--device cuda: no run directory" test ! -e "$T/gpu"
 expect "--device tpu exits 2" 2 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/gpu" --device tpu
+expect "--precision bf16 on the CPU exits 2" 2 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/gpu" --precision bf16
+check "--precision bf16 on the CPU: named" usage_err "$T/err" "^train: --precision bf16 is for --device cuda$"
+expect "--precision fp16 exits 2" 2 "$TRAIN" -c $CFG/tiny.json -d "$T/shards" -o "$T/gpu" --device cuda --precision fp16
+check "--precision fp16: named" usage_err "$T/err" "^train: --precision 'fp16': expected fp32, tf32 or bf16$"
+check "no run directory after the usage errors" test ! -e "$T/gpu"
 
 # ---- the memory plan: printed at start; a plan larger than the memory is refused before anything is made -------
 expect "train prints its plan" 0 "$TRAIN" -j 1 -c $CFG/tiny.json -d "$T/shards" -o "$T/planned" --registry "$REG"

@@ -246,3 +246,31 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, c
     }
     return CUBLAS_STATUS_SUCCESS;
 }
+
+// an operand of cublasGemmEx as floats: rows x cols (column-major, leading dimension ld) widened from bfloat16
+static const float *gemm_ex_operand(std::vector<float> &buf, const void *p, cudaDataType_t t, int rows, int cols, int ld)
+{
+    if (t == CUDA_R_32F) return (const float *)p;
+    size_t n = rows > 0 && cols > 0 ? (size_t)(cols - 1) * ld + rows : 0;
+    buf.resize(n + 1);
+    const uint16_t *h = (const uint16_t *)p;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&buf[i], &u, sizeof u);
+    }
+    return buf.data();
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B,
+                            cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t)
+{
+    if (Ctype != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF) ||
+        (Btype != CUDA_R_32F && Btype != CUDA_R_16BF))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    std::vector<float> a, b;
+    const float *fa = gemm_ex_operand(a, A, Atype, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
+    const float *fb = gemm_ex_operand(b, B, Btype, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
+    return sgemm(ta, tb, m, n, k, *(const float *)alpha, fa, lda, fb, ldb, *(const float *)beta, (float *)C, ldc);
+}
