@@ -247,14 +247,14 @@ static void test_layernorm(void)
 
 // ---- embedding ----------------------------------------------------------------------------------------------
 
-static void test_encoder(void)
+// skew: every third token is id 5 (one long list; the rest spread, some ids absent)
+static void encoder_case(const char *name, int B, int T, int C, int V, int skew)
 {
-    const char *name = "embedding";
-    int B = 3, T = 50, C = 72, V = 40;
     size_t n = (size_t)B * T * C;
     int32_t *tok = malloc((size_t)B * T * sizeof *tok);
     for (int i = 0; i < B * T; i++) tok[i] = i % 7 == 0 ? 0 : (int32_t)((frand() + 1) * 0.5 * (V - 1)) + 1;
-    tok[5] = tok[9] = tok[130] = 3; // repeats of one row, across batch items
+    for (int i = 0; skew && i < B * T; i += 3) tok[i] = 5;
+    tok[5] = tok[9] = tok[130 % (B * T)] = 3; // repeats of one row, across batch items
     float *wte = rnd((size_t)V * C, 1), *pe = malloc((size_t)T * C * 4), *dout = rnd(n, 1), *out = malloc(n * 4);
     float *dwte0 = rnd((size_t)V * C, 1), *dwte = copy_of(dwte0, (size_t)V * C);
     positional_table(pe, T, C);
@@ -271,14 +271,22 @@ static void test_encoder(void)
         g_out[r] = host_from(d_out, n * 4), g_dwte[r] = host_from(d_dwte, (size_t)V * C * 4);
     }
     // the same arithmetic in the same order (one add; each row summed in position order): the same bytes
-    cmp("embedding out (same bytes)", g_out[0], out, n, 0);
-    twice("embedding out", g_out[0], g_out[1], n * 4);
-    cmp("embedding dwte (same bytes; PAD row untouched)", g_dwte[0], dwte, (size_t)V * C, 0);
-    twice("embedding dwte", g_dwte[0], g_dwte[1], (size_t)V * C * 4);
+    char m[160];
+    snprintf(m, sizeof m, "%s out (same bytes)", name), cmp(m, g_out[0], out, n, 0);
+    twice(m, g_out[0], g_out[1], n * 4);
+    snprintf(m, sizeof m, "%s dwte (same bytes; PAD row untouched)", name), cmp(m, g_dwte[0], dwte, (size_t)V * C, 0);
+    twice(m, g_dwte[0], g_dwte[1], (size_t)V * C * 4);
     for (int r = 0; r < 2; r++) free(g_out[r]), free(g_dwte[r]);
     gpu_free(d_tok), gpu_free(d_wte), gpu_free(d_pe), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_dwte);
     free(tok), free(wte), free(pe), free(dout), free(out), free(dwte0), free(dwte);
     no_error(name);
+}
+
+static void test_encoder(void)
+{
+    encoder_case("embedding", 3, 50, 72, 40, 0);
+    // several passes of the position lists (1,200 positions), two column blocks, REMI's vocabulary, one long list
+    encoder_case("embedding 4 x 300, C 200, V 348", 4, 300, 200, 348, 1);
 }
 
 // ---- elementwise and dropout ------------------------------------------------------------------------------------

@@ -32,33 +32,78 @@ void gpu_encoder_forward(float *out, const int32_t *tok, const float *wte, const
     gpu_launched(op);
 }
 
-#define ENC_TOK_CHUNK 1024
-// One block per (vocabulary row v, 128 columns): the row's columns sum dout over the positions holding v, in
-// position order, as encoder_backward does (so the same bytes, and no atomics). PAD (v = 0) is skipped.
-__global__ static void encoder_bwd_k(float *dwte, const float *dout, const int32_t *tok, int n_tok, int C)
+// dwte[v] += the dout rows of the positions holding v, in position order, as encoder_backward does (so the same
+// bytes, and no atomics); PAD (v = 0) is skipped. A counting sort of the positions by token first: the count of
+// every token, their running sum (the start of each token's list), the lists in position order; then one block per
+// (token, 128 columns) sums its rows. Each pass reads the tokens or dout once, instead of every block scanning all.
+#define ENC_THREADS 256
+
+// count[v] = the positions holding v; one block per v
+__global__ static void enc_count_k(int *count, const int32_t *tok, int n_tok)
 {
-    __shared__ int32_t st[ENC_TOK_CHUNK];
-    int v = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (v == 0) return;
-    float acc = c < C ? dwte[(size_t)v * C + c] : 0.0f;
-    for (int i0 = 0; i0 < n_tok; i0 += ENC_TOK_CHUNK) {
-        int m = n_tok - i0 < ENC_TOK_CHUNK ? n_tok - i0 : ENC_TOK_CHUNK;
+    __shared__ int red[32];
+    int v = blockIdx.x, c = 0;
+    for (int i = threadIdx.x; i < n_tok; i += blockDim.x) c += tok[i] == v;
+    c = block_sum(c, red);
+    if (threadIdx.x == 0) count[v] = c;
+}
+
+// start[v] = count[0] + ... + count[v-1]; one thread (the vocabulary is small)
+__global__ static void enc_start_k(int *start, const int *count, int V)
+{
+    int run = 0;
+    for (int v = 0; v < V; v++) start[v] = run, run += count[v];
+}
+
+// list[start[v] ..] = the positions holding v, in order; one block per v, ENC_THREADS positions at a time: a flag
+// per thread, the block's prefix sum of the flags (warp scans, then the warps' totals) gives each its slot
+__global__ static void enc_list_k(int *list, const int *start, const int32_t *tok, int n_tok)
+{
+    __shared__ int warp_tot[ENC_THREADS / 32];
+    int v = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, at = start[v];
+    for (int i0 = 0; i0 < n_tok; i0 += blockDim.x) {
+        int i = i0 + threadIdx.x, f = i < n_tok && tok[i] == v, x = f;
+        for (int o = 1; o < 32; o <<= 1) { // inclusive scan over the warp
+            int y = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += y;
+        }
+        if (lane == 31) warp_tot[warp] = x;
         __syncthreads();
-        for (int k = threadIdx.x; k < m; k += blockDim.x) st[k] = tok[i0 + k];
-        __syncthreads();
-        if (c < C)
-            for (int k = 0; k < m; k++)
-                if (st[k] == v) acc += dout[(size_t)(i0 + k) * C + c];
+        int before = 0, total = 0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) before += w < warp ? warp_tot[w] : 0, total += warp_tot[w];
+        if (f) list[at + before + x - 1] = i;
+        at += total;
+        __syncthreads(); // warp_tot is read
     }
-    if (c < C) dwte[(size_t)v * C + c] = acc;
+}
+
+// one block per (v, 128 columns): dwte[v, c] += dout[p, c] over v's positions p in order
+__global__ static void enc_sum_k(float *dwte, const float *dout, const int *list, const int *start, const int *count,
+                                 int C)
+{
+    int v = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (v == 0 || c >= C) return;
+    const int *l = list + start[v];
+    float acc = dwte[(size_t)v * C + c];
+    for (int k = 0, n = count[v]; k < n; k++) acc += dout[(size_t)l[k] * C + c];
+    dwte[(size_t)v * C + c] = acc;
 }
 
 void gpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V)
 {
     const char *op = "gpu_encoder_backward";
     if (!gpu_enter(op)) return;
-    dim3 grid(V, gpu_blocks(C, 128));
-    LAUNCH(encoder_bwd_k, grid, 128)(dwte, dout, tok, B * T, C);
+    int n = B * T;
+    int *count = (int *)gpu_workspace(op, (2 * (size_t)V + n) * sizeof(int));
+    if (!count) return;
+    int *start = count + V, *list = start + V;
+    LAUNCH(enc_count_k, V, ENC_THREADS)(count, tok, n);
+    gpu_launched(op);
+    LAUNCH(enc_start_k, 1, 1)(start, count, V);
+    gpu_launched(op);
+    LAUNCH(enc_list_k, V, ENC_THREADS)(list, start, tok, n);
+    gpu_launched(op);
+    LAUNCH(enc_sum_k, dim3(V, gpu_blocks(C, 128)), 128)(dwte, dout, list, start, count, C);
     gpu_launched(op);
 }
 

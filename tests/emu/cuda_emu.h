@@ -57,6 +57,12 @@ template <typename T> static inline T emu_shfl(T v, int src_lane)
 }
 template <typename T> static inline T __shfl_down_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) + o); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
+template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o)
+{
+    int lane = (int)(threadIdx.x & 31);
+    T r = emu_shfl(v, lane - o); // out of the warp: the lane's own value, as CUDA
+    return r;
+}
 
 // dynamic shared memory (DYN_SMEM in gpu_internal.cuh): a fresh buffer of the launch's size, filled with NaN
 // bytes, so a kernel that reads past its size (ASan) or before writing (NaN in the result) is caught
