@@ -42,6 +42,27 @@ static void cpu_encoder_backward(float *dwte, const float *dout, const int32_t *
     encoder_backward(dwte, dout, tok, B, T, C);
 }
 
+// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm
+static void cpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask,
+                                           const float *x, const float *y, float p, uint64_t seed, const float *w,
+                                           const float *b, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    dropout_forward(res, mask, y, p, seed, n);
+    add_forward(res, x, res, n);
+    layernorm_forward(out, mean, rstd, res, w, b, N, C);
+}
+static void cpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
+                                            const float *dout, const float *res, const uint8_t *mask, float p,
+                                            const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    memset(scratch, 0, n * sizeof *scratch);
+    layernorm_backward(scratch, dw, db, dout, res, w, mean, rstd, N, C);
+    accumulate(dx, scratch, n);
+    dropout_backward(dy, scratch, mask, p, n);
+}
+
 // probs and mask (B, NH, Tq, Tk), as ops.h
 void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
 {
@@ -62,6 +83,8 @@ const Backend backend_cpu = {
     .encoder_forward = encoder_forward, .encoder_backward = cpu_encoder_backward,
     .linear_forward = linear_forward, .linear_backward = linear_backward,
     .layernorm_forward = layernorm_forward, .layernorm_backward = layernorm_backward,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
+    .residual_layernorm_backward = cpu_residual_layernorm_backward,
     .add_forward = add_forward, .accumulate = accumulate,
     .dropout_forward = dropout_forward, .dropout_backward = dropout_backward,
     .relu_dropout_forward = relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,

@@ -44,8 +44,8 @@ typedef struct ModelP {
 typedef struct LayerA {
     int Tq, Tk, cross;
     const float *x, *ctx; // inputs, set by the forward
-    float *qkv, *q, *kv, *att, *probs, *proj, *projd, *res1, *ln1, *mean1, *rstd1;
-    float *h1, *r1d, *h2, *h2d, *res2, *out, *mean2, *rstd2;
+    float *qkv, *q, *kv, *att, *probs, *proj, *res1, *ln1, *mean1, *rstd1;
+    float *h1, *r1d, *h2, *res2, *out, *mean2, *rstd2;
     uint8_t *amask, *m_proj, *m_r1, *m_h2;
     int *n_keys;
     uint64_t seed;
@@ -338,10 +338,10 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
         A->qkv = TAKE_F(a, N * 3 * C);
     }
     A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = PM ? TAKE_U8(a, PM) : NULL;
-    A->proj = TAKE_F(a, N * C), A->projd = TAKE_F(a, N * C), A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
+    A->proj = TAKE_F(a, N * C), A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
     A->h1 = TAKE_F(a, N * F), A->r1d = TAKE_F(a, N * F);
-    A->h2 = TAKE_F(a, N * C), A->h2d = TAKE_F(a, N * C), A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
+    A->h2 = TAKE_F(a, N * C), A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
     A->m_proj = TAKE_U8(a, N * C), A->m_r1 = TAKE_U8(a, N * F), A->m_h2 = TAKE_U8(a, N * C);
     A->n_keys = TAKE_I(a, Tq);
@@ -591,15 +591,13 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     AttnDims d = layer_dims(m, A);
     m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
     m->be->linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    m->be->dropout_forward(A->projd, A->m_proj, A->proj, p, A->seed + 1, (size_t)N * C);
-    m->be->add_forward(A->res1, x, A->projd, (size_t)N * C);
-    m->be->layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, W + P->n1_w, W + P->n1_b, N, C);
+    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, A->proj, p, A->seed + 1,
+                                      W + P->n1_w, W + P->n1_b, N, C);
     m->be->linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
     m->be->relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, A->seed + 2, (size_t)N * F);
     m->be->linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
-    m->be->dropout_forward(A->h2d, A->m_h2, A->h2, p, A->seed + 3, (size_t)N * C);
-    m->be->add_forward(A->res2, A->ln1, A->h2d, (size_t)N * C);
-    m->be->layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, W + P->n2_w, W + P->n2_b, N, C);
+    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, A->h2, p, A->seed + 3,
+                                      W + P->n2_w, W + P->n2_b, N, C);
 }
 
 // model.md §4: N layers, then the block's LayerNorm; ctx (keys and values) only for resampling blocks
@@ -686,12 +684,10 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     float p = H->p_used;
     // out = LN2(res2); res2 = ln1 + drop(h2)
-    ZERO(H->g_res2, NC);
-    m->be->layernorm_backward(H->g_res2, D + P->n2_w, D + P->n2_b, dout, A->res2, W + P->n2_w, A->mean2, A->rstd2, N, C);
     ZERO(H->g_ln1, NC);
-    m->be->accumulate(H->g_ln1, H->g_res2, NC);
     ZERO(H->g_h2, NC);
-    m->be->dropout_backward(H->g_h2, H->g_res2, A->m_h2, p, NC);
+    m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res2, dout, A->res2, A->m_h2, p,
+                                       W + P->n2_w, A->mean2, A->rstd2, N, C);
     // h2 = linear2(drop(relu(linear1(ln1))))
     ZERO(H->g_r1d, NF);
     m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
@@ -699,11 +695,9 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     m->be->relu_dropout_backward(H->g_h1, H->g_r1d, A->m_r1, A->h1, p, NF);
     m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
-    ZERO(H->g_res1, NC);
-    m->be->layernorm_backward(H->g_res1, D + P->n1_w, D + P->n1_b, H->g_ln1, A->res1, W + P->n1_w, A->mean1, A->rstd1, N, C);
-    m->be->accumulate(dx, H->g_res1, NC);
     ZERO(H->g_proj, NC);
-    m->be->dropout_backward(H->g_proj, H->g_res1, A->m_proj, p, NC);
+    m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res1, H->g_ln1, A->res1, A->m_proj,
+                                       p, W + P->n1_w, A->mean1, A->rstd1, N, C);
     ZERO(H->g_att, NC);
     m->be->linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
     // att = attention(q, k, v); q, k, v = in_proj(x [, ctx])

@@ -238,11 +238,78 @@ static void layernorm_case(const char *name, int N, int C)
     no_error(name);
 }
 
+// x = LN(x + dropout(y)) fused: the bytes of the GPU's separate ops (dropout, add, LayerNorm; backward LayerNorm into
+// zeros, accumulate, dropout backward into zeros), the CPU's mask bytes, the CPU's values within 1e-5
+static void residual_ln_case(const char *name, int N, int C, float p)
+{
+    size_t n = (size_t)N * C;
+    uint64_t seed = 4242;
+    float *x = rnd(n, 1), *y = rnd(n, 1), *w = rnd(C, 1), *b = rnd(C, 1), *dout = rnd(n, 1), *dx0 = rnd(n, 1);
+    float *dw0 = rnd(C, 1), *db0 = rnd(C, 1);
+    // the CPU: the separate ops of ops.c
+    float *yd = malloc(n * 4), *res = malloc(n * 4), *out = malloc(n * 4), *mean = malloc(N * 4), *rstd = malloc(N * 4);
+    uint8_t *mask = malloc(n);
+    float *g = calloc(n, 4), *dx = copy_of(dx0, n), *dy = calloc(n, 4), *dw = copy_of(dw0, C), *db = copy_of(db0, C);
+    dropout_forward(yd, mask, y, p, seed, n);
+    add_forward(res, x, yd, n);
+    layernorm_forward(out, mean, rstd, res, w, b, N, C);
+    layernorm_backward(g, dw, db, dout, res, w, mean, rstd, N, C);
+    accumulate(dx, g, n);
+    dropout_backward(dy, g, mask, p, n);
+    float *d_x = dev_from(x, n * 4), *d_y = dev_from(y, n * 4), *d_w = dev_from(w, C * 4), *d_b = dev_from(b, C * 4);
+    float *d_dout = dev_from(dout, n * 4), *d_res = dev_new(n * 4), *d_out = dev_new(n * 4), *d_mean = dev_new(N * 4);
+    float *d_rstd = dev_new(N * 4), *d_dx = dev_new(n * 4), *d_dy = dev_new(n * 4), *d_dw = dev_new(C * 4);
+    float *d_db = dev_new(C * 4), *d_yd = dev_new(n * 4), *d_g = dev_new(n * 4);
+    uint8_t *d_mask = dev_new(n);
+    // [0] fused, [1] fused again, [2] the separate GPU ops: res, out, mask, dx, dy, dw, db
+    void *got[3][7];
+    for (int r = 0; r < 3; r++) {
+        reset(d_dx, dx0, n * 4), reset(d_dw, dw0, C * 4), reset(d_db, db0, C * 4), gpu_zero(d_dy, n * 4);
+        if (r < 2) {
+            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_mask, d_x, d_y, p, seed, d_w, d_b, N, C);
+            gpu_residual_layernorm_backward(d_dx, d_dy, d_dw, d_db, d_dout, d_res, d_mask, p, d_w, d_mean, d_rstd, N,
+                                            C);
+        } else {
+            gpu_dropout_forward(d_yd, d_mask, d_y, p, seed, n);
+            gpu_add_forward(d_res, d_x, d_yd, n);
+            gpu_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_w, d_b, N, C);
+            gpu_zero(d_g, n * 4);
+            gpu_layernorm_backward(d_g, d_dw, d_db, d_dout, d_res, d_w, d_mean, d_rstd, N, C);
+            gpu_accumulate(d_dx, d_g, n);
+            gpu_dropout_backward(d_dy, d_g, d_mask, p, n);
+        }
+        got[r][0] = host_from(d_res, n * 4), got[r][1] = host_from(d_out, n * 4), got[r][2] = host_from(d_mask, n);
+        got[r][3] = host_from(d_dx, n * 4), got[r][4] = host_from(d_dy, n * 4), got[r][5] = host_from(d_dw, C * 4);
+        got[r][6] = host_from(d_db, C * 4);
+    }
+    static const char *what[7] = {"res", "out", "mask", "dx", "dy", "dw", "db"};
+    size_t bytes[7] = {n * 4, n * 4, n, n * 4, n * 4, (size_t)C * 4, (size_t)C * 4};
+    const float *cpu[7] = {res, out, NULL, dx, dy, dw, db};
+    char m[200];
+    for (int t = 0; t < 7; t++) {
+        snprintf(m, sizeof m, "%s %s: the separate GPU ops' bytes", name, what[t]), cmp_bytes(m, got[0][t], got[2][t], bytes[t]);
+        snprintf(m, sizeof m, "%s %s", name, what[t]), twice(m, got[0][t], got[1][t], bytes[t]);
+        if (t == 2) snprintf(m, sizeof m, "%s mask: the CPU's bytes", name), cmp_bytes(m, got[0][t], mask, n);
+        else snprintf(m, sizeof m, "%s %s against the CPU", name, what[t]), cmp(m, got[0][t], cpu[t], bytes[t] / 4, TOL);
+    }
+    for (int r = 0; r < 3; r++)
+        for (int t = 0; t < 7; t++) free(got[r][t]);
+    gpu_free(d_x), gpu_free(d_y), gpu_free(d_w), gpu_free(d_b), gpu_free(d_dout), gpu_free(d_res), gpu_free(d_out);
+    gpu_free(d_mean), gpu_free(d_rstd), gpu_free(d_dx), gpu_free(d_dy), gpu_free(d_dw), gpu_free(d_db), gpu_free(d_yd);
+    gpu_free(d_g), gpu_free(d_mask);
+    free(x), free(y), free(w), free(b), free(dout), free(dx0), free(dw0), free(db0), free(yd), free(res), free(out);
+    free(mean), free(rstd), free(mask), free(g), free(dx), free(dy), free(dw), free(db);
+    no_error(name);
+}
+
 static void test_layernorm(void)
 {
     layernorm_case("layernorm 257x200", 257, 200);
     layernorm_case("layernorm 3x7", 3, 7);
     layernorm_case("layernorm 1000x256", 1000, 256);
+    residual_ln_case("residual + dropout 0.1 + LayerNorm 1000x256", 1000, 256, 0.1f);
+    residual_ln_case("residual + LayerNorm 37x7, no dropout", 37, 7, 0.0f);
+    residual_ln_case("residual + dropout 0.5 + LayerNorm 129x100", 129, 100, 0.5f);
 }
 
 // ---- embedding ----------------------------------------------------------------------------------------------

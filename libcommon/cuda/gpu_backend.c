@@ -63,6 +63,14 @@ static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, fl
 
 _Static_assert(PREC_FP32 == GPU_FP32 && PREC_TF32 == GPU_TF32 && PREC_BF16 == GPU_BF16, "one precision numbering");
 
+static void g_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
+                                          const float *dout, const float *res, const uint8_t *mask, float p,
+                                          const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    (void)scratch;
+    gpu_residual_layernorm_backward(dx, dy, dw, db, dout, res, mask, p, w, mean, rstd, N, C);
+}
+
 static const DecKernels dec_gpu = {
     .linear = gpu_dec_linear, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
     .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
@@ -75,6 +83,8 @@ static const Backend backend_gpu = {
     .encoder_forward = gpu_encoder_forward, .encoder_backward = gpu_encoder_backward,
     .linear_forward = gpu_linear_forward, .linear_backward = gpu_linear_backward,
     .layernorm_forward = gpu_layernorm_forward, .layernorm_backward = gpu_layernorm_backward,
+    .residual_layernorm_forward = gpu_residual_layernorm_forward,
+    .residual_layernorm_backward = g_residual_layernorm_backward,
     .add_forward = gpu_add_forward, .accumulate = gpu_accumulate,
     .dropout_forward = gpu_dropout_forward, .dropout_backward = gpu_dropout_backward,
     .relu_dropout_forward = gpu_relu_dropout_forward, .relu_dropout_backward = gpu_relu_dropout_backward,

@@ -195,11 +195,10 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 #define LN_WARPS 4 // rows per block, one warp per row
 
 
-__global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                                int N, int C)
+// LayerNorm of row `row` by one warp (lane 0..31): out, mean[row], rstd[row]
+__device__ static void ln_row(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                              int row, int C, int lane)
 {
-    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) return;
     const float *x = inp + (size_t)row * C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += x[c];
@@ -213,6 +212,13 @@ __global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const floa
     if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
+__global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                                int N, int C)
+{
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row < N) ln_row(out, mean, rstd, inp, w, b, row, C, lane);
+}
+
 void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int N, int C)
 {
@@ -222,6 +228,20 @@ void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *in
     gpu_launched(op);
 }
 
+// The warp's row of LayerNorm's backward: *sd = mean(dxhat), *sdx = mean(dxhat * xhat), dxhat = g * w
+__device__ static void ln_bwd_stats(float *sd, float *sdx, const float *x, const float *g, const float *w, float m,
+                                   float r, int C, int lane)
+{
+    float a = 0.0f, bsum = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x[c] - m) * r, dxhat = g[c] * w[c];
+        a += dxhat;
+        bsum += dxhat * xhat;
+    }
+    *sd = warp_sum(a) / (float)C;
+    *sdx = warp_sum(bsum) / (float)C;
+}
+
 // dx += r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w; one warp per row
 __global__ static void ln_bwd_k(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
                                 const float *rstd, int N, int C)
@@ -229,14 +249,8 @@ __global__ static void ln_bwd_k(float *dinp, const float *dout, const float *inp
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const float *x = inp + (size_t)row * C, *g = dout + (size_t)row * C;
-    float m = mean[row], r = rstd[row], sd = 0.0f, sdx = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float xhat = (x[c] - m) * r, dxhat = g[c] * w[c];
-        sd += dxhat;
-        sdx += dxhat * xhat;
-    }
-    sd = warp_sum(sd) / (float)C;
-    sdx = warp_sum(sdx) / (float)C;
+    float m = mean[row], r = rstd[row], sd, sdx;
+    ln_bwd_stats(&sd, &sdx, x, g, w, m, r, C, lane);
     float *dx = dinp + (size_t)row * C;
     for (int c = lane; c < C; c += 32) {
         float xhat = (x[c] - m) * r;
@@ -253,6 +267,77 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
     LAUNCH(ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dinp, dout, inp, w, mean, rstd, N, C);
     gpu_launched(op);
     colsums(op, db, dw, dout, inp, mean, rstd, N, C);
+}
+
+// ---- residual + dropout + LayerNorm, fused (the model's "x = LN(x + drop(y))") ----------------------------------
+// The separate kernels' arithmetic in their order, so the same bytes as gpu_dropout_forward, gpu_add_forward and
+// gpu_layernorm_forward (and, backward, gpu_layernorm_backward into zeros, gpu_accumulate, gpu_dropout_backward into
+// zeros), with one pass over the rows instead of three; the warp that writes a row of res reads it back.
+
+// dropout's backward scale: 1/(1-p), 1 without dropout, 0 for p >= 1 (as ops.c)
+static float dropout_bwd_scale(float p) { return p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f); }
+
+__global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
+                                    const float *y, float scale, uint32_t thr, uint64_t key, int copy, const float *w,
+                                    const float *b, int N, int C)
+{
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    for (int c = lane; c < C; c += 32) {
+        size_t i = (size_t)row * C + c;
+        float d;
+        if (copy) {
+            d = y[i];
+            mask[i] = 1;
+        } else {
+            int keep = drop_keep(key, thr, i);
+            mask[i] = (uint8_t)keep;
+            d = keep ? y[i] * scale : 0.0f;
+        }
+        res[i] = x[i] + d;
+    }
+    ln_row(out, mean, rstd, res, w, b, row, C, lane);
+}
+
+void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
+                                    const float *y, float p, uint64_t seed, const float *w, const float *b, int N,
+                                    int C)
+{
+    const char *op = "gpu_residual_layernorm_forward";
+    if (!gpu_enter(op)) return;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    LAUNCH(res_ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, mean, rstd, res, mask, x, y, scale,
+                                                                 drop_threshold(p), dropout_key(seed), p <= 0.0f, w,
+                                                                 b, N, C);
+    gpu_launched(op);
+}
+
+__global__ static void res_ln_bwd_k(float *dx, float *dy, const float *dout, const float *res, const uint8_t *mask,
+                                    float scale, const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    size_t at = (size_t)row * C;
+    const float *x = res + at, *g = dout + at;
+    float m = mean[row], r = rstd[row], sd, sdx;
+    ln_bwd_stats(&sd, &sdx, x, g, w, m, r, C, lane);
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x[c] - m) * r, gr = 0.0f + r * (g[c] * w[c] - sd - xhat * sdx);
+        dx[at + c] = dx[at + c] + gr;
+        dy[at + c] = dy[at + c] + (mask[at + c] ? gr * scale : 0.0f);
+    }
+}
+
+void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, const float *dout, const float *res,
+                                     const uint8_t *mask, float p, const float *w, const float *mean,
+                                     const float *rstd, int N, int C)
+{
+    const char *op = "gpu_residual_layernorm_backward";
+    if (!gpu_enter(op)) return;
+    LAUNCH(res_ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dx, dy, dout, res, mask, dropout_bwd_scale(p), w,
+                                                                 mean, rstd, N, C);
+    gpu_launched(op);
+    colsums(op, db, dw, dout, res, mean, rstd, N, C);
 }
 
 // ---- elementwise --------------------------------------------------------------------------------------------
@@ -339,8 +424,6 @@ void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float
 {
     dropout_launch("gpu_relu_dropout_forward", out, mask, inp, p, seed, n, 1);
 }
-
-static float dropout_bwd_scale(float p) { return p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f); }
 
 void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n)
 {
