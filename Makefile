@@ -159,6 +159,16 @@ gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench
 	ls $(SHARED)/data/pop909/*.mid | sed -n 1,40p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/gpu-data/shards --val 0.2 --test 0.1
 	@du -shc build/cuda/tests build/cuda/bench build/gpu-libs build/gpu-data $(BIN) | tail -1
 
+# `make CUDA=1 gpu-ablation`: what bench/gpu_ablation.sh needs on a lent GPU, in build/gpu-ablation: stripped
+# train, eval and sample, and the shards of all of POP909 with `make data`'s split (13 MB). Carry it with
+# build/gpu-libs (`make CUDA=1 gpu-libs`). Keeps registry.db and runs/ there: carried back, the grid goes on.
+gpu-ablation: $(addprefix $(BIN)/,train eval sample midi2remi shard)
+	@$(if $(filter 1,$(CUDA)),,echo "gpu-ablation: needs CUDA=1" >&2; exit 2;) mkdir -p build/gpu-ablation/bin
+	cp $(addprefix $(BIN)/,train eval sample) build/gpu-ablation/bin/ && strip build/gpu-ablation/bin/*
+	[ -s build/gpu-ablation/shards/manifest.json ] || \
+	  $(BIN)/midi2remi -q $(POP909) | $(BIN)/shard -q --seed $(SPLIT_SEED) -o build/gpu-ablation/shards
+	@du -shc build/gpu-ablation build/gpu-libs 2>/dev/null | tail -1
+
 # `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
 # kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
 # UBSan on device memory). No nvcc or GPU needed: it checks the kernels' logic on any machine, not the GPU itself.
@@ -195,7 +205,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu gpu-libs clean report
+.PHONY: all test test-cuda test-cuda-emu gpu-libs gpu-ablation clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

@@ -103,6 +103,43 @@ static void log_metrics(long step, const char *split, int n, const char *const n
     t_registry += now_s() - t0;
 }
 
+// The validation of step s: val loss and perplexity to the registry, the best kept in tr. A signal midway leaves
+// nothing logged; logits that are not finite fail the run (the checkpoint of step last_ckpt is kept).
+static void validate(Trainer *tr, const DataSet *val, long s, long last_ckpt, int quiet, int tty)
+{
+    // test hook (tests/cli/test_train.sh): a SIGTERM as the validation of this step starts
+    const char *stop_at = getenv("HMT_TEST_STOP_IN_VALIDATION");
+    if (stop_at && atol(stop_at) == s) stop_signal = SIGTERM;
+    EvalLikelihood lk;
+    int vr = evaluate_likelihood(&tr->m, val, &stop_signal, &lk);
+    if (vr == -2) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "step %ld: validation logits are not finite (window %ld); the last good "
+                 "checkpoint (step %ld) is kept", s, lk.bad_window, last_ckpt);
+        finish("failed", msg);
+        die("%s", msg);
+    }
+    if (vr != 0) return;
+    if (lk.loss < tr->best_val) tr->best_val = lk.loss;
+    // tokens: the targets scored, the validation subset's size (train.val_max_tokens)
+    log_metrics(s, "val", 3, (const char *const[]){"loss", "perplexity", "tokens"},
+                (double[]){lk.loss, exp(lk.loss), (double)lk.n});
+    if (!quiet)
+        fprintf(stderr, "%sstep %ld: val loss %.4f  perplexity %.3f\n", tty ? "\r\033[K" : "", s, lk.loss,
+                exp(lk.loss));
+}
+
+// whether the registry holds the val loss of step s of this run
+static int validated(long s)
+{
+    char err[ERR_MAX];
+    RegValue b[2] = {{.type = REG_INT, .i = run_id}, {.type = REG_INT, .i = s}};
+    long n = reg_query(reg, "select 1 from metrics where run_id = ? and step = ? and split = 'val' and name = 'loss'",
+                       2, b, NULL, NULL, err);
+    if (n < 0) die("%s", err);
+    return n > 0;
+}
+
 // One train per run directory: an exclusive lock on RUN_DIR/.lock, held until exit. Then the temporary files a
 // SIGKILLed predecessor left (NAME.tmp.XXXXXX of our two checkpoint files) are its own and can go.
 static void lock_run_dir(const char *dir)
@@ -282,6 +319,14 @@ int main(int argc, char **argv)
     double t_startup = t_start - t_main; // to the first step: arguments, config, shards, model, registry
     long log_steps = 0, start_step = tr.step, last_ckpt = tr.step;
     int every_ckpt = rc.checkpoint_every ? rc.checkpoint_every : rc.eval_every;
+    // a run stopped during a validation (after its step's checkpoint) validates that step first: above all the last
+    // step's, which would otherwise never run, as the loop below has no step left
+    if (resume && tr.step > 0 && (tr.step % rc.eval_every == 0 || tr.step == rc.steps) && !validated(tr.step)) {
+        double t0 = now_s();
+        validate(&tr, &val, tr.step, last_ckpt, quiet, tty);
+        t_eval += now_s() - t0;
+        if (tr.step == rc.steps) checkpoint(&tr, &rc, out_dir, config_hash); // its best val loss
+    }
     while (tr.step < rc.steps && !stop_signal) {
         double t0 = now_s(), loss = trainer_step(&tr, &train, &norm, &lr);
         t_steps += now_s() - t0;
@@ -307,24 +352,8 @@ int main(int argc, char **argv)
             loss_sum = 0, log_steps = 0, t_log = now;
         }
         if (s % rc.eval_every == 0 || s == rc.steps) {
-            double t0 = now_s(), vl;
-            EvalLikelihood lk;
-            int vr = evaluate_likelihood(&tr.m, &val, &stop_signal, &lk);
-            if (vr == -2) {
-                char msg[256];
-                snprintf(msg, sizeof msg, "step %ld: validation logits are not finite (window %ld); the last good "
-                         "checkpoint (step %ld) is kept", s, lk.bad_window, last_ckpt);
-                finish("failed", msg);
-                die("%s", msg);
-            }
-            if (vr == 0) {
-                vl = lk.loss;
-                if (vl < tr.best_val) tr.best_val = vl;
-                // tokens: the targets scored, the validation subset's size (train.val_max_tokens)
-                log_metrics(s, "val", 3, (const char *const[]){"loss", "perplexity", "tokens"},
-                            (double[]){vl, exp(vl), (double)lk.n});
-                if (!quiet) fprintf(stderr, "%sstep %ld: val loss %.4f  perplexity %.3f\n", tty ? "\r\033[K" : "", s, vl, exp(vl));
-            }
+            double t0 = now_s();
+            validate(&tr, &val, s, last_ckpt, quiet, tty);
             t_eval += now_s() - t0;
             t_log += now_s() - t0;
         }

@@ -69,6 +69,19 @@ check "the torn write left a temporary" test -n "$(ls "$T/torn" | grep '\.tmp\.'
 expect "--resume after a torn checkpoint exits 0" 0 "$TRAIN" -q -j 2 --resume -c $CFG/tiny.json -d "$T/shards" -o "$T/torn" --registry "$REG"
 check "torn checkpoint: resumed from step 20, bitwise equal" same_run "$T/straight" "$T/torn"
 check "the resume removed the temporary" no_tmp "$T/torn"
+# a stop during a validation: --resume validates that step first (the last step's would otherwise never run)
+vals() { q "select group_concat(step || ':' || printf('%.6f', value), ' ') from metrics m join runs r using (run_id)
+    where r.out_dir like '%/$1' and split = 'val' and name = 'loss' order by step"; }
+for at in 20 40; do
+    HMT_TEST_STOP_IN_VALIDATION=$at "$TRAIN" -q -j 2 -c $CFG/tiny.json -d "$T/shards" -o "$T/vstop$at" --registry "$REG" \
+        2>/dev/null
+    check "a SIGTERM in the validation of step $at: interrupted, exit 1 (status $?)" test $? = 1
+    check "step $at has no val loss yet ($(vals vstop$at))" test -z "$(vals vstop$at | grep -o "$at:")"
+    expect "--resume after a stop in the validation of step $at exits 0" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" \
+        -o "$T/vstop$at" --registry "$REG"
+    check "then the val losses are the straight run's ($(vals vstop$at))" test "$(vals vstop$at)" = "$(vals straight)"
+    check "and the run is the straight run, bitwise" same_run "$T/straight" "$T/vstop$at"
+done
 check "registry: the resumed runs are done, metrics not doubled" test "$(q "select count(*) from runs where status = 'done'
     and (out_dir like '%/killed' or out_dir like '%/torn')")" = 2 -a \
     "$(q "select count(*) from metrics m join runs r using (run_id) where r.out_dir like '%/torn' and split = 'train' and name = 'loss'")" = 8

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# gpu_ablation: the ablation grid at full budget on a lent GPU, a slice per call (issue 15's study). The lent machine
+# has minutes and no make: this script runs the chain of pipelines/experiment.mk itself (run.json, train, eval,
+# sample, with the same options), seed by seed so that every config has its first seed before any has its second,
+# skips finished runs, resumes an interrupted one (train --resume), and starts a run only while its expected wall
+# time (the slowest finished run's, or FIRST_RUN_S before any) fits in what is left of BUDGET_S. train gets the time
+# left as a timeout: on SIGTERM it checkpoints and exits 1, and the next call resumes it.
+# What the study needs comes home in $OUT/gpu-ablation: the registry (runs, metrics, losses per step), and per run
+# its config.json, eval.json, samples.txt and study.txt; the weights stay behind (carry the run folder back to
+# resume one that was cut off). Carry back registry.db and runs/ for the next slice: a finished run is skipped
+# whether or not its weights came along.
+#
+# Prepare here: `make CUDA=1 gpu-ablation SHARED=../shared` (shards of all of POP909, the tools, the libraries a bare
+# machine lacks, in build/gpu-ablation; under 64 MiB). Then on the GPU machine, carrying build/gpu-ablation and
+# build/gpu-libs:
+#   OUT=$OUT bash bench/gpu_ablation.sh                 all configs of ABLATION, SEEDS "1 2 3 4 5", own steps
+# Env: DIR (build/gpu-ablation: bin/, shards/, registry.db, runs/), ABLATION, SEEDS, STEPS (empty: the configs' own
+# 2,000), DEVICE (cuda), PRECISION (fp32), BUDGET_S (480: stop starting runs when they would not finish by then),
+# FIRST_RUN_S (150), EVAL_DOCS (32), SAMPLES (4). Exit 0 when the grid is complete, 3 when runs are left for the
+# next call, 1 when a step failed. Works on the CPU too (DEVICE=cpu, for checking this script).
+set -u -o pipefail
+cd "$(dirname "$0")/.." || exit 1
+DIR=${DIR:-build/gpu-ablation}
+ABLATION=${ABLATION:-baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce}
+SEEDS=${SEEDS:-1 2 3 4 5}
+STEPS=${STEPS-}
+DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-fp32}
+BUDGET_S=${BUDGET_S:-480}
+FIRST_RUN_S=${FIRST_RUN_S:-150}
+EVAL_DOCS=${EVAL_DOCS:-32}
+SAMPLES=${SAMPLES:-4}
+BIN=$DIR/bin
+REG=$DIR/registry.db
+OUTDIR=${OUT:-$DIR/out}/gpu-ablation
+t0=$(date +%s)
+left() { echo $((BUDGET_S - ($(date +%s) - t0))); }
+say() { echo "gpu_ablation: $*" >&2; }
+
+for f in train eval sample; do
+    [ -x "$BIN/$f" ] || { say "$BIN/$f missing: run 'make CUDA=1 gpu-ablation' and carry $DIR"; exit 1; }
+done
+[ -s "$DIR/shards/train.bin" ] || { say "$DIR/shards/train.bin missing"; exit 1; }
+[ -d build/gpu-libs ] && export LD_LIBRARY_PATH=$PWD/build/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$DIR/runs" "$OUTDIR"
+budget=${STEPS:+steps$STEPS-}
+dev=(); [ "$DEVICE" != cpu ] && dev=(--device "$DEVICE")
+prec=(); [ "$PRECISION" != fp32 ] && prec=(--precision "$PRECISION")
+slowest=0 todo=0 rc=0
+
+# one (config, seed): 0 done (now or before), 3 not started or cut off (no time), 1 failed
+run_one() {
+    local cfg=$1 seed=$2 run=$DIR/runs/$1/${budget}seed$2 exp=$1${STEPS:+-s$STEPS} t1 need
+    [ -s "$run/eval.json" ] && [ -s "$run/samples.txt" ] && return 0
+    need=$((slowest > 0 ? slowest : FIRST_RUN_S))
+    if [ "$(left)" -lt "$need" ]; then return 3; fi
+    mkdir -p "$run"
+    printf '{ "extends": "%s", "train": { "seed": %s%s } }\n' "$PWD/configs/$cfg.json" "$seed" \
+        "${STEPS:+, \"steps\": $STEPS}" > "$run/run.json"
+    t1=$(date +%s)
+    if [ ! -e "$run/train.done" ]; then
+        resume=(); [ -f "$run/trainer.state" ] && resume=(--resume)
+        say "$exp seed $seed: train${resume:+ (resume)}, $(left) s left"
+        timeout --signal=TERM "$(left)" "$BIN/train" -q -c "$run/run.json" -d "$DIR/shards" -o "$run" \
+            --experiment "$exp" --registry "$REG" "${dev[@]}" "${prec[@]}" "${resume[@]}"
+        local st=$?
+        if [ $st -ne 0 ]; then
+            [ "$(left)" -le 1 ] && { say "$exp seed $seed: cut off by the budget; resumes next call"; return 3; }
+            say "$exp seed $seed: train failed (status $st)"; return 1
+        fi
+        touch "$run/train.done"
+    fi
+    "$BIN/eval" -q "${dev[@]}" -m "$run" -d "$DIR/shards" -n "$EVAL_DOCS" --seed "$seed" --registry "$REG" \
+        --study-out "$run/study.txt" --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json" ||
+        { say "$exp seed $seed: eval failed"; return 1; }
+    "$BIN/sample" -q "${dev[@]}" -m "$run" --num-samples "$SAMPLES" --seed "$seed" -o "$run/samples.txt" \
+        --registry "$REG" || { say "$exp seed $seed: sample failed"; return 1; }
+    local wall=$(($(date +%s) - t1))
+    [ $wall -gt $slowest ] && slowest=$wall
+    say "$exp seed $seed: done in $wall s"
+    mkdir -p "$OUTDIR/runs/$cfg/${budget}seed$seed"
+    cp "$run"/{config.json,eval.json,samples.txt,study.txt} "$OUTDIR/runs/$cfg/${budget}seed$seed/" 2>/dev/null
+    return 0
+}
+
+for seed in $SEEDS; do
+    for cfg in $ABLATION; do
+        [ -f "configs/$cfg.json" ] || { say "configs/$cfg.json: no such config"; exit 1; }
+        run_one "$cfg" "$seed"
+        case $? in 0) ;; 3) todo=$((todo + 1)) ;; *) rc=1 ;; esac
+    done
+done
+[ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
+n_done=$(ls "$DIR"/runs/*/*/eval.json 2>/dev/null | wc -l)
+say "$n_done runs done, $todo left for the next call, $(($(date +%s) - t0)) s this call"
+[ $rc -ne 0 ] && exit 1
+[ $todo -gt 0 ] && exit 3
+exit 0
