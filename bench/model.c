@@ -131,7 +131,7 @@ int main(int argc, char **argv)
             for (int t = 0; t < T; t++) inp[b * T + t] = tok[b * (T + 1) + t], tgt[b * T + t] = tok[b * (T + 1) + t + 1];
         int32_t *tgt_b = be->alloc((size_t)B * T * 4);
         be->upload(tgt_b, tgt, (size_t)B * T * 4);
-        float *probs = be->alloc((size_t)B * T * V * 4), *dlog = be->alloc((size_t)B * T * V * 4);
+        float *dlog = be->alloc((size_t)B * T * V * 4);
         float *am = full ? be->alloc(m.n_floats * 4) : NULL, *av = full ? be->alloc(m.n_floats * 4) : NULL;
         AdamParams ap = {3e-4, 0.9, 0.999, 1e-8, 0};
         double *times = xmalloc(sizeof(double) * (size_t)(runs + 1));
@@ -140,9 +140,7 @@ int main(int argc, char **argv)
             double t0 = now_s();
             hg_forward(&m, inp, 1, (uint64_t)r);
             int nv;
-            be->crossentropy_forward(probs, m.logits, tgt_b, B * T, V, &nv);
-            be->zero(dlog, (size_t)B * T * V * 4);
-            be->crossentropy_backward(dlog, probs, tgt_b, B * T, V, nv, 1.0f);
+            be->crossentropy_fused(dlog, m.logits, tgt_b, B * T, V, 1.0f, &nv); // as trainer_loss
             be->zero(m.bdw, m.n_floats * sizeof(float));
             hg_backward(&m, inp, dlog, NULL);
             if (full) {
@@ -180,7 +178,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         if (!be->on_host) gpu_profile_print(stdout);
         free(tok), free(inp), free(tgt), free(times);
-        be->free(tgt_b), be->free(probs), be->free(dlog);
+        be->free(tgt_b), be->free(dlog);
         if (full) be->free(am), be->free(av);
         hg_free(&m);
     }

@@ -63,6 +63,25 @@ static void cpu_residual_layernorm_backward(float *dx, float *dy, float *dw, flo
     dropout_backward(dy, scratch, mask, p, n);
 }
 
+// the probabilities in dlogits, then turned into the gradient in place: 0 + g p, then - g at the target, as
+// crossentropy_backward on zeros
+static float cpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
+                                    float scale, int *n_valid)
+{
+    float loss = crossentropy_forward(dlogits, logits, targets, N, V, n_valid);
+    float g = *n_valid ? scale / (float)*n_valid : 0.0f;
+    for (int i = 0; i < N; i++) {
+        float *d = dlogits + (size_t)i * V;
+        if (targets[i] == 0 || !*n_valid) {
+            memset(d, 0, (size_t)V * sizeof *d);
+            continue;
+        }
+        for (int v = 0; v < V; v++) d[v] = 0.0f + g * d[v];
+        d[targets[i]] -= g;
+    }
+    return loss;
+}
+
 // probs and mask (B, NH, Tq, Tk), as ops.h
 void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
 {
@@ -95,6 +114,7 @@ const Backend backend_cpu = {
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
     .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
     .crossentropy_forward = crossentropy_forward, .crossentropy_backward = crossentropy_backward,
+    .crossentropy_fused = cpu_crossentropy_fused,
     .cosine_pairs_forward = cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
     .exp_cosine_forward = exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
     .clip_grad_norm = clip_grad_norm, .adam_step = adam_step,

@@ -94,6 +94,10 @@ typedef struct Backend {
                                   int *n_valid);
     void (*crossentropy_backward)(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
                                   int n_valid, float scale);
+    // both at once, without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
+    // (written, not accumulated), the bytes of crossentropy_forward + backward into zeros; returns the loss
+    float (*crossentropy_fused)(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
+                                float scale, int *n_valid);
     double (*cosine_pairs_forward)(const float *h, int B, int T, int C, long *n_pairs);
     void (*cosine_pairs_backward)(float *dh, const float *h, int B, int T, int C, float scale);
     double (*exp_cosine_forward)(const float *h, int B, int T, int C);

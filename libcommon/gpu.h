@@ -158,6 +158,10 @@ float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t 
 // dlogits += scale * (probs - onehot) / n_valid on non-PAD rows (n_valid from the forward, host)
 void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
                                float scale);
+// both at once without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
+// (written), the bytes of gpu_crossentropy_forward + gpu_crossentropy_backward into zeros; returns the loss (host)
+float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
+                             int *n_valid);
 // the auxiliary losses' sums in double, as ops.h (cos of row pairs (2i, 2i+1); sum over i != j of exp(-cos))
 double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);
 void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale);

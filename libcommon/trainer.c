@@ -29,7 +29,7 @@ int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err)
     }
     *p = (TrainPlan){.n_floats = hp.n_floats, .weights = f * hp.n_floats + hp.table_bytes, .grads = f * hp.n_floats,
                      .adam = 2 * f * hp.n_floats,
-                     .acts = hp.act_bytes + f * (2 * BT * V + hidden) + 3 * f * (BT + B)};
+                     .acts = hp.act_bytes + f * (BT * V + hidden) + 3 * f * (BT + B)};
     p->total = p->weights + p->grads + p->adam + p->acts;
     return 0;
 }
@@ -51,7 +51,7 @@ int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, cha
     tr->win = xmalloc(((size_t)tr->B * (tr->T + 1)) * sizeof *tr->win);
     tr->inp = xmalloc(bt * sizeof *tr->inp), tr->tgt = xmalloc(bt * sizeof *tr->tgt);
     tr->tgt_b = be->on_host ? tr->tgt : be->alloc(bt * sizeof *tr->tgt_b);
-    tr->probs = be->alloc(bt * V * sizeof *tr->probs), tr->dlogits = be->alloc(bt * V * sizeof *tr->dlogits);
+    tr->dlogits = be->alloc(bt * V * sizeof *tr->dlogits);
     // the hidden states' shapes are known after one forward pass; size their gradients now
     memset(tr->inp, 0, bt * sizeof *tr->inp);
     hg_forward(&tr->m, tr->inp, 0, 0);
@@ -65,22 +65,19 @@ void trainer_free(Trainer *tr)
     const Backend *be = tr->m.be;
     for (int h = 0; tr->dh && h < tr->m.max_hidden; h++) be->free(tr->dh[h]);
     free(tr->dh);
-    be->free(tr->adam_m), be->free(tr->adam_v), be->free(tr->probs), be->free(tr->dlogits);
+    be->free(tr->adam_m), be->free(tr->adam_v), be->free(tr->dlogits);
     if (tr->tgt_b != tr->tgt) be->free(tr->tgt_b);
     free(tr->win), free(tr->inp), free(tr->tgt);
     hg_free(&tr->m);
     memset(tr, 0, sizeof *tr);
 }
 
-double trainer_loss(const HgModel *m, const int32_t *tgt, int loss, double alpha, float *probs, float *dlogits,
-                    float *const *dh, float scale)
+double trainer_loss(const HgModel *m, const int32_t *tgt, int loss, double alpha, float *dlogits, float *const *dh,
+                    float scale)
 {
     const Backend *be = m->be;
     int B = m->B, T = m->T, V = m->cfg.V, C = m->cfg.C, n_valid;
-    size_t n = (size_t)B * T * V;
-    double l = be->crossentropy_forward(probs, m->logits, tgt, B * T, V, &n_valid);
-    be->zero(dlogits, n * sizeof *dlogits);
-    be->crossentropy_backward(dlogits, probs, tgt, B * T, V, n_valid, scale);
+    double l = be->crossentropy_fused(dlogits, m->logits, tgt, B * T, V, scale, &n_valid);
     for (int h = 0; h < m->n_hidden; h++) be->zero(dh[h], (size_t)B * m->hidden_T[h] * C * sizeof(float));
     if (loss == 0 || m->n_hidden == 0) return l;
     // cosine_ce: alpha * (pooled mean of cos over row pairs); exp_cosine_ce: alpha * mean over states and items
@@ -131,7 +128,7 @@ double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double
         if (tr->tgt_b != tr->tgt) be->upload(tr->tgt_b, tr->tgt, (size_t)tr->B * tr->T * sizeof *tr->tgt);
         tr->t_data += now_s() - t0;
         hg_forward(m, tr->inp, 1, splitmix64((uint64_t)rc->seed ^ splitmix64(micro)));
-        loss += trainer_loss(m, tr->tgt_b, rc->loss, rc->alpha, tr->probs, tr->dlogits, tr->dh, 1.0f / (float)A) / A;
+        loss += trainer_loss(m, tr->tgt_b, rc->loss, rc->alpha, tr->dlogits, tr->dh, 1.0f / (float)A) / A;
         hg_backward(m, tr->inp, tr->dlogits, tr->dh);
     }
     *grad_norm = be->clip_grad_norm(m->bdw, m->n_floats, rc->grad_norm_clip);

@@ -39,7 +39,7 @@ typedef struct Trainer {
     int B, T, V;
     int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T), host memory
     int32_t *tgt_b;           // the targets in the backend's memory (tgt itself on the CPU)
-    float *probs, *dlogits;   // (B, T, V), the backend's memory (so are adam_m, adam_v and dh)
+    float *dlogits;           // (B, T, V), the backend's memory (so are adam_m, adam_v and dh)
     float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
 } Trainer;
 
@@ -63,10 +63,10 @@ void trainer_free(Trainer *tr);
 double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double *lr);
 
 // The loss of model.md §7 for m's last forward pass on targets tgt (B*T), with its gradients written (not
-// accumulated) into dlogits and dh (dh[i] sized like m->hidden[i]), all scaled by `scale`. probs: (B*T, V).
-// Every pointer is m's backend's memory.
-double trainer_loss(const HgModel *m, const int32_t *tgt, int loss, double alpha, float *probs, float *dlogits,
-                    float *const *dh, float scale);
+// accumulated) into dlogits (B*T, V; the fused cross-entropy: no probabilities are stored) and dh (dh[i] sized
+// like m->hidden[i]), all scaled by `scale`. Every pointer is m's backend's memory.
+double trainer_loss(const HgModel *m, const int32_t *tgt, int loss, double alpha, float *dlogits, float *const *dh,
+                    float scale);
 
 // Writes the trainer state atomically. Dies on I/O failure (the previous file stays in place).
 void trainer_save(const Trainer *tr, const char *path, uint64_t config_hash, uint64_t vocab_hash, int64_t run_id);

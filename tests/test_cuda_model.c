@@ -91,12 +91,12 @@ static void run(HgModel *m, const int32_t *tok, const int32_t *tgt_host, int los
     size_t bt = (size_t)B * T;
     int32_t *tgt = be->alloc(bt * sizeof *tgt);
     be->upload(tgt, tgt_host, bt * sizeof *tgt);
-    float *probs = be->alloc(bt * V * sizeof(float)), *dlogits = be->alloc(bt * V * sizeof(float));
+    float *dlogits = be->alloc(bt * V * sizeof(float));
     be->zero(m->bdw, m->n_floats * sizeof(float));
     hg_forward(m, tok, 1, 77);
     float *dh[8] = {0};
     for (int h = 0; h < m->n_hidden; h++) dh[h] = be->alloc((size_t)B * m->hidden_T[h] * C * sizeof(float));
-    o->loss = trainer_loss(m, tgt, loss_kind, loss_kind == 1 ? 0.1 : 1e-2, probs, dlogits, dh, 1.0f);
+    o->loss = trainer_loss(m, tgt, loss_kind, loss_kind == 1 ? 0.1 : 1e-2, dlogits, dh, 1.0f);
     hg_backward(m, tok, dlogits, dh);
     o->logits = xmalloc(bt * V * sizeof(float));
     memcpy(o->logits, hg_logits_host(m), bt * V * sizeof(float));
@@ -111,7 +111,7 @@ static void run(HgModel *m, const int32_t *tok, const int32_t *tgt_host, int los
     memcpy(o->dw, m->dw, m->n_floats * sizeof(float));
     char err[ERR_MAX];
     CHECK(be->sync(err) == 0, "%s", err);
-    be->free(tgt), be->free(probs), be->free(dlogits);
+    be->free(tgt), be->free(dlogits);
 }
 
 static void free_out(Out *o, int n_hidden)

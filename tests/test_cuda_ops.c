@@ -629,6 +629,24 @@ static void ce_case(const char *name, int N, int V, int pad_every)
     snprintf(m, sizeof m, "%s probs", name), cmp(m, gp[0], probs, n, TOL), twice(m, gp[0], gp[1], n * 4);
     snprintf(m, sizeof m, "%s dlogits", name), cmp(m, gd[0], dl, n, TOL), twice(m, gd[0], gd[1], n * 4);
     for (int r = 0; r < 2; r++) free(gp[r]), free(gd[r]);
+    // fused (no probs): the bytes of the two ops above on zeros, the same n_valid and loss
+    float fl[2], *gf[2], *zero_based;
+    int fnv[2] = {-1, -1};
+    gpu_zero(d_dl, n * 4);
+    gpu_crossentropy_forward(d_probs, d_logits, d_tgt, N, V, &gnv[0]);
+    gpu_crossentropy_backward(d_dl, d_probs, d_tgt, N, V, gnv[0], 0.75f);
+    zero_based = host_from(d_dl, n * 4);
+    for (int r = 0; r < 2; r++) {
+        reset(d_dl, dl0, n * 4); // written, not accumulated: what was there does not matter
+        fl[r] = gpu_crossentropy_fused(d_dl, d_logits, d_tgt, N, V, 0.75f, &fnv[r]);
+        gf[r] = host_from(d_dl, n * 4);
+    }
+    CHECK(fnv[0] == nv && fl[0] == gl[0], "%s fused: n_valid %d loss %.9g, unfused %d %.9g", name, fnv[0], fl[0], nv,
+          gl[0]);
+    snprintf(m, sizeof m, "%s fused dlogits: the unfused ops' bytes on zeros", name);
+    cmp_bytes(m, gf[0], zero_based, n * 4), twice(m, gf[0], gf[1], n * 4);
+    for (int r = 0; r < 2; r++) free(gf[r]);
+    free(zero_based);
     gpu_free(d_logits), gpu_free(d_probs), gpu_free(d_dl), gpu_free(d_tgt);
     free(logits), free(probs), free(dl0), free(dl), free(tgt);
     no_error(name);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "check.h"
 #include "ops.h"
 
@@ -483,6 +484,16 @@ static void test_hourglass_ops(void)
         want += -(logits[i * 5 + targets[i]] - log(z)) / 6;
     }
     CHECK(nv == 6 && fabs(ce - want) < 1e-6, "cross-entropy %.7f, want %.7f over %d targets", ce, want, nv);
+    { // the backend's fused cross-entropy: forward + backward on zeros, byte for byte, without probs
+        float dl_ref[40] = {0}, dl_fused[40], pr[40];
+        for (int i = 0; i < 40; i++) dl_fused[i] = 99.0f; // written, not accumulated
+        int nv2 = 0, nv3 = 0;
+        float l_ref = crossentropy_forward(pr, logits, targets, 8, 5, &nv2);
+        crossentropy_backward(dl_ref, pr, targets, 8, 5, nv2, 0.6f);
+        float l_fused = backend_cpu.crossentropy_fused(dl_fused, logits, targets, 8, 5, 0.6f, &nv3);
+        CHECK(nv3 == nv2 && l_fused == l_ref && memcmp(dl_fused, dl_ref, sizeof dl_ref) == 0,
+              "fused cross-entropy: not the bytes of forward + backward on zeros");
+    }
     un_case("cosine pairs, odd T", (UnCtx){.op = OP_COSPAIRS, .B = 2, .T = 5, .C = 4}, 40, 1);
     un_case("exp-cosine", (UnCtx){.op = OP_EXPCOS, .B = 2, .T = 4, .C = 4}, 32, 1);
     long np;

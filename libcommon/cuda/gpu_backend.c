@@ -95,6 +95,7 @@ static const Backend backend_gpu = {
     .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
     .repeat_forward = gpu_repeat_forward, .repeat_backward = gpu_repeat_backward,
     .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
+    .crossentropy_fused = gpu_crossentropy_fused,
     .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
     .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu, .set_precision = gpu_set_precision,

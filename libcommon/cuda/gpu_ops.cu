@@ -843,6 +843,58 @@ void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t
     EW_OP("gpu_crossentropy_backward", ce_bwd_k, dlogits, probs, targets, V, g, n);
 }
 
+// *n = the non-PAD targets (one block; integer sums, so any order)
+__global__ static void count_valid_k(int *n, const int32_t *targets, int N)
+{
+    __shared__ int red[32];
+    int c = 0;
+    for (int i = threadIdx.x; i < N; i += blockDim.x) c += targets[i] != 0;
+    c = block_sum(c, red);
+    if (threadIdx.x == 0) *n = c;
+}
+
+// one block per row: ce_fwd_k's probabilities in dlogits, then in place 0 + g p and - g at the target (ce_bwd_k on
+// zeros), g = scale / n_valid; PAD rows (and every row when no target counts) 0
+__global__ static void ce_fused_k(float *dlogits, double *row_loss, const float *logits, const int32_t *targets, int V,
+                                  float scale, const int *n_valid)
+{
+    __shared__ float red[32];
+    __shared__ double redd[32];
+    size_t i = blockIdx.x;
+    const float *x = logits + i * V;
+    float *d = dlogits + i * V, mx;
+    int t = targets[i], nv = *n_valid;
+    double sum = block_exp_row(d, x, V, red, redd, &mx);
+    float g = nv ? scale / (float)nv : 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float p = (float)(d[v] / sum), o = 0.0f + g * p;
+        if (v == t) o -= g;
+        d[v] = t == 0 || !nv ? 0.0f : o;
+    }
+    if (threadIdx.x == 0) row_loss[i] = t == 0 ? 0.0 : -((double)(x[t] - mx) - log(sum));
+}
+
+float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
+                             int *n_valid)
+{
+    const char *op = "gpu_crossentropy_fused";
+    *n_valid = 0;
+    if (!gpu_enter(op) || N <= 0) return 0.0f;
+    double *ws = (double *)gpu_workspace(op, ((size_t)N + 3) * sizeof(double));
+    if (!ws) return 0.0f;
+    int *nv = (int *)(ws + 2);
+    LAUNCH(count_valid_k, 1, 1024)(nv, targets, N);
+    gpu_launched(op);
+    LAUNCH(ce_fused_k, N, RED_THREADS)(dlogits, ws + 3, logits, targets, V, scale, nv);
+    gpu_launched(op);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 3, (size_t)N, targets);
+    gpu_launched(op);
+    double h[2] = {0, 0};
+    if (gpu_download(h, ws, sizeof h)) return 0.0f;
+    *n_valid = (int)h[1];
+    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f;
+}
+
 // cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
 __device__ static double block_cos(const float *a, const float *b, int C, double *na, double *nb, double *redd)
 {
