@@ -89,6 +89,24 @@ __device__ static void fa_dots(float *s, float *dp, const float *qr, const float
     }
 }
 
+// The key tile at j0 for the query tile at i0: its keys and values, and the Er rows of the distances it holds
+// (i0 - j0 - (FA_BK - 1) onward), once the last tile is read by every thread; ready for all on return.
+__device__ static void fa_key_tile(float *Ks, float *Vs, float *Es, const float *kh, const float *vh, const FaArgs &a,
+                                   int i0, int j0)
+{
+    __syncthreads();
+    fa_load(Ks, kh, a.ldk, j0, FA_BK, a.Tk, a.HS);
+    fa_load(Vs, vh, a.ldv, j0, FA_BK, a.Tk, a.HS);
+    if (a.ers) fa_load_er(Es, a.ers, i0 - j0 - (FA_BK - 1), FA_BQ + FA_BK - 1, a.Tq, a.HS);
+    __syncthreads();
+}
+
+// A square tile's rows for the thread's columns c = l4 + 4u: the key row c, and the Er row r - c + FA_BK - 1
+__device__ static void fa_square_rows(int *krow, int *erow, int r, int l4)
+{
+    UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
+}
+
 // ---- forward ---------------------------------------------------------------------------------------------------
 
 static size_t fa_fwd_smem(int HS)
@@ -110,15 +128,11 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_fwd_k(FaArgs a)
     const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = fa_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
     int krow[FA_CU], erow[FA_CU];
-    UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
+    fa_square_rows(krow, erow, r, l4);
     float m = -INFINITY, l = 0.0f, o[FA_DW];
     UNROLL for (int w = 0; w < FA_DW; w++) o[w] = 0.0f;
     for (int j0 = 0; j0 < nkt; j0 += FA_BK) {
-        __syncthreads(); // the last tile is read
-        fa_load(Ks, kh, a.ldk, j0, FA_BK, a.Tk, HS);
-        fa_load(Vs, vh, a.ldv, j0, FA_BK, a.Tk, HS);
-        if (a.ers) fa_load_er(Es, a.ers, i0 - j0 - (FA_BK - 1), FA_BQ + FA_BK - 1, a.Tq, HS);
-        __syncthreads();
+        fa_key_tile(Ks, Vs, Es, kh, vh, a, i0, j0);
         float s[FA_CU], unused[FA_CU], mx = -INFINITY;
         fa_dots<false>(s, unused, Qs + r * P, NULL, Ks, NULL, a.ers ? Es : NULL, krow, erow, HS);
         UNROLL for (int u = 0; u < FA_CU; u++) {
@@ -221,7 +235,7 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_dkdv_k(FaArgs a)
     fa_load(Vs, a.v + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, FA_BK, a.Tk, HS);
     const uint64_t key = fa_key(a, bh);
     int krow[FA_CU], erow[FA_CU];
-    UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
+    fa_square_rows(krow, erow, r, l4);
     float gk[FA_DW], gv[FA_DW];
     UNROLL for (int w = 0; w < FA_DW; w++) gk[w] = 0.0f, gv[w] = 0.0f;
     for (int i0 = 0; i0 < a.Tq; i0 += FA_BQ) {
@@ -275,15 +289,11 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_dq_k(FaArgs a)
     float lse_i, D_i;
     fa_row_stats(a, bh, i, &lse_i, &D_i);
     int krow[FA_CU], erow[FA_CU];
-    UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
+    fa_square_rows(krow, erow, r, l4);
     float gq[FA_DW];
     UNROLL for (int w = 0; w < FA_DW; w++) gq[w] = 0.0f;
     for (int j0 = 0; j0 < nkt; j0 += FA_BK) {
-        __syncthreads(); // the last tile is read
-        fa_load(Ks, kh, a.ldk, j0, FA_BK, a.Tk, HS);
-        fa_load(Vs, vh, a.ldv, j0, FA_BK, a.Tk, HS);
-        if (a.ers) fa_load_er(Es, a.ers, i0 - j0 - (FA_BK - 1), FA_BQ + FA_BK - 1, a.Tq, HS);
-        __syncthreads();
+        fa_key_tile(Ks, Vs, Es, kh, vh, a, i0, j0);
         fa_grad_entries(dSs, NULL, FA_BK + 1, a, key, r, i, lse_i, D_i, j0, Qs, Os, Ks, Vs, a.ers ? Es : NULL, krow,
                         erow);
         __syncthreads();

@@ -803,6 +803,18 @@ __global__ static void sum_doubles_k(double *out, const double *in, size_t n, co
     }
 }
 
+// the mean of the N rows' losses over the non-PAD targets (their sum and count into ws[0], ws[1], then to the host;
+// waits for the GPU), *n_valid the count
+static float ce_mean(const char *op, double *ws, const double *row_loss, const int32_t *targets, int N, int *n_valid)
+{
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, row_loss, (size_t)N, targets);
+    gpu_launched(op);
+    double h[2] = {0, 0};
+    if (gpu_download(h, ws, sizeof h)) return 0.0f;
+    *n_valid = (int)h[1];
+    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f;
+}
+
 float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *n_valid)
 {
     const char *op = "gpu_crossentropy_forward";
@@ -812,12 +824,7 @@ float gpu_crossentropy_forward(float *probs, const float *logits, const int32_t 
     if (!ws) return 0.0f;
     LAUNCH(ce_fwd_k, N, RED_THREADS)(probs, ws + 2, logits, targets, V);
     gpu_launched(op);
-    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 2, (size_t)N, targets);
-    gpu_launched(op);
-    double h[2] = {0, 0};
-    if (gpu_download(h, ws, sizeof h)) return 0.0f;
-    *n_valid = (int)h[1];
-    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f;
+    return ce_mean(op, ws, ws + 2, targets, N, n_valid);
 }
 
 // dlogits[i, v] += g * p[i, v], then -= g at the target (two roundings, as ops.c), on non-PAD rows
@@ -887,12 +894,7 @@ float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t 
     gpu_launched(op);
     LAUNCH(ce_fused_k, N, RED_THREADS)(dlogits, ws + 3, logits, targets, V, scale, nv);
     gpu_launched(op);
-    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 3, (size_t)N, targets);
-    gpu_launched(op);
-    double h[2] = {0, 0};
-    if (gpu_download(h, ws, sizeof h)) return 0.0f;
-    *n_valid = (int)h[1];
-    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f;
+    return ce_mean(op, ws, ws + 3, targets, N, n_valid);
 }
 
 // cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
