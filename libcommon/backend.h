@@ -17,6 +17,8 @@
 // decode.c runs its own row loops and OpenBLAS calls there.
 typedef struct DecKernels {
     void (*linear)(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
+    void (*linear_qkv)(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
+                       size_t cs, int n_new);
     void (*add_layernorm)(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
     void (*copy_rows)(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride, size_t spitch,
                       int nb, int rows, int width);

@@ -545,11 +545,15 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     int ldq = C;
     if (bk->keys == KEYS_CAUSAL) {
         ldq = 3 * C;
-        linear(d, d->qkv, x, &l->qkv, N);
-        // rows (b, i) of the product: q, k, v, 3C floats
+        // rows (b, i) of the product: q, k, v, 3C floats; k and v also to the caches at row p0 + i
         size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
-        copy_rows(d, l->k + at, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
-        copy_rows(d, l->v + at, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
+        if (d->K) {
+            d->K->linear_qkv(d->qkv, x, l->qkv.w, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
+        } else {
+            linear(d, d->qkv, x, &l->qkv, N);
+            copy_rows(d, l->k + at, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
+            copy_rows(d, l->v + at, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
+        }
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }

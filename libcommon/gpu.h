@@ -171,6 +171,10 @@ void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, flo
 // ---- decoding (decode.c's kernels on device memory; pitches and offsets in floats) ------------------------------
 // out (N, OC) = x (N, IC) @ w^T + b (b may be NULL), then ReLU when relu
 void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
+// a self-attention layer's input projection: out (N, 3C) = x (N, C) @ w^T + b, N = nb items x n_new rows, and its
+// key and value columns also to the caches: row (g, i)'s k to k + g * cs + i * C, its v to v + g * cs + i * C
+void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
+                        size_t cs, int n_new);
 // out (N, C) = LayerNorm(a + b) (b NULL: of a), eps 1e-5; out may equal a
 void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
 // nb groups of rows rows of width floats: row r of group g from src + g * sstride + r * spitch (a pitch 0 repeats

@@ -990,8 +990,39 @@ static void dec_gather_case(int s, int lin)
     no_error(m);
 }
 
+// the input projection with the keys and values to the caches: out the bytes of gpu_dec_linear's (or, past its
+// rows, the cuBLAS path's), and cache row (g, p0 + i) the product's k and v columns of row (g, i), the rest untouched
+static void dec_qkv_case(int nb, int n_new, int C)
+{
+    char m[160];
+    snprintf(m, sizeof m, "dec_linear_qkv %d items x %d rows, C %d", nb, n_new, C);
+    int N = nb * n_new, cap = n_new + 5, p0 = 3;
+    size_t no = (size_t)N * 3 * C, nc = (size_t)nb * cap * C;
+    float *x = rnd((size_t)N * C, 1), *w = rnd((size_t)3 * C * C, 1), *b = rnd(3 * (size_t)C, 1);
+    float *k0 = rnd(nc, 1), *v0 = rnd(nc, 1);
+    float *d_x = dev_from(x, (size_t)N * C * 4), *d_w = dev_from(w, (size_t)3 * C * C * 4), *d_b = dev_from(b, 3 * (size_t)C * 4);
+    float *d_out = dev_new(no * 4), *d_ref = dev_new(no * 4), *d_k = dev_from(k0, nc * 4), *d_v = dev_from(v0, nc * 4);
+    gpu_dec_linear(d_ref, d_x, d_w, d_b, N, C, 3 * C, 0);
+    gpu_dec_linear_qkv(d_out, d_x, d_w, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C, (size_t)cap * C, n_new);
+    float *out = host_from(d_out, no * 4), *ref = host_from(d_ref, no * 4), *k = host_from(d_k, nc * 4);
+    float *v = host_from(d_v, nc * 4), *wk = copy_of(k0, nc), *wv = copy_of(v0, nc);
+    for (int g = 0; g < nb; g++)
+        for (int i = 0; i < n_new; i++)
+            for (int c = 0; c < C; c++) {
+                size_t row = ((size_t)g * n_new + i) * 3 * C, at = ((size_t)g * cap + p0 + i) * C + c;
+                wk[at] = ref[row + C + c], wv[at] = ref[row + 2 * C + c];
+            }
+    snprintf(m + strlen(m), sizeof m - strlen(m), ": out"), cmp_bytes(m, out, ref, no * 4);
+    snprintf(m + strlen(m), sizeof m - strlen(m), ", k cache"), cmp_bytes(m, k, wk, nc * 4);
+    snprintf(m + strlen(m), sizeof m - strlen(m), ", v cache"), cmp_bytes(m, v, wv, nc * 4);
+    gpu_free(d_x), gpu_free(d_w), gpu_free(d_b), gpu_free(d_out), gpu_free(d_ref), gpu_free(d_k), gpu_free(d_v);
+    free(x), free(w), free(b), free(k0), free(v0), free(out), free(ref), free(k), free(v), free(wk), free(wv);
+    no_error(m);
+}
+
 static void test_decoding(void)
 {
+    dec_qkv_case(1, 1, 16), dec_qkv_case(3, 2, 256), dec_qkv_case(2, 7, 32); // 14 rows: cuBLAS and copies
     for (int bias = 0; bias < 2; bias++) {
         dec_linear_case(1, 16, 5, bias, 0), dec_linear_case(3, 1024, 348, bias, 1);
         dec_linear_case(8, 256, 33, bias, bias), dec_linear_case(20, 64, 40, bias, 1); // 20 rows: cuBLAS

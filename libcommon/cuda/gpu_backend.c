@@ -72,7 +72,7 @@ static void g_residual_layernorm_backward(float *dx, float *dy, float *dw, float
 }
 
 static const DecKernels dec_gpu = {
-    .linear = gpu_dec_linear, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
+    .linear = gpu_dec_linear, .linear_qkv = gpu_dec_linear_qkv, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
     .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
 };
 

@@ -12,11 +12,20 @@
 #define DL_WARPS 8     // warps per block of the matrix-vector kernel
 #define DL_MAX_ROWS 8  // rows it takes at once; more rows go through cuBLAS
 
+// Where a self-attention layer's new keys and values also go: row n = (item g, new row i) of the product's columns
+// C .. 2C-1 to k + g * cs + i * C, of columns 2C .. 3C-1 to v + g * cs + i * C (k NULL: nowhere)
+typedef struct DecKV {
+    float *k, *v;
+    size_t cs;
+    int C, n_new;
+} DecKV;
+
 // out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: wpc warps per output column o, each over
 // a contiguous slice of IC with its lanes strided in it (a long row is several short chains of loads, not one),
-// the slices' sums then added in slice order by the column's first warp
+// the slices' sums then added in slice order by the column's first warp; with kv.k, the keys and values also to
+// the caches
 __global__ static void dec_gemv_k(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC,
-                                  int relu, int wpc)
+                                  int relu, int wpc, DecKV kv)
 {
     __shared__ float part[DL_WARPS][DL_MAX_ROWS];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sl = warp % wpc;
@@ -46,7 +55,13 @@ UNROLL
         float y = 0.0f;
         for (int q = 0; q < wpc; q++) y += part[warp + q][n];
         y += b ? b[o] : 0.0f;
-        out[(size_t)n * OC + o] = relu && !(y > 0.0f) ? 0.0f : y;
+        y = relu && !(y > 0.0f) ? 0.0f : y;
+        out[(size_t)n * OC + o] = y;
+        if (kv.k && o >= kv.C) {
+            int g = n / kv.n_new, i = n % kv.n_new;
+            float *cache = o < 2 * kv.C ? kv.k + (o - kv.C) : kv.v + (o - 2 * kv.C);
+            cache[g * kv.cs + (size_t)i * kv.C] = y;
+        }
     }
 }
 
@@ -56,12 +71,31 @@ void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, 
     if (!gpu_enter(op) || N <= 0) return;
     if (N <= DL_MAX_ROWS) {
         int wpc = IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; // warps per column: slices of 128 or more
-        LAUNCH(dec_gemv_k, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc);
+        DecKV none = {NULL, NULL, 0, 0, 1};
+        LAUNCH(dec_gemv_k, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc, none);
         gpu_launched(op);
         return;
     }
     gpu_linear_forward(out, x, w, b, N, IC, OC);
     if (relu) gpu_relu_forward(out, out, (size_t)N * OC);
+}
+
+void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
+                        size_t cs, int n_new)
+{
+    const char *op = "gpu_dec_linear_qkv";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (N <= DL_MAX_ROWS && N % n_new == 0) {
+        int wpc = C >= 1024 ? 8 : C >= 512 ? 4 : C >= 256 ? 2 : 1;
+        DecKV kv = {k, v, cs, C, n_new};
+        LAUNCH(dec_gemv_k, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc, kv);
+        gpu_launched(op);
+        return;
+    }
+    gpu_linear_forward(out, x, w, b, N, C, 3 * C);
+    int nb = N / n_new;
+    gpu_dec_copy_rows(k, cs, C, out + C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
+    gpu_dec_copy_rows(v, cs, C, out + 2 * C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
 }
 
 // out = LayerNorm(a + b) over C (b NULL: of a), one warp per row; out may equal a
