@@ -6,7 +6,8 @@
 # bin-cuda. cuBLAS 13 is too large to carry: it is looked for there (the CUDA toolkit, or PyTorch's nvidia-* wheels).
 # Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
 # then bench/gpu_decode.sh and bench/gpu_model.sh (C against PyTorch on this GPU), then compute-sanitizer memcheck.
-# Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_SAN=0|race, GPU_CHECK_PROFILE=train|decode|all (per-op
+# Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark),
+# GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
 # tables), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
 # Usage: bash bench/gpu_check.sh   (from the repository root; about 4 minutes on an H100, memcheck 1-2 more)
@@ -90,7 +91,7 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
     timeout 120 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
         echo "gpu_check: the decode benchmark stopped (exit $?)"
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
-    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 300 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
+    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
         tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
 fi
 
@@ -100,10 +101,12 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 
 if [ "${GPU_CHECK_SAN:-1}" = 0 ]; then
     echo "compute-sanitizer: left out (GPU_CHECK_SAN=0)"
 elif [ -n "$SAN" ]; then
+    # GPU_CHECK_SAN_SECTIONS: test_cuda_ops sections to check (e.g. "attention layernorm"; default all)
+    read -r -a sections <<<"${GPU_CHECK_SAN_SECTIONS:-}"
     for tool in memcheck $([ "${GPU_CHECK_SAN:-1}" = race ] && echo racecheck); do
-        step "compute-sanitizer --tool $tool $TEST"
+        step "compute-sanitizer --tool $tool $TEST ${sections[*]}"
         HMT_REQUIRE_GPU=1 timeout "${GPU_CHECK_SAN_S:-120}" "$SAN" --tool $tool --report-api-errors no --error-exitcode 3 "$TEST" \
-          > "$OUT/sanitizer-$tool.log" 2>&1
+          "${sections[@]}" > "$OUT/sanitizer-$tool.log" 2>&1
         s=$?
         tail -3 "$OUT/sanitizer-$tool.log"
         [ $s = 0 ] || { echo "gpu_check: compute-sanitizer $tool: exit $s (see sanitizer-$tool.log)"; rc=1; }

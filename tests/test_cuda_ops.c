@@ -1056,7 +1056,8 @@ static void test_device(void)
     no_error("device");
 }
 
-int main(void)
+// Arguments: section names (see below) to run only those, e.g. `test_cuda_ops attention` under a sanitizer.
+int main(int argc, char **argv)
 {
     char err[256];
     GpuStatus st = gpu_init(0, err);
@@ -1080,7 +1081,20 @@ int main(void)
                     {"linear", test_linear},       {"layernorm", test_layernorm},
                     {"attention", test_attention}, {"losses", test_losses},
                     {"optimizer", test_optim},     {"decoding", test_decoding}};
-    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
+    size_t n_sections = sizeof sections / sizeof *sections;
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < n_sections && strcmp(argv[a], sections[i].name) != 0) i++;
+        if (i == n_sections) {
+            fprintf(stderr, "test_cuda_ops: no section '%s' (sections: device, elementwise and dropout, embedding, "
+                    "resampling, linear, layernorm, attention, losses, optimizer, decoding)\n", argv[a]);
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < n_sections; i++) {
+        int chosen = argc == 1;
+        for (int a = 1; a < argc; a++) chosen |= strcmp(argv[a], sections[i].name) == 0;
+        if (!chosen) continue;
         if (!check_skipping) printf("-- %s\n", sections[i].name);
         sections[i].fn();
     }
