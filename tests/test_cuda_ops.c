@@ -530,6 +530,18 @@ static void test_attention(void)
     attention_case("resample_pre 150 x 301, dropout 0.2", 2, 32, 4, 150, 301, big_pre, 0, 0.2f);
     attention_case("resample_post 300 x 150, dropout 0.1", 2, 16, 2, 300, 150, big_post, 0, 0.1f);
     attention_case("causal RPR attention T 64, head size 64", 2, 256, 4, 64, 64, big_causal, 1, 0.1f);
+    // a head size that is not a multiple of 4 (the fused kernels' threads take dimensions 4 apart), and 128
+    attention_case("causal RPR attention T 70, head size 5, dropout 0.1", 2, 10, 2, 70, 70, big_causal, 1, 0.1f);
+    attention_case("causal RPR attention T 40, head size 128", 1, 256, 2, 40, 40, big_causal, 1, 0.0f);
+    { // past head size 128 the fused kernels refuse, naming it (the backend then takes the unfused path)
+        AttnDims d = {.B = 1, .Tq = 4, .Tk = 4, .C = 272, .NH = 2, .L = 4, .ldq = 272, .ldk = 272, .ldv = 272,
+                      .n_keys = NULL};
+        float *buf = dev_new(4 * 272 * 4), *lse = dev_new(2 * 4 * 4);
+        gpu_attention_fused_forward(buf, lse, buf, buf, buf, NULL, &d);
+        CHECK(strstr(gpu_error(), "head size") != NULL, "fused attention, head size 136: error '%s'", gpu_error());
+        gpu_clear_error();
+        gpu_free(buf), gpu_free(lse);
+    }
     // the default model's shape: d 256, 4 heads, T 512 (4 tiles), dropout 0.1
     attention_case("causal RPR attention T 512, d 256, 4 heads, dropout 0.1", 2, 256, 4, 512, 512, big_causal, 1,
                    0.1f);
