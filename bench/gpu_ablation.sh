@@ -41,7 +41,10 @@ for f in train eval sample; do
     [ -x "$BIN/$f" ] || { say "$BIN/$f missing: run 'make CUDA=1 gpu-ablation' and carry $DIR"; exit 1; }
 done
 [ -s "$DIR/shards/train.bin" ] || { say "$DIR/shards/train.bin missing"; exit 1; }
-[ -d build/gpu-libs ] && export LD_LIBRARY_PATH=$PWD/build/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if [ "$DEVICE" != cpu ]; then
+    . bench/gpu_env.sh
+    gpu_libs_check "$BIN/train" >&2 || exit 1
+fi
 mkdir -p "$DIR/runs" "$OUTDIR"
 budget=${STEPS:+steps$STEPS-}
 dev=(); [ "$DEVICE" != cpu ] && dev=(--device "$DEVICE")

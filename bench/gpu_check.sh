@@ -34,24 +34,9 @@ if [ ! -x "$TEST" ]; then
 fi
 
 # ---- libraries: the carried ones, then a cuBLAS 13 from this machine --------------------------------------------
-LIBS=$PWD/build/gpu-libs
-if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
-    for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib; do
-        [ -e "$d/libcublasLt.so.13" ] && { LIBS=$LIBS:$d; break; }
-    done
-    case $LIBS in *:*) ;; *)
-        f=$(timeout 60 find /usr /opt /root /home -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)
-        [ -n "$f" ] && LIBS=$LIBS:$(dirname "$f") ;;
-    esac
-fi
-export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. bench/gpu_env.sh
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH//$PWD/.}"
-missing=$(ldd "$TEST" | awk '/not found/ {print $1}')
-if [ -n "$missing" ]; then
-    echo "gpu_check: libraries not found for $TEST: $missing"
-    echo "hint: install CUDA 13's cuBLAS (e.g. pip install nvidia-cublas) and rerun, or set LD_LIBRARY_PATH to it"
-    exit 1
-fi
+gpu_libs_check "$TEST" || exit 1
 ldd "$TEST" | grep -E 'cublas|openblas' | sed "s|$PWD|.|"
 
 # ---- the checks: as the backend runs; a failing op test again with a wait after every op (so a fault names its op)

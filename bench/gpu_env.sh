@@ -1,0 +1,23 @@
+# gpu_env: sourced by bench/gpu_check.sh and bench/gpu_ablation.sh on a lent GPU machine: LD_LIBRARY_PATH gets the
+# carried libraries (build/gpu-libs) and a cuBLAS 13 from the machine (the CUDA toolkit, or PyTorch's nvidia-*
+# wheels), since cuBLAS is too large to carry. gpu_libs_check BINARY says which libraries it still lacks (status 1).
+LIBS=$PWD/build/gpu-libs
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
+    for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib; do
+        [ -e "$d/libcublasLt.so.13" ] && { LIBS=$LIBS:$d; break; }
+    done
+    case $LIBS in *:*) ;; *)
+        f=$(timeout 60 find /usr /opt /root /home -name 'libcublasLt.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)
+        [ -n "$f" ] && LIBS=$LIBS:$(dirname "$f") ;;
+    esac
+fi
+export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+gpu_libs_check() {
+    local missing
+    missing=$(ldd "$1" | awk '/not found/ {print $1}')
+    [ -z "$missing" ] && return 0
+    echo "libraries not found for $1: $missing"
+    echo "hint: install CUDA 13's cuBLAS (e.g. pip install nvidia-cublas) and rerun, or set LD_LIBRARY_PATH to it"
+    return 1
+}
