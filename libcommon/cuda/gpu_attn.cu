@@ -107,6 +107,10 @@ __device__ static void fa_square_rows(int *krow, int *erow, int r, int l4)
     UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
 }
 
+// The query tile of a block, the last tiles first: with causal keys they have the most work, and blocks start in
+// order, so the long ones do not trail at the end of the launch
+__device__ static int fa_last_first(void) { return (int)(gridDim.y - 1 - blockIdx.y); }
+
 // ---- forward ---------------------------------------------------------------------------------------------------
 
 static size_t fa_fwd_smem(int HS)
@@ -119,7 +123,7 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_fwd_k(FaArgs a)
 {
     DYN_SMEM(sm);
     const int HS = a.HS, P = HS + 1, r = threadIdx.x >> 2, l4 = threadIdx.x & 3;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = blockIdx.y * FA_BQ, i = i0 + r;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * FA_BQ, i = i0 + r;
     float *Qs = sm, *Ks = Qs + FA_BQ * P, *Vs = Ks + FA_BK * P, *Es = Vs + FA_BK * P;
     float *Ps = Es + (FA_BQ + FA_BK - 1) * P; // (FA_BQ, FA_BK + 1): the tile's dropped probabilities, unnormalised
     const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS;
@@ -278,7 +282,7 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_dq_k(FaArgs a)
 {
     DYN_SMEM(sm);
     const int HS = a.HS, P = HS + 1, r = threadIdx.x >> 2, l4 = threadIdx.x & 3;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = blockIdx.y * FA_BQ, i = i0 + r;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * FA_BQ, i = i0 + r;
     float *Qs = sm, *Os = Qs + FA_BQ * P, *Ks = Os + FA_BQ * P, *Vs = Ks + FA_BK * P, *Es = Vs + FA_BK * P;
     float *dSs = Es + (FA_BQ + FA_BK - 1) * P;
     const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
