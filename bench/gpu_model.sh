@@ -2,7 +2,8 @@
 # The training step on one GPU, C (the CUDA backend) against the same model in PyTorch (tests/ref, eager), in one
 # invocation on one GPU: forward, cross-entropy, backward, clipping and Adam (--full), the three d 256 configs at
 # batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the unfused attention (cuBLAS, probs stored) and the fused
-# one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no T x T tensor), PyTorch in fp32, TF32 and bf16 autocast;
+# one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no T x T tensor), bf16 also with HMT_GPU_BF16=fast (no
+# conversion pass: cuBLAS converts), PyTorch in fp32, TF32 and bf16 autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24 in fp32. Medians of RUNS steps
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
@@ -20,6 +21,8 @@ for B in 8 64; do
         echo "== C, CUDA backend, bf16 linear layers, $att attention, batch $B"
         HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
     done
+    echo "== C, CUDA backend, bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast), batch $B"
+    HMT_GPU_BF16=fast build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
     for p in fp32 tf32 bf16; do
         echo "== PyTorch eager, $p, batch $B"
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"

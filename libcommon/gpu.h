@@ -48,7 +48,9 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
 // tensor cores: inputs rounded to 10 mantissa bits, float32 sums); GPU_BF16: the linear layers' products take
 // bfloat16 inputs (rounded to nearest even, 7 mantissa bits) with float32 accumulation and float32 results, the
 // other cuBLAS products (the unfused attention's) TF32; weights, gradients, Adam state, LayerNorm, softmax and the
-// losses stay float32 (mixed precision, as PyTorch's bf16 autocast but with float32 outputs).
+// losses stay float32 (mixed precision, as PyTorch's bf16 autocast but with float32 outputs). With HMT_GPU_BF16=fast
+// in the environment (read here) the products take the float32 operands with CUBLAS_COMPUTE_32F_FAST_16BF instead:
+// no conversion pass, cuBLAS's own down-conversion (its rounding is not documented: within 2e-2, not our bytes).
 #define GPU_FP32 0
 #define GPU_TF32 1
 #define GPU_BF16 2

@@ -138,6 +138,8 @@ static void linear_case(const char *name, int N, int IC, int OC, int bias, int p
     float *d_out = dev_new((size_t)N * OC * 4), *d_dinp = dev_new((size_t)N * IC * 4);
     float *d_dw = dev_new((size_t)OC * IC * 4), *d_db = dev_new(OC * 4);
     float *g_out[2], *g_dinp[2], *g_dw[2], *g_db[2];
+    int fast = prec < 0; // -GPU_BF16: HMT_GPU_BF16=fast, checked against float32 only
+    prec = fast ? -prec : prec;
     gpu_set_precision(prec);
     for (int r = 0; r < 2; r++) {
         reset(d_dinp, dinp0, (size_t)N * IC * 4), reset(d_dw, dw0, (size_t)OC * IC * 4), reset(d_db, db0, OC * 4);
@@ -148,7 +150,7 @@ static void linear_case(const char *name, int N, int IC, int OC, int bias, int p
     }
     gpu_set_precision(GPU_FP32);
     double tol = prec == GPU_TF32 ? 1e-2 : prec == GPU_BF16 ? 2e-2 : TOL; // 10 or 7 mantissa bits
-    if (prec == GPU_BF16) { // the claim itself: bfloat16 inputs, float32 sums
+    if (prec == GPU_BF16 && !fast) { // the claim itself: bfloat16 inputs, float32 sums
         float *ib = bf16_copy(inp, (size_t)N * IC), *wb = bf16_copy(w, (size_t)OC * IC);
         float *gb = bf16_copy(dout, (size_t)N * OC), *ob = malloc((size_t)N * OC * 4);
         float *dib = copy_of(dinp0, (size_t)N * IC), *dwb = copy_of(dw0, (size_t)OC * IC);
@@ -196,6 +198,9 @@ static void test_linear(void)
     linear_case("linear bf16 5x3 -> 7", 5, 3, 7, 1, GPU_BF16);
     linear_case("linear bf16 without bias or dinp", 129, 64, 48, 0, GPU_BF16);
     linear_case("linear bf16 1000x256 -> 348", 1000, 256, 348, 1, GPU_BF16);
+    setenv("HMT_GPU_BF16", "fast", 1); // cuBLAS's own down-conversion: within 2e-2 of float32 only
+    linear_case("linear bf16 (HMT_GPU_BF16=fast) 300x70 -> 130", 300, 70, 130, 1, -GPU_BF16);
+    unsetenv("HMT_GPU_BF16");
 }
 
 // ---- LayerNorm ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ cudaStream_t gpu_stream;
 cublasHandle_t gpu_blas;
 
 static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
+static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
@@ -216,6 +217,8 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
 void gpu_set_precision(int precision)
 {
     g_prec = precision;
+    const char *f = getenv("HMT_GPU_BF16");
+    g_bf16_fast = f && strcmp(f, "fast") == 0;
     cublasMath_t mode = precision != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, mode) : CUBLAS_STATUS_SUCCESS;
     if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
@@ -334,6 +337,12 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
         return;
     }
     if (M <= 0 || N <= 0) return;
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (g_bf16_fast) { // float32 operands, down-converted inside cuBLAS (its rounding, not necessarily ours)
+        gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
+                                        &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
     // op(A) is M x K: stored M x K (ta 0) or K x M; op(B) is K x N: stored K x N (tb 0) or N x K
     size_t na = ta ? span(K, M, lda) : span(M, K, lda), nb = tb ? span(N, K, ldb) : span(K, N, ldb);
     size_t off = (na + 127) & ~(size_t)127; // B's copy 256-byte aligned
@@ -344,7 +353,6 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
     gpu_launched(op);
     LAUNCH(to_bf16_k, ew_blocks(nb), EW_THREADS)(b16, B, nb);
     gpu_launched(op);
-    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda,
                                     &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

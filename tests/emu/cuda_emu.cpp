@@ -248,11 +248,20 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, c
 }
 
 // an operand of cublasGemmEx as floats: rows x cols (column-major, leading dimension ld) widened from bfloat16
-static const float *gemm_ex_operand(std::vector<float> &buf, const void *p, cudaDataType_t t, int rows, int cols, int ld)
+static const float *gemm_ex_operand(std::vector<float> &buf, const void *p, cudaDataType_t t, int rows, int cols, int ld,
+                                    int fast16bf)
 {
-    if (t == CUDA_R_32F) return (const float *)p;
     size_t n = rows > 0 && cols > 0 ? (size_t)(cols - 1) * ld + rows : 0;
+    if (t == CUDA_R_32F && !fast16bf) return (const float *)p;
     buf.resize(n + 1);
+    if (t == CUDA_R_32F) { // rounded to bfloat16, nearest even
+        const uint32_t *f = (const uint32_t *)p;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (f[i] + 0x7fffu + ((f[i] >> 16) & 1u)) & 0xffff0000u;
+            memcpy(&buf[i], &u, sizeof u);
+        }
+        return buf.data();
+    }
     const uint16_t *h = (const uint16_t *)p;
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)h[i] << 16;
@@ -266,11 +275,12 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
                             cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t)
 {
-    if (Ctype != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF) ||
+    int fast = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
+    if (Ctype != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && !fast) || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF) ||
         (Btype != CUDA_R_32F && Btype != CUDA_R_16BF))
         return CUBLAS_STATUS_INVALID_VALUE;
     std::vector<float> a, b;
-    const float *fa = gemm_ex_operand(a, A, Atype, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
-    const float *fb = gemm_ex_operand(b, B, Btype, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
+    const float *fa = gemm_ex_operand(a, A, Atype, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, fast);
+    const float *fb = gemm_ex_operand(b, B, Btype, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, fast);
     return sgemm(ta, tb, m, n, k, *(const float *)alpha, fa, lda, fb, ldb, *(const float *)beta, (float *)C, ldc);
 }
