@@ -42,46 +42,6 @@ static void cpu_encoder_backward(float *dwte, const float *dout, const int32_t *
     encoder_backward(dwte, dout, tok, B, T, C);
 }
 
-// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm
-static void cpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask,
-                                           const float *x, const float *y, float p, uint64_t seed, const float *w,
-                                           const float *b, int N, int C)
-{
-    size_t n = (size_t)N * C;
-    dropout_forward(res, mask, y, p, seed, n);
-    add_forward(res, x, res, n);
-    layernorm_forward(out, mean, rstd, res, w, b, N, C);
-}
-static void cpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
-                                            const float *dout, const float *res, const uint8_t *mask, float p,
-                                            const float *w, const float *mean, const float *rstd, int N, int C)
-{
-    size_t n = (size_t)N * C;
-    memset(scratch, 0, n * sizeof *scratch);
-    layernorm_backward(scratch, dw, db, dout, res, w, mean, rstd, N, C);
-    accumulate(dx, scratch, n);
-    dropout_backward(dy, scratch, mask, p, n);
-}
-
-// the probabilities in dlogits, then turned into the gradient in place: 0 + g p, then - g at the target, as
-// crossentropy_backward on zeros
-static float cpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
-                                    float scale, int *n_valid)
-{
-    float loss = crossentropy_forward(dlogits, logits, targets, N, V, n_valid);
-    float g = *n_valid ? scale / (float)*n_valid : 0.0f;
-    for (int i = 0; i < N; i++) {
-        float *d = dlogits + (size_t)i * V;
-        if (targets[i] == 0 || !*n_valid) {
-            memset(d, 0, (size_t)V * sizeof *d);
-            continue;
-        }
-        for (int v = 0; v < V; v++) d[v] = 0.0f + g * d[v];
-        d[targets[i]] -= g;
-    }
-    return loss;
-}
-
 // probs and mask (B, NH, Tq, Tk), as ops.h
 void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
 {
@@ -102,8 +62,8 @@ const Backend backend_cpu = {
     .encoder_forward = encoder_forward, .encoder_backward = cpu_encoder_backward,
     .linear_forward = linear_forward, .linear_backward = linear_backward,
     .layernorm_forward = layernorm_forward, .layernorm_backward = layernorm_backward,
-    .residual_layernorm_forward = cpu_residual_layernorm_forward,
-    .residual_layernorm_backward = cpu_residual_layernorm_backward,
+    .residual_layernorm_forward = residual_layernorm_forward,
+    .residual_layernorm_backward = residual_layernorm_backward,
     .add_forward = add_forward, .accumulate = accumulate,
     .dropout_forward = dropout_forward, .dropout_backward = dropout_backward,
     .relu_dropout_forward = relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,
@@ -114,7 +74,7 @@ const Backend backend_cpu = {
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
     .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
     .crossentropy_forward = crossentropy_forward, .crossentropy_backward = crossentropy_backward,
-    .crossentropy_fused = cpu_crossentropy_fused,
+    .crossentropy_fused = crossentropy_fused,
     .cosine_pairs_forward = cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
     .exp_cosine_forward = exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
     .clip_grad_norm = clip_grad_norm, .adam_step = adam_step,

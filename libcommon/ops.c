@@ -558,6 +558,28 @@ void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float
     par_for(n, EW_CHUNK, drop_bwd_range, &x);
 }
 
+// ---- the model's x = LayerNorm(x + dropout(y)), as one op (backend.h): the three ops above in order ---------
+
+// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm
+void residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
+                                const float *y, float p, uint64_t seed, const float *w, const float *b, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    dropout_forward(res, mask, y, p, seed, n);
+    add_forward(res, x, res, n);
+    layernorm_forward(out, mean, rstd, res, w, b, N, C);
+}
+void residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
+                                 const float *res, const uint8_t *mask, float p, const float *w, const float *mean,
+                                 const float *rstd, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    memset(scratch, 0, n * sizeof *scratch);
+    layernorm_backward(scratch, dw, db, dout, res, w, mean, rstd, N, C);
+    accumulate(dx, scratch, n);
+    dropout_backward(dy, scratch, mask, p, n);
+}
+
 // ---- attention (Music Transformer relative attention, Huang et al. 2018; PyTorch MHA conventions) ----------
 // One task per (batch item, head); inside it, query rows go in tiles of ATT_ROWS, and a tile's matmuls stop at the
 // last key any of its rows may see (half the work of causal attention is masked out). The Er term of a tile needs
@@ -899,6 +921,25 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
         for (int v = 0; v < V; v++) d[v] += g * p[v];
         d[targets[i]] -= g;
     }
+}
+
+// the probabilities in dlogits, then turned into the gradient in place: 0 + g p, then - g at the target, as
+// crossentropy_backward on zeros
+float crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
+                         int *n_valid)
+{
+    float loss = crossentropy_forward(dlogits, logits, targets, N, V, n_valid);
+    float g = *n_valid ? scale / (float)*n_valid : 0.0f;
+    for (int i = 0; i < N; i++) {
+        float *d = dlogits + (size_t)i * V;
+        if (targets[i] == 0 || !*n_valid) {
+            memset(d, 0, (size_t)V * sizeof *d);
+            continue;
+        }
+        for (int v = 0; v < V; v++) d[v] = 0.0f + g * d[v];
+        d[targets[i]] -= g;
+    }
+    return loss;
 }
 
 // cos(a, b) and its gradient parts; norms clamped at 1e-8 as torch.nn.functional.cosine_similarity

@@ -65,6 +65,15 @@ void relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, 
 void relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p, size_t n);
 
 
+// The model's x = LayerNorm(x + dropout(y)) as one op: res = x + dropout(y) (mask saved, dropout_forward's stream
+// for (p, seed)), out = LayerNorm(res); the bytes of dropout_forward, add_forward, layernorm_forward. Backward:
+// g = LayerNorm's dinp (in scratch, N*C floats; dw, db accumulated), dx += g, dy += dropout_backward(g).
+void residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
+                                const float *y, float p, uint64_t seed, const float *w, const float *b, int N, int C);
+void residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
+                                 const float *res, const uint8_t *mask, float p, const float *w, const float *mean,
+                                 const float *rstd, int N, int C);
+
 // ---- attention with a per-query key limit and an optional relative table (model.md §3, §6) ----------
 // Per batch item b and head h, with q, k, v the head's HS columns (rows strided by ldq/ldk/ldv floats):
 //   S[i,j] = scale * (q_i . k_j + q_i . Er[L-1-(i-j)])   for j < n_keys[i]   (the Er term only when Er != NULL)
@@ -118,6 +127,10 @@ float crossentropy_forward(float *probs, const float *logits, const int32_t *tar
 // dlogits += scale * (probs - onehot) / n_valid on non-PAD rows (scale = upstream gradient of the loss)
 void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, int n_valid,
                            float scale);
+// Both at once without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
+// (written, not accumulated): the bytes of crossentropy_forward, then crossentropy_backward on zeros.
+float crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
+                         int *n_valid);
 // Sum over batch items and row pairs (2i, 2i+1) of cos(row 2i, row 2i+1); an odd last row is left out.
 // h (B,T,C) -> returns the sum; *n_pairs = B * (T/2). The caller pools sums and counts over hidden states.
 double cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);
