@@ -257,6 +257,31 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
 
+// a shard of documents `first` .. first+n-1, each 40 tokens of the walk 4 + (a d + b i) % mod (the next token follows
+// from the last: learnable), at dir/name; the unigram entropy of its tokens in nats in *entropy (unless NULL)
+static void walk_shard(const char *name, int first, int n, int a, int b, int mod, double *entropy)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    OutFile *o = out_open(path);
+    ShardWriter w;
+    shard_writer_init(&w, o->fp, path);
+    long count[REMI_VOCAB_SIZE] = {0}, total = 0;
+    for (int d = first; d < first + n; d++) {
+        int32_t ids[40];
+        for (int i = 0; i < 40; i++) ids[i] = 4 + (d * a + i * b) % mod, count[ids[i]]++, total++;
+        char doc[16];
+        snprintf(doc, sizeof doc, "doc%d", d);
+        shard_writer_add(&w, doc, ids, 40);
+    }
+    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
+    out_commit(o);
+    if (!entropy) return;
+    *entropy = 0;
+    for (int v = 0; v < REMI_VOCAB_SIZE; v++)
+        if (count[v]) *entropy -= (double)count[v] / total * log((double)count[v] / total);
+}
+
 static void test_training(const Backend *gpu)
 {
     char path[256], err[ERR_MAX];
@@ -264,19 +289,8 @@ static void test_training(const Backend *gpu)
         CHECK(0, "training");
         return;
     }
+    walk_shard("train.bin", 0, 6, 31, 17, 300, NULL);
     snprintf(path, sizeof path, "%s/train.bin", dir);
-    OutFile *o = out_open(path);
-    ShardWriter w;
-    shard_writer_init(&w, o->fp, path);
-    for (int d = 0; d < 6; d++) {
-        int32_t ids[40];
-        for (int i = 0; i < 40; i++) ids[i] = 4 + (d * 31 + i * 17) % 300;
-        char name[16];
-        snprintf(name, sizeof name, "doc%d", d);
-        shard_writer_add(&w, name, ids, 40);
-    }
-    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
-    out_commit(o);
     RunConfig rc;
     const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
                        "\"num_heads\": 2, \"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, "
@@ -313,30 +327,6 @@ static void test_training(const Backend *gpu)
     unlink(path);
 }
 
-// a shard of documents `first` .. first+n-1, each 40 tokens of the walk 4 + (7 d + 3 i) % 20 (the next token follows
-// from the last: learnable), at dir/name; the unigram entropy of its tokens in nats in *entropy
-static void walk_shard(const char *name, int first, int n, double *entropy)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    OutFile *o = out_open(path);
-    ShardWriter w;
-    shard_writer_init(&w, o->fp, path);
-    long count[REMI_VOCAB_SIZE] = {0}, total = 0;
-    for (int d = first; d < first + n; d++) {
-        int32_t ids[40];
-        for (int i = 0; i < 40; i++) ids[i] = 4 + (d * 7 + i * 3) % 20, count[ids[i]]++, total++;
-        char doc[16];
-        snprintf(doc, sizeof doc, "doc%d", d);
-        shard_writer_add(&w, doc, ids, 40);
-    }
-    shard_writer_finish(&w, remi_vocab_hash(), REMI_VOCAB_SIZE);
-    out_commit(o);
-    *entropy = 0;
-    for (int v = 0; v < REMI_VOCAB_SIZE; v++)
-        if (count[v]) *entropy -= (double)count[v] / total * log((double)count[v] / total);
-}
-
 // --precision bf16 (the linear layers' products on bfloat16 inputs): a tiny hourglass learns the walk on the GPU,
 // its val loss under 0.7 x the unigram entropy of the val tokens, and it stays near the float32 GPU run's
 static void test_bf16_training(const Backend *gpu)
@@ -348,7 +338,7 @@ static void test_bf16_training(const Backend *gpu)
         return;
     }
     double h_train, h_val;
-    walk_shard("bf16_train.bin", 0, 12, &h_train), walk_shard("bf16_val.bin", 12, 4, &h_val);
+    walk_shard("bf16_train.bin", 0, 12, 7, 3, 20, &h_train), walk_shard("bf16_val.bin", 12, 4, 7, 3, 20, &h_val);
     RunConfig rc;
     const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
                        "\"num_heads\": 2, \"d_model\": 32, \"dim_feedforward\": 64, \"attn_resampling\": true}, "

@@ -804,7 +804,7 @@ __global__ static void sum_doubles_k(double *out, const double *in, size_t n, co
 }
 
 // the mean of the N rows' losses over the non-PAD targets (their sum and count into ws[0], ws[1], then to the host;
-// waits for the GPU), *n_valid the count
+// waits for the GPU), *n_valid the count. targets NULL: the count is in ws[1] already (count_valid_k).
 static float ce_mean(const char *op, double *ws, const double *row_loss, const int32_t *targets, int N, int *n_valid)
 {
     LAUNCH(sum_doubles_k, 1, 1024)(ws, row_loss, (size_t)N, targets);
@@ -850,8 +850,8 @@ void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t
     EW_OP("gpu_crossentropy_backward", ce_bwd_k, dlogits, probs, targets, V, g, n);
 }
 
-// *n = the non-PAD targets (one block; integer sums, so any order)
-__global__ static void count_valid_k(int *n, const int32_t *targets, int N)
+// *n = the non-PAD targets (one block; integer sums, so any order), as a double (ce_mean's ws[1])
+__global__ static void count_valid_k(double *n, const int32_t *targets, int N)
 {
     __shared__ int red[32];
     int c = 0;
@@ -863,14 +863,14 @@ __global__ static void count_valid_k(int *n, const int32_t *targets, int N)
 // one block per row: ce_fwd_k's probabilities in dlogits, then in place 0 + g p and - g at the target (ce_bwd_k on
 // zeros), g = scale / n_valid; PAD rows (and every row when no target counts) 0
 __global__ static void ce_fused_k(float *dlogits, double *row_loss, const float *logits, const int32_t *targets, int V,
-                                  float scale, const int *n_valid)
+                                  float scale, const double *n_valid)
 {
     __shared__ float red[32];
     __shared__ double redd[32];
     size_t i = blockIdx.x;
     const float *x = logits + i * V;
     float *d = dlogits + i * V, mx;
-    int t = targets[i], nv = *n_valid;
+    int t = targets[i], nv = (int)*n_valid;
     double sum = block_exp_row(d, x, V, red, redd, &mx);
     float g = nv ? scale / (float)nv : 0.0f;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
@@ -887,14 +887,13 @@ float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t 
     const char *op = "gpu_crossentropy_fused";
     *n_valid = 0;
     if (!gpu_enter(op) || N <= 0) return 0.0f;
-    double *ws = (double *)gpu_workspace(op, ((size_t)N + 3) * sizeof(double));
+    double *ws = (double *)gpu_workspace(op, ((size_t)N + 2) * sizeof(double));
     if (!ws) return 0.0f;
-    int *nv = (int *)(ws + 2);
-    LAUNCH(count_valid_k, 1, 1024)(nv, targets, N);
+    LAUNCH(count_valid_k, 1, 1024)(ws + 1, targets, N); // counted once: ce_fused_k needs it for g, ce_mean after
     gpu_launched(op);
-    LAUNCH(ce_fused_k, N, RED_THREADS)(dlogits, ws + 3, logits, targets, V, scale, nv);
+    LAUNCH(ce_fused_k, N, RED_THREADS)(dlogits, ws + 2, logits, targets, V, scale, ws + 1);
     gpu_launched(op);
-    return ce_mean(op, ws, ws + 3, targets, N, n_valid);
+    return ce_mean(op, ws, ws + 2, NULL, N, n_valid);
 }
 
 // cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
