@@ -6,7 +6,7 @@
 # time (the slowest finished run's, or FIRST_RUN_S before any) fits in what is left of BUDGET_S. train gets the time
 # left as a timeout: on SIGTERM it checkpoints and exits 1, and the next call resumes it.
 # What the study needs comes home in $OUT/gpu-ablation: the registry (runs, metrics, losses per step), and per run
-# its config.json, eval.json, samples.txt and study.txt; the weights stay behind (carry the run folder back to
+# its config.json, eval.json, samples.txt and study.txt as CONFIG-seedN.FILE; the weights stay behind (carry the run folder back to
 # resume one that was cut off). Carry back registry.db and runs/ for the next slice: a finished run is skipped
 # whether or not its weights came along.
 #
@@ -16,8 +16,10 @@
 #   OUT=$OUT bash bench/gpu_ablation.sh                 all configs of ABLATION, SEEDS "1 2 3 4 5", own steps
 # Env: DIR (build/gpu-ablation: bin/, shards/, registry.db, runs/), ABLATION, SEEDS, STEPS (empty: the configs' own
 # 2,000), DEVICE (cuda), PRECISION (fp32), BUDGET_S (480: stop starting runs when they would not finish by then),
-# FIRST_RUN_S (150), EVAL_DOCS (32), SAMPLES (4). Exit 0 when the grid is complete, 3 when runs are left for the
-# next call, 1 when a step failed. Works on the CPU too (DEVICE=cpu, for checking this script).
+# FIRST_RUN_S (150), EVAL_DOCS (32), SAMPLES (4), JOBS (1: runs at once on the one GPU; a d 256 run at batch 8
+# leaves most of an H100 idle, so several share it; worker w takes the grid's cells w, w + JOBS, ...). Results go to
+# $OUT/<DIR's name>. Exit 0 when the grid is complete, 3 when runs are left for the next call, 1 when a step failed.
+# Works on the CPU too (DEVICE=cpu, for checking this script).
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 DIR=${DIR:-build/gpu-ablation}
@@ -32,10 +34,12 @@ EVAL_DOCS=${EVAL_DOCS:-32}
 SAMPLES=${SAMPLES:-4}
 BIN=$DIR/bin
 REG=$DIR/registry.db
-OUTDIR=${OUT:-$DIR/out}/gpu-ablation
+OUTDIR=${OUT:-$DIR/out}/$(basename "$DIR")
+JOBS=${JOBS:-1}
+WORKER=${WORKER:-}
 t0=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - t0))); }
-say() { echo "gpu_ablation: $*" >&2; }
+say() { echo "gpu_ablation${WORKER:+ [$WORKER]}: $*" >&2; }
 
 for f in train eval sample; do
     [ -x "$BIN/$f" ] || { say "$BIN/$f missing: run 'make CUDA=1 gpu-ablation' and carry $DIR"; exit 1; }
@@ -46,6 +50,21 @@ if [ "$DEVICE" != cpu ]; then
     gpu_libs_check "$BIN/train" >&2 || exit 1
 fi
 mkdir -p "$DIR/runs" "$OUTDIR"
+if [ "$JOBS" -gt 1 ] && [ -z "$WORKER" ]; then # the workers, then one summary
+    pids=()
+    for w in $(seq 0 $((JOBS - 1))); do
+        WORKER=$w BUDGET_S=$BUDGET_S bash "$0" & pids+=($!)
+    done
+    rc=0 todo=0
+    for p in "${pids[@]}"; do
+        wait "$p"; case $? in 0) ;; 3) todo=1 ;; *) rc=1 ;; esac
+    done
+    [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
+    say "$(ls "$DIR"/runs/*/*/eval.json 2>/dev/null | wc -l) runs done in $DIR, $(($(date +%s) - t0)) s, $JOBS at once"
+    [ $rc -ne 0 ] && exit 1
+    [ $todo -gt 0 ] && exit 3
+    exit 0
+fi
 budget=${STEPS:+steps$STEPS-}
 dev=(); [ "$DEVICE" != cpu ] && dev=(--device "$DEVICE")
 prec=(); [ "$PRECISION" != fp32 ] && prec=(--precision "$PRECISION")
@@ -81,19 +100,23 @@ run_one() {
     local wall=$(($(date +%s) - t1))
     [ $wall -gt $slowest ] && slowest=$wall
     say "$exp seed $seed: done in $wall s"
-    mkdir -p "$OUTDIR/runs/$cfg/${budget}seed$seed"
-    cp "$run"/{config.json,eval.json,samples.txt,study.txt} "$OUTDIR/runs/$cfg/${budget}seed$seed/" 2>/dev/null
+    for f in config.json eval.json samples.txt study.txt; do # flat: the device's $OUT returns one level of folders
+        [ -f "$run/$f" ] && cp "$run/$f" "$OUTDIR/$cfg-${budget}seed$seed.$f"
+    done
     return 0
 }
 
+cell=0
 for seed in $SEEDS; do
     for cfg in $ABLATION; do
         [ -f "configs/$cfg.json" ] || { say "configs/$cfg.json: no such config"; exit 1; }
+        cell=$((cell + 1))
+        [ -n "$WORKER" ] && [ $(((cell - 1) % JOBS)) -ne "$WORKER" ] && continue
         run_one "$cfg" "$seed"
         case $? in 0) ;; 3) todo=$((todo + 1)) ;; *) rc=1 ;; esac
     done
 done
-[ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
+[ -z "$WORKER" ] && [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
 n_done=$(ls "$DIR"/runs/*/*/eval.json 2>/dev/null | wc -l)
 say "$n_done runs done, $todo left for the next call, $(($(date +%s) - t0)) s this call"
 [ $rc -ne 0 ] && exit 1
