@@ -4,7 +4,9 @@
 # batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the unfused attention (cuBLAS, probs stored) and the fused
 # one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no T x T tensor), bf16 also with HMT_GPU_BF16=fast (no
 # conversion pass: cuBLAS converts), PyTorch in fp32, TF32 and bf16 autocast;
-# then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24 in fp32. Medians of RUNS steps
+# then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
+# both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16 against PyTorch
+# bf16 autocast. Medians of RUNS steps
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
@@ -28,7 +30,13 @@ for B in 8 64; do
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"
     done
 done
+H=(--device cuda --batch 24 --full --config configs/seed_default.json)
 echo "== the headline config, batch 24: C fp32 (gemm, then fused attention), PyTorch fp32"
-build/cuda/bench/model "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
-HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
-python3 bench/model_torch.py "$hruns" --device cuda --batch 24 --full --config configs/seed_default.json
+build/cuda/bench/model "$hruns" "${H[@]}"
+HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}"
+python3 bench/model_torch.py "$hruns" "${H[@]}"
+[ "${GPU_MODEL_HEADLINE_ALL:-1}" = 0 ] && exit 0
+echo "== the headline config, batch 24: C TF32 and bf16 (gemm attention), PyTorch bf16 autocast (issue 15's peer)"
+build/cuda/bench/model "$hruns" "${H[@]}" --tf32
+build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
+python3 bench/model_torch.py "$hruns" "${H[@]}" --precision bf16
