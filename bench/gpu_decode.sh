@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Generation on one GPU: the C decoder (decode.c, its KV caches on the GPU) against what sampling without a cache
 # costs in PyTorch (tests/ref, a full-window forward per token), in one invocation on one GPU, for the d 256 configs
-# at batch 1 and 8 (bench/decode.c: a 512-token prefill, then 512 steps that slide the window twice).
+# at batch 1 and 8 (bench/decode.c: a 512-token prefill, then 512 steps that slide the window twice), without and
+# with the steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1).
 # Usage: bench/gpu_decode.sh [RUNS (3)]. Needs build/cuda/bench/decode (make CUDA=1 build/cuda/bench/decode) and a
 # python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
 runs=${1:-3}
 echo "== C decoder, CUDA backend, fp32"
 build/cuda/bench/decode "$runs" 1 --device cuda
+# the same with every single step a replayed CUDA graph (captured in the warm-up run; batch 8 of the hourglass
+# needs 16-row products, past the graphs' matrix-vector kernel: it runs as above)
+echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== PyTorch eager, fp32, a full forward per token (tests/ref, eval, no_grad)"
 python3 bench/decode_torch.py "$runs" --cuda

@@ -28,6 +28,13 @@ typedef struct DecKernels {
     void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);
+    int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
+    // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
+    // launch (0 or -1), free
+    int (*graph_begin)(void);
+    void *(*graph_end)(void);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 } DecKernels;
 
 typedef struct Backend {

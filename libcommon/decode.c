@@ -86,6 +86,12 @@ struct Decoder {
     float *qe_w;                                         // per worker (chunk, max_keys): one head's Er term, n > 1
     float *qp;                                           // (B*NH, HS): the queries of one step, packed
     char *block;
+    // GPU graphs of single steps (DecOpts.graph), one per window position: graph[p] replays the step that starts at
+    // position p from the state key[p] (state_io's ints) and leaves the state key[p] + n_state
+    int graph_on, n_state;
+    void **graph;
+    int *graph_key, *state_now;
+    long graph_captured, graph_replayed;
 };
 
 // ---- weights by state_dict name -----------------------------------------------------------------
@@ -237,6 +243,8 @@ static void plan(Decoder *d, Arena *a)
         if (!d->K && d->lins[i]->oc >= d->lins[i]->ic) d->lins[i]->wt = take(a, (size_t)d->lins[i]->oc * d->lins[i]->ic);
 }
 
+static int state_io(Decoder *d, int *st, int set);
+
 // The decoder's structure and the size of its block (the counting pass), nothing allocated for the block.
 static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *bytes, char *err)
 {
@@ -265,6 +273,13 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->max_s = 1; // build_level raises it to the largest factor
     build_level(d, &d->top, &c->top, "transformer.encoder", c->L);
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
+    if (o.graph == 0) {
+        const char *e = getenv("HMT_GPU_DECODE_GRAPH");
+        o.graph = e && strcmp(e, "1") == 0 ? 1 : -1;
+    }
+    // a step's products have B rows, or B x the rows of h not yet in resample_pre's cache (at most s: a level's
+    // valley runs at every s-th position and takes the rows since its last run): all in the kernel, no cuBLAS
+    d->graph_on = o.graph == 1 && d->K && d->K->graph_begin && B * d->max_s <= d->K->kernel_rows();
     Arena a = {0};
     plan(d, &a);
     *bytes = a.used;
@@ -280,6 +295,12 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
     if (d->K) d->logits_host = xmalloc((size_t)B * d->V * sizeof *d->logits_host);
     if (d->K) d->tok_pass = xmalloc((size_t)B * d->chunk * sizeof *d->tok_pass);
+    if (d->graph_on) {
+        d->n_state = state_io(d, NULL, 0);
+        d->graph = xcalloc((size_t)d->L, sizeof *d->graph);
+        d->graph_key = xcalloc((size_t)d->L * 2 * d->n_state, sizeof *d->graph_key);
+        d->state_now = xcalloc((size_t)d->n_state, sizeof *d->state_now);
+    }
     Arena a = {d->block, 0};
     plan(d, &a);
     for (int i = 0; i < d->n_lins; i++) {
@@ -316,6 +337,27 @@ int dec_check_memory(const HgModel *m, int dec_B, int fwd_B, int fwd_T, char *er
                    fmt_bytes((double)hp.act_bytes, b, 32), fmt_bytes((double)avail, c, 32), src);
 }
 
+// The host's decoder state, what a step's kernels' arguments depend on besides the fixed buffers: the window's
+// length and every level's position and resample_pre progress. Into st (set 0) or from it (set 1); st NULL counts.
+// Returns the number of ints.
+static int state_io(Decoder *d, int *st, int set)
+{
+    int k = 0;
+    if (st) set ? (void)(d->pos = st[k]) : (void)(st[k] = d->pos);
+    k++;
+    for (DLevel *lv = &d->top; lv; lv = lv->plain ? NULL : lv->valley, k += 2) {
+        if (!st) continue;
+        if (set) lv->pos = st[k], lv->hs_done = st[k + 1];
+        else st[k] = lv->pos, st[k + 1] = lv->hs_done;
+    }
+    return k;
+}
+
+void dec_graph_stats(const Decoder *d, long *captured, long *replayed)
+{
+    *captured = d->graph_captured, *replayed = d->graph_replayed;
+}
+
 static void reset_level(DLevel *lv)
 {
     lv->pos = lv->hs_done = 0;
@@ -345,6 +387,8 @@ void dec_free(Decoder *d)
     free(d->lins);
     d->be->free(d->block);
     free(d->tok), free(d->logits_host), free(d->tok_pass);
+    for (int p = 0; d->graph && p < d->L; p++) d->K->graph_free(d->graph[p]);
+    free(d->graph), free(d->graph_key), free(d->state_now);
     free(d);
 }
 
@@ -692,37 +736,75 @@ static const float *level_rows(Decoder *d, DLevel *lv, const float *x, int n)
 
 // ---- the model on window positions pos .. pos+n-1 (tokens already in d->tok) ---------------------------
 
-// Runs positions d->pos .. d->pos+n-1 in passes of at most chunk rows; logits of the last position when want.
-// Returns 0, or -1 with err when a GPU op failed (the decoder is then of no further use).
-static int run(Decoder *d, int n, int want_logits, char *err)
+// The pass's tokens (positions d->pos .. d->pos+rows-1) to the GPU
+static void upload_tokens(Decoder *d, int rows)
 {
-    int B = d->B, C = d->C;
-    const float *out = NULL;
-    int rows = 0;
-    for (int done = 0; done < n; done += rows) {
-        rows = n - done < d->chunk ? n - done : d->chunk;
-        int p0 = d->pos;
-        if (d->K) { // the pass's tokens to the GPU, then x = E[tok] + pe[p0 + i] there
-            for (int b = 0; b < B; b++)
-                memcpy(d->tok_pass + (size_t)b * rows, d->tok + (size_t)b * d->L + p0, (size_t)rows * sizeof *d->tok);
-            d->be->upload(d->tok_dev, d->tok_pass, (size_t)B * rows * sizeof *d->tok);
-            d->be->encoder_forward(d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, rows, C);
-        } else {
-            for (int b = 0; b < B; b++) // x = E[tok] + pe[pos] (model.md §1)
-                for (int i = 0; i < rows; i++)
-                    add(d->x + ((size_t)b * rows + i) * C, d->wte + (size_t)d->tok[(size_t)b * d->L + p0 + i] * C,
-                        d->pe + (size_t)(p0 + i) * C, (size_t)C);
-        }
-        out = level_rows(d, &d->top, d->x, rows);
-        d->pos += rows;
+    for (int b = 0; b < d->B; b++)
+        memcpy(d->tok_pass + (size_t)b * rows, d->tok + (size_t)b * d->L + d->pos, (size_t)rows * sizeof *d->tok);
+    d->be->upload(d->tok_dev, d->tok_pass, (size_t)d->B * rows * sizeof *d->tok);
+}
+
+// One pass over positions d->pos .. d->pos+rows-1 (on a GPU their tokens uploaded), and the logits of the last
+// one when want_logits; only ops on the backend's memory, so on a GPU it can be captured as a graph
+static void pass(Decoder *d, int rows, int want_logits)
+{
+    int B = d->B, C = d->C, p0 = d->pos;
+    if (d->K) { // x = E[tok] + pe[p0 + i] on the GPU
+        d->be->encoder_forward(d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, rows, C);
+    } else {
+        for (int b = 0; b < B; b++) // x = E[tok] + pe[pos] (model.md §1)
+            for (int i = 0; i < rows; i++)
+                add(d->x + ((size_t)b * rows + i) * C, d->wte + (size_t)d->tok[(size_t)b * d->L + p0 + i] * C,
+                    d->pe + (size_t)(p0 + i) * C, (size_t)C);
     }
+    const float *out = level_rows(d, &d->top, d->x, rows);
+    d->pos += rows;
     if (want_logits) {
         copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
         linear(d, d->logits, d->last, &d->wout, B);
     }
+}
+
+// A single step on the GPU through graph[p0]: replayed when the state matches the one it was captured from, else
+// captured now (replacing the position's old graph) and launched
+static void graph_step(Decoder *d)
+{
+    int p0 = d->pos, ns = d->n_state, *key = d->graph_key + (size_t)p0 * 2 * ns;
+    state_io(d, d->state_now, 0);
+    if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0) {
+        d->K->graph_launch(d->graph[p0]);
+        state_io(d, key + ns, 1);
+        d->graph_replayed++;
+        return;
+    }
+    d->K->graph_free(d->graph[p0]);
+    d->graph[p0] = NULL;
+    if (!d->K->graph_begin()) { // not capturing (an error kept, or a mode that waits after every op)
+        pass(d, 1, 1);
+        return;
+    }
+    pass(d, 1, 1); // recorded, not run
+    d->graph[p0] = d->K->graph_end();
+    if (!d->graph[p0]) return; // the error is kept: run's sync reports it
+    memcpy(key, d->state_now, (size_t)ns * sizeof *key);
+    state_io(d, key + ns, 0);
+    d->graph_captured++;
+    d->K->graph_launch(d->graph[p0]);
+}
+
+// Runs positions d->pos .. d->pos+n-1 in passes of at most chunk rows; logits of the last position when want.
+// Returns 0, or -1 with err when a GPU op failed (the decoder is then of no further use).
+static int run(Decoder *d, int n, int want_logits, char *err)
+{
+    for (int done = 0, rows; done < n; done += rows) {
+        rows = n - done < d->chunk ? n - done : d->chunk;
+        if (d->K) upload_tokens(d, rows);
+        if (d->graph_on && n == 1 && want_logits) graph_step(d);
+        else pass(d, rows, want_logits && done + rows == n);
+    }
     if (!d->K) return 0;
     if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust
-    if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)B * d->V * sizeof *d->logits_host);
+    if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)d->B * d->V * sizeof *d->logits_host);
     return 0;
 }
 

@@ -17,6 +17,10 @@ typedef struct Decoder Decoder;
 typedef struct DecOpts {
     int keep;  // when the window (input_length L tokens) is full, keep the last `keep` tokens (1..L-1); 0: L/2
     int chunk; // rows per pass when prefilling (1..L); 0: 64. Bounds the scratch memory, not the result
+    int graph; // on a GPU: 1 replays a step's kernels as a CUDA graph, captured at the first step at its position
+               // and decoder state (one graph per position); -1 never; 0 as HMT_GPU_DECODE_GRAPH (1: on; default
+               // off). Only where every product of a step fits the matrix-vector kernel (B x the largest shorten
+               // factor at most 8 rows); otherwise, and on the CPU, it has no effect. The same bytes either way
 } DecOpts;
 
 // A decoder for model m and batch B (>= 1), opts NULL for the defaults. m must outlive the decoder, unchanged:
@@ -57,6 +61,10 @@ int dec_len(const Decoder *d);
 
 // The current window's tokens, (B, L) row-major: item b's tokens are at b*L .. b*L + dec_len(d) - 1.
 const int32_t *dec_tokens(const Decoder *d);
+
+// Steps run as a captured CUDA graph so far: *captured graphs made, *replayed steps that replayed one (0 and 0
+// without graphs).
+void dec_graph_stats(const Decoder *d, long *captured, long *replayed);
 
 void dec_free(Decoder *d);
 

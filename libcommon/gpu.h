@@ -170,6 +170,17 @@ void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, f
 double gpu_exp_cosine_forward(const float *h, int B, int T, int C);
 void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale);
 
+// ---- graphs: the ops launched between gpu_graph_begin and gpu_graph_end are recorded, not run (CUDA stream
+// capture), and gpu_graph_launch replays them, with the same arguments, at the cost of one launch. What an op cannot
+// do while captured (wait for the GPU, allocate, cuBLAS: decode.c's graphs hold only gpu_dec_* kernels) fails the
+// capture. gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
+// every op, or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
+// error kept; gpu_graph_launch 0 or -1 with the error kept.
+int gpu_graph_begin(void);
+void *gpu_graph_end(void);
+int gpu_graph_launch(void *graph);
+void gpu_graph_free(void *graph);
+
 // ---- decoding (decode.c's kernels on device memory; pitches and offsets in floats) ------------------------------
 // out (N, OC) = x (N, IC) @ w^T + b (b may be NULL), then ReLU when relu
 void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
@@ -196,6 +207,8 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
 // u (B, n, C) = up(v) + h at positions p0 .. p0+n-1 (up: (B, cap_s, s*C) when lin, else (B, cap_s, C))
 void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                     int lin);
+// the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
+int gpu_dec_kernel_rows(void);
 
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,

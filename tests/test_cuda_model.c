@@ -6,7 +6,8 @@
 // the tensor's scale (max |gpu - cpu| / max |cpu|); the same forward and backward twice give the same bytes. Then
 // 100 optimizer steps of trainer_step (windows, accumulation 2, clipping, OneCycle, Adam) follow the CPU's losses
 // within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches. Decoding on the GPU
-// equals the CPU's full forward at every step (prefill, single tokens, the window sliding), the same bytes twice.
+// equals the CPU's full forward at every step (prefill, single tokens, the window sliding), the same bytes twice,
+// and through CUDA graphs the bytes it gives without them.
 // The model and training checks run again with HMT_GPU_ATTENTION=fused (gpu_attention_fused_*, no probs stored).
 #include <math.h>
 #include <stdio.h>
@@ -255,6 +256,70 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
     hg_free(&c), hg_free(&g);
 }
 
+// Decoding through CUDA graphs (DecOpts.graph 1: a step captured at its first visit of a position and state,
+// replayed after) gives the bytes of the same decoder without them at every step: a prefill of 5, 24 single tokens
+// (the window of 9 slides five times, so positions come back and replay their graphs), then dec_reset and a prefill
+// of 3 (other states at the same positions: captured again), 12 more. The decoder must report graphs captured and
+// replayed. B 1 for every kind, 4 for linear_attn (B x s = 8 rows: the most a graph takes), 2 for s 3 and 3 for the
+// baseline.
+static void graph_case(const Backend *gpu, const Kind *k, int B)
+{
+    enum { P1 = 5, S1 = 24, P2 = 3, S2 = 12, MAXB = 4 };
+    if (!gpu) { // no GPU: the three checks below count as skipped
+        for (int i = 0; i < 4; i++) CHECK(0, "%s", k->name);
+        return;
+    }
+    HgModel c, g;
+    char err[ERR_MAX];
+    build_pair(&c, &g, k, gpu);
+    int V = g.cfg.V;
+    size_t n_out = (size_t)(S1 + 1 + S2 + 1) * B * V;
+    float *out[2] = {xcalloc(n_out, sizeof(float)), xcalloc(n_out, sizeof(float))};
+    long captured = 0, replayed = 0;
+    int finished = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        DecOpts o = {.keep = g.cfg.L / 2, .graph = mode ? 1 : -1};
+        Decoder *d = dec_new(&g, B, &o, err);
+        CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
+        if (!d) continue;
+        int32_t flat[MAXB * P1], tok[MAXB];
+        const float *got = NULL;
+        size_t at = 0;
+        for (int phase = 0; phase < 2; phase++) {
+            int P = phase ? P2 : P1, S = phase ? S2 : S1;
+            if (phase) dec_reset(d);
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < P; i++) flat[b * P + i] = 1 + (b * 11 + i * 5 + phase) % (V - 1);
+            got = dec_prefill(d, flat, P, err);
+            for (int step = 0; got; step++) {
+                memcpy(out[mode] + at, got, (size_t)B * V * sizeof(float));
+                at += (size_t)B * V;
+                if (step == S) break;
+                for (int b = 0; b < B; b++) tok[b] = 1 + (step * 3 + b * 7 + phase) % (V - 1);
+                got = dec_step(d, tok, err);
+            }
+            if (!got) break;
+        }
+        if (!got) fprintf(stderr, "  %s B %d (graphs %s): %s\n", k->name, B, mode ? "on" : "off", err);
+        finished += got != NULL;
+        if (mode) dec_graph_stats(d, &captured, &replayed);
+        dec_free(d);
+    }
+    CHECK(finished == 2 && memcmp(out[0], out[1], n_out * sizeof(float)) == 0,
+          "%s B %d: decoding through CUDA graphs gives other bytes than without", k->name, B);
+    CHECK(captured > 0 && replayed > 0, "%s B %d: graphs captured %ld, replayed %ld", k->name, B, captured, replayed);
+    free(out[0]), free(out[1]);
+    hg_free(&c), hg_free(&g);
+}
+
+static void test_decode_graph(const Backend *gpu)
+{
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1);
+    graph_case(gpu, &kinds[4], 4); // linear_attn
+    graph_case(gpu, &kinds[6], 2); // s 3
+    graph_case(gpu, &kinds[0], 3); // baseline
+}
+
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
 
 // a shard of documents `first` .. first+n-1, each 40 tokens of the walk 4 + (a d + b i) % mod (the next token follows
@@ -378,38 +443,50 @@ static void test_bf16_training(const Backend *gpu)
     snprintf(path, sizeof path, "%s/bf16_val.bin", dir), unlink(path);
 }
 
-int main(void)
+// Sections named on the command line run alone (model, decode, graph, training, bf16, fused); none: all of them
+static int n_only;
+static char **only;
+static int want(const char *section)
+{
+    for (int i = 0; i < n_only; i++)
+        if (strcmp(only[i], section) == 0) return 1;
+    return n_only == 0;
+}
+
+int main(int argc, char **argv)
 {
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
+    n_only = argc - 1, only = argv + 1;
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
     const char *req = getenv("HMT_REQUIRE_GPU");
     if (!gpu && !(req && strcmp(req, "1") == 0) &&
         (strstr(err, "no CUDA device") || strstr(err, "driver") || strstr(err, "no CUDA backend"))) {
         printf("test_cuda_model: %s: every GPU check skipped\n", err);
+        gpu = NULL;
         check_skipping = 1;
-        test_model(NULL), test_decode(NULL), test_decode_long(NULL), test_training(NULL);
-        test_model(NULL), test_training(NULL); // again with fused attention
-        test_bf16_training(NULL);
-        return check_done();
+    } else {
+        CHECK(gpu != NULL, "the CUDA backend: %s", err);
+        if (!gpu) return check_done();
+        printf("test_cuda_model: on %s\n", gpu->device_name());
+        if (!mkdtemp(dir)) die("mkdtemp failed");
     }
-    CHECK(gpu != NULL, "the CUDA backend: %s", err);
-    if (!gpu) return check_done();
-    printf("test_cuda_model: on %s\n", gpu->device_name());
-    if (!mkdtemp(dir)) die("mkdtemp failed");
-    test_model(gpu);
-    test_decode(gpu);
-    test_decode_long(gpu);
-    test_training(gpu);
-    test_bf16_training(gpu);
-    // the fused attention kernels in the same model (decoding has its own kernels: not run again)
-    printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
-    setenv("HMT_GPU_ATTENTION", "fused", 1);
-    gpu = backend_get("cuda", err);
-    CHECK(gpu != NULL, "the CUDA backend with fused attention: %s", err);
-    if (gpu) test_model(gpu), test_training(gpu);
-    unsetenv("HMT_GPU_ATTENTION");
-    rmdir(dir);
+    if (want("model")) test_model(gpu);
+    if (want("decode")) test_decode(gpu), test_decode_long(gpu);
+    if (want("graph")) test_decode_graph(gpu);
+    if (want("training")) test_training(gpu);
+    if (want("bf16")) test_bf16_training(gpu);
+    if (want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
+        printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
+        if (gpu) {
+            setenv("HMT_GPU_ATTENTION", "fused", 1);
+            gpu = backend_get("cuda", err);
+            CHECK(gpu != NULL, "the CUDA backend with fused attention: %s", err);
+            unsetenv("HMT_GPU_ATTENTION");
+        }
+        if (gpu || check_skipping) test_model(gpu), test_training(gpu);
+    }
+    if (!check_skipping) rmdir(dir);
     return check_done();
 }

@@ -232,6 +232,36 @@ int gpu_sync(void)
     return g_err[0] ? -1 : 0;
 }
 
+// ---- graphs ---------------------------------------------------------------------------------------------------
+
+int gpu_graph_begin(void)
+{
+    if (!gpu_enter("gpu_graph_begin") || g_err[0] || g_profile || g_sync_each) return 0;
+    // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
+    return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
+}
+
+void *gpu_graph_end(void)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t e = NULL;
+    if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
+    bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
+    cudaGraphDestroy(g);
+    return ok && !g_err[0] ? (void *)e : NULL; // an op that failed while captured fails the graph
+}
+
+int gpu_graph_launch(void *graph)
+{
+    if (!gpu_enter("gpu_graph_launch")) return -1;
+    return cuda_ok("gpu_graph_launch", cudaGraphLaunch((cudaGraphExec_t)graph, gpu_stream)) ? 0 : -1;
+}
+
+void gpu_graph_free(void *graph)
+{
+    if (graph && g_ready) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 // ---- memory -------------------------------------------------------------------------------------------------
 
 void *gpu_alloc(size_t bytes)

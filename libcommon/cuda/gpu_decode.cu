@@ -65,6 +65,8 @@ UNROLL
     }
 }
 
+int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
+
 void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu)
 {
     const char *op = "gpu_dec_linear";

@@ -159,6 +159,8 @@ const char *cudaGetErrorString(cudaError_t e)
     switch (e) {
     case cudaSuccess: return "no error";
     case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     default: return "unknown error";
@@ -183,9 +185,54 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 static int stream_token;
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return *s = &stream_token, cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// ---- stream capture and graphs: a graph is its recorded ops, run in order -------------------------------------
+struct EmuGraph {
+    std::vector<std::function<void()>> ops;
+};
+int emu_capturing;
+static EmuGraph *capture;  // the graph being recorded
+static int capture_broken; // something a capture refuses happened: EndCapture fails
+void emu_record(std::function<void()> op) { capture->ops.push_back(std::move(op)); }
+// a call a real capture refuses: it breaks the capture
+static cudaError_t refused(void) { return capture_broken = 1, set(cudaErrorStreamCaptureUnsupported); }
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode)
+{
+    if (emu_capturing) return refused();
+    capture = new EmuGraph, emu_capturing = 1, capture_broken = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g)
+{
+    *g = NULL;
+    if (!emu_capturing) return set(cudaErrorStreamCaptureInvalidated);
+    emu_capturing = 0;
+    if (capture_broken) {
+        delete capture;
+        return set(cudaErrorStreamCaptureInvalidated);
+    }
+    *g = capture;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
+{
+    if (!g) return set(cudaErrorStreamCaptureInvalidated);
+    *e = new EmuGraph(*g);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
+{
+    if (emu_capturing) return refused();
+    for (auto &op : e->ops) op();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { return delete e, cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { return delete g, cudaSuccess; }
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu_capturing ? refused() : cudaSuccess; }
 cudaError_t emu_malloc(void **p, size_t bytes)
 {
+    if (emu_capturing) return *p = NULL, refused();
     *p = bytes <= ((size_t)8 << 30) ? malloc(bytes) : NULL;
     return *p ? cudaSuccess : set(cudaErrorMemoryAllocation);
 }
@@ -193,10 +240,15 @@ cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) { return *fr = (size_t)8 << 30, *tot = (size_t)16 << 30, cudaSuccess; }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
 {
+    if (emu_capturing) return emu_record([=]() { memmove(dst, src, bytes); }), cudaSuccess;
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t) { return memset(p, v, bytes), cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
+{
+    if (emu_capturing) return emu_record([=]() { memset(p, v, bytes); }), cudaSuccess;
+    return memset(p, v, bytes), cudaSuccess;
+}
 
 // ---- cuBLAS ---------------------------------------------------------------------------------------------------
 
@@ -211,6 +263,7 @@ const char *cublasGetStatusString(cublasStatus_t s) { return s ? "CUBLAS_STATUS_
 static cublasStatus_t sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                             const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
+    if (emu_capturing) return refused(), CUBLAS_STATUS_INVALID_VALUE; // not emulated: decode.c's graphs hold none
     int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
     if (m < 0 || n < 0 || k < 0 || lda < (ra > 1 ? ra : 1) || ldb < (rb > 1 ? rb : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;

@@ -9,6 +9,8 @@
 
 #include <math.h>
 #include <stddef.h>
+
+#include <functional>
 #include <stdint.h>
 #include <string.h>
 
@@ -69,6 +71,12 @@ template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o)
 extern float *emu_dyn_smem;
 void emu_set_dyn_smem(size_t bytes);
 
+// stream capture (cudaStreamBeginCapture .. cudaStreamEndCapture): launches and async copies are recorded in order,
+// not run; a graph replays them. What a real capture refuses (a wait, an allocation, cuBLAS here: decode.c's graphs
+// hold none) fails the capture instead
+extern int emu_capturing;
+void emu_record(std::function<void()> op);
+
 // LAUNCH(kernel, grid, block)(args...): every thread calls kernel(args...); LAUNCH_SMEM also sizes DYN_SMEM
 template <typename K> struct EmuLaunch {
     K k;
@@ -76,6 +84,11 @@ template <typename K> struct EmuLaunch {
     size_t smem;
     template <typename... A> void operator()(A... args)
     {
+        if (emu_capturing) { // stream capture: the launch, its arguments by value, into the graph
+            EmuLaunch<K> self = *this;
+            emu_record([=]() mutable { self(args...); });
+            return;
+        }
         emu_set_dyn_smem(smem);
         auto call = [&]() { k(args...); };
         emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call);
@@ -96,6 +109,8 @@ typedef enum cudaError {
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
     cudaErrorCompatNotSupportedOnDevice = 805,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
 } cudaError_t;
 typedef void *cudaStream_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
@@ -120,6 +135,16 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+typedef struct EmuGraph *cudaGraph_t;
+typedef struct EmuGraph *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 template <typename K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
 
