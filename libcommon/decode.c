@@ -760,8 +760,12 @@ static void pass(Decoder *d, int rows, int want_logits)
     const float *out = level_rows(d, &d->top, d->x, rows);
     d->pos += rows;
     if (want_logits) {
-        copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
-        linear(d, d->logits, d->last, &d->wout, B);
+        const float *last = out; // a single row per item: already packed (B, C)
+        if (rows > 1) {
+            copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
+            last = d->last;
+        }
+        linear(d, d->logits, last, &d->wout, B);
     }
 }
 
