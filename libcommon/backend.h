@@ -31,6 +31,10 @@ typedef struct DecKernels {
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
     // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
     // launch (0 or -1), free
+    // page-locked host memory for the copies a graph holds (NULL: failed, error kept), and such a copy
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    void (*copy_async)(void *dst, const void *src, size_t bytes, int to_device);
     int (*graph_begin)(void);
     void *(*graph_end)(void);
     int (*graph_launch)(void *graph);

@@ -293,8 +293,19 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     if (!d) return NULL;
     d->block = d->be->alloc(bytes);
     d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
-    if (d->K) d->logits_host = xmalloc((size_t)B * d->V * sizeof *d->logits_host);
-    if (d->K) d->tok_pass = xmalloc((size_t)B * d->chunk * sizeof *d->tok_pass);
+    size_t logit_bytes = (size_t)B * d->V * sizeof *d->logits_host, tok_bytes = (size_t)B * d->chunk * sizeof *d->tok_pass;
+    if (d->graph_on) { // page-locked: a graph copies the tokens in and the logits out itself
+        d->logits_host = d->K->host_alloc(logit_bytes), d->tok_pass = d->K->host_alloc(tok_bytes);
+        if (!d->logits_host || !d->tok_pass) {
+            err_set(err, "decoder: %s", "no page-locked host memory for its graphs");
+            d->K->host_free(d->logits_host), d->K->host_free(d->tok_pass);
+            d->logits_host = NULL, d->tok_pass = NULL;
+            dec_free(d);
+            return NULL;
+        }
+    } else if (d->K) {
+        d->logits_host = xmalloc(logit_bytes), d->tok_pass = xmalloc(tok_bytes);
+    }
     if (d->graph_on) {
         d->n_state = state_io(d, NULL, 0);
         d->graph = xcalloc((size_t)d->L, sizeof *d->graph);
@@ -386,7 +397,9 @@ void dec_free(Decoder *d)
     free_level(&d->top);
     free(d->lins);
     d->be->free(d->block);
-    free(d->tok), free(d->logits_host), free(d->tok_pass);
+    if (d->graph_on) d->K->host_free(d->logits_host), d->K->host_free(d->tok_pass);
+    else free(d->logits_host), free(d->tok_pass);
+    free(d->tok);
     for (int p = 0; d->graph && p < d->L; p++) d->K->graph_free(d->graph[p]);
     free(d->graph), free(d->graph_key), free(d->state_now);
     free(d);
@@ -769,42 +782,45 @@ static void pass(Decoder *d, int rows, int want_logits)
     }
 }
 
-// A single step on the GPU through graph[p0]: replayed when the state matches the one it was captured from, else
-// captured now (replacing the position's old graph) and launched
-static void graph_step(Decoder *d)
+// A single step on the GPU as graph[p0]: the tokens in (from page-locked memory), the step's kernels, the logits
+// out. Replayed when the decoder's state matches the one it was captured from, else captured now (replacing the
+// position's graph) and launched; run directly when no capture can start. Returns 0, or -1 with err (as run).
+static int graph_step(Decoder *d, char *err)
 {
-    int p0 = d->pos, ns = d->n_state, *key = d->graph_key + (size_t)p0 * 2 * ns;
+    int B = d->B, p0 = d->pos, ns = d->n_state, *key = d->graph_key + (size_t)p0 * 2 * ns;
+    size_t tok_bytes = (size_t)B * sizeof *d->tok, logit_bytes = (size_t)B * d->V * sizeof *d->logits_host;
+    for (int b = 0; b < B; b++) d->tok_pass[b] = d->tok[(size_t)b * d->L + p0];
     state_io(d, d->state_now, 0);
     if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0) {
         d->K->graph_launch(d->graph[p0]);
         state_io(d, key + ns, 1);
         d->graph_replayed++;
-        return;
-    }
-    d->K->graph_free(d->graph[p0]);
-    d->graph[p0] = NULL;
-    if (!d->K->graph_begin()) { // not capturing (an error kept, or a mode that waits after every op)
+    } else {
+        d->K->graph_free(d->graph[p0]);
+        d->graph[p0] = NULL;
+        int capturing = d->K->graph_begin(); // 0: the ops below run as they are launched
+        d->K->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
         pass(d, 1, 1);
-        return;
+        d->K->copy_async(d->logits_host, d->logits, logit_bytes, 0);
+        if (capturing && (d->graph[p0] = d->K->graph_end())) { // NULL: the error is kept, sync reports it
+            memcpy(key, d->state_now, (size_t)ns * sizeof *key);
+            state_io(d, key + ns, 0);
+            d->graph_captured++;
+            d->K->graph_launch(d->graph[p0]);
+        }
     }
-    pass(d, 1, 1); // recorded, not run
-    d->graph[p0] = d->K->graph_end();
-    if (!d->graph[p0]) return; // the error is kept: run's sync reports it
-    memcpy(key, d->state_now, (size_t)ns * sizeof *key);
-    state_io(d, key + ns, 0);
-    d->graph_captured++;
-    d->K->graph_launch(d->graph[p0]);
+    return d->be->sync(err) < 0 ? -1 : 0; // the logits are in logits_host once the stream is done
 }
 
 // Runs positions d->pos .. d->pos+n-1 in passes of at most chunk rows; logits of the last position when want.
 // Returns 0, or -1 with err when a GPU op failed (the decoder is then of no further use).
 static int run(Decoder *d, int n, int want_logits, char *err)
 {
+    if (d->graph_on && n == 1 && want_logits) return graph_step(d, err);
     for (int done = 0, rows; done < n; done += rows) {
         rows = n - done < d->chunk ? n - done : d->chunk;
         if (d->K) upload_tokens(d, rows);
-        if (d->graph_on && n == 1 && want_logits) graph_step(d);
-        else pass(d, rows, want_logits && done + rows == n);
+        pass(d, rows, want_logits && done + rows == n);
     }
     if (!d->K) return 0;
     if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust

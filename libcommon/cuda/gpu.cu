@@ -264,6 +264,26 @@ void gpu_graph_free(void *graph)
 
 // ---- memory -------------------------------------------------------------------------------------------------
 
+void *gpu_host_alloc(size_t bytes)
+{
+    if (!gpu_enter("gpu_host_alloc")) return NULL;
+    void *p = NULL;
+    if (cuda_ok("gpu_host_alloc", cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault))) return p;
+    return NULL;
+}
+
+void gpu_host_free(void *p)
+{
+    if (p && g_ready) cudaFreeHost(p);
+}
+
+void gpu_copy_async(void *dst, const void *src, size_t bytes, int to_device)
+{
+    if (!gpu_enter("gpu_copy_async") || !bytes) return;
+    cuda_ok("gpu_copy_async", cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice
+                                                                          : cudaMemcpyDeviceToHost, gpu_stream));
+}
+
 void *gpu_alloc(size_t bytes)
 {
     if (!gpu_enter("gpu_alloc")) return NULL;

@@ -237,6 +237,7 @@ cudaError_t emu_malloc(void **p, size_t bytes)
     return *p ? cudaSuccess : set(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) { return *fr = (size_t)8 << 30, *tot = (size_t)16 << 30, cudaSuccess; }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
 {

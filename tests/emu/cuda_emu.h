@@ -134,6 +134,13 @@ template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t bytes) 
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s);
+#define cudaHostAllocDefault 0
+template <typename T> static inline cudaError_t cudaHostAlloc(T **p, size_t bytes, unsigned flags)
+{
+    (void)flags;
+    return emu_malloc((void **)p, bytes);
+}
+cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
                              cudaStreamCaptureModeRelaxed = 2 };
