@@ -29,6 +29,11 @@ typedef struct DecKernels {
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
+    // bfloat16 weights (DecOpts.bf16): the conversion, and linear and linear_qkv reading them (gpu.h)
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*linear16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu);
+    void (*linear_qkv16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
+                         float *v, size_t cs, int n_new);
     // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
     // launch (0 or -1), free
     // page-locked host memory for the copies a graph holds (NULL: failed, error kept), and such a copy

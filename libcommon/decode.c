@@ -34,6 +34,7 @@ enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
 typedef struct DLin {
     const float *w, *b;
     float *wt;
+    uint16_t *w16; // GPU, DecOpts.bf16: w as bfloat16 (its arena space, made by dec_new)
     int oc, ic;
 } DLin;
 
@@ -88,6 +89,7 @@ struct Decoder {
     char *block;
     // GPU graphs of single steps (DecOpts.graph), one per window position: graph[p] replays the step that starts at
     // position p from the state key[p] (state_io's ints) and leaves the state key[p] + n_state
+    int bf16;     // linear layers read w16
     int graph_on, n_state;
     void **graph;
     int *graph_key, *state_now;
@@ -239,8 +241,11 @@ static void plan(Decoder *d, Arena *a)
         d->qp = take(a, (size_t)d->B * C);
     }
     plan_level(d, a, &d->top);
-    for (int i = 0; i < d->n_lins; i++) // the CPU's transposed copies (see DLin)
-        if (!d->K && d->lins[i]->oc >= d->lins[i]->ic) d->lins[i]->wt = take(a, (size_t)d->lins[i]->oc * d->lins[i]->ic);
+    for (int i = 0; i < d->n_lins; i++) { // the CPU's transposed copies (see DLin), or the GPU's bfloat16 ones
+        DLin *l = d->lins[i];
+        if (!d->K && l->oc >= l->ic) l->wt = take(a, (size_t)l->oc * l->ic);
+        if (d->bf16) l->w16 = (uint16_t *)take(a, ((size_t)l->oc * l->ic + 1) / 2);
+    }
 }
 
 static int state_io(Decoder *d, int *st, int set);
@@ -273,13 +278,19 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->max_s = 1; // build_level raises it to the largest factor
     build_level(d, &d->top, &c->top, "transformer.encoder", c->L);
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
+    if (o.bf16 == 0) {
+        const char *e = getenv("HMT_GPU_DECODE_BF16");
+        o.bf16 = e && strcmp(e, "1") == 0 ? 1 : -1;
+    }
+    d->bf16 = o.bf16 == 1 && d->K && d->K->linear16;
     if (o.graph == 0) {
         const char *e = getenv("HMT_GPU_DECODE_GRAPH");
         o.graph = e && strcmp(e, "1") == 0 ? 1 : -1;
     }
     // a step's products have B rows, or B x the rows of h not yet in resample_pre's cache (at most s: a level's
     // valley runs at every s-th position and takes the rows since its last run): all in the kernel, no cuBLAS
-    d->graph_on = o.graph == 1 && d->K && d->K->graph_begin && B * d->max_s <= d->K->kernel_rows();
+    // (bfloat16 weights: every product in the kernel, however many rows)
+    d->graph_on = o.graph == 1 && d->K && d->K->graph_begin && (B * d->max_s <= d->K->kernel_rows() || d->bf16);
     Arena a = {0};
     plan(d, &a);
     *bytes = a.used;
@@ -316,6 +327,7 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     plan(d, &a);
     for (int i = 0; i < d->n_lins; i++) {
         DLin *l = d->lins[i];
+        if (l->w16) d->K->to_bf16(l->w16, l->w, (size_t)l->oc * l->ic);
         if (l->wt)
             for (int o = 0; o < l->oc; o++)
                 for (int k = 0; k < l->ic; k++) l->wt[(size_t)k * l->oc + o] = l->w[(size_t)o * l->ic + k];
@@ -436,7 +448,8 @@ static void linear_task(void *ctx, int t, int worker)
 static void linear_act(const Decoder *d, float *out, const float *x, const DLin *l, int N, int relu)
 {
     if (d->K) {
-        d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
+        if (l->w16) d->K->linear16(out, x, l->w16, l->b, N, l->ic, l->oc, relu);
+        else d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
         return;
     }
     int cols = ((l->oc + LIN_TASKS - 1) / LIN_TASKS + 15) / 16 * 16;
@@ -605,7 +618,8 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         // rows (b, i) of the product: q, k, v, 3C floats; k and v also to the caches at row p0 + i
         size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
         if (d->K) {
-            d->K->linear_qkv(d->qkv, x, l->qkv.w, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
+            if (l->qkv.w16) d->K->linear_qkv16(d->qkv, x, l->qkv.w16, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
+            else d->K->linear_qkv(d->qkv, x, l->qkv.w, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
         } else {
             linear(d, d->qkv, x, &l->qkv, N);
             copy_rows(d, l->k + at, cs, C, d->qkv + C, ps, 3 * C, B, n, C);

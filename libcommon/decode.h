@@ -20,7 +20,12 @@ typedef struct DecOpts {
     int graph; // on a GPU: 1 replays a step's kernels as a CUDA graph, captured at the first step at its position
                // and decoder state (one graph per position); -1 never; 0 as HMT_GPU_DECODE_GRAPH (1: on; default
                // off). Only where every product of a step fits the matrix-vector kernel (B x the largest shorten
-               // factor at most 8 rows); otherwise, and on the CPU, it has no effect. The same bytes either way
+               // factor at most 8 rows, or bf16 below); otherwise, and on the CPU, it has no effect. The same bytes
+               // either way
+    int bf16;  // on a GPU: 1 reads the linear layers' weights as bfloat16 copies made by dec_new (rounded to
+               // nearest even; activations, sums and the rest stay float32): half the bytes a step reads; -1 float32;
+               // 0 as HMT_GPU_DECODE_BF16 (1: on; default off). The logits then equal a full forward whose linear
+               // weights are so rounded, up to float rounding. No effect on the CPU
 } DecOpts;
 
 // A decoder for model m and batch B (>= 1), opts NULL for the defaults. m must outlive the decoder, unchanged:

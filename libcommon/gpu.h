@@ -214,6 +214,14 @@ void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int
                     int lin);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
+// bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats
+void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
+// gpu_dec_linear and gpu_dec_linear_qkv with the weights w as bfloat16 (gpu_to_bf16), widened exactly and used in
+// float32 with float32 x, sums and out: the bytes a step reads from its weights halve. Any N: the matrix-vector
+// kernel DL rows at a time (gpu_dec_kernel_rows), no cuBLAS
+void gpu_dec_linear16(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu);
+void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
+                          float *v, size_t cs, int n_new);
 
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,

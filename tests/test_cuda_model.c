@@ -177,12 +177,37 @@ static void last_logits(HgModel *m, const int32_t *win, int B, int n, float *ref
 // a prefill of 5 tokens in chunks of 2, then 14 single tokens, so the window (L 9) slides twice, B 1 and 3 (up to
 // 6 rows: the matrix-vector kernels); the same run twice gives the same bytes. test_decode_long's passes of 64 rows
 // take the cuBLAS path.
-static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk);
+static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk, int bf16);
 
+// With bf16 weights (DecOpts.bf16) against the CPU's full forward whose linear layers' weights are rounded the same
+// way: the decoder's arithmetic is float32 on them, so within TOL too
 static void test_decode(const Backend *gpu)
 {
     for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++)
-        for (int B = 1; B <= 3; B += 2) decode_case(gpu, &kinds[ki], B, 5, 14, 2);
+        for (int B = 1; B <= 3; B += 2) decode_case(gpu, &kinds[ki], B, 5, 14, 2, 0);
+    decode_case(gpu, &kinds[0], 1, 5, 14, 2, 1), decode_case(gpu, &kinds[4], 3, 5, 14, 2, 1);
+    decode_case(gpu, &kinds[5], 1, 5, 14, 2, 1), decode_case(gpu, &kinds[6], 3, 5, 14, 2, 1);
+}
+
+// the CPU model's weights of the layers decode.c reads as linear layers, rounded to bfloat16 (nearest even)
+static void round_linear_weights(HgModel *m)
+{
+    static const char *ends[] = {"in_proj_weight", ".out_proj.weight", ".linear1.weight", ".linear2.weight",
+                                 ".proj.weight", "Wout.weight"};
+    for (int i = 0; i < m->n_params; i++) {
+        const HgParam *p = &m->params[i];
+        size_t len = strlen(p->name);
+        int hit = 0;
+        for (size_t e = 0; e < sizeof ends / sizeof *ends; e++)
+            hit |= len >= strlen(ends[e]) && strcmp(p->name + len - strlen(ends[e]), ends[e]) == 0;
+        for (size_t j = 0; hit && j < p->size; j++) {
+            float *w = m->w + p->offset + j;
+            uint32_t u;
+            memcpy(&u, w, 4);
+            u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+            memcpy(w, &u, 4);
+        }
+    }
 }
 
 // A window of 150 positions: a row's keys span three of the GPU attention's chunks of 64, and a prefill of 130
@@ -190,15 +215,16 @@ static void test_decode(const Backend *gpu)
 static void test_decode_long(const Backend *gpu)
 {
     window = 150;
-    decode_case(gpu, &kinds[0], 2, 130, 40, 0);   // baseline
-    decode_case(gpu, &kinds[4], 1, 130, 40, 0);   // linear_attn
-    decode_case(gpu, &kinds[6], 2, 130, 40, 0);   // s 3
+    decode_case(gpu, &kinds[0], 2, 130, 40, 0, 0); // baseline
+    decode_case(gpu, &kinds[4], 1, 130, 40, 0, 0); // linear_attn
+    decode_case(gpu, &kinds[6], 2, 130, 40, 0, 0); // s 3
+    decode_case(gpu, &kinds[4], 2, 130, 40, 0, 1); // linear_attn, bf16 weights (prefill 8 rows at a time)
     window = 9;
 }
 
 // Prefill P tokens (in passes of chunk rows, 0: the default), then STEPS single tokens; every step's logits
 // against the CPU's full forward over the same window, and the run twice the same bytes.
-static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk)
+static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STEPS, int chunk, int bf16)
 {
     enum { MAXB = 3 };
     if (!gpu) { // no GPU: the seven checks below count as skipped
@@ -208,8 +234,9 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
     HgModel c, g;
     char err[ERR_MAX];
     build_pair(&c, &g, k, gpu);
+    if (bf16) round_linear_weights(&c);
     int L = c.cfg.L, V = c.cfg.V, keep = L / 2;
-    DecOpts o = {.keep = keep, .chunk = chunk};
+    DecOpts o = {.keep = keep, .chunk = chunk, .bf16 = bf16 ? 1 : -1};
     float *seq[2] = {NULL, NULL}, *ref = xmalloc((size_t)MAXB * V * sizeof *ref);
     double worst = 0;
     int finished = 0; // runs that went through every step
@@ -248,10 +275,10 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
         dec_free(d);
         free(win), free(flat);
     }
-    CHECK(finished == 2 && worst <= TOL, "%s B %d: GPU decoding differs from the CPU's full forward by %.3g", k->name,
-          B, worst);
+    CHECK(finished == 2 && worst <= TOL, "%s B %d%s: GPU decoding differs from the CPU's full forward by %.3g",
+          k->name, B, bf16 ? " (bf16 weights)" : "", worst);
     CHECK(finished == 2 && memcmp(seq[0], seq[1], (size_t)(STEPS + 1) * B * V * sizeof(float)) == 0,
-          "%s B %d: decoding twice on the GPU gives other bytes", k->name, B);
+          "%s B %d%s: decoding twice on the GPU gives other bytes", k->name, B, bf16 ? " (bf16 weights)" : "");
     free(seq[0]), free(seq[1]), free(ref);
     hg_free(&c), hg_free(&g);
 }
@@ -261,8 +288,8 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 // (the window of 9 slides five times, so positions come back and replay their graphs), then dec_reset and a prefill
 // of 3 (other states at the same positions: captured again), 12 more. The decoder must report graphs captured and
 // replayed. B 1 for every kind, 4 for linear_attn (B x s = 8 rows: the most a graph takes), 2 for s 3 and 3 for the
-// baseline.
-static void graph_case(const Backend *gpu, const Kind *k, int B)
+// baseline; with bf16 weights (every product in the kernel) s 3 at B 4 (12 rows).
+static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16)
 {
     enum { P1 = 5, S1 = 24, P2 = 3, S2 = 12, MAXB = 4 };
     if (!gpu) { // no GPU: the three checks below count as skipped
@@ -278,7 +305,7 @@ static void graph_case(const Backend *gpu, const Kind *k, int B)
     long captured = 0, replayed = 0;
     int finished = 0;
     for (int mode = 0; mode < 2; mode++) {
-        DecOpts o = {.keep = g.cfg.L / 2, .graph = mode ? 1 : -1};
+        DecOpts o = {.keep = g.cfg.L / 2, .graph = mode ? 1 : -1, .bf16 = bf16 ? 1 : -1};
         Decoder *d = dec_new(&g, B, &o, err);
         CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
         if (!d) continue;
@@ -314,10 +341,11 @@ static void graph_case(const Backend *gpu, const Kind *k, int B)
 
 static void test_decode_graph(const Backend *gpu)
 {
-    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1);
-    graph_case(gpu, &kinds[4], 4); // linear_attn
-    graph_case(gpu, &kinds[6], 2); // s 3
-    graph_case(gpu, &kinds[0], 3); // baseline
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0);
+    graph_case(gpu, &kinds[4], 4, 0); // linear_attn
+    graph_case(gpu, &kinds[6], 2, 0); // s 3
+    graph_case(gpu, &kinds[0], 3, 0); // baseline
+    graph_case(gpu, &kinds[6], 4, 1); // s 3, bf16 weights
 }
 
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";

@@ -805,20 +805,39 @@ static float *dec_run_twice(const char *what, size_t n, const float *init, void 
 
 typedef struct DecLin {
     const float *x, *w, *b;
+    const uint16_t *w16; // non-NULL: gpu_dec_linear16 with these bfloat16 weights
     int N, IC, OC, relu;
 } DecLin;
 static void dec_lin_fn(float *out, void *c)
 {
     DecLin *l = c;
-    gpu_dec_linear(out, l->x, l->w, l->b, l->N, l->IC, l->OC, l->relu);
+    if (l->w16) gpu_dec_linear16(out, l->x, l->w16, l->b, l->N, l->IC, l->OC, l->relu);
+    else gpu_dec_linear(out, l->x, l->w, l->b, l->N, l->IC, l->OC, l->relu);
 }
 
-static void dec_linear_case(int N, int IC, int OC, int bias, int relu)
+// w16: the weights as bfloat16 (gpu_to_bf16, whose bits must be those of bf16_round), the reference then with the
+// rounded weights in double: the kernel's float32 arithmetic on them, within TOL
+static void dec_linear_case(int N, int IC, int OC, int bias, int relu, int w16)
 {
     char m[160];
-    snprintf(m, sizeof m, "dec_linear N %d IC %d OC %d%s%s", N, IC, OC, bias ? " bias" : "", relu ? " relu" : "");
+    snprintf(m, sizeof m, "dec_linear%s N %d IC %d OC %d%s%s", w16 ? "16" : "", N, IC, OC, bias ? " bias" : "",
+             relu ? " relu" : "");
     float *x = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 1), *b = bias ? rnd(OC, 1) : NULL;
     float *want = malloc((size_t)N * OC * 4);
+    uint16_t *d_w16 = NULL;
+    if (w16) { // the conversion on the GPU, against the host's rounding bit for bit
+        size_t nw = (size_t)OC * IC;
+        float *d_wf = dev_from(w, nw * 4), *r = bf16_copy(w, nw);
+        d_w16 = dev_new(nw * 2);
+        gpu_to_bf16(d_w16, d_wf, nw);
+        uint16_t *h16 = host_from(d_w16, nw * 2);
+        uint32_t *wide = malloc(nw * 4);
+        for (size_t i = 0; h16 && i < nw; i++) wide[i] = (uint32_t)h16[i] << 16;
+        char c[200];
+        snprintf(c, sizeof c, "%s: gpu_to_bf16", m), cmp_bytes(c, wide, r, nw * 4);
+        memcpy(w, r, nw * 4); // the reference below with the rounded weights
+        gpu_free(d_wf), free(r), free(h16), free(wide);
+    }
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             double a = b ? b[o] : 0;
@@ -826,10 +845,10 @@ static void dec_linear_case(int N, int IC, int OC, int bias, int relu)
             want[(size_t)n * OC + o] = relu && a < 0 ? 0.0f : (float)a;
         }
     DecLin l = {dev_from(x, (size_t)N * IC * 4), dev_from(w, (size_t)OC * IC * 4), b ? dev_from(b, OC * 4) : NULL,
-                N, IC, OC, relu};
+                d_w16, N, IC, OC, relu};
     float *got = dec_run_twice(m, (size_t)N * OC, NULL, dec_lin_fn, &l);
     cmp(m, got, want, (size_t)N * OC, TOL);
-    gpu_free((void *)l.x), gpu_free((void *)l.w), gpu_free((void *)l.b);
+    gpu_free((void *)l.x), gpu_free((void *)l.w), gpu_free((void *)l.b), gpu_free(d_w16);
     free(x), free(w), free(b), free(want), free(got);
     no_error(m);
 }
@@ -1009,18 +1028,28 @@ static void dec_gather_case(int s, int lin)
 
 // the input projection with the keys and values to the caches: out the bytes of gpu_dec_linear's (or, past its
 // rows, the cuBLAS path's), and cache row (g, p0 + i) the product's k and v columns of row (g, i), the rest untouched
-static void dec_qkv_case(int nb, int n_new, int C)
+static void dec_qkv_case(int nb, int n_new, int C, int w16)
 {
     char m[160];
-    snprintf(m, sizeof m, "dec_linear_qkv %d items x %d rows, C %d", nb, n_new, C);
+    snprintf(m, sizeof m, "dec_linear_qkv%s %d items x %d rows, C %d", w16 ? "16" : "", nb, n_new, C);
     int N = nb * n_new, cap = n_new + 5, p0 = 3;
     size_t no = (size_t)N * 3 * C, nc = (size_t)nb * cap * C;
     float *x = rnd((size_t)N * C, 1), *w = rnd((size_t)3 * C * C, 1), *b = rnd(3 * (size_t)C, 1);
     float *k0 = rnd(nc, 1), *v0 = rnd(nc, 1);
     float *d_x = dev_from(x, (size_t)N * C * 4), *d_w = dev_from(w, (size_t)3 * C * C * 4), *d_b = dev_from(b, 3 * (size_t)C * 4);
     float *d_out = dev_new(no * 4), *d_ref = dev_new(no * 4), *d_k = dev_from(k0, nc * 4), *d_v = dev_from(v0, nc * 4);
-    gpu_dec_linear(d_ref, d_x, d_w, d_b, N, C, 3 * C, 0);
-    gpu_dec_linear_qkv(d_out, d_x, d_w, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C, (size_t)cap * C, n_new);
+    uint16_t *d_w16 = NULL;
+    if (w16) { // against gpu_dec_linear16 (itself checked against the reference above)
+        d_w16 = dev_new((size_t)3 * C * C * 2);
+        gpu_to_bf16(d_w16, d_w, (size_t)3 * C * C);
+        gpu_dec_linear16(d_ref, d_x, d_w16, d_b, N, C, 3 * C, 0);
+        gpu_dec_linear_qkv16(d_out, d_x, d_w16, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C,
+                             (size_t)cap * C, n_new);
+    } else {
+        gpu_dec_linear(d_ref, d_x, d_w, d_b, N, C, 3 * C, 0);
+        gpu_dec_linear_qkv(d_out, d_x, d_w, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C, (size_t)cap * C,
+                           n_new);
+    }
     float *out = host_from(d_out, no * 4), *ref = host_from(d_ref, no * 4), *k = host_from(d_k, nc * 4);
     float *v = host_from(d_v, nc * 4), *wk = copy_of(k0, nc), *wv = copy_of(v0, nc);
     for (int g = 0; g < nb; g++)
@@ -1033,17 +1062,20 @@ static void dec_qkv_case(int nb, int n_new, int C)
     snprintf(m + strlen(m), sizeof m - strlen(m), ", k cache"), cmp_bytes(m, k, wk, nc * 4);
     snprintf(m + strlen(m), sizeof m - strlen(m), ", v cache"), cmp_bytes(m, v, wv, nc * 4);
     gpu_free(d_x), gpu_free(d_w), gpu_free(d_b), gpu_free(d_out), gpu_free(d_ref), gpu_free(d_k), gpu_free(d_v);
+    gpu_free(d_w16);
     free(x), free(w), free(b), free(k0), free(v0), free(out), free(ref), free(k), free(v), free(wk), free(wv);
     no_error(m);
 }
 
 static void test_decoding(void)
 {
-    dec_qkv_case(1, 1, 16), dec_qkv_case(3, 2, 256), dec_qkv_case(2, 7, 32); // 14 rows: cuBLAS and copies
-    for (int bias = 0; bias < 2; bias++) {
-        dec_linear_case(1, 16, 5, bias, 0), dec_linear_case(3, 1024, 348, bias, 1);
-        dec_linear_case(8, 256, 33, bias, bias), dec_linear_case(20, 64, 40, bias, 1); // 20 rows: cuBLAS
-        dec_linear_case(2, 768, 19, bias, 0); // 4 warps per column
+    for (int w16 = 0; w16 < 2; w16++) { // float32 weights, then bfloat16 (past 8 rows: the kernel 8 rows at a time)
+        dec_qkv_case(1, 1, 16, w16), dec_qkv_case(3, 2, 256, w16), dec_qkv_case(2, 7, 32, w16); // 14 rows: cuBLAS
+        for (int bias = 0; bias < 2; bias++) {
+            dec_linear_case(1, 16, 5, bias, 0, w16), dec_linear_case(3, 1024, 348, bias, 1, w16);
+            dec_linear_case(8, 256, 33, bias, bias, w16), dec_linear_case(20, 64, 40, bias, 1, w16); // 20: cuBLAS
+            dec_linear_case(2, 768, 19, bias, 0, w16); // 4 warps per column
+        }
     }
     dec_layernorm_case(5, 16, 0), dec_layernorm_case(3, 256, 1);
     dec_copy_case(0), dec_copy_case(1);

@@ -376,6 +376,14 @@ __device__ static inline uint16_t to_bf16(float x)
 
 __global__ static void to_bf16_k(uint16_t *dst, const float *src, size_t n) { GRID_STRIDE(i, n) dst[i] = to_bf16(src[i]); }
 
+void gpu_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+    const char *op = "gpu_to_bf16";
+    if (!gpu_enter(op) || n == 0) return;
+    LAUNCH(to_bf16_k, ew_blocks(n), EW_THREADS)(dst, src, n);
+    gpu_launched(op);
+}
+
 // floats a row-major operand spans: rows x cols at leading dimension ld
 static size_t span(int rows, int cols, int ld) { return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0; }
 

@@ -17,14 +17,19 @@
 typedef struct DecKV {
     float *k, *v;
     size_t cs;
-    int C, n_new;
+    int C, n_new, row0; // row0: the global index of the launch's first row (products of more rows than one launch)
 } DecKV;
+
+// a weight as float: float32 as it is, bfloat16 (its bits, uint16_t) widened exactly
+__device__ static inline float wf(float w) { return w; }
+__device__ static inline float wf(uint16_t w) { return __uint_as_float((uint32_t)w << 16); }
 
 // out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: wpc warps per output column o, each over
 // a contiguous slice of IC with its lanes strided in it (a long row is several short chains of loads, not one),
 // the slices' sums then added in slice order by the column's first warp; with kv.k, the keys and values also to
 // the caches
-__global__ static void dec_gemv_k(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC,
+template <typename W>
+__global__ static void dec_gemv_k(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
                                   int relu, int wpc, DecKV kv)
 {
     __shared__ float part[DL_WARPS][DL_MAX_ROWS];
@@ -35,9 +40,9 @@ __global__ static void dec_gemv_k(float *out, const float *x, const float *w, co
 UNROLL
     for (int n = 0; n < DL_MAX_ROWS; n++) acc[n] = 0.0f;
     if (o < OC) {
-        const float *wr = w + (size_t)o * IC;
+        const W *wr = w + (size_t)o * IC;
         for (int k = k0 + lane; k < k1; k += 32) {
-            float wk = wr[k];
+            float wk = wf(wr[k]);
 UNROLL
             for (int n = 0; n < DL_MAX_ROWS; n++)
                 if (n < N) acc[n] += x[(size_t)n * IC + k] * wk;
@@ -58,7 +63,7 @@ UNROLL
         y = relu && !(y > 0.0f) ? 0.0f : y;
         out[(size_t)n * OC + o] = y;
         if (kv.k && o >= kv.C) {
-            int g = n / kv.n_new, i = n % kv.n_new;
+            int g = (kv.row0 + n) / kv.n_new, i = (kv.row0 + n) % kv.n_new;
             float *cache = o < 2 * kv.C ? kv.k + (o - kv.C) : kv.v + (o - 2 * kv.C);
             cache[g * kv.cs + (size_t)i * kv.C] = y;
         }
@@ -67,14 +72,18 @@ UNROLL
 
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
 
+// warps per output column: slices of 128 inputs or more
+static int dec_wpc(int IC) { return IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; }
+
 void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu)
 {
     const char *op = "gpu_dec_linear";
     if (!gpu_enter(op) || N <= 0) return;
     if (N <= DL_MAX_ROWS) {
-        int wpc = IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; // warps per column: slices of 128 or more
-        DecKV none = {NULL, NULL, 0, 0, 1};
-        LAUNCH(dec_gemv_k, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc, none);
+        int wpc = dec_wpc(IC);
+        DecKV none = {NULL, NULL, 0, 0, 1, 0};
+        LAUNCH(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc,
+                                                                                 none);
         gpu_launched(op);
         return;
     }
@@ -88,9 +97,10 @@ void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float 
     const char *op = "gpu_dec_linear_qkv";
     if (!gpu_enter(op) || N <= 0) return;
     if (N <= DL_MAX_ROWS && N % n_new == 0) {
-        int wpc = C >= 1024 ? 8 : C >= 512 ? 4 : C >= 256 ? 2 : 1;
-        DecKV kv = {k, v, cs, C, n_new};
-        LAUNCH(dec_gemv_k, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc, kv);
+        int wpc = dec_wpc(C);
+        DecKV kv = {k, v, cs, C, n_new, 0};
+        LAUNCH(dec_gemv_k<float>, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc,
+                                                                                   kv);
         gpu_launched(op);
         return;
     }
@@ -98,6 +108,39 @@ void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float 
     int nb = N / n_new;
     gpu_dec_copy_rows(k, cs, C, out + C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
     gpu_dec_copy_rows(v, cs, C, out + 2 * C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
+}
+
+// bfloat16 weights: the kernel DL_MAX_ROWS rows at a time (each launch reads the weights once)
+static void dec_linear16(const char *op, float *out, const float *x, const uint16_t *w, const float *b, int N, int IC,
+                         int OC, int relu, DecKV kv)
+{
+    int wpc = dec_wpc(IC);
+    for (int r0 = 0; r0 < N; r0 += DL_MAX_ROWS) {
+        int n = N - r0 < DL_MAX_ROWS ? N - r0 : DL_MAX_ROWS;
+        kv.row0 = r0;
+        LAUNCH(dec_gemv_k<uint16_t>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(
+            out + (size_t)r0 * OC, x + (size_t)r0 * IC, w, b, n, IC, OC, relu, wpc, kv);
+        gpu_launched(op);
+    }
+}
+
+void gpu_dec_linear16(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu)
+{
+    const char *op = "gpu_dec_linear16";
+    if (!gpu_enter(op) || N <= 0) return;
+    dec_linear16(op, out, x, w, b, N, IC, OC, relu, DecKV{NULL, NULL, 0, 0, 1, 0});
+}
+
+void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
+                          float *v, size_t cs, int n_new)
+{
+    const char *op = "gpu_dec_linear_qkv16";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (N % n_new != 0) {
+        gpu_record(op, "rows not a whole number of items");
+        return;
+    }
+    dec_linear16(op, out, x, w, b, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0});
 }
 
 // out = LayerNorm(a + b) over C (b NULL: of a), one warp per row; out may equal a

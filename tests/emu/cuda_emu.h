@@ -43,6 +43,12 @@ static inline unsigned __float_as_uint(float x)
     memcpy(&u, &x, sizeof u);
     return u;
 }
+static inline float __uint_as_float(unsigned u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 // a warp's lanes exchange values through one slot each (8 bytes), with a warp barrier before and after reading
 extern uint64_t emu_lane_slots[1024];
