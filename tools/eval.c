@@ -51,6 +51,8 @@ static void usage(void)
            "  -h, --help              this help\n"
            "The lengths used are printed on stderr and reported as gen_prompt_tokens and gen_continuation_tokens.\n"
            "A window of 1 token holds no prompt: the study is then left out (and an explicit -n N > 0 is an error).\n"
+           "Environment, with --device cuda: HMT_GPU_ATTENTION=fused (tiled attention, no T x T tensor);\n"
+           "HMT_GPU_DECODE_GRAPH=1 and HMT_GPU_DECODE_BF16=1 for the study's generation (see sample --help).\n"
            "Exit status: 0 success, 1 bad model, shards or registry, 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());
 }
