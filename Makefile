@@ -169,6 +169,16 @@ gpu-ablation: $(addprefix $(BIN)/,train eval sample midi2remi shard)
 	  $(BIN)/midi2remi -q $(POP909) | $(BIN)/shard -q --seed $(SPLIT_SEED) -o build/gpu-ablation/shards
 	@du -shc build/gpu-ablation build/gpu-libs 2>/dev/null | tail -1
 
+# `make CUDA=1 gpu-pack SHARED=../shared`: everything a lent GPU machine needs for bench/gpu_session.sh in one
+# file, build/gpu-pack/pack.tar.xz (about 30 MB against 80 unpacked: the carry is 64 MiB): gpu-libs' and
+# gpu-ablation's folders, the CUDA tests and benchmarks, bin-cuda. Carry build/gpu-pack; the script unpacks it.
+GPU_PACK := build/cuda/tests build/cuda/bench build/gpu-libs build/gpu-data build/gpu-ablation/bin \
+            build/gpu-ablation/shards $(BIN)
+gpu-pack: gpu-libs gpu-ablation
+	rm -rf build/gpu-pack && mkdir -p build/gpu-pack
+	tar -cf - $(GPU_PACK) | xz -T2 -6 > build/gpu-pack/pack.tar.xz.tmp && mv build/gpu-pack/pack.tar.xz.tmp build/gpu-pack/pack.tar.xz
+	@du -sh build/gpu-pack/pack.tar.xz
+
 # `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
 # kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
 # UBSan on device memory). No nvcc or GPU needed: it checks the kernels' logic on any machine, not the GPU itself.
@@ -205,7 +215,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu gpu-libs gpu-ablation clean report
+.PHONY: all test test-cuda test-cuda-emu gpu-libs gpu-ablation gpu-pack clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

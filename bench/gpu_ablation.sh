@@ -7,8 +7,8 @@
 # left as a timeout: on SIGTERM it checkpoints and exits 1, and the next call resumes it.
 # What the study needs comes home in $OUT/gpu-ablation: the registry (runs, metrics, losses per step), and per run
 # its config.json, eval.json, samples.txt and study.txt as CONFIG-seedN.FILE; the weights stay behind (carry the run folder back to
-# resume one that was cut off). Carry back registry.db and runs/ for the next slice: a finished run is skipped
-# whether or not its weights came along.
+# resume one that was cut off). For the next slice carry back registry.db (a run finished there is skipped: the
+# registry says so) and, to resume a cut-off run, its folder.
 #
 # Prepare here: `make CUDA=1 gpu-ablation SHARED=../shared` (shards of all of POP909, the tools, the libraries a bare
 # machine lacks, in build/gpu-ablation; under 64 MiB). Then on the GPU machine, carrying build/gpu-ablation and
@@ -60,7 +60,7 @@ if [ "$JOBS" -gt 1 ] && [ -z "$WORKER" ]; then # the workers, then one summary
         wait "$p"; case $? in 0) ;; 3) todo=1 ;; *) rc=1 ;; esac
     done
     [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
-    say "$(ls "$DIR"/runs/*/*/eval.json 2>/dev/null | wc -l) runs done in $DIR, $(($(date +%s) - t0)) s, $JOBS at once"
+    say "$JOBS workers ended in $(($(date +%s) - t0)) s$([ $todo -gt 0 ] && echo ', runs left for the next call')"
     [ $rc -ne 0 ] && exit 1
     [ $todo -gt 0 ] && exit 3
     exit 0
@@ -68,12 +68,26 @@ fi
 budget=${STEPS:+steps$STEPS-}
 dev=(); [ "$DEVICE" != cpu ] && dev=(--device "$DEVICE")
 prec=(); [ "$PRECISION" != fp32 ] && prec=(--precision "$PRECISION")
-slowest=0 todo=0 rc=0
+slowest=0 todo=0 rc=0 n_done=0
+
+# whether the registry holds a finished run of experiment $1, seed $2, evaluated and sampled (a registry carried
+# from an earlier slice: its run folders stayed on that machine); sqlite3's CLI, or Python's module
+in_registry() {
+    [ -s "$REG" ] || return 1
+    local q="select count(*) from runs r where r.experiment = '$1' and r.seed = $2 and r.status = 'done' and
+             exists (select 1 from evals e where e.run_id = r.run_id) and exists (select 1 from samples s where s.run_id = r.run_id)"
+    local n
+    if command -v sqlite3 >/dev/null; then n=$(sqlite3 "$REG" "$q")
+    else n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$REG" "$q")
+    fi
+    [ "${n:-0}" -gt 0 ]
+}
 
 # one (config, seed): 0 done (now or before), 3 not started or cut off (no time), 1 failed
 run_one() {
     local cfg=$1 seed=$2 run=$DIR/runs/$1/${budget}seed$2 exp=$1${STEPS:+-s$STEPS} t1 need
     [ -s "$run/eval.json" ] && [ -s "$run/samples.txt" ] && return 0
+    [ -e "$run/train.done" ] || ! in_registry "$exp" "$seed" || return 0 # finished in an earlier slice
     need=$((slowest > 0 ? slowest : FIRST_RUN_S))
     if [ "$(left)" -lt "$need" ]; then return 3; fi
     mkdir -p "$run"
@@ -113,12 +127,11 @@ for seed in $SEEDS; do
         cell=$((cell + 1))
         [ -n "$WORKER" ] && [ $(((cell - 1) % JOBS)) -ne "$WORKER" ] && continue
         run_one "$cfg" "$seed"
-        case $? in 0) ;; 3) todo=$((todo + 1)) ;; *) rc=1 ;; esac
+        case $? in 0) n_done=$((n_done + 1)) ;; 3) todo=$((todo + 1)) ;; *) rc=1 ;; esac
     done
 done
 [ -z "$WORKER" ] && [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
-n_done=$(ls "$DIR"/runs/*/*/eval.json 2>/dev/null | wc -l)
-say "$n_done runs done, $todo left for the next call, $(($(date +%s) - t0)) s this call"
+say "$n_done of its runs done (now or before), $todo left for the next call, $(($(date +%s) - t0)) s this call"
 [ $rc -ne 0 ] && exit 1
 [ $todo -gt 0 ] && exit 3
 exit 0

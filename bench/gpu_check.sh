@@ -8,7 +8,7 @@
 # then bench/gpu_decode.sh and bench/gpu_model.sh (C against PyTorch on this GPU), then compute-sanitizer memcheck.
 # Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark),
 # GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
-# tables), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
+# tables; GPU_CHECK_PROFILE_ARGS: bench/model's for the training one, e.g. --tf32), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
 # Usage: bash bench/gpu_check.sh   (from the repository root; about 4 minutes on an H100, memcheck 1-2 more)
 set -u
@@ -27,6 +27,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
   --format=csv || echo "nvidia-smi: not found"
 python3 -c "import torch; print('PyTorch', torch.__version__, 'CUDA', torch.version.cuda)" 2>/dev/null || true
 nproc
+# which of the carried libraries this machine has of its own (a lighter carry next time)
+ldconfig -p 2>/dev/null | grep -oE 'lib(openblas|sqlite3|cjson|smf|glib-2\.0|gfortran)\.so[.0-9]*' | sort -u | tr '\n' ' '
+echo
 if [ ! -x "$TEST" ]; then
     echo "gpu_check: $TEST missing: run 'make CUDA=1 gpu-libs' on the build machine and carry build/cuda/tests," \
       "build/gpu-libs and bin-cuda"
@@ -64,8 +67,9 @@ fi
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(train|all)$ ]]; then # where the C step's time goes, op by op, at batch 64
-        step "HMT_GPU_PROFILE=1 build/cuda/bench/model 5 --device cuda --batch 64 --full"
-        HMT_GPU_PROFILE=1 timeout 120 build/cuda/bench/model 5 --device cuda --batch 64 --full 2>&1 |
+        read -r -a pargs <<<"${GPU_CHECK_PROFILE_ARGS:-}" # e.g. --tf32
+        step "HMT_GPU_PROFILE=1 build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
+        HMT_GPU_PROFILE=1 timeout 120 build/cuda/bench/model 5 --device cuda --batch 64 --full "${pargs[@]}" 2>&1 |
             tee "$OUT/gpu_profile.log"
     fi
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op
@@ -73,7 +77,7 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
         HMT_GPU_PROFILE=1 timeout 60 build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 | tee "$OUT/gpu_decode_profile.log"
     fi
     step bench/gpu_decode.sh
-    timeout 120 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
+    timeout 180 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
         echo "gpu_check: the decode benchmark stopped (exit $?)"
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# gpu_session: a lent GPU window's work in one command (the developers' guide: one prepared script per window).
+# Prepare here: `make CUDA=1 gpu-pack SHARED=../shared` (build/gpu-pack/pack.tar.xz: the CUDA tests and benchmarks,
+# bin-cuda, the libraries a bare machine lacks, the test shards, the ablation's tools and all of POP909's shards;
+# about 30 MB, so one call carries it all). There, carrying build/gpu-pack:
+#   OUT=$OUT bash bench/gpu_session.sh
+# 1. unpacks the pack (tar with xz, or Python's tarfile where xz is missing);
+# 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
+#    pass through; default here: no compute-sanitizer, the training profile in TF32 at batch 64);
+# 3. with what is left of SESSION_S (540 s), the ablation's next slice: bench/gpu_ablation.sh with JOBS (6) runs at
+#    once, on top of the registry of the slices so far (bench/results/ablation-h100/fp32.db: its finished runs are
+#    skipped). GPU_SESSION_ABLATION=0 leaves it out.
+# Everything lands in $OUT: gpu_check.log and the benchmarks' logs, gpu-ablation/ (registry.db to merge home with
+# bench/registry_merge.sh, or to copy over fp32.db, and the runs' small files). Exit: gpu_check's status, or 1 when
+# a slice failed.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+OUT=${OUT:-build/gpu-session}
+export OUT
+mkdir -p "$OUT"
+t0=$(date +%s)
+SESSION_S=${SESSION_S:-540}
+if [ -f build/gpu-pack/pack.tar.xz ]; then
+    tar -xJf build/gpu-pack/pack.tar.xz 2>/dev/null ||
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall()' build/gpu-pack/pack.tar.xz ||
+        { echo "gpu_session: cannot unpack build/gpu-pack/pack.tar.xz"; exit 1; }
+    echo "gpu_session: unpacked in $(($(date +%s) - t0)) s"
+fi
+GPU_CHECK_SAN=${GPU_CHECK_SAN:-0} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE:-train} \
+    GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---tf32} bash bench/gpu_check.sh
+rc=$?
+left=$((SESSION_S - ($(date +%s) - t0)))
+if [ "${GPU_SESSION_ABLATION:-1}" = 0 ]; then
+    echo "gpu_session: ablation left out (GPU_SESSION_ABLATION=0)"
+elif [ "$left" -lt 180 ]; then
+    echo "gpu_session: $left s left of SESSION_S: no ablation slice"
+else
+    mkdir -p build/gpu-ablation
+    [ -s build/gpu-ablation/registry.db ] || cp bench/results/ablation-h100/fp32.db build/gpu-ablation/registry.db
+    echo "== gpu_session: ablation slice, $left s left ($(date -u +%H:%M:%S))"
+    BUDGET_S=$((left - 20)) JOBS=${GPU_SESSION_JOBS:-6} FIRST_RUN_S=${FIRST_RUN_S:-150} bash bench/gpu_ablation.sh 2>&1 |
+        tee "$OUT/ablation.log"
+    a=${PIPESTATUS[0]}
+    [ "$a" = 1 ] && rc=1
+fi
+echo "== gpu_session: $(($(date +%s) - t0)) s, exit $rc"
+exit $rc
