@@ -21,6 +21,7 @@
 # $OUT/<DIR's name>. Exit 0 when the grid is complete, 3 when runs are left for the next call, 1 when a step failed.
 # Works on the CPU too (DEVICE=cpu, for checking this script).
 set -u -o pipefail
+SELF=$(realpath "$0") # the workers run this file again, from the root
 cd "$(dirname "$0")/.." || exit 1
 DIR=${DIR:-build/gpu-ablation}
 ABLATION=${ABLATION:-baseline naive linear naive_attn linear_attn shorten3 shorten4 nested cosine_ce exp_cosine_ce}
@@ -53,7 +54,7 @@ mkdir -p "$DIR/runs" "$OUTDIR"
 if [ "$JOBS" -gt 1 ] && [ -z "$WORKER" ]; then # the workers, then one summary
     pids=()
     for w in $(seq 0 $((JOBS - 1))); do
-        WORKER=$w BUDGET_S=$BUDGET_S bash "$0" & pids+=($!)
+        WORKER=$w BUDGET_S=$BUDGET_S bash "$SELF" & pids+=($!)
     done
     rc=0 todo=0
     for p in "${pids[@]}"; do
@@ -77,9 +78,11 @@ in_registry() {
     local q="select count(*) from runs r where r.experiment = '$1' and r.seed = $2 and r.status = 'done' and
              exists (select 1 from evals e where e.run_id = r.run_id) and exists (select 1 from samples s where s.run_id = r.run_id)"
     local n
-    if command -v sqlite3 >/dev/null; then n=$(sqlite3 "$REG" "$q")
-    else n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$REG" "$q")
-    fi
+    # other workers' runs write the registry meanwhile: wait for their locks, never read "locked" as "not done"
+    if command -v sqlite3 >/dev/null; then n=$(sqlite3 -cmd '.timeout 60000' "$REG" "$q")
+    else n=$(python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1], timeout=60).execute(sys.argv[2]).fetchone()[0])' "$REG" "$q")
+    fi || { say "$REG: cannot read it"; exit 1; }
     [ "${n:-0}" -gt 0 ]
 }
 

@@ -36,7 +36,7 @@ typedef struct DecKernels {
                          float *v, size_t cs, int n_new);
     // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
     // launch (0 or -1), free
-    // page-locked host memory for the copies a graph holds (NULL: failed, error kept), and such a copy
+    // page-locked host memory for the copies a graph holds (NULL: none to be had), and such a copy
     void *(*host_alloc)(size_t bytes);
     void (*host_free)(void *p);
     void (*copy_async)(void *dst, const void *src, size_t bytes, int to_device);

@@ -307,14 +307,12 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     size_t logit_bytes = (size_t)B * d->V * sizeof *d->logits_host, tok_bytes = (size_t)B * d->chunk * sizeof *d->tok_pass;
     if (d->graph_on) { // page-locked: a graph copies the tokens in and the logits out itself
         d->logits_host = d->K->host_alloc(logit_bytes), d->tok_pass = d->K->host_alloc(tok_bytes);
-        if (!d->logits_host || !d->tok_pass) {
-            err_set(err, "decoder: %s", "no page-locked host memory for its graphs");
+        if (!d->logits_host || !d->tok_pass) { // none to be had: no graphs (the same bytes, more launches)
             d->K->host_free(d->logits_host), d->K->host_free(d->tok_pass);
-            d->logits_host = NULL, d->tok_pass = NULL;
-            dec_free(d);
-            return NULL;
+            d->graph_on = 0;
         }
-    } else if (d->K) {
+    }
+    if (d->K && !d->graph_on) {
         d->logits_host = xmalloc(logit_bytes), d->tok_pass = xmalloc(tok_bytes);
     }
     if (d->graph_on) {

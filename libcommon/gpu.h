@@ -176,8 +176,8 @@ void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, flo
 // capture. gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
 // every op, or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
 // error kept; gpu_graph_launch 0 or -1 with the error kept.
-// Page-locked host memory (NULL with the error kept), and a copy between it and the device in stream order, without
-// waiting (to_device 1: host to device); in a graph it is one of the graph's steps.
+// Page-locked host memory (NULL when there is none: no error is kept), and a copy between it and the device in
+// stream order, without waiting (to_device 1: host to device); in a graph it is one of the graph's steps.
 void *gpu_host_alloc(size_t bytes);
 void gpu_host_free(void *p);
 void gpu_copy_async(void *dst, const void *src, size_t bytes, int to_device);

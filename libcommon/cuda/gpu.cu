@@ -248,7 +248,9 @@ void *gpu_graph_end(void)
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
     cudaGraphDestroy(g);
-    return ok && !g_err[0] ? (void *)e : NULL; // an op that failed while captured fails the graph
+    if (ok && !g_err[0]) return e;
+    if (ok) cudaGraphExecDestroy(e); // an op that failed while captured fails the graph
+    return NULL;
 }
 
 int gpu_graph_launch(void *graph)
@@ -268,7 +270,8 @@ void *gpu_host_alloc(size_t bytes)
 {
     if (!gpu_enter("gpu_host_alloc")) return NULL;
     void *p = NULL;
-    if (cuda_ok("gpu_host_alloc", cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault))) return p;
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) == cudaSuccess) return p;
+    cudaGetLastError(); // not sticky, and not an op's error: the caller does without
     return NULL;
 }
 

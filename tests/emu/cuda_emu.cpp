@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <map>
 #include <vector>
 
 uint3e threadIdx, blockIdx;
@@ -237,11 +238,35 @@ cudaError_t emu_malloc(void **p, size_t bytes)
     return *p ? cudaSuccess : set(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
-cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
-cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) { return *fr = (size_t)8 << 30, *tot = (size_t)16 << 30, cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
+static std::map<uintptr_t, size_t> pinned; // page-locked blocks: start -> bytes
+cudaError_t emu_host_alloc(void **p, size_t bytes)
 {
-    if (emu_capturing) return emu_record([=]() { memmove(dst, src, bytes); }), cudaSuccess;
+    cudaError_t e = emu_malloc(p, bytes);
+    if (e == cudaSuccess) pinned[(uintptr_t)*p] = bytes;
+    return e;
+}
+cudaError_t cudaFreeHost(void *p)
+{
+    pinned.erase((uintptr_t)p);
+    return free(p), cudaSuccess;
+}
+// whether [p, p + bytes) lies in one page-locked block
+static bool is_pinned(const void *p, size_t bytes)
+{
+    auto it = pinned.upper_bound((uintptr_t)p);
+    if (it == pinned.begin()) return false;
+    --it;
+    return (uintptr_t)p + bytes <= it->first + it->second;
+}
+cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot) { return *fr = (size_t)8 << 30, *tot = (size_t)16 << 30, cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t)
+{
+    if (emu_capturing) { // a captured copy from or to pageable host memory is refused
+        if ((k == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) ||
+            (k == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
+            return refused();
+        return emu_record([=]() { memmove(dst, src, bytes); }), cudaSuccess;
+    }
     memmove(dst, src, bytes);
     return cudaSuccess;
 }

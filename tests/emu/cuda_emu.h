@@ -141,10 +141,12 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMemGetInfo(size_t *fr, size_t *tot);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t s);
 #define cudaHostAllocDefault 0
+// page-locked host memory: tracked, since a captured copy to or from the host must use it (as on a GPU)
+cudaError_t emu_host_alloc(void **p, size_t bytes);
 template <typename T> static inline cudaError_t cudaHostAlloc(T **p, size_t bytes, unsigned flags)
 {
     (void)flags;
-    return emu_malloc((void **)p, bytes);
+    return emu_host_alloc((void **)p, bytes);
 }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
