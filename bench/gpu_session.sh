@@ -2,14 +2,16 @@
 # gpu_session: a lent GPU window's work in one command (the developers' guide: one prepared script per window).
 # Prepare here: `make CUDA=1 gpu-pack SHARED=../shared` (build/gpu-pack/pack.tar.xz: the CUDA tests and benchmarks,
 # bin-cuda, the libraries a bare machine lacks, the test shards, the ablation's tools and all of POP909's shards;
-# about 30 MB, so one call carries it all). There, carrying build/gpu-pack:
+# about 11 MB, so one call carries it all). There, carrying build/gpu-pack:
 #   OUT=$OUT bash bench/gpu_session.sh
 # 1. unpacks the pack (tar with xz, or Python's tarfile where xz is missing);
 # 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
 #    pass through; default here: no compute-sanitizer, the training profile in TF32 at batch 64);
-# 3. with what is left of SESSION_S (540 s), the ablation's next slice: bench/gpu_ablation.sh with JOBS (6) runs at
-#    once, on top of the registry of the slices so far (bench/results/ablation-h100/fp32.db: its finished runs are
-#    skipped). GPU_SESSION_ABLATION=0 leaves it out.
+# 3. with what is left of SESSION_S (540 s), GPU_SESSION_TASK: ablation (default), the ablation's next slice:
+#    bench/gpu_ablation.sh with JOBS (6) runs at once, on top of the registry of the slices so far
+#    (bench/results/ablation-h100/fp32.db: its finished runs are skipped); headline: bench/gpu_headline.sh, the
+#    reference's headline config for its curve (with GPU_CHECK_MODEL=0 GPU_CHECK_PROFILE= it gets about 7 of the 9
+#    minutes); none: nothing. (GPU_SESSION_ABLATION=0 is GPU_SESSION_TASK=none.)
 # Everything lands in $OUT: gpu_check.log and the benchmarks' logs, gpu-ablation/ (registry.db to merge home with
 # bench/registry_merge.sh, or to copy over fp32.db, and the runs' small files). Exit: gpu_check's status, or 1 when
 # a slice failed.
@@ -26,15 +28,20 @@ if [ -f build/gpu-pack/pack.tar.xz ]; then
         { echo "gpu_session: cannot unpack build/gpu-pack/pack.tar.xz"; exit 1; }
     echo "gpu_session: unpacked in $(($(date +%s) - t0)) s"
 fi
-GPU_CHECK_SAN=${GPU_CHECK_SAN:-0} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE:-train} \
+GPU_CHECK_SAN=${GPU_CHECK_SAN:-0} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-train} \
     GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---tf32} bash bench/gpu_check.sh
 rc=$?
 left=$((SESSION_S - ($(date +%s) - t0)))
-if [ "${GPU_SESSION_ABLATION:-1}" = 0 ]; then
-    echo "gpu_session: ablation left out (GPU_SESSION_ABLATION=0)"
+task=${GPU_SESSION_TASK:-ablation}
+[ "${GPU_SESSION_ABLATION:-1}" = 0 ] && task=none
+if [ "$task" = none ]; then
+    echo "gpu_session: no ablation slice or headline run (GPU_SESSION_TASK=none)"
 elif [ "$left" -lt 180 ]; then
-    echo "gpu_session: $left s left of SESSION_S: no ablation slice"
-else
+    echo "gpu_session: $left s left of SESSION_S: no $task run"
+elif [ "$task" = headline ]; then
+    echo "== gpu_session: the headline config, $left s left ($(date -u +%H:%M:%S))"
+    BUDGET_S=$((left - 40)) bash bench/gpu_headline.sh || rc=1
+elif [ "$task" = ablation ]; then
     mkdir -p build/gpu-ablation
     [ -s build/gpu-ablation/registry.db ] || cp bench/results/ablation-h100/fp32.db build/gpu-ablation/registry.db
     echo "== gpu_session: ablation slice, $left s left ($(date -u +%H:%M:%S))"
@@ -42,6 +49,8 @@ else
         tee "$OUT/ablation.log"
     a=${PIPESTATUS[0]}
     [ "$a" = 1 ] && rc=1
+else
+    echo "gpu_session: GPU_SESSION_TASK=$task: not ablation, headline or none"; rc=1
 fi
 echo "== gpu_session: $(($(date +%s) - t0)) s, exit $rc"
 exit $rc
