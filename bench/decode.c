@@ -94,6 +94,9 @@ int main(int argc, char **argv)
             double p = median(tp + 1, runs), g = median(tg + 1, runs), s = median(ts + 1, runs), f = median(tf + 1, runs);
             printf("%-22s %2d %14.0f %14.0f %14.0f %16.1f %9.0fx\n", cfgs[k].name, B, B * L / p, B / s, B * n_new / g,
                    B / f, (B * n_new / g) / (B / f));
+            long captured, replayed; // HMT_GPU_DECODE_GRAPH=1: proof that the steps ran as graphs
+            dec_graph_stats(d, &captured, &replayed);
+            if (captured || replayed) printf("  (CUDA graphs: %ld captured, %ld steps replayed)\n", captured, replayed);
             fflush(stdout);
             if (!be->on_host) gpu_profile_print(stdout), gpu_profile_reset(); // HMT_GPU_PROFILE=1: op by op
             free(tok), free(tp), free(tg), free(ts), free(tf), free(step);
