@@ -28,6 +28,11 @@ typedef struct DecKernels {
     void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);
+    // add_layernorm into ln_out, then linear on it, in one launch where it can (gpu.h gpu_dec_ln_linear[16])
+    void (*ln_linear)(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                      const float *w, const float *bias, int N, int C, int OC, int relu);
+    void (*ln_linear16)(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                        const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
     // bfloat16 weights (DecOpts.bf16): the conversion, and linear and linear_qkv reading them (gpu.h)
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);

@@ -628,8 +628,14 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     }
     attend(d, bk, l, d->att, d->qkv, ldq, n, p0);
     linear(d, d->proj, d->att, &l->out, N);
-    add_layernorm(d, d->ln1, x, d->proj, l->n1_w, l->n1_b, N);
-    linear_act(d, d->hid, d->ln1, &l->l1, N, 1);
+    if (d->K) { // LN1 and the first feed-forward layer in one launch (the same bytes as the two)
+        if (l->l1.w16)
+            d->K->ln_linear16(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w16, l->l1.b, N, C, d->F, 1);
+        else d->K->ln_linear(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w, l->l1.b, N, C, d->F, 1);
+    } else {
+        add_layernorm(d, d->ln1, x, d->proj, l->n1_w, l->n1_b, N);
+        linear_act(d, d->hid, d->ln1, &l->l1, N, 1);
+    }
     linear(d, d->proj, d->hid, &l->l2, N);
     add_layernorm(d, out, d->ln1, d->proj, l->n2_w, l->n2_b, N);
 }

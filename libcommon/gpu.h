@@ -212,6 +212,13 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
 // u (B, n, C) = up(v) + h at positions p0 .. p0+n-1 (up: (B, cap_s, s*C) when lin, else (B, cap_s, C))
 void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                     int lin);
+// ln_out (N, C) = LayerNorm(a + b) (b NULL: of a; weights lw, lb), then out (N, OC) = ln_out @ w^T + bias (ReLU when
+// relu): gpu_dec_add_layernorm and gpu_dec_linear (or ..16 with bfloat16 w) in one kernel where N <= 8, the same
+// bytes; ln_out must not overlap a or b
+void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                       const float *w, const float *bias, int N, int C, int OC, int relu);
+void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                         const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats

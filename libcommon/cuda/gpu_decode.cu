@@ -11,6 +11,7 @@
 
 #define DL_WARPS 8     // warps per block of the matrix-vector kernel
 #define DL_MAX_ROWS 8  // rows it takes at once; more rows go through cuBLAS
+static_assert(DL_WARPS >= DL_MAX_ROWS, "dec_ln_gemv_k: a warp per row for the LayerNorm");
 
 // Where a self-attention layer's new keys and values also go: row n = (item g, new row i) of the product's columns
 // C .. 2C-1 to k + g * cs + i * C, of columns 2C .. 3C-1 to v + g * cs + i * C (k NULL: nowhere)
@@ -29,8 +30,8 @@ __device__ static inline float wf(uint16_t w) { return __uint_as_float((uint32_t
 // the slices' sums then added in slice order by the column's first warp; with kv.k, the keys and values also to
 // the caches
 template <typename W>
-__global__ static void dec_gemv_k(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
-                                  int relu, int wpc, DecKV kv)
+__device__ static void gemv_cols(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
+                                 int relu, int wpc, DecKV kv)
 {
     __shared__ float part[DL_WARPS][DL_MAX_ROWS];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sl = warp % wpc;
@@ -68,6 +69,50 @@ UNROLL
             cache[g * kv.cs + (size_t)i * kv.C] = y;
         }
     }
+}
+
+template <typename W>
+__global__ static void dec_gemv_k(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
+                                  int relu, int wpc, DecKV kv)
+{
+    gemv_cols<W>(out, x, w, b, N, IC, OC, relu, wpc, kv);
+}
+
+// One row of LayerNorm(x + y) over C by one warp (y NULL: of x), eps 1e-5, into out and, when not NULL, out2
+__device__ static void ln_row(float *out, float *out2, const float *x, const float *y, const float *w,
+                              const float *bias, int C, int lane)
+{
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
+    float m = warp_sum(s) / (float)C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float r = y ? x[c] + y[c] : x[c];
+        v += (r - m) * (r - m);
+    }
+    v = warp_sum(v) / (float)C;
+    float rs = 1.0f / sqrtf(v + 1e-5f);
+    for (int c = lane; c < C; c += 32) {
+        float r = y ? x[c] + y[c] : x[c], o = (r - m) * rs * w[c] + bias[c];
+        out[c] = o;
+        if (out2) out2[c] = o;
+    }
+}
+
+// out (N, OC) = LN(a + b) @ w^T + bias (ReLU when relu), the N <= DL_MAX_ROWS rows' LayerNorm first into shared
+// memory (a warp per row, as dec_add_ln_k), block 0 also writing it to ln_out; then the product as dec_gemv_k
+template <typename W>
+__global__ static void dec_ln_gemv_k(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                                     const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu,
+                                     int wpc)
+{
+    DYN_SMEM(xs); // (N, C)
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp < N)
+        ln_row(xs + (size_t)warp * C, blockIdx.x == 0 ? ln_out + (size_t)warp * C : NULL, a + (size_t)warp * C,
+               b ? b + (size_t)warp * C : NULL, lw, lb, C, lane);
+    __syncthreads();
+    gemv_cols<W>(out, xs, w, bias, N, C, OC, relu, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
 }
 
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
@@ -149,22 +194,7 @@ __global__ static void dec_add_ln_k(float *out, const float *a, const float *b, 
 {
     int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const float *x = a + (size_t)row * C, *y = b ? b + (size_t)row * C : NULL;
-    float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
-    float m = warp_sum(s) / (float)C;
-    float v = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float r = y ? x[c] + y[c] : x[c];
-        v += (r - m) * (r - m);
-    }
-    v = warp_sum(v) / (float)C;
-    float rs = 1.0f / sqrtf(v + 1e-5f);
-    float *o = out + (size_t)row * C;
-    for (int c = lane; c < C; c += 32) {
-        float r = y ? x[c] + y[c] : x[c];
-        o[c] = (r - m) * rs * w[c] + bias[c];
-    }
+    ln_row(out + (size_t)row * C, NULL, a + (size_t)row * C, b ? b + (size_t)row * C : NULL, w, bias, C, lane);
 }
 
 void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C)
@@ -173,6 +203,42 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
     if (!gpu_enter(op) || N <= 0) return;
     LAUNCH(dec_add_ln_k, gpu_blocks(N, 4), 128)(out, a, b, w, bias, N, C);
     gpu_launched(op);
+}
+
+#define DLN_SMEM_MAX (48 << 10) // the fused kernel's rows in shared memory without asking for more
+
+// LN then the product in one kernel when the rows fit it and its shared memory; else the two ops
+template <typename W>
+static bool dec_ln_linear(const char *op, float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                          const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu)
+{
+    size_t smem = (size_t)N * C * sizeof(float);
+    if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX) return false;
+    int wpc = dec_wpc(C);
+    LAUNCH_SMEM(dec_ln_gemv_k<W>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, smem)(out, ln_out, a, b, lw, lb, w,
+                                                                                      bias, N, C, OC, relu, wpc);
+    gpu_launched(op);
+    return true;
+}
+
+void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                       const float *w, const float *bias, int N, int C, int OC, int relu)
+{
+    const char *op = "gpu_dec_ln_linear";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu)) return;
+    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
+    gpu_dec_linear(out, ln_out, w, bias, N, C, OC, relu);
+}
+
+void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
+                         const uint16_t *w, const float *bias, int N, int C, int OC, int relu)
+{
+    const char *op = "gpu_dec_ln_linear16";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu)) return;
+    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
+    gpu_dec_linear16(out, ln_out, w, bias, N, C, OC, relu);
 }
 
 // nb x rows x width floats: dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c]
