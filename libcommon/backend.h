@@ -33,6 +33,12 @@ typedef struct DecKernels {
                       const float *w, const float *bias, int N, int C, int OC, int relu);
     void (*ln_linear16)(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                         const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
+    void (*ln_linear_qkv)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                          const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
+                          size_t cs, int n_new);
+    void (*ln_linear_qkv16)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                            const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
+                            size_t cs, int n_new);
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
     // bfloat16 weights (DecOpts.bf16): the conversion, and linear and linear_qkv reading them (gpu.h)
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);

@@ -605,9 +605,19 @@ static void append_context(Decoder *d, const DBlock *bk, const float *ctx, int n
     }
 }
 
+// A layer's closing LayerNorm not yet applied (on a GPU): to = LN(a + b) with weights w, bias. The next layer's
+// first product applies it in the same kernel (gpu_dec_ln_linear*: the same bytes), or block_rows after the last.
+typedef struct PendLN {
+    const float *a, *b, *w, *bias;
+    float *to;
+} PendLN;
+
 // model.md §2 on n new rows x (B, n, C) at positions p0.. -> out (B, n, C). A self-attention layer first appends its
-// own keys and values; a cross layer's cache holds the context already (append_context).
-static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *x, int n, int p0)
+// own keys and values; a cross layer's cache holds the context already (append_context). in: x is the previous
+// layer's pending LayerNorm (in->to == x), made by this layer's first product; defer (GPU): this layer's closing
+// LayerNorm into out is left to the next, described in *defer (read in before it is written)
+static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *x, int n, int p0,
+                       const PendLN *in, PendLN *defer)
 {
     int B = d->B, C = d->C, N = B * n;
     int ldq = C;
@@ -615,14 +625,25 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         ldq = 3 * C;
         // rows (b, i) of the product: q, k, v, 3C floats; k and v also to the caches at row p0 + i
         size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
-        if (d->K) {
-            if (l->qkv.w16) d->K->linear_qkv16(d->qkv, x, l->qkv.w16, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
-            else d->K->linear_qkv(d->qkv, x, l->qkv.w, l->qkv.b, N, C, l->k + at, l->v + at, cs, n);
-        } else {
-            linear(d, d->qkv, x, &l->qkv, N);
-            copy_rows(d, l->k + at, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
-            copy_rows(d, l->v + at, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
+        float *k = l->k + at, *v = l->v + at;
+        const DLin *q = &l->qkv;
+        if (in && q->w16)
+            d->K->ln_linear_qkv16(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w16, q->b, N, C, k, v, cs, n);
+        else if (in)
+            d->K->ln_linear_qkv(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->b, N, C, k, v, cs, n);
+        else if (d->K && q->w16)
+            d->K->linear_qkv16(d->qkv, x, q->w16, q->b, N, C, k, v, cs, n);
+        else if (d->K)
+            d->K->linear_qkv(d->qkv, x, q->w, q->b, N, C, k, v, cs, n);
+        else {
+            linear(d, d->qkv, x, q, N);
+            copy_rows(d, k, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
+            copy_rows(d, v, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
         }
+    } else if (in) {
+        const DLin *q = &l->q;
+        if (q->w16) d->K->ln_linear16(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w16, q->b, N, C, C, 0);
+        else d->K->ln_linear(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->b, N, C, C, 0);
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }
@@ -637,17 +658,24 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         linear_act(d, d->hid, d->ln1, &l->l1, N, 1);
     }
     linear(d, d->proj, d->hid, &l->l2, N);
-    add_layernorm(d, out, d->ln1, d->proj, l->n2_w, l->n2_b, N);
+    // ln1 and proj stay untouched until the next layer's first product has read them
+    if (defer) *defer = (PendLN){d->ln1, d->proj, l->n2_w, l->n2_b, out};
+    else add_layernorm(d, out, d->ln1, d->proj, l->n2_w, l->n2_b, N);
 }
 
-// model.md §4: the layers, then the block's LayerNorm, into out (B, n, C)
+// model.md §4: the layers, then the block's LayerNorm, into out (B, n, C). On a GPU each layer's closing LayerNorm
+// rides with the next layer's first product (one launch fewer per layer after the first)
 static void block_rows(Decoder *d, const DBlock *bk, float *out, const float *x, int n, int p0)
 {
     const float *cur = x;
+    PendLN pend;
+    int pending = 0;
     for (int i = 0; i < bk->n; i++) {
-        layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0);
+        layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0, pending ? &pend : NULL, d->K ? &pend : NULL);
+        pending = d->K != NULL;
         cur = d->ping[i & 1];
     }
+    if (pending) add_layernorm(d, pend.to, pend.a, pend.b, pend.w, pend.bias, d->B * n);
     add_layernorm(d, out, cur, NULL, bk->norm_w, bk->norm_b, d->B * n);
 }
 

@@ -219,6 +219,13 @@ void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b
                        const float *w, const float *bias, int N, int C, int OC, int relu);
 void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                          const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
+// the same before a self-attention layer's input projection: gpu_dec_add_layernorm then gpu_dec_linear_qkv[16]
+void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                           const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
+                           size_t cs, int n_new);
+void gpu_dec_ln_linear_qkv16(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                             const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
+                             size_t cs, int n_new);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats

@@ -1101,9 +1101,54 @@ static void dec_ln_linear_case(int N, int C, int OC, int with_b, int relu, int w
     no_error(m);
 }
 
+// before a self-attention layer's input projection (gpu_dec_ln_linear_qkv[16]): nb items of n_new rows, keys and
+// values to caches of cap rows at row p0; against gpu_dec_add_layernorm and gpu_dec_linear_qkv[16], the same bytes in
+// out, ln_out and both caches
+static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
+{
+    char m[160];
+    snprintf(m, sizeof m, "dec_ln_linear_qkv%s %d items x %d rows, C %d", w16 ? "16" : "", nb, n_new, C);
+    int N = nb * n_new, cap = n_new + 4, p0 = 2;
+    size_t nx = (size_t)N * C, no = (size_t)N * 3 * C, nw = (size_t)3 * C * C, nc = (size_t)nb * cap * C;
+    float *a = rnd(nx, 1), *b = rnd(nx, 1), *lw = rnd(C, 1), *lb = rnd(C, 1), *w = rnd(nw, 1), *bias = rnd(3 * (size_t)C, 1);
+    float *k0 = rnd(nc, 1);
+    float *d_a = dev_from(a, nx * 4), *d_b = dev_from(b, nx * 4), *d_lw = dev_from(lw, C * 4), *d_lb = dev_from(lb, C * 4);
+    float *d_w = dev_from(w, nw * 4), *d_bias = dev_from(bias, 3 * (size_t)C * 4);
+    float *d_out[2], *d_ln[2], *d_k[2], *d_v[2];
+    for (int r = 0; r < 2; r++)
+        d_out[r] = dev_new(no * 4), d_ln[r] = dev_new(nx * 4), d_k[r] = dev_from(k0, nc * 4), d_v[r] = dev_from(k0, nc * 4);
+    uint16_t *d_w16 = w16 ? dev_new(nw * 2) : NULL;
+    if (w16) gpu_to_bf16(d_w16, d_w, nw);
+    size_t at = (size_t)p0 * C, cs = (size_t)cap * C;
+    gpu_dec_add_layernorm(d_ln[0], d_a, d_b, d_lw, d_lb, N, C); // run 0: the two ops
+    if (w16) {
+        gpu_dec_linear_qkv16(d_out[0], d_ln[0], d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
+        gpu_dec_ln_linear_qkv16(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w16, d_bias, N, C, d_k[1] + at,
+                                d_v[1] + at, cs, n_new);
+    } else {
+        gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
+        gpu_dec_ln_linear_qkv(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w, d_bias, N, C, d_k[1] + at, d_v[1] + at,
+                              cs, n_new);
+    }
+    const char *what[4] = {"out", "ln_out", "k cache", "v cache"};
+    float **bufs[4] = {d_out, d_ln, d_k, d_v};
+    size_t sizes[4] = {no, nx, nc, nc};
+    for (int i = 0; i < 4; i++) {
+        float *x0 = host_from(bufs[i][0], sizes[i] * 4), *x1 = host_from(bufs[i][1], sizes[i] * 4);
+        char c[200];
+        snprintf(c, sizeof c, "%s: %s", m, what[i]), cmp_bytes(c, x1, x0, sizes[i] * 4);
+        free(x0), free(x1);
+    }
+    for (int r = 0; r < 2; r++) gpu_free(d_out[r]), gpu_free(d_ln[r]), gpu_free(d_k[r]), gpu_free(d_v[r]);
+    gpu_free(d_a), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_w), gpu_free(d_bias), gpu_free(d_w16);
+    free(a), free(b), free(lw), free(lb), free(w), free(bias), free(k0);
+    no_error(m);
+}
+
 static void test_decoding(void)
 {
     for (int w16 = 0; w16 < 2; w16++) {
+        dec_ln_qkv_case(1, 1, 16, w16), dec_ln_qkv_case(3, 2, 256, w16), dec_ln_qkv_case(2, 7, 32, w16); // 14: two ops
         dec_ln_linear_case(1, 16, 5, 1, 0, w16), dec_ln_linear_case(3, 256, 1024, 1, 1, w16);
         dec_ln_linear_case(8, 1024, 40, 0, 1, w16), dec_ln_linear_case(2, 768, 19, 1, 0, w16);
         dec_ln_linear_case(12, 64, 33, 1, 1, w16); // 12 rows: the two ops

@@ -100,11 +100,12 @@ __device__ static void ln_row(float *out, float *out2, const float *x, const flo
 }
 
 // out (N, OC) = LN(a + b) @ w^T + bias (ReLU when relu), the N <= DL_MAX_ROWS rows' LayerNorm first into shared
-// memory (a warp per row, as dec_add_ln_k), block 0 also writing it to ln_out; then the product as dec_gemv_k
+// memory (a warp per row, as dec_add_ln_k), block 0 also writing it to ln_out; then the product as dec_gemv_k (with
+// kv.k, the keys and values to the caches too)
 template <typename W>
 __global__ static void dec_ln_gemv_k(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                                      const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu,
-                                     int wpc)
+                                     int wpc, DecKV kv)
 {
     DYN_SMEM(xs); // (N, C)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -112,7 +113,7 @@ __global__ static void dec_ln_gemv_k(float *out, float *ln_out, const float *a, 
         ln_row(xs + (size_t)warp * C, blockIdx.x == 0 ? ln_out + (size_t)warp * C : NULL, a + (size_t)warp * C,
                b ? b + (size_t)warp * C : NULL, lw, lb, C, lane);
     __syncthreads();
-    gemv_cols<W>(out, xs, w, bias, N, C, OC, relu, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
+    gemv_cols<W>(out, xs, w, bias, N, C, OC, relu, wpc, kv);
 }
 
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
@@ -207,26 +208,28 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
 
 #define DLN_SMEM_MAX (48 << 10) // the fused kernel's rows in shared memory without asking for more
 
-// LN then the product in one kernel when the rows fit it and its shared memory; else the two ops
+// LN then the product in one kernel when the rows fit it and its shared memory; else the two ops (the caller's)
 template <typename W>
 static bool dec_ln_linear(const char *op, float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                          const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu)
+                          const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu, DecKV kv)
 {
     size_t smem = (size_t)N * C * sizeof(float);
-    if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX) return false;
+    if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX || (kv.k && N % kv.n_new != 0)) return false;
     int wpc = dec_wpc(C);
     LAUNCH_SMEM(dec_ln_gemv_k<W>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, smem)(out, ln_out, a, b, lw, lb, w,
-                                                                                      bias, N, C, OC, relu, wpc);
+                                                                                      bias, N, C, OC, relu, wpc, kv);
     gpu_launched(op);
     return true;
 }
+
+static const DecKV no_kv = {NULL, NULL, 0, 0, 1, 0};
 
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                        const float *w, const float *bias, int N, int C, int OC, int relu)
 {
     const char *op = "gpu_dec_ln_linear";
     if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu)) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv)) return;
     gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
     gpu_dec_linear(out, ln_out, w, bias, N, C, OC, relu);
 }
@@ -236,9 +239,31 @@ void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float 
 {
     const char *op = "gpu_dec_ln_linear16";
     if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu)) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv)) return;
     gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
     gpu_dec_linear16(out, ln_out, w, bias, N, C, OC, relu);
+}
+
+void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                           const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
+                           size_t cs, int n_new)
+{
+    const char *op = "gpu_dec_ln_linear_qkv";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0})) return;
+    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
+    gpu_dec_linear_qkv(out, ln_out, w, bias, N, C, k, v, cs, n_new);
+}
+
+void gpu_dec_ln_linear_qkv16(float *out, float *ln_out, const float *a, const float *b, const float *lw,
+                             const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
+                             size_t cs, int n_new)
+{
+    const char *op = "gpu_dec_ln_linear_qkv16";
+    if (!gpu_enter(op) || N <= 0) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0})) return;
+    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
+    gpu_dec_linear_qkv16(out, ln_out, w, bias, N, C, k, v, cs, n_new);
 }
 
 // nb x rows x width floats: dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c]
