@@ -25,6 +25,9 @@ typedef struct DecKernels {
     void (*attend)(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
                    const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
     size_t (*attend_scratch)(int B, int NH, int C, int n, int Tk); // floats of attend's scratch
+    void (*attend_proj)(float *proj, float *att, float *scratch, const float *q, int ldq, const float *k,
+                        const float *v, int cap, const float *ers, int B, int NH, int C, int n, int p0, int Tk,
+                        int keys, int s, const float *w, const uint16_t *w16, const float *bias);
     void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);

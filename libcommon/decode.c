@@ -569,7 +569,9 @@ static void attend_task(void *ctx, int t, int worker)
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, Tk, 1.0f, S, Tk, vh, C, 0.0f, oh, C);
 }
 
-static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *q, int ldq, int n, int p0)
+// With proj (on a GPU): its output projection too, into d->proj, the two in one kernel where they fit
+static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, const float *q, int ldq, int n, int p0,
+                   const DLin *proj)
 {
     int C = d->C, HS = C / d->NH, L = d->L;
     int Tk = n_keys(bk->keys, bk->s, p0 + n - 1); // keys of the last query: the most any row sees
@@ -577,6 +579,11 @@ static void attend(Decoder *d, const DBlock *bk, const DLayer *l, float *out, co
     assert(Tk <= bk->cap && Tk <= d->max_keys);
     // the last Tk rows of Er: row Tk-1-(a-j) of ers is Er[L-1-(a-j)]
     const float *ers = l->er ? l->er + (size_t)(L - Tk) * HS : NULL;
+    if (d->K && proj) {
+        d->K->attend_proj(d->proj, out, d->scores, q, ldq, l->k, l->v, bk->cap, ers, d->B, d->NH, C, n, p0, Tk,
+                          bk->keys, bk->s, proj->w, proj->w16, proj->b);
+        return;
+    }
     if (d->K) {
         d->K->attend(out, d->scores, q, ldq, l->k, l->v, bk->cap, ers, d->B, d->NH, C, n, p0, Tk, bk->keys, bk->s);
         return;
@@ -647,8 +654,12 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }
-    attend(d, bk, l, d->att, d->qkv, ldq, n, p0);
-    linear(d, d->proj, d->att, &l->out, N);
+    if (d->K) { // the attention's last step and its output projection in one kernel
+        attend(d, bk, l, d->att, d->qkv, ldq, n, p0, &l->out);
+    } else {
+        attend(d, bk, l, d->att, d->qkv, ldq, n, p0, NULL);
+        linear(d, d->proj, d->att, &l->out, N);
+    }
     if (d->K) { // LN1 and the first feed-forward layer in one launch (the same bytes as the two)
         if (l->l1.w16)
             d->K->ln_linear16(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w16, l->l1.b, N, C, d->F, 1);

@@ -206,6 +206,12 @@ void gpu_dec_copy_rows(float *dst, size_t dstride, size_t dpitch, const float *s
 void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
                     const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s);
 size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk);
+// gpu_dec_attend, then proj (B n, C) = its rows @ w^T + bias (w16 non-NULL: bfloat16 weights instead of w): where
+// B n <= 8 the attention's last step and the output projection are one kernel, the bytes of att's and
+// gpu_dec_linear's (att, (B, n, C), is then left unwritten)
+void gpu_dec_attend_proj(float *proj, float *att, float *scratch, const float *q, int ldq, const float *k,
+                         const float *v, int cap, const float *ers, int B, int NH, int C, int n, int p0, int Tk,
+                         int keys, int s, const float *w, const uint16_t *w16, const float *bias);
 // the hourglass's down input for valley rows i0 .. i0+n_s-1 from h (B, cap, C), shifted by s-1: their mean (mean 1,
 // out (B, n_s, C)) or the s rows side by side (out (B, n_s, s*C))
 void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);

@@ -970,6 +970,37 @@ static void dec_attend_case(int keys, int n, int p0)
     no_error(m);
 }
 
+// the attention and its output projection (gpu_dec_attend_proj) against gpu_dec_attend then gpu_dec_linear[16]:
+// the same bytes (past 8 rows, the two ops themselves)
+static void dec_attend_proj_case(int keys, int B, int n, int p0, int w16)
+{
+    char m[160];
+    int NH = 2, C = 16, HS = C / NH, s = 2, ldq = 3 * C, N = B * n;
+    int last = p0 + n - 1, Tk = keys == 0 ? last + 1 : keys == 1 ? s * last + s : last / s + 1, cap = Tk + 3;
+    snprintf(m, sizeof m, "dec_attend_proj%s keys %d B %d n %d p0 %d (%d keys)", w16 ? " bf16" : "", keys, B, n, p0,
+             Tk);
+    float *q = rnd((size_t)N * ldq, 1), *k = rnd((size_t)B * cap * C, 1), *v = rnd((size_t)B * cap * C, 1);
+    float *ers = keys == 0 ? rnd((size_t)Tk * HS, 1) : NULL, *w = rnd((size_t)C * C, 1), *bias = rnd(C, 1);
+    float *d_q = dev_from(q, (size_t)N * ldq * 4), *d_k = dev_from(k, (size_t)B * cap * C * 4);
+    float *d_v = dev_from(v, (size_t)B * cap * C * 4), *d_ers = ers ? dev_from(ers, (size_t)Tk * HS * 4) : NULL;
+    float *d_w = dev_from(w, (size_t)C * C * 4), *d_bias = dev_from(bias, C * 4);
+    float *d_scr = dev_new(gpu_dec_attend_scratch(B, NH, C, n, Tk) * 4), *d_att = dev_new((size_t)N * C * 4);
+    float *d_ref = dev_new((size_t)N * C * 4), *d_out = dev_new((size_t)N * C * 4), *d_att2 = dev_new((size_t)N * C * 4);
+    uint16_t *d_w16 = w16 ? dev_new((size_t)C * C * 2) : NULL;
+    if (w16) gpu_to_bf16(d_w16, d_w, (size_t)C * C);
+    gpu_dec_attend(d_att, d_scr, d_q, ldq, d_k, d_v, cap, d_ers, B, NH, C, n, p0, Tk, keys, s);
+    if (w16) gpu_dec_linear16(d_ref, d_att, d_w16, d_bias, N, C, C, 0);
+    else gpu_dec_linear(d_ref, d_att, d_w, d_bias, N, C, C, 0);
+    gpu_dec_attend_proj(d_out, d_att2, d_scr, d_q, ldq, d_k, d_v, cap, d_ers, B, NH, C, n, p0, Tk, keys, s, d_w, d_w16,
+                        d_bias);
+    float *got = host_from(d_out, (size_t)N * C * 4), *want = host_from(d_ref, (size_t)N * C * 4);
+    cmp_bytes(m, got, want, (size_t)N * C * 4);
+    gpu_free(d_q), gpu_free(d_k), gpu_free(d_v), gpu_free(d_ers), gpu_free(d_w), gpu_free(d_bias), gpu_free(d_scr);
+    gpu_free(d_att), gpu_free(d_ref), gpu_free(d_out), gpu_free(d_att2), gpu_free(d_w16);
+    free(q), free(k), free(v), free(ers), free(w), free(bias), free(got), free(want);
+    no_error(m);
+}
+
 typedef struct DecGather {
     const float *h, *up;
     int B, cap, cap_s, C, s, i0, n, p0, mean, lin;
@@ -1166,6 +1197,10 @@ static void test_decoding(void)
     dec_copy_case(0), dec_copy_case(1);
     dec_attend_case(0, 1, 0), dec_attend_case(0, 1, 149), dec_attend_case(0, 5, 60); // 150 keys: 3 chunks
     dec_attend_case(1, 1, 70), dec_attend_case(2, 3, 130);
+    for (int w16 = 0; w16 < 2; w16++) { // 149 and 131 keys: three chunks; 3 x 3 = 9 rows: the two ops
+        dec_attend_proj_case(0, 1, 1, 149, w16), dec_attend_proj_case(0, 2, 3, 40, w16);
+        dec_attend_proj_case(1, 2, 1, 70, w16), dec_attend_proj_case(2, 3, 3, 130, w16);
+    }
     dec_gather_case(2, 0), dec_gather_case(3, 1);
 }
 

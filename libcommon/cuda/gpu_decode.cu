@@ -356,26 +356,46 @@ __global__ static void dec_attend_part_k(float *part, const float *q, int ldq, c
     if (t == 0) pp[0] = mx, pp[1] = l;
 }
 
-// out[b, i, h*HS + c] = sum_chunk o[c] e^(m - M) / sum_chunk l e^(m - M), M the largest m, chunks in order
+// one output column of a query row's chunks pr (n_split of ATT_PART(HS)): sum_chunk o[col] e^(m - M) /
+// sum_chunk l e^(m - M), M the largest m, chunks in order; an empty chunk has m = -inf; a NaN anywhere stays NaN
+__device__ static float combine_col(const float *pr, int n_split, int HS, int col)
+{
+    float M = -INFINITY, L = 0.0f, o = 0.0f;
+    for (int c = 0; c < n_split; c++) M = fmaxf(M, pr[c * ATT_PART(HS)]);
+    for (int c = 0; c < n_split; c++) {
+        const float *pc = pr + c * ATT_PART(HS);
+        if (pc[0] != -INFINITY) L += pc[1] * expf(pc[0] - M);
+    }
+    for (int c = 0; c < n_split; c++) {
+        const float *pc = pr + c * ATT_PART(HS);
+        if (pc[0] != -INFINITY) o += pc[2 + col] * expf(pc[0] - M);
+    }
+    return o / L;
+}
+
+// out[b, i, h*HS + c] = combine_col of row (b, h, i), one block per row
 __global__ static void dec_attend_combine_k(float *out, const float *part, int NH, int C, int n, int n_split)
 {
     int row = blockIdx.x, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
     const float *pr = part + (size_t)row * n_split * ATT_PART(HS);
-    float M = -INFINITY, L = 0.0f;
-    for (int c = 0; c < n_split; c++) M = fmaxf(M, pr[c * ATT_PART(HS)]);
-    for (int c = 0; c < n_split; c++) { // an empty chunk has m = -inf; a NaN anywhere stays NaN
-        const float *pc = pr + c * ATT_PART(HS);
-        if (pc[0] != -INFINITY) L += pc[1] * expf(pc[0] - M);
-    }
     float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
-    for (int col = threadIdx.x; col < HS; col += blockDim.x) {
-        float o = 0.0f;
-        for (int c = 0; c < n_split; c++) {
-            const float *pc = pr + c * ATT_PART(HS);
-            if (pc[0] != -INFINITY) o += pc[2 + col] * expf(pc[0] - M);
-        }
-        oh[col] = o / L;
+    for (int col = threadIdx.x; col < HS; col += blockDim.x) oh[col] = combine_col(pr, n_split, HS, col);
+}
+
+// the combine of the N = B n rows into shared memory (dec_attend_combine_k's values), then out (N, OC) = those rows
+// @ w^T + bias as dec_gemv_k: attention and its output projection end in one kernel
+template <typename W>
+__global__ static void dec_combine_gemv_k(float *out, const float *part, int NH, int C, int n, int n_split,
+                                          const W *w, const float *bias, int N, int OC, int wpc)
+{
+    DYN_SMEM(xs); // (N, C)
+    int HS = C / NH;
+    for (int e = threadIdx.x; e < N * C; e += blockDim.x) {
+        int r = e / C, c = e % C, b = r / n, i = r % n, h = c / HS;
+        xs[e] = combine_col(part + ((size_t)(b * NH + h) * n + i) * n_split * ATT_PART(HS), n_split, HS, c % HS);
     }
+    __syncthreads();
+    gemv_cols<W>(out, xs, w, bias, N, C, OC, 0, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
 }
 
 size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk)
@@ -383,21 +403,56 @@ size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk)
     return (size_t)B * NH * n * ((Tk + ATT_KEYS - 1) / ATT_KEYS) * ATT_PART(C / NH);
 }
 
-void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
-                    const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s)
+// the chunks' partial sums into scratch; returns n_split, or 0 (error kept)
+static int dec_attend_part(const char *op, float *scratch, const float *q, int ldq, const float *k, const float *v,
+                           int cap, const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s)
 {
-    const char *op = "gpu_dec_attend";
-    if (!gpu_enter(op) || n <= 0) return;
     if (C / NH > 1024) {
         gpu_record(op, "a head of more than 1024 columns");
-        return;
+        return 0;
     }
     float scale = 1.0f / sqrtf((float)(C / NH));
     int n_split = (Tk + ATT_KEYS - 1) / ATT_KEYS;
     dim3 grid((unsigned)(B * NH * n), (unsigned)n_split);
     LAUNCH(dec_attend_part_k, grid, ATT_THREADS)(scratch, q, ldq, k, v, cap, ers, NH, C, n, p0, Tk, keys, s, scale);
     gpu_launched(op);
+    return n_split;
+}
+
+void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const float *k, const float *v, int cap,
+                    const float *ers, int B, int NH, int C, int n, int p0, int Tk, int keys, int s)
+{
+    const char *op = "gpu_dec_attend";
+    if (!gpu_enter(op) || n <= 0) return;
+    int n_split = dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
+    if (!n_split) return;
     LAUNCH(dec_attend_combine_k, (unsigned)(B * NH * n), 64)(out, scratch, NH, C, n, n_split);
+    gpu_launched(op);
+}
+
+void gpu_dec_attend_proj(float *proj, float *att, float *scratch, const float *q, int ldq, const float *k,
+                         const float *v, int cap, const float *ers, int B, int NH, int C, int n, int p0, int Tk,
+                         int keys, int s, const float *w, const uint16_t *w16, const float *bias)
+{
+    const char *op = "gpu_dec_attend_proj";
+    if (!gpu_enter(op) || n <= 0) return;
+    int N = B * n, wpc = dec_wpc(C);
+    size_t smem = (size_t)N * C * sizeof(float);
+    if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX) { // the two ops
+        gpu_dec_attend(att, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
+        if (w16) gpu_dec_linear16(proj, att, w16, bias, N, C, C, 0);
+        else gpu_dec_linear(proj, att, w, bias, N, C, C, 0);
+        return;
+    }
+    int n_split = dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
+    if (!n_split) return;
+    unsigned blocks = gpu_blocks(C, DL_WARPS / wpc);
+    if (w16)
+        LAUNCH_SMEM(dec_combine_gemv_k<uint16_t>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w16,
+                                                                              bias, N, C, wpc);
+    else
+        LAUNCH_SMEM(dec_combine_gemv_k<float>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w, bias,
+                                                                           N, C, wpc);
     gpu_launched(op);
 }
 
