@@ -222,48 +222,59 @@ static bool dec_ln_linear(const char *op, float *out, float *ln_out, const float
     return true;
 }
 
+// the two ops dec_ln_linear stands for, when it cannot: the product after gpu_dec_add_layernorm, by weight type
+static void dec_product(float *out, const float *x, const float *w, const float *b, int N, int C, int OC, int relu,
+                        DecKV kv)
+{
+    if (kv.k) gpu_dec_linear_qkv(out, x, w, b, N, C, kv.k, kv.v, kv.cs, kv.n_new);
+    else gpu_dec_linear(out, x, w, b, N, C, OC, relu);
+}
+static void dec_product(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, int OC, int relu,
+                        DecKV kv)
+{
+    if (kv.k) gpu_dec_linear_qkv16(out, x, w, b, N, C, kv.k, kv.v, kv.cs, kv.n_new);
+    else gpu_dec_linear16(out, x, w, b, N, C, OC, relu);
+}
+
+template <typename W>
+static void ln_then_product(const char *op, float *out, float *ln_out, const float *a, const float *b,
+                            const float *lw, const float *lb, const W *w, const float *bias, int N, int C, int OC,
+                            int relu, DecKV kv)
+{
+    if (!gpu_enter(op) || N <= 0) return;
+    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, kv)) return;
+    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
+    dec_product(out, ln_out, w, bias, N, C, OC, relu, kv);
+}
+
 static const DecKV no_kv = {NULL, NULL, 0, 0, 1, 0};
 
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                        const float *w, const float *bias, int N, int C, int OC, int relu)
 {
-    const char *op = "gpu_dec_ln_linear";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv)) return;
-    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    gpu_dec_linear(out, ln_out, w, bias, N, C, OC, relu);
+    ln_then_product("gpu_dec_ln_linear", out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv);
 }
 
 void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                          const uint16_t *w, const float *bias, int N, int C, int OC, int relu)
 {
-    const char *op = "gpu_dec_ln_linear16";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv)) return;
-    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    gpu_dec_linear16(out, ln_out, w, bias, N, C, OC, relu);
+    ln_then_product("gpu_dec_ln_linear16", out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv);
 }
 
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                            const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
                            size_t cs, int n_new)
 {
-    const char *op = "gpu_dec_ln_linear_qkv";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0})) return;
-    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    gpu_dec_linear_qkv(out, ln_out, w, bias, N, C, k, v, cs, n_new);
+    ln_then_product("gpu_dec_ln_linear_qkv", out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0,
+                    DecKV{k, v, cs, C, n_new, 0});
 }
 
 void gpu_dec_ln_linear_qkv16(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                              const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
                              size_t cs, int n_new)
 {
-    const char *op = "gpu_dec_ln_linear_qkv16";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0})) return;
-    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    gpu_dec_linear_qkv16(out, ln_out, w, bias, N, C, k, v, cs, n_new);
+    ln_then_product("gpu_dec_ln_linear_qkv16", out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0,
+                    DecKV{k, v, cs, C, n_new, 0});
 }
 
 // nb x rows x width floats: dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c]
