@@ -90,6 +90,7 @@ struct Decoder {
     // GPU graphs of single steps (DecOpts.graph), one per window position: graph[p] replays the step that starts at
     // position p from the state key[p] (state_io's ints) and leaves the state key[p] + n_state
     int bf16;     // linear layers read w16
+    int fused;    // GPU: LayerNorm + product and attention + output projection in one kernel each (DecOpts.fused)
     int graph_on, n_state;
     void **graph;
     int *graph_key, *state_now;
@@ -278,6 +279,11 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->max_s = 1; // build_level raises it to the largest factor
     build_level(d, &d->top, &c->top, "transformer.encoder", c->L);
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
+    if (o.fused == 0) {
+        const char *e = getenv("HMT_GPU_DECODE_FUSED");
+        o.fused = e && strcmp(e, "0") == 0 ? -1 : 1;
+    }
+    d->fused = o.fused == 1 && d->K;
     if (o.bf16 == 0) {
         const char *e = getenv("HMT_GPU_DECODE_BF16");
         o.bf16 = e && strcmp(e, "1") == 0 ? 1 : -1;
@@ -654,13 +660,13 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }
-    if (d->K) { // the attention's last step and its output projection in one kernel
+    if (d->fused) { // the attention's last step and its output projection in one kernel
         attend(d, bk, l, d->att, d->qkv, ldq, n, p0, &l->out);
     } else {
         attend(d, bk, l, d->att, d->qkv, ldq, n, p0, NULL);
         linear(d, d->proj, d->att, &l->out, N);
     }
-    if (d->K) { // LN1 and the first feed-forward layer in one launch (the same bytes as the two)
+    if (d->fused) { // LN1 and the first feed-forward layer in one launch (the same bytes as the two)
         if (l->l1.w16)
             d->K->ln_linear16(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w16, l->l1.b, N, C, d->F, 1);
         else d->K->ln_linear(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w, l->l1.b, N, C, d->F, 1);
@@ -674,16 +680,17 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     else add_layernorm(d, out, d->ln1, d->proj, l->n2_w, l->n2_b, N);
 }
 
-// model.md §4: the layers, then the block's LayerNorm, into out (B, n, C). On a GPU each layer's closing LayerNorm
-// rides with the next layer's first product (one launch fewer per layer after the first)
+// model.md §4: the layers, then the block's LayerNorm, into out (B, n, C). On a GPU (d->fused) each layer's closing
+// LayerNorm rides with the next layer's first product (one launch fewer per layer after the first)
 static void block_rows(Decoder *d, const DBlock *bk, float *out, const float *x, int n, int p0)
 {
     const float *cur = x;
     PendLN pend;
     int pending = 0;
     for (int i = 0; i < bk->n; i++) {
-        layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0, pending ? &pend : NULL, d->K ? &pend : NULL);
-        pending = d->K != NULL;
+        PendLN *defer = d->fused ? &pend : NULL;
+        layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0, pending ? &pend : NULL, defer);
+        pending = d->fused;
         cur = d->ping[i & 1];
     }
     if (pending) add_layernorm(d, pend.to, pend.a, pend.b, pend.w, pend.bias, d->B * n);

@@ -22,6 +22,9 @@ typedef struct DecOpts {
                // off). Only where every product of a step fits the matrix-vector kernel (B x the largest shorten
                // factor at most 8 rows, or bf16 below); otherwise, and on the CPU, it has no effect. The same bytes
                // either way
+    int fused; // on a GPU: 1 (0: as HMT_GPU_DECODE_FUSED, default on; HMT_GPU_DECODE_FUSED=0 is off) a LayerNorm
+               // and the product after it, and attention's last step and its output projection, one kernel each;
+               // -1 the separate ops. The same bytes either way
     int bf16;  // on a GPU: 1 reads the linear layers' weights as bfloat16 copies made by dec_new (rounded to
                // nearest even; activations, sums and the rest stay float32): half the bytes a step reads; -1 float32;
                // 0 as HMT_GPU_DECODE_BF16 (1: on; default off). The logits then equal a full forward whose linear

@@ -295,7 +295,9 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 // of 3 (other states at the same positions: captured again), 12 more. The decoder must report graphs captured and
 // replayed. B 1 for every kind, 4 for linear_attn (B x s = 8 rows: the most a graph takes), 2 for s 3 and 3 for the
 // baseline; with bf16 weights (every product in the kernel) s 3 at B 4 (12 rows).
-static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16)
+// fused 1: the same run with the decoder's fused kernels on and off instead (DecOpts.fused), no graphs: the same
+// bytes too (the fusions are those of the separate ops), and no graph counts to check
+static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int fused)
 {
     enum { P1 = 5, S1 = 24, P2 = 3, S2 = 12, MAXB = 4 };
     if (!gpu) { // dec_new twice, then two comparisons
@@ -311,7 +313,8 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16)
     long captured = 0, replayed = 0;
     int finished = 0;
     for (int mode = 0; mode < 2; mode++) {
-        DecOpts o = {.keep = g.cfg.L / 2, .graph = mode ? 1 : -1, .bf16 = bf16 ? 1 : -1};
+        DecOpts o = {.keep = g.cfg.L / 2, .graph = fused ? -1 : mode ? 1 : -1, .bf16 = bf16 ? 1 : -1,
+                     .fused = fused && !mode ? -1 : 1};
         Decoder *d = dec_new(&g, B, &o, err);
         CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
         if (!d) continue;
@@ -339,19 +342,24 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16)
         dec_free(d);
     }
     CHECK(finished == 2 && memcmp(out[0], out[1], n_out * sizeof(float)) == 0,
-          "%s B %d: decoding through CUDA graphs gives other bytes than without", k->name, B);
-    CHECK(captured > 0 && replayed > 0, "%s B %d: graphs captured %ld, replayed %ld", k->name, B, captured, replayed);
+          "%s B %d: decoding %s gives other bytes than without", k->name, B,
+          fused ? "with the fused kernels" : "through CUDA graphs");
+    CHECK(fused ? captured == 0 : captured > 0 && replayed > 0, "%s B %d: graphs captured %ld, replayed %ld", k->name,
+          B, captured, replayed);
     free(out[0]), free(out[1]);
     hg_free(&c), hg_free(&g);
 }
 
 static void test_decode_graph(const Backend *gpu)
 {
-    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0);
-    graph_case(gpu, &kinds[4], 4, 0); // linear_attn
-    graph_case(gpu, &kinds[6], 2, 0); // s 3
-    graph_case(gpu, &kinds[0], 3, 0); // baseline
-    graph_case(gpu, &kinds[6], 4, 1); // s 3, bf16 weights
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, 0);
+    graph_case(gpu, &kinds[4], 4, 0, 0); // linear_attn
+    graph_case(gpu, &kinds[6], 2, 0, 0); // s 3
+    graph_case(gpu, &kinds[0], 3, 0, 0); // baseline
+    graph_case(gpu, &kinds[6], 4, 1, 0); // s 3, bf16 weights
+    // the fused decoder kernels against the separate ops, through whole runs: every kind at B 1, two at B 3
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, 1);
+    graph_case(gpu, &kinds[0], 3, 0, 1), graph_case(gpu, &kinds[5], 3, 1, 1); // nested, bf16 weights
 }
 
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
