@@ -73,7 +73,6 @@ const Backend backend_cpu = {
     .crop_backward = crop_backward, .shift_forward = shift_forward, .shift_backward = shift_backward,
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
     .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
-    .crossentropy_forward = crossentropy_forward, .crossentropy_backward = crossentropy_backward,
     .crossentropy_fused = crossentropy_fused,
     .cosine_pairs_forward = cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
     .exp_cosine_forward = exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,

@@ -122,12 +122,8 @@ typedef struct Backend {
     void (*repeat_forward)(float *out, const float *inp, int B, int T, int C, int K);
     void (*repeat_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
     // losses: values come back to the host (CUDA waits for the GPU)
-    float (*crossentropy_forward)(float *probs, const float *logits, const int32_t *targets, int N, int V,
-                                  int *n_valid);
-    void (*crossentropy_backward)(float *dlogits, const float *probs, const int32_t *targets, int N, int V,
-                                  int n_valid, float scale);
-    // both at once, without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
-    // (written, not accumulated), the bytes of crossentropy_forward + backward into zeros; returns the loss
+    // cross-entropy without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
+    // (written, not accumulated), the bytes of ops.h's crossentropy_forward + backward into zeros; returns the loss
     float (*crossentropy_fused)(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
                                 float scale, int *n_valid);
     double (*cosine_pairs_forward)(const float *h, int B, int T, int C, long *n_pairs);

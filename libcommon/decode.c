@@ -251,6 +251,14 @@ static void plan(Decoder *d, Arena *a)
 
 static int state_io(Decoder *d, int *st, int set);
 
+// A DecOpts switch: 1 on, -1 off, 0 as the environment variable says ("1" on, "0" off, else the default)
+static int opt_or_env(int opt, const char *name, int dflt)
+{
+    if (opt) return opt == 1;
+    const char *e = getenv(name);
+    return e && strcmp(e, "1") == 0 ? 1 : e && strcmp(e, "0") == 0 ? 0 : dflt;
+}
+
 // The decoder's structure and the size of its block (the counting pass), nothing allocated for the block.
 static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *bytes, char *err)
 {
@@ -279,24 +287,14 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->max_s = 1; // build_level raises it to the largest factor
     build_level(d, &d->top, &c->top, "transformer.encoder", c->L);
     d->max_keys = c->L + d->max_s; // the most keys a query sees: L, or s*i+s <= L+s-1 in resample_pre
-    if (o.fused == 0) {
-        const char *e = getenv("HMT_GPU_DECODE_FUSED");
-        o.fused = e && strcmp(e, "0") == 0 ? -1 : 1;
-    }
-    d->fused = o.fused == 1 && d->K;
-    if (o.bf16 == 0) {
-        const char *e = getenv("HMT_GPU_DECODE_BF16");
-        o.bf16 = e && strcmp(e, "1") == 0 ? 1 : -1;
-    }
-    d->bf16 = o.bf16 == 1 && d->K && d->K->linear16;
-    if (o.graph == 0) {
-        const char *e = getenv("HMT_GPU_DECODE_GRAPH");
-        o.graph = e && strcmp(e, "1") == 0 ? 1 : -1;
-    }
+    // the GPU's switches (DecOpts: 1 on, -1 off, 0 as the environment says); the CPU has none of these kernels
+    d->fused = d->K && opt_or_env(o.fused, "HMT_GPU_DECODE_FUSED", 1);
+    d->bf16 = d->K && opt_or_env(o.bf16, "HMT_GPU_DECODE_BF16", 0);
     // a step's products have B rows, or B x the rows of h not yet in resample_pre's cache (at most s: a level's
     // valley runs at every s-th position and takes the rows since its last run): all in the kernel, no cuBLAS
     // (bfloat16 weights: every product in the kernel, however many rows)
-    d->graph_on = o.graph == 1 && d->K && d->K->graph_begin && (B * d->max_s <= d->K->kernel_rows() || d->bf16);
+    d->graph_on = d->K && opt_or_env(o.graph, "HMT_GPU_DECODE_GRAPH", 0) &&
+                  (B * d->max_s <= d->K->kernel_rows() || d->bf16);
     Arena a = {0};
     plan(d, &a);
     *bytes = a.used;
@@ -660,17 +658,14 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }
-    if (d->fused) { // the attention's last step and its output projection in one kernel
+    if (d->fused) { // attention + output projection, and LN1 + the first feed-forward layer: a launch each
         attend(d, bk, l, d->att, d->qkv, ldq, n, p0, &l->out);
-    } else {
-        attend(d, bk, l, d->att, d->qkv, ldq, n, p0, NULL);
-        linear(d, d->proj, d->att, &l->out, N);
-    }
-    if (d->fused) { // LN1 and the first feed-forward layer in one launch (the same bytes as the two)
         if (l->l1.w16)
             d->K->ln_linear16(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w16, l->l1.b, N, C, d->F, 1);
         else d->K->ln_linear(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w, l->l1.b, N, C, d->F, 1);
     } else {
+        attend(d, bk, l, d->att, d->qkv, ldq, n, p0, NULL);
+        linear(d, d->proj, d->att, &l->out, N);
         add_layernorm(d, d->ln1, x, d->proj, l->n1_w, l->n1_b, N);
         linear_act(d, d->hid, d->ln1, &l->l1, N, 1);
     }

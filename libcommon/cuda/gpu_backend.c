@@ -100,7 +100,6 @@ static const Backend backend_gpu = {
     .crop_backward = gpu_crop_backward, .shift_forward = gpu_shift_forward, .shift_backward = gpu_shift_backward,
     .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
     .repeat_forward = gpu_repeat_forward, .repeat_backward = gpu_repeat_backward,
-    .crossentropy_forward = gpu_crossentropy_forward, .crossentropy_backward = gpu_crossentropy_backward,
     .crossentropy_fused = gpu_crossentropy_fused,
     .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,

@@ -20,6 +20,7 @@ typedef struct DecKV {
     size_t cs;
     int C, n_new, row0; // row0: the global index of the launch's first row (products of more rows than one launch)
 } DecKV;
+static const DecKV no_kv = {NULL, NULL, 0, 0, 1, 0}; // no cache writes (host code; kernels spell it out)
 
 // a weight as float: float32 as it is, bfloat16 (its bits, uint16_t) widened exactly
 __device__ static inline float wf(float w) { return w; }
@@ -78,27 +79,6 @@ __global__ static void dec_gemv_k(float *out, const float *x, const W *w, const 
     gemv_cols<W>(out, x, w, b, N, IC, OC, relu, wpc, kv);
 }
 
-// One row of LayerNorm(x + y) over C by one warp (y NULL: of x), eps 1e-5, into out and, when not NULL, out2
-__device__ static void ln_row(float *out, float *out2, const float *x, const float *y, const float *w,
-                              const float *bias, int C, int lane)
-{
-    float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
-    float m = warp_sum(s) / (float)C;
-    float v = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float r = y ? x[c] + y[c] : x[c];
-        v += (r - m) * (r - m);
-    }
-    v = warp_sum(v) / (float)C;
-    float rs = 1.0f / sqrtf(v + 1e-5f);
-    for (int c = lane; c < C; c += 32) {
-        float r = y ? x[c] + y[c] : x[c], o = (r - m) * rs * w[c] + bias[c];
-        out[c] = o;
-        if (out2) out2[c] = o;
-    }
-}
-
 // out (N, OC) = LN(a + b) @ w^T + bias (ReLU when relu), the N <= DL_MAX_ROWS rows' LayerNorm first into shared
 // memory (a warp per row, as dec_add_ln_k), block 0 also writing it to ln_out; then the product as dec_gemv_k (with
 // kv.k, the keys and values to the caches too)
@@ -110,8 +90,8 @@ __global__ static void dec_ln_gemv_k(float *out, float *ln_out, const float *a, 
     DYN_SMEM(xs); // (N, C)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (warp < N)
-        ln_row(xs + (size_t)warp * C, blockIdx.x == 0 ? ln_out + (size_t)warp * C : NULL, a + (size_t)warp * C,
-               b ? b + (size_t)warp * C : NULL, lw, lb, C, lane);
+        warp_ln_row(xs + (size_t)warp * C, blockIdx.x == 0 ? ln_out + (size_t)warp * C : NULL, NULL, NULL,
+                    a + (size_t)warp * C, b ? b + (size_t)warp * C : NULL, lw, lb, C, lane);
     __syncthreads();
     gemv_cols<W>(out, xs, w, bias, N, C, OC, relu, wpc, kv);
 }
@@ -127,9 +107,8 @@ void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, 
     if (!gpu_enter(op) || N <= 0) return;
     if (N <= DL_MAX_ROWS) {
         int wpc = dec_wpc(IC);
-        DecKV none = {NULL, NULL, 0, 0, 1, 0};
         LAUNCH(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc,
-                                                                                 none);
+                                                                                 no_kv);
         gpu_launched(op);
         return;
     }
@@ -174,7 +153,7 @@ void gpu_dec_linear16(float *out, const float *x, const uint16_t *w, const float
 {
     const char *op = "gpu_dec_linear16";
     if (!gpu_enter(op) || N <= 0) return;
-    dec_linear16(op, out, x, w, b, N, IC, OC, relu, DecKV{NULL, NULL, 0, 0, 1, 0});
+    dec_linear16(op, out, x, w, b, N, IC, OC, relu, no_kv);
 }
 
 void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
@@ -195,7 +174,8 @@ __global__ static void dec_add_ln_k(float *out, const float *a, const float *b, 
 {
     int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    ln_row(out + (size_t)row * C, NULL, a + (size_t)row * C, b ? b + (size_t)row * C : NULL, w, bias, C, lane);
+    size_t at = (size_t)row * C;
+    warp_ln_row(out + at, NULL, NULL, NULL, a + at, b ? b + at : NULL, w, bias, C, lane);
 }
 
 void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C)
@@ -246,8 +226,6 @@ static void ln_then_product(const char *op, float *out, float *ln_out, const flo
     gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
     dec_product(out, ln_out, w, bias, N, C, OC, relu, kv);
 }
-
-static const DecKV no_kv = {NULL, NULL, 0, 0, 1, 0};
 
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                        const float *w, const float *bias, int N, int C, int OC, int relu)

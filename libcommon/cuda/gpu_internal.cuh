@@ -102,6 +102,31 @@ __device__ static inline float warp_sum(float v)
     return v;
 }
 
+// LayerNorm of one row over C by one warp (lane 0..31): out (and out2 unless NULL) = LN(x + y) (y NULL: of x) with
+// weights w, b, eps 1e-5; the row's mean and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training
+// LayerNorm share it, so their bytes agree
+__device__ static inline void warp_ln_row(float *out, float *out2, float *mean, float *rstd, const float *x,
+                                          const float *y, const float *w, const float *b, int C, int lane)
+{
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
+    float m = warp_sum(s) / (float)C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float r = y ? x[c] + y[c] : x[c];
+        v += (r - m) * (r - m);
+    }
+    v = warp_sum(v) / (float)C;
+    float rs = 1.0f / sqrtf(v + 1e-5f);
+    for (int c = lane; c < C; c += 32) {
+        float r = y ? x[c] + y[c] : x[c], o = (r - m) * rs * w[c] + b[c];
+        out[c] = o;
+        if (out2) out2[c] = o;
+    }
+    if (mean) *mean = m;
+    if (rstd) *rstd = rs;
+}
+
 // Sum over the block of one value per thread, in a fixed order (warp shuffles, then the warps' sums in order);
 // the result is valid in every thread. blockDim.x a multiple of 32, at most 1024; `shared` holds 32 values.
 template <typename F> __device__ inline F block_sum(F v, F *shared)

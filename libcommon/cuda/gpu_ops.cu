@@ -199,17 +199,9 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 __device__ static void ln_row(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                               int row, int C, int lane)
 {
-    const float *x = inp + (size_t)row * C;
-    float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += x[c];
-    float m = warp_sum(s) / (float)C;
-    float v = 0.0f;
-    for (int c = lane; c < C; c += 32) v += (x[c] - m) * (x[c] - m);
-    v = warp_sum(v) / (float)C;
-    float r = 1.0f / sqrtf(v + 1e-5f);
-    float *o = out + (size_t)row * C;
-    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
-    if (lane == 0) mean[row] = m, rstd[row] = r;
+    size_t at = (size_t)row * C;
+    warp_ln_row(out + at, NULL, lane == 0 ? mean + row : NULL, lane == 0 ? rstd + row : NULL, inp + at, NULL, w, b, C,
+                lane);
 }
 
 __global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
