@@ -46,7 +46,7 @@ for f in train eval sample; do
     [ -x "$BIN/$f" ] || { say "$BIN/$f missing: run 'make CUDA=1 gpu-ablation' and carry $DIR"; exit 1; }
 done
 [ -s "$DIR/shards/train.bin" ] || { say "$DIR/shards/train.bin missing"; exit 1; }
-if [ "$DEVICE" != cpu ]; then
+if [ "$DEVICE" != cpu ] && [ -z "$WORKER" ]; then # workers inherit the parent's LD_LIBRARY_PATH
     . bench/gpu_env.sh
     gpu_libs_check "$BIN/train" >&2 || exit 1
 fi
@@ -54,7 +54,7 @@ mkdir -p "$DIR/runs" "$OUTDIR"
 if [ "$JOBS" -gt 1 ] && [ -z "$WORKER" ]; then # the workers, then one summary
     pids=()
     for w in $(seq 0 $((JOBS - 1))); do
-        WORKER=$w BUDGET_S=$BUDGET_S bash "$SELF" & pids+=($!)
+        WORKER=$w bash "$SELF" & pids+=($!)
     done
     rc=0 todo=0
     for p in "${pids[@]}"; do

@@ -8,10 +8,10 @@
 # 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
 #    pass through; default here: no compute-sanitizer, the training profile in TF32 at batch 64);
 # 3. with what is left of SESSION_S (540 s), GPU_SESSION_TASK: ablation (default), the ablation's next slice:
-#    bench/gpu_ablation.sh with JOBS (6) runs at once, on top of the registry of the slices so far
+#    bench/gpu_ablation.sh with GPU_SESSION_JOBS (6) runs at once, on top of the registry of the slices so far
 #    (bench/results/ablation-h100/fp32.db: its finished runs are skipped); headline: bench/gpu_headline.sh, the
 #    reference's headline config for its curve (with GPU_CHECK_MODEL=0 GPU_CHECK_PROFILE= it gets about 7 of the 9
-#    minutes); none: nothing. (GPU_SESSION_ABLATION=0 is GPU_SESSION_TASK=none.)
+#    minutes); none: nothing.
 # Everything lands in $OUT: gpu_check.log and the benchmarks' logs, gpu-ablation/ (registry.db to merge home with
 # bench/registry_merge.sh, or to copy over fp32.db, and the runs' small files). Exit: gpu_check's status, or 1 when
 # a slice failed.
@@ -33,7 +33,6 @@ GPU_CHECK_SAN=${GPU_CHECK_SAN:-0} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-train} \
 rc=$?
 left=$((SESSION_S - ($(date +%s) - t0)))
 task=${GPU_SESSION_TASK:-ablation}
-[ "${GPU_SESSION_ABLATION:-1}" = 0 ] && task=none
 if [ "$task" = none ]; then
     echo "gpu_session: no ablation slice or headline run (GPU_SESSION_TASK=none)"
 elif [ "$left" -lt 180 ]; then
@@ -45,7 +44,7 @@ elif [ "$task" = ablation ]; then
     mkdir -p build/gpu-ablation
     [ -s build/gpu-ablation/registry.db ] || cp bench/results/ablation-h100/fp32.db build/gpu-ablation/registry.db
     echo "== gpu_session: ablation slice, $left s left ($(date -u +%H:%M:%S))"
-    BUDGET_S=$((left - 20)) JOBS=${GPU_SESSION_JOBS:-6} FIRST_RUN_S=${FIRST_RUN_S:-150} bash bench/gpu_ablation.sh 2>&1 |
+    BUDGET_S=$((left - 20)) JOBS=${GPU_SESSION_JOBS:-6} bash bench/gpu_ablation.sh 2>&1 |
         tee "$OUT/ablation.log"
     a=${PIPESTATUS[0]}
     [ "$a" = 1 ] && rc=1

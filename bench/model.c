@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     double peak = be->on_host ? sgemm_gflops() : gpu_gemm_gflops(be), bf16_peak = 0;
     if (!be->on_host) { // model FLOP utilisation is also given against the GPU's bf16 rate (issue 15)
         gpu_set_precision(PREC_BF16);
-        bf16_peak = gpu_gemm_gflops(be);
+        bf16_peak = prec == PREC_BF16 ? peak : gpu_gemm_gflops(be);
         gpu_set_precision(prec);
     }
     if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
