@@ -5,8 +5,9 @@
 # POP909 songs into build/gpu-data; carry build/cuda/tests, build/cuda/bench, build/gpu-libs, build/gpu-data and
 # bin-cuda. cuBLAS 13 is too large to carry: it is looked for there (the CUDA toolkit, or PyTorch's nvidia-* wheels).
 # Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
-# then bench/gpu_decode.sh and bench/gpu_model.sh (C against PyTorch on this GPU), then compute-sanitizer memcheck.
-# Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark),
+# then bench/gpu_decode.sh, bench/gpu_model.sh (C against PyTorch on this GPU) and bench/gpu_step.sh (train's step
+# with and without its CUDA graph), then compute-sanitizer memcheck.
+# Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_STEP=0,
 # GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
 # tables; GPU_CHECK_PROFILE_ARGS: bench/model's for the training one, e.g. --tf32), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
@@ -82,6 +83,12 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
         tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
+    # the step as train runs it, launched op by op against one CUDA graph (HMT_GPU_STEP_GRAPH=1), fp32
+    if [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ]; then
+        step "PRECISIONS=fp32 bench/gpu_step.sh 40 3"
+        PRECISIONS=fp32 timeout 240 bash bench/gpu_step.sh 40 3 2>&1 | tee "$OUT/gpu_step.log" ||
+            echo "gpu_check: the step benchmark stopped (exit $?)"
+    fi
 fi
 
 # ---- memory checks where compute-sanitizer is installed (GPU_CHECK_SAN=0 leaves them out; =race adds racecheck);

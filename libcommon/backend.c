@@ -55,6 +55,55 @@ static void cpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, 
     attention_backward(dq, dk, dv, dEr, scratch, dout, probs, mask, q, k, v, Er, d);
 }
 
+// no graphs: the ops run as they are called, copies at once
+static void *cpu_host_alloc(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void cpu_copy_async(void *dst, const void *src, size_t bytes, int to_device)
+{
+    (void)to_device;
+    memcpy(dst, src, bytes);
+}
+static int cpu_graph_begin(void) { return 0; }
+static void *cpu_graph_end(void) { return NULL; }
+static int cpu_graph_launch(void *graph) { return (void)graph, -1; }
+static void cpu_graph_free(void *graph) { (void)graph; }
+
+// the seeds read now: their base is host memory here
+static void cpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask,
+                                           const float *x, const float *y, float p, SeedRef seed, const float *w,
+                                           const float *b, int N, int C)
+{
+    residual_layernorm_forward(out, mean, rstd, res, mask, x, y, p, seed_get(seed), w, b, N, C);
+}
+static void cpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n)
+{
+    dropout_forward(out, mask, inp, p, seed_get(seed), n);
+}
+static void cpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n)
+{
+    relu_dropout_forward(out, mask, inp, p, seed_get(seed), n);
+}
+
+// the losses and the norm into memory the caller names (the host's, for the CPU)
+static void cpu_crossentropy_fused(float *dlogits, double *loss, const float *logits, const int32_t *targets, int N,
+                                   int V, float scale)
+{
+    int n_valid;
+    *loss = crossentropy_fused(dlogits, logits, targets, N, V, scale, &n_valid);
+}
+static void cpu_cosine_pairs_forward(double *sum, const float *h, int B, int T, int C)
+{
+    long n_pairs;
+    *sum = cosine_pairs_forward(h, B, T, C, &n_pairs);
+}
+static void cpu_exp_cosine_forward(double *sum, const float *h, int B, int T, int C)
+{
+    *sum = exp_cosine_forward(h, B, T, C);
+}
+static void cpu_clip_grad_norm(double *norm, float *g, size_t n, double max_norm)
+{
+    *norm = clip_grad_norm(g, n, max_norm);
+}
+
 const Backend backend_cpu = {
     .name = "cpu", .on_host = 1,
     .alloc = cpu_alloc, .free = cpu_free, .zero = cpu_zero, .upload = cpu_copy, .download = cpu_copy,
@@ -62,21 +111,23 @@ const Backend backend_cpu = {
     .encoder_forward = encoder_forward, .encoder_backward = cpu_encoder_backward,
     .linear_forward = linear_forward, .linear_backward = linear_backward,
     .layernorm_forward = layernorm_forward, .layernorm_backward = layernorm_backward,
-    .residual_layernorm_forward = residual_layernorm_forward,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
     .residual_layernorm_backward = residual_layernorm_backward,
     .add_forward = add_forward, .accumulate = accumulate,
-    .dropout_forward = dropout_forward, .dropout_backward = dropout_backward,
-    .relu_dropout_forward = relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,
+    .dropout_forward = cpu_dropout_forward, .dropout_backward = dropout_backward,
+    .relu_dropout_forward = cpu_relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,
     .attention_saves = attention_saves_probs, .attention_forward = attention_forward,
     .attention_backward = cpu_attention_backward,
     .pad_forward = pad_forward, .pad_backward = pad_backward, .crop_forward = crop_forward,
     .crop_backward = crop_backward, .shift_forward = shift_forward, .shift_backward = shift_backward,
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
     .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
-    .crossentropy_fused = crossentropy_fused,
-    .cosine_pairs_forward = cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
-    .exp_cosine_forward = exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
-    .clip_grad_norm = clip_grad_norm, .adam_step = adam_step,
+    .crossentropy_fused = cpu_crossentropy_fused,
+    .cosine_pairs_forward = cpu_cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
+    .exp_cosine_forward = cpu_exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
+    .clip_grad_norm = cpu_clip_grad_norm, .adam_apply = adam_apply,
+    .host_alloc = cpu_host_alloc, .host_free = free, .copy_async = cpu_copy_async, .graph_begin = cpu_graph_begin,
+    .graph_end = cpu_graph_end, .graph_launch = cpu_graph_launch, .graph_free = cpu_graph_free,
 };
 
 

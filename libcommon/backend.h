@@ -48,16 +48,6 @@ typedef struct DecKernels {
     void (*linear16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu);
     void (*linear_qkv16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
                          float *v, size_t cs, int n_new);
-    // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
-    // launch (0 or -1), free
-    // page-locked host memory for the copies a graph holds (NULL: none to be had), and such a copy
-    void *(*host_alloc)(size_t bytes);
-    void (*host_free)(void *p);
-    void (*copy_async)(void *dst, const void *src, size_t bytes, int to_device);
-    int (*graph_begin)(void);
-    void *(*graph_end)(void);
-    int (*graph_launch)(void *graph);
-    void (*graph_free)(void *graph);
 } DecKernels;
 
 typedef struct Backend {
@@ -90,16 +80,17 @@ typedef struct Backend {
     // g = LayerNorm's dinp of dout (dw, db accumulated), dx += g, dy += dropout_backward(g); scratch: N*C floats
     // for the CPU's g (CUDA keeps g in registers and ignores it)
     void (*residual_layernorm_forward)(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                       const float *y, float p, uint64_t seed, const float *w, const float *b, int N,
+                                       const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
                                        int C);
     void (*residual_layernorm_backward)(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
                                         const float *res, const uint8_t *mask, float p, const float *w,
                                         const float *mean, const float *rstd, int N, int C);
     void (*add_forward)(float *out, const float *a, const float *b, size_t n);
     void (*accumulate)(float *dst, const float *src, size_t n);
-    void (*dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+    // dropout seeds are SeedRefs (ops.h) with base in the backend's memory
+    void (*dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
     void (*dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
-    void (*relu_dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+    void (*relu_dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
     void (*relu_dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
                                   size_t n);
     // d->n_keys is the backend's memory too. What the forward saves for the backward is the backend's: probs and
@@ -121,18 +112,32 @@ typedef struct Backend {
     void (*meanpool_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
     void (*repeat_forward)(float *out, const float *inp, int B, int T, int C, int K);
     void (*repeat_backward)(float *dinp, const float *dout, int B, int T, int C, int K);
-    // losses: values come back to the host (CUDA waits for the GPU)
-    // cross-entropy without probs: dlogits = scale * (softmax - onehot) / n_valid on non-PAD rows, 0 on PAD rows
-    // (written, not accumulated), the bytes of ops.h's crossentropy_forward + backward into zeros; returns the loss
-    float (*crossentropy_fused)(float *dlogits, const float *logits, const int32_t *targets, int N, int V,
-                                float scale, int *n_valid);
-    double (*cosine_pairs_forward)(const float *h, int B, int T, int C, long *n_pairs);
+    // losses and the optimizer, their values left in the backend's memory (nothing waits for a GPU: the trainer
+    // reads them once per step). Cross-entropy without probs: dlogits = scale * (softmax - onehot) / n_valid on
+    // non-PAD rows, 0 on PAD rows (written, not accumulated), the bytes of ops.h's crossentropy_forward + backward
+    // into zeros; *loss = the float mean loss ops.h's crossentropy_fused returns, as a double
+    void (*crossentropy_fused)(float *dlogits, double *loss, const float *logits, const int32_t *targets, int N, int V,
+                               float scale);
+    // *sum = ops.h's cosine_pairs_forward (its B * (T/2) pairs) / exp_cosine_forward
+    void (*cosine_pairs_forward)(double *sum, const float *h, int B, int T, int C);
     void (*cosine_pairs_backward)(float *dh, const float *h, int B, int T, int C, float scale);
-    double (*exp_cosine_forward)(const float *h, int B, int T, int C);
+    void (*exp_cosine_forward)(double *sum, const float *h, int B, int T, int C);
     void (*exp_cosine_backward)(float *dh, const float *h, int B, int T, int C, float scale);
-    // optim.h
-    double (*clip_grad_norm)(float *g, size_t n, double max_norm);
-    void (*adam_step)(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
+    // optim.h: *norm = clip_grad_norm's return; adam_apply with k and guard in the backend's memory
+    void (*clip_grad_norm)(double *norm, float *g, size_t n, double max_norm);
+    void (*adam_apply)(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
+                       const double *guard, int n_guard);
+    // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
+    // launch (0 or -1), free; the CPU has none (begin returns 0). Host memory for the copies a graph holds
+    // (page-locked on a GPU; NULL when there is none to be had), and such a copy in the ops' order (to_device 1:
+    // host to backend), which the CPU does at once
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    void (*copy_async)(void *dst, const void *src, size_t bytes, int to_device);
+    int (*graph_begin)(void);
+    void *(*graph_end)(void);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
     const DecKernels *dec;      // NULL: the CPU
     void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
 } Backend;

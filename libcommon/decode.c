@@ -310,9 +310,9 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
     size_t logit_bytes = (size_t)B * d->V * sizeof *d->logits_host, tok_bytes = (size_t)B * d->chunk * sizeof *d->tok_pass;
     if (d->graph_on) { // page-locked: a graph copies the tokens in and the logits out itself
-        d->logits_host = d->K->host_alloc(logit_bytes), d->tok_pass = d->K->host_alloc(tok_bytes);
+        d->logits_host = d->be->host_alloc(logit_bytes), d->tok_pass = d->be->host_alloc(tok_bytes);
         if (!d->logits_host || !d->tok_pass) { // none to be had: no graphs (the same bytes, more launches)
-            d->K->host_free(d->logits_host), d->K->host_free(d->tok_pass);
+            d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass);
             d->graph_on = 0;
         }
     }
@@ -411,10 +411,10 @@ void dec_free(Decoder *d)
     free_level(&d->top);
     free(d->lins);
     d->be->free(d->block);
-    if (d->graph_on) d->K->host_free(d->logits_host), d->K->host_free(d->tok_pass);
+    if (d->graph_on) d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass);
     else free(d->logits_host), free(d->tok_pass);
     free(d->tok);
-    for (int p = 0; d->graph && p < d->L; p++) d->K->graph_free(d->graph[p]);
+    for (int p = 0; d->graph && p < d->L; p++) d->be->graph_free(d->graph[p]);
     free(d->graph), free(d->graph_key), free(d->state_now);
     free(d);
 }
@@ -851,21 +851,21 @@ static int graph_step(Decoder *d, char *err)
     for (int b = 0; b < B; b++) d->tok_pass[b] = d->tok[(size_t)b * d->L + p0];
     state_io(d, d->state_now, 0);
     if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0) {
-        d->K->graph_launch(d->graph[p0]);
+        d->be->graph_launch(d->graph[p0]);
         state_io(d, key + ns, 1);
         d->graph_replayed++;
     } else {
-        d->K->graph_free(d->graph[p0]);
+        d->be->graph_free(d->graph[p0]);
         d->graph[p0] = NULL;
-        int capturing = d->K->graph_begin(); // 0: the ops below run as they are launched
-        d->K->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
+        int capturing = d->be->graph_begin(); // 0: the ops below run as they are launched
+        d->be->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
         pass(d, 1, 1);
-        d->K->copy_async(d->logits_host, d->logits, logit_bytes, 0);
-        if (capturing && (d->graph[p0] = d->K->graph_end())) { // NULL: the error is kept, sync reports it
+        d->be->copy_async(d->logits_host, d->logits, logit_bytes, 0);
+        if (capturing && (d->graph[p0] = d->be->graph_end())) { // NULL: the error is kept, sync reports it
             memcpy(key, d->state_now, (size_t)ns * sizeof *key);
             state_io(d, key + ns, 0);
             d->graph_captured++;
-            d->K->graph_launch(d->graph[p0]);
+            d->be->graph_launch(d->graph[p0]);
         }
     }
     return d->be->sync(err) < 0 ? -1 : 0; // the logits are in logits_host once the stream is done

@@ -100,7 +100,7 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 // accumulated), dx += g, dy += dropout_backward(g): the bytes of the separate ops when dy (and for them the
 // intermediate g) start at zero.
 void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float p, uint64_t seed, const float *w, const float *b, int N,
+                                    const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
                                     int C);
 void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, const float *dout, const float *res,
                                      const uint8_t *mask, float p, const float *w, const float *mean,
@@ -110,10 +110,12 @@ void gpu_relu_forward(float *out, const float *inp, size_t n);
 void gpu_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 void gpu_add_forward(float *out, const float *a, const float *b, size_t n);
 void gpu_accumulate(float *dst, const float *src, size_t n);
-// dropout with ops.c's counter RNG: the same mask bytes and output bytes as dropout_forward for (p, seed, n)
-void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+// dropout with ops.c's counter RNG: the same mask bytes and output bytes as dropout_forward for (p, seed, n); the
+// seeds here and in the attention's AttnDims are SeedRefs (ops.h) whose base, when set, is device memory read by
+// the kernel (a graph's replays draw new masks)
+void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
 void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
-void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
+void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
 void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
                                size_t n);
 
@@ -169,11 +171,19 @@ double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pai
 void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale);
 double gpu_exp_cosine_forward(const float *h, int B, int T, int C);
 void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale);
+// The forwards above with their values left in device memory, so nothing waits for the GPU (the trainer's step,
+// and its graph): *loss = the cross-entropy's mean as a double (the float gpu_crossentropy_fused returns), *sum =
+// the double gpu_cosine_pairs_forward / gpu_exp_cosine_forward return
+void gpu_crossentropy_fused_to(float *dlogits, double *loss, const float *logits, const int32_t *targets, int N,
+                               int V, float scale);
+void gpu_cosine_pairs_forward_to(double *sum, const float *h, int B, int T, int C);
+void gpu_exp_cosine_forward_to(double *sum, const float *h, int B, int T, int C);
 
 // ---- graphs: the ops launched between gpu_graph_begin and gpu_graph_end are recorded, not run (CUDA stream
-// capture), and gpu_graph_launch replays them, with the same arguments, at the cost of one launch. What an op cannot
-// do while captured (wait for the GPU, allocate, cuBLAS: decode.c's graphs hold only gpu_dec_* kernels) fails the
-// capture. gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
+// capture), and gpu_graph_launch replays them, with the same arguments, at the cost of one launch (cuBLAS products
+// too: cuBLAS 12.2+ takes stream capture). What an op cannot do while captured (wait for the GPU, allocate, grow
+// the ops' workspace: run the ops once before capturing them) fails the capture. Values that change from one replay
+// to the next are read from device memory (SeedRef, gpu_adam_apply's constants, copies from page-locked memory). gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
 // every op, or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
 // error kept; gpu_graph_launch 0 or -1 with the error kept.
 // Page-locked host memory (NULL when there is none: no error is kept), and a copy between it and the device in
@@ -249,6 +259,11 @@ void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const f
 double gpu_clip_grad_norm(float *g, size_t n, double max_norm);
 // One Adam step, optim.c's arithmetic operation for operation (so the same bytes as adam_step).
 void gpu_adam_step(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p);
+// The same without waiting for the GPU: the norm to *norm (device); Adam's step constants k (device, adam_constants)
+// and its guard (device, n_guard doubles: nothing is written when one is not finite) read when the kernel runs
+void gpu_clip_grad_norm_to(double *norm, float *g, size_t n, double max_norm);
+void gpu_adam_apply(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
+                    const double *guard, int n_guard);
 
 #ifdef __cplusplus
 }

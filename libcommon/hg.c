@@ -48,7 +48,7 @@ typedef struct LayerA {
     float *h1, *r1d, *h2, *res2, *out, *mean2, *rstd2;
     uint8_t *amask, *m_proj, *m_r1, *m_h2;
     int *n_keys;
-    uint64_t seed;
+    SeedRef seed;
 } LayerA;
 
 typedef struct BlockA {
@@ -75,12 +75,13 @@ struct HgActs {
     float *emb, *embd, *g_enc, *g_embd, *g_emb;
     uint8_t *m_emb;
     // layer-backward scratch, sized for the largest layer
-    float *g_res2, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_res1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
+    float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
-    int32_t *tok_dev;   // the forward's tokens, in the backend's memory when that is not the host's
+    int32_t *tok_dev;   // hg_forward's copy of host tokens, in the backend's memory when that is not the host's
+    const int32_t *tok; // the last forward's tokens, in the backend's memory (for the backward)
     float p_used;  // the dropout rate of the last forward (0 when not training)
-    uint64_t seed; // the next dropout site's seed, advanced in forward order
+    SeedRef seed;  // the next dropout site's seed, advanced in forward order
     char *block;   // every buffer above lives here
     size_t block_bytes;
 };
@@ -419,8 +420,9 @@ static void plan_model(Plan *pl, int T)
     *pl->logits = TAKE_F(&pl->a, N * c->V);
     plan_level(pl, &A->top, &c->top, T);
     size_t n = pl->max_n, nk = pl->max_nk;
-    A->g_res2 = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
-    A->g_res1 = TAKE_F(&pl->a, n * C), A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
+    // g_res: residual_layernorm_backward's scratch (the CPU's LayerNorm input gradient), one call at a time
+    A->g_res = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
+    A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
     A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, n * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
@@ -558,7 +560,15 @@ size_t hg_act_bytes(const HgModel *m) { return block_round(m->acts->block_bytes)
 
 // ---- forward ----------------------------------------------------------------------------------
 
-static uint64_t next_seed(HgActs *A) { return A->seed = A->seed * 6364136223846793005ULL + 1442695040888963407ULL; }
+// The next dropout site's seed: one LCG step of the last, kept as a (mul, add) pair on the forward's SeedRef, so a
+// seed the backend reads from its memory (a GPU graph's) gives the bytes of one passed by value
+static SeedRef next_seed(HgActs *A)
+{
+    const uint64_t mul = 6364136223846793005ULL, add = 1442695040888963407ULL;
+    A->seed.mul *= mul, A->seed.add = A->seed.add * mul + add;
+    return A->seed;
+}
+static SeedRef seed_plus(SeedRef s, uint64_t k) { return s.add += k, s; }
 
 static AttnDims layer_dims(const HgModel *m, const LayerA *A)
 {
@@ -591,12 +601,12 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     AttnDims d = layer_dims(m, A);
     m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
     m->be->linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, A->proj, p, A->seed + 1,
+    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, A->proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
     m->be->linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    m->be->relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, A->seed + 2, (size_t)N * F);
+    m->be->relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, seed_plus(A->seed, 2), (size_t)N * F);
     m->be->linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
-    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, A->h2, p, A->seed + 3,
+    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, A->h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
 
@@ -658,13 +668,19 @@ static const float *level_forward(HgModel *m, LevelA *A, const LevelP *P, const 
 
 void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed)
 {
+    if (!m->be->on_host) m->be->upload(m->acts->tok_dev, tok, (size_t)m->B * m->T * sizeof *tok), tok = m->acts->tok_dev;
+    hg_forward_b(m, tok, train, (SeedRef){NULL, 1, dropout_seed});
+}
+
+void hg_forward_b(HgModel *m, const int32_t *tok, int train, SeedRef dropout_seed)
+{
     HgActs *A = m->acts;
     const HgConfig *c = &m->cfg;
     int N = m->B * m->T;
     A->p_used = train ? c->dropout : 0.0f;
     A->seed = dropout_seed;
+    A->tok = tok;
     m->n_hidden = 0;
-    if (!m->be->on_host) m->be->upload(A->tok_dev, tok, (size_t)N * sizeof *tok), tok = A->tok_dev;
     m->be->encoder_forward(A->emb, tok, m->bw + A->p.wte, m->bpe, m->B, m->T, c->C);
     m->be->dropout_forward(A->embd, A->m_emb, A->emb, A->p_used, next_seed(A), (size_t)N * c->C);
     const float *h = level_forward(m, &A->top, &A->p.top, A->embd);
@@ -686,7 +702,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     // out = LN2(res2); res2 = ln1 + drop(h2)
     ZERO(H->g_ln1, NC);
     ZERO(H->g_h2, NC);
-    m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res2, dout, A->res2, A->m_h2, p,
+    m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res, dout, A->res2, A->m_h2, p,
                                        W + P->n2_w, A->mean2, A->rstd2, N, C);
     // h2 = linear2(drop(relu(linear1(ln1))))
     ZERO(H->g_r1d, NF);
@@ -696,7 +712,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_proj, NC);
-    m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res1, H->g_ln1, A->res1, A->m_proj,
+    m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res, H->g_ln1, A->res1, A->m_proj,
                                        p, W + P->n1_w, A->mean1, A->rstd1, N, C);
     ZERO(H->g_att, NC);
     m->be->linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
@@ -787,7 +803,7 @@ static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *
     block_backward(m, &A->pre, &P->pre, A->g_h, dx, NULL);
 }
 
-void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *const *dhidden)
+void hg_backward(HgModel *m, const float *dlogits, float *const *dhidden)
 {
     HgActs *A = m->acts;
     const HgConfig *c = &m->cfg;
@@ -799,7 +815,7 @@ void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *co
     level_backward(m, &A->top, &A->p.top, A->g_enc, A->g_embd, dhidden);
     ZERO(A->g_emb, NC);
     m->be->dropout_backward(A->g_emb, A->g_embd, A->m_emb, A->p_used, NC);
-    m->be->encoder_backward(m->bdw + A->p.wte, A->g_emb, m->be->on_host ? tok : A->tok_dev, m->B, m->T, c->C, c->V);
+    m->be->encoder_backward(m->bdw + A->p.wte, A->g_emb, A->tok, m->B, m->T, c->C, c->V);
 }
 
 // ---- teardown ---------------------------------------------------------------------------------

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops.h"
+
 // A level of the depth tree: a plain block of n_layers (valley == NULL), or pre / valley / post with factor s.
 typedef struct HgLevel {
     int n_layers;
@@ -94,11 +96,16 @@ void hg_grads_to_host(HgModel *m);
 const float *hg_logits_host(HgModel *m);
 // Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
 size_t hg_act_bytes(const HgModel *m);
-// tok (B,T) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
+// tok (B,T, host memory) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
 void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed);
-// Accumulates into m->bdw (m->dw on the CPU) the gradient of the loss whose gradient wrt the logits is dlogits (B,T,V) and wrt
-// hidden state i is dhidden[i] (same shape as m->hidden[i]; NULL entries or dhidden = NULL for none).
-void hg_backward(HgModel *m, const int32_t *tok, const float *dlogits, float *const *dhidden);
+// hg_forward with the tokens already in the backend's memory and the dropout seed a SeedRef (ops.h) whose base is
+// there too (trainer.c's step, which a GPU graph replays with new tokens and seeds); tok must stay in place until
+// hg_backward has run.
+void hg_forward_b(HgModel *m, const int32_t *tok, int train, SeedRef dropout_seed);
+// Accumulates into m->bdw (m->dw on the CPU) the gradient, through the last forward (its tokens and activations), of
+// the loss whose gradient wrt the logits is dlogits (B,T,V) and wrt hidden state i is dhidden[i] (same shape as
+// m->hidden[i]; NULL entries or dhidden = NULL for none).
+void hg_backward(HgModel *m, const float *dlogits, float *const *dhidden);
 void hg_free(HgModel *m);
 
 #endif

@@ -54,6 +54,15 @@ void add_forward(float *out, const float *a, const float *b, size_t n);
 // dst += src
 void accumulate(float *dst, const float *src, size_t n);
 
+// A dropout seed read when the op runs: mul * *base + add (64-bit arithmetic, so n steps of an LCG from *base are
+// one (mul, add) pair), or add alone when base is NULL. base is in the memory of the backend that runs the op: a
+// captured GPU graph (trainer.c) reads a new seed at each replay. seed_get is the CPU's reading of it.
+typedef struct SeedRef {
+    const uint64_t *base;
+    uint64_t mul, add;
+} SeedRef;
+static inline uint64_t seed_get(SeedRef s) { return s.base ? s.mul * *s.base + s.add : s.add; }
+
 // Inverted dropout with a counter-based RNG: element i is dropped iff u(seed, i) < p, with u a 32-bit uniform that
 // depends only on (seed, i) (half of one splitmix64 output). The mask (n bytes, 1 = kept) is saved for backward.
 // p = 0 copies and sets an all-ones mask.
@@ -90,7 +99,7 @@ typedef struct AttnDims {
     int ldq, ldk, ldv; // row strides of q, k, v in floats
     const int *n_keys; // (Tq), each in 1..Tk
     float dropout;
-    uint64_t seed;
+    SeedRef seed;          // the dropout stream's seed (seed_get)
     size_t scratch_floats; // size of scratch; 0: the minimum above
 } AttnDims;
 size_t attention_scratch_floats(const AttnDims *d);

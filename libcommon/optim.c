@@ -4,20 +4,33 @@
 
 #include <math.h>
 
-void adam_step(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p)
+AdamStep adam_constants(const AdamParams *p, long t)
 {
+    double bc1 = 1.0 - pow(p->beta1, (double)t), bc2 = 1.0 - pow(p->beta2, (double)t);
+    return (AdamStep){(float)(p->lr / bc1), (float)sqrt(bc2)};
+}
+
+void adam_apply(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
+                const double *guard, int n_guard)
+{
+    for (int i = 0; i < n_guard; i++)
+        if (!isfinite(guard[i])) return;
     // PyTorch 1.13's _single_tensor_adam, operation for operation: the constants are computed in double and
     // rounded once, m = m b1 + (1-b1) g, v = v b2 + ((1-b2) g) g, w += -step_size (m / (sqrt(v) / sqrt(bc2) + eps))
     float b1 = (float)p->beta1, b2 = (float)p->beta2, c1 = (float)(1 - p->beta1), c2 = (float)(1 - p->beta2);
-    float wd = (float)p->weight_decay, eps = (float)p->eps;
-    double bc1 = 1.0 - pow(p->beta1, (double)t), bc2 = 1.0 - pow(p->beta2, (double)t);
-    float step = (float)(p->lr / bc1), sbc2 = (float)sqrt(bc2);
+    float wd = (float)p->weight_decay, eps = (float)p->eps, step = k->step, sbc2 = k->sbc2;
     for (size_t i = 0; i < n; i++) {
         float gi = wd != 0 ? g[i] + wd * w[i] : g[i];
         m[i] = m[i] * b1 + c1 * gi;
         v[i] = v[i] * b2 + c2 * gi * gi;
         w[i] += -step * (m[i] / (sqrtf(v[i]) / sbc2 + eps));
     }
+}
+
+void adam_step(float *w, const float *g, float *m, float *v, size_t n, long t, const AdamParams *p)
+{
+    AdamStep k = adam_constants(p, t);
+    adam_apply(w, g, m, v, n, p, &k, NULL, 0);
 }
 
 static double anneal(double start, double end, double pct, int linear)

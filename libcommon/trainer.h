@@ -37,10 +37,18 @@ typedef struct Trainer {
     double t_data;          // seconds spent making windows in trainer_step (the data path), for reports
     int precision;          // PREC_*: saved with the state (TS_H_PRECISION), read back by trainer_load; the caller sets it
     int B, T, V;
-    int32_t *win, *inp, *tgt; // (B, T+1), (B, T), (B, T), host memory
-    int32_t *tgt_b;           // the targets in the backend's memory (tgt itself on the CPU)
+    int A, S;                 // micro-batches per step (grad_accum); loss terms per micro-batch (1 + hidden states)
+    int32_t *win;             // (B, T+1), host memory
     float *dlogits;           // (B, T, V), the backend's memory (so are adam_m, adam_v and dh)
     float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
+    // A step's inputs and outputs, one block in host memory (page-locked where the backend has it) and its copy in
+    // the backend's: Adam's constants, the A micro-batches' dropout seeds, inputs (A, B, T) and targets (A, B, T);
+    // then what the step gives back: the gradient norm and the A * S loss terms (doubles)
+    char *io_h, *io_b;
+    size_t in_bytes, out_bytes;
+    int pinned;               // io_h is page-locked (a graph may copy from it)
+    int use_graph;            // HMT_GPU_STEP_GRAPH=1: the step is captured once and replayed (the GPU's graphs)
+    void *graph;              // the captured step, or NULL
 } Trainer;
 
 // What training rc takes, in bytes, before anything is allocated (hg_plan and the trainer's own buffers).
@@ -59,7 +67,10 @@ void trainer_free(Trainer *tr);
 
 // One optimizer step on windows from train. Returns the mean loss over the micro-batches; *grad_norm gets the
 // gradient norm before clipping and *lr the learning rate used. When the loss or the gradient is not finite the
-// weights are left untouched and step is not advanced (the caller stops the run).
+// weights are left untouched and step is not advanced (the caller stops the run). The step's ops wait for a GPU
+// once, at the end: its inputs go in as one copy, its loss terms and norm come back as one. With
+// HMT_GPU_STEP_GRAPH=1 in the environment at trainer_init (a GPU backend; page-locked host memory to be had), the
+// second step is captured as one CUDA graph that every later step replays: the same bytes as launching its ops.
 double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double *lr);
 
 // The loss of model.md §7 for m's last forward pass on targets tgt (B*T), with its gradients written (not

@@ -104,7 +104,7 @@ static void run(HgModel *m, const int32_t *tok, const int32_t *tgt_host, int los
     float *dh[8] = {0};
     for (int h = 0; h < m->n_hidden; h++) dh[h] = be->alloc((size_t)B * m->hidden_T[h] * C * sizeof(float));
     o->loss = trainer_loss(m, tgt, loss_kind, loss_kind == 1 ? 0.1 : 1e-2, dlogits, dh, 1.0f);
-    hg_backward(m, tok, dlogits, dh);
+    hg_backward(m, dlogits, dh);
     o->logits = xmalloc(bt * V * sizeof(float));
     memcpy(o->logits, hg_logits_host(m), bt * V * sizeof(float));
     for (int h = 0; h < m->n_hidden; h++) {
@@ -206,13 +206,7 @@ static void round_linear_weights(HgModel *m)
         int hit = 0;
         for (size_t e = 0; e < sizeof ends / sizeof *ends; e++)
             hit |= len >= strlen(ends[e]) && strcmp(p->name + len - strlen(ends[e]), ends[e]) == 0;
-        for (size_t j = 0; hit && j < p->size; j++) {
-            float *w = m->w + p->offset + j;
-            uint32_t u;
-            memcpy(&u, w, 4);
-            u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-            memcpy(w, &u, 4);
-        }
+        for (size_t j = 0; hit && j < p->size; j++) m->w[p->offset + j] = check_bf16_round(m->w[p->offset + j]);
     }
 }
 
@@ -485,21 +479,94 @@ static void test_bf16_training(const Backend *gpu)
     snprintf(path, sizeof path, "%s/bf16_val.bin", dir), unlink(path);
 }
 
-// Sections named on the command line run alone (model, decode, graph, training, bf16, fused); none: all of them
-static int n_only;
-static char **only;
-static int want(const char *section)
+// The training step captured in a CUDA graph (HMT_GPU_STEP_GRAPH=1: the first step direct, the second captured,
+// then replays that read new tokens, seeds and Adam constants from device memory) gives the bytes of the same steps
+// launched one by one: losses, gradient norms, weights and Adam moments, in float32 and bf16. A step whose loss is
+// not finite leaves the weights and the step count alone (Adam's guard on the device), graphed or not.
+static void test_step_graph(const Backend *gpu)
 {
-    for (int i = 0; i < n_only; i++)
-        if (strcmp(only[i], section) == 0) return 1;
-    return n_only == 0;
+    char err[ERR_MAX], path[256];
+    if (!gpu) {
+        for (int k = 0; k < 10; k++) CHECK(0, "step graph");
+        return;
+    }
+    walk_shard("graph_train.bin", 0, 6, 31, 17, 300, NULL);
+    snprintf(path, sizeof path, "%s/graph_train.bin", dir);
+    RunConfig rc;
+    const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
+                       "\"num_heads\": 2, \"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, "
+                       "\"loss\": {\"type\": \"cosine_ce\"}, \"train\": {\"batch_size\": 2, "
+                       "\"gradient_accumulation_steps\": 2, \"steps\": 20, \"seed\": 7}, \"lr_scheduler\": "
+                       "{\"max_lr\": 3e-3}}";
+    DataSet ds;
+    if (config_parse(&rc, json, "test", err) < 0 ||
+        data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0) {
+        CHECK(0, "step graph setup: %s", err);
+        return;
+    }
+    for (int prec = PREC_FP32; prec <= PREC_BF16; prec += PREC_BF16 - PREC_FP32) {
+        Trainer t[2]; // launched one by one, graphed
+        gpu->set_precision(prec);
+        int ok = trainer_init(&t[0], &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+        setenv("HMT_GPU_STEP_GRAPH", "1", 1);
+        ok = ok && trainer_init(&t[1], &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+        unsetenv("HMT_GPU_STEP_GRAPH");
+        CHECK(ok, "step graph (%s) setup: %s", precision_name(prec), err);
+        if (!ok) break;
+        int same = 1;
+        for (int s = 0; s < 6; s++) {
+            double l[2], nrm[2], lr[2];
+            for (int k = 0; k < 2; k++) l[k] = trainer_step(&t[k], &ds, &nrm[k], &lr[k]);
+            same = same && memcmp(l, l + 1, sizeof *l) == 0 && memcmp(nrm, nrm + 1, sizeof *nrm) == 0 && lr[0] == lr[1];
+        }
+        CHECK(t[1].graph != NULL && t[0].graph == NULL, "step graph (%s): captured only where asked",
+              precision_name(prec));
+        CHECK(same && t[0].step == 6 && t[1].step == 6, "step graph (%s): 6 steps' losses and norms, the same bytes",
+              precision_name(prec));
+        size_t n = t[0].m.n_floats, bytes = n * sizeof(float);
+        float *h[2][3];
+        for (int k = 0; k < 2; k++) {
+            const float *dev[3] = {t[k].m.bw, t[k].adam_m, t[k].adam_v};
+            for (int j = 0; j < 3; j++) h[k][j] = xmalloc(bytes), gpu->download(h[k][j], dev[j], bytes);
+        }
+        CHECK(memcmp(h[0][0], h[1][0], bytes) == 0 && memcmp(h[0][1], h[1][1], bytes) == 0 &&
+                  memcmp(h[0][2], h[1][2], bytes) == 0,
+              "step graph (%s): weights and Adam moments, the same bytes", precision_name(prec));
+        // a NaN weight in the output layer: the loss is NaN, and the step changes nothing (its graph reads the
+        // guard on the device)
+        int wout = hg_param_index(&t[0].m, "Wout.weight");
+        size_t at = wout >= 0 ? t[0].m.params[wout].offset : 0;
+        float nan = NAN;
+        int guarded = 1;
+        for (int k = 0; k < 2; k++) {
+            gpu->upload(t[k].m.bw + at, &nan, sizeof nan);
+            h[k][0][at] = NAN;
+            double nrm, lr, l = trainer_step(&t[k], &ds, &nrm, &lr);
+            float *w = xmalloc(bytes);
+            gpu->download(w, t[k].m.bw, bytes);
+            guarded = guarded && isnan(l) && t[k].step == 6 && memcmp(w, h[k][0], bytes) == 0;
+            free(w);
+        }
+        CHECK(wout >= 0 && guarded, "step graph (%s): a NaN loss leaves the weights and the step count",
+              precision_name(prec));
+        for (int k = 0; k < 2; k++) {
+            for (int j = 0; j < 3; j++) free(h[k][j]);
+            trainer_free(&t[k]);
+        }
+    }
+    gpu->set_precision(PREC_FP32);
+    data_close(&ds), config_free(&rc);
+    unlink(path);
 }
+
 
 int main(int argc, char **argv)
 {
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
-    n_only = argc - 1, only = argv + 1;
+    // sections named on the command line run alone; none: all of them
+    static const char *const sections[] = {"model", "decode", "graph", "training", "step_graph", "bf16", "fused"};
+    check_select(argc, argv, sections, sizeof sections / sizeof *sections);
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
     const char *req = getenv("HMT_REQUIRE_GPU");
@@ -514,12 +581,13 @@ int main(int argc, char **argv)
         printf("test_cuda_model: on %s\n", gpu->device_name());
         if (!mkdtemp(dir)) die("mkdtemp failed");
     }
-    if (want("model")) test_model(gpu);
-    if (want("decode")) test_decode(gpu), test_decode_long(gpu);
-    if (want("graph")) test_decode_graph(gpu);
-    if (want("training")) test_training(gpu);
-    if (want("bf16")) test_bf16_training(gpu);
-    if (want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
+    if (check_want("model")) test_model(gpu);
+    if (check_want("decode")) test_decode(gpu), test_decode_long(gpu);
+    if (check_want("graph")) test_decode_graph(gpu);
+    if (check_want("training")) test_training(gpu);
+    if (check_want("step_graph")) test_step_graph(gpu);
+    if (check_want("bf16")) test_bf16_training(gpu);
+    if (check_want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
         printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
         if (gpu) {
             setenv("HMT_GPU_ATTENTION", "fused", 1);

@@ -48,6 +48,15 @@ static void *dev_new(size_t bytes)
     if (d) gpu_zero(d, bytes);
     return d;
 }
+// seed as a SeedRef the kernel reads from device memory: mul * base + add with base uploaded (as trainer.c's graphed
+// step passes them); the ops must give the bytes of the seed passed by value. *keep: the base, to free
+static SeedRef dev_seed(uint64_t seed, void **keep)
+{
+    uint64_t base = seed ^ 0x5851f42d4c957f2dULL, mul = 6364136223846793005ULL;
+    *keep = dev_from(&base, sizeof base);
+    return (SeedRef){*keep, mul, seed - mul * base};
+}
+
 // a fresh host copy of device memory (zeros when the copy fails)
 static void *host_from(const void *d, size_t bytes)
 {
@@ -106,19 +115,10 @@ static void no_error(const char *section)
 
 // ---- linear -------------------------------------------------------------------------------------------------
 
-// x rounded to bfloat16 (nearest even), as the GPU's conversion for --precision bf16
-static float bf16_round(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
 static float *bf16_copy(const float *a, size_t n)
 {
     float *p = copy_of(a, n);
-    for (size_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
+    for (size_t i = 0; i < n; i++) p[i] = check_bf16_round(p[i]);
     return p;
 }
 
@@ -271,11 +271,14 @@ static void residual_ln_case(const char *name, int N, int C, float p)
     for (int r = 0; r < 3; r++) {
         reset(d_dx, dx0, n * 4), reset(d_dw, dw0, C * 4), reset(d_db, db0, C * 4), gpu_zero(d_dy, n * 4);
         if (r < 2) {
-            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_mask, d_x, d_y, p, seed, d_w, d_b, N, C);
+            void *base = NULL; // the second fused run reads its seed from device memory
+            SeedRef sr = r == 0 ? (SeedRef){.add = seed} : dev_seed(seed, &base);
+            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_mask, d_x, d_y, p, sr, d_w, d_b, N, C);
+            gpu_free(base);
             gpu_residual_layernorm_backward(d_dx, d_dy, d_dw, d_db, d_dout, d_res, d_mask, p, d_w, d_mean, d_rstd, N,
                                             C);
         } else {
-            gpu_dropout_forward(d_yd, d_mask, d_y, p, seed, n);
+            gpu_dropout_forward(d_yd, d_mask, d_y, p, (SeedRef){.add = seed}, n);
             gpu_add_forward(d_res, d_x, d_yd, n);
             gpu_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_w, d_b, N, C);
             gpu_zero(d_g, n * 4);
@@ -415,13 +418,16 @@ static void test_elementwise(void)
             uint8_t *gm[2];
             for (int t = 0; t < 2; t++) {
                 reset(d_din, acc0, n * 4);
+                void *base = NULL; // the second run reads its seed from device memory
+                SeedRef sr = t == 0 ? (SeedRef){.add = seed} : dev_seed(seed, &base);
                 if (relu) {
-                    gpu_relu_dropout_forward(d_out, d_mask, d_a, p, seed, n);
+                    gpu_relu_dropout_forward(d_out, d_mask, d_a, p, sr, n);
                     gpu_relu_dropout_backward(d_din, d_g, d_mask, d_a, p, n);
                 } else {
-                    gpu_dropout_forward(d_out, d_mask, d_a, p, seed, n);
+                    gpu_dropout_forward(d_out, d_mask, d_a, p, sr, n);
                     gpu_dropout_backward(d_din, d_g, d_mask, p, n);
                 }
+                gpu_free(base);
                 go[t] = host_from(d_out, n * 4), gd[t] = host_from(d_din, n * 4), gm[t] = host_from(d_mask, n);
             }
             char m[128];
@@ -448,7 +454,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
 {
     int HS = C / NH, L = with_er ? Tq + 3 : 0;
     AttnDims d = {.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = NH, .L = L, .ldq = 3 * C, .ldk = 2 * C, .ldv = 2 * C,
-                  .n_keys = n_keys, .dropout = dropout, .seed = 99 + (uint64_t)Tq};
+                  .n_keys = n_keys, .dropout = dropout, .seed = {.add = 99 + (uint64_t)Tq}};
     size_t nq = (size_t)B * Tq * 3 * C, nkv = (size_t)B * Tk * 2 * C, no = (size_t)B * Tq * C;
     size_t np = (size_t)B * NH * Tq * Tk, ner = (size_t)(with_er ? L : 1) * HS;
     float *qb = rnd(nq, 1), *kv = rnd(nkv, 1), *er = rnd(ner, 1), *dout = rnd(no, 1);
@@ -467,8 +473,11 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     AttnDims dd = d;
     dd.n_keys = d_nk;
     float *g[2][6];
+    void *base = NULL; // the second run of each kind reads its seed from device memory: the same bytes ("twice")
+    SeedRef seed_dev = dev_seed(d.seed.add, &base);
     for (int r = 0; r < 2; r++) {
         reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+        dd.seed = r == 0 ? d.seed : seed_dev;
         gpu_attention_forward(d_out, d_probs, d_mask, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
         gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, d_mask,
                                d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
@@ -492,6 +501,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         for (int r = 0; r < 2; r++) {
             reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
             gpu_zero(d_out, no * 4);
+            dd.seed = r == 0 ? d.seed : seed_dev;
             gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
             gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
                                          d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
@@ -511,7 +521,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         gpu_free(d_lse);
     }
     gpu_free(d_q), gpu_free(d_kv), gpu_free(d_er), gpu_free(d_dout), gpu_free(d_out), gpu_free(d_probs);
-    gpu_free(d_dq), gpu_free(d_dkv), gpu_free(d_der), gpu_free(d_mask), gpu_free(d_nk);
+    gpu_free(d_dq), gpu_free(d_dkv), gpu_free(d_der), gpu_free(d_mask), gpu_free(d_nk), gpu_free(base);
     free(qb), free(kv), free(er), free(dout), free(dq0), free(dkv0), free(der0), free(out), free(probs), free(scratch);
     free(mask), free(dq), free(dkv), free(der);
     no_error(name);
@@ -815,7 +825,7 @@ static void dec_lin_fn(float *out, void *c)
     else gpu_dec_linear(out, l->x, l->w, l->b, l->N, l->IC, l->OC, l->relu);
 }
 
-// w16: the weights as bfloat16 (gpu_to_bf16, whose bits must be those of bf16_round), the reference then with the
+// w16: the weights as bfloat16 (gpu_to_bf16, whose bits must be those of check_bf16_round), the reference then with the
 // rounded weights in double: the kernel's float32 arithmetic on them, within TOL
 static void dec_linear_case(int N, int IC, int OC, int bias, int relu, int w16)
 {
@@ -1250,20 +1260,12 @@ int main(int argc, char **argv)
                     {"linear", test_linear},       {"layernorm", test_layernorm},
                     {"attention", test_attention}, {"losses", test_losses},
                     {"optimizer", test_optim},     {"decoding", test_decoding}};
-    size_t n_sections = sizeof sections / sizeof *sections;
-    for (int a = 1; a < argc; a++) {
-        size_t i = 0;
-        while (i < n_sections && strcmp(argv[a], sections[i].name) != 0) i++;
-        if (i == n_sections) {
-            fprintf(stderr, "test_cuda_ops: no section '%s' (sections: device, elementwise and dropout, embedding, "
-                    "resampling, linear, layernorm, attention, losses, optimizer, decoding)\n", argv[a]);
-            return 2;
-        }
-    }
-    for (size_t i = 0; i < n_sections; i++) {
-        int chosen = argc == 1;
-        for (int a = 1; a < argc; a++) chosen |= strcmp(argv[a], sections[i].name) == 0;
-        if (!chosen) continue;
+    enum { n_sections = sizeof sections / sizeof *sections };
+    const char *names[n_sections];
+    for (int i = 0; i < n_sections; i++) names[i] = sections[i].name;
+    check_select(argc, argv, names, n_sections);
+    for (int i = 0; i < n_sections; i++) {
+        if (!check_want(sections[i].name)) continue;
         if (!check_skipping) printf("-- %s\n", sections[i].name);
         sections[i].fn();
     }

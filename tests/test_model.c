@@ -113,7 +113,7 @@ static void gradient_check(const Kind *k, float dropout)
         for (size_t i = 0; i < nh; i++) L.Rh[h][i] = getenv("NOHID") ? 0 : frand();
     }
     memset(m.dw, 0, m.n_floats * sizeof *m.dw);
-    hg_backward(&m, tok, L.R, L.Rh);
+    hg_backward(&m, L.R, L.Rh);
     // a few elements of every tensor (all of the small ones). Float32 central differences of a deep ReLU network
     // are either noisy (small eps) or cross a ReLU kink (large eps), so a probe passes when one of two steps
     // agrees: |numeric - analytic| <= 1e-3 + 1e-2 * max(|numeric|, |analytic|). A wrong gradient fails both.
@@ -228,7 +228,7 @@ static void thread_independence(void)
         ops_set_threads(counts[k]);
         hg_forward(&m, tok, 1, 7);
         memset(m.dw, 0, m.n_floats * sizeof *m.dw);
-        hg_backward(&m, tok, R, NULL);
+        hg_backward(&m, R, NULL);
         if (k == 0) {
             memcpy(ref_logits, m.logits, nl * sizeof(float));
             memcpy(ref_dw, m.dw, m.n_floats * sizeof(float));

@@ -309,7 +309,7 @@ static void run_attention_case(const char *name, int Tq, int Tk, const int *n_ke
     int B = 2, C = 8, NH = 2, L = Tq > 5 ? Tq + 2 : 7;
     AttCtx c = {0};
     c.d = (AttnDims){.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = NH, .L = L, .ldq = 3 * C, .ldk = 2 * C, .ldv = 2 * C,
-                     .n_keys = n_keys, .dropout = dropout, .seed = 99};
+                     .n_keys = n_keys, .dropout = dropout, .seed = {.add = 99}};
     size_t n_scratch = 2 * (size_t)Tq * Tk + (size_t)Tq * Tq;
     if (par) c.d.scratch_floats = attention_scratch_floats(&c.d), n_scratch = c.d.scratch_floats;
     // q inside a (B,Tq,3C) buffer and k, v interleaved in one (B,Tk,2C) buffer: the strides are exercised

@@ -182,7 +182,7 @@ static void run_fixture_from(const char *dir, const char *name, const char *st)
     float lf = (float)loss;
     compare(name, "loss", &lf, find(&f, "loss")->data, 1);
     memset(m.dw, 0, m.n_floats * sizeof *m.dw);
-    hg_backward(&m, inp, dlogits, dh);
+    hg_backward(&m, dlogits, dh);
     for (int i = 0; i < m.n_params; i++) {
         char key[160];
         snprintf(key, sizeof key, "grad.%s", m.params[i].name);

@@ -36,7 +36,7 @@ typedef struct FaArgs {
     float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout
     int drop;
     uint32_t thr;
-    uint64_t seed;
+    SeedRef seed;
 } FaArgs;
 
 // rows row0 .. row0+n-1 of src (row stride ld) into dst at pitch HS+1; zero rows outside [0, limit)
@@ -67,7 +67,7 @@ __device__ static int fa_tile_keys(const int *n_keys, int i0, int Tq)
 
 __device__ static uint64_t fa_key(const FaArgs &a, int bh)
 {
-    return mix64((a.seed ^ (uint64_t)bh * a.Tq * a.Tk) + GOLDEN) + GOLDEN;
+    return a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)bh * a.Tq * a.Tk) : 0;
 }
 
 // For the thread's columns u: s[u] = q . (Ks[krow[u]] + Es[erow[u]]) (Es NULL: no relative term) and, with DP,

@@ -77,9 +77,7 @@ static const DecKernels dec_gpu = {
     .attend_proj = gpu_dec_attend_proj, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
     .ln_linear = gpu_dec_ln_linear, .ln_linear16 = gpu_dec_ln_linear16, .ln_linear_qkv = gpu_dec_ln_linear_qkv,
     .ln_linear_qkv16 = gpu_dec_ln_linear_qkv16, .kernel_rows = gpu_dec_kernel_rows, .to_bf16 = gpu_to_bf16, .linear16 = gpu_dec_linear16,
-    .linear_qkv16 = gpu_dec_linear_qkv16, .host_alloc = gpu_host_alloc, .host_free = gpu_host_free,
-    .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
-    .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free,
+    .linear_qkv16 = gpu_dec_linear_qkv16,
 };
 
 static const Backend backend_gpu = {
@@ -100,10 +98,12 @@ static const Backend backend_gpu = {
     .crop_backward = gpu_crop_backward, .shift_forward = gpu_shift_forward, .shift_backward = gpu_shift_backward,
     .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
     .repeat_forward = gpu_repeat_forward, .repeat_backward = gpu_repeat_backward,
-    .crossentropy_fused = gpu_crossentropy_fused,
-    .cosine_pairs_forward = gpu_cosine_pairs_forward, .cosine_pairs_backward = gpu_cosine_pairs_backward,
-    .exp_cosine_forward = gpu_exp_cosine_forward, .exp_cosine_backward = gpu_exp_cosine_backward,
-    .clip_grad_norm = gpu_clip_grad_norm, .adam_step = gpu_adam_step, .dec = &dec_gpu, .set_precision = gpu_set_precision,
+    .crossentropy_fused = gpu_crossentropy_fused_to,
+    .cosine_pairs_forward = gpu_cosine_pairs_forward_to, .cosine_pairs_backward = gpu_cosine_pairs_backward,
+    .exp_cosine_forward = gpu_exp_cosine_forward_to, .exp_cosine_backward = gpu_exp_cosine_backward,
+    .clip_grad_norm = gpu_clip_grad_norm_to, .adam_apply = gpu_adam_apply, .host_alloc = gpu_host_alloc, .host_free = gpu_host_free,
+    .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
+    .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free, .dec = &dec_gpu, .set_precision = gpu_set_precision,
 };
 
 const Backend *backend_cuda(char *err)

@@ -64,7 +64,9 @@ __host__ __device__ static inline uint64_t mix64(uint64_t x)
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
 }
-static inline uint64_t dropout_key(uint64_t seed) { return mix64(seed + GOLDEN) + GOLDEN; }
+__host__ __device__ static inline uint64_t dropout_key(uint64_t seed) { return mix64(seed + GOLDEN) + GOLDEN; }
+// a SeedRef's value (ops.h seed_get), read by the kernel: its base is device memory
+__device__ static inline uint64_t seed_dev(SeedRef s) { return s.base ? s.mul * *s.base + s.add : s.add; }
 static inline uint32_t drop_threshold(float p)
 {
     double t = (double)p * 4294967296.0;

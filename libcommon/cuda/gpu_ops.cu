@@ -270,11 +270,12 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 static float dropout_bwd_scale(float p) { return p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f); }
 
 __global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float scale, uint32_t thr, uint64_t key, int copy, const float *w,
+                                    const float *y, float scale, uint32_t thr, SeedRef seed, int copy, const float *w,
                                     const float *b, int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
+    uint64_t key = copy ? 0 : dropout_key(seed_dev(seed));
     for (int c = lane; c < C; c += 32) {
         size_t i = (size_t)row * C + c;
         float d;
@@ -292,14 +293,14 @@ __global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float 
 }
 
 void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float p, uint64_t seed, const float *w, const float *b, int N,
+                                    const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
                                     int C)
 {
     const char *op = "gpu_residual_layernorm_forward";
     if (!gpu_enter(op)) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     LAUNCH(res_ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, mean, rstd, res, mask, x, y, scale,
-                                                                 drop_threshold(p), dropout_key(seed), p <= 0.0f, w,
+                                                                 drop_threshold(p), seed, p <= 0.0f, w,
                                                                  b, N, C);
     gpu_launched(op);
 }
@@ -370,9 +371,10 @@ void gpu_accumulate(float *dst, const float *src, size_t n) { EW_OP("gpu_accumul
 // ---- dropout: ops.c's counter stream, element for element (drop_keep, gpu_internal.cuh) ------------------------
 
 // out = kept (and, with relu, inp > 0) ? inp * scale : +0; mask = kept. p <= 0 (`copy`): every mask byte 1.
-__global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, float scale, uint32_t thr, uint64_t key,
+__global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, float scale, uint32_t thr, SeedRef seed,
                                  int relu, int copy, size_t n)
 {
+    uint64_t key = copy ? 0 : dropout_key(seed_dev(seed));
     GRID_STRIDE(i, n)
     {
         float x = inp[i];
@@ -398,21 +400,21 @@ __global__ static void dropout_bwd_k(float *dinp, const float *dout, const uint8
     }
 }
 
-static void dropout_launch(const char *op, float *out, uint8_t *mask, const float *inp, float p, uint64_t seed,
+static void dropout_launch(const char *op, float *out, uint8_t *mask, const float *inp, float p, SeedRef seed,
                            size_t n, int relu)
 {
     if (!gpu_enter(op) || n == 0) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     LAUNCH(dropout_k, ew_blocks(n), EW_THREADS)(out, mask, inp, scale, drop_threshold(p),
-                                                           dropout_key(seed), relu, p <= 0.0f, n);
+                                                           seed, relu, p <= 0.0f, n);
     gpu_launched(op);
 }
 
-void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n)
+void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n)
 {
     dropout_launch("gpu_dropout_forward", out, mask, inp, p, seed, n, 0);
 }
-void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n)
+void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n)
 {
     dropout_launch("gpu_relu_dropout_forward", out, mask, inp, p, seed, n, 1);
 }
@@ -443,7 +445,7 @@ typedef struct AttK {
     float keep;    // forward: 1/(1-p) (0 when p >= 1); backward: 1/(1-p), 1 without dropout
     int drop;      // dropout > 0
     uint32_t thr;  // dropout threshold
-    uint64_t seed; // AttnDims.seed
+    SeedRef seed; // AttnDims.seed
 } AttK;
 
 // the widest key count of the query tile holding row i (ops.c att_keys); every thread gets it
@@ -467,7 +469,7 @@ __global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, con
     if (rr) // the relative term; each thread then reads back only what it wrote
         for (int j = threadIdx.x; j < n; j += blockDim.x) s[j] = s[j] + rr[j];
     float mx, sum = block_exp_row(s, s, n, red, red, &mx);
-    uint64_t key = mix64((a.seed ^ (uint64_t)(bh * Tq * Tk)) + GOLDEN) + GOLDEN;
+    uint64_t key = a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)(bh * Tq * Tk)) : 0;
     uint8_t *mr = mask + row * Tk;
     float *pr = pd ? pd + row * Tk : NULL;
     for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
@@ -873,19 +875,50 @@ __global__ static void ce_fused_k(float *dlogits, double *row_loss, const float 
     if (threadIdx.x == 0) row_loss[i] = t == 0 ? 0.0 : -((double)(x[t] - mx) - log(sum));
 }
 
-float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
-                             int *n_valid)
+// the fused kernels' row losses and their sum and count into ws[0], ws[1]; returns ws (NULL: error kept)
+static double *ce_fused_launch(const char *op, float *dlogits, const float *logits, const int32_t *targets, int N,
+                               int V, float scale)
 {
-    const char *op = "gpu_crossentropy_fused";
-    *n_valid = 0;
-    if (!gpu_enter(op) || N <= 0) return 0.0f;
+    if (!gpu_enter(op) || N <= 0) return NULL;
     double *ws = (double *)gpu_workspace(op, ((size_t)N + 2) * sizeof(double));
-    if (!ws) return 0.0f;
-    LAUNCH(count_valid_k, 1, 1024)(ws + 1, targets, N); // counted once: ce_fused_k needs it for g, ce_mean after
+    if (!ws) return NULL;
+    LAUNCH(count_valid_k, 1, 1024)(ws + 1, targets, N); // counted once: ce_fused_k needs it for g, the sum after
     gpu_launched(op);
     LAUNCH(ce_fused_k, N, RED_THREADS)(dlogits, ws + 2, logits, targets, V, scale, ws + 1);
     gpu_launched(op);
-    return ce_mean(op, ws, ws + 2, NULL, N, n_valid);
+    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 2, (size_t)N, (const int32_t *)NULL);
+    gpu_launched(op);
+    return ws;
+}
+
+float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
+                             int *n_valid)
+{
+    *n_valid = 0;
+    double *ws = ce_fused_launch("gpu_crossentropy_fused", dlogits, logits, targets, N, V, scale), h[2] = {0, 0};
+    if (!ws || gpu_download(h, ws, sizeof h)) return 0.0f;
+    *n_valid = (int)h[1];
+    return *n_valid ? (float)(h[0] / *n_valid) : 0.0f; // ce_mean's arithmetic
+}
+
+// *loss = the float mean of ws's sum over its count (ce_mean's arithmetic), as a double
+__global__ static void ce_final_k(double *loss, const double *ws)
+{
+    int nv = (int)ws[1];
+    *loss = nv ? (double)(float)(ws[0] / nv) : 0.0;
+}
+
+void gpu_crossentropy_fused_to(float *dlogits, double *loss, const float *logits, const int32_t *targets, int N,
+                               int V, float scale)
+{
+    const char *op = "gpu_crossentropy_fused";
+    double *ws = ce_fused_launch(op, dlogits, logits, targets, N, V, scale);
+    if (!ws) {
+        if (N <= 0) gpu_zero(loss, sizeof *loss);
+        return;
+    }
+    LAUNCH(ce_final_k, 1, 1)(loss, ws);
+    gpu_launched(op);
 }
 
 // cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
@@ -922,19 +955,31 @@ __global__ static void cos_pairs_k(double *val, float *dh, const float *h, int T
     }
 }
 
+// the pairs' cosines summed into *sum (NULL: into the workspace's first double); returns the workspace
+static double *cos_pairs_launch(const char *op, double *sum, const float *h, int B, int T, int C)
+{
+    size_t np = (size_t)B * (T / 2);
+    if (!gpu_enter(op)) return NULL;
+    double *ws = (double *)gpu_workspace(op, (np + 1) * sizeof(double));
+    if (!ws) return NULL;
+    if (np) {
+        LAUNCH(cos_pairs_k, (unsigned)np, RED_THREADS)(ws + 1, (float *)NULL, h, T, C, 0.0f);
+        gpu_launched(op);
+    }
+    LAUNCH(sum_doubles_k, 1, 1024)(sum ? sum : ws, ws + 1, np, (const int32_t *)NULL);
+    gpu_launched(op);
+    return ws;
+}
+
 double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs)
 {
-    const char *op = "gpu_cosine_pairs_forward";
     *n_pairs = (long)B * (T / 2);
-    if (!gpu_enter(op) || *n_pairs == 0) return 0.0;
-    double *ws = (double *)gpu_workspace(op, ((size_t)*n_pairs + 1) * sizeof(double));
-    if (!ws) return 0.0;
-    LAUNCH(cos_pairs_k, (unsigned)*n_pairs, RED_THREADS)(ws + 1, (float *)NULL, h, T, C, 0.0f);
-    gpu_launched(op);
-    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1, (size_t)*n_pairs, (const int32_t *)NULL);
-    gpu_launched(op);
-    double s = 0;
-    return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
+    double *ws = cos_pairs_launch("gpu_cosine_pairs_forward", NULL, h, B, T, C), s = 0;
+    return ws && gpu_download(&s, ws, sizeof s) == 0 ? s : 0.0;
+}
+void gpu_cosine_pairs_forward_to(double *sum, const float *h, int B, int T, int C)
+{
+    cos_pairs_launch("gpu_cosine_pairs_forward", sum, h, B, T, C);
 }
 
 void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale)
@@ -1015,17 +1060,26 @@ static double *exp_cos_prep(const char *op, const float *h, int B, int T, int C,
     return ws;
 }
 
+// the rows' sums of exp(-cos) summed into *sum (NULL: into the workspace's first double); returns the workspace
+static double *exp_cos_launch(const char *op, double *sum, const float *h, int B, int T, int C)
+{
+    if (!gpu_enter(op)) return NULL;
+    size_t rows = (size_t)B * T;
+    double *ws = rows ? exp_cos_prep(op, h, B, T, C, 1) : (double *)gpu_workspace(op, sizeof(double));
+    if (!ws) return NULL;
+    LAUNCH(sum_doubles_k, 1, 1024)(sum ? sum : ws, ws + 1 + rows + rows * T, rows, (const int32_t *)NULL);
+    gpu_launched(op);
+    return ws;
+}
+
 double gpu_exp_cosine_forward(const float *h, int B, int T, int C)
 {
-    const char *op = "gpu_exp_cosine_forward";
-    if (!gpu_enter(op) || B * T == 0) return 0.0;
-    double *ws = exp_cos_prep(op, h, B, T, C, 1);
-    if (!ws) return 0.0;
-    size_t rows = (size_t)B * T;
-    LAUNCH(sum_doubles_k, 1, 1024)(ws, ws + 1 + rows + rows * T, rows, (const int32_t *)NULL);
-    gpu_launched(op);
-    double s = 0;
-    return gpu_download(&s, ws, sizeof s) ? 0.0 : s;
+    double *ws = exp_cos_launch("gpu_exp_cosine_forward", NULL, h, B, T, C), s = 0;
+    return ws && gpu_download(&s, ws, sizeof s) == 0 ? s : 0.0;
+}
+void gpu_exp_cosine_forward_to(double *sum, const float *h, int B, int T, int C)
+{
+    exp_cos_launch("gpu_exp_cosine_forward", sum, h, B, T, C);
 }
 
 void gpu_exp_cosine_backward(float *dh, const float *h, int B, int T, int C, float scale)

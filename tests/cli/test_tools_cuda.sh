@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda):
-# the registry records the device and the GPU's name; the same run twice gives the same bytes; N steps straight equal
-# k steps, SIGKILL, --resume, N - k steps, bitwise, also when the SIGKILL lands inside a checkpoint write; a GPU
-# checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU run's;
-# a plan larger than the GPU's memory is refused in one line with nothing left behind. sample on the GPU writes the
-# CPU's documents when greedy (past the window too) and the same bytes twice when sampling; eval on the GPU gives the
-# CPU's test loss within 1e-4. Without a GPU every check
-# counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure). Env: BIN (default bin-cuda), SHARED as in
-# test_tools.sh, or SHARDS (a shard folder, for a GPU machine without POP909). Ends with "N passed, N failed, N skipped".
+# test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda): the
+# registry records the device and the GPU's name; the same run twice gives the same bytes (also with the step as a CUDA
+# graph, HMT_GPU_STEP_GRAPH=1); N steps straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the
+# SIGKILL lands inside a checkpoint write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a
+# GPU run's val losses follow the CPU run's; a plan larger than the GPU's memory is refused in one line with nothing
+# left behind. sample on the GPU writes the CPU's documents when greedy (past the window too) and the same bytes twice
+# when sampling; eval on the GPU gives the CPU's test loss within 1e-4. Without a GPU every check counts as skipped
+# (HMT_REQUIRE_GPU=1 makes that a failure). Env: BIN (default bin-cuda), SHARED as in test_tools.sh, or SHARDS (a shard
+# folder, for a GPU machine without POP909). Ends with "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
 
@@ -17,7 +17,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=49
+N_CHECKS=51
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -51,6 +51,11 @@ check "registry: device cuda" test "$(q "select device from runs where out_dir l
 check "registry: the GPU's name" grep -q NVIDIA <<<"$(q "select device_name from runs where out_dir like '%/g1'")"
 expect "the same run again exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/g2"
 check "the same run twice on one GPU: the same bytes" same_run "$T/g1" "$T/g2"
+# the training step captured in a CUDA graph once and replayed (HMT_GPU_STEP_GRAPH=1): the same bytes
+export HMT_GPU_STEP_GRAPH=1
+expect "train --device cuda with HMT_GPU_STEP_GRAPH=1 exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/gg"
+unset HMT_GPU_STEP_GRAPH
+check "the step as a CUDA graph: the run's bytes without it" same_run "$T/g1" "$T/gg"
 
 # ---- SIGKILL and --resume on the GPU: bitwise --------------------------------------------------------------------
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gk"; exit $?) 2>/dev/null

@@ -285,11 +285,22 @@ cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STA
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
 const char *cublasGetStatusString(cublasStatus_t s) { return s ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_SUCCESS"; }
 
+// A cuBLAS call while capturing joins the graph as a whole, as cuBLAS 12.2+ does: its operands (device pointers,
+// pointer arrays a kernel of the same graph may fill) are read at replay, its host scalars alpha, beta now
+#define BLAS_CAPTURE(h, call)                                                                                          \
+    if (emu_capturing) {                                                                                               \
+        float a_ = *(const float *)alpha, b_ = *(const float *)beta;                                                   \
+        emu_record([=]() {                                                                                             \
+            const float *alpha = &a_, *beta = &b_;                                                                     \
+            call;                                                                                                      \
+        });                                                                                                            \
+        return CUBLAS_STATUS_SUCCESS;                                                                                  \
+    }
+
 // column-major C (m,n) = alpha op(A) op(B) + beta C, with cuBLAS's argument checks
 static cublasStatus_t sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                             const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (emu_capturing) return refused(), CUBLAS_STATUS_INVALID_VALUE; // not emulated: decode.c's graphs hold none
     int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
     if (m < 0 || n < 0 || k < 0 || lda < (ra > 1 ? ra : 1) || ldb < (rb > 1 ? rb : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -298,27 +309,31 @@ static cublasStatus_t sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, i
                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
                            float *C, int ldc)
 {
+    BLAS_CAPTURE(h, cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc));
     return sgemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
-cublasStatus_t cublasSgemmBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasSgemmBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                   const float *alpha, const float *const A[], int lda, const float *const B[], int ldb,
                                   const float *beta, float *const C[], int ldc, int batch)
 {
+    BLAS_CAPTURE(h, cublasSgemmBatched(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, batch));
     for (int i = 0; i < batch; i++) {
         cublasStatus_t s = sgemm(ta, tb, m, n, k, *alpha, A[i], lda, B[i], ldb, *beta, C[i], ldc);
         if (s) return s;
     }
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const float *alpha, const float *A, int lda, long long sA,
                                          const float *B, int ldb, long long sB, const float *beta, float *C, int ldc,
                                          long long sC, int batch)
 {
+    BLAS_CAPTURE(h, cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,
+                                              batch));
     for (int i = 0; i < batch; i++) {
         cublasStatus_t s = sgemm(ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
         if (s) return s;
@@ -349,11 +364,13 @@ static const float *gemm_ex_operand(std::vector<float> &buf, const void *p, cuda
     return buf.data();
 }
 
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B,
                             cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
-                            cublasComputeType_t compute, cublasGemmAlgo_t)
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo)
 {
+    BLAS_CAPTURE(h, cublasGemmEx(h, ta, tb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, compute,
+                                 algo));
     int fast = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
     if (Ctype != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && !fast) || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF) ||
         (Btype != CUDA_R_32F && Btype != CUDA_R_16BF))

@@ -78,8 +78,8 @@ extern float *emu_dyn_smem;
 void emu_set_dyn_smem(size_t bytes);
 
 // stream capture (cudaStreamBeginCapture .. cudaStreamEndCapture): launches and async copies are recorded in order,
-// not run; a graph replays them. What a real capture refuses (a wait, an allocation, cuBLAS here: decode.c's graphs
-// hold none) fails the capture instead
+// not run; a graph replays them (cuBLAS calls too, as cuBLAS 12.2+ allows). What a real capture refuses (a wait, an
+// allocation, a copy to or from pageable host memory) fails the capture instead
 extern int emu_capturing;
 void emu_record(std::function<void()> op);
 
