@@ -165,8 +165,7 @@ gpu-libs: $(CUDA_TEST_BINS) $(TOOL_BINS) $(if $(filter 1,$(CUDA)),$(BUILD)/bench
 gpu-ablation: $(addprefix $(BIN)/,train eval sample midi2remi shard)
 	@$(if $(filter 1,$(CUDA)),,echo "gpu-ablation: needs CUDA=1" >&2; exit 2;) mkdir -p build/gpu-ablation/bin
 	cp $(addprefix $(BIN)/,train eval sample) build/gpu-ablation/bin/ && strip build/gpu-ablation/bin/*
-	[ -s build/gpu-ablation/shards/manifest.json ] || \
-	  $(BIN)/midi2remi -q $(POP909) | $(BIN)/shard -q --seed $(SPLIT_SEED) -o build/gpu-ablation/shards
+	$(MAKE) --no-print-directory data DATA_DIR=build/gpu-ablation MIDI_DIR=$(POP909)
 	@du -shc build/gpu-ablation build/gpu-libs 2>/dev/null | tail -1
 
 # `make CUDA=1 gpu-pack SHARED=../shared`: everything a lent GPU machine needs for bench/gpu_session.sh in one

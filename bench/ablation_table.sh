@@ -47,7 +47,9 @@ END {
         }
         pm = np[e] ? p[e] / np[e] : 0
         pv = np[e] > 1 ? (pp[e] - np[e] * pm * pm) / (np[e] - 1) : 0
-        printf "| %s | %d | %.4f ± %.4f | %s | %s | %s |\n", e, n[e], m[e], sd, ci, w,
-            np[e] ? sprintf("%.3f ± %.3f", pm, sqrt(pv < 0 ? 0 : pv)) : "-"
+        # one seed: the value bare (no spread to give)
+        val = n[e] > 1 ? sprintf("%.4f ± %.4f", m[e], sd) : sprintf("%.4f", m[e])
+        ppl = np[e] > 1 ? sprintf("%.3f ± %.3f", pm, sqrt(pv < 0 ? 0 : pv)) : np[e] ? sprintf("%.3f", pm) : "-"
+        printf "| %s | %d | %s | %s | %s | %s |\n", e, n[e], val, ci, w, ppl
     }
 }'

@@ -630,7 +630,7 @@ static void att_fwd_task(void *c, int task, int w)
     const float *vh = a->v + (size_t)b * Tk * d->ldv + h * HS;
     size_t base = ((size_t)b * NH + h) * Tq * Tk;
     uint32_t thr = drop_threshold(d->dropout);
-    uint64_t key = dropout_key(d->seed ^ (uint64_t)base);
+    uint64_t key = dropout_key(seed_get(d->seed) ^ (uint64_t)base);
     for (int i0 = 0; i0 < Tq; i0 += R) {
         int rows = Tq - i0 < R ? Tq - i0 : R, nk = att_keys(d, i0, rows);
         float *P = a->probs + base + (size_t)i0 * Tk;
@@ -932,7 +932,7 @@ float crossentropy_fused(float *dlogits, const float *logits, const int32_t *tar
     float g = *n_valid ? scale / (float)*n_valid : 0.0f;
     for (int i = 0; i < N; i++) {
         float *d = dlogits + (size_t)i * V;
-        if (targets[i] == 0 || !*n_valid) {
+        if (targets[i] == 0) { // every row when n_valid is 0
             memset(d, 0, (size_t)V * sizeof *d);
             continue;
         }
