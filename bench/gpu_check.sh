@@ -83,10 +83,11 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
         tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
-    # the step as train runs it, launched op by op against one CUDA graph (HMT_GPU_STEP_GRAPH=1), fp32
+    # the step as train runs it, launched op by op against one CUDA graph (HMT_GPU_STEP_GRAPH=1), fp32 at batch 8
+    # (where launches weigh most; about 40 s)
     if [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ]; then
-        step "PRECISIONS=fp32 bench/gpu_step.sh 40 3"
-        PRECISIONS=fp32 timeout 240 bash bench/gpu_step.sh 40 3 2>&1 | tee "$OUT/gpu_step.log" ||
+        step "PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3"
+        PRECISIONS=fp32 BATCHES=8 timeout 240 bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log" ||
             echo "gpu_check: the step benchmark stopped (exit $?)"
     fi
 fi

@@ -16,9 +16,11 @@
 // decode.c's kernels on a backend's memory (gpu.h's gpu_dec_*, argument for argument). The CPU has none here:
 // decode.c runs its own row loops and OpenBLAS calls there.
 typedef struct DecKernels {
-    void (*linear)(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
-    void (*linear_qkv)(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
-                       size_t cs, int n_new);
+    // the products take float32 weights w, or bfloat16 ones w16 when that is not NULL (DecOpts.bf16; gpu.h)
+    void (*linear)(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int IC,
+                   int OC, int relu);
+    void (*linear_qkv)(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int C,
+                       float *k, float *v, size_t cs, int n_new);
     void (*add_layernorm)(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
     void (*copy_rows)(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride, size_t spitch,
                       int nb, int rows, int width);
@@ -31,23 +33,14 @@ typedef struct DecKernels {
     void (*down)(float *out, const float *h, int B, int cap, int C, int s, int i0, int n_s, int mean);
     void (*up_add)(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                    int lin);
-    // add_layernorm into ln_out, then linear on it, in one launch where it can (gpu.h gpu_dec_ln_linear[16])
+    // add_layernorm into ln_out, then linear on it, in one launch where it can (gpu.h gpu_dec_ln_linear)
     void (*ln_linear)(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                      const float *w, const float *bias, int N, int C, int OC, int relu);
-    void (*ln_linear16)(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                        const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
+                      const float *w, const uint16_t *w16, const float *bias, int N, int C, int OC, int relu);
     void (*ln_linear_qkv)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                          const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
-                          size_t cs, int n_new);
-    void (*ln_linear_qkv16)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                            const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
-                            size_t cs, int n_new);
-    int (*kernel_rows)(void); // the most rows linear takes without cuBLAS
-    // bfloat16 weights (DecOpts.bf16): the conversion, and linear and linear_qkv reading them (gpu.h)
-    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
-    void (*linear16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu);
-    void (*linear_qkv16)(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
-                         float *v, size_t cs, int n_new);
+                          const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
+                          float *k, float *v, size_t cs, int n_new);
+    int (*kernel_rows)(void); // the most rows linear takes without cuBLAS (float32 weights)
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n); // the bfloat16 weights' conversion
 } DecKernels;
 
 typedef struct Backend {
@@ -128,7 +121,7 @@ typedef struct Backend {
     void (*adam_apply)(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
                        const double *guard, int n_guard);
     // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
-    // launch (0 or -1), free; the CPU has none (begin returns 0). Host memory for the copies a graph holds
+    // launch (0; -1: error kept; 1: stale, nothing launched: capture again), free; the CPU has none (begin returns 0). Host memory for the copies a graph holds
     // (page-locked on a GPU; NULL when there is none to be had), and such a copy in the ops' order (to_device 1:
     // host to backend), which the CPU does at once
     void *(*host_alloc)(size_t bytes);

@@ -450,8 +450,7 @@ static void linear_task(void *ctx, int t, int worker)
 static void linear_act(const Decoder *d, float *out, const float *x, const DLin *l, int N, int relu)
 {
     if (d->K) {
-        if (l->w16) d->K->linear16(out, x, l->w16, l->b, N, l->ic, l->oc, relu);
-        else d->K->linear(out, x, l->w, l->b, N, l->ic, l->oc, relu);
+        d->K->linear(out, x, l->w, l->w16, l->b, N, l->ic, l->oc, relu);
         return;
     }
     int cols = ((l->oc + LIN_TASKS - 1) / LIN_TASKS + 15) / 16 * 16;
@@ -638,14 +637,10 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
         float *k = l->k + at, *v = l->v + at;
         const DLin *q = &l->qkv;
-        if (in && q->w16)
-            d->K->ln_linear_qkv16(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w16, q->b, N, C, k, v, cs, n);
-        else if (in)
-            d->K->ln_linear_qkv(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->b, N, C, k, v, cs, n);
-        else if (d->K && q->w16)
-            d->K->linear_qkv16(d->qkv, x, q->w16, q->b, N, C, k, v, cs, n);
+        if (in)
+            d->K->ln_linear_qkv(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->w16, q->b, N, C, k, v, cs, n);
         else if (d->K)
-            d->K->linear_qkv(d->qkv, x, q->w, q->b, N, C, k, v, cs, n);
+            d->K->linear_qkv(d->qkv, x, q->w, q->w16, q->b, N, C, k, v, cs, n);
         else {
             linear(d, d->qkv, x, q, N);
             copy_rows(d, k, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
@@ -653,16 +648,13 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         }
     } else if (in) {
         const DLin *q = &l->q;
-        if (q->w16) d->K->ln_linear16(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w16, q->b, N, C, C, 0);
-        else d->K->ln_linear(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->b, N, C, C, 0);
+        d->K->ln_linear(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->w16, q->b, N, C, C, 0);
     } else {
         linear(d, d->qkv, x, &l->q, N);
     }
     if (d->fused) { // attention + output projection, and LN1 + the first feed-forward layer: a launch each
         attend(d, bk, l, d->att, d->qkv, ldq, n, p0, &l->out);
-        if (l->l1.w16)
-            d->K->ln_linear16(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w16, l->l1.b, N, C, d->F, 1);
-        else d->K->ln_linear(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w, l->l1.b, N, C, d->F, 1);
+        d->K->ln_linear(d->hid, d->ln1, x, d->proj, l->n1_w, l->n1_b, l->l1.w, l->l1.w16, l->l1.b, N, C, d->F, 1);
     } else {
         attend(d, bk, l, d->att, d->qkv, ldq, n, p0, NULL);
         linear(d, d->proj, d->att, &l->out, N);
@@ -850,8 +842,8 @@ static int graph_step(Decoder *d, char *err)
     size_t tok_bytes = (size_t)B * sizeof *d->tok, logit_bytes = (size_t)B * d->V * sizeof *d->logits_host;
     for (int b = 0; b < B; b++) d->tok_pass[b] = d->tok[(size_t)b * d->L + p0];
     state_io(d, d->state_now, 0);
-    if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0) {
-        d->be->graph_launch(d->graph[p0]);
+    if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0 &&
+        d->be->graph_launch(d->graph[p0]) == 0) { // else stale (or failed): captured again below
         state_io(d, key + ns, 1);
         d->graph_replayed++;
     } else {

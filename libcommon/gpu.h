@@ -185,7 +185,8 @@ void gpu_exp_cosine_forward_to(double *sum, const float *h, int B, int T, int C)
 // the ops' workspace: run the ops once before capturing them) fails the capture. Values that change from one replay
 // to the next are read from device memory (SeedRef, gpu_adam_apply's constants, copies from page-locked memory). gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
 // every op, or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
-// error kept; gpu_graph_launch 0 or -1 with the error kept.
+// error kept; gpu_graph_launch 0, -1 with the error kept, or 1 without launching when the ops' workspace has moved
+// since the capture (an op outside the graph needed a larger one): the graph is stale, capture it again.
 // Page-locked host memory (NULL when there is none: no error is kept), and a copy between it and the device in
 // stream order, without waiting (to_device 1: host to device); in a graph it is one of the graph's steps.
 void *gpu_host_alloc(size_t bytes);
@@ -197,12 +198,17 @@ int gpu_graph_launch(void *graph);
 void gpu_graph_free(void *graph);
 
 // ---- decoding (decode.c's kernels on device memory; pitches and offsets in floats) ------------------------------
-// out (N, OC) = x (N, IC) @ w^T + b (b may be NULL), then ReLU when relu
-void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu);
+// out (N, OC) = x (N, IC) @ w^T + b (b may be NULL), then ReLU when relu. The products here take their weights as
+// float32 w, or, when w16 is not NULL, as bfloat16 w16 (gpu_to_bf16; w is then not read), widened exactly and used in
+// float32 with float32 x, sums and out: the bytes a step reads from its weights halve. Float32 weights: the
+// matrix-vector kernel up to gpu_dec_kernel_rows rows, cuBLAS beyond (never in a graph); bfloat16: the kernel for
+// any N, that many rows at a time.
+void gpu_dec_linear(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int IC,
+                    int OC, int relu);
 // a self-attention layer's input projection: out (N, 3C) = x (N, C) @ w^T + b, N = nb items x n_new rows, and its
 // key and value columns also to the caches: row (g, i)'s k to k + g * cs + i * C, its v to v + g * cs + i * C
-void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
-                        size_t cs, int n_new);
+void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int C,
+                        float *k, float *v, size_t cs, int n_new);
 // out (N, C) = LayerNorm(a + b) (b NULL: of a), eps 1e-5; out may equal a
 void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const float *w, const float *bias, int N, int C);
 // nb groups of rows rows of width floats: row r of group g from src + g * sstride + r * spitch (a pitch 0 repeats
@@ -229,29 +235,18 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
 void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int p0, int cap, int cap_s, int C, int s,
                     int lin);
 // ln_out (N, C) = LayerNorm(a + b) (b NULL: of a; weights lw, lb), then out (N, OC) = ln_out @ w^T + bias (ReLU when
-// relu): gpu_dec_add_layernorm and gpu_dec_linear (or ..16 with bfloat16 w) in one kernel where N <= 8, the same
-// bytes; ln_out must not overlap a or b
+// relu): gpu_dec_add_layernorm and gpu_dec_linear (w or w16) in one kernel where N <= 8, the same bytes; ln_out
+// must not overlap a or b
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                       const float *w, const float *bias, int N, int C, int OC, int relu);
-void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                         const uint16_t *w, const float *bias, int N, int C, int OC, int relu);
-// the same before a self-attention layer's input projection: gpu_dec_add_layernorm then gpu_dec_linear_qkv[16]
+                       const float *w, const uint16_t *w16, const float *bias, int N, int C, int OC, int relu);
+// the same before a self-attention layer's input projection: gpu_dec_add_layernorm then gpu_dec_linear_qkv
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                           const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
-                           size_t cs, int n_new);
-void gpu_dec_ln_linear_qkv16(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                             const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
-                             size_t cs, int n_new);
+                           const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
+                           float *k, float *v, size_t cs, int n_new);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
-// gpu_dec_linear and gpu_dec_linear_qkv with the weights w as bfloat16 (gpu_to_bf16), widened exactly and used in
-// float32 with float32 x, sums and out: the bytes a step reads from its weights halve. Any N: the matrix-vector
-// kernel DL rows at a time (gpu_dec_kernel_rows), no cuBLAS
-void gpu_dec_linear16(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu);
-void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
-                          float *v, size_t cs, int n_new);
 
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,

@@ -220,17 +220,23 @@ double trainer_step(Trainer *tr, const DataSet *train, double *grad_norm, double
     AdamParams p = {*lr, rc->beta1, rc->beta2, rc->eps, rc->weight_decay};
     *io.k = adam_constants(&p, tr->step + 1);
     // HMT_GPU_STEP_GRAPH=1: the first step runs directly (every workspace reaches its size), the second is captured
-    // and every later one replays it
-    int ran = 0;
-    if (!tr->graph && tr->use_graph == 2) {
+    // and every later one replays it; a graph gone stale (an op between steps, a validation, grew the workspace) is
+    // captured again
+    int queued = 0;
+    if (tr->graph) {
+        int r = be->graph_launch(tr->graph);
+        if (r == 0) queued = 1;
+        else be->graph_free(tr->graph), tr->graph = NULL, tr->use_graph = r > 0 ? 2 : 0;
+    }
+    if (!queued && tr->use_graph == 2) {
         tr->use_graph = 0; // one try
         if (be->graph_begin()) {
             step_ops(tr);
-            ran = !(tr->graph = be->graph_end()); // a failed capture keeps its error: the sync below reports it
+            if ((tr->graph = be->graph_end())) be->graph_launch(tr->graph), tr->n_captures++; // NULL: the sync says why
+            queued = 1;
         }
     }
-    if (tr->graph) be->graph_launch(tr->graph);
-    else if (!ran) step_ops(tr);
+    if (!queued) step_ops(tr);
     if (tr->use_graph == 1) tr->use_graph = 2;
     char err[ERR_MAX];
     if (be->sync(err) < 0) die("%s", err); // a GPU fault: nothing of this step is trustworthy

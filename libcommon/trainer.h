@@ -49,6 +49,7 @@ typedef struct Trainer {
     int pinned;               // io_h is page-locked (a graph may copy from it)
     int use_graph;            // HMT_GPU_STEP_GRAPH=1: the step is captured once and replayed (the GPU's graphs)
     void *graph;              // the captured step, or NULL
+    int n_captures;           // how often the step was captured (once, or again when its graph went stale)
 } Trainer;
 
 // What training rc takes, in bytes, before anything is allocated (hg_plan and the trainer's own buffers).

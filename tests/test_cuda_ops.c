@@ -815,14 +815,13 @@ static float *dec_run_twice(const char *what, size_t n, const float *init, void 
 
 typedef struct DecLin {
     const float *x, *w, *b;
-    const uint16_t *w16; // non-NULL: gpu_dec_linear16 with these bfloat16 weights
+    const uint16_t *w16; // non-NULL: gpu_dec_linear with these bfloat16 weights
     int N, IC, OC, relu;
 } DecLin;
 static void dec_lin_fn(float *out, void *c)
 {
     DecLin *l = c;
-    if (l->w16) gpu_dec_linear16(out, l->x, l->w16, l->b, l->N, l->IC, l->OC, l->relu);
-    else gpu_dec_linear(out, l->x, l->w, l->b, l->N, l->IC, l->OC, l->relu);
+    gpu_dec_linear(out, l->x, l->w, l->w16, l->b, l->N, l->IC, l->OC, l->relu);
 }
 
 // w16: the weights as bfloat16 (gpu_to_bf16, whose bits must be those of check_bf16_round), the reference then with the
@@ -999,8 +998,7 @@ static void dec_attend_proj_case(int keys, int B, int n, int p0, int w16)
     uint16_t *d_w16 = w16 ? dev_new((size_t)C * C * 2) : NULL;
     if (w16) gpu_to_bf16(d_w16, d_w, (size_t)C * C);
     gpu_dec_attend(d_att, d_scr, d_q, ldq, d_k, d_v, cap, d_ers, B, NH, C, n, p0, Tk, keys, s);
-    if (w16) gpu_dec_linear16(d_ref, d_att, d_w16, d_bias, N, C, C, 0);
-    else gpu_dec_linear(d_ref, d_att, d_w, d_bias, N, C, C, 0);
+    gpu_dec_linear(d_ref, d_att, d_w, d_w16, d_bias, N, C, C, 0);
     gpu_dec_attend_proj(d_out, d_att2, d_scr, d_q, ldq, d_k, d_v, cap, d_ers, B, NH, C, n, p0, Tk, keys, s, d_w, d_w16,
                         d_bias);
     float *got = host_from(d_out, (size_t)N * C * 4), *want = host_from(d_ref, (size_t)N * C * 4);
@@ -1080,17 +1078,13 @@ static void dec_qkv_case(int nb, int n_new, int C, int w16)
     float *d_x = dev_from(x, (size_t)N * C * 4), *d_w = dev_from(w, (size_t)3 * C * C * 4), *d_b = dev_from(b, 3 * (size_t)C * 4);
     float *d_out = dev_new(no * 4), *d_ref = dev_new(no * 4), *d_k = dev_from(k0, nc * 4), *d_v = dev_from(v0, nc * 4);
     uint16_t *d_w16 = NULL;
-    if (w16) { // against gpu_dec_linear16 (itself checked against the reference above)
+    if (w16) { // against gpu_dec_linear on them (itself checked against the reference above)
         d_w16 = dev_new((size_t)3 * C * C * 2);
         gpu_to_bf16(d_w16, d_w, (size_t)3 * C * C);
-        gpu_dec_linear16(d_ref, d_x, d_w16, d_b, N, C, 3 * C, 0);
-        gpu_dec_linear_qkv16(d_out, d_x, d_w16, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C,
-                             (size_t)cap * C, n_new);
-    } else {
-        gpu_dec_linear(d_ref, d_x, d_w, d_b, N, C, 3 * C, 0);
-        gpu_dec_linear_qkv(d_out, d_x, d_w, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C, (size_t)cap * C,
-                           n_new);
     }
+    gpu_dec_linear(d_ref, d_x, d_w, d_w16, d_b, N, C, 3 * C, 0);
+    gpu_dec_linear_qkv(d_out, d_x, d_w, d_w16, d_b, N, C, d_k + (size_t)p0 * C, d_v + (size_t)p0 * C,
+                       (size_t)cap * C, n_new);
     float *out = host_from(d_out, no * 4), *ref = host_from(d_ref, no * 4), *k = host_from(d_k, nc * 4);
     float *v = host_from(d_v, nc * 4), *wk = copy_of(k0, nc), *wv = copy_of(v0, nc);
     for (int g = 0; g < nb; g++)
@@ -1124,13 +1118,8 @@ static void dec_ln_linear_case(int N, int C, int OC, int with_b, int relu, int w
     uint16_t *d_w16 = w16 ? dev_new(nw * 2) : NULL;
     if (w16) gpu_to_bf16(d_w16, d_w, nw);
     gpu_dec_add_layernorm(d_refln, d_a, d_b, d_lw, d_lb, N, C);
-    if (w16) {
-        gpu_dec_linear16(d_ref, d_refln, d_w16, d_bias, N, C, OC, relu);
-        gpu_dec_ln_linear16(d_out, d_ln, d_a, d_b, d_lw, d_lb, d_w16, d_bias, N, C, OC, relu);
-    } else {
-        gpu_dec_linear(d_ref, d_refln, d_w, d_bias, N, C, OC, relu);
-        gpu_dec_ln_linear(d_out, d_ln, d_a, d_b, d_lw, d_lb, d_w, d_bias, N, C, OC, relu);
-    }
+    gpu_dec_linear(d_ref, d_refln, d_w, d_w16, d_bias, N, C, OC, relu);
+    gpu_dec_ln_linear(d_out, d_ln, d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, OC, relu);
     float *out = host_from(d_out, no * 4), *ref = host_from(d_ref, no * 4);
     float *ln = host_from(d_ln, nx * 4), *refln = host_from(d_refln, nx * 4);
     char c[200];
@@ -1162,15 +1151,9 @@ static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
     if (w16) gpu_to_bf16(d_w16, d_w, nw);
     size_t at = (size_t)p0 * C, cs = (size_t)cap * C;
     gpu_dec_add_layernorm(d_ln[0], d_a, d_b, d_lw, d_lb, N, C); // run 0: the two ops
-    if (w16) {
-        gpu_dec_linear_qkv16(d_out[0], d_ln[0], d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
-        gpu_dec_ln_linear_qkv16(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w16, d_bias, N, C, d_k[1] + at,
-                                d_v[1] + at, cs, n_new);
-    } else {
-        gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
-        gpu_dec_ln_linear_qkv(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w, d_bias, N, C, d_k[1] + at, d_v[1] + at,
-                              cs, n_new);
-    }
+    gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
+    gpu_dec_ln_linear_qkv(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, d_k[1] + at, d_v[1] + at,
+                          cs, n_new);
     const char *what[4] = {"out", "ln_out", "k cache", "v cache"};
     float **bufs[4] = {d_out, d_ln, d_k, d_v};
     size_t sizes[4] = {no, nx, nc, nc};

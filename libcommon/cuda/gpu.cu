@@ -16,6 +16,7 @@ static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
+static unsigned g_ws_gen; // counts the moves of g_ws and g_ptrs: a graph captured before a move reads freed memory
 
 // ---- errors -------------------------------------------------------------------------------------------------
 
@@ -192,6 +193,7 @@ GpuStatus gpu_init(int device, char *err)
 
 void gpu_shutdown(void)
 {
+    g_ws_gen++;
     if (g_ptrs) cudaFree(g_ptrs);
     g_ptrs = NULL, g_ptrs_bytes = 0;
     if (g_ws) cudaFree(g_ws);
@@ -241,6 +243,12 @@ int gpu_graph_begin(void)
     return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
 }
 
+// a captured graph, and the workspace generation its ops' pointers belong to
+typedef struct GpuGraph {
+    cudaGraphExec_t exec;
+    unsigned ws_gen;
+} GpuGraph;
+
 void *gpu_graph_end(void)
 {
     cudaGraph_t g = NULL;
@@ -248,20 +256,29 @@ void *gpu_graph_end(void)
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
     cudaGraphDestroy(g);
-    if (ok && !g_err[0]) return e;
+    GpuGraph *gg = ok && !g_err[0] ? (GpuGraph *)malloc(sizeof *gg) : NULL;
+    if (gg) {
+        gg->exec = e, gg->ws_gen = g_ws_gen;
+        return gg;
+    }
     if (ok) cudaGraphExecDestroy(e); // an op that failed while captured fails the graph
+    if (ok && !g_err[0]) gpu_record("gpu_graph_end", "out of host memory");
     return NULL;
 }
 
 int gpu_graph_launch(void *graph)
 {
     if (!gpu_enter("gpu_graph_launch")) return -1;
-    return cuda_ok("gpu_graph_launch", cudaGraphLaunch((cudaGraphExec_t)graph, gpu_stream)) ? 0 : -1;
+    GpuGraph *gg = (GpuGraph *)graph;
+    if (gg->ws_gen != g_ws_gen) return 1; // the workspace moved since: its pointers are stale
+    return cuda_ok("gpu_graph_launch", cudaGraphLaunch(gg->exec, gpu_stream)) ? 0 : -1;
 }
 
 void gpu_graph_free(void *graph)
 {
-    if (graph && g_ready) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    GpuGraph *gg = (GpuGraph *)graph;
+    if (gg && g_ready) cudaGraphExecDestroy(gg->exec);
+    free(gg);
 }
 
 // ---- memory -------------------------------------------------------------------------------------------------
@@ -339,7 +356,7 @@ void *gpu_workspace(const char *op, size_t bytes)
         cuda_ok(op, cudaStreamSynchronize(gpu_stream));
         cudaFree(g_ws);
     }
-    g_ws = NULL, g_ws_bytes = 0;
+    g_ws = NULL, g_ws_bytes = 0, g_ws_gen++;
     size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); // whole MiB
     void *p = gpu_alloc(want);
     if (!p) {
@@ -442,7 +459,7 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
     size_t bytes = 3 * (size_t)n * sizeof(void *);
     if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
         if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), cudaFree(g_ptrs);
-        g_ptrs = NULL, g_ptrs_bytes = 0;
+        g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;
         if (!(g_ptrs = gpu_alloc(bytes))) return;
         g_ptrs_bytes = bytes;
     }

@@ -72,12 +72,11 @@ static void g_residual_layernorm_backward(float *dx, float *dy, float *dw, float
 }
 
 static const DecKernels dec_gpu = {
-    .linear = gpu_dec_linear, .linear_qkv = gpu_dec_linear_qkv, .add_layernorm = gpu_dec_add_layernorm, .copy_rows = gpu_dec_copy_rows,
-    .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch,
+    .linear = gpu_dec_linear, .linear_qkv = gpu_dec_linear_qkv, .add_layernorm = gpu_dec_add_layernorm,
+    .copy_rows = gpu_dec_copy_rows, .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch,
     .attend_proj = gpu_dec_attend_proj, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
-    .ln_linear = gpu_dec_ln_linear, .ln_linear16 = gpu_dec_ln_linear16, .ln_linear_qkv = gpu_dec_ln_linear_qkv,
-    .ln_linear_qkv16 = gpu_dec_ln_linear_qkv16, .kernel_rows = gpu_dec_kernel_rows, .to_bf16 = gpu_to_bf16, .linear16 = gpu_dec_linear16,
-    .linear_qkv16 = gpu_dec_linear_qkv16,
+    .ln_linear = gpu_dec_ln_linear, .ln_linear_qkv = gpu_dec_ln_linear_qkv, .kernel_rows = gpu_dec_kernel_rows,
+    .to_bf16 = gpu_to_bf16,
 };
 
 static const Backend backend_gpu = {

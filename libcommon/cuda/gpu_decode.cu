@@ -101,40 +101,6 @@ int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
 // warps per output column: slices of 128 inputs or more
 static int dec_wpc(int IC) { return IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; }
 
-void gpu_dec_linear(float *out, const float *x, const float *w, const float *b, int N, int IC, int OC, int relu)
-{
-    const char *op = "gpu_dec_linear";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (N <= DL_MAX_ROWS) {
-        int wpc = dec_wpc(IC);
-        LAUNCH(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc,
-                                                                                 no_kv);
-        gpu_launched(op);
-        return;
-    }
-    gpu_linear_forward(out, x, w, b, N, IC, OC);
-    if (relu) gpu_relu_forward(out, out, (size_t)N * OC);
-}
-
-void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const float *b, int N, int C, float *k, float *v,
-                        size_t cs, int n_new)
-{
-    const char *op = "gpu_dec_linear_qkv";
-    if (!gpu_enter(op) || N <= 0) return;
-    if (N <= DL_MAX_ROWS && N % n_new == 0) {
-        int wpc = dec_wpc(C);
-        DecKV kv = {k, v, cs, C, n_new, 0};
-        LAUNCH(dec_gemv_k<float>, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc,
-                                                                                   kv);
-        gpu_launched(op);
-        return;
-    }
-    gpu_linear_forward(out, x, w, b, N, C, 3 * C);
-    int nb = N / n_new;
-    gpu_dec_copy_rows(k, cs, C, out + C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
-    gpu_dec_copy_rows(v, cs, C, out + 2 * C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
-}
-
 // bfloat16 weights: the kernel DL_MAX_ROWS rows at a time (each launch reads the weights once)
 static void dec_linear16(const char *op, float *out, const float *x, const uint16_t *w, const float *b, int N, int IC,
                          int OC, int relu, DecKV kv)
@@ -149,23 +115,47 @@ static void dec_linear16(const char *op, float *out, const float *x, const uint1
     }
 }
 
-void gpu_dec_linear16(float *out, const float *x, const uint16_t *w, const float *b, int N, int IC, int OC, int relu)
+void gpu_dec_linear(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int IC,
+                    int OC, int relu)
 {
-    const char *op = "gpu_dec_linear16";
+    const char *op = w16 ? "gpu_dec_linear16" : "gpu_dec_linear";
     if (!gpu_enter(op) || N <= 0) return;
-    dec_linear16(op, out, x, w, b, N, IC, OC, relu, no_kv);
+    if (w16) {
+        dec_linear16(op, out, x, w16, b, N, IC, OC, relu, no_kv);
+    } else if (N <= DL_MAX_ROWS) {
+        int wpc = dec_wpc(IC);
+        LAUNCH(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc,
+                                                                                 no_kv);
+        gpu_launched(op);
+    } else {
+        gpu_linear_forward(out, x, w, b, N, IC, OC);
+        if (relu) gpu_relu_forward(out, out, (size_t)N * OC);
+    }
 }
 
-void gpu_dec_linear_qkv16(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, float *k,
-                          float *v, size_t cs, int n_new)
+void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const uint16_t *w16, const float *b, int N, int C,
+                        float *k, float *v, size_t cs, int n_new)
 {
-    const char *op = "gpu_dec_linear_qkv16";
+    const char *op = w16 ? "gpu_dec_linear_qkv16" : "gpu_dec_linear_qkv";
     if (!gpu_enter(op) || N <= 0) return;
     if (N % n_new != 0) {
         gpu_record(op, "rows not a whole number of items");
         return;
     }
-    dec_linear16(op, out, x, w, b, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0});
+    DecKV kv = {k, v, cs, C, n_new, 0};
+    if (w16) {
+        dec_linear16(op, out, x, w16, b, N, C, 3 * C, 0, kv);
+    } else if (N <= DL_MAX_ROWS) {
+        int wpc = dec_wpc(C);
+        LAUNCH(dec_gemv_k<float>, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc,
+                                                                                   kv);
+        gpu_launched(op);
+    } else {
+        gpu_linear_forward(out, x, w, b, N, C, 3 * C);
+        int nb = N / n_new;
+        gpu_dec_copy_rows(k, cs, C, out + C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
+        gpu_dec_copy_rows(v, cs, C, out + 2 * C, (size_t)n_new * 3 * C, 3 * C, nb, n_new, C);
+    }
 }
 
 // out = LayerNorm(a + b) over C (b NULL: of a), one warp per row; out may equal a
@@ -202,57 +192,34 @@ static bool dec_ln_linear(const char *op, float *out, float *ln_out, const float
     return true;
 }
 
-// the two ops dec_ln_linear stands for, when it cannot: the product after gpu_dec_add_layernorm, by weight type
-static void dec_product(float *out, const float *x, const float *w, const float *b, int N, int C, int OC, int relu,
-                        DecKV kv)
-{
-    if (kv.k) gpu_dec_linear_qkv(out, x, w, b, N, C, kv.k, kv.v, kv.cs, kv.n_new);
-    else gpu_dec_linear(out, x, w, b, N, C, OC, relu);
-}
-static void dec_product(float *out, const float *x, const uint16_t *w, const float *b, int N, int C, int OC, int relu,
-                        DecKV kv)
-{
-    if (kv.k) gpu_dec_linear_qkv16(out, x, w, b, N, C, kv.k, kv.v, kv.cs, kv.n_new);
-    else gpu_dec_linear16(out, x, w, b, N, C, OC, relu);
-}
-
-template <typename W>
+// LayerNorm then the product (w16 non-NULL: bfloat16 weights), in one kernel where dec_ln_linear can, else as
+// gpu_dec_add_layernorm and the product's own op
 static void ln_then_product(const char *op, float *out, float *ln_out, const float *a, const float *b,
-                            const float *lw, const float *lb, const W *w, const float *bias, int N, int C, int OC,
-                            int relu, DecKV kv)
+                            const float *lw, const float *lb, const float *w, const uint16_t *w16, const float *bias,
+                            int N, int C, int OC, int relu, DecKV kv)
 {
     if (!gpu_enter(op) || N <= 0) return;
-    if (dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, kv)) return;
+    if (w16 ? dec_ln_linear(op, out, ln_out, a, b, lw, lb, w16, bias, N, C, OC, relu, kv)
+            : dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, kv))
+        return;
     gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    dec_product(out, ln_out, w, bias, N, C, OC, relu, kv);
+    if (kv.k) gpu_dec_linear_qkv(out, ln_out, w, w16, bias, N, C, kv.k, kv.v, kv.cs, kv.n_new);
+    else gpu_dec_linear(out, ln_out, w, w16, bias, N, C, OC, relu);
 }
 
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                       const float *w, const float *bias, int N, int C, int OC, int relu)
+                       const float *w, const uint16_t *w16, const float *bias, int N, int C, int OC, int relu)
 {
-    ln_then_product("gpu_dec_ln_linear", out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv);
-}
-
-void gpu_dec_ln_linear16(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
-                         const uint16_t *w, const float *bias, int N, int C, int OC, int relu)
-{
-    ln_then_product("gpu_dec_ln_linear16", out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, no_kv);
+    ln_then_product(w16 ? "gpu_dec_ln_linear16" : "gpu_dec_ln_linear", out, ln_out, a, b, lw, lb, w, w16, bias, N, C,
+                    OC, relu, no_kv);
 }
 
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                           const float *lb, const float *w, const float *bias, int N, int C, float *k, float *v,
-                           size_t cs, int n_new)
+                           const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
+                           float *k, float *v, size_t cs, int n_new)
 {
-    ln_then_product("gpu_dec_ln_linear_qkv", out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0,
-                    DecKV{k, v, cs, C, n_new, 0});
-}
-
-void gpu_dec_ln_linear_qkv16(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                             const float *lb, const uint16_t *w, const float *bias, int N, int C, float *k, float *v,
-                             size_t cs, int n_new)
-{
-    ln_then_product("gpu_dec_ln_linear_qkv16", out, ln_out, a, b, lw, lb, w, bias, N, C, 3 * C, 0,
-                    DecKV{k, v, cs, C, n_new, 0});
+    ln_then_product(w16 ? "gpu_dec_ln_linear_qkv16" : "gpu_dec_ln_linear_qkv", out, ln_out, a, b, lw, lb, w, w16,
+                    bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0});
 }
 
 // nb x rows x width floats: dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c]
@@ -345,30 +312,40 @@ __global__ static void dec_attend_part_k(float *part, const float *q, int ldq, c
     if (t == 0) pp[0] = mx, pp[1] = l;
 }
 
-// one output column of a query row's chunks pr (n_split of ATT_PART(HS)): sum_chunk o[col] e^(m - M) /
-// sum_chunk l e^(m - M), M the largest m, chunks in order; an empty chunk has m = -inf; a NaN anywhere stays NaN
-__device__ static float combine_col(const float *pr, int n_split, int HS, int col)
+// A query row's chunks pr (n_split of ATT_PART(HS)) combine to o[col] = sum_chunk o_c[col] e_c / sum_chunk l_c e_c,
+// e_c = e^(m_c - M), M the largest m, chunks in order; an empty chunk has m = -inf and is left out; a NaN anywhere
+// stays NaN. combine_scale: the row's e_c (n_split floats) and the sum L, once per row and head; combine_col: a column
+__device__ static void combine_scale(const float *pr, int n_split, int HS, float *e, float *L)
 {
-    float M = -INFINITY, L = 0.0f, o = 0.0f;
+    float M = -INFINITY, l = 0.0f;
     for (int c = 0; c < n_split; c++) M = fmaxf(M, pr[c * ATT_PART(HS)]);
     for (int c = 0; c < n_split; c++) {
         const float *pc = pr + c * ATT_PART(HS);
-        if (pc[0] != -INFINITY) L += pc[1] * expf(pc[0] - M);
+        e[c] = expf(pc[0] - M);
+        if (pc[0] != -INFINITY) l += pc[1] * e[c];
     }
+    *L = l;
+}
+__device__ static float combine_col(const float *pr, int n_split, int HS, const float *e, float L, int col)
+{
+    float o = 0.0f;
     for (int c = 0; c < n_split; c++) {
         const float *pc = pr + c * ATT_PART(HS);
-        if (pc[0] != -INFINITY) o += pc[2 + col] * expf(pc[0] - M);
+        if (pc[0] != -INFINITY) o += pc[2 + col] * e[c];
     }
     return o / L;
 }
 
-// out[b, i, h*HS + c] = combine_col of row (b, h, i), one block per row
+// out[b, i, h*HS + c] = combine_col of row (b, h, i), one block per row; dynamic shared memory: n_split + 1 floats
 __global__ static void dec_attend_combine_k(float *out, const float *part, int NH, int C, int n, int n_split)
 {
+    DYN_SMEM(e); // e_c, then L
     int row = blockIdx.x, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
     const float *pr = part + (size_t)row * n_split * ATT_PART(HS);
     float *oh = out + ((size_t)b * n + i) * C + (size_t)h * HS;
-    for (int col = threadIdx.x; col < HS; col += blockDim.x) oh[col] = combine_col(pr, n_split, HS, col);
+    if (threadIdx.x == 0) combine_scale(pr, n_split, HS, e, e + n_split);
+    __syncthreads();
+    for (int col = threadIdx.x; col < HS; col += blockDim.x) oh[col] = combine_col(pr, n_split, HS, e, e[n_split], col);
 }
 
 // the combine of the N = B n rows into shared memory (dec_attend_combine_k's values), then out (N, OC) = those rows
@@ -377,12 +354,22 @@ template <typename W>
 __global__ static void dec_combine_gemv_k(float *out, const float *part, int NH, int C, int n, int n_split,
                                           const W *w, const float *bias, int N, int OC, int wpc)
 {
-    DYN_SMEM(xs); // (N, C)
+    DYN_SMEM(xs); // (N, C), then each (row, head)'s combine_scale: n_split e_c and L
     int HS = C / NH;
-    for (int e = threadIdx.x; e < N * C; e += blockDim.x) {
-        int r = e / C, c = e % C, b = r / n, i = r % n, h = c / HS;
-        xs[e] = combine_col(part + ((size_t)(b * NH + h) * n + i) * n_split * ATT_PART(HS), n_split, HS, c % HS);
+    float *sc = xs + (size_t)N * C;
+    // the row (b, i) = r, head h's chunks
+#define CMB_PR(r, h) (part + ((size_t)((r) / n * NH + (h)) * n + (r) % n) * n_split * ATT_PART(HS))
+    for (int rh = threadIdx.x; rh < N * NH; rh += blockDim.x) {
+        float *s = sc + (size_t)rh * (n_split + 1);
+        combine_scale(CMB_PR(rh / NH, rh % NH), n_split, HS, s, s + n_split);
     }
+    __syncthreads();
+    for (int e = threadIdx.x; e < N * C; e += blockDim.x) {
+        int r = e / C, c = e % C, h = c / HS;
+        const float *s = sc + (size_t)(r * NH + h) * (n_split + 1);
+        xs[e] = combine_col(CMB_PR(r, h), n_split, HS, s, s[n_split], c % HS);
+    }
+#undef CMB_PR
     __syncthreads();
     gemv_cols<W>(out, xs, w, bias, N, C, OC, 0, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
 }
@@ -415,7 +402,8 @@ void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const f
     if (!gpu_enter(op) || n <= 0) return;
     int n_split = dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
     if (!n_split) return;
-    LAUNCH(dec_attend_combine_k, (unsigned)(B * NH * n), 64)(out, scratch, NH, C, n, n_split);
+    LAUNCH_SMEM(dec_attend_combine_k, (unsigned)(B * NH * n), 64, (n_split + 1) * sizeof(float))(out, scratch, NH, C,
+                                                                                                n, n_split);
     gpu_launched(op);
 }
 
@@ -425,16 +413,14 @@ void gpu_dec_attend_proj(float *proj, float *att, float *scratch, const float *q
 {
     const char *op = "gpu_dec_attend_proj";
     if (!gpu_enter(op) || n <= 0) return;
-    int N = B * n, wpc = dec_wpc(C);
-    size_t smem = (size_t)N * C * sizeof(float);
+    int N = B * n, wpc = dec_wpc(C), n_split = (Tk + ATT_KEYS - 1) / ATT_KEYS;
+    size_t smem = ((size_t)N * C + (size_t)N * NH * (n_split + 1)) * sizeof(float);
     if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX) { // the two ops
         gpu_dec_attend(att, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
-        if (w16) gpu_dec_linear16(proj, att, w16, bias, N, C, C, 0);
-        else gpu_dec_linear(proj, att, w, bias, N, C, C, 0);
+        gpu_dec_linear(proj, att, w, w16, bias, N, C, C, 0);
         return;
     }
-    int n_split = dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
-    if (!n_split) return;
+    if (!dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s)) return;
     unsigned blocks = gpu_blocks(C, DL_WARPS / wpc);
     if (w16)
         LAUNCH_SMEM(dec_combine_gemv_k<uint16_t>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w16,
