@@ -12,8 +12,9 @@
 #    (bench/results/ablation-h100/fp32.db: its finished runs are skipped); headline: bench/gpu_headline.sh, the
 #    reference's headline config for its curve (with GPU_CHECK_MODEL=0 GPU_CHECK_PROFILE= it gets about 7 of the 9
 #    minutes); none: nothing.
-# When gpu_check passed (its test_tools_cuda.sh shows a graphed train run ending with the plain run's bytes), the
-# slice or headline run trains with HMT_GPU_STEP_GRAPH=1 (GPU_SESSION_STEP_GRAPH=0: not).
+# GPU_SESSION_STEP_GRAPH=1 (not the default until the graphed step has run on a GPU: a capture that fails stops a
+# run): when gpu_check passed (test_tools_cuda.sh: a graphed train run ends with the plain run's bytes), the slice or
+# headline run trains with HMT_GPU_STEP_GRAPH=1.
 # Everything lands in $OUT: gpu_check.log and the benchmarks' logs, gpu-ablation/ (registry.db to merge home with
 # bench/registry_merge.sh, or to copy over fp32.db, and the runs' small files). Exit: gpu_check's status, or 1 when
 # a slice failed.
@@ -33,7 +34,7 @@ fi
 GPU_CHECK_SAN=${GPU_CHECK_SAN:-0} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-train} \
     GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---tf32} bash bench/gpu_check.sh
 rc=$?
-if [ "$rc" = 0 ] && [ "${GPU_SESSION_STEP_GRAPH:-1}" = 1 ]; then
+if [ "$rc" = 0 ] && [ "${GPU_SESSION_STEP_GRAPH:-0}" = 1 ]; then
     export HMT_GPU_STEP_GRAPH=1
     echo "gpu_session: the runs below train with HMT_GPU_STEP_GRAPH=1 (gpu_check passed)"
 fi

@@ -121,9 +121,9 @@ typedef struct Backend {
     void (*adam_apply)(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
                        const double *guard, int n_guard);
     // graphs of ops (gpu.h): begin (1 capturing, 0 not: run the ops directly), end (NULL: failed, error kept),
-    // launch (0; -1: error kept; 1: stale, nothing launched: capture again), free; the CPU has none (begin returns 0). Host memory for the copies a graph holds
-    // (page-locked on a GPU; NULL when there is none to be had), and such a copy in the ops' order (to_device 1:
-    // host to backend), which the CPU does at once
+    // launch (0; -1: error kept; 1: stale, nothing launched: capture again), free; the CPU has none (begin returns
+    // 0). Host memory for the copies a graph holds (page-locked on a GPU; NULL when there is none to be had), and
+    // such a copy in the ops' order (to_device 1: host to backend), which the CPU does at once
     void *(*host_alloc)(size_t bytes);
     void (*host_free)(void *p);
     void (*copy_async)(void *dst, const void *src, size_t bytes, int to_device);

@@ -183,8 +183,9 @@ void gpu_exp_cosine_forward_to(double *sum, const float *h, int B, int T, int C)
 // capture), and gpu_graph_launch replays them, with the same arguments, at the cost of one launch (cuBLAS products
 // too: cuBLAS 12.2+ takes stream capture). What an op cannot do while captured (wait for the GPU, allocate, grow
 // the ops' workspace: run the ops once before capturing them) fails the capture. Values that change from one replay
-// to the next are read from device memory (SeedRef, gpu_adam_apply's constants, copies from page-locked memory). gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after
-// every op, or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
+// to the next are read from device memory (SeedRef, gpu_adam_apply's constants, copies from page-locked memory).
+// gpu_graph_begin returns 1 when capturing, 0 when not (HMT_GPU_SYNC or HMT_GPU_PROFILE, which wait after every op,
+// or an error kept: the caller runs its ops directly); gpu_graph_end returns the graph, or NULL with the
 // error kept; gpu_graph_launch 0, -1 with the error kept, or 1 without launching when the ops' workspace has moved
 // since the capture (an op outside the graph needed a larger one): the graph is stale, capture it again.
 // Page-locked host memory (NULL when there is none: no error is kept), and a copy between it and the device in

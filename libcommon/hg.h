@@ -97,6 +97,7 @@ const float *hg_logits_host(HgModel *m);
 // Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
 size_t hg_act_bytes(const HgModel *m);
 // tok (B,T, host memory) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
+// On the CPU the forward keeps tok itself for hg_backward: it must stay in place until then.
 void hg_forward(HgModel *m, const int32_t *tok, int train, uint64_t dropout_seed);
 // hg_forward with the tokens already in the backend's memory and the dropout seed a SeedRef (ops.h) whose base is
 // there too (trainer.c's step, which a GPU graph replays with new tokens and seeds); tok must stay in place until

@@ -58,7 +58,7 @@ int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err)
     double io = 2.0 * ((double)in_bytes + 8.0 * (1 + (double)A * (1 + n_hidden))); // host and backend
     *p = (TrainPlan){.n_floats = hp.n_floats, .weights = f * hp.n_floats + hp.table_bytes, .grads = f * hp.n_floats,
                      .adam = 2 * f * hp.n_floats,
-                     .acts = hp.act_bytes + f * (BT * V + hidden) + 4.0 * (BT + B) + io};
+                     .acts = hp.act_bytes + f * (BT * V + hidden) + 4.0 * (rc->input_length + 1) + io};
     p->total = p->weights + p->grads + p->adam + p->acts;
     return 0;
 }
@@ -77,7 +77,7 @@ int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, cha
     hg_alloc(&tr->m, tr->B, tr->T);
     size_t n = tr->m.n_floats, bt = (size_t)tr->B * tr->T;
     tr->adam_m = be->alloc(n * sizeof(float)), tr->adam_v = be->alloc(n * sizeof(float));
-    tr->win = xmalloc(((size_t)tr->B * (tr->T + 1)) * sizeof *tr->win);
+    tr->win = xmalloc(((size_t)tr->T + 1) * sizeof *tr->win);
     tr->dlogits = be->alloc(bt * V * sizeof *tr->dlogits);
     // the hidden states' shapes are known after one forward pass; size their gradients now
     int32_t *zeros = xcalloc(bt, sizeof *zeros);

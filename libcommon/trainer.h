@@ -38,11 +38,11 @@ typedef struct Trainer {
     int precision;          // PREC_*: saved with the state (TS_H_PRECISION), read back by trainer_load; the caller sets it
     int B, T, V;
     int A, S;                 // micro-batches per step (grad_accum); loss terms per micro-batch (1 + hidden states)
-    int32_t *win;             // (B, T+1), host memory
+    int32_t *win;             // one window (T+1), host memory
     float *dlogits;           // (B, T, V), the backend's memory (so are adam_m, adam_v and dh)
     float **dh;               // gradients of the hidden states of the auxiliary losses (m.max_hidden)
     // A step's inputs and outputs, one block in host memory (page-locked where the backend has it) and its copy in
-    // the backend's: Adam's constants, the A micro-batches' dropout seeds, inputs (A, B, T) and targets (A, B, T);
+    // the backend's: the A micro-batches' dropout seeds, Adam's constants, inputs (A, B, T) and targets (A, B, T);
     // then what the step gives back: the gradient norm and the A * S loss terms (doubles)
     char *io_h, *io_b;
     size_t in_bytes, out_bytes;

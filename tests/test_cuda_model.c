@@ -522,7 +522,7 @@ static void test_step_graph(const Backend *gpu)
         }
         CHECK(t[1].graph != NULL && t[1].n_captures == 1 && t[0].graph == NULL,
               "step graph (%s): captured once, only where asked", precision_name(prec));
-        // an op outside the step grows the ops' workspace (exp-cosine over R rows takes R (R + 2) doubles: 1.3 MB,
+        // an op outside the step grows the ops' workspace (exp-cosine over R rows takes R (R + 2) + 1 doubles: 1.3 MB,
         // then 2.9: past the tiny step's MiB, then past the last growth): the graph's pointers into the old one are
         // stale, so the next step captures it again (ASan: a replay would read freed memory)
         int R = prec == PREC_FP32 ? 400 : 600;

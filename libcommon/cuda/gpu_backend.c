@@ -100,8 +100,8 @@ static const Backend backend_gpu = {
     .crossentropy_fused = gpu_crossentropy_fused_to,
     .cosine_pairs_forward = gpu_cosine_pairs_forward_to, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward_to, .exp_cosine_backward = gpu_exp_cosine_backward,
-    .clip_grad_norm = gpu_clip_grad_norm_to, .adam_apply = gpu_adam_apply, .host_alloc = gpu_host_alloc, .host_free = gpu_host_free,
-    .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
+    .clip_grad_norm = gpu_clip_grad_norm_to, .adam_apply = gpu_adam_apply, .host_alloc = gpu_host_alloc,
+    .host_free = gpu_host_free, .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
     .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free, .dec = &dec_gpu, .set_precision = gpu_set_precision,
 };
 

@@ -176,7 +176,9 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
     gpu_launched(op);
 }
 
-#define DLN_SMEM_MAX (48 << 10) // the fused kernel's rows in shared memory without asking for more
+// the fused kernels' dynamic shared memory without asking for more: 48 KiB less room for their static arrays
+// (gemv_cols' partial sums)
+#define DLN_SMEM_MAX ((48 << 10) - 1024)
 
 // LN then the product in one kernel when the rows fit it and its shared memory; else the two ops (the caller's)
 template <typename W>

@@ -43,7 +43,8 @@ __global__ static void clip_scale_k(float *g, const double *coef, double max_nor
         g[i] *= cf;
 }
 
-// the norm to *norm (NULL: to ws[1]) and g clipped; returns the workspace: ws[0] the coefficient, ws[1], partials
+// the norm to *norm (NULL: to ws[1]) and g clipped; returns the workspace: ws[0] the clip coefficient, ws[1] the
+// norm when norm is NULL, the partial sums from ws[2]
 static double *clip_launch(const char *op, double *norm, float *g, size_t n, double max_norm)
 {
     if (!gpu_enter(op)) return NULL;
@@ -98,7 +99,7 @@ __global__ static void adam_k(float *w, const float *g, float *m, float *v, Adam
 void gpu_adam_apply(float *w, const float *g, float *m, float *v, size_t n, const AdamParams *p, const AdamStep *k,
                     const double *guard, int n_guard)
 {
-    const char *op = "gpu_adam_step";
+    const char *op = "gpu_adam_apply";
     if (!gpu_enter(op) || n == 0) return;
     // the constants exactly as optim.c computes them
     AdamK a;
