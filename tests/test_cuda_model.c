@@ -383,6 +383,17 @@ static void walk_shard(const char *name, int first, int n, int a, int b, int mod
         if (count[v]) *entropy -= (double)count[v] / total * log((double)count[v] / total);
 }
 
+// the training tests' config: a tiny hourglass with resampling, cosine_ce, batch 2 x 2 accumulated
+static void train_json(char *json, size_t n, int steps, int seed)
+{
+    snprintf(json, n,
+             "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, \"num_heads\": 2, "
+             "\"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, \"loss\": {\"type\": \"cosine_ce\"}, "
+             "\"train\": {\"batch_size\": 2, \"gradient_accumulation_steps\": 2, \"steps\": %d, \"seed\": %d}, "
+             "\"lr_scheduler\": {\"max_lr\": 3e-3}}",
+             steps, seed);
+}
+
 static void test_training(const Backend *gpu)
 {
     char path[256], err[ERR_MAX];
@@ -393,11 +404,8 @@ static void test_training(const Backend *gpu)
     walk_shard("train.bin", 0, 6, 31, 17, 300, NULL);
     snprintf(path, sizeof path, "%s/train.bin", dir);
     RunConfig rc;
-    const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
-                       "\"num_heads\": 2, \"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, "
-                       "\"loss\": {\"type\": \"cosine_ce\"}, \"train\": {\"batch_size\": 2, "
-                       "\"gradient_accumulation_steps\": 2, \"steps\": 100, \"seed\": 3}, \"lr_scheduler\": "
-                       "{\"max_lr\": 3e-3}}";
+    char json[512];
+    train_json(json, sizeof json, 100, 3);
     DataSet ds;
     Trainer c, g, back;
     if (config_parse(&rc, json, "test", err) < 0 ||
@@ -494,11 +502,8 @@ static void test_step_graph(const Backend *gpu)
     walk_shard("graph_train.bin", 0, 6, 31, 17, 300, NULL);
     snprintf(path, sizeof path, "%s/graph_train.bin", dir);
     RunConfig rc;
-    const char *json = "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, "
-                       "\"num_heads\": 2, \"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, "
-                       "\"loss\": {\"type\": \"cosine_ce\"}, \"train\": {\"batch_size\": 2, "
-                       "\"gradient_accumulation_steps\": 2, \"steps\": 20, \"seed\": 7}, \"lr_scheduler\": "
-                       "{\"max_lr\": 3e-3}}";
+    char json[512];
+    train_json(json, sizeof json, 20, 7);
     DataSet ds;
     if (config_parse(&rc, json, "test", err) < 0 ||
         data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0) {
