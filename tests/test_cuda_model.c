@@ -383,15 +383,21 @@ static void walk_shard(const char *name, int first, int n, int a, int b, int mod
         if (count[v]) *entropy -= (double)count[v] / total * log((double)count[v] / total);
 }
 
-// the training tests' config: a tiny hourglass with resampling, cosine_ce, batch 2 x 2 accumulated
-static void train_json(char *json, size_t n, int steps, int seed)
+// the training tests' data and config: a walk shard `name` in dir (its path to path, 256 bytes), a tiny hourglass
+// with resampling, cosine_ce, batch 2 x 2 accumulated; 0, or -1 with err
+static int train_setup(const char *name, int steps, int seed, RunConfig *rc, DataSet *ds, char *path, char *err)
 {
-    snprintf(json, n,
+    char json[512];
+    walk_shard(name, 0, 6, 31, 17, 300, NULL);
+    snprintf(path, 256, "%s/%s", dir, name);
+    snprintf(json, sizeof json,
              "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, \"num_heads\": 2, "
              "\"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, \"loss\": {\"type\": \"cosine_ce\"}, "
              "\"train\": {\"batch_size\": 2, \"gradient_accumulation_steps\": 2, \"steps\": %d, \"seed\": %d}, "
              "\"lr_scheduler\": {\"max_lr\": 3e-3}}",
              steps, seed);
+    if (config_parse(rc, json, "test", err) < 0) return -1;
+    return data_open(ds, path, rc->input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err);
 }
 
 static void test_training(const Backend *gpu)
@@ -401,15 +407,10 @@ static void test_training(const Backend *gpu)
         CHECK(0, "training");
         return;
     }
-    walk_shard("train.bin", 0, 6, 31, 17, 300, NULL);
-    snprintf(path, sizeof path, "%s/train.bin", dir);
     RunConfig rc;
-    char json[512];
-    train_json(json, sizeof json, 100, 3);
     DataSet ds;
     Trainer c, g, back;
-    if (config_parse(&rc, json, "test", err) < 0 ||
-        data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0 ||
+    if (train_setup("train.bin", 100, 3, &rc, &ds, path, err) < 0 ||
         trainer_init(&c, &rc, REMI_VOCAB_SIZE, NULL, err) < 0 || trainer_init(&g, &rc, REMI_VOCAB_SIZE, gpu, err) < 0) {
         CHECK(0, "training setup: %s", err);
         return;
@@ -499,14 +500,9 @@ static void test_step_graph(const Backend *gpu)
         for (int k = 0; k < 12; k++) CHECK(0, "step graph");
         return;
     }
-    walk_shard("graph_train.bin", 0, 6, 31, 17, 300, NULL);
-    snprintf(path, sizeof path, "%s/graph_train.bin", dir);
     RunConfig rc;
-    char json[512];
-    train_json(json, sizeof json, 20, 7);
     DataSet ds;
-    if (config_parse(&rc, json, "test", err) < 0 ||
-        data_open(&ds, path, rc.input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) < 0) {
+    if (train_setup("graph_train.bin", 20, 7, &rc, &ds, path, err) < 0) {
         CHECK(0, "step graph setup: %s", err);
         return;
     }
