@@ -438,8 +438,9 @@ static void test_training(const Backend *gpu)
 }
 
 // --precision bf16 (the linear layers' products on bfloat16 inputs): a tiny hourglass learns the walk on the GPU,
-// its val loss under 0.7 x the unigram entropy of the val tokens, and it stays near the float32 GPU run's
-static void test_bf16_training(const Backend *gpu)
+// its val loss under 0.7 x the unigram entropy of the val tokens, and it stays near the float32 GPU run's. With
+// HMT_GPU_ATTENTION=fused (`what` says so) its attention is the tensor-core kernels' (head size 16, bf16 operands).
+static void test_bf16_training(const Backend *gpu, const char *what)
 {
     char err[ERR_MAX], path[256];
     if (!gpu) {
@@ -477,11 +478,11 @@ static void test_bf16_training(const Backend *gpu)
     }
     gpu->set_precision(PREC_FP32);
     CHECK(ok, "bf16 training setup: %s", err);
-    printf("bf16 training: val loss %.4f (float32 %.4f), unigram entropy %.4f\n", loss[1], loss[0], h_val);
-    CHECK(ok && loss[1] < 0.7 * h_val, "bf16 training: val loss %.4f, not under 0.7 x the unigram entropy %.4f",
-          loss[1], h_val);
-    CHECK(ok && fabs(loss[1] - loss[0]) <= 0.05 * loss[0] + 0.02, "bf16 val loss %.4f against float32 %.4f", loss[1],
-          loss[0]);
+    printf("bf16 training%s: val loss %.4f (float32 %.4f), unigram entropy %.4f\n", what, loss[1], loss[0], h_val);
+    CHECK(ok && loss[1] < 0.7 * h_val, "bf16 training%s: val loss %.4f, not under 0.7 x the unigram entropy %.4f",
+          what, loss[1], h_val);
+    CHECK(ok && fabs(loss[1] - loss[0]) <= 0.05 * loss[0] + 0.02, "bf16%s val loss %.4f against float32 %.4f", what,
+          loss[1], loss[0]);
     if (ok) data_close(&ds), data_close(&val);
     config_free(&rc);
     snprintf(path, sizeof path, "%s/bf16_train.bin", dir), unlink(path);
@@ -603,7 +604,7 @@ int main(int argc, char **argv)
     if (check_want("graph")) test_decode_graph(gpu);
     if (check_want("training")) test_training(gpu);
     if (check_want("step_graph")) test_step_graph(gpu);
-    if (check_want("bf16")) test_bf16_training(gpu);
+    if (check_want("bf16")) test_bf16_training(gpu, "");
     if (check_want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
         printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
         if (gpu) {
@@ -612,7 +613,8 @@ int main(int argc, char **argv)
             CHECK(gpu != NULL, "the CUDA backend with fused attention: %s", err);
             unsetenv("HMT_GPU_ATTENTION");
         }
-        if (gpu || check_skipping) test_model(gpu), test_training(gpu);
+        if (gpu || check_skipping)
+            test_model(gpu), test_training(gpu), test_bf16_training(gpu, " (fused attention, tensor cores)");
     }
     if (!check_skipping) rmdir(dir);
     return check_done();

@@ -14,6 +14,8 @@
 #include "optim.h"
 
 #define TOL 1e-5 // relative to the tensor's scale, max(1, max|cpu|)
+#define FUSED_TOL_TF32 2e-3 // the tensor-core attention's: TF32 operands (largest seen on the emulator 3.2e-4)
+#define FUSED_TOL_BF16 1.5e-2 // bf16 operands and probabilities (largest seen 4.2e-3)
 
 static uint64_t rng_state = 7;
 static float frand(void) // uniform in [-1, 1)
@@ -496,8 +498,22 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < 6; t++) free(g[r][t]);
-    if (HS <= GPU_ATTN_FUSED_HS_MAX) { // the fused kernels: the same tensors but probs and mask, which they never store
+    // the fused kernels: the same tensors but probs and mask, which they never store. In float32 the SIMT kernels;
+    // under TF32 and bf16, for head sizes 16, 32, 48, 64, the tensor-core kernels (gpu_attn_tc.cu), whose operands
+    // keep 11 or 8 significant bits: tolerances FUSED_TOL_TF32 and FUSED_TOL_BF16 of each tensor's scale
+    static const struct {
+        int prec;
+        double tol;
+        const char *label;
+    } kinds[3] = {{GPU_FP32, TOL, "fused"},
+                  {GPU_TF32, FUSED_TOL_TF32, "fused, TF32 tensor cores"},
+                  {GPU_BF16, FUSED_TOL_BF16, "fused, bf16 tensor cores"}};
+    for (int kind = 0; kind < 3 && HS <= GPU_ATTN_FUSED_HS_MAX; kind++) {
+        if (kind > 0 && !(HS % 16 == 0 && HS <= 64)) break;
+        double tol = kinds[kind].tol;
+        const char *label = kinds[kind].label;
         float *d_lse = dev_new((size_t)B * NH * Tq * 4);
+        gpu_set_precision(kinds[kind].prec);
         for (int r = 0; r < 2; r++) {
             reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
             gpu_zero(d_out, no * 4);
@@ -508,13 +524,16 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
             g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_lse, (size_t)B * NH * Tq * 4);
             g[r][3] = host_from(d_dq, nq * 4), g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
         }
-        snprintf(m, sizeof m, "%s, fused: out", name), cmp(m, g[0][0], out, no, TOL), twice(m, g[0][0], g[1][0], no * 4);
-        snprintf(m, sizeof m, "%s, fused: lse", name), twice(m, g[0][1], g[1][1], (size_t)B * NH * Tq * 4);
-        snprintf(m, sizeof m, "%s, fused: dq", name), cmp(m, g[0][3], dq, nq, TOL), twice(m, g[0][3], g[1][3], nq * 4);
-        snprintf(m, sizeof m, "%s, fused: dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL);
+        gpu_set_precision(GPU_FP32);
+        snprintf(m, sizeof m, "%s, %s: out", name, label), cmp(m, g[0][0], out, no, tol);
+        twice(m, g[0][0], g[1][0], no * 4);
+        snprintf(m, sizeof m, "%s, %s: lse", name, label), twice(m, g[0][1], g[1][1], (size_t)B * NH * Tq * 4);
+        snprintf(m, sizeof m, "%s, %s: dq", name, label), cmp(m, g[0][3], dq, nq, tol);
+        twice(m, g[0][3], g[1][3], nq * 4);
+        snprintf(m, sizeof m, "%s, %s: dk, dv", name, label), cmp(m, g[0][4], dkv, nkv, tol);
         twice(m, g[0][4], g[1][4], nkv * 4);
-        snprintf(m, sizeof m, "%s, fused: dEr%s", name, with_er ? "" : " (none: untouched)");
-        cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
+        snprintf(m, sizeof m, "%s, %s: dEr%s", name, label, with_er ? "" : " (none: untouched)");
+        cmp(m, g[0][5], der, ner, with_er ? tol : 0), twice(m, g[0][5], g[1][5], ner * 4);
         for (int r = 0; r < 2; r++)
             for (int t = 0; t < 6; t++)
                 if (t != 2) free(g[r][t]);
@@ -545,6 +564,11 @@ static void test_attention(void)
     attention_case("resample_pre 150 x 301, dropout 0.2", 2, 32, 4, 150, 301, big_pre, 0, 0.2f);
     attention_case("resample_post 300 x 150, dropout 0.1", 2, 16, 2, 300, 150, big_post, 0, 0.1f);
     attention_case("causal RPR attention T 64, head size 64", 2, 256, 4, 64, 64, big_causal, 1, 0.1f);
+    // head sizes the tensor-core kernels take (16 to 64), over several tiles of 64 with a partial last one
+    attention_case("causal RPR attention T 201, head size 32, dropout 0.2", 2, 64, 2, 201, 201, big_causal, 1, 0.2f);
+    attention_case("causal attention without Er T 130, head size 48", 1, 96, 2, 130, 130, big_causal, 0, 0.0f);
+    attention_case("resample_pre 150 x 301, head size 16, dropout 0.2", 2, 32, 2, 150, 301, big_pre, 0, 0.2f);
+    attention_case("resample_post 300 x 150, head size 16, dropout 0.1", 2, 32, 2, 300, 150, big_post, 0, 0.1f);
     // a head size that is not a multiple of 4 (the fused kernels' threads take dimensions 4 apart), and 128
     attention_case("causal RPR attention T 70, head size 5, dropout 0.1", 2, 10, 2, 70, 70, big_causal, 1, 0.1f);
     attention_case("causal RPR attention T 40, head size 128", 1, 256, 2, 40, 40, big_causal, 1, 0.0f);

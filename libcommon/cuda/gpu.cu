@@ -226,6 +226,8 @@ void gpu_set_precision(int precision)
     if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
 }
 
+int gpu_precision(void) { return g_prec; }
+
 int gpu_sync(void)
 {
     if (!gpu_enter("gpu_sync")) return -1;

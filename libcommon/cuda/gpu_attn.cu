@@ -18,7 +18,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gpu_internal.cuh"
+#include "gpu_attn.cuh"
 
 #define FA_BQ 32 // query rows per tile
 #define FA_BK 32 // keys per tile
@@ -28,16 +28,6 @@
 #define FA_DW (GPU_ATTN_FUSED_HS_MAX / 4) // a thread's head dimensions at most
 #define FULL_MASK 0xffffffffu
 
-typedef struct FaArgs {
-    const float *q, *k, *v, *ers, *out, *dout; // ers: the last Tq rows of Er (distance m at row Tq-1-m), or NULL
-    float *o, *lse, *D, *dq, *dk, *dv, *part;
-    const int *n_keys;
-    int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
-    float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout
-    int drop;
-    uint32_t thr;
-    SeedRef seed;
-} FaArgs;
 
 // rows row0 .. row0+n-1 of src (row stride ld) into dst at pitch HS+1; zero rows outside [0, limit)
 __device__ static void fa_load(float *dst, const float *src, int ld, int row0, int n, int limit, int HS)
@@ -63,11 +53,6 @@ __device__ static int fa_tile_keys(const int *n_keys, int i0, int Tq)
     int nk = 0;
     for (int i = i0; i < i0 + FA_BQ && i < Tq; i++) nk = n_keys[i] > nk ? n_keys[i] : nk;
     return nk;
-}
-
-__device__ static uint64_t fa_key(const FaArgs &a, int bh)
-{
-    return a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)bh * a.Tq * a.Tk) : 0;
 }
 
 // For the thread's columns u: s[u] = q . (Ks[krow[u]] + Es[erow[u]]) (Es NULL: no relative term) and, with DP,
@@ -106,10 +91,6 @@ __device__ static void fa_square_rows(int *krow, int *erow, int r, int l4)
 {
     UNROLL for (int u = 0; u < FA_CU; u++) krow[u] = l4 + 4 * u, erow[u] = r - krow[u] + FA_BK - 1;
 }
-
-// The query tile of a block, the last tiles first: with causal keys they have the most work, and blocks start in
-// order, so the long ones do not trail at the end of the launch
-__device__ static int fa_last_first(void) { return (int)(gridDim.y - 1 - blockIdx.y); }
 
 // ---- forward ---------------------------------------------------------------------------------------------------
 
@@ -419,6 +400,7 @@ void gpu_attention_fused_forward(float *out, float *lse, const float *q, const f
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
     FaArgs a = fa_args(d, q, k, v, Er, 0);
     a.o = out, a.lse = lse;
+    if (fa_tc_takes(a.HS, gpu_precision())) return fa_tc_forward(op, a, d->B, gpu_precision());
     fa_launch(op, fa_fwd_k, (unsigned)(d->B * d->NH), gpu_blocks((size_t)d->Tq, FA_BQ), fa_fwd_smem(a.HS), a);
 }
 
@@ -436,6 +418,11 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
     a.part = part ? ws + rows : NULL;
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);
+    if (fa_tc_takes(a.HS, gpu_precision())) {
+        fa_tc_backward(op, a, d->B, gpu_precision());
+        if (a.part) gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, d->B * d->NH, (size_t)d->Tq * a.HS);
+        return;
+    }
     unsigned bh = (unsigned)(d->B * d->NH);
     fa_launch(op, fa_dkdv_k, bh, gpu_blocks((size_t)d->Tk, FA_BK), fa_dkdv_smem(a.HS), a);
     fa_launch(op, fa_dq_k, bh, gpu_blocks((size_t)d->Tq, FA_BQ), fa_dq_smem(a.HS), a);

@@ -35,6 +35,8 @@ void gpu_record(const char *op, const char *what);
 // After a kernel launch: keeps a launch error; with HMT_GPU_SYNC=1 also waits and keeps an execution error.
 void gpu_launched(const char *op);
 void gpu_blas_check(const char *op, cublasStatus_t st);
+// The precision gpu_set_precision chose (GPU_FP32, GPU_TF32 or GPU_BF16).
+int gpu_precision(void);
 // The ops' workspace, at least `bytes` bytes (grown when needed, contents undefined), or NULL with the error kept.
 void *gpu_workspace(const char *op, size_t bytes);
 

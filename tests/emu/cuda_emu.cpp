@@ -18,7 +18,7 @@ float *emu_dyn_smem;
 void emu_set_dyn_smem(size_t bytes)
 {
     free(emu_dyn_smem);
-    emu_dyn_smem = (float *)malloc(bytes ? bytes : 1);
+    emu_dyn_smem = (float *)aligned_alloc(128, (bytes + 127) / 128 * 128 + 128); // aligned as a block's shared memory
     memset(emu_dyn_smem, 0xff, bytes); // NaN floats
 }
 
@@ -78,6 +78,14 @@ static void wait_as(int s)
 }
 void emu_syncthreads(void) { wait_as(WAIT_BLOCK); }
 void emu_syncwarp(void) { wait_as(WAIT_WARP); }
+
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what)
+{
+    if ((uintptr_t)p % 32 == 0 && ldm * elem % 16 == 0) return;
+    fprintf(stderr, "cuda_emu: wmma::%s in block (%u,%u,%u) thread %u: pointer %p not 32-byte aligned or ldm %u "
+                    "not a multiple of 16 bytes\n", what, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, p, ldm);
+    abort();
+}
 
 static void deadlock(int n)
 {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <functional>
+#include <type_traits>
 #include <stdint.h>
 #include <string.h>
 
@@ -71,6 +72,124 @@ template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o)
     T r = emu_shfl(v, lane - o); // out of the warp: the lane's own value, as CUDA
     return r;
 }
+
+// ---- bfloat16 and warp matrix products (cuda_bf16.h, mma.h) ---------------------------------------------------
+struct __nv_bfloat16 {
+    uint16_t x;
+};
+// rounded to nearest even (NaN stays a quiet NaN), as the GPU's cvt.rn.bf16.f32
+static inline __nv_bfloat16 __float2bfloat16_rn(float f)
+{
+    unsigned u = __float_as_uint(f);
+    __nv_bfloat16 b;
+    b.x = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return b;
+}
+static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((unsigned)b.x << 16); }
+
+// nvcuda::wmma for 16 x 16 x K tiles (K 16 for bf16, 8 for tf32). An accumulator holds 8 elements per lane
+// (element e = lane + 32 k of the row-major tile); an operand fragment holds what its lane's products read (rows
+// lane/16 + 2k of A, column lane%16 of B). So a lane's mma computes only its own, and loads and stores touch only
+// its own: a kernel that reads a tile before every lane has
+// stored it reads garbage here as on a GPU. Every call is warp-collective: a barrier of the warp first (a lane that
+// does not take part is a deadlock). Pointers must be 32-byte aligned and ldm a multiple of 16 bytes (or abort).
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what);
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+namespace precision {
+struct tf32 {};
+}
+enum layout_t { mem_row_major, mem_col_major };
+// rounded to nearest, ties away from zero, to 10 mantissa bits (cvt.rna.tf32.f32)
+static inline float __float_to_tf32(float x)
+{
+    unsigned u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    return __uint_as_float((u + 0x1000u) & ~0x1fffu);
+}
+template <typename T> struct emu_elem;
+template <> struct emu_elem<__nv_bfloat16> {
+    typedef __nv_bfloat16 mem;
+    static float get(mem v) { return __bfloat162float(v); }
+};
+template <> struct emu_elem<precision::tf32> {
+    typedef float mem;
+    static float get(mem v) { return __uint_as_float(__float_as_uint(v) & ~0x1fffu); } // the tensor core's bits
+};
+template <typename Use, int M, int N, int K, typename T, typename L = void> struct fragment;
+template <int M, int N, int K, typename T, typename L> struct fragment<matrix_a, M, N, K, T, L> {
+    enum { R = M, C = K };
+    typedef L layout;
+    typedef T elem;
+    float t[M * K];
+};
+template <int M, int N, int K, typename T, typename L> struct fragment<matrix_b, M, N, K, T, L> {
+    enum { R = K, C = N };
+    typedef L layout;
+    typedef T elem;
+    float t[K * N];
+};
+template <int M, int N, int K> struct fragment<accumulator, M, N, K, float, void> {
+    enum { num_elements = M * N / 32, R = M, C = N };
+    float x[M * N / 32];
+};
+template <typename U, int M, int N, int K, typename T, typename L>
+static inline void load_matrix_sync(fragment<U, M, N, K, T, L> &f, const typename emu_elem<T>::mem *p, unsigned ldm)
+{
+    typedef fragment<U, M, N, K, T, L> F;
+    emu_syncwarp();
+    emu_wmma_check(p, ldm, sizeof *p, "load_matrix_sync");
+    const bool rm = std::is_same<L, row_major>::value, is_a = std::is_same<U, matrix_a>::value;
+    const int lane = (int)(threadIdx.x & 31);
+    // only what the lane's products read (16-column accumulators): rows lane/16 + 2k of A, column lane%16 of B
+    for (int r = is_a ? lane / 16 : 0; r < F::R; r += is_a ? 2 : 1)
+        for (int c = is_a ? 0 : lane % 16; c < F::C; c += is_a ? 1 : 16)
+            f.t[r * F::C + c] = emu_elem<T>::get(rm ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]);
+}
+template <int M, int N, int K>
+static inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t l)
+{
+    emu_syncwarp();
+    emu_wmma_check(p, ldm, sizeof *p, "load_matrix_sync");
+    for (int k = 0; k < M * N / 32; k++) {
+        int e = (int)(threadIdx.x & 31) + 32 * k, r = e / N, c = e % N;
+        f.x[k] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+    }
+}
+template <int M, int N, int K>
+static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t l)
+{
+    emu_syncwarp();
+    emu_wmma_check(p, ldm, sizeof *p, "store_matrix_sync");
+    for (int k = 0; k < M * N / 32; k++) {
+        int e = (int)(threadIdx.x & 31) + 32 * k, r = e / N, c = e % N;
+        (l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[k];
+    }
+}
+template <int M, int N, int K> static inline void fill_fragment(fragment<accumulator, M, N, K, float> &f, float v)
+{
+    for (int k = 0; k < M * N / 32; k++) f.x[k] = v;
+}
+// d = a b + c, the products exact (bf16, tf32) and summed in float32 over k in order
+template <int M, int N, int K, typename T, typename LA, typename LB>
+static inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
+                            const fragment<matrix_b, M, N, K, T, LB> &b, const fragment<accumulator, M, N, K, float> &c)
+{
+    emu_syncwarp();
+    for (int k = 0; k < M * N / 32; k++) {
+        int e = (int)(threadIdx.x & 31) + 32 * k, r = e / N, col = e % N;
+        float s = c.x[k];
+        for (int q = 0; q < K; q++) s += a.t[r * K + q] * b.t[q * N + col];
+        d.x[k] = s;
+    }
+}
+} // namespace wmma
+} // namespace nvcuda
 
 // dynamic shared memory (DYN_SMEM in gpu_internal.cuh): a fresh buffer of the launch's size, filled with NaN
 // bytes, so a kernel that reads past its size (ASan) or before writing (NaN in the result) is caught

@@ -1,0 +1,35 @@
+// gpu_attn: what the fused attention's two kernel sets share: the SIMT kernels of gpu_attn.cu (float32) and the
+// tensor-core kernels of gpu_attn_tc.cu (bf16 or TF32 operands, float32 accumulation and softmax).
+#ifndef GPU_ATTN_CUH
+#define GPU_ATTN_CUH
+#include "gpu_internal.cuh"
+
+typedef struct FaArgs {
+    const float *q, *k, *v, *ers, *out, *dout; // ers: the last Tq rows of Er (distance m at row Tq-1-m), or NULL
+    float *o, *lse, *D, *dq, *dk, *dv, *part;
+    const int *n_keys;
+    int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
+    float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout
+    int drop;
+    uint32_t thr;
+    SeedRef seed;
+} FaArgs;
+
+// the dropout stream of head (b, h) = bh: ops.c's key for it (0 without dropout)
+__device__ static inline uint64_t fa_key(const FaArgs &a, int bh)
+{
+    return a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)bh * a.Tq * a.Tk) : 0;
+}
+
+// The query tile of a block, the last tiles first: with causal keys they have the most work, and blocks start in
+// order, so the long ones do not trail at the end of the launch
+__device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - blockIdx.y); }
+
+// The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16.
+#define TC_HS_MAX 64
+static inline bool fa_tc_takes(int HS, int prec) { return prec != GPU_FP32 && HS % 16 == 0 && HS <= TC_HS_MAX; }
+// gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
+// for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL)
+void fa_tc_forward(const char *op, const FaArgs &a, int B, int prec);
+void fa_tc_backward(const char *op, const FaArgs &a, int B, int prec);
+#endif

@@ -1,0 +1,465 @@
+// gpu_attn_tc: the fused attention of gpu_attn.cu on tensor cores (warp matrix products, nvcuda::wmma), under the
+// precisions GPU_BF16 (bf16 operands, products 16 x 16 x 16) and GPU_TF32 (TF32 operands, 16 x 16 x 8), with
+// float32 accumulation, softmax, row statistics and gradients. The tiling, the skew as indexing, the dropout bits
+// and the kernels' split are gpu_attn.cu's (read it first); what changes is that every product over the head
+// dimension or over a tile's rows is a tensor-core product of tiles in shared memory:
+//   scores    S = Q K^T (TB x TB) and the relative term R = Q Es^T (TB x 2 TB: the 2 TB - 1 rows of Er that the
+//             tile's distances use, one row of zeros), then entry (r, c) is S[r, c] + R[r, r - c + TB - 1];
+//   forward   O += P V, P the dropped probabilities rounded to the operand type (FlashAttention's choice); O lives
+//             in shared memory in float32, since the running max rescales it by rows;
+//   backward  dP = dO V^T; dS and the dropped P per entry in float32, rounded to the operand type; dK += dS^T Q,
+//             dV += P^T dO (per key tile), dQ += dS K + dS' Es (per query tile; dS' the skew of dS: dS'[r, e] =
+//             dS[r, r + TB - 1 - e]), dEr's partials += dS^T Q per tile of distances (the keys of a query tile
+//             at those distances: 2 TB rows). These sums stay in the warps' accumulators across tiles.
+// Each block has TC_THREADS = 4 warps; warp w computes rows 16 w .. 16 w + 15 of every product (TB = 64 rows). For
+// the softmax and the gradients two threads take a row r = tid / 2 and its columns c = tid % 2 + 2 u.
+// Accuracy: the operands' rounding (8 or 11 significant bits); the tests state the tolerances against the CPU.
+#include <math.h>
+#include <string.h>
+
+#include <type_traits>
+
+#ifndef GPU_EMU
+#include <cuda_bf16.h>
+#include <mma.h>
+#endif
+#include "gpu_attn.cuh"
+
+namespace wmma = nvcuda::wmma;
+
+#define TB 64 // rows of a query, key or distance tile
+#define TC_THREADS 128
+
+// the two operand types: S in shared memory, E the fragments' element type, K the product's depth
+struct TcBf16 {
+    typedef __nv_bfloat16 S;
+    typedef __nv_bfloat16 E;
+    enum { K = 16 };
+    __device__ static S cvt(float x) { return __float2bfloat16_rn(x); }
+};
+struct TcTf32 {
+    typedef float S;
+    typedef wmma::precision::tf32 E;
+    enum { K = 8 };
+    __device__ static S cvt(float x) { return wmma::__float_to_tf32(x); }
+};
+template <class P> using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, P::K, float>;
+
+// Shared memory pitches: operand rows of n elements padded by 16 bytes (wmma wants ldm a multiple of 16 bytes and
+// tiles 32-byte aligned; the pad staggers the banks), float32 rows of n by 4 floats.
+template <class P> __host__ __device__ constexpr int tc_ld(int n) { return n + 16 / (int)sizeof(typename P::S); }
+__host__ __device__ constexpr int tc_ldf(int n) { return n + 4; }
+
+// rows row0 .. row0+n-1 of src (row stride ld, HS columns) into dst (pitch ldd) as operands; zero rows outside
+// [0, limit)
+template <class P>
+__device__ static void tc_load(typename P::S *dst, int ldd, const float *src, int ld, int row0, int n, int limit,
+                               int HS)
+{
+    for (int x = threadIdx.x; x < n * HS; x += blockDim.x) {
+        int r = x / HS, d = x - r * HS, row = row0 + r;
+        dst[r * ldd + d] = P::cvt(row >= 0 && row < limit ? src[(size_t)row * ld + d] : 0.0f);
+    }
+}
+
+// the Er rows of distances m0 .. m0+n-1 (ers: distance m at row Tq-1-m) into dst as operands; zero where no
+// query-key pair has the distance
+template <class P>
+__device__ static void tc_load_er(typename P::S *dst, int ldd, const float *ers, int m0, int n, int Tq, int HS)
+{
+    for (int x = threadIdx.x; x < n * HS; x += blockDim.x) {
+        int e = x / HS, d = x - e * HS, m = m0 + e;
+        dst[e * ldd + d] = P::cvt(m >= 0 && m < Tq ? ers[(size_t)(Tq - 1 - m) * HS + d] : 0.0f);
+    }
+}
+
+// acc[n] += A B over depth K for the warp's 16 rows and NT column tiles: A (rows x K) row-major at pitch lda, or
+// with AT stored transposed (K x rows, row-major); B (K x 16 NT) row-major at pitch ldb, or with BT stored
+// transposed (16 NT x K, row-major: B = X^T)
+template <class P, bool AT, bool BT, int NT>
+__device__ static void tc_strip(FragAcc<P> (&acc)[NT], const typename P::S *A, int lda, const typename P::S *B,
+                                int ldb, int K)
+{
+    typedef typename std::conditional<AT, wmma::col_major, wmma::row_major>::type LA;
+    typedef typename std::conditional<BT, wmma::col_major, wmma::row_major>::type LB;
+    const int w16 = (threadIdx.x >> 5) * 16;
+    for (int k = 0; k < K; k += P::K) {
+        wmma::fragment<wmma::matrix_a, 16, 16, P::K, typename P::E, LA> a;
+        wmma::load_matrix_sync(a, AT ? A + (size_t)k * lda + w16 : A + (size_t)w16 * lda + k, lda);
+        UNROLL for (int n = 0; n < NT; n++) {
+            wmma::fragment<wmma::matrix_b, 16, 16, P::K, typename P::E, LB> b;
+            wmma::load_matrix_sync(b, BT ? B + (size_t)16 * n * ldb + k : B + (size_t)k * ldb + 16 * n, ldb);
+            wmma::mma_sync(acc[n], a, b, acc[n]);
+        }
+    }
+}
+
+template <class P, int NT> __device__ static void tc_zero(FragAcc<P> (&acc)[NT])
+{
+    UNROLL for (int n = 0; n < NT; n++) wmma::fill_fragment(acc[n], 0.0f);
+}
+
+// the warp's rows of acc to (or from) the float32 matrix C at pitch ldc
+template <class P, int NT> __device__ static void tc_store(float *C, int ldc, const FragAcc<P> (&acc)[NT])
+{
+    const int w16 = (threadIdx.x >> 5) * 16;
+    UNROLL for (int n = 0; n < NT; n++)
+        wmma::store_matrix_sync(C + (size_t)w16 * ldc + 16 * n, acc[n], ldc, wmma::mem_row_major);
+}
+template <class P, int NT> __device__ static void tc_load_acc(FragAcc<P> (&acc)[NT], const float *C, int ldc)
+{
+    const int w16 = (threadIdx.x >> 5) * 16;
+    UNROLL for (int n = 0; n < NT; n++)
+        wmma::load_matrix_sync(acc[n], C + (size_t)w16 * ldc + 16 * n, ldc, wmma::mem_row_major);
+}
+
+// C (TB x 16 NT, float32, pitch ldc) = A B^T: A and X (B = X^T) operand tiles at pitch ld, depth K
+template <class P, int NT>
+__device__ static void tc_product_t(float *C, int ldc, const typename P::S *A, const typename P::S *X, int ld, int K)
+{
+    FragAcc<P> acc[NT];
+    tc_zero<P>(acc);
+    tc_strip<P, false, true>(acc, A, ld, X, ld, K);
+    tc_store<P>(C, ldc, acc);
+}
+
+// the most keys any row of the query tile at i0 sees (the same in every thread)
+__device__ static int tc_tile_keys(const int *n_keys, int i0, int Tq)
+{
+    int nk = 0;
+    for (int i = i0; i < i0 + TB && i < Tq; i++) nk = n_keys[i] > nk ? n_keys[i] : nk;
+    return nk;
+}
+
+// dS of entry (i, j) from its score s (before the scale) and dP = dout_i . v_j, and in *pd the dropped probability
+// P * keep where kept (0 where the row does not see the key): as gpu_attn.cu's fa_grad_entries
+__device__ static inline float tc_ds(const FaArgs &a, uint64_t key, int i, int j, bool valid, float s, float dp,
+                                     float lse_i, float D_i, float *pd)
+{
+    float p = valid ? expf(s * a.scale - lse_i) : 0.0f;
+    bool kept = valid && (!a.drop || drop_keep(key, a.thr, (size_t)i * a.Tk + j));
+    float g = kept ? dp * a.keep : 0.0f;
+    *pd = kept ? p * a.keep : 0.0f;
+    return p * (g - D_i);
+}
+
+__device__ static void tc_row_stats(const FaArgs &a, int bh, int i, float *lse_i, float *D_i)
+{
+    *lse_i = i < a.Tq ? a.lse[(size_t)bh * a.Tq + i] : 0.0f;
+    *D_i = i < a.Tq ? a.D[(size_t)bh * a.Tq + i] : 0.0f;
+}
+
+// dst[row0 + r, h HS + d] += scale * src[r, d] (src float32 at pitch lds) for the rows r < TB below `limit`
+__device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, const float *src, int lds, int HS,
+                                   float scale)
+{
+    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
+        int r = x / HS, d = x - r * HS;
+        if (row0 + r < limit) dst[(size_t)(row0 + r) * ld + d] += scale * src[r * lds + d];
+    }
+}
+
+// ---- forward ---------------------------------------------------------------------------------------------------
+
+template <class P, int HS> static size_t tc_fwd_smem(void)
+{
+    return (size_t)5 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
+           (size_t)TB * (tc_ldf(TB) + tc_ldf(2 * TB) + tc_ldf(HS)) * sizeof(float);
+}
+
+// block (b*NH + h, query tile): o rows of the tile and their lse, as gpu_attn.cu's fa_fwd_k
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_fwd_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *Ks = Qs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO; // Es: 2 TB rows
+    float *Ss = (float *)(Es + 2 * TB * LO), *Rs = Ss + TB * LS, *Os = Rs + TB * LR;
+    S *Ps = (S *)Ss; // the tile's dropped probabilities, over the scores once they are read
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
+    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS;
+    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
+    tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+    for (int x = threadIdx.x; x < TB * LF; x += blockDim.x) Os[x] = 0.0f;
+    if (!a.ers) // no relative term: R stays zero
+        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+    const uint64_t key = fa_key(a, bh);
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = 0; j0 < nkt; j0 += TB) {
+        __syncthreads(); // the last tile's K, V, Es and P are read
+        tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
+        tc_load<P>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        __syncthreads();
+        tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
+        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+        __syncthreads();
+        float s[TB / 2], mx = -INFINITY;
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int c = half + 2 * u;
+            float v = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
+            s[u] = j0 + c < nk ? v * a.scale : -INFINITY;
+            mx = fmaxf(mx, s[u]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1)); // the row's two threads
+        float mn = fmaxf(m, mx), corr = mn == -INFINITY ? 1.0f : expf(m - mn), sum = 0.0f;
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int j = j0 + half + 2 * u;
+            float p = s[u] == -INFINITY ? 0.0f : expf(s[u] - mn);
+            sum += p;
+            int kept = a.drop ? drop_keep(key, a.thr, (size_t)i * a.Tk + j) : 1;
+            s[u] = kept ? p * a.keep : 0.0f;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        l = l * corr + sum, m = mn;
+        for (int d = half; d < HS; d += 2) Os[r * LF + d] *= corr;
+        __syncthreads(); // every score is read: P goes over them
+        UNROLL for (int u = 0; u < TB / 2; u++) Ps[r * LP + half + 2 * u] = P::cvt(s[u]);
+        __syncthreads();
+        FragAcc<P> o[HS / 16];
+        tc_load_acc<P>(o, Os, LF);
+        tc_strip<P, false, false>(o, Ps, LP, Vs, LO, TB);
+        tc_store<P>(Os, LF, o);
+    }
+    __syncthreads(); // O is stored
+    if (i < a.Tq) {
+        float *orow = a.o + ((size_t)b * a.Tq + i) * a.C + h * HS;
+        for (int d = half; d < HS; d += 2) orow[d] = Os[r * LF + d] / l;
+        if (half == 0) a.lse[(size_t)bh * a.Tq + i] = m + logf(l);
+    }
+}
+
+// ---- backward --------------------------------------------------------------------------------------------------
+
+template <class P, int HS> static size_t tc_bwd_smem(void) // dk, dv and dq: the same buffers
+{
+    return (size_t)6 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
+           (size_t)TB * (2 * tc_ldf(TB) + tc_ldf(2 * TB)) * sizeof(float);
+}
+
+// block (b*NH + h, key tile): dk += scale sum_i dS_ij q_i, dv += sum_i PD_ij dout_i over the query tiles in order
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dkdv_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    DYN_SMEM(sm);
+    S *Ks = (S *)sm, *Vs = Ks + TB * LO, *Qs = Vs + TB * LO, *Gs = Qs + TB * LO, *Es = Gs + TB * LO;
+    float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
+    S *dSb = (S *)Ss, *PDb = (S *)dPs; // over the scores and dP once they are read
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
+    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    tc_load<P>(Ks, LO, a.k + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, TB, a.Tk, HS);
+    tc_load<P>(Vs, LO, a.v + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, TB, a.Tk, HS);
+    if (!a.ers)
+        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    const uint64_t key = fa_key(a, bh);
+    FragAcc<P> gk[HS / 16], gv[HS / 16];
+    tc_zero<P>(gk), tc_zero<P>(gv);
+    for (int i0 = 0; i0 < a.Tq; i0 += TB) {
+        if (tc_tile_keys(a.n_keys, i0, a.Tq) <= j0) continue; // no row of the tile sees these keys
+        __syncthreads();                                      // the last tile is read
+        tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+        tc_load<P>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        __syncthreads();
+        tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
+        tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
+        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+        __syncthreads();
+        const int i = i0 + r, nk = i < a.Tq ? a.n_keys[i] : 0;
+        float lse_i, D_i, ds[TB / 2], pd[TB / 2];
+        tc_row_stats(a, bh, i, &lse_i, &D_i);
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int c = half + 2 * u, j = j0 + c;
+            float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
+            ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd[u]);
+        }
+        __syncthreads(); // the scores and dP are read
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int c = half + 2 * u;
+            dSb[r * LP + c] = P::cvt(ds[u]), PDb[r * LP + c] = P::cvt(pd[u]);
+        }
+        __syncthreads();
+        tc_strip<P, true, false>(gk, dSb, LP, Qs, LO, TB); // the warp's keys: columns of dS
+        tc_strip<P, true, false>(gv, PDb, LP, Gs, LO, TB);
+    }
+    __syncthreads(); // the buffers are read: the sums go through them
+    float *Gk = Ss, *Gv = Rs;
+    tc_store<P>(Gk, LF, gk), tc_store<P>(Gv, LF, gv);
+    __syncthreads();
+    tc_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, a.Tk, Gk, LF, HS, a.scale);
+    tc_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, a.Tk, Gv, LF, HS, 1.0f);
+}
+
+// block (b*NH + h, query tile): dq += scale sum_j dS_ij (k_j + Er[L-1-(i-j)]) over the key tiles in order
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dq_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LK = tc_ld<P>(2 * TB);
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO;
+    float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
+    S *dSb = (S *)Ss, *dSk = (S *)Rs; // dS over the scores, its skew dS' over R
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
+    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
+    tc_load<P>(Qs, LO, a.q + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, TB, a.Tq, HS);
+    tc_load<P>(Gs, LO, a.dout + (size_t)b * a.Tq * a.C + h * HS, a.C, i0, TB, a.Tq, HS);
+    const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+    const uint64_t key = fa_key(a, bh);
+    float lse_i, D_i;
+    tc_row_stats(a, bh, i, &lse_i, &D_i);
+    if (!a.ers) // no relative term: R stays zero (dS' is only written with one)
+        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    FragAcc<P> gq[HS / 16];
+    tc_zero<P>(gq);
+    for (int j0 = 0; j0 < nkt; j0 += TB) {
+        __syncthreads(); // the last tile is read
+        tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
+        tc_load<P>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        __syncthreads();
+        tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
+        tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
+        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+        __syncthreads();
+        float ds[TB / 2];
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int c = half + 2 * u, j = j0 + c;
+            float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1], pd;
+            ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd);
+        }
+        __syncthreads(); // the scores, dP and R are read
+        UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
+        __syncthreads();
+        if (a.ers) { // dS'[r, e] = dS[r, r + TB - 1 - e], zero where that key is outside the tile
+            for (int e = half; e < 2 * TB; e += 2) {
+                int c = r + TB - 1 - e;
+                dSk[r * LK + e] = c >= 0 && c < TB ? dSb[r * LP + c] : P::cvt(0.0f);
+            }
+            __syncthreads();
+        }
+        tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
+        if (a.ers) tc_strip<P, false, false>(gq, dSk, LK, Es, LO, 2 * TB);
+    }
+    __syncthreads(); // the buffers are read
+    tc_store<P>(Ss, LF, gq);
+    __syncthreads();
+    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, Ss, LF, HS, a.scale);
+}
+
+template <class P, int HS> static size_t tc_der_smem(void)
+{
+    return (size_t)7 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
+           (size_t)TB * (2 * tc_ldf(2 * TB) + tc_ldf(TB)) * sizeof(float);
+}
+
+// block (b*NH + h, distance tile m0 .. m0+TB-1): part[bh, Tq-1-m] = scale sum_i dS_{i, i-m} q_i over the query
+// tiles in order. Entry (r, c): distance m0 + c, key i0 + r - m0 - c, row r - c + TB - 1 of the 2 TB keys loaded
+// from jlo = i0 - m0 - (TB - 1); its score is Sf[r, that row] + R[r, c] (R = Q Es^T of the tile's distances).
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_der_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + 2 * TB * LO, *Es = Vs + 2 * TB * LO;
+    float *Sf = (float *)(Es + TB * LO), *dPf = Sf + TB * LR, *Rs = dPf + TB * LR;
+    S *dSb = (S *)Rs;
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
+    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
+    tc_load_er<P>(Es, LO, a.ers, m0, TB, a.Tq, HS);
+    const uint64_t key = fa_key(a, bh);
+    FragAcc<P> ge[HS / 16];
+    tc_zero<P>(ge);
+    for (int i0 = m0 / TB * TB; i0 < a.Tq; i0 += TB) { // rows i >= m0: the others have no key at m >= m0
+        const int jlo = i0 - m0 - (TB - 1);
+        __syncthreads(); // the last tile is read
+        tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+        tc_load<P>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
+        tc_load<P>(Ks, LO, kh, a.ldk, jlo, 2 * TB, a.Tk, HS);
+        tc_load<P>(Vs, LO, vh, a.ldv, jlo, 2 * TB, a.Tk, HS);
+        __syncthreads();
+        tc_product_t<P, 2 * TB / 16>(Sf, LR, Qs, Ks, LO, HS);
+        tc_product_t<P, 2 * TB / 16>(dPf, LR, Gs, Vs, LO, HS);
+        tc_product_t<P, TB / 16>(Rs, LS, Qs, Es, LO, HS);
+        __syncthreads();
+        const int i = i0 + r, nk = i < a.Tq ? a.n_keys[i] : 0;
+        float lse_i, D_i, ds[TB / 2];
+        tc_row_stats(a, bh, i, &lse_i, &D_i);
+        UNROLL for (int u = 0; u < TB / 2; u++) {
+            int c = half + 2 * u, kr = r - c + TB - 1, j = jlo + kr;
+            float pd;
+            ds[u] = tc_ds(a, key, i, j, j >= 0 && j < nk, Sf[r * LR + kr] + Rs[r * LS + c], dPf[r * LR + kr], lse_i,
+                          D_i, &pd);
+        }
+        __syncthreads(); // R is read
+        UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
+        __syncthreads();
+        tc_strip<P, true, false>(ge, dSb, LP, Qs, LO, TB); // the warp's distances: columns of dS
+    }
+    __syncthreads(); // the buffers are read
+    tc_store<P>(Sf, LF, ge);
+    __syncthreads();
+    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
+        int c = x / HS, d = x - c * HS, m = m0 + c;
+        if (m < a.Tq) a.part[((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + d] = a.scale * Sf[c * LF + d];
+    }
+}
+
+// ---- host --------------------------------------------------------------------------------------------------------
+
+template <typename K> static bool tc_launch(const char *op, K kernel, unsigned bh, unsigned tiles, size_t bytes,
+                                            const FaArgs &a)
+{
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e != cudaSuccess) {
+        gpu_record(op, cudaGetErrorString(e));
+        return false;
+    }
+    LAUNCH_SMEM(kernel, dim3(bh, tiles), TC_THREADS, bytes)(a);
+    gpu_launched(op);
+    return true;
+}
+
+template <class P, int HS> static void tc_forward(const char *op, const FaArgs &a, int B)
+{
+    tc_launch(op, tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB), tc_fwd_smem<P, HS>(), a);
+}
+
+template <class P, int HS> static void tc_backward(const char *op, const FaArgs &a, int B)
+{
+    unsigned bh = (unsigned)(B * a.NH);
+    if (!tc_launch(op, tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB), tc_bwd_smem<P, HS>(), a)) return;
+    if (!tc_launch(op, tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(), a)) return;
+    if (a.part) tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a);
+}
+
+// the instantiation for the head size (fa_tc_takes: a multiple of 16 up to 64)
+template <class P> static void tc_dispatch(const char *op, const FaArgs &a, int B, bool backward)
+{
+    switch (a.HS) {
+    case 16: return backward ? tc_backward<P, 16>(op, a, B) : tc_forward<P, 16>(op, a, B);
+    case 32: return backward ? tc_backward<P, 32>(op, a, B) : tc_forward<P, 32>(op, a, B);
+    case 48: return backward ? tc_backward<P, 48>(op, a, B) : tc_forward<P, 48>(op, a, B);
+    case 64: return backward ? tc_backward<P, 64>(op, a, B) : tc_forward<P, 64>(op, a, B);
+    default: gpu_record(op, "tensor-core attention: head size not 16, 32, 48 or 64");
+    }
+}
+
+void fa_tc_forward(const char *op, const FaArgs &a, int B, int prec)
+{
+    if (prec == GPU_BF16) tc_dispatch<TcBf16>(op, a, B, false);
+    else tc_dispatch<TcTf32>(op, a, B, false);
+}
+
+void fa_tc_backward(const char *op, const FaArgs &a, int B, int prec)
+{
+    if (prec == GPU_BF16) tc_dispatch<TcBf16>(op, a, B, true);
+    else tc_dispatch<TcTf32>(op, a, B, true);
+}
