@@ -29,7 +29,8 @@ __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - 
 #define TC_HS_MAX 64
 static inline bool fa_tc_takes(int HS, int prec) { return prec != GPU_FP32 && HS % 16 == 0 && HS <= TC_HS_MAX; }
 // gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
-// for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL)
-void fa_tc_forward(const char *op, const FaArgs &a, int B, int prec);
-void fa_tc_backward(const char *op, const FaArgs &a, int B, int prec);
+// for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL). False when a
+// launch failed (the error kept).
+bool fa_tc_forward(const char *op, const FaArgs &a, int B, int prec);
+bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec);
 #endif

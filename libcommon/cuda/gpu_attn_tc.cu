@@ -4,7 +4,7 @@
 // and the kernels' split are gpu_attn.cu's (read it first); what changes is that every product over the head
 // dimension or over a tile's rows is a tensor-core product of tiles in shared memory:
 //   scores    S = Q K^T (TB x TB) and the relative term R = Q Es^T (TB x 2 TB: the 2 TB - 1 rows of Er that the
-//             tile's distances use, one row of zeros), then entry (r, c) is S[r, c] + R[r, r - c + TB - 1];
+//             tile's distances use, and one more, unused), then entry (r, c) is S[r, c] + R[r, r - c + TB - 1];
 //   forward   O += P V, P the dropped probabilities rounded to the operand type (FlashAttention's choice); O lives
 //             in shared memory in float32, since the running max rescales it by rows;
 //   backward  dP = dO V^T; dS and the dropped P per entry in float32, rounded to the operand type; dK += dS^T Q,
@@ -427,39 +427,39 @@ template <typename K> static bool tc_launch(const char *op, K kernel, unsigned b
     return true;
 }
 
-template <class P, int HS> static void tc_forward(const char *op, const FaArgs &a, int B)
+template <class P, int HS> static bool tc_forward(const char *op, const FaArgs &a, int B)
 {
-    tc_launch(op, tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB), tc_fwd_smem<P, HS>(), a);
+    return tc_launch(op, tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB), tc_fwd_smem<P, HS>(),
+                     a);
 }
 
-template <class P, int HS> static void tc_backward(const char *op, const FaArgs &a, int B)
+template <class P, int HS> static bool tc_backward(const char *op, const FaArgs &a, int B)
 {
     unsigned bh = (unsigned)(B * a.NH);
-    if (!tc_launch(op, tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB), tc_bwd_smem<P, HS>(), a)) return;
-    if (!tc_launch(op, tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(), a)) return;
-    if (a.part) tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a);
+    return tc_launch(op, tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB), tc_bwd_smem<P, HS>(), a) &&
+           tc_launch(op, tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(), a) &&
+           (!a.part || tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a));
 }
 
 // the instantiation for the head size (fa_tc_takes: a multiple of 16 up to 64)
-template <class P> static void tc_dispatch(const char *op, const FaArgs &a, int B, bool backward)
+template <class P> static bool tc_dispatch(const char *op, const FaArgs &a, int B, bool backward)
 {
     switch (a.HS) {
     case 16: return backward ? tc_backward<P, 16>(op, a, B) : tc_forward<P, 16>(op, a, B);
     case 32: return backward ? tc_backward<P, 32>(op, a, B) : tc_forward<P, 32>(op, a, B);
     case 48: return backward ? tc_backward<P, 48>(op, a, B) : tc_forward<P, 48>(op, a, B);
     case 64: return backward ? tc_backward<P, 64>(op, a, B) : tc_forward<P, 64>(op, a, B);
-    default: gpu_record(op, "tensor-core attention: head size not 16, 32, 48 or 64");
     }
+    gpu_record(op, "tensor-core attention: head size not 16, 32, 48 or 64");
+    return false;
 }
 
-void fa_tc_forward(const char *op, const FaArgs &a, int B, int prec)
+bool fa_tc_forward(const char *op, const FaArgs &a, int B, int prec)
 {
-    if (prec == GPU_BF16) tc_dispatch<TcBf16>(op, a, B, false);
-    else tc_dispatch<TcTf32>(op, a, B, false);
+    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, false) : tc_dispatch<TcTf32>(op, a, B, false);
 }
 
-void fa_tc_backward(const char *op, const FaArgs &a, int B, int prec)
+bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec)
 {
-    if (prec == GPU_BF16) tc_dispatch<TcBf16>(op, a, B, true);
-    else tc_dispatch<TcTf32>(op, a, B, true);
+    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, true) : tc_dispatch<TcTf32>(op, a, B, true);
 }

@@ -13,7 +13,7 @@
 #define LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, gpu_stream>>>
 #define LAUNCH_SMEM(kernel, grid, block, bytes) kernel<<<(grid), (block), (bytes), gpu_stream>>>
 #define DYN_SMEM(name)                                                                                                 \
-    extern __shared__ float4 name##_f4[];                                                                              \
+    extern __shared__ __align__(128) float4 name##_f4[]; /* 128: wmma tiles need 32-byte alignment */                \
     float *name = (float *)name##_f4
 #endif
 
