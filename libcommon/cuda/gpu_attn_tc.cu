@@ -149,6 +149,33 @@ __device__ static void tc_row_stats(const FaArgs &a, int bh, int i, float *lse_i
     *D_i = i < a.Tq ? a.D[(size_t)bh * a.Tq + i] : 0.0f;
 }
 
+// A key tile's scores and gradients for a query tile, both loaded (Qs, Gs = dout; Ks, Vs; Es with Er): S = Q K^T,
+// dP = dO V^T and R = Q Es^T (R stays as it is without Er: zero), then the thread's entries of row r (query i, nk
+// keys seen; keys j0 + c for its columns c = half + 2 u): ds[u], and pd[u] the dropped probability
+template <class P, int HS>
+__device__ static void tc_grads(float *ds, float *pd, float *Ss, float *dPs, float *Rs, const typename P::S *Qs,
+                                const typename P::S *Gs, const typename P::S *Ks, const typename P::S *Vs,
+                                const typename P::S *Es, const FaArgs &a, uint64_t key, int i, int j0, int nk,
+                                float lse_i, float D_i)
+{
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB);
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
+    tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
+    if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+    __syncthreads();
+    UNROLL for (int u = 0; u < TB / 2; u++) {
+        int c = half + 2 * u, j = j0 + c;
+        float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
+        ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd[u]);
+    }
+}
+
+__device__ static void tc_fill0(float *x, int n)
+{
+    for (int t = threadIdx.x; t < n; t += blockDim.x) x[t] = 0.0f;
+}
+
 // dst[row0 + r, h HS + d] += scale * src[r, d] (src float32 at pitch lds) for the rows r < TB below `limit`
 __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, const float *src, int lds, int HS,
                                    float scale)
@@ -181,9 +208,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS;
     const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
     tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
-    for (int x = threadIdx.x; x < TB * LF; x += blockDim.x) Os[x] = 0.0f;
-    if (!a.ers) // no relative term: R stays zero
-        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    tc_fill0(Os, TB * LF);
+    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero
     const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
     float m = -INFINITY, l = 0.0f;
@@ -253,8 +279,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
     tc_load<P>(Ks, LO, a.k + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, TB, a.Tk, HS);
     tc_load<P>(Vs, LO, a.v + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, TB, a.Tk, HS);
-    if (!a.ers)
-        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero
     const uint64_t key = fa_key(a, bh);
     FragAcc<P> gk[HS / 16], gv[HS / 16];
     tc_zero<P>(gk), tc_zero<P>(gv);
@@ -265,18 +290,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         tc_load<P>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
         if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
-        tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
-        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
-        __syncthreads();
         const int i = i0 + r, nk = i < a.Tq ? a.n_keys[i] : 0;
         float lse_i, D_i, ds[TB / 2], pd[TB / 2];
         tc_row_stats(a, bh, i, &lse_i, &D_i);
-        UNROLL for (int u = 0; u < TB / 2; u++) {
-            int c = half + 2 * u, j = j0 + c;
-            float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
-            ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd[u]);
-        }
+        tc_grads<P, HS>(ds, pd, Ss, dPs, Rs, Qs, Gs, Ks, Vs, Es, a, key, i, j0, nk, lse_i, D_i);
         __syncthreads(); // the scores and dP are read
         UNROLL for (int u = 0; u < TB / 2; u++) {
             int c = half + 2 * u;
@@ -313,8 +330,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const uint64_t key = fa_key(a, bh);
     float lse_i, D_i;
     tc_row_stats(a, bh, i, &lse_i, &D_i);
-    if (!a.ers) // no relative term: R stays zero (dS' is only written with one)
-        for (int x = threadIdx.x; x < TB * LR; x += blockDim.x) Rs[x] = 0.0f;
+    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero (dS' is only written with one)
     FragAcc<P> gq[HS / 16];
     tc_zero<P>(gq);
     for (int j0 = 0; j0 < nkt; j0 += TB) {
@@ -323,16 +339,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         tc_load<P>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
         if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
-        tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
-        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
-        __syncthreads();
-        float ds[TB / 2];
-        UNROLL for (int u = 0; u < TB / 2; u++) {
-            int c = half + 2 * u, j = j0 + c;
-            float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1], pd;
-            ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd);
-        }
+        float ds[TB / 2], pd[TB / 2];
+        tc_grads<P, HS>(ds, pd, Ss, dPs, Rs, Qs, Gs, Ks, Vs, Es, a, key, i, j0, nk, lse_i, D_i);
         __syncthreads(); // the scores, dP and R are read
         UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
         __syncthreads();
