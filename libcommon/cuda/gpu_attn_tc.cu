@@ -5,6 +5,7 @@
 // dimension or over a tile's rows is a tensor-core product of tiles in shared memory:
 //   scores    S = Q K^T (TB x TB) and the relative term R = Q Es^T (TB x 2 TB: the 2 TB - 1 rows of Er that the
 //             tile's distances use, and one more, unused), then entry (r, c) is S[r, c] + R[r, r - c + TB - 1];
+//             of R each warp computes and keeps only the band of columns its rows read (TC_BAND: 5 of 8 tiles);
 //   forward   O += P V, P the dropped probabilities rounded to the operand type (FlashAttention's choice); O lives
 //             in shared memory in float32, since the running max rescales it by rows;
 //   backward  dP = dO V^T; dS and the dropped P per entry in float32, rounded to the operand type; dK += dS^T Q,
@@ -123,6 +124,20 @@ __device__ static void tc_product_t(float *C, int ldc, const typename P::S *A, c
     tc_store<P>(C, ldc, acc);
 }
 
+// A skewed product's band: row r of a tile reads column r - c + TB - 1 (c < TB) of a TB x 2 TB product (R = Q Es^T,
+// or the der kernel's scores over 2 TB keys), so the rows 16 w .. 16 w + 15 of warp w read only the TC_BAND columns
+// from 16 w on. Each warp computes and stores just those (5 of the 8 column tiles), at band column
+// tc_band(r, c) = (r % 16) - c + TB - 1 of its rows.
+#define TC_BAND (TB + 16)
+__device__ static inline int tc_band(int r, int c) { return (r & 15) - c + TB - 1; }
+
+// Cb (TB x TC_BAND, float32, pitch tc_ldf(TC_BAND)): the warp's rows of A X^T over X's rows 16 w .. 16 w + TC_BAND - 1
+template <class P>
+__device__ static void tc_band_t(float *Cb, const typename P::S *A, const typename P::S *X, int ld, int K)
+{
+    tc_product_t<P, TC_BAND / 16>(Cb, tc_ldf(TC_BAND), A, X + (size_t)16 * (threadIdx.x >> 5) * ld, ld, K);
+}
+
 // the most keys any row of the query tile at i0 sees (the same in every thread)
 __device__ static int tc_tile_keys(const int *n_keys, int i0, int Tq)
 {
@@ -150,7 +165,7 @@ __device__ static void tc_row_stats(const FaArgs &a, int bh, int i, float *lse_i
 }
 
 // A key tile's scores and gradients for a query tile, both loaded (Qs, Gs = dout; Ks, Vs; Es with Er): S = Q K^T,
-// dP = dO V^T and R = Q Es^T (R stays as it is without Er: zero), then the thread's entries of row r (query i, nk
+// dP = dO V^T and R = Q Es^T (its band; R stays as it is without Er: zero), then the thread's entries of row r (query i, nk
 // keys seen; keys j0 + c for its columns c = half + 2 u): ds[u], and pd[u] the dropped probability
 template <class P, int HS>
 __device__ static void tc_grads(float *ds, float *pd, float *Ss, float *dPs, float *Rs, const typename P::S *Qs,
@@ -158,15 +173,15 @@ __device__ static void tc_grads(float *ds, float *pd, float *Ss, float *dPs, flo
                                 const typename P::S *Es, const FaArgs &a, uint64_t key, int i, int j0, int nk,
                                 float lse_i, float D_i)
 {
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND);
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
     tc_product_t<P, TB / 16>(dPs, LS, Gs, Vs, LO, HS);
-    if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+    if (a.ers) tc_band_t<P>(Rs, Qs, Es, LO, HS);
     __syncthreads();
     UNROLL for (int u = 0; u < TB / 2; u++) {
         int c = half + 2 * u, j = j0 + c;
-        float s = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
+        float s = Ss[r * LS + c] + Rs[r * LB + tc_band(r, c)];
         ds[u] = tc_ds(a, key, i, j, j < nk, s, dPs[r * LS + c], lse_i, D_i, &pd[u]);
     }
 }
@@ -191,17 +206,17 @@ __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, cons
 template <class P, int HS> static size_t tc_fwd_smem(void)
 {
     return (size_t)5 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (tc_ldf(TB) + tc_ldf(2 * TB) + tc_ldf(HS)) * sizeof(float);
+           (size_t)TB * (tc_ldf(TB) + tc_ldf(TC_BAND) + tc_ldf(HS)) * sizeof(float);
 }
 
 // block (b*NH + h, query tile): o rows of the tile and their lse, as gpu_attn.cu's fa_fwd_k
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_fwd_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Ks = Qs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO; // Es: 2 TB rows
-    float *Ss = (float *)(Es + 2 * TB * LO), *Rs = Ss + TB * LS, *Os = Rs + TB * LR;
+    float *Ss = (float *)(Es + 2 * TB * LO), *Rs = Ss + TB * LS, *Os = Rs + TB * LB; // Rs: R's bands
     S *Ps = (S *)Ss; // the tile's dropped probabilities, over the scores once they are read
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
@@ -209,7 +224,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
     tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
     tc_fill0(Os, TB * LF);
-    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero
+    if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero
     const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
     float m = -INFINITY, l = 0.0f;
@@ -220,12 +235,12 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
         tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
-        if (a.ers) tc_product_t<P, 2 * TB / 16>(Rs, LR, Qs, Es, LO, HS);
+        if (a.ers) tc_band_t<P>(Rs, Qs, Es, LO, HS);
         __syncthreads();
         float s[TB / 2], mx = -INFINITY;
         UNROLL for (int u = 0; u < TB / 2; u++) {
             int c = half + 2 * u;
-            float v = Ss[r * LS + c] + Rs[r * LR + r - c + TB - 1];
+            float v = Ss[r * LS + c] + Rs[r * LB + tc_band(r, c)];
             s[u] = j0 + c < nk ? v * a.scale : -INFINITY;
             mx = fmaxf(mx, s[u]);
         }
@@ -262,14 +277,14 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 template <class P, int HS> static size_t tc_bwd_smem(void) // dk, dv and dq: the same buffers
 {
     return (size_t)6 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (2 * tc_ldf(TB) + tc_ldf(2 * TB)) * sizeof(float);
+           (size_t)TB * (2 * tc_ldf(TB) + tc_ldf(TC_BAND)) * sizeof(float);
 }
 
 // block (b*NH + h, key tile): dk += scale sum_i dS_ij q_i, dv += sum_i PD_ij dout_i over the query tiles in order
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dkdv_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Ks = (S *)sm, *Vs = Ks + TB * LO, *Qs = Vs + TB * LO, *Gs = Qs + TB * LO, *Es = Gs + TB * LO;
     float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
@@ -279,7 +294,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
     tc_load<P>(Ks, LO, a.k + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, TB, a.Tk, HS);
     tc_load<P>(Vs, LO, a.v + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, TB, a.Tk, HS);
-    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero
+    if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero
     const uint64_t key = fa_key(a, bh);
     FragAcc<P> gk[HS / 16], gv[HS / 16];
     tc_zero<P>(gk), tc_zero<P>(gv);
@@ -315,12 +330,12 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dq_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
-    constexpr int LK = tc_ld<P>(2 * TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LK = tc_ld<P>(TC_BAND);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO;
     float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
-    S *dSb = (S *)Ss, *dSk = (S *)Rs; // dS over the scores, its skew dS' over R
+    S *dSb = (S *)Ss, *dSk = (S *)Rs; // dS over the scores, its skew dS' (bands, as R's) over R
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
     const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
@@ -330,7 +345,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const uint64_t key = fa_key(a, bh);
     float lse_i, D_i;
     tc_row_stats(a, bh, i, &lse_i, &D_i);
-    if (!a.ers) tc_fill0(Rs, TB * LR); // no relative term: R stays zero (dS' is only written with one)
+    if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero (dS' is only written with one)
     FragAcc<P> gq[HS / 16];
     tc_zero<P>(gq);
     for (int j0 = 0; j0 < nkt; j0 += TB) {
@@ -344,15 +359,16 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads(); // the scores, dP and R are read
         UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
         __syncthreads();
-        if (a.ers) { // dS'[r, e] = dS[r, r + TB - 1 - e], zero where that key is outside the tile
-            for (int e = half; e < 2 * TB; e += 2) {
-                int c = r + TB - 1 - e;
+        if (a.ers) { // dS'[r, e] = dS[r, r + TB - 1 - e], zero where that key is outside the tile; band column e'
+            for (int e = half; e < TC_BAND; e += 2) { // is e = e' + 16 w, and c = tc_band(r, e') is the key's column
+                int c = tc_band(r, e);
                 dSk[r * LK + e] = c >= 0 && c < TB ? dSb[r * LP + c] : P::cvt(0.0f);
             }
             __syncthreads();
         }
         tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
-        if (a.ers) tc_strip<P, false, false>(gq, dSk, LK, Es, LO, 2 * TB);
+        if (a.ers) // the warp's rows of dS' Es: only Es rows 16 w .. 16 w + TC_BAND - 1 meet its band
+            tc_strip<P, false, false>(gq, dSk, LK, Es + (size_t)16 * (threadIdx.x >> 5) * LO, LO, TC_BAND);
     }
     __syncthreads(); // the buffers are read
     tc_store<P>(Ss, LF, gq);
@@ -363,7 +379,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 template <class P, int HS> static size_t tc_der_smem(void)
 {
     return (size_t)7 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (2 * tc_ldf(2 * TB) + tc_ldf(TB)) * sizeof(float);
+           (size_t)TB * (2 * tc_ldf(TC_BAND) + tc_ldf(TB)) * sizeof(float);
 }
 
 // block (b*NH + h, distance tile m0 .. m0+TB-1): part[bh, Tq-1-m] = scale sum_i dS_{i, i-m} q_i over the query
@@ -372,10 +388,10 @@ template <class P, int HS> static size_t tc_der_smem(void)
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_der_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LR = tc_ldf(2 * TB), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + 2 * TB * LO, *Es = Vs + 2 * TB * LO;
-    float *Sf = (float *)(Es + TB * LO), *dPf = Sf + TB * LR, *Rs = dPf + TB * LR;
+    float *Sf = (float *)(Es + TB * LO), *dPf = Sf + TB * LB, *Rs = dPf + TB * LB; // Sf, dPf: bands
     S *dSb = (S *)Rs;
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
@@ -393,17 +409,17 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         tc_load<P>(Ks, LO, kh, a.ldk, jlo, 2 * TB, a.Tk, HS);
         tc_load<P>(Vs, LO, vh, a.ldv, jlo, 2 * TB, a.Tk, HS);
         __syncthreads();
-        tc_product_t<P, 2 * TB / 16>(Sf, LR, Qs, Ks, LO, HS);
-        tc_product_t<P, 2 * TB / 16>(dPf, LR, Gs, Vs, LO, HS);
+        tc_band_t<P>(Sf, Qs, Ks, LO, HS);
+        tc_band_t<P>(dPf, Gs, Vs, LO, HS);
         tc_product_t<P, TB / 16>(Rs, LS, Qs, Es, LO, HS);
         __syncthreads();
         const int i = i0 + r, nk = i < a.Tq ? a.n_keys[i] : 0;
         float lse_i, D_i, ds[TB / 2];
         tc_row_stats(a, bh, i, &lse_i, &D_i);
         UNROLL for (int u = 0; u < TB / 2; u++) {
-            int c = half + 2 * u, kr = r - c + TB - 1, j = jlo + kr;
+            int c = half + 2 * u, kb = tc_band(r, c), j = jlo + r - c + TB - 1;
             float pd;
-            ds[u] = tc_ds(a, key, i, j, j >= 0 && j < nk, Sf[r * LR + kr] + Rs[r * LS + c], dPf[r * LR + kr], lse_i,
+            ds[u] = tc_ds(a, key, i, j, j >= 0 && j < nk, Sf[r * LB + kb] + Rs[r * LS + c], dPf[r * LB + kb], lse_i,
                           D_i, &pd);
         }
         __syncthreads(); // R is read
