@@ -128,7 +128,8 @@ include pipelines/experiment.mk
 # ---- tests ------------------------------------------------------------------------------------
 # Every test binary prints "N passed, N failed, N skipped" and exits non-zero on a failure; the shell tests likewise
 # (a skip: a check whose hardware, Debian or PyPI package is absent here; never counted as passed).
-test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS)
+# the benchmarks are built too (not run): a change that breaks one fails here, not on a lent GPU
+test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS) $(BUILD)/bench/model $(BUILD)/bench/decode
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \
 	  SHARED=$(SHARED) $$t || fail=1; done; \

@@ -141,8 +141,8 @@ int main(int argc, char **argv)
         float *am = full ? be->alloc(m.n_floats * 4) : NULL, *av = full ? be->alloc(m.n_floats * 4) : NULL;
         AdamParams ap = {3e-4, 0.9, 0.999, 1e-8, 0};
         double *times = xmalloc(sizeof(double) * (size_t)(runs + 1)), *vals = be->alloc(2 * sizeof(double));
-        AdamStep k = adam_constants(&ap, 1), *kd = be->alloc(sizeof k); // the constants' upload is not timed
-        be->upload(kd, &k, sizeof k);
+        AdamStep step = adam_constants(&ap, 1), *kd = be->alloc(sizeof step); // the constants' upload is not timed
+        be->upload(kd, &step, sizeof step);
         for (int r = 0; r <= runs; r++) {
             if (r == 1) gpu_profile_reset(); // HMT_GPU_PROFILE=1: the timed steps only
             double t0 = now_s();
