@@ -536,9 +536,13 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         twice(m, g[0][4], g[1][4], nkv * 4);
         snprintf(m, sizeof m, "%s, %s: dEr%s", name, label, with_er ? "" : " (none: untouched)");
         worst[3] = cmp(m, g[0][5], der, ner, with_er ? tol : 0), twice(m, g[0][5], g[1][5], ner * 4);
-        if (kind > 0) // the tolerances' margins, to read in a GPU's log (the emulator's sums are not the hardware's)
+        // the tensor-core kernels ran, not the float32 ones (a silent fallback): their operands' rounding shows
+        if (kind > 0) {
+            CHECK(worst[0] > 1e-5, "%s, %s: out within %.1e of the CPU: the float32 kernels ran", name, label, worst[0]);
+            // the tolerances' margins, to read in a GPU's log (the emulator's sums are not the hardware's)
             printf("%s, %s: largest |gpu - cpu| / scale: out %.1e, dq %.1e, dk dv %.1e, dEr %.1e (tolerance %.1e)\n",
                    name, label, worst[0], worst[1], worst[2], worst[3], tol);
+        }
         for (int r = 0; r < 2; r++)
             for (int t = 0; t < 6; t++)
                 if (t != 2) free(g[r][t]);

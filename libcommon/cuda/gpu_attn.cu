@@ -400,7 +400,7 @@ void gpu_attention_fused_forward(float *out, float *lse, const float *q, const f
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
     FaArgs a = fa_args(d, q, k, v, Er, 0);
     a.o = out, a.lse = lse;
-    if (fa_tc_takes(a.HS, gpu_precision())) {
+    if (fa_tc_takes(a, gpu_precision())) {
         fa_tc_forward(op, a, d->B, gpu_precision());
         return;
     }
@@ -421,7 +421,7 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
     a.part = part ? ws + rows : NULL;
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);
-    if (fa_tc_takes(a.HS, gpu_precision())) {
+    if (fa_tc_takes(a, gpu_precision())) {
         if (fa_tc_backward(op, a, d->B, gpu_precision()) && a.part)
             gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, d->B * d->NH, (size_t)d->Tq * a.HS);
         return;

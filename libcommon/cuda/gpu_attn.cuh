@@ -2,6 +2,8 @@
 // tensor-core kernels of gpu_attn_tc.cu (bf16 or TF32 operands, float32 accumulation and softmax).
 #ifndef GPU_ATTN_CUH
 #define GPU_ATTN_CUH
+#include <stdint.h>
+
 #include "gpu_internal.cuh"
 
 typedef struct FaArgs {
@@ -25,9 +27,16 @@ __device__ static inline uint64_t fa_key(const FaArgs &a, int bh)
 // order, so the long ones do not trail at the end of the launch
 __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - blockIdx.y); }
 
-// The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16.
+// The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16,
+// with every row they read 16-byte aligned (they load four floats at a time): hg.c's buffers always are.
 #define TC_HS_MAX 64
-static inline bool fa_tc_takes(int HS, int prec) { return prec != GPU_FP32 && HS % 16 == 0 && HS <= TC_HS_MAX; }
+static inline bool fa_tc_aligned(const void *p, int ld) { return (uintptr_t)p % 16 == 0 && ld % 4 == 0; }
+static inline bool fa_tc_takes(const FaArgs &a, int prec)
+{
+    return prec != GPU_FP32 && a.HS % 16 == 0 && a.HS <= TC_HS_MAX && fa_tc_aligned(a.q, a.ldq) &&
+           fa_tc_aligned(a.k, a.ldk) && fa_tc_aligned(a.v, a.ldv) && fa_tc_aligned(a.ers, a.HS) &&
+           fa_tc_aligned(a.dout, a.C); // dout: NULL (aligned) in the forward
+}
 // gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
 // for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL). False when a
 // launch failed (the error kept).

@@ -52,25 +52,33 @@ template <class P> __host__ __device__ constexpr int tc_ld(int n) { return n + 1
 __host__ __device__ constexpr int tc_ldf(int n) { return n + 4; }
 
 // rows row0 .. row0+n-1 of src (row stride ld, HS columns) into dst (pitch ldd) as operands; zero rows outside
-// [0, limit)
+// [0, limit). Four floats per load (fa_tc_takes: rows 16-byte aligned), so more bytes are in flight per thread.
 template <class P>
 __device__ static void tc_load(typename P::S *dst, int ldd, const float *src, int ld, int row0, int n, int limit,
                                int HS)
 {
-    for (int x = threadIdx.x; x < n * HS; x += blockDim.x) {
-        int r = x / HS, d = x - r * HS, row = row0 + r;
-        dst[r * ldd + d] = P::cvt(row >= 0 && row < limit ? src[(size_t)row * ld + d] : 0.0f);
+    const int H4 = HS / 4;
+    for (int x = threadIdx.x; x < n * H4; x += blockDim.x) {
+        int r = x / H4, d = 4 * (x - r * H4), row = row0 + r;
+        float4 v = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (row >= 0 && row < limit) v = *(const float4 *)(src + (size_t)row * ld + d);
+        typename P::S *o = dst + r * ldd + d;
+        o[0] = P::cvt(v.x), o[1] = P::cvt(v.y), o[2] = P::cvt(v.z), o[3] = P::cvt(v.w);
     }
 }
 
 // the Er rows of distances m0 .. m0+n-1 (ers: distance m at row Tq-1-m) into dst as operands; zero where no
-// query-key pair has the distance
+// query-key pair has the distance. Four floats per load, as tc_load.
 template <class P>
 __device__ static void tc_load_er(typename P::S *dst, int ldd, const float *ers, int m0, int n, int Tq, int HS)
 {
-    for (int x = threadIdx.x; x < n * HS; x += blockDim.x) {
-        int e = x / HS, d = x - e * HS, m = m0 + e;
-        dst[e * ldd + d] = P::cvt(m >= 0 && m < Tq ? ers[(size_t)(Tq - 1 - m) * HS + d] : 0.0f);
+    const int H4 = HS / 4;
+    for (int x = threadIdx.x; x < n * H4; x += blockDim.x) {
+        int e = x / H4, d = 4 * (x - e * H4), m = m0 + e;
+        float4 v = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (m >= 0 && m < Tq) v = *(const float4 *)(ers + (size_t)(Tq - 1 - m) * HS + d);
+        typename P::S *o = dst + e * ldd + d;
+        o[0] = P::cvt(v.x), o[1] = P::cvt(v.y), o[2] = P::cvt(v.z), o[3] = P::cvt(v.w);
     }
 }
 
@@ -465,7 +473,7 @@ template <class P, int HS> static bool tc_backward(const char *op, const FaArgs 
            (!a.part || tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a));
 }
 
-// the instantiation for the head size (fa_tc_takes: a multiple of 16 up to 64)
+// the instantiation for the head size (fa_tc_takes: a multiple of 16 up to TC_HS_MAX)
 template <class P> static bool tc_dispatch(const char *op, const FaArgs &a, int B, bool backward)
 {
     switch (a.HS) {

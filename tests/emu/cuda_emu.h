@@ -21,6 +21,9 @@
 #define __shared__ static // blocks run one after another: one copy serves them all
 #define __launch_bounds__(...)
 
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
