@@ -409,6 +409,47 @@ void gpu_to_bf16(uint16_t *dst, const float *src, size_t n)
 // floats a row-major operand spans: rows x cols at leading dimension ld
 static size_t span(int rows, int cols, int ld) { return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0; }
 
+// bfloat16 copies of up to three float32 operands, as one launch: range r is src[r][0 .. n[r]) into dst[r]
+typedef struct Bf16Copies {
+    const float *src[3];
+    uint16_t *dst[3];
+    size_t n[3];
+} Bf16Copies;
+__global__ static void to_bf16_n_k(Bf16Copies c, size_t total)
+{
+    GRID_STRIDE(i, total) {
+        size_t j = i;
+        int r = 0;
+        while (j >= c.n[r]) j -= c.n[r++]; // total is the sum: r stays below 3
+        c.dst[r][j] = to_bf16(c.src[r][j]);
+    }
+}
+
+// The copies of the n_ops operands src[r] (n[r] floats each) in the workspace, each 256-byte aligned, into dst[r];
+// false (the error kept) when the workspace cannot grow
+static bool bf16_copies(const char *op, int n_ops, const float *const *src, const size_t *n, uint16_t **dst)
+{
+    Bf16Copies c;
+    memset(&c, 0, sizeof c);
+    size_t off[3], total = 0, at = 0;
+    for (int r = 0; r < n_ops; r++) off[r] = at, at += (n[r] + 127) & ~(size_t)127, total += n[r];
+    uint16_t *ws = (uint16_t *)gpu_workspace(op, at * sizeof(uint16_t));
+    if (!ws) return false;
+    for (int r = 0; r < n_ops; r++) c.src[r] = src[r], c.dst[r] = dst[r] = ws + off[r], c.n[r] = n[r];
+    LAUNCH(to_bf16_n_k, ew_blocks(total), EW_THREADS)(c, total);
+    gpu_launched(op);
+    return true;
+}
+
+// gpu_gemm_linear's product on the bfloat16 copies
+static void gemm_bf16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *a16, int lda,
+                      const uint16_t *b16, int ldb, float beta, float *C, int ldc)
+{
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda,
+                                    &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -417,24 +458,33 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
         return;
     }
     if (M <= 0 || N <= 0) return;
-    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (g_bf16_fast) { // float32 operands, down-converted inside cuBLAS (its rounding, not necessarily ours)
+        cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
         gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
                                         &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
         return;
     }
     // op(A) is M x K: stored M x K (ta 0) or K x M; op(B) is K x N: stored K x N (tb 0) or N x K
-    size_t na = ta ? span(K, M, lda) : span(M, K, lda), nb = tb ? span(N, K, ldb) : span(K, N, ldb);
-    size_t off = (na + 127) & ~(size_t)127; // B's copy 256-byte aligned
-    uint16_t *a16 = (uint16_t *)gpu_workspace(op, (off + nb) * sizeof(uint16_t));
-    if (!a16) return;
-    uint16_t *b16 = a16 + off;
-    LAUNCH(to_bf16_k, ew_blocks(na), EW_THREADS)(a16, A, na);
-    gpu_launched(op);
-    LAUNCH(to_bf16_k, ew_blocks(nb), EW_THREADS)(b16, B, nb);
-    gpu_launched(op);
-    gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda,
-                                    &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    const float *src[2] = {A, B};
+    size_t n[2] = {ta ? span(K, M, lda) : span(M, K, lda), tb ? span(N, K, ldb) : span(K, N, ldb)};
+    uint16_t *c16[2];
+    if (bf16_copies(op, 2, src, n, c16)) gemm_bf16(op, ta, tb, M, N, K, alpha, c16[0], lda, c16[1], ldb, beta, C, ldc);
+}
+
+void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
+                                  const float *w, int N, int IC, int OC)
+{
+    if (g_prec != GPU_BF16 || g_bf16_fast || N <= 0 || IC <= 0 || OC <= 0) {
+        if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+        gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+        return;
+    }
+    const float *src[3] = {dout, inp, w};
+    size_t n[3] = {(size_t)N * OC, (size_t)N * IC, (size_t)OC * IC};
+    uint16_t *c16[3];
+    if (!bf16_copies(op, dinp ? 3 : 2, src, n, c16)) return;
+    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, c16[0], OC, c16[2], IC, 1.0f, dinp, IC);
+    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, c16[0], OC, c16[1], IC, 1.0f, dw, IC);
 }
 
 // pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h

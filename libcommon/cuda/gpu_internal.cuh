@@ -49,6 +49,10 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
 // the precision GPU_BF16 with bfloat16 copies of A and B (in the workspace) and float32 accumulation and C.
 void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc);
+// The two products of a linear layer's backward (out = inp w^T): dinp (N, IC) += dout w unless dinp is NULL, and
+// dw (OC, IC) += dout^T inp; as two gpu_gemm_linear calls, but under GPU_BF16 with dout's copy made once.
+void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
+                                  const float *w, int N, int IC, int OC);
 
 // The same for nb x nh matrices, matrix (b, h) of each operand at base + b * s_b + h * s_h (in floats): the
 // attention's heads of every batch item in one call (cuBLAS batched with pointer arrays built on the GPU).

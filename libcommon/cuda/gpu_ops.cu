@@ -185,8 +185,7 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 {
     const char *op = "gpu_linear_backward";
     if (!gpu_enter(op)) return;
-    if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
-    gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+    gpu_linear_products_backward(op, dinp, dw, dout, inp, w, N, IC, OC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
