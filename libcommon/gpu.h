@@ -143,6 +143,10 @@ void gpu_attention_fused_forward(float *out, float *lse, const float *q, const f
 void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
                                   const float *lse, const float *q, const float *k, const float *v, const float *Er,
                                   const AttnDims *d);
+// Under GPU_TF32 and GPU_BF16 the fused attention runs on tensor cores (gpu_attn_tc.cu) for head sizes 16, 32, 48
+// and 64 whose kernels fit a block's shared memory (smem_optin bytes: an H100 opts in to 227 KiB, an A100 to 163):
+// 1 when they take head_size under precision on such a device, else 0 (the float32 kernels run instead).
+int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin);
 
 // hourglass resampling (ops.h): pad, crop, causal shift by K-1, mean pooling and repetition along time
 void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);

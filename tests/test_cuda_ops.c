@@ -581,6 +581,18 @@ static void test_attention(void)
     // a head size that is not a multiple of 4 (the fused kernels' threads take dimensions 4 apart), and 128
     attention_case("causal RPR attention T 70, head size 5, dropout 0.1", 2, 10, 2, 70, 70, big_causal, 1, 0.1f);
     attention_case("causal RPR attention T 40, head size 128", 1, 256, 2, 40, 40, big_causal, 1, 0.0f);
+    { // which head sizes the tensor-core kernels take, by precision and the device's shared memory per block
+        const size_t h100 = 232448, a100 = 166912;
+        CHECK(gpu_attention_tc_fits(64, GPU_TF32, h100) && gpu_attention_tc_fits(64, GPU_BF16, h100) &&
+                  gpu_attention_tc_fits(16, GPU_BF16, h100) && gpu_attention_tc_fits(48, GPU_TF32, h100),
+              "tensor-core attention: head sizes 16..64 on an H100");
+        CHECK(!gpu_attention_tc_fits(64, GPU_TF32, a100) && gpu_attention_tc_fits(64, GPU_BF16, a100) &&
+                  gpu_attention_tc_fits(32, GPU_TF32, a100),
+              "tensor-core attention on an A100's 163 KiB: TF32 at head size 64 does not fit, bf16 and TF32 at 32 do");
+        CHECK(!gpu_attention_tc_fits(64, GPU_FP32, h100) && !gpu_attention_tc_fits(8, GPU_BF16, h100) &&
+                  !gpu_attention_tc_fits(40, GPU_BF16, h100) && !gpu_attention_tc_fits(128, GPU_BF16, h100),
+              "tensor-core attention: not in float32, nor for head sizes 8, 40, 128");
+    }
     { // past head size 128 the fused kernels refuse, naming it (the backend then takes the unfused path)
         AttnDims d = {.B = 1, .Tq = 4, .Tk = 4, .C = 272, .NH = 2, .L = 4, .ldq = 272, .ldk = 272, .ldv = 272,
                       .n_keys = NULL};

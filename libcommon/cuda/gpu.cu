@@ -12,6 +12,7 @@ cudaStream_t gpu_stream;
 cublasHandle_t gpu_blas;
 
 static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
+static size_t g_smem_optin; // cudaDeviceProp.sharedMemPerBlockOptin
 static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
@@ -159,6 +160,7 @@ GpuStatus gpu_init(int device, char *err)
     if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
         return init_fail(err, GPU_FAILED, "cannot use the CUDA device: %s%s", cudaGetErrorString(e), "");
     snprintf(g_name, sizeof g_name, "%s", prop.name);
+    g_smem_optin = prop.sharedMemPerBlockOptin;
     if ((e = cudaStreamCreateWithFlags(&gpu_stream, cudaStreamNonBlocking)) != cudaSuccess)
         return init_fail(err, GPU_FAILED, "cannot create a CUDA stream on %s: %s", g_name, cudaGetErrorString(e));
     // the kernels of this build (sm_XX / compute_XX of CUDA_ARCH) must load on this device
@@ -227,6 +229,7 @@ void gpu_set_precision(int precision)
 }
 
 int gpu_precision(void) { return g_prec; }
+size_t gpu_smem_optin(void) { return g_smem_optin; }
 
 int gpu_sync(void)
 {

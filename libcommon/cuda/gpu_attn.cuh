@@ -28,12 +28,13 @@ __device__ static inline uint64_t fa_key(const FaArgs &a, int bh)
 __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - blockIdx.y); }
 
 // The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16,
-// with every row they read 16-byte aligned (they load four floats at a time): hg.c's buffers always are.
+// when they fit this device's shared memory (gpu.h gpu_attention_tc_fits), with every row they read 16-byte
+// aligned (they load four floats at a time): hg.c's buffers always are.
 #define TC_HS_MAX 64
 static inline bool fa_tc_aligned(const void *p, int ld) { return (uintptr_t)p % 16 == 0 && ld % 4 == 0; }
 static inline bool fa_tc_takes(const FaArgs &a, int prec)
 {
-    return prec != GPU_FP32 && a.HS % 16 == 0 && a.HS <= TC_HS_MAX && fa_tc_aligned(a.q, a.ldq) &&
+    return gpu_attention_tc_fits(a.HS, prec, gpu_smem_optin()) && fa_tc_aligned(a.q, a.ldq) &&
            fa_tc_aligned(a.k, a.ldk) && fa_tc_aligned(a.v, a.ldv) && fa_tc_aligned(a.ers, a.HS) &&
            fa_tc_aligned(a.dout, a.C); // dout: NULL (aligned) in the forward
 }

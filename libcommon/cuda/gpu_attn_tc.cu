@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #ifndef GPU_EMU
@@ -471,6 +472,27 @@ template <class P, int HS> static bool tc_backward(const char *op, const FaArgs 
     return tc_launch(op, tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB), tc_bwd_smem<P, HS>(), a) &&
            tc_launch(op, tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(), a) &&
            (!a.part || tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a));
+}
+
+// the most shared memory a kernel of the head size takes (0: no such instantiation)
+template <class P> static size_t tc_smem_max(int HS)
+{
+#define TC_SMEM(H) std::max(std::max(tc_fwd_smem<P, H>(), tc_bwd_smem<P, H>()), tc_der_smem<P, H>())
+    switch (HS) {
+    case 16: return TC_SMEM(16);
+    case 32: return TC_SMEM(32);
+    case 48: return TC_SMEM(48);
+    case 64: return TC_SMEM(64);
+    }
+    return 0;
+#undef TC_SMEM
+}
+
+int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin)
+{
+    if (precision == GPU_FP32 || head_size % 16 != 0 || head_size > TC_HS_MAX) return 0;
+    size_t need = precision == GPU_BF16 ? tc_smem_max<TcBf16>(head_size) : tc_smem_max<TcTf32>(head_size);
+    return need > 0 && need <= smem_optin;
 }
 
 // the instantiation for the head size (fa_tc_takes: a multiple of 16 up to TC_HS_MAX)

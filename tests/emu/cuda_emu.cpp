@@ -188,7 +188,7 @@ cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 {
     snprintf(p->name, sizeof p->name, "cuda_emu (CPU emulation)");
-    p->major = 9, p->minor = 0;
+    p->major = 9, p->minor = 0, p->sharedMemPerBlockOptin = 232448;
     return cudaSuccess;
 }
 static int stream_token;

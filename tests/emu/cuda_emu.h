@@ -246,6 +246,7 @@ enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpy
 struct cudaDeviceProp {
     char name[256];
     int major, minor;
+    size_t sharedMemPerBlockOptin; // an H100's: 227 KiB
 };
 const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetLastError(void);
