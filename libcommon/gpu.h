@@ -147,6 +147,8 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
 // and 64 whose kernels fit a block's shared memory (smem_optin bytes: an H100 opts in to 227 KiB, an A100 to 163):
 // 1 when they take head_size under precision on such a device, else 0 (the float32 kernels run instead).
 int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin);
+// The shared memory a block may opt in to on this device (cudaDeviceProp.sharedMemPerBlockOptin), in bytes.
+size_t gpu_smem_optin(void);
 
 // hourglass resampling (ops.h): pad, crop, causal shift by K-1, mean pooling and repetition along time
 void gpu_pad_forward(float *out, const float *inp, int B, int T, int Tp, int C);

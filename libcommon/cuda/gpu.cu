@@ -420,11 +420,11 @@ typedef struct Bf16Copies {
 } Bf16Copies;
 __global__ static void to_bf16_n_k(Bf16Copies c, size_t total)
 {
-    GRID_STRIDE(i, total) {
+    GRID_STRIDE(i, total) { // constant indices only: c stays in the parameter space (no local copy)
         size_t j = i;
-        int r = 0;
-        while (j >= c.n[r]) j -= c.n[r++]; // total is the sum: r stays below 3
-        c.dst[r][j] = to_bf16(c.src[r][j]);
+        if (j < c.n[0]) c.dst[0][j] = to_bf16(c.src[0][j]);
+        else if ((j -= c.n[0]) < c.n[1]) c.dst[1][j] = to_bf16(c.src[1][j]);
+        else j -= c.n[1], c.dst[2][j] = to_bf16(c.src[2][j]); // total is the sum: j < n[2]
     }
 }
 

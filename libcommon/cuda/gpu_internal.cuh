@@ -37,8 +37,6 @@ void gpu_launched(const char *op);
 void gpu_blas_check(const char *op, cublasStatus_t st);
 // The precision gpu_set_precision chose (GPU_FP32, GPU_TF32 or GPU_BF16).
 int gpu_precision(void);
-// The shared memory a block may opt in to on this device (cudaDeviceProp.sharedMemPerBlockOptin), in bytes.
-size_t gpu_smem_optin(void);
 // The ops' workspace, at least `bytes` bytes (grown when needed, contents undefined), or NULL with the error kept.
 void *gpu_workspace(const char *op, size_t bytes);
 

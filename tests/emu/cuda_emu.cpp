@@ -18,7 +18,9 @@ float *emu_dyn_smem;
 void emu_set_dyn_smem(size_t bytes)
 {
     free(emu_dyn_smem);
-    emu_dyn_smem = (float *)aligned_alloc(128, (bytes + 127) / 128 * 128 + 128); // aligned as a block's shared memory
+    void *p = NULL; // aligned as a block's shared memory, and exactly `bytes` long (ASan sees an overrun)
+    if (posix_memalign(&p, 128, bytes ? bytes : 1) != 0) abort();
+    emu_dyn_smem = (float *)p;
     memset(emu_dyn_smem, 0xff, bytes); // NaN floats
 }
 
@@ -167,6 +169,7 @@ const char *cudaGetErrorString(cudaError_t e)
 {
     switch (e) {
     case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";

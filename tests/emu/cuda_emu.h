@@ -233,6 +233,7 @@ template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b,
 // ---- CUDA runtime (the calls libcommon/cuda uses) --------------------------------------------------------------
 typedef enum cudaError {
     cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
@@ -284,7 +285,11 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-template <typename K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+// more dynamic shared memory than an H100 block may opt in to (sharedMemPerBlockOptin) is refused, as there
+template <typename K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes)
+{
+    return bytes > 232448 ? cudaErrorInvalidValue : cudaSuccess;
+}
 
 // ---- cuBLAS ---------------------------------------------------------------------------------------------------
 typedef void *cublasHandle_t;
