@@ -212,10 +212,17 @@ __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, cons
 
 // ---- forward ---------------------------------------------------------------------------------------------------
 
+// a kernel's shared memory: `rows` operand rows of HS (pitch tc_ld), then TB float32 rows of `fpitch` floats (the
+// sum of its float32 buffers' pitches)
+template <class P, int HS> static size_t tc_smem(int rows, int fpitch)
+{
+    return (size_t)rows * tc_ld<P>(HS) * sizeof(typename P::S) + (size_t)TB * fpitch * sizeof(float);
+}
+
+// Q, K, V, Es (2 TB rows); S, R's bands, O
 template <class P, int HS> static size_t tc_fwd_smem(void)
 {
-    return (size_t)5 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (tc_ldf(TB) + tc_ldf(TC_BAND) + tc_ldf(HS)) * sizeof(float);
+    return tc_smem<P, HS>(5 * TB, tc_ldf(TB) + tc_ldf(TC_BAND) + tc_ldf(HS));
 }
 
 // block (b*NH + h, query tile): o rows of the tile and their lse, as gpu_attn.cu's fa_fwd_k
@@ -283,10 +290,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 
 // ---- backward --------------------------------------------------------------------------------------------------
 
-template <class P, int HS> static size_t tc_bwd_smem(void) // dk, dv and dq: the same buffers
+// dk, dv and dq: the same buffers: K, V, Q, dO, Es (2 TB rows); S, dP, R's bands
+template <class P, int HS> static size_t tc_bwd_smem(void)
 {
-    return (size_t)6 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (2 * tc_ldf(TB) + tc_ldf(TC_BAND)) * sizeof(float);
+    return tc_smem<P, HS>(6 * TB, 2 * tc_ldf(TB) + tc_ldf(TC_BAND));
 }
 
 // block (b*NH + h, key tile): dk += scale sum_i dS_ij q_i, dv += sum_i PD_ij dout_i over the query tiles in order
@@ -385,10 +392,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, Ss, LF, HS, a.scale);
 }
 
+// Q, dO, K and V (2 TB rows each), Es; the scores' and dP's bands, R
 template <class P, int HS> static size_t tc_der_smem(void)
 {
-    return (size_t)7 * TB * tc_ld<P>(HS) * sizeof(typename P::S) +
-           (size_t)TB * (2 * tc_ldf(TC_BAND) + tc_ldf(TB)) * sizeof(float);
+    return tc_smem<P, HS>(7 * TB, 2 * tc_ldf(TC_BAND) + tc_ldf(TB));
 }
 
 // block (b*NH + h, distance tile m0 .. m0+TB-1): part[bh, Tq-1-m] = scale sum_i dS_{i, i-m} q_i over the query
