@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The training step on one GPU, C (the CUDA backend) against the same model in PyTorch (tests/ref, eager), in one
 # invocation on one GPU: forward, cross-entropy, backward, clipping and Adam (--full), the three d 256 configs at
-# batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the unfused attention (cuBLAS, probs stored) and the fused
-# one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no T x T tensor), bf16 also with HMT_GPU_BF16=fast (no
+# batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the
+# unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
+# T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
 # conversion pass: cuBLAS converts), PyTorch in fp32, TF32 and bf16 autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
-# both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16 against PyTorch
-# bf16 autocast. Medians of RUNS steps
+# both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
+# attentions, against PyTorch bf16 autocast. Medians of RUNS steps
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
@@ -36,7 +37,9 @@ build/cuda/bench/model "$hruns" "${H[@]}"
 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}"
 python3 bench/model_torch.py "$hruns" "${H[@]}"
 [ "${GPU_MODEL_HEADLINE_ALL:-1}" = 0 ] && exit 0
-echo "== the headline config, batch 24: C TF32 and bf16 (gemm attention), PyTorch bf16 autocast (issue 15's peer)"
-build/cuda/bench/model "$hruns" "${H[@]}" --tf32
-build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
+echo "== the headline config, batch 24: C TF32 and bf16 (gemm, then fused attention), PyTorch bf16 autocast (issue 15's peer)"
+for att in gemm fused; do
+    HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --tf32
+    HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
+done
 python3 bench/model_torch.py "$hruns" "${H[@]}" --precision bf16
