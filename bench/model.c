@@ -124,13 +124,8 @@ int main(int argc, char **argv)
         config_to_hg(&rc, V, &cfgs[0].c);
         T = rc.input_length, n_cfgs = 1, only = -1;
     }
-    if (!be->on_host) { // which attention the rows time (the fused one falls back where the tensor cores do not fit)
-        const char *att = getenv("HMT_GPU_ATTENTION");
-        int hs = cfgs[0].c.C / cfgs[0].c.NH; // every config here has the same head size
-        printf("attention: %s\n", !(att && strcmp(att, "fused") == 0) ? "gemm (cuBLAS products, probabilities stored)"
-                                   : gpu_attention_tc_fits(hs, prec, gpu_smem_optin()) ? "fused, on tensor cores"
-                                                                                      : "fused, float32 kernels");
-    }
+    if (!be->on_host) // which attention the rows time (every config here has the same head size)
+        printf("attention: %s\n", backend_cuda_attention(cfgs[0].c.C / cfgs[0].c.NH, prec));
     for (size_t k = 0; k < n_cfgs; k++) {
         if (only >= 0 && (size_t)only != k) continue;
         HgModel m;

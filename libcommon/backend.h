@@ -150,6 +150,10 @@ void attention_saves_probs(const AttnDims *d, size_t *probs_floats, size_t *mask
 // The CUDA table: libcommon/cuda/gpu_backend.c in a `make CUDA=1` build, else gpu_none.c's stand-in, which says so.
 // Initialises the first GPU; NULL with err when it cannot. Call backend_get("cuda") instead.
 const Backend *backend_cuda(char *err);
+// Which attention that table runs for a head size under a precision (PREC_*), once backend_cuda has read
+// HMT_GPU_ATTENTION: "gemm" (cuBLAS products, probabilities stored), "fused, on tensor cores" or "fused, float32
+// kernels" (the tensor-core kernels do not take it on this device); for bench/model's log.
+const char *backend_cuda_attention(int head_size, int precision);
 
 // The backend called name ("cpu" or "cuda"). For cuda this initialises the first GPU; NULL with err (one line:
 // "this build has no CUDA backend (rebuild with make CUDA=1)", "no CUDA device found", ...) when it cannot.

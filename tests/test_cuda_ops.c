@@ -510,7 +510,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
                   {GPU_TF32, FUSED_TOL_TF32, "fused, TF32 tensor cores"},
                   {GPU_BF16, FUSED_TOL_BF16, "fused, bf16 tensor cores"}};
     for (int kind = 0; kind < 3 && HS <= GPU_ATTN_FUSED_HS_MAX; kind++) {
-        if (kind > 0 && !(HS % 16 == 0 && HS <= 64)) break;
+        if (kind > 0 && !gpu_attention_tc_fits(HS, kinds[kind].prec, SIZE_MAX)) break; // a head size they take
         double tol = kinds[kind].tol;
         const char *label = kinds[kind].label;
         // a GPU whose shared memory the tensor-core kernels do not fit runs the float32 ones: their checks skipped

@@ -35,7 +35,15 @@ static uint64_t g_mem_free(const char **source)
 // online softmax, one float saved per query row: gpu_attention_fused_*) for head sizes it takes. The CPU's scratch
 // is not used: the GPU keeps its own workspace.
 static int fused_attention; // HMT_GPU_ATTENTION=fused
-static int fused(const AttnDims *d) { return fused_attention && d->C / d->NH <= GPU_ATTN_FUSED_HS_MAX; }
+static int fused_takes(int head_size) { return fused_attention && head_size <= GPU_ATTN_FUSED_HS_MAX; }
+static int fused(const AttnDims *d) { return fused_takes(d->C / d->NH); }
+
+const char *backend_cuda_attention(int head_size, int precision)
+{
+    if (!fused_takes(head_size)) return "gemm (cuBLAS products, probabilities stored)";
+    return gpu_attention_tc_fits(head_size, precision, gpu_smem_optin()) ? "fused, on tensor cores"
+                                                                         : "fused, float32 kernels";
+}
 
 static void g_attention_saves(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
 {

@@ -26,10 +26,10 @@ const char *gpu_name(void) { return ""; }
 const char *gpu_driver_version(void) { return ""; }
 const char *gpu_runtime_version(void) { return ""; }
 size_t gpu_smem_optin(void) { return 0; }
-int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin)
+const char *backend_cuda_attention(int head_size, int precision)
 {
-    (void)head_size, (void)precision, (void)smem_optin;
-    return 0;
+    (void)head_size, (void)precision;
+    return "none (no CUDA backend)";
 }
 int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
 {
