@@ -5,9 +5,11 @@
 # skips finished runs, resumes an interrupted one (train --resume), and starts a run only while its expected wall
 # time (the slowest finished run's, or FIRST_RUN_S before any) fits in what is left of BUDGET_S. train gets the time
 # left as a timeout: on SIGTERM it checkpoints and exits 1, and the next call resumes it.
-# What the study needs comes home in $OUT/gpu-ablation: the registry (runs, metrics, losses per step), and per run
-# its config.json, eval.json, samples.txt and study.txt as CONFIG-seedN.FILE; the weights stay behind (carry the run folder back to
-# resume one that was cut off). For the next slice carry back registry.db (a run finished there is skipped: the
+# What the study needs comes home as one file, $OUT/<DIR's name>.tar.gz (the device returns at most 8 files: a slice
+# once lost 14 runs' results to that limit), rewritten after every finished run and at the end: registry.db (runs,
+# metrics, losses per step; a consistent copy, read while workers write) and per run its config.json, eval.json,
+# samples.txt and study.txt as CONFIG-seedN.FILE (staged in $DIR/out); the weights stay behind (carry the run folder
+# back to resume one that was cut off). At home: `tar -xzf gpu-ablation.tar.gz`, then bench/registry_merge.sh. For the next slice carry back registry.db (a run finished there is skipped: the
 # registry says so) and, to resume a cut-off run, its folder.
 #
 # Prepare here: `make CUDA=1 gpu-ablation SHARED=../shared` (shards of all of POP909, the tools, the libraries a bare
@@ -18,7 +20,7 @@
 # 2,000), DEVICE (cuda), PRECISION (fp32), BUDGET_S (480: stop starting runs when they would not finish by then),
 # FIRST_RUN_S (150), EVAL_DOCS (32), SAMPLES (4), JOBS (1: runs at once on the one GPU; a d 256 run at batch 8
 # leaves most of an H100 idle, so several share it; worker w takes the grid's cells w, w + JOBS, ...). Results go to
-# $OUT/<DIR's name>. Exit 0 when the grid is complete, 3 when runs are left for the next call, 1 when a step failed.
+# $OUT/<DIR's name>.tar.gz. Exit 0 when the grid is complete, 3 when runs are left for the next call, 1 when a step failed.
 # Works on the CPU too (DEVICE=cpu, for checking this script).
 set -u -o pipefail
 SELF=$(realpath "$0") # the workers run this file again, from the root
@@ -35,12 +37,31 @@ EVAL_DOCS=${EVAL_DOCS:-32}
 SAMPLES=${SAMPLES:-4}
 BIN=$DIR/bin
 REG=$DIR/registry.db
-OUTDIR=${OUT:-$DIR/out}/$(basename "$DIR")
+OUTDIR=$DIR/out                                            # staged here, sent home as one tar
+OUTTAR=${OUT:-$DIR}/$(basename "$DIR").tar.gz
 JOBS=${JOBS:-1}
 WORKER=${WORKER:-}
 t0=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - t0))); }
 say() { echo "gpu_ablation${WORKER:+ [$WORKER]}: $*" >&2; }
+# the registry (a consistent copy: sqlite3's .backup, or Python's, waiting for the workers' locks) and the staged
+# files, as one tar replacing $OUTTAR atomically (every worker calls it; each tar is whole, the last one wins)
+send_home() {
+    [ -f "$REG" ] || return 0
+    local tmp=$DIR/.send.$$ q
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    q=$(printf '%s' "$tmp/registry.db" | sed "s/'/''/g")
+    if command -v sqlite3 >/dev/null; then sqlite3 -cmd '.timeout 60000' "$REG" ".backup '$q'"
+    else python3 -c 'import sqlite3, sys
+d = sqlite3.connect(sys.argv[2]); sqlite3.connect(sys.argv[1], timeout=60).backup(d); d.close()' "$REG" "$tmp/registry.db"
+    fi || { say "$REG: cannot copy it"; rm -rf "$tmp"; return 1; }
+    cp "$OUTDIR"/* "$tmp/" 2>/dev/null
+    mkdir -p "$(dirname "$OUTTAR")"
+    tar -czf "$OUTTAR.tmp.$$" -C "$tmp" . && mv "$OUTTAR.tmp.$$" "$OUTTAR"
+    local st=$?
+    rm -rf "$tmp"
+    return $st
+}
 
 for f in train eval sample; do
     [ -x "$BIN/$f" ] || { say "$BIN/$f missing: run 'make CUDA=1 gpu-ablation' and carry $DIR"; exit 1; }
@@ -60,7 +81,7 @@ if [ "$JOBS" -gt 1 ] && [ -z "$WORKER" ]; then # the workers, then one summary
     for p in "${pids[@]}"; do
         wait "$p"; case $? in 0) ;; 3) todo=1 ;; *) rc=1 ;; esac
     done
-    [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
+    send_home
     say "$JOBS workers ended in $(($(date +%s) - t0)) s$([ $todo -gt 0 ] && echo ', runs left for the next call')"
     [ $rc -ne 0 ] && exit 1
     [ $todo -gt 0 ] && exit 3
@@ -117,9 +138,10 @@ run_one() {
     local wall=$(($(date +%s) - t1))
     [ $wall -gt $slowest ] && slowest=$wall
     say "$exp seed $seed: done in $wall s"
-    for f in config.json eval.json samples.txt study.txt; do # flat: the device's $OUT returns one level of folders
+    for f in config.json eval.json samples.txt study.txt; do
         [ -f "$run/$f" ] && cp "$run/$f" "$OUTDIR/$cfg-${budget}seed$seed.$f"
     done
+    send_home # a call cut off later keeps this run
     return 0
 }
 
@@ -133,7 +155,7 @@ for seed in $SEEDS; do
         case $? in 0) n_done=$((n_done + 1)) ;; 3) todo=$((todo + 1)) ;; *) rc=1 ;; esac
     done
 done
-[ -z "$WORKER" ] && [ -f "$REG" ] && cp "$REG" "$OUTDIR/registry.db"
+[ -z "$WORKER" ] && send_home
 say "$n_done of its runs done (now or before), $todo left for the next call, $(($(date +%s) - t0)) s this call"
 [ $rc -ne 0 ] && exit 1
 [ $todo -gt 0 ] && exit 3

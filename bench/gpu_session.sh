@@ -15,14 +15,24 @@
 # GPU_SESSION_STEP_GRAPH=1 (not the default until the graphed step has run on a GPU: a capture that fails stops a
 # run): when gpu_check passed (test_tools_cuda.sh: a graphed train run ends with the plain run's bytes), the slice or
 # headline run trains with HMT_GPU_STEP_GRAPH=1.
-# Everything lands in $OUT: gpu_check.log and the benchmarks' logs, gpu-ablation/ (registry.db to merge home with
-# bench/registry_merge.sh, or to copy over fp32.db, and the runs' small files). Exit: gpu_check's status, or 1 when
-# a slice failed.
+# Everything comes home as one file, $OUT/gpu-session.tar.gz (the device returns at most 8 files; one window lost an
+# ablation slice's results to that limit): gpu_check.log and the benchmarks' logs, gpu-ablation.tar.gz (registry.db
+# to merge home with bench/registry_merge.sh, and the runs' small files). The scripts write into build/gpu-session
+# (GPU_SESSION_STAGE), and the tar is rewritten from it every 20 s and at the end, so a call cut off at its limit
+# still brings home what was done. At home: `tar -xzf gpu-session.tar.gz`. Exit: gpu_check's status, or 1 when a
+# slice failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-OUT=${OUT:-build/gpu-session}
+HOME_OUT=${OUT:-build/gpu-session-home}
+STAGE=${GPU_SESSION_STAGE:-build/gpu-session}
+mkdir -p "$HOME_OUT" "$STAGE"
+OUT=$(realpath "$STAGE")
 export OUT
-mkdir -p "$OUT"
+send_home() { tar -czf "$HOME_OUT/.gpu-session.tmp" -C "$OUT" . 2>/dev/null && mv "$HOME_OUT/.gpu-session.tmp" "$HOME_OUT/gpu-session.tar.gz"; }
+self=$$
+( while kill -0 "$self" 2>/dev/null; do sleep 20; send_home; done ) &
+trap 'send_home' EXIT
+trap 'exit 143' TERM INT
 t0=$(date +%s)
 SESSION_S=${SESSION_S:-540}
 if [ -f build/gpu-pack/pack.tar.xz ]; then
