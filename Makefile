@@ -191,9 +191,11 @@ build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh
 build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
 	@mkdir -p build/emu
 	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
-build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) $(BUILD)/libcommon.a
+build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
+  $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
-	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o $(EMU_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	  $(PKG_LIBS) -o $@
 build/emu/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
 	@mkdir -p build/emu
 	$(CC) $(CFLAGS) $(EMU_FLAGS) -Ilibcommon -c $< -o $@

@@ -1,7 +1,10 @@
 // bench/decode: generation speed of the KV-cached decoder (decode.h) at the CPU config of model.md §9 (d 256,
 // 4 heads, F 1024, L 512, V 348; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling): a 512-token prefill, then 512 dec_step calls (the window slides twice, keep 256), at batch 1 and 8,
-// against the C full forward over a 512-token window (what sampling without a cache pays per token).
+// against the C full forward over a 512-token window (what sampling without a cache pays per token); then "sample
+// tok/s": sampler.c's sample_generate over the same prefill, 512 tokens drawn with the REMI grammar and top_p 0.95
+// (EOS kept out through the output layer's bias, so every run is 512 steps), on a GPU drawn where the decoder runs
+// (HMT_GPU_DECODE_DRAW=0: on the host).
 // Usage: bench/decode [RUNS [THREADS]] [--device cpu|cuda] (median of RUNS after one warm-up; THREADS for the decoder
 // and the full forward, default 1; --device cuda: both on the GPU, a CUDA=1 build). Build and run: bench/decode.sh.
 #include <stdio.h>
@@ -13,6 +16,8 @@
 #include "gpu.h"
 #include "hg.h"
 #include "ops.h"
+#include "remi.h"
+#include "sampler.h"
 #include "util.h"
 
 static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
@@ -51,12 +56,13 @@ int main(int argc, char **argv)
         {"hourglass linear+attn", {.V = V, .C = C, .NH = 4, .F = F, .L = L, .linear = 1, .attn_resampling = 1,
                                    .top = {.pre = 2, .post = 2, .s = 2, .valley = &valley}}},
     };
-    printf("%-22s %2s %14s %14s %14s %16s %10s\n", "config", "B", "prefill tok/s", "step tok/s", "gen tok/s",
-           "full fwd tok/s", "gen/full");
+    printf("%-22s %2s %14s %14s %14s %16s %10s %14s\n", "config", "B", "prefill tok/s", "step tok/s", "gen tok/s",
+           "full fwd tok/s", "gen/full", "sample tok/s");
     for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
         HgModel m;
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);
+        m.w[m.params[hg_param_index(&m, "Wout.bias")].offset + REMI_EOS] = -1e4f; // no EOS: runs of equal length
         if (hg_set_backend(&m, be, err) < 0) die("%s", err);
         for (int B = 1; B <= 8; B += 7) {
             int32_t *tok = xmalloc((size_t)B * (L + n_new) * sizeof *tok);
@@ -91,9 +97,22 @@ int main(int argc, char **argv)
                 if (be->sync(err) < 0) die("%s", err);
                 tf[r] = now_s() - t0;
             }
+            // sampling: the prefill and n_new drawn tokens through sample_generate (the grammar, top_p 0.95)
+            SampleOpts so = {.temperature = 1.0, .top_p = 0.95, .grammar = 1, .seed = 1};
+            int32_t *gen = xmalloc((size_t)B * n_new * sizeof *gen);
+            int *n_out = xmalloc((size_t)B * sizeof *n_out);
+            double *tsm = xmalloc(sizeof(double) * (size_t)(runs + 1));
+            for (int r = 0; r <= runs; r++) {
+                for (int b = 0; b < B; b++) tok[(size_t)b * L] = REMI_BOS; // sample_generate's prompts start so
+                double t0 = now_s();
+                if (sample_generate(d, B, tok, L, n_new, &so, gen, n_out, err) < 0) die("%s", err);
+                tsm[r] = now_s() - t0;
+            }
             double p = median(tp + 1, runs), g = median(tg + 1, runs), s = median(ts + 1, runs), f = median(tf + 1, runs);
-            printf("%-22s %2d %14.0f %14.0f %14.0f %16.1f %9.0fx\n", cfgs[k].name, B, B * L / p, B / s, B * n_new / g,
-                   B / f, (B * n_new / g) / (B / f));
+            double sm = median(tsm + 1, runs) - p; // less the prefill, as "gen"
+            printf("%-22s %2d %14.0f %14.0f %14.0f %16.1f %9.0fx %14.0f\n", cfgs[k].name, B, B * L / p, B / s,
+                   B * n_new / g, B / f, (B * n_new / g) / (B / f), B * n_new / sm);
+            free(gen), free(n_out), free(tsm);
             long captured, replayed; // HMT_GPU_DECODE_GRAPH=1: proof that the steps ran as graphs
             dec_graph_stats(d, &captured, &replayed);
             if (captured || replayed) printf("  (CUDA graphs: %ld captured, %ld steps replayed)\n", captured, replayed);

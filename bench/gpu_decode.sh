@@ -2,7 +2,8 @@
 # Generation on one GPU: the C decoder (decode.c, its KV caches on the GPU) against what sampling without a cache
 # costs in PyTorch (tests/ref, a full-window forward per token), in one invocation on one GPU, for the d 256 configs
 # at batch 1 and 8 (bench/decode.c: a 512-token prefill, then 512 steps that slide the window twice), without and
-# with the steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1), and those with bfloat16 weights (HMT_GPU_DECODE_BF16=1).
+# with the steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1), those with the sampler's draw on the host
+# (HMT_GPU_DECODE_DRAW=0; bench/decode's "sample tok/s" column), and with bfloat16 weights (HMT_GPU_DECODE_BF16=1).
 # Usage: bench/gpu_decode.sh [RUNS (3)]. Needs build/cuda/bench/decode (make CUDA=1 build/cuda/bench/decode) and a
 # python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
@@ -13,6 +14,9 @@ build/cuda/bench/decode "$runs" 1 --device cuda
 # needs 16-row products, past the graphs' matrix-vector kernel: it runs as above)
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+# sample tok/s with the draw on the host instead of the GPU (the logits copied back and drawn there, as before)
+echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs, sampling drawn on the host (HMT_GPU_DECODE_DRAW=0)"
+HMT_GPU_DECODE_DRAW=0 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 # and with the linear layers' weights read as bfloat16 (every product in the kernel: batch 8 in graphs too)
 echo "== C decoder, CUDA backend, bf16 weights, steps as CUDA graphs (HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda

@@ -95,6 +95,13 @@ struct Decoder {
     void **graph;
     int *graph_key, *state_now;
     long graph_captured, graph_replayed;
+    // GPU: the sampler's draw after the logits (dec_draw_set). Device block draw_dev: the draw's index (uint64) and
+    // the masks (B, W uint32), copied in as one (draw_in bytes, from draw_host), then keys (B uint64) and the tokens
+    // drawn (B); draw_host: the index and masks, then the tokens copied back (page-locked with graphs)
+    int draw_on, W;
+    DecDraw draw;
+    char *draw_dev, *draw_host;
+    size_t draw_in;
 };
 
 // ---- weights by state_dict name -----------------------------------------------------------------
@@ -231,6 +238,7 @@ static void plan(Decoder *d, Arena *a)
 {
     size_t N = (size_t)d->B * d->chunk, C = (size_t)d->C;
     if (d->K) d->tok_dev = (int32_t *)take(a, N); // int32 and float have the same size
+    if (d->K) d->draw_dev = (char *)take(a, (d->draw_in + (size_t)d->B * (sizeof(uint64_t) + sizeof(int32_t))) / 4);
     d->x = take(a, N * C), d->last = take(a, (size_t)d->B * C), d->logits = take(a, (size_t)d->B * d->V);
     d->qkv = take(a, (N + (size_t)d->B * d->max_s) * 3 * C), d->att = take(a, N * C), d->proj = take(a, N * C), d->res = take(a, N * C);
     d->ln1 = take(a, N * C), d->hid = take(a, N * d->F), d->ping[0] = take(a, N * C), d->ping[1] = take(a, N * C);
@@ -295,6 +303,8 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     // (bfloat16 weights: every product in the kernel, however many rows)
     d->graph_on = d->K && opt_or_env(o.graph, "HMT_GPU_DECODE_GRAPH", 0) &&
                   (B * d->max_s <= d->K->kernel_rows() || d->bf16);
+    d->W = (d->V + 31) / 32;
+    d->draw_in = (sizeof(uint64_t) + (size_t)B * d->W * sizeof(uint32_t) + 7) & ~(size_t)7;
     Arena a = {0};
     plan(d, &a);
     *bytes = a.used;
@@ -309,15 +319,17 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     d->block = d->be->alloc(bytes);
     d->tok = xcalloc((size_t)B * d->L, sizeof *d->tok);
     size_t logit_bytes = (size_t)B * d->V * sizeof *d->logits_host, tok_bytes = (size_t)B * d->chunk * sizeof *d->tok_pass;
+    size_t draw_bytes = d->draw_in + (size_t)B * sizeof(int32_t);
     if (d->graph_on) { // page-locked: a graph copies the tokens in and the logits out itself
         d->logits_host = d->be->host_alloc(logit_bytes), d->tok_pass = d->be->host_alloc(tok_bytes);
-        if (!d->logits_host || !d->tok_pass) { // none to be had: no graphs (the same bytes, more launches)
-            d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass);
+        d->draw_host = d->be->host_alloc(draw_bytes);
+        if (!d->logits_host || !d->tok_pass || !d->draw_host) { // none to be had: no graphs (the same bytes)
+            d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass), d->be->host_free(d->draw_host);
             d->graph_on = 0;
         }
     }
     if (d->K && !d->graph_on) {
-        d->logits_host = xmalloc(logit_bytes), d->tok_pass = xmalloc(tok_bytes);
+        d->logits_host = xmalloc(logit_bytes), d->tok_pass = xmalloc(tok_bytes), d->draw_host = xcalloc(1, draw_bytes);
     }
     if (d->graph_on) {
         d->n_state = state_io(d, NULL, 0);
@@ -411,8 +423,8 @@ void dec_free(Decoder *d)
     free_level(&d->top);
     free(d->lins);
     d->be->free(d->block);
-    if (d->graph_on) d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass);
-    else free(d->logits_host), free(d->tok_pass);
+    if (d->graph_on) d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass), d->be->host_free(d->draw_host);
+    else free(d->logits_host), free(d->tok_pass), free(d->draw_host);
     free(d->tok);
     for (int p = 0; d->graph && p < d->L; p++) d->be->graph_free(d->graph[p]);
     free(d->graph), free(d->graph_key), free(d->state_now);
@@ -833,6 +845,41 @@ static void pass(Decoder *d, int rows, int want_logits)
     }
 }
 
+// ---- the draw on the GPU (dec_draw_set) ------------------------------------------------------------------------
+// draw_dev: index, masks | keys | tokens
+static uint64_t *draw_keys(const Decoder *d) { return (uint64_t *)(d->draw_dev + d->draw_in); }
+static int32_t *draw_tokens(const Decoder *d) { return (int32_t *)(d->draw_dev + d->draw_in + (size_t)d->B * sizeof(uint64_t)); }
+
+// the draw from d->logits with the inputs copied in (index and masks)
+static void draw(Decoder *d)
+{
+    const DecDraw *o = &d->draw;
+    d->K->draw(draw_tokens(d), d->logits, d->B, d->V, (const uint32_t *)(d->draw_dev + sizeof(uint64_t)), draw_keys(d),
+               (const uint64_t *)d->draw_dev, o->temperature, o->top_k, o->top_p);
+}
+
+int dec_draw_set(Decoder *d, const DecDraw *o, const uint64_t *keys)
+{
+    if (!d->K) return 0;
+    for (int p = 0; d->graph && p < d->L; p++) { // graphs hold the draw's options, or none
+        d->be->graph_free(d->graph[p]);
+        d->graph[p] = NULL;
+    }
+    d->draw_on = o != NULL;
+    if (!o) return 1;
+    d->draw = *o;
+    d->be->upload(draw_keys(d), keys, (size_t)d->B * sizeof *keys);
+    return 1;
+}
+
+uint32_t *dec_draw_mask(Decoder *d) { return d->K ? (uint32_t *)(d->draw_host + sizeof(uint64_t)) : NULL; }
+void dec_draw_index(Decoder *d, uint64_t index)
+{
+    if (d->K) memcpy(d->draw_host, &index, sizeof index);
+}
+int dec_mask_words(const Decoder *d) { return d->W; }
+const int32_t *dec_drawn(const Decoder *d) { return d->draw_on ? (const int32_t *)(d->draw_host + d->draw_in) : NULL; }
+
 // A single step on the GPU as graph[p0]: the tokens in (from page-locked memory), the step's kernels, the logits
 // out. Replayed when the decoder's state matches the one it was captured from, else captured now (replacing the
 // position's graph) and launched; run directly when no capture can start. Returns 0, or -1 with err (as run).
@@ -851,8 +898,13 @@ static int graph_step(Decoder *d, char *err)
         d->graph[p0] = NULL;
         int capturing = d->be->graph_begin(); // 0: the ops below run as they are launched
         d->be->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
+        if (d->draw_on) d->be->copy_async(d->draw_dev, d->draw_host, d->draw_in, 1);
         pass(d, 1, 1);
         d->be->copy_async(d->logits_host, d->logits, logit_bytes, 0);
+        if (d->draw_on) {
+            draw(d);
+            d->be->copy_async(d->draw_host + d->draw_in, draw_tokens(d), (size_t)B * sizeof(int32_t), 0);
+        }
         if (capturing && (d->graph[p0] = d->be->graph_end())) { // NULL: the error is kept, sync reports it
             memcpy(key, d->state_now, (size_t)ns * sizeof *key);
             state_io(d, key + ns, 0);
@@ -874,8 +926,14 @@ static int run(Decoder *d, int n, int want_logits, char *err)
         pass(d, rows, want_logits && done + rows == n);
     }
     if (!d->K) return 0;
+    if (want_logits && d->draw_on) {
+        d->be->upload(d->draw_dev, d->draw_host, d->draw_in);
+        draw(d);
+    }
     if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust
     if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)d->B * d->V * sizeof *d->logits_host);
+    if (want_logits && d->draw_on)
+        d->be->download(d->draw_host + d->draw_in, draw_tokens(d), (size_t)d->B * sizeof(int32_t));
     return 0;
 }
 

@@ -74,6 +74,30 @@ const int32_t *dec_tokens(const Decoder *d);
 // without graphs).
 void dec_graph_stats(const Decoder *d, long *captured, long *replayed);
 
+// ---- the sampler's draw where the decoder runs (sampler.c) ----------------------------------------------------
+// On a GPU the draw (sampler.h sample_pick) runs right after the output layer, inside the step and its graph, so a
+// token's step needs no work on the host between the logits and the next token.
+typedef struct DecDraw {
+    double temperature; // as SampleOpts
+    int top_k;
+    double top_p;
+} DecDraw;
+
+// On a GPU: from now on every dec_prefill and dec_step also draws one token per item from the logits it returns,
+// as sample_pick(logits of item b with the tokens its mask leaves out at -INFINITY, V, o, u) with u the draw of
+// index dec_draw_index of stream keys[b] (B keys; sampler.c's uniform(keys[b], index)); dec_drawn gives them.
+// o NULL stops drawing. Returns 1, or 0 on the CPU (nothing changes: the caller draws from the logits).
+int dec_draw_set(Decoder *d, const DecDraw *o, const uint64_t *keys);
+// The next call's draw inputs, set before it: the masks, (B, dec_mask_words) in memory the decoder owns (bit v % 32
+// of word v / 32 of item b's row: token v may be drawn), and the index of the draw in each item's stream. NULL and
+// no effect on the CPU.
+uint32_t *dec_draw_mask(Decoder *d);
+void dec_draw_index(Decoder *d, uint64_t index);
+int dec_mask_words(const Decoder *d); // (V + 31) / 32
+// The tokens the last dec_prefill or dec_step drew, (B): the token, -1 where the mask left none, -2 where a logit
+// was not finite. NULL when not drawing.
+const int32_t *dec_drawn(const Decoder *d);
+
 void dec_free(Decoder *d);
 
 #endif

@@ -254,6 +254,14 @@ void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const floa
 int gpu_dec_kernel_rows(void);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
+// The sampler's draw (sampler.h sample_pick) for B items where the logits are: tok[b] for item b's logits (B, V)
+// with the tokens whose bit is clear in its mask row ((V + 31) / 32 words, bit v % 32 of word v / 32; mask NULL:
+// all allowed) at -inf and u = the 53 high bits of splitmix64(keys[b] ^ splitmix64(*index)), as sampler.c draws;
+// -2 where a logit is not finite (before the mask), -1 where the mask leaves none. keys, index and mask are device
+// memory read by the kernel (a graph replays with their new values). The same arithmetic in the same order as
+// sample_pick, so the same token. V at most 4096.
+void gpu_dec_draw(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
+                  const uint64_t *index, double temperature, int top_k, double top_p);
 
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,

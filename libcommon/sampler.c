@@ -65,6 +65,23 @@ int sample_pick(const float *logits, int V, const SampleOpts *o, double u, float
     return order[keep - 1];
 }
 
+// the draw inputs of the decoder's next call (dec_draw_mask, dec_draw_index): each item's allowed tokens as bits
+static void draw_inputs(Decoder *d, const GrammarState *g, int B, int grammar, uint64_t index)
+{
+    int W = dec_mask_words(d);
+    uint32_t *mask = dec_draw_mask(d);
+    uint8_t allowed[REMI_VOCAB_SIZE];
+    memset(allowed, 1, sizeof allowed);
+    for (int b = 0; b < B; b++) {
+        if (grammar) grammar_allowed(&g[b], allowed);
+        uint32_t *row = mask + (size_t)b * W;
+        memset(row, 0, (size_t)W * sizeof *row);
+        for (int v = 0; v < REMI_VOCAB_SIZE && v < 32 * W; v++)
+            if (allowed[v]) row[v / 32] |= 1u << (v % 32);
+    }
+    dec_draw_index(d, index);
+}
+
 int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, const SampleOpts *o, int32_t *out,
                     int *n_out, char *err)
 {
@@ -80,27 +97,41 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
         n_out[b] = 0;
     }
     for (size_t i = 0; i < (size_t)B * n_new; i++) out[i] = REMI_PAD;
+    // on a GPU the decoder draws too (dec_draw_set): the same tokens from the same logits, without the host's pass
+    // over them (HMT_GPU_DECODE_DRAW=0: drawn here, as on the CPU)
+    uint64_t *keys = xmalloc((size_t)B * sizeof *keys);
+    for (int b = 0; b < B; b++)
+        keys[b] = splitmix64(o->seed) ^ (o->streams ? o->streams[b] : (uint64_t)b) * 0x9e3779b97f4a7c15ULL;
+    const char *env = getenv("HMT_GPU_DECODE_DRAW");
+    DecDraw dw = {o->temperature, o->top_k, o->top_p};
+    int on_dev = !(env && strcmp(env, "0") == 0) && dec_draw_set(d, &dw, keys);
+    if (on_dev) draw_inputs(d, g, B, o->grammar, 0);
     dec_reset(d);
     const float *logits = dec_prefill(d, prompt, P, err);
     int n_done = 0;
     for (int t = 0; t < n_new && logits && n_done < B; t++) {
+        const int32_t *drawn = on_dev ? dec_drawn(d) : NULL;
         for (int b = 0; b < B; b++) {
             if (done[b]) {
                 tok[b] = REMI_PAD;
                 continue;
             }
-            memcpy(logit, logits + (size_t)b * V, (size_t)V * sizeof *logit);
-            for (int v = 0; v < V; v++)
-                if (!isfinite(logit[v])) {
-                    err_set(err, "generation step %d, item %d: the logits are not finite (%g for token %d): "
-                                 "a diverged or corrupt model", t + 1, b + 1, (double)logit[v], v);
-                    logits = NULL;
-                    goto out;
-                }
-            if (o->grammar) grammar_mask_logits(&g[b], logit);
-            uint64_t stream = o->streams ? o->streams[b] : (uint64_t)b;
-            tok[b] = sample_pick(logit, V, o, uniform(splitmix64(o->seed) ^ stream * 0x9e3779b97f4a7c15ULL, (uint64_t)t),
-                                 scratch, order);
+            const float *row = logits + (size_t)b * V;
+            if (drawn ? drawn[b] == -2 : 1) // the device found a logit not finite; the host looks itself
+                for (int v = 0; v < V; v++)
+                    if (!isfinite(row[v])) {
+                        err_set(err, "generation step %d, item %d: the logits are not finite (%g for token %d): "
+                                     "a diverged or corrupt model", t + 1, b + 1, (double)row[v], v);
+                        logits = NULL;
+                        goto out;
+                    }
+            if (drawn) {
+                tok[b] = drawn[b];
+            } else {
+                memcpy(logit, row, (size_t)V * sizeof *logit);
+                if (o->grammar) grammar_mask_logits(&g[b], logit);
+                tok[b] = sample_pick(logit, V, o, uniform(keys[b], (uint64_t)t), scratch, order);
+            }
             if (tok[b] < 0) {
                 err_set(err, "step %d, item %d: no token can be drawn (every token masked)", t + 1, b + 1);
                 logits = NULL;
@@ -112,9 +143,14 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
             if (grammar_is_allowed(&g[b], REMI_EOS)) complete[b] = n_out[b]; // a document may end here
 
         }
-        if (n_done < B && t + 1 < n_new) logits = dec_step(d, tok, err);
+        if (n_done < B && t + 1 < n_new) {
+            if (on_dev) draw_inputs(d, g, B, o->grammar, (uint64_t)t + 1);
+            logits = dec_step(d, tok, err);
+        }
     }
 out:
+    if (on_dev) dec_draw_set(d, NULL, NULL);
+    free(keys);
     if (!logits) rc = -1;
     // stopped by n_new, not EOS: with the grammar, cut back to the last place a document may end (a whole note)
     for (int b = 0; b < B && rc == 0 && o->grammar; b++)

@@ -23,6 +23,7 @@
 #include "evaluate.h"
 #include "hg.h"
 #include "remi.h"
+#include "sampler.h"
 #include "shard.h"
 #include "trainer.h"
 #include "util.h"
@@ -44,9 +45,9 @@ static const Kind kinds[] = {
 static HgLevel inner, mid;
 static int window = 9; // the models' input_length L (test_decode_long raises it)
 
-static void build(HgModel *m, const Kind *k)
+static void build_v(HgModel *m, const Kind *k, int V)
 {
-    HgConfig c = {.V = 40, .C = 16, .NH = 2, .F = 32, .L = window, .dropout = 0.1f, .linear = k->linear,
+    HgConfig c = {.V = V, .C = 16, .NH = 2, .F = 32, .L = window, .dropout = 0.1f, .linear = k->linear,
                   .attn_resampling = k->attn, .save_updown_hidden = 1};
     if (k->plain) {
         c.top.n_layers = k->plain;
@@ -59,6 +60,7 @@ static void build(HgModel *m, const Kind *k)
     CHECK(hg_build(m, &c, err) == 0, "%s: build: %s", k->name, err);
     hg_init_weights(m, 4321);
 }
+static void build(HgModel *m, const Kind *k) { build_v(m, k, 40); }
 
 // The same model twice, c on the CPU and g moved to the GPU
 static void build_pair(HgModel *c, HgModel *g, const Kind *k, const Backend *gpu)
@@ -356,6 +358,94 @@ static void test_decode_graph(const Backend *gpu)
     graph_case(gpu, &kinds[0], 3, 0, 1), graph_case(gpu, &kinds[5], 3, 1, 1); // nested, bf16 weights
 }
 
+// The sampler's draw on the GPU (dec_draw_set): a model of REMI's 348 tokens on the GPU, decoded with and without
+// graphs, bf16 weights for one. (1) Every token the decoder draws equals sample_pick's from the logits it returns,
+// with the same mask and u, over a prefill and 30 steps (the window of 9 slides: graphs replayed); (2)
+// sample_generate drawing on the GPU writes the documents it writes drawing on the host (HMT_GPU_DECODE_DRAW=0), with
+// the grammar and nucleus sampling, and greedy without the grammar.
+static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int bf16)
+{
+    enum { STEPS = 30, MAXB = 4 };
+    if (!gpu) {
+        for (int i = 0; i < 6; i++) CHECK(0, "%s", k->name);
+        return;
+    }
+    char err[ERR_MAX];
+    HgModel g;
+    build_v(&g, k, REMI_VOCAB_SIZE); // the same shapes over REMI's vocabulary
+    CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
+    DecOpts o = {.graph = graph ? 1 : -1, .bf16 = bf16 ? 1 : -1};
+    Decoder *d = dec_new(&g, B, &o, err);
+    CHECK(d != NULL, "%s: dec_new: %s", k->name, err);
+    if (!d) {
+        hg_free(&g);
+        return;
+    }
+    // (1) the decoder's draws against sample_pick on its logits
+    const int V = REMI_VOCAB_SIZE, W = dec_mask_words(d);
+    DecDraw dw = {.temperature = 1.1, .top_k = 0, .top_p = 0.9};
+    SampleOpts so = {.temperature = dw.temperature, .top_k = dw.top_k, .top_p = dw.top_p};
+    uint64_t keys[MAXB];
+    for (int b = 0; b < B; b++) keys[b] = splitmix64(5) ^ (uint64_t)b * 0x9e3779b97f4a7c15ULL;
+    int set = dec_draw_set(d, &dw, keys), bad = 0, n_drawn = 0;
+    float row[REMI_VOCAB_SIZE], scratch[2 * REMI_VOCAB_SIZE];
+    int order[REMI_VOCAB_SIZE];
+    int32_t prompt[MAXB * 2], tok[MAXB];
+    for (int b = 0; b < B; b++) prompt[2 * b] = REMI_BOS, prompt[2 * b + 1] = REMI_BAR;
+    dec_reset(d);
+    const float *logits = NULL;
+    for (int t = 0; t <= STEPS && set; t++) {
+        uint32_t *mask = dec_draw_mask(d);
+        for (int b = 0; b < B; b++) // every other item: a third of the vocabulary, else all of it
+            for (int w = 0; w < W; w++) mask[(size_t)b * W + w] = b % 2 ? 0x49249249u >> (t % 3) : ~0u;
+        dec_draw_index(d, (uint64_t)t);
+        logits = t ? dec_step(d, tok, err) : dec_prefill(d, prompt, 2, err);
+        if (!logits) break;
+        const int32_t *drawn = dec_drawn(d);
+        for (int b = 0; b < B; b++) {
+            for (int v = 0; v < V; v++) row[v] = mask[(size_t)b * W + v / 32] >> (v % 32) & 1u ? logits[(size_t)b * V + v] : -INFINITY;
+            double u = (double)(splitmix64(keys[b] ^ splitmix64((uint64_t)t)) >> 11) * 0x1.0p-53;
+            int want = sample_pick(row, V, &so, u, scratch, order);
+            if (drawn[b] != want && !bad++)
+                CHECK(0, "%s B %d: draw %d, item %d: the decoder drew %d, sample_pick %d", k->name, B, t, b, drawn[b],
+                      want);
+            tok[b] = want < 0 ? REMI_BAR : want;
+            n_drawn++;
+        }
+    }
+    dec_draw_set(d, NULL, NULL);
+    CHECK(set == 1 && logits && bad == 0 && n_drawn == B * (STEPS + 1), "%s B %d%s: %d of %d draws differ (%s)",
+          k->name, B, graph ? " graphs" : "", bad, n_drawn, logits ? "" : err);
+    long captured = 0, replayed = 0;
+    dec_graph_stats(d, &captured, &replayed);
+    CHECK(!graph || replayed > 0, "%s B %d: graphs captured %ld, replayed %ld", k->name, B, captured, replayed);
+    // (2) sample_generate: on the GPU, then on the host
+    for (int mode = 0; mode < 2; mode++) {
+        SampleOpts go = mode ? (SampleOpts){.temperature = 0, .grammar = 0, .seed = 3}
+                             : (SampleOpts){.temperature = 1.0, .top_p = 0.95, .grammar = 1, .seed = 11};
+        int32_t out[2][MAXB * STEPS] = {{0}};
+        int n_out[2][MAXB] = {{0}}, rc[2];
+        for (int host = 0; host < 2; host++) {
+            if (host) setenv("HMT_GPU_DECODE_DRAW", "0", 1);
+            rc[host] = sample_generate(d, B, prompt, 2, STEPS, &go, out[host], n_out[host], err);
+            unsetenv("HMT_GPU_DECODE_DRAW");
+        }
+        CHECK(rc[0] == 0 && rc[1] == 0 && memcmp(out[0], out[1], sizeof out[0]) == 0 &&
+                  memcmp(n_out[0], n_out[1], (size_t)B * sizeof **n_out) == 0,
+              "%s B %d%s: sample_generate (%s) drawing on the GPU writes other tokens than drawing on the host (%s)",
+              k->name, B, graph ? " graphs" : "", mode ? "greedy" : "grammar, top_p 0.95", rc[0] || rc[1] ? err : "");
+    }
+    dec_free(d);
+    hg_free(&g);
+}
+
+static void test_decode_draw(const Backend *gpu)
+{
+    printf("-- the sampler's draw on the GPU\n");
+    draw_case(gpu, &kinds[0], 1, 1, 0), draw_case(gpu, &kinds[0], 3, 0, 0); // baseline
+    draw_case(gpu, &kinds[4], 2, 1, 0), draw_case(gpu, &kinds[6], 2, 0, 1); // linear_attn; s 3 with bf16 weights
+}
+
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";
 
 // a shard of documents `first` .. first+n-1, each 40 tokens of the walk 4 + (a d + b i) % mod (the next token follows
@@ -583,7 +673,7 @@ int main(int argc, char **argv)
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
     // sections named on the command line run alone; none: all of them
-    static const char *const sections[] = {"model", "decode", "graph", "training", "step_graph", "bf16", "fused"};
+    static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "bf16", "fused"};
     check_select(argc, argv, sections, sizeof sections / sizeof *sections);
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
@@ -602,6 +692,7 @@ int main(int argc, char **argv)
     if (check_want("model")) test_model(gpu);
     if (check_want("decode")) test_decode(gpu), test_decode_long(gpu);
     if (check_want("graph")) test_decode_graph(gpu);
+    if (check_want("draw")) test_decode_draw(gpu);
     if (check_want("training")) test_training(gpu);
     if (check_want("step_graph")) test_step_graph(gpu);
     if (check_want("bf16")) test_bf16_training(gpu, "");

@@ -493,3 +493,109 @@ void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int
     LAUNCH(dec_up_add_k, ew_blocks(total), EW_THREADS)(u, up, h, n, p0, cap, cap_s, C, s, lin, total);
     gpu_launched(op);
 }
+
+// ---- the sampler's draw on the device (sampler.c sample_pick, the same arithmetic in the same order) ------------
+#define DRAW_THREADS 128
+
+// (value, id) a beats b: a is allowed and b is not, or a's value is larger, or equal with the smaller id (sample_pick
+// keeps the first of equal maxima)
+__device__ static inline int draw_better(float av, int ai, float bv, int bi)
+{
+    return ai >= 0 && (bi < 0 || av > bv || (av == bv && ai < bi));
+}
+
+// one block per item b: its logits (V) with the tokens its mask leaves out at -inf; -2 when a logit is not finite (the
+// sampler's own check, before the mask), -1 when no token is left, else sample_pick's token for
+// u = uniform(keys[b], *index). The sums that decide the draw run in one thread, in sample_pick's order, in double.
+__global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, const uint32_t *mask, int W,
+                                  const uint64_t *keys, const uint64_t *index, double temperature, int top_k,
+                                  double top_p)
+{
+    DYN_SMEM(sm);
+    float *lm = sm, *p = sm + V;
+    int *order = (int *)(p + V);
+    __shared__ float bv[DRAW_THREADS];
+    __shared__ int bi[DRAW_THREADS], bad;
+    int b = blockIdx.x, tid = threadIdx.x;
+    const float *l = logits + (size_t)b * V;
+    if (tid == 0) bad = 0;
+    __syncthreads();
+    float mv = 0.0f;
+    int mi = -1;
+    for (int v = tid; v < V; v += DRAW_THREADS) {
+        float x = l[v];
+        if (!isfinite(x)) bad = 1;
+        if (mask && !(mask[(size_t)b * W + v / 32] >> (v % 32) & 1u)) x = -INFINITY;
+        lm[v] = x;
+        if (x != -INFINITY && draw_better(x, v, mv, mi)) mv = x, mi = v;
+    }
+    bv[tid] = mv, bi[tid] = mi;
+    __syncthreads();
+    for (int h = DRAW_THREADS / 2; h > 0; h /= 2) { // the first maximum: ties go to the smaller id
+        if (tid < h && draw_better(bv[tid + h], bi[tid + h], bv[tid], bi[tid])) bv[tid] = bv[tid + h], bi[tid] = bi[tid + h];
+        __syncthreads();
+    }
+    int best = bi[0];
+    if (bad || best < 0 || temperature <= 0) {
+        if (tid == 0) tok[b] = bad ? -2 : best;
+        return;
+    }
+    float top = lm[best];
+    for (int v = tid; v < V; v += DRAW_THREADS) // exp of (logit - max) / temperature, in double, as sample_pick
+        p[v] = lm[v] == -INFINITY ? 0.0f : (float)exp((double)(lm[v] - top) / temperature);
+    __syncthreads();
+    for (int v = tid; v < V; v += DRAW_THREADS) { // the drawable tokens by probability, then id: each its rank
+        float pv = p[v];
+        if (!(pv > 0)) continue;
+        int r = 0;
+        for (int u = 0; u < V; u++) r += p[u] > pv || (p[u] == pv && p[u] > 0 && u < v);
+        order[r] = v;
+    }
+    __syncthreads();
+    if (tid != 0) return;
+    double sum = 0, mass = 0, kept = 0;
+    int n = 0; // the drawable tokens: order[0 .. n)
+    for (int v = 0; v < V; v++) sum += p[v], n += p[v] > 0;
+    int keep = top_k > 0 && top_k < n ? top_k : n;
+    for (int i = 0; i < keep; i++) kept += p[order[i]];
+    if (top_p < 1) {
+        for (int i = 0; i < keep; i++) {
+            mass += p[order[i]] / sum;
+            if (mass >= top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        kept = 0;
+        for (int i = 0; i < keep; i++) kept += p[order[i]];
+    }
+    // sampler.c's uniform(key, i): the 53 high bits of splitmix64(key ^ splitmix64(i)); splitmix64(x) = mix64(x + GOLDEN)
+    double u = (double)(mix64((keys[b] ^ mix64(*index + GOLDEN)) + GOLDEN) >> 11) * 0x1.0p-53;
+    double x = u * kept, acc = 0;
+    int pick = order[keep - 1];
+    for (int i = 0; i < keep; i++) {
+        acc += p[order[i]];
+        if (x < acc) {
+            pick = order[i];
+            break;
+        }
+    }
+    tok[b] = pick;
+}
+
+static size_t gpu_dec_draw_smem(int V) { return (size_t)V * (2 * sizeof(float) + sizeof(int)); }
+
+void gpu_dec_draw(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
+                  const uint64_t *index, double temperature, int top_k, double top_p)
+{
+    const char *op = "gpu_dec_draw";
+    if (!gpu_enter(op) || B <= 0) return;
+    size_t smem = gpu_dec_draw_smem(V);
+    if (V < 1 || smem > 48 * 1024) {
+        gpu_record(op, "a vocabulary of more than 4096 tokens");
+        return;
+    }
+    LAUNCH_SMEM(dec_draw_k, B, DRAW_THREADS, smem)(tok, logits, V, mask, (V + 31) / 32, keys, index, temperature,
+                                                   top_k, top_p);
+    gpu_launched(op);
+}
