@@ -9,7 +9,8 @@
 # both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
 # attentions, against PyTorch bf16 autocast. Medians of RUNS steps
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
-# context and cuBLAS included), "peak MiB" PyTorch's max_memory_allocated (its context not included).
+# context and cuBLAS included), "alloc MiB" the most it held through its own allocations (its peer: "peak MiB",
+# PyTorch's max_memory_allocated, its context not included).
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
 # build/cuda/bench/model) and a python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail

@@ -6,7 +6,9 @@
 // warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
 // step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
 // --tf32 lets its matmuls use TF32; --config FILE times that config instead, at its own T, e.g. the reference's
-// headline configs/seed_default.json).
+// headline configs/seed_default.json). On a GPU, "GPU MiB" is what the process holds there (its CUDA context and
+// cuBLAS included), "alloc MiB" the most it held through gpu_alloc during the config's run (PyTorch's
+// max_memory_allocated is its peer).
 // Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
 #include <stdio.h>
@@ -102,7 +104,7 @@ int main(int argc, char **argv)
                 bf16_peak / 1e3);
     printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
     printf("%-22s %12s %12s %10s %12s %10s%s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
-           be->on_host ? "alloc MiB" : "GPU MiB", be->on_host ? "" : "    of bf16");
+           be->on_host ? "alloc MiB" : "GPU MiB", be->on_host ? "" : "    of bf16  alloc MiB");
     static HgLevel valley = {.n_layers = 2};
     struct {
         const char *name;
@@ -129,6 +131,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < n_cfgs; k++) {
         if (only >= 0 && (size_t)only != k) continue;
         HgModel m;
+        if (!be->on_host) gpu_mem_peak_reset(); // "alloc MiB": this config's peak
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);
         if (hg_set_backend(&m, be, err) < 0) die("%s", err);
@@ -183,6 +186,13 @@ int main(int argc, char **argv)
             snprintf(gf, sizeof gf, "%.1f", fl / med / 1e9),
                 snprintf(share, sizeof share, "%.0f%%", 100 * fl / med / 1e9 / peak);
         if (fl > 0 && bf16_peak > 0) snprintf(share16, sizeof share16, " %10.1f%%", 100 * fl / med / 1e9 / bf16_peak);
+        if (!be->on_host) { // the most the step held through gpu_alloc: PyTorch's max_memory_allocated's peer
+            size_t now = 0, held = 0;
+            gpu_mem_allocated(&now, &held);
+            size_t len = strlen(share16);
+            if (!share16[0]) len = (size_t)snprintf(share16, sizeof share16, " %11s", "-");
+            snprintf(share16 + len, sizeof share16 - len, " %10.0f", (double)held / 1048576);
+        }
         printf("%-22s %12.*f %12.0f %10s %12s %10.0f%s\n", cfgs[k].name, be->on_host ? 3 : 4, med, B * T / med, gf, share,
                mib, share16);
         fflush(stdout);

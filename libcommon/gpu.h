@@ -44,6 +44,10 @@ const char *gpu_driver_version(void);
 const char *gpu_runtime_version(void);
 // Free and total device memory in bytes. Returns 0, or -1 (not initialized, or the query failed).
 int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
+// Bytes this process holds through gpu_alloc now (the ops' workspace included; not the CUDA context or cuBLAS's
+// own), and the most it held since gpu_mem_peak_reset or gpu_init: the peer of PyTorch's max_memory_allocated.
+void gpu_mem_allocated(size_t *now, size_t *peak);
+void gpu_mem_peak_reset(void);
 // The matmuls' precision, from the next op: GPU_FP32 (the default: float32, as the CPU); GPU_TF32 (cuBLAS's TF32
 // tensor cores: inputs rounded to 10 mantissa bits, float32 sums); GPU_BF16: the linear layers' products take
 // bfloat16 inputs (rounded to nearest even, 7 mantissa bits) with float32 accumulation and float32 results, the

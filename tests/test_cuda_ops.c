@@ -1336,6 +1336,19 @@ static void test_device(void)
     CHECK(p == NULL && strstr(gpu_error(), "gpu_alloc") != NULL, "gpu_alloc of 1 PiB: %p, error '%s'", p, gpu_error());
     gpu_free(p);
     gpu_clear_error();
+    // what gpu_alloc holds, now and at its peak (bench/model's "alloc MiB")
+    size_t now0, peak0, now1, peak1, now2, peak2;
+    gpu_mem_allocated(&now0, &peak0);
+    void *blk = gpu_alloc((size_t)3 << 20);
+    gpu_mem_allocated(&now1, &peak1);
+    gpu_free(blk);
+    gpu_mem_allocated(&now2, &peak2);
+    gpu_mem_peak_reset();
+    size_t now3, peak3;
+    gpu_mem_allocated(&now3, &peak3);
+    CHECK(blk && now1 == now0 + ((size_t)3 << 20) && peak1 >= now1 && now2 == now0 && peak2 == peak1 && peak3 == now0,
+          "gpu_mem_allocated: %zu, %zu after 3 MiB (peak %zu), %zu after its free (peak %zu), peak %zu after a reset",
+          now0, now1, peak1, now2, peak2, peak3);
     float one = 1.0f, back = 0.0f, *d = gpu_alloc(sizeof one);
     gpu_upload(d, &one, sizeof one);
     gpu_download(&back, d, sizeof back);

@@ -17,6 +17,37 @@ static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
+// what gpu_alloc handed out and gpu_free has not taken back (a short list: a run allocates a handful of blocks)
+typedef struct Held {
+    void *p;
+    size_t bytes;
+} Held;
+static Held *g_held;
+static size_t g_n_held, g_cap_held, g_held_now, g_held_peak;
+static void held_add(void *p, size_t bytes)
+{
+    if (g_n_held == g_cap_held) {
+        size_t cap = g_cap_held ? 2 * g_cap_held : 64;
+        Held *h = (Held *)realloc(g_held, cap * sizeof *h);
+        if (!h) return; // not counted: the figure is a report, never a decision
+        g_held = h, g_cap_held = cap;
+    }
+    g_held[g_n_held++] = (Held){p, bytes};
+    g_held_now += bytes;
+    if (g_held_now > g_held_peak) g_held_peak = g_held_now;
+}
+static void held_drop(void *p)
+{
+    for (size_t i = 0; i < g_n_held; i++)
+        if (g_held[i].p == p) {
+            g_held_now -= g_held[i].bytes;
+            g_held[i] = g_held[--g_n_held];
+            return;
+        }
+}
+void gpu_mem_allocated(size_t *now, size_t *peak) { *now = g_held_now, *peak = g_held_peak; }
+void gpu_mem_peak_reset(void) { g_held_peak = g_held_now; }
+
 static unsigned g_ws_gen; // counts the moves of g_ws and g_ptrs: a graph captured before a move reads freed memory
 
 // ---- errors -------------------------------------------------------------------------------------------------
@@ -196,9 +227,9 @@ GpuStatus gpu_init(int device, char *err)
 void gpu_shutdown(void)
 {
     g_ws_gen++;
-    if (g_ptrs) cudaFree(g_ptrs);
+    if (g_ptrs) gpu_free(g_ptrs);
     g_ptrs = NULL, g_ptrs_bytes = 0;
-    if (g_ws) cudaFree(g_ws);
+    if (g_ws) gpu_free(g_ws);
     g_ws = NULL, g_ws_bytes = 0;
     if (gpu_blas) cublasDestroy(gpu_blas);
     gpu_blas = NULL;
@@ -206,6 +237,8 @@ void gpu_shutdown(void)
     gpu_stream = NULL;
     g_ready = 0;
     g_name[0] = 0;
+    free(g_held); // the device's memory goes with its context
+    g_held = NULL, g_n_held = g_cap_held = g_held_now = g_held_peak = 0;
 }
 
 const char *gpu_name(void) { return g_name; }
@@ -314,7 +347,10 @@ void *gpu_alloc(size_t bytes)
     if (!gpu_enter("gpu_alloc")) return NULL;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-    if (e == cudaSuccess) return p;
+    if (e == cudaSuccess) {
+        held_add(p, bytes);
+        return p;
+    }
     cudaGetLastError(); // an allocation failure is not sticky: later ops must not see it
     size_t fr = 0, tot = 0;
     cudaMemGetInfo(&fr, &tot);
@@ -327,7 +363,7 @@ void *gpu_alloc(size_t bytes)
 
 void gpu_free(void *p)
 {
-    if (p && g_ready) cudaFree(p);
+    if (p && g_ready) held_drop(p), cudaFree(p);
 }
 
 int gpu_upload(void *dst, const void *src_host, size_t bytes)
@@ -359,7 +395,7 @@ void *gpu_workspace(const char *op, size_t bytes)
     // the old workspace may still be in use by queued ops: wait for them before freeing it
     if (g_ws) {
         cuda_ok(op, cudaStreamSynchronize(gpu_stream));
-        cudaFree(g_ws);
+        gpu_free(g_ws);
     }
     g_ws = NULL, g_ws_bytes = 0, g_ws_gen++;
     size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); // whole MiB
@@ -513,7 +549,7 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
     int n = nb * nh;
     size_t bytes = 3 * (size_t)n * sizeof(void *);
     if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
-        if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), cudaFree(g_ptrs);
+        if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), gpu_free(g_ptrs);
         g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;
         if (!(g_ptrs = gpu_alloc(bytes))) return;
         g_ptrs_bytes = bytes;
