@@ -43,7 +43,7 @@ typedef struct DecKernels {
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n); // the bfloat16 weights' conversion
     // the sampler's draw on the device (gpu.h gpu_dec_draw)
     void (*draw)(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
-                 const uint64_t *index, double temperature, int top_k, double top_p);
+                 const uint64_t *index, const double *opts);
 } DecKernels;
 
 typedef struct Backend {

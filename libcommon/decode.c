@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "gpu.h" // GPU_DRAW_MAX_V
 #include "pool.h"
 #include "util.h"
 
@@ -96,10 +97,10 @@ struct Decoder {
     int *graph_key, *state_now;
     long graph_captured, graph_replayed;
     // GPU: the sampler's draw after the logits (dec_draw_set). Device block draw_dev: the draw's index (uint64) and
-    // the masks (B, W uint32), copied in as one (draw_in bytes, from draw_host), then keys (B uint64) and the tokens
-    // drawn (B); draw_host: the index and masks, then the tokens copied back (page-locked with graphs)
+    // the masks (B, W uint32), copied in as one (draw_in bytes, from draw_host), then the options (temperature,
+    // top_k, top_p as doubles), keys (B uint64) and the tokens drawn (B): all read by the kernel, so a graph holds
+    // none of them. draw_host: the index and masks, then the tokens copied back (page-locked with graphs)
     int draw_on, W;
-    DecDraw draw;
     char *draw_dev, *draw_host;
     size_t draw_in;
 };
@@ -199,6 +200,8 @@ typedef struct Arena {
     size_t used;
 } Arena;
 
+#define DRAW_OPTS (3 * sizeof(double)) // the draw's options in draw_dev
+
 static float *take(Arena *a, size_t n_floats)
 {
     size_t bytes = (n_floats * sizeof(float) + 63) & ~(size_t)63;
@@ -238,7 +241,7 @@ static void plan(Decoder *d, Arena *a)
 {
     size_t N = (size_t)d->B * d->chunk, C = (size_t)d->C;
     if (d->K) d->tok_dev = (int32_t *)take(a, N); // int32 and float have the same size
-    if (d->K) d->draw_dev = (char *)take(a, (d->draw_in + (size_t)d->B * (sizeof(uint64_t) + sizeof(int32_t))) / 4);
+    if (d->K) d->draw_dev = (char *)take(a, (d->draw_in + DRAW_OPTS + (size_t)d->B * (sizeof(uint64_t) + sizeof(int32_t))) / 4);
     d->x = take(a, N * C), d->last = take(a, (size_t)d->B * C), d->logits = take(a, (size_t)d->B * d->V);
     d->qkv = take(a, (N + (size_t)d->B * d->max_s) * 3 * C), d->att = take(a, N * C), d->proj = take(a, N * C), d->res = take(a, N * C);
     d->ln1 = take(a, N * C), d->hid = take(a, N * d->F), d->ping[0] = take(a, N * C), d->ping[1] = take(a, N * C);
@@ -333,8 +336,8 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     }
     if (d->graph_on) {
         d->n_state = state_io(d, NULL, 0);
-        d->graph = xcalloc((size_t)d->L, sizeof *d->graph);
-        d->graph_key = xcalloc((size_t)d->L * 2 * d->n_state, sizeof *d->graph_key);
+        d->graph = xcalloc(2 * (size_t)d->L, sizeof *d->graph); // per position, without and with the draw
+        d->graph_key = xcalloc(2 * (size_t)d->L * 2 * d->n_state, sizeof *d->graph_key);
         d->state_now = xcalloc((size_t)d->n_state, sizeof *d->state_now);
     }
     Arena a = {d->block, 0};
@@ -426,7 +429,7 @@ void dec_free(Decoder *d)
     if (d->graph_on) d->be->host_free(d->logits_host), d->be->host_free(d->tok_pass), d->be->host_free(d->draw_host);
     else free(d->logits_host), free(d->tok_pass), free(d->draw_host);
     free(d->tok);
-    for (int p = 0; d->graph && p < d->L; p++) d->be->graph_free(d->graph[p]);
+    for (int p = 0; d->graph && p < 2 * d->L; p++) d->be->graph_free(d->graph[p]);
     free(d->graph), free(d->graph_key), free(d->state_now);
     free(d);
 }
@@ -846,28 +849,25 @@ static void pass(Decoder *d, int rows, int want_logits)
 }
 
 // ---- the draw on the GPU (dec_draw_set) ------------------------------------------------------------------------
-// draw_dev: index, masks | keys | tokens
-static uint64_t *draw_keys(const Decoder *d) { return (uint64_t *)(d->draw_dev + d->draw_in); }
-static int32_t *draw_tokens(const Decoder *d) { return (int32_t *)(d->draw_dev + d->draw_in + (size_t)d->B * sizeof(uint64_t)); }
+// draw_dev: index, masks | options | keys | tokens
+static double *draw_opts(const Decoder *d) { return (double *)(d->draw_dev + d->draw_in); }
+static uint64_t *draw_keys(const Decoder *d) { return (uint64_t *)(d->draw_dev + d->draw_in + DRAW_OPTS); }
+static int32_t *draw_tokens(const Decoder *d) { return (int32_t *)(draw_keys(d) + d->B); }
 
 // the draw from d->logits with the inputs copied in (index and masks)
 static void draw(Decoder *d)
 {
-    const DecDraw *o = &d->draw;
     d->K->draw(draw_tokens(d), d->logits, d->B, d->V, (const uint32_t *)(d->draw_dev + sizeof(uint64_t)), draw_keys(d),
-               (const uint64_t *)d->draw_dev, o->temperature, o->top_k, o->top_p);
+               (const uint64_t *)d->draw_dev, draw_opts(d));
 }
 
 int dec_draw_set(Decoder *d, const DecDraw *o, const uint64_t *keys)
 {
-    if (!d->K) return 0;
-    for (int p = 0; d->graph && p < d->L; p++) { // graphs hold the draw's options, or none
-        d->be->graph_free(d->graph[p]);
-        d->graph[p] = NULL;
-    }
-    d->draw_on = o != NULL;
+    if (!d->K || d->V > GPU_DRAW_MAX_V) return 0;
+    d->draw_on = o != NULL; // graphs of either kind stay: what the draw reads is in device memory
     if (!o) return 1;
-    d->draw = *o;
+    double opts[3] = {o->temperature, o->top_k, o->top_p};
+    d->be->upload(draw_opts(d), opts, sizeof opts);
     d->be->upload(draw_keys(d), keys, (size_t)d->B * sizeof *keys);
     return 1;
 }
@@ -885,17 +885,18 @@ const int32_t *dec_drawn(const Decoder *d) { return d->draw_on ? (const int32_t 
 // position's graph) and launched; run directly when no capture can start. Returns 0, or -1 with err (as run).
 static int graph_step(Decoder *d, char *err)
 {
-    int B = d->B, p0 = d->pos, ns = d->n_state, *key = d->graph_key + (size_t)p0 * 2 * ns;
+    int B = d->B, p0 = d->pos, ns = d->n_state, slot = d->draw_on * d->L + p0; // graphs with the draw apart
+    int *key = d->graph_key + (size_t)slot * 2 * ns;
     size_t tok_bytes = (size_t)B * sizeof *d->tok, logit_bytes = (size_t)B * d->V * sizeof *d->logits_host;
     for (int b = 0; b < B; b++) d->tok_pass[b] = d->tok[(size_t)b * d->L + p0];
     state_io(d, d->state_now, 0);
-    if (d->graph[p0] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0 &&
-        d->be->graph_launch(d->graph[p0]) == 0) { // else stale (or failed): captured again below
+    if (d->graph[slot] && memcmp(key, d->state_now, (size_t)ns * sizeof *key) == 0 &&
+        d->be->graph_launch(d->graph[slot]) == 0) { // else stale (or failed): captured again below
         state_io(d, key + ns, 1);
         d->graph_replayed++;
     } else {
-        d->be->graph_free(d->graph[p0]);
-        d->graph[p0] = NULL;
+        d->be->graph_free(d->graph[slot]);
+        d->graph[slot] = NULL;
         int capturing = d->be->graph_begin(); // 0: the ops below run as they are launched
         d->be->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
         if (d->draw_on) d->be->copy_async(d->draw_dev, d->draw_host, d->draw_in, 1);
@@ -905,11 +906,11 @@ static int graph_step(Decoder *d, char *err)
             draw(d);
             d->be->copy_async(d->draw_host + d->draw_in, draw_tokens(d), (size_t)B * sizeof(int32_t), 0);
         }
-        if (capturing && (d->graph[p0] = d->be->graph_end())) { // NULL: the error is kept, sync reports it
+        if (capturing && (d->graph[slot] = d->be->graph_end())) { // NULL: the error is kept, sync reports it
             memcpy(key, d->state_now, (size_t)ns * sizeof *key);
             state_io(d, key + ns, 0);
             d->graph_captured++;
-            d->be->graph_launch(d->graph[p0]);
+            d->be->graph_launch(d->graph[slot]);
         }
     }
     return d->be->sync(err) < 0 ? -1 : 0; // the logits are in logits_host once the stream is done
@@ -920,16 +921,14 @@ static int graph_step(Decoder *d, char *err)
 static int run(Decoder *d, int n, int want_logits, char *err)
 {
     if (d->graph_on && n == 1 && want_logits) return graph_step(d, err);
+    if (d->K && want_logits && d->draw_on) d->be->upload(d->draw_dev, d->draw_host, d->draw_in); // before the pass
     for (int done = 0, rows; done < n; done += rows) {
         rows = n - done < d->chunk ? n - done : d->chunk;
         if (d->K) upload_tokens(d, rows);
         pass(d, rows, want_logits && done + rows == n);
     }
     if (!d->K) return 0;
-    if (want_logits && d->draw_on) {
-        d->be->upload(d->draw_dev, d->draw_host, d->draw_in);
-        draw(d);
-    }
+    if (want_logits && d->draw_on) draw(d);
     if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust
     if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)d->B * d->V * sizeof *d->logits_host);
     if (want_logits && d->draw_on)

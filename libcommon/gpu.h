@@ -262,10 +262,12 @@ void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 // with the tokens whose bit is clear in its mask row ((V + 31) / 32 words, bit v % 32 of word v / 32; mask NULL:
 // all allowed) at -inf and u = the 53 high bits of splitmix64(keys[b] ^ splitmix64(*index)), as sampler.c draws;
 // -2 where a logit is not finite (before the mask), -1 where the mask leaves none. keys, index and mask are device
-// memory read by the kernel (a graph replays with their new values). The same arithmetic in the same order as
-// sample_pick, so the same token. V at most 4096.
+// memory read by the kernel (a graph replays with their new values), and so are the options: opts (3 doubles,
+// device memory) temperature, top_k, top_p. The same arithmetic in the same order as sample_pick, so the same
+// token. V at most GPU_DRAW_MAX_V (its shared memory).
+#define GPU_DRAW_MAX_V 3840
 void gpu_dec_draw(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
-                  const uint64_t *index, double temperature, int top_k, double top_p);
+                  const uint64_t *index, const double *opts);
 
 // ---- optimizer (optim.h) --------------------------------------------------------------------------------------
 // The global L2 norm of g (n floats, summed in double, fixed order); when max_norm > 0 and max_norm/(norm+1e-6) < 1,

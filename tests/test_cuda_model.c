@@ -367,7 +367,7 @@ static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int b
 {
     enum { STEPS = 30, MAXB = 4 };
     if (!gpu) {
-        for (int i = 0; i < 6; i++) CHECK(0, "%s", k->name);
+        for (int i = 0; i < 7; i++) CHECK(0, "%s", k->name);
         return;
     }
     char err[ERR_MAX];
@@ -435,6 +435,24 @@ static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int b
               "%s B %d%s: sample_generate (%s) drawing on the GPU writes other tokens than drawing on the host (%s)",
               k->name, B, graph ? " graphs" : "", mode ? "greedy" : "grammar, top_p 0.95", rc[0] || rc[1] ? err : "");
     }
+    // (3) graphs last across calls as they do drawing on the host: a call made twice captures and replays in its
+    // second run what the host-drawing one does in its own second run
+    SampleOpts go = {.temperature = 1.0, .top_p = 0.95, .grammar = 1, .seed = 11};
+    int32_t again[MAXB * STEPS];
+    int n_again[MAXB], rc = 0;
+    long cap[2] = {0}, rep[2] = {0};
+    for (int host = 0; host < 2; host++) {
+        if (host) setenv("HMT_GPU_DECODE_DRAW", "0", 1);
+        rc |= sample_generate(d, B, prompt, 2, STEPS, &go, again, n_again, err);
+        dec_graph_stats(d, &captured, &replayed);
+        rc |= sample_generate(d, B, prompt, 2, STEPS, &go, again, n_again, err);
+        dec_graph_stats(d, &cap[host], &rep[host]);
+        cap[host] -= captured, rep[host] -= replayed;
+        unsetenv("HMT_GPU_DECODE_DRAW");
+    }
+    CHECK(rc == 0 && cap[0] == cap[1] && rep[0] == rep[1] && (!graph || rep[0] > cap[0]),
+          "%s B %d: a second sample_generate captures %ld graphs and replays %ld drawing on the GPU, %ld and %ld on "
+          "the host (%s)", k->name, B, cap[0], rep[0], cap[1], rep[1], rc ? err : "");
     dec_free(d);
     hg_free(&g);
 }

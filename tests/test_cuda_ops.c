@@ -1227,14 +1227,16 @@ static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
 }
 
 // the sampler's draw on the GPU against sampler.c's sample_pick on the same masked logits and the same u: the same
-// token for every item, every option and every draw index; -2 for a row with a NaN or inf, -1 for a row masked out
-static void dec_draw_case(int B, int V, double temperature, int top_k, double top_p, int spread)
+// token for every item, every option and every draw index; -2 for a row with a NaN or inf, -1 for a row masked out.
+// spread 0: logits rounded to integers (ties); scale: their range (100: most probabilities underflow to 0); B 1
+// passes no mask (all allowed)
+static void dec_draw_case(int B, int V, double temperature, int top_k, double top_p, int spread, float scale)
 {
     char m[200];
     int W = (V + 31) / 32, draws = 24, bad = 0, n_masked = 0, n_special = 0;
-    snprintf(m, sizeof m, "dec_draw B %d V %d temperature %g top_k %d top_p %g%s", B, V, temperature, top_k, top_p,
-             spread ? "" : " (ties)");
-    float *logits = rnd((size_t)B * V, 4.0f), *row = malloc((size_t)V * 4), *scratch = malloc((size_t)V * 8);
+    snprintf(m, sizeof m, "dec_draw B %d V %d temperature %g top_k %d top_p %g%s scale %g", B, V, temperature, top_k,
+             top_p, spread ? "" : " (ties)", (double)scale);
+    float *logits = rnd((size_t)B * V, scale), *row = malloc((size_t)V * 4), *scratch = malloc((size_t)V * 8);
     int *order = malloc((size_t)V * sizeof *order);
     uint32_t *mask = calloc((size_t)B * W, 4);
     uint64_t *keys = malloc((size_t)B * 8);
@@ -1244,7 +1246,7 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
         for (int v = 0; v < V; v++) {
             float *x = &logits[(size_t)b * V + v];
             if (!spread) *x = roundf(*x); // many equal logits: ties broken by id on both sides
-            if (b % 3 != 1 || v % 5 == 0 || v == V - 1) mask[(size_t)b * W + v / 32] |= 1u << (v % 32);
+            if (B == 1 || b % 3 != 1 || v % 5 == 0 || v == V - 1) mask[(size_t)b * W + v / 32] |= 1u << (v % 32);
         }
     }
     if (B > 2) { // row 2: nothing allowed; row B-1: a NaN (or +inf) in a masked-out place still counts
@@ -1253,13 +1255,14 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
         mask[(size_t)(B - 1) * W + (V / 2) / 32] &= ~(1u << ((V / 2) % 32));
     }
     float *d_logits = dev_from(logits, (size_t)B * V * 4);
-    uint32_t *d_mask = dev_from(mask, (size_t)B * W * 4);
+    uint32_t *d_mask = B > 1 ? dev_from(mask, (size_t)B * W * 4) : NULL;
+    double opts[3] = {temperature, top_k, top_p}, *d_opts = dev_from(opts, sizeof opts);
     uint64_t *d_keys = dev_from(keys, (size_t)B * 8), *d_index = dev_new(8);
     int32_t *d_tok = dev_new((size_t)B * 4);
     SampleOpts o = {.temperature = temperature, .top_k = top_k, .top_p = top_p};
     for (uint64_t t = 0; t < (uint64_t)draws; t++) {
         gpu_upload(d_index, &t, 8);
-        gpu_dec_draw(d_tok, d_logits, B, V, d_mask, d_keys, d_index, temperature, top_k, top_p);
+        gpu_dec_draw(d_tok, d_logits, B, V, d_mask, d_keys, d_index, d_opts);
         gpu_download(got, d_tok, (size_t)B * 4);
         for (int b = 0; b < B; b++) {
             const float *l = logits + (size_t)b * V;
@@ -1279,7 +1282,7 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
     }
     CHECK(bad == 0, "%s: %d of %d draws differ", m, bad, B * draws);
     CHECK(B <= 2 || (n_masked == draws && n_special == draws), "%s: the masked-out and NaN rows were not tested", m);
-    gpu_free(d_logits), gpu_free(d_mask), gpu_free(d_keys), gpu_free(d_index), gpu_free(d_tok);
+    gpu_free(d_logits), gpu_free(d_mask), gpu_free(d_keys), gpu_free(d_index), gpu_free(d_tok), gpu_free(d_opts);
     free(logits), free(row), free(scratch), free(order), free(mask), free(keys);
     no_error(m);
 }
@@ -1292,10 +1295,11 @@ static void test_decoding(void)
     } draw_opts[] = {{0, 1, 0}, {1, 1, 0}, {0.7, 0.9, 0}, {1.3, 1, 5}, {1, 0.5, 20}, {1, 1, 1}, {2, 0.95, 0}};
     for (size_t i = 0; i < sizeof draw_opts / sizeof *draw_opts; i++)
         for (int spread = 0; spread < 2; spread++) {
-            dec_draw_case(7, 348, draw_opts[i].temperature, draw_opts[i].top_k, draw_opts[i].top_p, spread);
-            dec_draw_case(1, 37, draw_opts[i].temperature, draw_opts[i].top_k, draw_opts[i].top_p, spread);
+            dec_draw_case(7, 348, draw_opts[i].temperature, draw_opts[i].top_k, draw_opts[i].top_p, spread, 4.0f);
+            dec_draw_case(1, 37, draw_opts[i].temperature, draw_opts[i].top_k, draw_opts[i].top_p, spread, 4.0f);
         }
-    dec_draw_case(2, 4096, 1, 0, 0.9, 1); // the largest vocabulary it takes
+    dec_draw_case(5, 348, 0.5, 0, 0.99, 1, 100.0f), dec_draw_case(4, 348, 1, 3, 1, 0, 100.0f); // underflow to 0
+    dec_draw_case(2, GPU_DRAW_MAX_V, 1, 0, 0.9, 1, 4.0f); // the largest vocabulary it takes
 
     for (int w16 = 0; w16 < 2; w16++) {
         dec_ln_qkv_case(1, 1, 16, w16), dec_ln_qkv_case(3, 2, 256, w16), dec_ln_qkv_case(2, 7, 32, w16); // 14: two ops

@@ -508,9 +508,10 @@ __device__ static inline int draw_better(float av, int ai, float bv, int bi)
 // sampler's own check, before the mask), -1 when no token is left, else sample_pick's token for
 // u = uniform(keys[b], *index). The sums that decide the draw run in one thread, in sample_pick's order, in double.
 __global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, const uint32_t *mask, int W,
-                                  const uint64_t *keys, const uint64_t *index, double temperature, int top_k,
-                                  double top_p)
+                                  const uint64_t *keys, const uint64_t *index, const double *opts)
 {
+    double temperature = opts[0], top_p = opts[2];
+    int top_k = (int)opts[1];
     DYN_SMEM(sm);
     float *lm = sm, *p = sm + V;
     int *order = (int *)(p + V);
@@ -572,7 +573,7 @@ __global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, cons
     // sampler.c's uniform(key, i): the 53 high bits of splitmix64(key ^ splitmix64(i)); splitmix64(x) = mix64(x + GOLDEN)
     double u = (double)(mix64((keys[b] ^ mix64(*index + GOLDEN)) + GOLDEN) >> 11) * 0x1.0p-53;
     double x = u * kept, acc = 0;
-    int pick = order[keep - 1];
+    int pick = keep < 1 ? best : order[keep - 1]; // keep < 1: as sample_pick (unreachable: best's weight is 1)
     for (int i = 0; i < keep; i++) {
         acc += p[order[i]];
         if (x < acc) {
@@ -586,16 +587,15 @@ __global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, cons
 static size_t gpu_dec_draw_smem(int V) { return (size_t)V * (2 * sizeof(float) + sizeof(int)); }
 
 void gpu_dec_draw(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
-                  const uint64_t *index, double temperature, int top_k, double top_p)
+                  const uint64_t *index, const double *opts)
 {
     const char *op = "gpu_dec_draw";
     if (!gpu_enter(op) || B <= 0) return;
-    size_t smem = gpu_dec_draw_smem(V);
-    if (V < 1 || smem > 48 * 1024) {
-        gpu_record(op, "a vocabulary of more than 4096 tokens");
+    if (V < 1 || V > GPU_DRAW_MAX_V) { // 45 KiB of dynamic shared memory, 1 KiB static: under the 48 KiB default
+        gpu_record(op, "a vocabulary of more than GPU_DRAW_MAX_V (3840) tokens");
         return;
     }
-    LAUNCH_SMEM(dec_draw_k, B, DRAW_THREADS, smem)(tok, logits, V, mask, (V + 31) / 32, keys, index, temperature,
-                                                   top_k, top_p);
+    LAUNCH_SMEM(dec_draw_k, B, DRAW_THREADS, gpu_dec_draw_smem(V))(tok, logits, V, mask, (V + 31) / 32, keys, index,
+                                                                    opts);
     gpu_launched(op);
 }
