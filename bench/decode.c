@@ -102,8 +102,8 @@ int main(int argc, char **argv)
             int32_t *gen = xmalloc((size_t)B * n_new * sizeof *gen);
             int *n_out = xmalloc((size_t)B * sizeof *n_out);
             double *tsm = xmalloc(sizeof(double) * (size_t)(runs + 1));
+            for (int b = 0; b < B; b++) tok[(size_t)b * L] = REMI_BOS; // sample_generate's prompts start so
             for (int r = 0; r <= runs; r++) {
-                for (int b = 0; b < B; b++) tok[(size_t)b * L] = REMI_BOS; // sample_generate's prompts start so
                 double t0 = now_s();
                 if (sample_generate(d, B, tok, L, n_new, &so, gen, n_out, err) < 0) die("%s", err);
                 tsm[r] = now_s() - t0;

@@ -84,8 +84,8 @@ typedef struct DecDraw {
 } DecDraw;
 
 // On a GPU: from now on every dec_prefill and dec_step also draws one token per item from the logits it returns,
-// as sample_pick(logits of item b with the tokens its mask leaves out at -INFINITY, V, o, u) with u the draw of
-// index dec_draw_index of stream keys[b] (B keys; sampler.c's uniform(keys[b], index)); dec_drawn gives them.
+// as sample_pick(logits of item b with the tokens its mask leaves out at -INFINITY, V, o, u) with
+// u = sample_uniform(keys[b], the index dec_draw_index set) (B keys; sampler.h); dec_drawn gives them.
 // o NULL stops drawing. Returns 1, or 0 on the CPU (nothing changes: the caller draws from the logits).
 int dec_draw_set(Decoder *d, const DecDraw *o, const uint64_t *keys);
 // The next call's draw inputs, set before it: the masks, (B, dec_mask_words) in memory the decoder owns (bit v % 32

@@ -260,7 +260,7 @@ int gpu_dec_kernel_rows(void);
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 // The sampler's draw (sampler.h sample_pick) for B items where the logits are: tok[b] for item b's logits (B, V)
 // with the tokens whose bit is clear in its mask row ((V + 31) / 32 words, bit v % 32 of word v / 32; mask NULL:
-// all allowed) at -inf and u = the 53 high bits of splitmix64(keys[b] ^ splitmix64(*index)), as sampler.c draws;
+// all allowed) at -inf and u = sample_uniform(keys[b], *index) (sampler.h), as sampler.c draws;
 // -2 where a logit is not finite (before the mask), -1 where the mask leaves none. keys, index and mask are device
 // memory read by the kernel (a graph replays with their new values), and so are the options: opts (3 doubles,
 // device memory) temperature, top_k, top_p. The same arithmetic in the same order as sample_pick, so the same

@@ -9,8 +9,7 @@
 #include "remi.h"
 #include "util.h"
 
-// uniform in [0, 1) from the 53 high bits of draw i of stream s
-static double uniform(uint64_t s, uint64_t i) { return (double)(splitmix64(s ^ splitmix64(i)) >> 11) * 0x1.0p-53; }
+double sample_uniform(uint64_t key, uint64_t i) { return (double)(splitmix64(key ^ splitmix64(i)) >> 11) * 0x1.0p-53; }
 
 static const float *sort_key; // qsort has no context argument; the sampler is single-threaded
 static int by_prob_desc(const void *a, const void *b)
@@ -130,7 +129,7 @@ int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, 
             } else {
                 memcpy(logit, row, (size_t)V * sizeof *logit);
                 if (o->grammar) grammar_mask_logits(&g[b], logit);
-                tok[b] = sample_pick(logit, V, o, uniform(keys[b], (uint64_t)t), scratch, order);
+                tok[b] = sample_pick(logit, V, o, sample_uniform(keys[b], (uint64_t)t), scratch, order);
             }
             if (tok[b] < 0) {
                 err_set(err, "step %d, item %d: no token can be drawn (every token masked)", t + 1, b + 1);

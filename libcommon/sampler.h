@@ -29,6 +29,10 @@ typedef struct SampleOpts {
 int sample_generate(Decoder *d, int B, const int32_t *prompt, int P, int n_new, const SampleOpts *o, int32_t *out,
                     int *n_out, char *err);
 
+// Draw i of the stream keyed by key, uniform in [0, 1): the 53 high bits of splitmix64(key ^ splitmix64(i)).
+// Item b's key is splitmix64(seed) ^ stream * 0x9e3779b97f4a7c15 (decode.h's GPU draw computes the same u).
+double sample_uniform(uint64_t key, uint64_t i);
+
 // One draw from logits (V) under o (temperature, top-k, top-p); u is uniform in [0, 1). scratch: 2 V floats and
 // V ints. Disallowed tokens carry -INFINITY. Returns the token, or -1 when there is nothing to draw: no token
 // allowed, or a logit that is NaN or +inf (a distribution no softmax defines). Exposed for tests.

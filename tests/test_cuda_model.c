@@ -404,8 +404,7 @@ static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int b
         const int32_t *drawn = dec_drawn(d);
         for (int b = 0; b < B; b++) {
             for (int v = 0; v < V; v++) row[v] = mask[(size_t)b * W + v / 32] >> (v % 32) & 1u ? logits[(size_t)b * V + v] : -INFINITY;
-            double u = (double)(splitmix64(keys[b] ^ splitmix64((uint64_t)t)) >> 11) * 0x1.0p-53;
-            int want = sample_pick(row, V, &so, u, scratch, order);
+            int want = sample_pick(row, V, &so, sample_uniform(keys[b], (uint64_t)t), scratch, order);
             if (drawn[b] != want && !bad++)
                 CHECK(0, "%s B %d: draw %d, item %d: the decoder drew %d, sample_pick %d", k->name, B, t, b, drawn[b],
                       want);

@@ -1272,8 +1272,7 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
             if (want == 0) {
                 for (int v = 0; v < V; v++)
                     row[v] = mask[(size_t)b * W + v / 32] >> (v % 32) & 1u ? l[v] : -INFINITY;
-                double u = (double)(splitmix64(keys[b] ^ splitmix64(t)) >> 11) * 0x1.0p-53;
-                want = sample_pick(row, V, &o, u, scratch, order);
+                want = sample_pick(row, V, &o, sample_uniform(keys[b], t), scratch, order);
             }
             n_masked += want == -1, n_special += want == -2;
             if (got[b] != want && !bad++)

@@ -48,8 +48,8 @@ static void usage(void)
            "  -q, --quiet           no progress on stderr\n"
            "  -h, --help            this help\n"
            "Environment, with --device cuda: HMT_GPU_ATTENTION=fused (tiled attention: no T x T tensor, less\n"
-           "memory; in fp32 slower than the default, with tf32 or bf16 on tensor cores for head sizes 16 to\n"
-           "64); HMT_GPU_BF16=fast (bf16: cuBLAS converts the operands itself);\n"
+           "memory; tf32 or bf16 run it on tensor cores for head sizes 16 to 64; slower than the default in\n"
+           "every precision on an H100); HMT_GPU_BF16=fast (bf16: cuBLAS converts the operands itself);\n"
            "HMT_GPU_STEP_GRAPH=1 (the step captured once as a CUDA graph and replayed: the same bytes).\n"
            "SIGINT or SIGTERM: checkpoint, mark the run interrupted, exit 1; --resume continues it.\n"
            "Exit status: 0 done, 1 failed or interrupted (the last checkpoint is kept), 2 usage error.\n",

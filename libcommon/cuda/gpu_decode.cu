@@ -570,7 +570,7 @@ __global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, cons
         kept = 0;
         for (int i = 0; i < keep; i++) kept += p[order[i]];
     }
-    // sampler.c's uniform(key, i): the 53 high bits of splitmix64(key ^ splitmix64(i)); splitmix64(x) = mix64(x + GOLDEN)
+    // sampler.h's sample_uniform(key, i): the 53 high bits of splitmix64(key ^ splitmix64(i)); splitmix64(x) = mix64(x + GOLDEN)
     double u = (double)(mix64((keys[b] ^ mix64(*index + GOLDEN)) + GOLDEN) >> 11) * 0x1.0p-53;
     double x = u * kept, acc = 0;
     int pick = keep < 1 ? best : order[keep - 1]; // keep < 1: as sample_pick (unreachable: best's weight is 1)
