@@ -87,8 +87,7 @@ typedef struct Backend {
     void (*dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
     void (*dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
     void (*relu_dropout_forward)(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
-    void (*relu_dropout_backward)(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
-                                  size_t n);
+    void (*relu_dropout_backward)(float *dinp, const float *dout, const float *out, float p, size_t n);
     // d->n_keys is the backend's memory too. What the forward saves for the backward is the backend's: probs and
     // mask as ops.h, or (fused attention) one float per query row in probs and no mask; attention_saves says how
     // much. The backward also takes the forward's out (ops.c ignores it).
@@ -134,6 +133,12 @@ typedef struct Backend {
     void *(*graph_end)(void);
     int (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+    // one allocation per run (gpu.h gpu_dry_begin): dry_begin starts a dry run (alloc hands out addresses no memory
+    // backs, ops run nothing), dry_end ends it with the bytes of one block for what it allocated, reserve allocates
+    // that block, from which later allocs are carved (0, or -1 with err naming size and free memory); NULL: the CPU
+    void (*dry_begin)(void);
+    size_t (*dry_end)(void);
+    int (*reserve)(char *err);
     const DecKernels *dec;      // NULL: the CPU
     void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
 } Backend;

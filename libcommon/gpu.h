@@ -74,6 +74,18 @@ void gpu_clear_error(void);
 // out of memory (1.2 GiB free)"). gpu_free(NULL) is a no-op.
 void *gpu_alloc(size_t bytes);
 void gpu_free(void *p);
+// One allocation per run. A dry run (gpu_dry_begin .. gpu_dry_end) goes through a run's set-up and one step
+// without touching the device: gpu_alloc hands out addresses no memory backs, ops queue nothing (no launches,
+// products, copies or waits; gpu_sync returns 0), and what the allocations and the ops' workspace would need is
+// counted. gpu_dry_end returns the bytes of one block holding it all; gpu_reserve then allocates that block (one
+// cudaMalloc), moves the workspace into it when it needs to grow, and later gpu_alloc calls are carved from it
+// (256-byte aligned) while it has room, after that one by one as before. A block is freed when everything carved
+// from it is. gpu_reserve returns 0, or -1 with the error kept ("gpu_reserve: 3.10 GiB: out of memory ...").
+void gpu_dry_begin(void);
+size_t gpu_dry_end(void);
+int gpu_reserve(void);
+// The cudaMalloc calls made since gpu_init (gpu_alloc's own, the workspace's and gpu_reserve's)
+long gpu_mem_allocs(void);
 // Copies host -> device, device -> host; they wait for the GPU. Return 0, or -1 with
 // the error kept (a failed download leaves dst untouched).
 int gpu_upload(void *dst, const void *src_host, size_t bytes);
@@ -119,9 +131,9 @@ void gpu_accumulate(float *dst, const float *src, size_t n);
 // the kernel (a graph's replays draw new masks)
 void gpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
 void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
+// relu: mask may be NULL; the backward reads the forward's output (ops.h relu_dropout_backward)
 void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
-void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p,
-                               size_t n);
+void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n);
 
 // Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
 // these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the

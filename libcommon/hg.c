@@ -44,9 +44,9 @@ typedef struct ModelP {
 typedef struct LayerA {
     int Tq, Tk, cross;
     const float *x, *ctx; // inputs, set by the forward
-    float *qkv, *q, *kv, *att, *probs, *proj, *res1, *ln1, *mean1, *rstd1;
-    float *h1, *r1d, *h2, *res2, *out, *mean2, *rstd2;
-    uint8_t *amask, *m_proj, *m_r1, *m_h2;
+    float *qkv, *q, *kv, *att, *probs, *res1, *ln1, *mean1, *rstd1;
+    float *r1d, *res2, *out, *mean2, *rstd2;
+    uint8_t *amask, *m_proj, *m_h2;
     int *n_keys;
     SeedRef seed;
 } LayerA;
@@ -72,7 +72,7 @@ typedef struct LevelA {
 struct HgActs {
     ModelP p;
     LevelA top;
-    float *emb, *embd, *g_enc, *g_embd, *g_emb;
+    float *embd, *g_enc, *g_embd, *g_emb;
     uint8_t *m_emb;
     // layer-backward scratch, sized for the largest layer
     float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
@@ -318,7 +318,9 @@ typedef struct Plan {
     float **logits;
     Arena a;  // a.base NULL: the counting pass, which allocates nothing
     int B;
-    size_t max_n, max_nk, max_att; // the layer-backward scratch must hold the largest layer
+    // the layer-backward scratch must hold the largest layer: rows of any layer, of a cross-attention layer's
+    // queries and of its keys (g_q, g_kv: none in a model without resampling attention)
+    size_t max_n, max_nq, max_nk, max_att;
 } Plan;
 
 enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
@@ -339,12 +341,14 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
         A->qkv = TAKE_F(a, N * 3 * C);
     }
     A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = PM ? TAKE_U8(a, PM) : NULL;
-    A->proj = TAKE_F(a, N * C), A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
+    // what the backward reads; the forward's transients (the two sublayers' outputs before their residual
+    // LayerNorm, linear1's output before ReLU) live in the layer-backward scratch (layer_forward)
+    A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
-    A->h1 = TAKE_F(a, N * F), A->r1d = TAKE_F(a, N * F);
-    A->h2 = TAKE_F(a, N * C), A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
+    A->r1d = TAKE_F(a, N * F);
+    A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
-    A->m_proj = TAKE_U8(a, N * C), A->m_r1 = TAKE_U8(a, N * F), A->m_h2 = TAKE_U8(a, N * C);
+    A->m_proj = TAKE_U8(a, N * C), A->m_h2 = TAKE_U8(a, N * C);
     A->n_keys = TAKE_I(a, Tq);
     if (A->n_keys) { // made on the host, then handed to the backend
         int *keys = pl->be->on_host ? A->n_keys : xmalloc((size_t)Tq * sizeof *keys);
@@ -353,7 +357,8 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
         if (!pl->be->on_host) pl->be->upload(A->n_keys, keys, (size_t)Tq * sizeof *keys), free(keys);
     }
     if (N > pl->max_n) pl->max_n = N;
-    if (Nk > pl->max_nk) pl->max_nk = Nk;
+    if (cross && N > pl->max_nq) pl->max_nq = N;
+    if (cross && Nk > pl->max_nk) pl->max_nk = Nk;
     size_t att = attention_scratch_floats(&ad); // every thread busy, dEr summed in the same order for any count
     if (att > pl->max_att) pl->max_att = att;
 }
@@ -415,16 +420,16 @@ static void plan_model(Plan *pl, int T)
     HgActs *A = pl->acts;
     const HgConfig *c = pl->c;
     size_t N = (size_t)pl->B * T, C = (size_t)c->C, F = (size_t)c->F;
-    A->emb = TAKE_F(&pl->a, N * C), A->embd = TAKE_F(&pl->a, N * C), A->m_emb = TAKE_U8(&pl->a, N * C);
+    A->embd = TAKE_F(&pl->a, N * C), A->m_emb = TAKE_U8(&pl->a, N * C); // the embedding itself: in g_enc (hg_forward)
     A->g_enc = TAKE_F(&pl->a, N * C), A->g_embd = TAKE_F(&pl->a, N * C), A->g_emb = TAKE_F(&pl->a, N * C);
     *pl->logits = TAKE_F(&pl->a, N * c->V);
     plan_level(pl, &A->top, &c->top, T);
-    size_t n = pl->max_n, nk = pl->max_nk;
+    size_t n = pl->max_n, nq = pl->max_nq, nk = pl->max_nk;
     // g_res: residual_layernorm_backward's scratch (the CPU's LayerNorm input gradient), one call at a time
     A->g_res = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
     A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
-    A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, n * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
+    A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, nq * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
     else A->tok_dev = TAKE_I(&pl->a, N);
 }
@@ -581,6 +586,9 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
 }
 
 // model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
+// The backward needs neither out_proj's nor linear2's output (the residual LayerNorms keep their sums), nor
+// linear1's (the ReLU's backward reads its output), so those three live in the backward's scratch, which is free
+// during a forward: g_proj, g_h1, g_h2 (a layer's activations shrink by F + 2C floats and F mask bytes per row).
 static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx)
 {
     const float *W = m->bw;
@@ -600,13 +608,14 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     }
     AttnDims d = layer_dims(m, A);
     m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
-    m->be->linear_forward(A->proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, A->proj, p, seed_plus(A->seed, 1),
+    float *proj = H->g_proj, *h1 = H->g_h1, *h2 = H->g_h2; // transients (above)
+    m->be->linear_forward(proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
+    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
-    m->be->linear_forward(A->h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    m->be->relu_dropout_forward(A->r1d, A->m_r1, A->h1, p, seed_plus(A->seed, 2), (size_t)N * F);
-    m->be->linear_forward(A->h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
-    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, A->h2, p, seed_plus(A->seed, 3),
+    m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+    m->be->relu_dropout_forward(A->r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
+    m->be->linear_forward(h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
 
@@ -681,8 +690,9 @@ void hg_forward_b(HgModel *m, const int32_t *tok, int train, SeedRef dropout_see
     A->seed = dropout_seed;
     A->tok = tok;
     m->n_hidden = 0;
-    m->be->encoder_forward(A->emb, tok, m->bw + A->p.wte, m->bpe, m->B, m->T, c->C);
-    m->be->dropout_forward(A->embd, A->m_emb, A->emb, A->p_used, next_seed(A), (size_t)N * c->C);
+    // the embedding before dropout is not needed by the backward: it lives in the backward's scratch (g_enc)
+    m->be->encoder_forward(A->g_enc, tok, m->bw + A->p.wte, m->bpe, m->B, m->T, c->C);
+    m->be->dropout_forward(A->embd, A->m_emb, A->g_enc, A->p_used, next_seed(A), (size_t)N * c->C);
     const float *h = level_forward(m, &A->top, &A->p.top, A->embd);
     m->be->linear_forward(m->logits, h, m->bw + A->p.wout_w, m->bw + A->p.wout_b, N, c->C, c->V);
 }
@@ -708,7 +718,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     ZERO(H->g_r1d, NF);
     m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
     ZERO(H->g_h1, NF);
-    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, A->m_r1, A->h1, p, NF);
+    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, A->r1d, p, NF);
     m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_proj, NC);

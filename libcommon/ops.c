@@ -504,14 +504,22 @@ void dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint6
 static void relu_drop_range(void *c, size_t lo, size_t hi)
 {
     const EwCtx *x = c;
-    dropout_span_relu(x->out + lo, x->mask + lo, x->a + lo, x->scale, x->thr, x->key, lo, hi - lo, 1);
+    if (x->mask) {
+        dropout_span_relu(x->out + lo, x->mask + lo, x->a + lo, x->scale, x->thr, x->key, lo, hi - lo, 1);
+        return;
+    }
+    uint8_t buf[1024]; // the mask is not kept: drawn into a buffer a piece at a time
+    for (size_t at = lo; at < hi; at += sizeof buf) {
+        size_t n = hi - at < sizeof buf ? hi - at : sizeof buf;
+        dropout_span_relu(x->out + at, buf, x->a + at, x->scale, x->thr, x->key, at, n, 1);
+    }
 }
 
 static void relu_copy_range(void *c, size_t lo, size_t hi)
 {
     relu_range(c, lo, hi);
     const EwCtx *x = c;
-    memset(x->mask + lo, 1, hi - lo);
+    if (x->mask) memset(x->mask + lo, 1, hi - lo);
 }
 
 void relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n)
@@ -521,22 +529,22 @@ void relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, 
     par_for(n, EW_CHUNK, p <= 0.0f ? relu_copy_range : relu_drop_range, &x);
 }
 
-// dinp += dout * scale where kept and inp > 0
+// dinp += dout * scale where the forward's output is > 0 (kept and inp > 0)
 static void relu_drop_bwd_range(void *c, size_t lo, size_t hi)
 {
     const EwCtx *x = c;
     size_t i = lo;
     for (; i + VW <= hi; i += VW) {
-        VI keep = vmask(x->cmask + i) & (vld(x->b + i) > 0.0f);
+        VI keep = vld(x->b + i) > 0.0f;
         vst(x->out + i, vld(x->out + i) + vsel(keep, vld(x->a + i) * x->scale));
     }
     for (; i < hi; i++)
-        if (x->cmask[i] && x->b[i] > 0.0f) x->out[i] += x->a[i] * x->scale;
+        if (x->b[i] > 0.0f) x->out[i] += x->a[i] * x->scale;
 }
 
-void relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p, size_t n)
+void relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n)
 {
-    EwCtx x = {.out = dinp, .a = dout, .b = inp, .cmask = mask,
+    EwCtx x = {.out = dinp, .a = dout, .b = out,
                .scale = p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f)};
     par_for(n, EW_CHUNK, relu_drop_bwd_range, &x);
 }

@@ -68,10 +68,12 @@ static inline uint64_t seed_get(SeedRef s) { return s.base ? s.mul * *s.base + s
 // p = 0 copies and sets an all-ones mask.
 void dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
 void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
-// dropout(relu(inp)) in one pass: the same bytes (out and mask) as relu_forward then dropout_forward(seed).
+// dropout(relu(inp)) in one pass: the same bytes (out and mask) as relu_forward then dropout_forward(seed); mask
+// may be NULL (not kept: the backward does not need it).
 void relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, uint64_t seed, size_t n);
-// backward of it: dinp += dout / (1 - p) where mask and inp > 0 (inp is the forward's input)
-void relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p, size_t n);
+// backward of it from the forward's output: dinp += dout / (1 - p) where out > 0, which is exactly where the
+// element was kept and inp > 0 (x / (1 - p) > 0 for x > 0), so neither inp nor the mask has to be kept
+void relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n);
 
 
 // The model's x = LayerNorm(x + dropout(y)) as one op: res = x + dropout(y) (mask saved, dropout_forward's stream

@@ -63,13 +63,16 @@ int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err)
     return 0;
 }
 
-int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, char *err)
+static void step_ops(Trainer *tr);
+
+// trainer_init's set-up on be; dry: in a dry run of be (the weights are not drawn)
+static int init_on(Trainer *tr, const RunConfig *rc, int V, const Backend *be, int dry, char *err)
 {
     memset(tr, 0, sizeof *tr);
     HgConfig cfg;
     config_to_hg(rc, V, &cfg);
     if (hg_build(&tr->m, &cfg, err) < 0) return -1;
-    hg_init_weights(&tr->m, (uint64_t)rc->seed);
+    if (!dry) hg_init_weights(&tr->m, (uint64_t)rc->seed);
     if (be && hg_set_backend(&tr->m, be, err) < 0) return -1;
     be = tr->m.be;
     tr->rc = rc, tr->B = rc->batch_size, tr->T = rc->input_length, tr->V = V, tr->A = rc->grad_accum;
@@ -94,6 +97,27 @@ int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, cha
     const char *g = getenv("HMT_GPU_STEP_GRAPH");
     tr->use_graph = g && strcmp(g, "1") == 0 && !be->on_host && tr->pinned;
     return be->sync(err);
+}
+
+int trainer_init(Trainer *tr, const RunConfig *rc, int V, const Backend *be, char *err)
+{
+    // One allocation per run on a GPU: a dry run of the set-up and of one step counts what they allocate and the
+    // workspace the ops ask for, and that is reserved as one block before the set-up proper carves from it, so a
+    // run that does not fit fails here, and no step allocates (HMT_GPU_RESERVE=0: one allocation at a time)
+    const char *env = getenv("HMT_GPU_RESERVE");
+    size_t reserved = 0;
+    if (be && be->dry_begin && !(env && strcmp(env, "0") == 0)) {
+        Trainer dry;
+        be->dry_begin();
+        int ok = init_on(&dry, rc, V, be, 1, err) == 0;
+        if (ok) step_ops(&dry);
+        trainer_free(&dry);
+        reserved = be->dry_end();
+        if (!ok || be->reserve(err) < 0) return -1;
+    }
+    if (init_on(tr, rc, V, be, 0, err) < 0) return -1;
+    tr->reserved = reserved;
+    return 0;
 }
 
 void trainer_free(Trainer *tr)

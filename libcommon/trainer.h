@@ -50,6 +50,7 @@ typedef struct Trainer {
     int use_graph;            // HMT_GPU_STEP_GRAPH=1: the step is captured once and replayed (the GPU's graphs)
     void *graph;              // the captured step, or NULL
     int n_captures;           // how often the step was captured (once, or again when its graph went stale)
+    size_t reserved;          // bytes of the GPU block trainer_init reserved for the run (0: none, the CPU)
 } Trainer;
 
 // What training rc takes, in bytes, before anything is allocated (hg_plan and the trainer's own buffers).
@@ -61,8 +62,9 @@ typedef struct TrainPlan {
 int trainer_plan(const RunConfig *rc, int V, TrainPlan *p, char *err);
 
 // Builds the model of rc (vocabulary V) on backend be (NULL: the CPU), initialises the weights from train.seed and
-// allocates everything a step needs. Returns 0, or -1 with err (a configuration hg_build refuses, a backend that
-// cannot take the model).
+// allocates everything a step needs: on a GPU as one block, sized by a dry run of the set-up and a step
+// (backend.h dry_begin; HMT_GPU_RESERVE=0 in the environment: block by block), so that no step allocates. Returns
+// 0, or -1 with err (a configuration hg_build refuses, a backend that cannot take the model).
 int trainer_init(Trainer *tr, const RunConfig *rc, int V, const struct Backend *be, char *err);
 void trainer_free(Trainer *tr);
 

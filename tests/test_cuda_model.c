@@ -21,6 +21,7 @@
 #include "data.h"
 #include "decode.h"
 #include "evaluate.h"
+#include "gpu.h"
 #include "hg.h"
 #include "remi.h"
 #include "sampler.h"
@@ -685,12 +686,108 @@ static void test_step_graph(const Backend *gpu)
 }
 
 
+// One allocation per run: trainer_init reserves one block, sized by a dry run of the set-up and one step, on a GPU
+// that holds nothing yet (shut down and started again, so the ops' workspace is empty and only the dry run can have
+// sized it). Steps (one by one, or captured as a graph with the fused attention), a validation pass and a
+// checkpoint then allocate nothing, and the run's bytes equal those of the same run allocated block by block
+// (HMT_GPU_RESERVE=0). In float32 and bf16, with the unfused and the fused attention. Ends on a fresh GPU again.
+static const Backend *fresh_gpu(int fused, char *err)
+{
+    gpu_shutdown();
+    if (fused) setenv("HMT_GPU_ATTENTION", "fused", 1);
+    const Backend *gpu = backend_get("cuda", err);
+    unsetenv("HMT_GPU_ATTENTION");
+    return gpu;
+}
+
+// a trainer's weights and Adam moments in host memory (3 n floats), after `steps` steps, a validation pass and a
+// checkpoint; *allocs: the cudaMalloc calls they made
+static float *reserve_run(Trainer *t, const Backend *gpu, DataSet *ds, DataSet *val, int steps, long *allocs)
+{
+    char path[256];
+    long a0 = gpu_mem_allocs();
+    double norm, lr;
+    for (int s = 0; s < steps; s++) trainer_step(t, ds, &norm, &lr);
+    EvalLikelihood ev;
+    evaluate_likelihood(&t->m, val, NULL, &ev);
+    snprintf(path, sizeof path, "%s/reserve.state", dir);
+    trainer_save(t, path, 1, remi_vocab_hash(), 0);
+    unlink(path);
+    *allocs = gpu_mem_allocs() - a0;
+    size_t n = t->m.n_floats;
+    float *h = xmalloc(3 * n * sizeof *h);
+    const float *dev[3] = {t->m.bw, t->adam_m, t->adam_v};
+    for (int j = 0; j < 3; j++) gpu->download(h + j * n, dev[j], n * sizeof *h);
+    return h;
+}
+
+static void test_reserve(const Backend *gpu)
+{
+    char err[ERR_MAX], path[256];
+    if (!gpu) {
+        for (int k = 0; k < 21; k++) CHECK(0, "one allocation per run");
+        return;
+    }
+    RunConfig rc;
+    DataSet ds, val;
+    int ok = train_setup("reserve_train.bin", 6, 9, &rc, &ds, path, err) == 0 &&
+             data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
+    CHECK(ok, "one allocation per run: setup: %s", err);
+    for (int fused = 0; ok && fused < 2; fused++)
+        for (int prec = PREC_FP32; ok && prec <= PREC_BF16; prec += PREC_BF16 - PREC_FP32) {
+            const char *what = fused ? "fused attention" : "gemm attention", *pn = precision_name(prec);
+            if (!(gpu = fresh_gpu(fused, err))) {
+                CHECK(0, "the CUDA backend again: %s", err);
+                return;
+            }
+            gpu->set_precision(prec);
+            Trainer t;
+            size_t held0, held1, peak;
+            gpu_mem_allocated(&held0, &peak);
+            long a0 = gpu_mem_allocs(), allocs[2];
+            if (fused) setenv("HMT_GPU_STEP_GRAPH", "1", 1);
+            ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+            unsetenv("HMT_GPU_STEP_GRAPH");
+            CHECK(ok, "reserve (%s, %s): trainer_init: %s", pn, what, err);
+            if (!ok) break;
+            gpu_mem_allocated(&held1, &peak);
+            CHECK(gpu_mem_allocs() - a0 == 1 && t.reserved > 0 && held1 - held0 == t.reserved,
+                  "reserve (%s, %s): set-up in %ld allocations (want 1), %zu bytes held of %zu reserved", pn, what,
+                  gpu_mem_allocs() - a0, held1 - held0, t.reserved);
+            float *h[2];
+            h[0] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs[0]);
+            CHECK(allocs[0] == 0 && (!fused || t.graph != NULL),
+                  "reserve (%s, %s): %d steps%s, validation and checkpoint made %ld allocations (want 0)", pn, what,
+                  rc.steps, fused ? " (graphed)" : "", allocs[0]);
+            size_t n = t.m.n_floats;
+            trainer_free(&t);
+            setenv("HMT_GPU_RESERVE", "0", 1);
+            a0 = gpu_mem_allocs();
+            ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+            unsetenv("HMT_GPU_RESERVE");
+            CHECK(ok && t.reserved == 0 && gpu_mem_allocs() - a0 > 1,
+                  "reserve (%s, %s): HMT_GPU_RESERVE=0 sets up block by block (%ld allocations): %s", pn, what,
+                  gpu_mem_allocs() - a0, err);
+            if (!ok) break;
+            h[1] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs[1]);
+            CHECK(memcmp(h[0], h[1], 3 * n * sizeof(float)) == 0,
+                  "reserve (%s, %s): weights and Adam moments, the bytes of the run allocated block by block", pn, what);
+            trainer_free(&t), free(h[0]), free(h[1]);
+        }
+    gpu->set_precision(PREC_FP32);
+    if (!fresh_gpu(0, err)) CHECK(0, "the CUDA backend again: %s", err);
+    if (ok) data_close(&val);
+    data_close(&ds), config_free(&rc);
+    snprintf(path, sizeof path, "%s/reserve_train.bin", dir), unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
     // sections named on the command line run alone; none: all of them
-    static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "bf16", "fused"};
+    static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "reserve", "bf16",
+                                          "fused"};
     check_select(argc, argv, sections, sizeof sections / sizeof *sections);
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
@@ -712,6 +809,7 @@ int main(int argc, char **argv)
     if (check_want("draw")) test_decode_draw(gpu);
     if (check_want("training")) test_training(gpu);
     if (check_want("step_graph")) test_step_graph(gpu);
+    if (check_want("reserve")) test_reserve(gpu);
     if (check_want("bf16")) test_bf16_training(gpu, "");
     if (check_want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
         printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");

@@ -414,7 +414,7 @@ static void test_elementwise(void)
             uint8_t *mask = malloc(n);
             if (relu) {
                 relu_dropout_forward(out, mask, a, p, seed, n);
-                relu_dropout_backward(din, g, mask, a, p, n);
+                relu_dropout_backward(din, g, out, p, n);
             } else {
                 dropout_forward(out, mask, a, p, seed, n);
                 dropout_backward(din, g, mask, p, n);
@@ -427,7 +427,7 @@ static void test_elementwise(void)
                 SeedRef sr = t == 0 ? (SeedRef){.add = seed} : dev_seed(seed, &base);
                 if (relu) {
                     gpu_relu_dropout_forward(d_out, d_mask, d_a, p, sr, n);
-                    gpu_relu_dropout_backward(d_din, d_g, d_mask, d_a, p, n);
+                    gpu_relu_dropout_backward(d_din, d_g, d_out, p, n);
                 } else {
                     gpu_dropout_forward(d_out, d_mask, d_a, p, sr, n);
                     gpu_dropout_backward(d_din, d_g, d_mask, p, n);
@@ -442,6 +442,12 @@ static void test_elementwise(void)
             snprintf(m, sizeof m, "%s p %.1f dinp (same bytes)", op, p), cmp(m, gd[0], din, n, 0);
             snprintf(m, sizeof m, "%s p %.1f", op, p);
             twice(m, go[0], go[1], n * 4), twice(m, gm[0], gm[1], n), twice(m, gd[0], gd[1], n * 4);
+            if (relu) { // the mask not kept (hg.c's FFN): the same output
+                gpu_relu_dropout_forward(d_out, NULL, d_a, p, (SeedRef){.add = seed}, n);
+                float *o = host_from(d_out, n * 4);
+                snprintf(m, sizeof m, "relu_dropout p %.1f out without a mask (same bytes)", p), cmp(m, o, out, n, 0);
+                free(o);
+            }
             for (int t = 0; t < 2; t++) free(go[t]), free(gd[t]), free(gm[t]);
             free(out), free(din), free(mask);
         }

@@ -244,14 +244,17 @@ static void test_elementwise(void)
         CHECK(same(one, two, m * 4) && same(m_one, m_two, m), "relu_dropout_forward p %.1f: relu then dropout", p);
         dropout_backward(d_r, g, m_two, p, m);
         relu_backward(d_two, d_r, r, m);
-        relu_dropout_backward(d_one, g, m_one, x, p, m);
-        CHECK(same(d_one, d_two, m * 4), "relu_dropout_backward p %.1f: dropout then relu backward", p);
+        relu_dropout_backward(d_one, g, one, p, m);
+        CHECK(same(d_one, d_two, m * 4), "relu_dropout_backward p %.1f (from its output): dropout then relu backward",
+              p);
+        relu_dropout_forward(r, NULL, x, p, 11, m); // the mask not kept: the same output
+        CHECK(same(one, r, m * 4), "relu_dropout_forward p %.1f without a mask: the same bytes", p);
         free(x), free(r), free(two), free(one), free(g), free(d_two), free(d_r), free(d_one), free(m_two), free(m_one);
     }
     memset(dinp, 0, n * sizeof(float));
     c.p = 0.25f;
     rd_fwd(&c);
-    relu_dropout_backward(dinp, dout, c.mask, c.inp, c.p, n);
+    relu_dropout_backward(dinp, dout, c.out, c.p, n);
     Probe prd = {rd_fwd, &c, c.out, dout, n};
     check_grad("relu_dropout dinp", c.inp, 200, dinp, &prd);
     free(c.out), free(c.inp), free(c.mask), free(mask2), free(dout), free(dinp);

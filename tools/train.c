@@ -50,7 +50,8 @@ static void usage(void)
            "Environment, with --device cuda: HMT_GPU_ATTENTION=fused (tiled attention: no T x T tensor, less\n"
            "memory; tf32 or bf16 run it on tensor cores for head sizes 16 to 64; slower than the default in\n"
            "every precision on an H100); HMT_GPU_BF16=fast (bf16: cuBLAS converts the operands itself);\n"
-           "HMT_GPU_STEP_GRAPH=1 (the step captured once as a CUDA graph and replayed: the same bytes).\n"
+           "HMT_GPU_STEP_GRAPH=1 (the step captured once as a CUDA graph and replayed: the same bytes);\n"
+           "HMT_GPU_RESERVE=0 (GPU memory block by block, not as one block sized by a dry run at start).\n"
            "SIGINT or SIGTERM: checkpoint, mark the run interrupted, exit 1; --resume continues it.\n"
            "Exit status: 0 done, 1 failed or interrupted (the last checkpoint is kept), 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());
@@ -264,7 +265,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "train: plan: %zu parameters, %s; %s available\n", tp.n_floats, plan,
                 avail == UINT64_MAX ? "?" : fmt_bytes((double)avail, b[5], 32));
     Trainer tr;
-    if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0) die("bad config: %s", err);
+    if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0)
+        die("%s: %s", be->on_host ? "bad config" : "cannot set up the run on the GPU", err);
+    if (!quiet && tr.reserved)
+        fprintf(stderr, "train: device memory: %s in one block (the set-up and a step, counted by a dry run)\n",
+                fmt_bytes((double)tr.reserved, b[5], 32));
     tr.precision = prec;
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s/trainer.state", out_dir);

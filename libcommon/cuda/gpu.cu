@@ -17,6 +17,23 @@ static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
+int gpu_dry; // a dry run (gpu_dry_begin): nothing reaches the device
+// what a dry run counted: its allocations' bytes (each 256-byte aligned), the workspace and pointer arrays it asked for
+static size_t g_dry_bytes, g_dry_ws, g_dry_ptrs;
+// A dry run's addresses: above any real one the emulator or a GPU hands out, never dereferenced (nothing runs).
+#define DRY_BASE ((uintptr_t)1 << 56)
+static bool is_dry(const void *p) { return (uintptr_t)p >= DRY_BASE; }
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+// The blocks gpu_reserve allocated that still have something carved from them; gpu_alloc carves from the last one.
+typedef struct Arena {
+    char *base;
+    size_t size, used;
+    long live; // carved and not freed
+} Arena;
+#define ARENA_MAX 16
+static Arena g_arena[ARENA_MAX];
+static int g_n_arena;
+static long g_n_mallocs; // cudaMalloc calls since gpu_init
 // what gpu_alloc handed out and gpu_free has not taken back (a short list: a run allocates a handful of blocks)
 typedef struct Held {
     void *p;
@@ -115,7 +132,7 @@ void gpu_profile_print(FILE *f)
 bool gpu_enter(const char *op)
 {
     if (g_ready) {
-        if (g_profile) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
+        if (g_profile && !gpu_dry) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
         return true;
     }
     gpu_record(op, "gpu not initialized");
@@ -131,7 +148,7 @@ static bool cuda_ok(const char *op, cudaError_t e)
 
 void gpu_launched(const char *op)
 {
-    if (!cuda_ok(op, cudaGetLastError())) return;
+    if (!cuda_ok(op, cudaGetLastError()) || gpu_dry) return;
     if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
     if (g_profile) prof_charge(op, 0);
 }
@@ -144,6 +161,7 @@ void gpu_blas_check(const char *op, cublasStatus_t st)
         gpu_record(op, m);
         return;
     }
+    if (gpu_dry) return;
     if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
     if (g_profile) prof_charge(op, 1);
 }
@@ -237,6 +255,8 @@ void gpu_shutdown(void)
     gpu_stream = NULL;
     g_ready = 0;
     g_name[0] = 0;
+    for (int a = 0; a < g_n_arena; a++) cudaFree(g_arena[a].base); // anything still carved goes with it
+    g_n_arena = 0, g_n_mallocs = 0, gpu_dry = 0;
     free(g_held); // the device's memory goes with its context
     g_held = NULL, g_n_held = g_cap_held = g_held_now = g_held_peak = 0;
 }
@@ -267,6 +287,7 @@ size_t gpu_smem_optin(void) { return g_smem_optin; }
 int gpu_sync(void)
 {
     if (!gpu_enter("gpu_sync")) return -1;
+    if (gpu_dry) return 0;
     cuda_ok("gpu_sync", cudaStreamSynchronize(gpu_stream));
     cuda_ok("gpu_sync", cudaGetLastError());
     return g_err[0] ? -1 : 0;
@@ -276,7 +297,7 @@ int gpu_sync(void)
 
 int gpu_graph_begin(void)
 {
-    if (!gpu_enter("gpu_graph_begin") || g_err[0] || g_profile || g_sync_each) return 0;
+    if (!gpu_enter("gpu_graph_begin") || g_err[0] || g_profile || g_sync_each || gpu_dry) return 0;
     // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
     return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
 }
@@ -337,18 +358,30 @@ void gpu_host_free(void *p)
 
 void gpu_copy_async(void *dst, const void *src, size_t bytes, int to_device)
 {
-    if (!gpu_enter("gpu_copy_async") || !bytes) return;
+    if (!gpu_enter("gpu_copy_async") || !bytes || gpu_dry) return;
     cuda_ok("gpu_copy_async", cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice
                                                                           : cudaMemcpyDeviceToHost, gpu_stream));
 }
 
-void *gpu_alloc(size_t bytes)
+// `bytes` from the newest arena, or NULL when it has no room
+static void *carve(size_t bytes)
 {
-    if (!gpu_enter("gpu_alloc")) return NULL;
+    if (!g_n_arena) return NULL;
+    Arena *a = &g_arena[g_n_arena - 1];
+    size_t at = align256(a->used);
+    if (at > a->size || bytes > a->size - at) return NULL;
+    a->used = at + (bytes ? bytes : 1), a->live++;
+    return a->base + at;
+}
+
+// a cudaMalloc of bytes, counted; NULL with "op: size: reason (free memory)" kept
+static void *device_malloc(const char *op, size_t bytes)
+{
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e == cudaSuccess) {
         held_add(p, bytes);
+        g_n_mallocs++;
         return p;
     }
     cudaGetLastError(); // an allocation failure is not sticky: later ops must not see it
@@ -357,19 +390,82 @@ void *gpu_alloc(size_t bytes)
     char m[200];
     snprintf(m, sizeof m, "%.2f GiB: %s (%.2f GiB free of %.2f)", (double)bytes / (1 << 30), cudaGetErrorString(e),
              (double)fr / (1 << 30), (double)tot / (1 << 30));
-    gpu_record("gpu_alloc", m);
+    gpu_record(op, m);
     return NULL;
+}
+
+void *gpu_alloc(size_t bytes)
+{
+    if (!gpu_enter("gpu_alloc")) return NULL;
+    if (gpu_dry) {
+        size_t at = align256(g_dry_bytes);
+        g_dry_bytes = at + (bytes ? bytes : 1);
+        return (void *)(DRY_BASE + at);
+    }
+    void *p = carve(bytes);
+    return p ? p : device_malloc("gpu_alloc", bytes);
 }
 
 void gpu_free(void *p)
 {
-    if (p && g_ready) held_drop(p), cudaFree(p);
+    if (!p || !g_ready || is_dry(p)) return;
+    for (int k = 0; k < g_n_arena; k++) {
+        Arena *a = &g_arena[k];
+        if ((char *)p < a->base || (char *)p >= a->base + a->size) continue;
+        if (--a->live == 0) { // nothing carved from it is in use: the block goes
+            held_drop(a->base), cudaFree(a->base);
+            memmove(a, a + 1, (size_t)(--g_n_arena - k) * sizeof *a); // the newest stays last
+        }
+        return;
+    }
+    held_drop(p), cudaFree(p);
+}
+
+long gpu_mem_allocs(void) { return g_n_mallocs; }
+
+void gpu_dry_begin(void)
+{
+    if (!gpu_enter("gpu_dry_begin")) return;
+    gpu_dry = 1, g_dry_bytes = g_dry_ws = g_dry_ptrs = 0;
+}
+
+// the workspace and pointer arrays a dry run asked for beyond what is held now, whole: they move into the block
+static size_t dry_ws(void) { return g_dry_ws > g_ws_bytes ? g_dry_ws : 0; }
+static size_t dry_ptrs(void) { return g_dry_ptrs > g_ptrs_bytes ? g_dry_ptrs : 0; }
+
+size_t gpu_dry_end(void)
+{
+    gpu_dry = 0;
+    return align256(dry_ws()) + align256(dry_ptrs()) + align256(g_dry_bytes);
+}
+
+int gpu_reserve(void)
+{
+    const char *op = "gpu_reserve";
+    if (!gpu_enter(op)) return -1;
+    size_t ws = dry_ws(), ptrs = dry_ptrs(), bytes = align256(ws) + align256(ptrs) + align256(g_dry_bytes);
+    g_dry_bytes = g_dry_ws = g_dry_ptrs = 0;
+    if (bytes == 0) return 0;
+    if (g_n_arena == ARENA_MAX) {
+        gpu_record(op, "too many blocks reserved at once");
+        return -1;
+    }
+    char *base = (char *)device_malloc(op, bytes);
+    if (!base) return -1;
+    g_arena[g_n_arena++] = (Arena){base, bytes, 0, 0};
+    if (ws || ptrs) { // queued ops may still read the old ones
+        if (!cuda_ok(op, cudaStreamSynchronize(gpu_stream))) return -1;
+        g_ws_gen++;
+    }
+    if (ws) gpu_free(g_ws), g_ws = carve(ws), g_ws_bytes = ws;
+    if (ptrs) gpu_free(g_ptrs), g_ptrs = carve(ptrs), g_ptrs_bytes = ptrs;
+    return 0;
 }
 
 int gpu_upload(void *dst, const void *src_host, size_t bytes)
 {
     if (!gpu_enter("gpu_upload")) return -1;
-    if (!bytes) return 0;
+    if (!bytes || gpu_dry) return 0;
     if (!cuda_ok("gpu_upload", cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, gpu_stream))) return -1;
     return cuda_ok("gpu_upload", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
 }
@@ -378,19 +474,24 @@ int gpu_download(void *dst_host, const void *src, size_t bytes)
 {
     if (!gpu_enter("gpu_download")) return -1;
     if (g_err[0]) return -1; // an op failed before: what it left is not to be read (dst stays untouched)
-    if (!bytes) return gpu_sync();
+    if (!bytes || gpu_dry) return gpu_sync();
     if (!cuda_ok("gpu_download", cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, gpu_stream))) return -1;
     return cuda_ok("gpu_download", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
 }
 
 void gpu_zero(void *p, size_t bytes)
 {
-    if (!gpu_enter("gpu_zero") || !bytes) return;
+    if (!gpu_enter("gpu_zero") || !bytes || gpu_dry) return;
     cuda_ok("gpu_zero", cudaMemsetAsync(p, 0, bytes, gpu_stream));
 }
 
 void *gpu_workspace(const char *op, size_t bytes)
 {
+    size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); // whole MiB
+    if (gpu_dry) {
+        if (want > g_dry_ws) g_dry_ws = want;
+        return (void *)DRY_BASE;
+    }
     if (bytes <= g_ws_bytes) return g_ws;
     // the old workspace may still be in use by queued ops: wait for them before freeing it
     if (g_ws) {
@@ -398,7 +499,6 @@ void *gpu_workspace(const char *op, size_t bytes)
         gpu_free(g_ws);
     }
     g_ws = NULL, g_ws_bytes = 0, g_ws_gen++;
-    size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); // whole MiB
     void *p = gpu_alloc(want);
     if (!p) {
         char m[320];
@@ -416,7 +516,7 @@ void *gpu_workspace(const char *op, size_t bytes)
 void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
               const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch)
 {
-    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (M <= 0 || N <= 0 || batch <= 0 || gpu_dry) return;
     cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasStatus_t st;
     if (batch == 1)
@@ -484,6 +584,7 @@ static bool bf16_copies(const char *op, int n_ops, const float *const *src, cons
 static void gemm_bf16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *a16, int lda,
                       const uint16_t *b16, int ldb, float beta, float *C, int ldc)
 {
+    if (gpu_dry) return;
     cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda,
                                     &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -498,6 +599,7 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
     }
     if (M <= 0 || N <= 0) return;
     if (g_bf16_fast) { // float32 operands, down-converted inside cuBLAS (its rounding, not necessarily ours)
+        if (gpu_dry) return;
         cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
         gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
                                         &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
@@ -548,6 +650,10 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
     }
     int n = nb * nh;
     size_t bytes = 3 * (size_t)n * sizeof(void *);
+    if (gpu_dry) {
+        if (bytes > g_dry_ptrs) g_dry_ptrs = bytes;
+        return;
+    }
     if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
         if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), gpu_free(g_ptrs);
         g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;

@@ -25,6 +25,7 @@ static void g_download(void *dst, const void *src, size_t bytes)
     if (gpu_download(dst, src, bytes) < 0) die("copy from the GPU: %s", gpu_error());
 }
 static int g_sync(char *err) { return gpu_sync() < 0 ? err_set(err, "gpu: %s", gpu_error()) : 0; }
+static int g_reserve(char *err) { return gpu_reserve() < 0 ? err_set(err, "gpu: %s", gpu_error()) : 0; }
 static uint64_t g_mem_free(const char **source)
 {
     size_t free_b, total;
@@ -110,7 +111,8 @@ static const Backend backend_gpu = {
     .exp_cosine_forward = gpu_exp_cosine_forward_to, .exp_cosine_backward = gpu_exp_cosine_backward,
     .clip_grad_norm = gpu_clip_grad_norm_to, .adam_apply = gpu_adam_apply, .host_alloc = gpu_host_alloc,
     .host_free = gpu_host_free, .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
-    .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free, .dec = &dec_gpu, .set_precision = gpu_set_precision,
+    .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free, .dry_begin = gpu_dry_begin, .dry_end = gpu_dry_end,
+    .reserve = g_reserve, .dec = &dec_gpu, .set_precision = gpu_set_precision,
 };
 
 const Backend *backend_cuda(char *err)

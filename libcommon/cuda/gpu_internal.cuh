@@ -3,15 +3,37 @@
 #ifndef GPU_INTERNAL_CUH
 #define GPU_INTERNAL_CUH
 
+// A dry run (gpu.h gpu_dry_begin): kernels are not launched, cuBLAS is not called, nothing is copied
+extern int gpu_dry;
+
 #ifdef GPU_EMU // tests/emu: the same sources compiled for the CPU, kernels run by an emulator (no GPU needed)
 #include "cuda_emu.h"
+#undef LAUNCH
+#undef LAUNCH_SMEM
+#define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block), 0, &gpu_dry)
+#define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry)
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-// kernel<<<grid, block>>> on the backend's stream, written so the emulator can take it over; LAUNCH_SMEM with
-// `bytes` of dynamic shared memory, which the kernel names with DYN_SMEM(name) (a float *)
-#define LAUNCH(kernel, grid, block) kernel<<<(grid), (block), 0, gpu_stream>>>
-#define LAUNCH_SMEM(kernel, grid, block, bytes) kernel<<<(grid), (block), (bytes), gpu_stream>>>
+extern cudaStream_t gpu_stream;
+// LAUNCH(kernel, grid, block)(args...): kernel<<<grid, block>>>(args...) on the backend's stream, except in a dry
+// run; written so the emulator can take it over. LAUNCH_SMEM with `bytes` of dynamic shared memory, which the
+// kernel names with DYN_SMEM(name) (a float *)
+template <typename K> struct GpuLaunch {
+    K kernel;
+    dim3 grid, block;
+    size_t smem;
+    template <typename... A> void operator()(A... args) const
+    {
+        if (!gpu_dry) kernel<<<grid, block, smem, gpu_stream>>>(args...);
+    }
+};
+template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid, dim3 block, size_t smem)
+{
+    return GpuLaunch<K>{kernel, grid, block, smem};
+}
+#define LAUNCH(kernel, grid, block) gpu_launch(kernel, dim3(grid), dim3(block), 0)
+#define LAUNCH_SMEM(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes))
 #define DYN_SMEM(name)                                                                                                 \
     extern __shared__ __align__(128) float4 name##_f4[]; /* 128: wmma tiles need 32-byte alignment */                \
     float *name = (float *)name##_f4

@@ -369,7 +369,8 @@ void gpu_accumulate(float *dst, const float *src, size_t n) { EW_OP("gpu_accumul
 
 // ---- dropout: ops.c's counter stream, element for element (drop_keep, gpu_internal.cuh) ------------------------
 
-// out = kept (and, with relu, inp > 0) ? inp * scale : +0; mask = kept. p <= 0 (`copy`): every mask byte 1.
+// out = kept (and, with relu, inp > 0) ? inp * scale : +0; mask = kept (unless NULL). p <= 0 (`copy`): every mask
+// byte 1.
 __global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, float scale, uint32_t thr, SeedRef seed,
                                  int relu, int copy, size_t n)
 {
@@ -379,22 +380,23 @@ __global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, fl
         float x = inp[i];
         if (copy) {
             out[i] = relu ? (x > 0.0f ? x : 0.0f) : x;
-            mask[i] = 1;
+            if (mask) mask[i] = 1;
             continue;
         }
         int keep = drop_keep(key, thr, i);
-        mask[i] = (uint8_t)keep;
+        if (mask) mask[i] = (uint8_t)keep;
         out[i] = keep && (!relu || x > 0.0f) ? x * scale : 0.0f;
     }
 }
 
-// dinp += (mask (and inp > 0) ? dout * scale : +0)
-__global__ static void dropout_bwd_k(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float scale,
+// dinp += (kept ? dout * scale : +0): kept is mask[i] (dropout) or, with mask NULL, out[i] > 0 (relu + dropout:
+// the forward's output is > 0 exactly where it kept a positive input)
+__global__ static void dropout_bwd_k(float *dinp, const float *dout, const uint8_t *mask, const float *out, float scale,
                                      size_t n)
 {
     GRID_STRIDE(i, n)
     {
-        int keep = mask[i] && (!inp || inp[i] > 0.0f);
+        int keep = mask ? mask[i] != 0 : out[i] > 0.0f;
         dinp[i] = dinp[i] + (keep ? dout[i] * scale : 0.0f);
     }
 }
@@ -423,10 +425,10 @@ void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, f
     const char *op = "gpu_dropout_backward";
     EW_OP(op, dropout_bwd_k, dinp, dout, mask, (const float *)NULL, dropout_bwd_scale(p), n);
 }
-void gpu_relu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, const float *inp, float p, size_t n)
+void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n)
 {
     const char *op = "gpu_relu_dropout_backward";
-    EW_OP(op, dropout_bwd_k, dinp, dout, mask, inp, dropout_bwd_scale(p), n);
+    EW_OP(op, dropout_bwd_k, dinp, dout, (const uint8_t *)NULL, out, dropout_bwd_scale(p), n);
 }
 
 // ---- attention (Music Transformer relative attention, Huang et al. 2018; ops.c's tiles for the mask) ------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda): the
 # registry records the device and the GPU's name; the same run twice gives the same bytes (also with the step as a CUDA
-# graph, HMT_GPU_STEP_GRAPH=1); N steps straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the
+# graph, HMT_GPU_STEP_GRAPH=1, and with the GPU memory block by block, HMT_GPU_RESERVE=0); N steps straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the
 # SIGKILL lands inside a checkpoint write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a
 # GPU run's val losses follow the CPU run's; a plan larger than the GPU's memory is refused in one line with nothing
 # left behind. sample on the GPU writes the CPU's documents when greedy (past the window too) and the same bytes twice
@@ -17,7 +17,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=51
+N_CHECKS=55
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -56,6 +56,14 @@ export HMT_GPU_STEP_GRAPH=1
 expect "train --device cuda with HMT_GPU_STEP_GRAPH=1 exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/gg"
 unset HMT_GPU_STEP_GRAPH
 check "the step as a CUDA graph: the run's bytes without it" same_run "$T/g1" "$T/gg"
+# one allocation per run: train says the block its dry run sized; block by block (HMT_GPU_RESERVE=0), the same bytes
+expect "train --device cuda without -q exits 0" 0 "$TRAIN" --device cuda -d "$T/shards" --registry "$REG" \
+    -c $CFG/tiny.json -o "$T/gr"
+check "it says its GPU memory is one block" grep -q "^train: device memory: .* in one block" "$T/err"
+export HMT_GPU_RESERVE=0
+expect "train --device cuda with HMT_GPU_RESERVE=0 exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/gb"
+unset HMT_GPU_RESERVE
+check "block by block: the bytes of the run in one block" same_run "$T/g1" "$T/gb"
 
 # ---- SIGKILL and --resume on the GPU: bitwise --------------------------------------------------------------------
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gk"; exit $?) 2>/dev/null

@@ -210,8 +210,10 @@ template <typename K> struct EmuLaunch {
     K k;
     dim3 g, b;
     size_t smem;
+    const int *skip; // when it points to a nonzero int, the launch does nothing (gpu_internal.cuh's dry run)
     template <typename... A> void operator()(A... args)
     {
+        if (skip && *skip) return;
         if (emu_capturing) { // stream capture: the launch, its arguments by value, into the graph
             EmuLaunch<K> self = *this;
             emu_record([=]() mutable { self(args...); });
@@ -222,9 +224,10 @@ template <typename K> struct EmuLaunch {
         emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call);
     }
 };
-template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0)
+template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0,
+                                                           const int *skip = NULL)
 {
-    return EmuLaunch<K>{k, g, b, smem};
+    return EmuLaunch<K>{k, g, b, smem, skip};
 }
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block))
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes))
