@@ -4,7 +4,8 @@
 # batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the
 # unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
-# conversion pass: cuBLAS converts), PyTorch in fp32, TF32 and bf16 autocast;
+# conversion pass: cuBLAS converts) and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16
+# autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
 # both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
 # attentions, against PyTorch bf16 autocast. Medians of RUNS steps
@@ -27,6 +28,12 @@ for B in 8 64; do
     done
     echo "== C, CUDA backend, bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast), batch $B"
     HMT_GPU_BF16=fast build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
+    # issue 15's memory goal: the least C holds (fused attention, linear1 recomputed) against PyTorch bf16's peak
+    for att in gemm fused; do
+        echo "== C, CUDA backend, bf16 linear layers, $att attention, --recompute-ffn, batch $B"
+        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16 \
+            --recompute-ffn
+    done
     for p in fp32 tf32 bf16; do
         echo "== PyTorch eager, $p, batch $B"
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"

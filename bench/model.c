@@ -2,12 +2,13 @@
 // 4 heads, F 1024, T 512, batch 8; baseline 6 layers; hourglass [2, 2, 2] s 2, naive and linear, with attention
 // resampling), the machine's 2-thread sgemm GFLOP/s (on a GPU: cuBLAS at 8192^3 in the same precision), and the
 // model's share of that bound (matmul FLOPs / time).
-// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32 | --precision P] (median of RUNS timed steps after one
-// warm-up; CONFIG 0..2 runs only that config, for profiling; --full adds gradient clipping and an Adam step, the
-// step of issue 14's table; --device cuda runs on the GPU (a CUDA=1 build), timing after the GPU finished;
-// --tf32 lets its matmuls use TF32; --config FILE times that config instead, at its own T, e.g. the reference's
-// headline configs/seed_default.json). On a GPU, "GPU MiB" is what the process holds there (its CUDA context and
-// cuBLAS included), "alloc MiB" the most it held through gpu_alloc during the config's run (PyTorch's
+// Usage: bench/model [RUNS [CONFIG]] [--device cpu|cuda] [--batch B] [--full] [--tf32 | --precision P]
+// [--recompute-ffn] (median of RUNS timed steps after one warm-up; CONFIG 0..2 runs only that config, for
+// profiling; --full adds gradient clipping and an Adam step, the step of issue 14's table; --device cuda runs on
+// the GPU (a CUDA=1 build), timing after the GPU finished; --tf32 lets its matmuls use TF32; --config FILE times
+// that config instead, at its own T, e.g. the reference's headline configs/seed_default.json; --recompute-ffn as
+// train's: less memory, one product more a layer). On a GPU, "GPU MiB" is what the process holds there (its CUDA
+// context and cuBLAS included), "alloc MiB" the most it held through gpu_alloc during the config's run (PyTorch's
 // max_memory_allocated is its peer).
 // Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
 #include <cblas.h>
@@ -71,12 +72,13 @@ static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = 5, only = -1, B = 8, full = 0, prec = PREC_FP32, npos = 0;
+    int runs = 5, only = -1, B = 8, full = 0, prec = PREC_FP32, npos = 0, recompute = 0;
     const char *device = "cpu", *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
         else if (strcmp(argv[i], "--full") == 0) full = 1;
+        else if (strcmp(argv[i], "--recompute-ffn") == 0) recompute = 1;
         else if (strcmp(argv[i], "--tf32") == 0) prec = PREC_TF32;
         else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
             if ((prec = precision_parse(argv[++i])) < 0) die_usage("--precision '%s': expected fp32, tf32 or bf16", argv[i]);
@@ -102,7 +104,8 @@ int main(int argc, char **argv)
     else printf("device: %s; batch %d; %s; cuBLAS 8192^3: %.1f TFLOP/s (bf16: %.1f)\n", be->device_name(), B,
                 prec == PREC_FP32 ? "fp32 (TF32 off)" : prec == PREC_TF32 ? "TF32" : "bf16 linear layers", peak / 1e3,
                 bf16_peak / 1e3);
-    printf("step: forward, cross-entropy, backward%s\n", full ? ", clipping, Adam" : "");
+    printf("step: forward, cross-entropy, backward%s%s\n", full ? ", clipping, Adam" : "",
+           recompute ? " (linear1, ReLU and dropout recomputed in the backward)" : "");
     printf("%-22s %12s %12s %10s %12s %10s%s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
            be->on_host ? "alloc MiB" : "GPU MiB", be->on_host ? "" : "    of bf16  alloc MiB");
     static HgLevel valley = {.n_layers = 2};
@@ -131,6 +134,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < n_cfgs; k++) {
         if (only >= 0 && (size_t)only != k) continue;
         HgModel m;
+        cfgs[k].c.recompute_ffn = recompute;
         if (!be->on_host) gpu_mem_peak_reset(); // "alloc MiB": this config's peak
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);

@@ -428,7 +428,8 @@ void config_to_hg(const RunConfig *rc, int V, HgConfig *cfg)
 {
     *cfg = (HgConfig){.V = V, .C = rc->d_model, .NH = rc->num_heads, .F = rc->dim_feedforward, .L = rc->input_length,
                       .dropout = (float)rc->dropout, .linear = rc->linear, .attn_resampling = rc->attn_resampling,
-                      .save_updown_hidden = rc->save_updown_hidden, .top = rc->levels[0]};
+                      .save_updown_hidden = rc->save_updown_hidden, .recompute_ffn = rc->recompute_ffn,
+                      .top = rc->levels[0]};
 }
 
 static void describe_depth(const RunConfig *rc, int i, char *buf, size_t n)

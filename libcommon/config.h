@@ -15,6 +15,7 @@ typedef struct RunConfig {
     int input_length, num_heads, d_model, dim_feedforward;
     double dropout;
     int linear, attn_resampling, save_updown_hidden;
+    int recompute_ffn;      // not from the file (not hashed): a run option (hg.h HgConfig.recompute_ffn)
     // loss
     int loss;               // 0 ce, 1 cosine_ce, 2 exp_cosine_ce
     double alpha;

@@ -76,6 +76,7 @@ struct HgActs {
     uint8_t *m_emb;
     // layer-backward scratch, sized for the largest layer
     float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
+    float *r1d; // with recompute_ffn: every layer's drop(relu(linear1)), one layer at a time
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
     int32_t *tok_dev;   // hg_forward's copy of host tokens, in the backend's memory when that is not the host's
@@ -95,7 +96,9 @@ typedef struct Arena {
 
 static void *arena_take(Arena *a, size_t bytes)
 {
-    bytes = (bytes + 63) & ~(size_t)63; // every buffer cache-line aligned
+    // every buffer 256-byte aligned: cuBLAS picks its kernel by its operands' alignment (up to 256 bytes), so a
+    // buffer's place in the plan (which --recompute-ffn changes) must not change a product's bytes
+    bytes = (bytes + 255) & ~(size_t)255;
     void *p = a->base ? a->base + a->used : NULL;
     a->used += bytes;
     return p;
@@ -345,7 +348,7 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     // LayerNorm, linear1's output before ReLU) live in the layer-backward scratch (layer_forward)
     A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
-    A->r1d = TAKE_F(a, N * F);
+    A->r1d = c->recompute_ffn ? NULL : TAKE_F(a, N * F); // NULL: recomputed into HgActs.r1d
     A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
     A->m_proj = TAKE_U8(a, N * C), A->m_h2 = TAKE_U8(a, N * C);
@@ -429,6 +432,7 @@ static void plan_model(Plan *pl, int T)
     A->g_res = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
     A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
+    A->r1d = c->recompute_ffn ? TAKE_F(&pl->a, n * F) : NULL;
     A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, nq * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
     else A->tok_dev = TAKE_I(&pl->a, N);
@@ -613,8 +617,9 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
     m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    m->be->relu_dropout_forward(A->r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
-    m->be->linear_forward(h2, A->r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    float *r1d = A->r1d ? A->r1d : H->r1d;
+    m->be->relu_dropout_forward(r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
+    m->be->linear_forward(h2, r1d, W + P->l2_w, W + P->l2_b, N, F, C);
     m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
@@ -715,10 +720,16 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res, dout, A->res2, A->m_h2, p,
                                        W + P->n2_w, A->mean2, A->rstd2, N, C);
     // h2 = linear2(drop(relu(linear1(ln1))))
+    const float *r1d = A->r1d;
+    if (!r1d) { // recompute_ffn: the forward's ops again, the same bytes (g_h1 is free until below)
+        m->be->linear_forward(H->g_h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+        m->be->relu_dropout_forward(H->r1d, NULL, H->g_h1, p, seed_plus(A->seed, 2), NF);
+        r1d = H->r1d;
+    }
     ZERO(H->g_r1d, NF);
-    m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, A->r1d, W + P->l2_w, N, F, C);
+    m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
     ZERO(H->g_h1, NF);
-    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, A->r1d, p, NF);
+    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
     m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_proj, NC);

@@ -24,6 +24,10 @@ typedef struct HgConfig {
     int linear;             // updown_sample_type "linear" (else "naive")
     int attn_resampling;    // cross-attention resampling around every valley
     int save_updown_hidden; // up(v) joins the hidden states of the auxiliary losses
+    // A run option, not the model's: the backward recomputes linear1, ReLU and dropout (the same seed, so the same
+    // bytes) instead of keeping their output, the largest activation (N x F floats a layer), at one more product
+    // of linear1's size a layer
+    int recompute_ffn;
     HgLevel top;
 } HgConfig;
 

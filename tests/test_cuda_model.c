@@ -725,7 +725,7 @@ static void test_reserve(const Backend *gpu)
 {
     char err[ERR_MAX], path[256];
     if (!gpu) {
-        for (int k = 0; k < 21; k++) CHECK(0, "one allocation per run");
+        for (int k = 0; k < 25; k++) CHECK(0, "one allocation per run");
         return;
     }
     RunConfig rc;
@@ -761,6 +761,9 @@ static void test_reserve(const Backend *gpu)
                   rc.steps, fused ? " (graphed)" : "", allocs[0]);
             size_t n = t.m.n_floats;
             trainer_free(&t);
+            gpu_mem_allocated(&held1, &peak);
+            CHECK(held1 == held0, "reserve (%s, %s): the block goes with the run (%zu bytes held, %zu before)", pn,
+                  what, held1, held0);
             setenv("HMT_GPU_RESERVE", "0", 1);
             a0 = gpu_mem_allocs();
             ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
@@ -781,13 +784,57 @@ static void test_reserve(const Backend *gpu)
     snprintf(path, sizeof path, "%s/reserve_train.bin", dir), unlink(path);
 }
 
+// --recompute-ffn on the GPU: linear1, ReLU and dropout recomputed in the backward (cuBLAS's product and the same
+// seeds again) give the bytes of the run that keeps their output, in float32 and bf16
+static void test_recompute(const Backend *gpu)
+{
+    char err[ERR_MAX], path[256];
+    if (!gpu) {
+        for (int k = 0; k < 7; k++) CHECK(0, "recompute_ffn");
+        return;
+    }
+    RunConfig rc;
+    DataSet ds, val;
+    int ok = train_setup("recompute_train.bin", 6, 11, &rc, &ds, path, err) == 0 &&
+             data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
+    CHECK(ok, "recompute_ffn: setup: %s", err);
+    for (int prec = PREC_FP32; ok && prec <= PREC_BF16; prec += PREC_BF16 - PREC_FP32) {
+        gpu->set_precision(prec);
+        float *h[2];
+        size_t n = 0;
+        for (int k = 0; k < 2; k++) {
+            Trainer t;
+            long allocs;
+            rc.recompute_ffn = k;
+            ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+            CHECK(ok, "recompute_ffn (%s): trainer_init: %s", precision_name(prec), err);
+            if (!ok) {
+                if (k) free(h[0]);
+                break;
+            }
+            h[k] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs);
+            n = t.m.n_floats;
+            trainer_free(&t);
+        }
+        if (!ok) break;
+        CHECK(memcmp(h[0], h[1], 3 * n * sizeof(float)) == 0,
+              "recompute_ffn (%s): weights and Adam moments, the bytes of the run that keeps r1d", precision_name(prec));
+        free(h[0]), free(h[1]);
+    }
+    rc.recompute_ffn = 0;
+    gpu->set_precision(PREC_FP32);
+    if (ok) data_close(&val);
+    data_close(&ds), config_free(&rc);
+    snprintf(path, sizeof path, "%s/recompute_train.bin", dir), unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
     // sections named on the command line run alone; none: all of them
-    static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "reserve", "bf16",
-                                          "fused"};
+    static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "reserve",
+                                          "recompute", "bf16", "fused"};
     check_select(argc, argv, sections, sizeof sections / sizeof *sections);
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
@@ -810,6 +857,7 @@ int main(int argc, char **argv)
     if (check_want("training")) test_training(gpu);
     if (check_want("step_graph")) test_step_graph(gpu);
     if (check_want("reserve")) test_reserve(gpu);
+    if (check_want("recompute")) test_recompute(gpu);
     if (check_want("bf16")) test_bf16_training(gpu, "");
     if (check_want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
         printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");

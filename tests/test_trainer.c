@@ -407,6 +407,52 @@ static void test_state(void)
     trainer_free(&a), trainer_free(&b), data_close(&ds), config_free(&rc);
 }
 
+// --recompute-ffn: the backward recomputes linear1, ReLU and dropout instead of keeping their output; the same
+// losses, gradient norms, weights and Adam moments, byte for byte, with dropout on (the same seeds), and a plan
+// smaller by about a layer's N x F floats per layer after the first
+static void test_recompute(void)
+{
+    char cfg[256], err[ERR_MAX], path[256];
+    snprintf(cfg, sizeof cfg, "%s/recompute.json", dir);
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"model\": {\"depth\": [1, 2, 1], \"input_length\": 8, \"num_heads\": 2, \"d_model\": 8, "
+          "\"dim_feedforward\": 16, \"dropout\": 0.2, \"attn_resampling\": true}, \"train\": {\"batch_size\": 2, "
+          "\"gradient_accumulation_steps\": 2, \"steps\": 4}}", f);
+    fclose(f);
+    RunConfig rc[2];
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    DataSet ds;
+    Trainer t[2];
+    int ok = data_open(&ds, path, 8, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err) == 0;
+    for (int k = 0; ok && k < 2; k++) {
+        ok = config_load(&rc[k], cfg, err) == 0;
+        rc[k].recompute_ffn = k;
+        ok = ok && trainer_init(&t[k], &rc[k], REMI_VOCAB_SIZE, NULL, err) == 0;
+    }
+    CHECK(ok, "recompute setup: %s", err);
+    if (!ok) return;
+    int same = 1;
+    for (int s = 0; s < 4; s++) {
+        double l[2], norm[2], lr[2];
+        for (int k = 0; k < 2; k++) l[k] = trainer_step(&t[k], &ds, &norm[k], &lr[k]);
+        same = same && memcmp(l, l + 1, sizeof *l) == 0 && memcmp(norm, norm + 1, sizeof *norm) == 0;
+    }
+    size_t n = t[0].m.n_floats * sizeof(float);
+    CHECK(same && memcmp(t[0].m.w, t[1].m.w, n) == 0 && memcmp(t[0].adam_m, t[1].adam_m, n) == 0 &&
+              memcmp(t[0].adam_v, t[1].adam_v, n) == 0,
+          "recompute_ffn: 4 steps' losses, norms, weights and Adam moments, the bytes of the kept activations");
+    // the plan at batch 8192 x 8 (4 MiB a layer, past the block's 2 MiB rounding): 6 layers (pre, 2 in the valley,
+    // post, and 2 resampling) kept no r1d, one scratch holds it
+    HgConfig hc[2];
+    HgPlan hp[2];
+    for (int k = 0; k < 2; k++) config_to_hg(&rc[k], REMI_VOCAB_SIZE, &hc[k]), hg_plan(&hc[k], 8192, 8, &hp[k], err);
+    double saved = (double)hp[0].act_bytes - (double)hp[1].act_bytes, layer = 8192.0 * 8 * 16 * sizeof(float);
+    CHECK(saved >= 3 * layer, "recompute_ffn: the plan saves %.0f bytes, want at least 3 layers' %.0f", saved,
+          3 * layer);
+    for (int k = 0; k < 2; k++) trainer_free(&t[k]), config_free(&rc[k]);
+    data_close(&ds);
+}
+
 int main(void)
 {
     util_init("test_trainer");
@@ -416,6 +462,7 @@ int main(void)
     test_val_subset();
     test_augment();
     test_state();
+    test_recompute();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

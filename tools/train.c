@@ -45,6 +45,9 @@ static void usage(void)
            "                        or bf16 (the linear layers' matmuls on bfloat16 inputs, float32 sums, weights\n"
            "                        and Adam state); a run resumes only in its own precision\n"
            "      --tf32            the same as --precision tf32\n"
+           "      --recompute-ffn   less memory: the backward recomputes each layer's linear1, ReLU and dropout\n"
+           "                        instead of keeping their output (the largest activation); one product more\n"
+           "                        a layer, the same bytes (a run may resume with or without it)\n"
            "  -q, --quiet           no progress on stderr\n"
            "  -h, --help            this help\n"
            "Environment, with --device cuda: HMT_GPU_ATTENTION=fused (tiled attention: no T x T tensor, less\n"
@@ -178,7 +181,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL, *data_dir = NULL, *out_dir = NULL, *reg_path = REG_DEFAULT_PATH;
     const char *experiment = NULL, *device = "cpu";
     const char *prec_arg = "fp32";
-    int resume = 0, quiet = 0, threads = n_cpus();
+    int resume = 0, quiet = 0, recompute_ffn = 0, threads = n_cpus();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -201,6 +204,8 @@ int main(int argc, char **argv)
             resume = 1;
         } else if (strcmp(a, "--tf32") == 0) {
             prec_arg = "tf32";
+        } else if (strcmp(a, "--recompute-ffn") == 0) {
+            recompute_ffn = 1;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else {
@@ -221,6 +226,7 @@ int main(int argc, char **argv)
     RunConfig rc;
     snprintf(path, sizeof path, "%s/config.json", out_dir);
     if (config_load(&rc, config_path ? config_path : path, err) < 0) die("bad config: %s", err);
+    rc.recompute_ffn = recompute_ffn;
     uint64_t config_hash = fnv1a(1469598103934665603ULL, rc.json, strlen(rc.json));
     if (!experiment) { // the config file's name without folder and .json
         const char *p = config_path ? config_path : out_dir, *slash = strrchr(p, '/');

@@ -245,10 +245,9 @@ GpuStatus gpu_init(int device, char *err)
 void gpu_shutdown(void)
 {
     g_ws_gen++;
-    if (g_ptrs) gpu_free(g_ptrs);
-    g_ptrs = NULL, g_ptrs_bytes = 0;
-    if (g_ws) gpu_free(g_ws);
-    g_ws = NULL, g_ws_bytes = 0;
+    void *ws = g_ws, *ptrs = g_ptrs; // NULL before gpu_free (see there)
+    g_ws = g_ptrs = NULL, g_ws_bytes = g_ptrs_bytes = 0;
+    gpu_free(ptrs), gpu_free(ws);
     if (gpu_blas) cublasDestroy(gpu_blas);
     gpu_blas = NULL;
     if (gpu_stream) cudaStreamDestroy(gpu_stream);
@@ -368,10 +367,15 @@ static void *carve(size_t bytes)
 {
     if (!g_n_arena) return NULL;
     Arena *a = &g_arena[g_n_arena - 1];
-    size_t at = align256(a->used);
-    if (at > a->size || bytes > a->size - at) return NULL;
-    a->used = at + (bytes ? bytes : 1), a->live++;
+    size_t at = align256(a->used), n = bytes ? bytes : 1;
+    if (at > a->size || n > a->size - at) return NULL;
+    a->used = at + n, a->live++;
     return a->base + at;
+}
+
+static bool in_arena(const Arena *a, const void *p)
+{
+    return (const char *)p >= a->base && (const char *)p < a->base + a->size;
 }
 
 // a cudaMalloc of bytes, counted; NULL with "op: size: reason (free memory)" kept
@@ -411,8 +415,18 @@ void gpu_free(void *p)
     if (!p || !g_ready || is_dry(p)) return;
     for (int k = 0; k < g_n_arena; k++) {
         Arena *a = &g_arena[k];
-        if ((char *)p < a->base || (char *)p >= a->base + a->size) continue;
-        if (--a->live == 0) { // nothing carved from it is in use: the block goes
+        if (!in_arena(a, p)) continue;
+        // The ops' workspace and pointer arrays are not a run's own: once they are all that is left of a block (the
+        // run freed everything else), they leave with it and grow again on demand. Their owners set them NULL
+        // before freeing them, so they are not counted here then.
+        long shared = (g_ws && in_arena(a, g_ws)) + (g_ptrs && in_arena(a, g_ptrs));
+        if (--a->live == shared) {
+            if (shared) { // queued ops may still use them
+                cuda_ok("gpu_free", cudaStreamSynchronize(gpu_stream));
+                if (g_ws && in_arena(a, g_ws)) g_ws = NULL, g_ws_bytes = 0;
+                if (g_ptrs && in_arena(a, g_ptrs)) g_ptrs = NULL, g_ptrs_bytes = 0;
+                g_ws_gen++;
+            }
             held_drop(a->base), cudaFree(a->base);
             memmove(a, a + 1, (size_t)(--g_n_arena - k) * sizeof *a); // the newest stays last
         }
@@ -429,9 +443,9 @@ void gpu_dry_begin(void)
     gpu_dry = 1, g_dry_bytes = g_dry_ws = g_dry_ptrs = 0;
 }
 
-// the workspace and pointer arrays a dry run asked for beyond what is held now, whole: they move into the block
-static size_t dry_ws(void) { return g_dry_ws > g_ws_bytes ? g_dry_ws : 0; }
-static size_t dry_ptrs(void) { return g_dry_ptrs > g_ptrs_bytes ? g_dry_ptrs : 0; }
+// the workspace and pointer arrays when a dry run used them: they move into the block, never smaller than now
+static size_t dry_ws(void) { return g_dry_ws ? (g_dry_ws > g_ws_bytes ? g_dry_ws : g_ws_bytes) : 0; }
+static size_t dry_ptrs(void) { return g_dry_ptrs ? (g_dry_ptrs > g_ptrs_bytes ? g_dry_ptrs : g_ptrs_bytes) : 0; }
 
 size_t gpu_dry_end(void)
 {
@@ -450,15 +464,19 @@ int gpu_reserve(void)
         gpu_record(op, "too many blocks reserved at once");
         return -1;
     }
+    if (ws || ptrs) { // the old ones go first (queued ops may still read them), so they never coexist with the block
+        if (!cuda_ok(op, cudaStreamSynchronize(gpu_stream))) return -1;
+        void *old_ws = ws ? g_ws : NULL, *old_ptrs = ptrs ? g_ptrs : NULL;
+        if (ws) g_ws = NULL, g_ws_bytes = 0;
+        if (ptrs) g_ptrs = NULL, g_ptrs_bytes = 0;
+        g_ws_gen++;
+        gpu_free(old_ws), gpu_free(old_ptrs);
+    }
     char *base = (char *)device_malloc(op, bytes);
     if (!base) return -1;
     g_arena[g_n_arena++] = (Arena){base, bytes, 0, 0};
-    if (ws || ptrs) { // queued ops may still read the old ones
-        if (!cuda_ok(op, cudaStreamSynchronize(gpu_stream))) return -1;
-        g_ws_gen++;
-    }
-    if (ws) gpu_free(g_ws), g_ws = carve(ws), g_ws_bytes = ws;
-    if (ptrs) gpu_free(g_ptrs), g_ptrs = carve(ptrs), g_ptrs_bytes = ptrs;
+    if (ws) g_ws = carve(ws), g_ws_bytes = ws;
+    if (ptrs) g_ptrs = carve(ptrs), g_ptrs_bytes = ptrs;
     return 0;
 }
 
@@ -493,12 +511,11 @@ void *gpu_workspace(const char *op, size_t bytes)
         return (void *)DRY_BASE;
     }
     if (bytes <= g_ws_bytes) return g_ws;
-    // the old workspace may still be in use by queued ops: wait for them before freeing it
-    if (g_ws) {
-        cuda_ok(op, cudaStreamSynchronize(gpu_stream));
-        gpu_free(g_ws);
-    }
+    // the old workspace may still be in use by queued ops: wait for them before freeing it (NULL first: gpu_free)
+    void *old = g_ws;
+    if (old) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
     g_ws = NULL, g_ws_bytes = 0, g_ws_gen++;
+    gpu_free(old);
     void *p = gpu_alloc(want);
     if (!p) {
         char m[320];
@@ -655,8 +672,10 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
         return;
     }
     if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
-        if (g_ptrs) cuda_ok(op, cudaStreamSynchronize(gpu_stream)), gpu_free(g_ptrs);
+        void *old = g_ptrs; // NULL before gpu_free (see there)
+        if (old) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
         g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;
+        gpu_free(old);
         if (!(g_ptrs = gpu_alloc(bytes))) return;
         g_ptrs_bytes = bytes;
     }

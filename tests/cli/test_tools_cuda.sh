@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda): the
 # registry records the device and the GPU's name; the same run twice gives the same bytes (also with the step as a CUDA
-# graph, HMT_GPU_STEP_GRAPH=1, and with the GPU memory block by block, HMT_GPU_RESERVE=0); N steps straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the
-# SIGKILL lands inside a checkpoint write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a
-# GPU run's val losses follow the CPU run's; a plan larger than the GPU's memory is refused in one line with nothing
-# left behind. sample on the GPU writes the CPU's documents when greedy (past the window too) and the same bytes twice
-# when sampling; eval on the GPU gives the CPU's test loss within 1e-4. Without a GPU every check counts as skipped
-# (HMT_REQUIRE_GPU=1 makes that a failure). Env: BIN (default bin-cuda), SHARED as in test_tools.sh, or SHARDS (a shard
-# folder, for a GPU machine without POP909). Ends with "N passed, N failed, N skipped".
+# graph, HMT_GPU_STEP_GRAPH=1, with the GPU memory block by block, HMT_GPU_RESERVE=0, and with --recompute-ffn); N steps
+# straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the SIGKILL lands inside a checkpoint
+# write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU
+# run's; a plan larger than the GPU's memory is refused in one line with nothing left behind. sample on the GPU writes
+# the CPU's documents when greedy (past the window too) and the same bytes twice when sampling; eval on the GPU gives
+# the CPU's test loss within 1e-4. Without a GPU every check counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure).
+# Env: BIN (default bin-cuda), SHARED as in test_tools.sh, or SHARDS (a shard folder, for a GPU machine without POP909).
+# Ends with "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
 
@@ -17,7 +18,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=55
+N_CHECKS=57
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -64,6 +65,8 @@ export HMT_GPU_RESERVE=0
 expect "train --device cuda with HMT_GPU_RESERVE=0 exits 0" 0 tr_gpu -c $CFG/tiny.json -o "$T/gb"
 unset HMT_GPU_RESERVE
 check "block by block: the bytes of the run in one block" same_run "$T/g1" "$T/gb"
+expect "train --device cuda --recompute-ffn exits 0" 0 tr_gpu --recompute-ffn -c $CFG/tiny.json -o "$T/gf"
+check "--recompute-ffn: the bytes of the run that keeps linear1's output" same_run "$T/g1" "$T/gf"
 
 # ---- SIGKILL and --resume on the GPU: bitwise --------------------------------------------------------------------
 (HMT_TEST_KILL_AFTER_CHECKPOINT=20 tr_gpu -c $CFG/tiny.json -o "$T/gk"; exit $?) 2>/dev/null

@@ -68,6 +68,12 @@ check "SIGKILL inside the checkpoint write at step 30 (status $?)" test $? = 137
 check "the torn write left a temporary" test -n "$(ls "$T/torn" | grep '\.tmp\.')"
 expect "--resume after a torn checkpoint exits 0" 0 "$TRAIN" -q -j 2 --resume -c $CFG/tiny.json -d "$T/shards" -o "$T/torn" --registry "$REG"
 check "torn checkpoint: resumed from step 20, bitwise equal" same_run "$T/straight" "$T/torn"
+# --recompute-ffn: linear1, ReLU and dropout again in the backward, the same bytes; a resume may drop it
+(HMT_TEST_KILL_AFTER_CHECKPOINT=20 "$TRAIN" -q -j 2 --recompute-ffn -c $CFG/tiny.json -d "$T/shards" -o "$T/rf" \
+    --registry "$REG"; exit $?) 2>/dev/null
+check "--recompute-ffn: SIGKILL after the checkpoint at step 20 (status $?)" test $? = 137
+expect "--recompute-ffn: resumed without it exits 0" 0 "$TRAIN" -q -j 2 --resume -d "$T/shards" -o "$T/rf" --registry "$REG"
+check "--recompute-ffn, then without: the straight run, bitwise" same_run "$T/straight" "$T/rf"
 check "the resume removed the temporary" no_tmp "$T/torn"
 # a stop during a validation: --resume validates that step first (the last step's would otherwise never run)
 vals() { q "select group_concat(step || ':' || printf('%.6f', value), ' ') from metrics m join runs r using (run_id)
