@@ -138,9 +138,10 @@ void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out,
 // Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
 // these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the
 // backend's own workspace (grown on first use, O(B*NH*Tq*(Tq+Tk)) floats; d->scratch_floats is ignored). probs and
-// mask are the same tensors as
-// the CPU's, mask byte for byte (ops.c's dropout stream per (b, h) and its query tiles of 128 rows). The relative term
-// is R = Q.Er^T by cuBLAS and a gather; backward un-skews dS one to one into dR, then dq += dR.Er and
+// mask are the same tensors as the CPU's, mask byte for byte (ops.c's dropout stream per (b, h) and its query tiles
+// of 128 rows); mask may be NULL in both calls (not kept: the backward draws the bits it needs again from d->seed,
+// with the same bytes as from a kept mask; the backend's attention_saves asks for none, so hg.c passes NULL). The
+// relative term is R = Q.Er^T by cuBLAS and a gather; backward un-skews dS one to one into dR, then dq += dR.Er and
 // dEr += sum over (b, h) of dR^T.q in (b, h) order (no atomics). With Er: Tq == Tk <= L and n_keys[i] <= i+1.
 void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float *q, const float *k, const float *v,
                            const float *Er, const AttnDims *d);

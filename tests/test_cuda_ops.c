@@ -483,17 +483,18 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     int *d_nk = dev_from(n_keys, (size_t)Tq * sizeof *n_keys);
     AttnDims dd = d;
     dd.n_keys = d_nk;
-    float *g[2][6];
+    float *g[3][6];
     void *base = NULL; // the second run of each kind reads its seed from device memory: the same bytes ("twice")
     SeedRef seed_dev = dev_seed(d.seed.add, &base);
-    for (int r = 0; r < 2; r++) {
+    for (int r = 0; r < 3; r++) { // the third keeps no mask: the backward draws it again from the seed
         reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
-        dd.seed = r == 0 ? d.seed : seed_dev;
-        gpu_attention_forward(d_out, d_probs, d_mask, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
-        gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, d_mask,
+        dd.seed = r == 1 ? seed_dev : d.seed;
+        uint8_t *mk = r < 2 ? d_mask : NULL;
+        gpu_attention_forward(d_out, d_probs, mk, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+        gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, mk,
                                d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
         g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
-        g[r][2] = host_from(d_mask, np), g[r][3] = host_from(d_dq, nq * 4);
+        g[r][2] = mk ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
         g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
     }
     char m[200];
@@ -505,7 +506,11 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     snprintf(m, sizeof m, "%s dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL), twice(m, g[0][4], g[1][4], nkv * 4);
     snprintf(m, sizeof m, "%s dEr%s", name, with_er ? "" : " (none: untouched)");
     cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
-    for (int r = 0; r < 2; r++)
+    static const char *const what[6] = {"out", "probs", "", "dq", "dk, dv", "dEr"};
+    size_t bytes[6] = {no * 4, np * 4, 0, nq * 4, nkv * 4, ner * 4};
+    for (int t = 0; t < 6; t++) // the mask not kept (hg.c's plan with this backend): the bytes of the kept one
+        if (t != 2) snprintf(m, sizeof m, "%s %s, no mask kept", name, what[t]), twice(m, g[0][t], g[2][t], bytes[t]);
+    for (int r = 0; r < 3; r++)
         for (int t = 0; t < 6; t++) free(g[r][t]);
     // the fused kernels: the same tensors but probs and mask, which they never store. In float32 the SIMT kernels;
     // under TF32 and bf16, for head sizes 16, 32, 48, 64, the tensor-core kernels (gpu_attn_tc.cu), whose operands

@@ -48,8 +48,9 @@ const char *backend_cuda_attention(int head_size, int precision)
 
 static void g_attention_saves(const AttnDims *d, size_t *probs_floats, size_t *mask_bytes)
 {
-    if (!fused(d)) {
+    if (!fused(d)) { // the probabilities; the dropout mask is drawn again in the backward (gpu.h)
         attention_saves_probs(d, probs_floats, mask_bytes);
+        *mask_bytes = 0;
         return;
     }
     *probs_floats = (size_t)d->B * d->NH * d->Tq, *mask_bytes = 0;

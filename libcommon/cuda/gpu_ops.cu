@@ -449,6 +449,12 @@ typedef struct AttK {
     SeedRef seed; // AttnDims.seed
 } AttK;
 
+// the dropout stream of (b, h) = bh: ops.c's key for seed ^ (bh * Tq * Tk)
+__device__ static inline uint64_t att_key(const AttK &a, size_t bh)
+{
+    return a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)(bh * a.Tq * a.Tk)) : 0;
+}
+
 // the widest key count of the query tile holding row i (ops.c att_keys); every thread gets it
 __device__ static int tile_keys(const AttK &a, int i, float *red)
 {
@@ -470,22 +476,36 @@ __global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, con
     if (rr) // the relative term; each thread then reads back only what it wrote
         for (int j = threadIdx.x; j < n; j += blockDim.x) s[j] = s[j] + rr[j];
     float mx, sum = block_exp_row(s, s, n, red, red, &mx);
-    uint64_t key = a.drop ? dropout_key(seed_dev(a.seed) ^ (uint64_t)(bh * Tq * Tk)) : 0;
-    uint8_t *mr = mask + row * Tk;
+    uint64_t key = att_key(a, bh);
+    uint8_t *mr = mask ? mask + row * Tk : NULL;
     float *pr = pd ? pd + row * Tk : NULL;
     for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
         float p = j < n ? s[j] / sum : 0.0f;
         s[j] = p;
         int keep = j < nkt ? (a.drop ? drop_keep(key, a.thr, (size_t)i * Tk + j) : 1) : 0;
-        mr[j] = (uint8_t)keep;
+        if (mr) mr[j] = (uint8_t)keep;
         if (pr) pr[j] = keep ? p * a.keep : 0.0f;
     }
 }
 
-// PD = mask ? P * keep : 0 (dropout on), from the forward's saved P and mask
-__global__ static void att_pd_k(float *pd, const float *probs, const uint8_t *mask, float keep, size_t n)
+// Whether (row, j) was kept, from the saved mask or (mask NULL) drawn again: only keys j < n matter to the backward
+// (P is +0 beyond them), and there the mask is the stream's bit
+__device__ static inline int att_kept(const uint8_t *mask, const AttK &a, uint64_t key, size_t row, int i, int j, int n)
 {
-    GRID_STRIDE(i, n) pd[i] = mask[i] ? probs[i] * keep : 0.0f;
+    if (mask) return mask[row * a.Tk + j];
+    return j < n && (!a.drop || drop_keep(key, a.thr, (size_t)i * a.Tk + j));
+}
+
+// PD = kept ? P * keep : 0 (dropout on), from the forward's saved P and its mask (or the mask drawn again)
+__global__ static void att_pd_k(float *pd, const float *probs, const uint8_t *mask, AttK a, size_t n)
+{
+    GRID_STRIDE(e, n)
+    {
+        size_t row = e / a.Tk;
+        int j = (int)(e - row * a.Tk), i = (int)(row % a.Tq);
+        int keep = att_kept(mask, a, mask ? 0 : att_key(a, row / a.Tq), row, i, j, a.n_keys[i]);
+        pd[e] = keep ? probs[e] * a.keep : 0.0f;
+    }
 }
 
 // one block per row (b, h, i): dP -> dS in place (dS = P * (g - sum_j g P), g = dP * keep where kept, over the row's
@@ -497,10 +517,10 @@ __global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *prob
     int Tq = a.Tq, Tk = a.Tk, i = (int)(row % Tq), n = a.n_keys[i];
     float *g = dp + row * Tk;
     const float *pr = probs + row * Tk;
-    const uint8_t *mr = mask + row * Tk;
+    uint64_t key = mask ? 0 : att_key(a, row / Tq);
     float s = 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float gj = mr[j] ? g[j] * a.keep : 0.0f;
+        float gj = att_kept(mask, a, key, row, i, j, n) ? g[j] * a.keep : 0.0f;
         g[j] = gj;
         s += gj * pr[j];
     }
@@ -604,7 +624,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     float *dR = Er ? dp + nP : NULL, *part = Er && dEr ? dR + bhq * Tq : NULL;
     AttK a = att_k(d, 1);
     if (pd) {
-        LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a.keep, nP);
+        LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a, nP);
         gpu_launched(op);
     }
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
