@@ -494,7 +494,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, mk,
                                d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
         g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
-        g[r][2] = mk ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
+        g[r][2] = r < 2 ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
         g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
     }
     char m[200];
