@@ -597,6 +597,16 @@ static void test_bf16_training(const Backend *gpu, const char *what)
     snprintf(path, sizeof path, "%s/bf16_val.bin", dir), unlink(path);
 }
 
+// a trainer's weights and Adam moments in host memory: 3 n floats, in that order
+static float *state_host(const Backend *gpu, const Trainer *t)
+{
+    size_t n = t->m.n_floats;
+    float *h = xmalloc(3 * n * sizeof *h);
+    const float *dev[3] = {t->m.bw, t->adam_m, t->adam_v};
+    for (int j = 0; j < 3; j++) gpu->download(h + j * n, dev[j], n * sizeof *h);
+    return h;
+}
+
 // The training step captured in a CUDA graph (HMT_GPU_STEP_GRAPH=1: the first step direct, the second captured,
 // then replays that read new tokens, seeds and Adam constants from device memory) gives the bytes of the same steps
 // launched one by one: losses, gradient norms, weights and Adam moments, in float32 and bf16, also across a capture
@@ -650,14 +660,9 @@ static void test_step_graph(const Backend *gpu)
         CHECK(same && t[0].step == 8 && t[1].step == 8, "step graph (%s): 8 steps' losses and norms, the same bytes",
               precision_name(prec));
         size_t n = t[0].m.n_floats, bytes = n * sizeof(float);
-        float *h[2][3];
-        for (int k = 0; k < 2; k++) {
-            const float *dev[3] = {t[k].m.bw, t[k].adam_m, t[k].adam_v};
-            for (int j = 0; j < 3; j++) h[k][j] = xmalloc(bytes), gpu->download(h[k][j], dev[j], bytes);
-        }
-        CHECK(memcmp(h[0][0], h[1][0], bytes) == 0 && memcmp(h[0][1], h[1][1], bytes) == 0 &&
-                  memcmp(h[0][2], h[1][2], bytes) == 0,
-              "step graph (%s): weights and Adam moments, the same bytes", precision_name(prec));
+        float *h[2] = {state_host(gpu, &t[0]), state_host(gpu, &t[1])};
+        CHECK(memcmp(h[0], h[1], 3 * bytes) == 0, "step graph (%s): weights and Adam moments, the same bytes",
+              precision_name(prec));
         // a NaN weight in the output layer: the loss is NaN, and the step changes nothing (its graph reads the
         // guard on the device)
         int wout = hg_param_index(&t[0].m, "Wout.weight");
@@ -666,31 +671,23 @@ static void test_step_graph(const Backend *gpu)
         int guarded = 1;
         for (int k = 0; k < 2; k++) {
             gpu->upload(t[k].m.bw + at, &nan, sizeof nan);
-            h[k][0][at] = NAN;
+            h[k][at] = NAN;
             double nrm, lr, l = trainer_step(&t[k], &ds, &nrm, &lr);
             float *w = xmalloc(bytes);
             gpu->download(w, t[k].m.bw, bytes);
-            guarded = guarded && isnan(l) && t[k].step == 8 && memcmp(w, h[k][0], bytes) == 0;
+            guarded = guarded && isnan(l) && t[k].step == 8 && memcmp(w, h[k], bytes) == 0;
             free(w);
         }
         CHECK(wout >= 0 && guarded, "step graph (%s): a NaN loss leaves the weights and the step count",
               precision_name(prec));
-        for (int k = 0; k < 2; k++) {
-            for (int j = 0; j < 3; j++) free(h[k][j]);
-            trainer_free(&t[k]);
-        }
+        for (int k = 0; k < 2; k++) free(h[k]), trainer_free(&t[k]);
     }
     gpu->set_precision(PREC_FP32);
     data_close(&ds), config_free(&rc);
     unlink(path);
 }
 
-
-// One allocation per run: trainer_init reserves one block, sized by a dry run of the set-up and one step, on a GPU
-// that holds nothing yet (shut down and started again, so the ops' workspace is empty and only the dry run can have
-// sized it). Steps (one by one, or captured as a graph with the fused attention), a validation pass and a
-// checkpoint then allocate nothing, and the run's bytes equal those of the same run allocated block by block
-// (HMT_GPU_RESERVE=0). In float32 and bf16, with the unfused and the fused attention. Ends on a fresh GPU again.
+// the GPU shut down and started again (nothing held, an empty workspace), with the fused attention or not
 static const Backend *fresh_gpu(int fused, char *err)
 {
     gpu_shutdown();
@@ -714,13 +711,14 @@ static float *reserve_run(Trainer *t, const Backend *gpu, DataSet *ds, DataSet *
     trainer_save(t, path, 1, remi_vocab_hash(), 0);
     unlink(path);
     *allocs = gpu_mem_allocs() - a0;
-    size_t n = t->m.n_floats;
-    float *h = xmalloc(3 * n * sizeof *h);
-    const float *dev[3] = {t->m.bw, t->adam_m, t->adam_v};
-    for (int j = 0; j < 3; j++) gpu->download(h + j * n, dev[j], n * sizeof *h);
-    return h;
+    return state_host(gpu, t);
 }
 
+// One allocation per run: trainer_init reserves one block, sized by a dry run of the set-up and one step, on a GPU
+// that holds nothing yet (fresh_gpu, so only the dry run can have sized the workspace). Steps (one by one, or
+// captured as a graph with the fused attention), a validation pass and a checkpoint then allocate nothing, the block
+// goes with the run, and the run's bytes equal those of the same run allocated block by block (HMT_GPU_RESERVE=0).
+// In float32 and bf16, with the unfused and the fused attention. Ends on a fresh GPU again.
 static void test_reserve(const Backend *gpu)
 {
     char err[ERR_MAX], path[256];
