@@ -4,7 +4,9 @@
 # batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the
 # unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
-# conversion pass: cuBLAS converts) and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16
+# conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the gemm
+# attention's products in bf16 too (HMT_GPU_ATT16=1), and with
+# --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16
 # autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
 # both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
@@ -26,6 +28,14 @@ for B in 8 64; do
         echo "== C, CUDA backend, bf16 linear layers, $att attention, batch $B"
         HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
     done
+    # bf16 keeps the feed-forward's hidden activation as bfloat16 (gpu.h gpu_act16); the same run with it float32
+    echo "== C, CUDA backend, bf16 linear layers, float32 activations (HMT_GPU_ACT16=0), gemm attention, batch $B"
+    HMT_GPU_ACT16=0 HMT_GPU_ATTENTION=gemm build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
+        --precision bf16
+    # the unfused attention's products on bf16 operands too (off by default until timed here)
+    echo "== C, CUDA backend, bf16 linear layers and attention products (HMT_GPU_ATT16=1), gemm attention, batch $B"
+    HMT_GPU_ATT16=1 HMT_GPU_ATTENTION=gemm build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
+        --precision bf16
     echo "== C, CUDA backend, bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast), batch $B"
     HMT_GPU_BF16=fast build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
     # issue 15's memory goal: the least C holds (fused attention, linear1 recomputed) against PyTorch bf16's peak

@@ -141,6 +141,20 @@ typedef struct Backend {
     int (*reserve)(char *err);
     const DecKernels *dec;      // NULL: the CPU
     void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
+    // bfloat16 activations (gpu.h gpu_act16; NULL: the CPU, which has none): act16 says whether hg_alloc keeps the
+    // feed-forward's hidden activation as bfloat16 under the precision now set; the ops that write and read it
+    // (relu_dropout_forward16 takes linear1's product before its bias and adds it; its backward writes linear1's
+    // output gradient as bfloat16 and that bias's gradient, which linear_backward_g16's products then take)
+    int (*act16)(void);
+    void (*relu_dropout_forward16)(uint16_t *out16, const float *inp, const float *bias, int C, float p, SeedRef seed,
+                                   size_t n);
+    void (*relu_dropout_backward16)(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p,
+                                    int N, int C);
+    void (*linear_forward16)(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC);
+    void (*linear_backward16)(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16,
+                              const float *w, int N, int IC, int OC);
+    void (*linear_backward_g16)(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w,
+                                int N, int IC, int OC);
 } Backend;
 
 // The matmuls' precision on a GPU (gpu.h's GPU_FP32, GPU_TF32, GPU_BF16): float32 as the CPU; TF32; bfloat16

@@ -134,6 +134,29 @@ void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, f
 // relu: mask may be NULL; the backward reads the forward's output (ops.h relu_dropout_backward)
 void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n);
 void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n);
+// bfloat16 activations (hg.c under GPU_BF16): the feed-forward's hidden activation r = drop(relu(linear1(x))), which
+// only linear2's products (bf16 operands) and the ReLU's backward (its sign) read, is kept as bfloat16, its producer
+// rounding it once in place of every product's copy. gpu_act16: 1 under GPU_BF16 (not HMT_GPU_BF16=fast) unless
+// HMT_GPU_ACT16=0; hg_alloc asks it once, and the plan it makes holds until the next hg_alloc.
+int gpu_act16(void);
+// out16 = bf16 of relu_dropout_forward's output for inp + bias (bias (C) added row by row first, as the linear
+// layer's bias-first product; NULL: none), rounded to nearest even; a kept positive value that rounds to +0 is
+// stored as -0. Backward, for linear1's backward: g = relu_dropout_backward's gradient into zeros (dout * scale where
+// out16 is not +0, exactly where the float32 output is > 0), stored as its bfloat16 dinp16 (N, C), and db (C) +=
+// its column sums (gpu_linear_backward's bias sums: the same bytes)
+void gpu_relu_dropout_forward16(uint16_t *out16, const float *inp, const float *bias, int C, float p, SeedRef seed,
+                                size_t n);
+void gpu_relu_dropout_backward16(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p, int N,
+                                 int C);
+// gpu_linear_forward and _backward with a bfloat16 input inp16: the products take it as it is (bf16 operands and
+// float32 sums, whatever the precision), so under GPU_BF16 they give the bytes of the float32 input's ops
+void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC);
+void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16,
+                           const float *w, int N, int IC, int OC);
+// gpu_linear_backward's products on a bfloat16 gradient dout16 (gpu_relu_dropout_backward16's; the bias's sums are
+// made there): dinp (NULL: none) += dout16 w, dw += dout16^T inp, bf16 operands and float32 sums
+void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w, int N,
+                             int IC, int OC);
 
 // Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
 // these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the

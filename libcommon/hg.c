@@ -46,6 +46,7 @@ typedef struct LayerA {
     const float *x, *ctx; // inputs, set by the forward
     float *qkv, *q, *kv, *att, *probs, *res1, *ln1, *mean1, *rstd1;
     float *r1d, *res2, *out, *mean2, *rstd2;
+    uint16_t *r16; // r1d as bfloat16 instead (HgActs.act16)
     uint8_t *amask, *m_proj, *m_h2;
     int *n_keys;
     SeedRef seed;
@@ -77,6 +78,11 @@ struct HgActs {
     // layer-backward scratch, sized for the largest layer
     float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
     float *r1d; // with recompute_ffn: every layer's drop(relu(linear1)), one layer at a time
+    uint16_t *r16; // the same as bfloat16 (act16)
+    // the backend keeps the feed-forward's hidden activation r = drop(relu(linear1(x))) as bfloat16 (backend.h
+    // act16, asked once by hg_alloc): LayerA.r16 (or r16 above) in place of r1d, half the bytes, and linear1's bias
+    // joins in the ReLU's kernel
+    int act16;
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
     int32_t *tok_dev;   // hg_forward's copy of host tokens, in the backend's memory when that is not the host's
@@ -105,6 +111,7 @@ static void *arena_take(Arena *a, size_t bytes)
 }
 #define TAKE_F(a, n) ((float *)arena_take((a), (size_t)(n) * sizeof(float)))
 #define TAKE_U8(a, n) ((uint8_t *)arena_take((a), (size_t)(n)))
+#define TAKE_U16(a, n) ((uint16_t *)arena_take((a), (size_t)(n) * sizeof(uint16_t)))
 #define TAKE_I(a, n) ((int *)arena_take((a), (size_t)(n) * sizeof(int)))
 
 // ---- building the parameter table --------------------------------------------------------------
@@ -348,7 +355,9 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     // LayerNorm, linear1's output before ReLU) live in the layer-backward scratch (layer_forward)
     A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
-    A->r1d = c->recompute_ffn ? NULL : TAKE_F(a, N * F); // NULL: recomputed into HgActs.r1d
+    // NULL: recomputed into HgActs.r1d (r16)
+    A->r1d = c->recompute_ffn || pl->acts->act16 ? NULL : TAKE_F(a, N * F);
+    A->r16 = c->recompute_ffn || !pl->acts->act16 ? NULL : TAKE_U16(a, N * F);
     A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
     A->m_proj = TAKE_U8(a, N * C), A->m_h2 = TAKE_U8(a, N * C);
@@ -432,7 +441,8 @@ static void plan_model(Plan *pl, int T)
     A->g_res = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
     A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
-    A->r1d = c->recompute_ffn ? TAKE_F(&pl->a, n * F) : NULL;
+    A->r1d = c->recompute_ffn && !A->act16 ? TAKE_F(&pl->a, n * F) : NULL;
+    A->r16 = c->recompute_ffn && A->act16 ? TAKE_U16(&pl->a, n * F) : NULL;
     A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, nq * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
     else A->tok_dev = TAKE_I(&pl->a, N);
@@ -519,6 +529,7 @@ void hg_alloc(HgModel *m, int B, int T)
     const Backend *be = m->be;
     Plan pl = {.c = &m->cfg, .be = be, .acts = m->acts, .logits = &m->logits, .B = B};
     m->B = B, m->T = T; // the batch every buffer below is planned for
+    m->acts->act16 = be->act16 && be->act16(); // both passes plan the same buffers
     plan_model(&pl, T); // count
     if (be->on_host) free(m->acts->block);
     else be->free(m->acts->block);
@@ -589,6 +600,17 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
                       .scratch_floats = m->acts->att_floats};
 }
 
+// act16: r16 = drop(relu(linear1(ln1))) as bfloat16, linear1's product into h1 (N x F scratch) without its bias,
+// which the ReLU's kernel adds (the bias-first product's sums, so the bytes of the float32 r1d's rounding)
+static uint16_t *ffn_hidden16(HgModel *m, const LayerA *A, const LayerP *P, uint16_t *r16, float *h1)
+{
+    const float *W = m->bw;
+    int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq;
+    m->be->linear_forward(h1, A->ln1, W + P->l1_w, NULL, N, C, F);
+    m->be->relu_dropout_forward16(r16, h1, W + P->l1_b, F, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
+    return r16;
+}
+
 // model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
 // The backward needs neither out_proj's nor linear2's output (the residual LayerNorms keep their sums), nor
 // linear1's (the ReLU's backward reads its output), so those three live in the backward's scratch, which is free
@@ -616,10 +638,15 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     m->be->linear_forward(proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
     m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
-    m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    float *r1d = A->r1d ? A->r1d : H->r1d;
-    m->be->relu_dropout_forward(r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
-    m->be->linear_forward(h2, r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    if (H->act16) {
+        uint16_t *r16 = ffn_hidden16(m, A, P, A->r16 ? A->r16 : H->r16, h1);
+        m->be->linear_forward16(h2, r16, W + P->l2_w, W + P->l2_b, N, F, C);
+    } else {
+        float *r1d = A->r1d ? A->r1d : H->r1d;
+        m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+        m->be->relu_dropout_forward(r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
+        m->be->linear_forward(h2, r1d, W + P->l2_w, W + P->l2_b, N, F, C);
+    }
     m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
@@ -719,18 +746,27 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     ZERO(H->g_h2, NC);
     m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res, dout, A->res2, A->m_h2, p,
                                        W + P->n2_w, A->mean2, A->rstd2, N, C);
-    // h2 = linear2(drop(relu(linear1(ln1))))
-    const float *r1d = A->r1d;
-    if (!r1d) { // recompute_ffn: the forward's ops again, the same bytes (g_h1 is free until below)
-        m->be->linear_forward(H->g_h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-        m->be->relu_dropout_forward(H->r1d, NULL, H->g_h1, p, seed_plus(A->seed, 2), NF);
-        r1d = H->r1d;
-    }
+    // h2 = linear2(drop(relu(linear1(ln1)))); recompute_ffn: the forward's ops again, the same bytes (g_h1 is free
+    // until below)
     ZERO(H->g_r1d, NF);
-    m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
-    ZERO(H->g_h1, NF);
-    m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
-    m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
+    if (H->act16) {
+        const uint16_t *r16 = A->r16 ? A->r16 : ffn_hidden16(m, A, P, H->r16, H->g_h1);
+        m->be->linear_backward16(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r16, W + P->l2_w, N, F, C);
+        uint16_t *g16 = (uint16_t *)H->g_h1; // linear1's output gradient as bfloat16, its bias's sums made with it
+        m->be->relu_dropout_backward16(g16, D + P->l1_b, H->g_r1d, r16, p, N, F);
+        m->be->linear_backward_g16(H->g_ln1, D + P->l1_w, g16, A->ln1, W + P->l1_w, N, C, F);
+    } else {
+        const float *r1d = A->r1d;
+        if (!r1d) {
+            m->be->linear_forward(H->g_h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+            m->be->relu_dropout_forward(H->r1d, NULL, H->g_h1, p, seed_plus(A->seed, 2), NF);
+            r1d = H->r1d;
+        }
+        m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
+        ZERO(H->g_h1, NF);
+        m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
+        m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
+    }
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_proj, NC);
     m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res, H->g_ln1, A->res1, A->m_proj,

@@ -826,13 +826,126 @@ static void test_recompute(const Backend *gpu)
     snprintf(path, sizeof path, "%s/recompute_train.bin", dir), unlink(path);
 }
 
+// bf16 activations (gpu.h gpu_act16): under bf16 the feed-forward's hidden activation is kept as bfloat16, half its
+// bytes (the run's reserved block is smaller), and the run gives the bytes of the run that keeps it in float32 (HMT_GPU_ACT16=0): weights and Adam
+// moments after the steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with
+// --recompute-ffn. Ends on a fresh GPU.
+static void test_act16(const Backend *gpu)
+{
+    char err[ERR_MAX], path[256];
+    if (!gpu) {
+        for (int k = 0; k < 20; k++) CHECK(0, "bf16 activations");
+        return;
+    }
+    RunConfig rc;
+    DataSet ds, val;
+    int ok = train_setup("act16_train.bin", 6, 13, &rc, &ds, path, err) == 0 &&
+             data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
+    CHECK(ok, "bf16 activations: setup: %s", err);
+    for (int v = 0; ok && v < 3; v++) { // gemm attention, fused, gemm with recompute_ffn
+        const char *what = v == 0 ? "gemm attention" : v == 1 ? "fused attention" : "gemm attention, recompute_ffn";
+        if (!(gpu = fresh_gpu(v == 1, err))) {
+            CHECK(0, "the CUDA backend again: %s", err);
+            return;
+        }
+        gpu->set_precision(PREC_BF16);
+        rc.recompute_ffn = v == 2;
+        float *h[2];
+        size_t act[2], n = 0;
+        for (int k = 0; k < 2; k++) { // k 0: float32 activations, k 1: bf16
+            Trainer t;
+            long allocs;
+            if (!k) setenv("HMT_GPU_ACT16", "0", 1);
+            CHECK(gpu->act16 && gpu->act16() == k, "bf16 activations (%s): act16 says %d with HMT_GPU_ACT16%s", what,
+                  gpu->act16 ? gpu->act16() : -1, k ? " unset" : "=0");
+            ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+            unsetenv("HMT_GPU_ACT16");
+            CHECK(ok, "bf16 activations (%s): trainer_init: %s", what, err);
+            if (!ok) {
+                if (k) free(h[0]);
+                break;
+            }
+            act[k] = t.reserved; // the plan's block is in it, not rounded (hg_act_bytes rounds to 2 MiB)
+            h[k] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs);
+            n = t.m.n_floats;
+            trainer_free(&t);
+        }
+        if (!ok) break;
+        CHECK(act[1] < act[0], "bf16 activations (%s): the run reserves %zu bytes, %zu with float32 activations",
+              what, act[1], act[0]);
+        CHECK(memcmp(h[0], h[1], 3 * n * sizeof(float)) == 0,
+              "bf16 activations (%s): weights and Adam moments, the bytes of the float32 activations' run", what);
+        free(h[0]), free(h[1]);
+    }
+    rc.recompute_ffn = 0;
+    gpu->set_precision(PREC_FP32);
+    CHECK(!gpu->act16 || gpu->act16() == 0, "bf16 activations: none under float32");
+    if (!fresh_gpu(0, err)) CHECK(0, "the CUDA backend again: %s", err);
+    if (ok) data_close(&val);
+    data_close(&ds), config_free(&rc);
+    snprintf(path, sizeof path, "%s/act16_train.bin", dir), unlink(path);
+}
+
+// the unfused attention's products on bf16 operands (HMT_GPU_ATT16=1 under bf16): a tiny model learns (as bf16), and
+// on a fresh GPU a run reserves its memory once (the dry run sizes the copies and pointer arrays: no allocation
+// after the set-up) and its step captured as a CUDA graph gives the bytes of the step run op by op
+static void test_att16(const Backend *gpu)
+{
+    char err[ERR_MAX], path[256];
+    printf("-- bf16 attention products (HMT_GPU_ATT16=1)\n");
+    setenv("HMT_GPU_ATT16", "1", 1);
+    test_bf16_training(gpu, " (bf16 attention products)");
+    if (!gpu) {
+        for (int k = 0; k < 5; k++) CHECK(0, "bf16 attention products");
+        unsetenv("HMT_GPU_ATT16");
+        return;
+    }
+    RunConfig rc;
+    DataSet ds, val;
+    int ok = train_setup("att16_train.bin", 6, 17, &rc, &ds, path, err) == 0 &&
+             data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
+    CHECK(ok, "bf16 attention products: setup: %s", err);
+    float *h[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int k = 0; ok && k < 2; k++) { // k 0: op by op, k 1: the step as a graph
+        if (!(gpu = fresh_gpu(0, err))) {
+            CHECK(0, "the CUDA backend again: %s", err);
+            break;
+        }
+        gpu->set_precision(PREC_BF16);
+        Trainer t;
+        long allocs;
+        if (k) setenv("HMT_GPU_STEP_GRAPH", "1", 1);
+        ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
+        unsetenv("HMT_GPU_STEP_GRAPH");
+        CHECK(ok, "bf16 attention products: trainer_init: %s", err);
+        if (!ok) break;
+        h[k] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs);
+        CHECK(allocs == 0 && t.reserved > 0 && (!k || t.graph != NULL),
+              "bf16 attention products: %d steps%s, validation and checkpoint made %ld allocations (want 0)", rc.steps,
+              k ? " (graphed)" : "", allocs);
+        n = t.m.n_floats;
+        trainer_free(&t);
+    }
+    if (ok)
+        CHECK(memcmp(h[0], h[1], 3 * n * sizeof(float)) == 0,
+              "bf16 attention products: the graphed steps give the bytes of the steps op by op");
+    free(h[0]), free(h[1]);
+    unsetenv("HMT_GPU_ATT16");
+    if (gpu) gpu->set_precision(PREC_FP32);
+    if (!fresh_gpu(0, err)) CHECK(0, "the CUDA backend again: %s", err);
+    if (ok) data_close(&val);
+    data_close(&ds), config_free(&rc);
+    snprintf(path, sizeof path, "%s/att16_train.bin", dir), unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     util_init("test_cuda_model");
     setvbuf(stdout, NULL, _IOLBF, 0);
     // sections named on the command line run alone; none: all of them
     static const char *const sections[] = {"model", "decode", "graph", "draw", "training", "step_graph", "reserve",
-                                          "recompute", "bf16", "fused"};
+                                          "recompute", "act16", "bf16", "att16", "fused"};
     check_select(argc, argv, sections, sizeof sections / sizeof *sections);
     char err[ERR_MAX];
     const Backend *gpu = backend_get("cuda", err);
@@ -856,7 +969,9 @@ int main(int argc, char **argv)
     if (check_want("step_graph")) test_step_graph(gpu);
     if (check_want("reserve")) test_reserve(gpu);
     if (check_want("recompute")) test_recompute(gpu);
+    if (check_want("act16")) test_act16(gpu);
     if (check_want("bf16")) test_bf16_training(gpu, "");
+    if (check_want("att16")) test_att16(gpu);
     if (check_want("fused")) { // the fused attention kernels in the same model (decoding has its own kernels: not again)
         printf("-- fused attention (HMT_GPU_ATTENTION=fused)\n");
         if (gpu) {

@@ -54,7 +54,10 @@ static void usage(void)
            "memory; tf32 or bf16 run it on tensor cores for head sizes 16 to 64; slower than the default in\n"
            "every precision on an H100); HMT_GPU_BF16=fast (bf16: cuBLAS converts the operands itself);\n"
            "HMT_GPU_STEP_GRAPH=1 (the step captured once as a CUDA graph and replayed: the same bytes);\n"
-           "HMT_GPU_RESERVE=0 (GPU memory block by block, not as one block sized by a dry run at start).\n"
+           "HMT_GPU_RESERVE=0 (GPU memory block by block, not as one block sized by a dry run at start);\n"
+           "with bf16, HMT_GPU_ACT16=0 (the feed-forward's hidden activation kept in float32, not bfloat16:\n"
+           "the same bytes) and HMT_GPU_ATT16=1 (the unfused attention's products on bf16 operands too;\n"
+           "the registry's device name says so).\n"
            "SIGINT or SIGTERM: checkpoint, mark the run interrupted, exit 1; --resume continues it.\n"
            "Exit status: 0 done, 1 failed or interrupted (the last checkpoint is kept), 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());
@@ -306,8 +309,11 @@ int main(int argc, char **argv)
         free(dir);
     }
     char dev_name[300];
+    const char *a16 = getenv("HMT_GPU_ATT16"); // gpu.h gpu_att16: bf16 attention products, other numerics
     snprintf(dev_name, sizeof dev_name, "%s%s", be->device_name(),
-             prec == PREC_TF32 ? " (TF32)" : prec == PREC_BF16 ? " (bf16)" : "");
+             prec == PREC_TF32 ? " (TF32)"
+             : prec == PREC_BF16 ? (a16 && strcmp(a16, "1") == 0 ? " (bf16, HMT_GPU_ATT16=1)" : " (bf16)")
+                                 : "");
     if (reg_set_device(reg, run_id, be->name, dev_name, err) < 0) die("%s", err);
     if (!resume) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);

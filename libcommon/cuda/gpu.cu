@@ -97,8 +97,13 @@ static double prof_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// HMT_GPU_PROFILE's row for the launches from here on (gpu_internal.cuh gpu_prof_part), NULL: their op's
+static const char *g_prof_part;
+void gpu_prof_part(const char *label) { g_prof_part = label; }
+
 static void prof_charge(const char *op, int gemm)
 {
+    if (g_prof_part) op = g_prof_part;
     cudaStreamSynchronize(gpu_stream);
     double t = prof_now();
     int k = 0;
@@ -281,6 +286,16 @@ void gpu_set_precision(int precision)
 }
 
 int gpu_precision(void) { return g_prec; }
+int gpu_att16(void)
+{
+    const char *e = getenv("HMT_GPU_ATT16");
+    return g_prec == GPU_BF16 && !g_bf16_fast && e && strcmp(e, "1") == 0;
+}
+int gpu_act16(void)
+{
+    const char *e = getenv("HMT_GPU_ACT16");
+    return g_prec == GPU_BF16 && !g_bf16_fast && !(e && strcmp(e, "0") == 0);
+}
 size_t gpu_smem_optin(void) { return g_smem_optin; }
 
 int gpu_sync(void)
@@ -544,14 +559,6 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
     gpu_blas_check(op, st);
 }
 
-// bfloat16 of x, rounded to nearest even (NaN stays a quiet NaN): the high half of the float's bits
-__device__ static inline uint16_t to_bf16(float x)
-{
-    uint32_t u = __float_as_uint(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 __global__ static void to_bf16_k(uint16_t *dst, const float *src, size_t n) { GRID_STRIDE(i, n) dst[i] = to_bf16(src[i]); }
 
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n)
@@ -597,6 +604,63 @@ static bool bf16_copies(const char *op, int n_ops, const float *const *src, cons
     return true;
 }
 
+// up to BF16_RANGES ranges in one launch, as to_bf16_n_k
+typedef struct Bf16Ranges {
+    const float *src[BF16_RANGES];
+    uint16_t *dst[BF16_RANGES];
+    size_t n[BF16_RANGES];
+} Bf16Ranges;
+__global__ static void to_bf16_ranges_k(Bf16Ranges c, size_t total)
+{
+    GRID_STRIDE(i, total) { // constant indices only: c stays in the parameter space (no local copy)
+        size_t j = i;
+        if (j < c.n[0]) c.dst[0][j] = to_bf16(c.src[0][j]);
+        else if ((j -= c.n[0]) < c.n[1]) c.dst[1][j] = to_bf16(c.src[1][j]);
+        else if ((j -= c.n[1]) < c.n[2]) c.dst[2][j] = to_bf16(c.src[2][j]);
+        else if ((j -= c.n[2]) < c.n[3]) c.dst[3][j] = to_bf16(c.src[3][j]);
+        else j -= c.n[3], c.dst[4][j] = to_bf16(c.src[4][j]); // total is the sum: j < n[4]
+    }
+}
+
+size_t gpu_bf16_ranges(const char *op, uint16_t *buf, int n_ops, const float *const *src, const size_t *n,
+                       uint16_t **out)
+{
+    // groups of overlapping ranges [lo, hi), merged until none overlaps another
+    const float *lo[BF16_RANGES], *hi[BF16_RANGES];
+    int grp[BF16_RANGES], ng = 0;
+    for (int r = 0; r < n_ops; r++) {
+        if (!src[r] || !n[r]) {
+            grp[r] = -1;
+            continue;
+        }
+        grp[r] = ng, lo[ng] = src[r], hi[ng] = src[r] + n[r], ng++;
+    }
+    for (bool merged = true; merged;) {
+        merged = false;
+        for (int a = 0; a < ng && !merged; a++)
+            for (int b = a + 1; b < ng && !merged; b++)
+                if (lo[b] < hi[a] && lo[a] < hi[b]) { // b joins a; the last group moves to b's place
+                    lo[a] = lo[b] < lo[a] ? lo[b] : lo[a], hi[a] = hi[b] > hi[a] ? hi[b] : hi[a];
+                    for (int r = 0; r < n_ops; r++) grp[r] = grp[r] == b ? a : grp[r] == ng - 1 ? b : grp[r];
+                    lo[b] = lo[ng - 1], hi[b] = hi[ng - 1], ng--, merged = true;
+                }
+    }
+    size_t off[BF16_RANGES], total = 0;
+    for (int g = 0; g < ng; g++) off[g] = total, total += ((size_t)(hi[g] - lo[g]) + 127) & ~(size_t)127;
+    if (!buf) return total ? total : 1;
+    Bf16Ranges c;
+    memset(&c, 0, sizeof c);
+    size_t count = 0;
+    for (int g = 0; g < ng; g++)
+        c.src[g] = lo[g], c.dst[g] = buf + off[g], c.n[g] = (size_t)(hi[g] - lo[g]), count += c.n[g];
+    for (int r = 0; r < n_ops; r++) out[r] = grp[r] < 0 ? NULL : buf + off[grp[r]] + (src[r] - lo[grp[r]]);
+    if (count) {
+        LAUNCH(to_bf16_ranges_k, ew_blocks(count), EW_THREADS)(c, count);
+        gpu_launched(op);
+    }
+    return total;
+}
+
 // gpu_gemm_linear's product on the bfloat16 copies
 static void gemm_bf16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *a16, int lda,
                       const uint16_t *b16, int ldb, float beta, float *C, int ldc)
@@ -629,6 +693,41 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
     if (bf16_copies(op, 2, src, n, c16)) gemm_bf16(op, ta, tb, M, N, K, alpha, c16[0], lda, c16[1], ldb, beta, C, ldc);
 }
 
+// out (N, OC) = inp16 (N, IC) w^T + beta out, inp16 already bfloat16: only w's copy is made
+void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, const float *w, int N, int IC, int OC,
+                          float beta)
+{
+    if (N <= 0 || IC <= 0 || OC <= 0) return;
+    const float *src[1] = {w};
+    size_t n[1] = {(size_t)OC * IC};
+    uint16_t *c16[1];
+    if (bf16_copies(op, 1, src, n, c16)) gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, inp16, IC, c16[0], IC, beta, out, OC);
+}
+
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *inp16,
+                                    const float *w, int N, int IC, int OC)
+{
+    if (N <= 0 || IC <= 0 || OC <= 0) return;
+    const float *src[2] = {dout, w};
+    size_t n[2] = {(size_t)N * OC, (size_t)OC * IC};
+    uint16_t *c16[2];
+    if (!bf16_copies(op, dinp ? 2 : 1, src, n, c16)) return;
+    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, c16[0], OC, c16[1], IC, 1.0f, dinp, IC);
+    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, c16[0], OC, inp16, IC, 1.0f, dw, IC);
+}
+
+void gpu_linear_products_g16_backward(const char *op, float *dinp, float *dw, const uint16_t *dout16, const float *inp,
+                                      const float *w, int N, int IC, int OC)
+{
+    if (N <= 0 || IC <= 0 || OC <= 0) return;
+    const float *src[2] = {inp, w};
+    size_t n[2] = {(size_t)N * IC, (size_t)OC * IC};
+    uint16_t *c16[2];
+    if (!bf16_copies(op, dinp ? 2 : 1, src, n, c16)) return;
+    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, dout16, OC, c16[1], IC, 1.0f, dinp, IC);
+    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, dout16, OC, c16[0], IC, 1.0f, dw, IC);
+}
+
 void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
                                   const float *w, int N, int IC, int OC)
 {
@@ -645,15 +744,59 @@ void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const 
     gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, c16[0], OC, c16[1], IC, 1.0f, dw, IC);
 }
 
-// pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h
-__global__ static void gemm_ptrs_k(const float **pa, const float **pb, float **pc, const float *A, long long sAb,
-                                   long long sAh, const float *B, long long sBb, long long sBh, float *C, long long sCb,
-                                   long long sCh, int nh, int n)
+// pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h (A's and B's elements T)
+template <typename T>
+__global__ static void gemm_ptrs_k(const T **pa, const T **pb, float **pc, const T *A, long long sAb, long long sAh,
+                                   const T *B, long long sBb, long long sBh, float *C, long long sCb, long long sCh,
+                                   int nh, int n)
 {
     int z = blockIdx.x * blockDim.x + threadIdx.x;
     if (z >= n) return;
     long long b = z / nh, h = z % nh;
     pa[z] = A + b * sAb + h * sAh, pb[z] = B + b * sBb + h * sBh, pc[z] = C + b * sCb + h * sCh;
+}
+
+// room for n pointers of each operand in g_ptrs (grown when needed); false: none (the error kept), or a dry run
+static bool gemm2_ptrs(const char *op, int n)
+{
+    size_t bytes = 3 * (size_t)n * sizeof(void *);
+    if (gpu_dry) {
+        if (bytes > g_dry_ptrs) g_dry_ptrs = bytes;
+        return false;
+    }
+    if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
+        void *old = g_ptrs; // NULL before gpu_free (see there)
+        if (old) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
+        g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;
+        gpu_free(old);
+        if (!(g_ptrs = gpu_alloc(bytes))) return false;
+        g_ptrs_bytes = bytes;
+    }
+    return true;
+}
+
+void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                  long long sAb, long long sAh, const uint16_t *B, int ldb, long long sBb, long long sBh, float beta,
+                  float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
+{
+    if (M <= 0 || N <= 0 || nb <= 0 || nh <= 0) return;
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (nb == 1 || (sAb == nh * sAh && sBb == nh * sBh && sCb == nh * sCh)) { // one stride covers both
+        if (gpu_dry) return;
+        gpu_blas_check(op, cublasGemmStridedBatchedEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_16BF, ldb, sBh, A,
+                                                      CUDA_R_16BF, lda, sAh, &beta, C, CUDA_R_32F, ldc, sCh, nb * nh,
+                                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    int n = nb * nh;
+    if (!gemm2_ptrs(op, n)) return;
+    const uint16_t **pa = (const uint16_t **)g_ptrs, **pb = pa + n;
+    float **pc = (float **)(pb + n);
+    LAUNCH(gemm_ptrs_k<uint16_t>, gpu_blocks(n, 128), 128)(pa, pb, pc, A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, nh, n);
+    gpu_launched(op);
+    gpu_blas_check(op, cublasGemmBatchedEx(gpu_blas, oa, ob, N, M, K, &alpha, (const void *const *)pb, CUDA_R_16BF,
+                                           ldb, (const void *const *)pa, CUDA_R_16BF, lda, &beta, (void *const *)pc,
+                                           CUDA_R_32F, ldc, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -666,23 +809,11 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
         return;
     }
     int n = nb * nh;
-    size_t bytes = 3 * (size_t)n * sizeof(void *);
-    if (gpu_dry) {
-        if (bytes > g_dry_ptrs) g_dry_ptrs = bytes;
-        return;
-    }
-    if (bytes > g_ptrs_bytes) { // grown once per shape; the queued GEMMs may still read the old arrays
-        void *old = g_ptrs; // NULL before gpu_free (see there)
-        if (old) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
-        g_ptrs = NULL, g_ptrs_bytes = 0, g_ws_gen++;
-        gpu_free(old);
-        if (!(g_ptrs = gpu_alloc(bytes))) return;
-        g_ptrs_bytes = bytes;
-    }
+    if (!gemm2_ptrs(op, n)) return;
     const float **pa = (const float **)g_ptrs, **pb = pa + n;
     float **pc = (float **)(pb + n);
     // the row-major product through the column-major cuBLAS: C^T = op(B)^T op(A)^T, so B's pointers go first
-    LAUNCH(gemm_ptrs_k, gpu_blocks(n, 128), 128)(pa, pb, pc, A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, nh, n);
+    LAUNCH(gemm_ptrs_k<float>, gpu_blocks(n, 128), 128)(pa, pb, pc, A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, nh, n);
     gpu_launched(op);
     cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     gpu_blas_check(op, cublasSgemmBatched(gpu_blas, oa, ob, N, M, K, &alpha, pb, ldb, pa, lda, &beta, pc, ldc, n));

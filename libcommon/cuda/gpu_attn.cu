@@ -402,6 +402,7 @@ void gpu_attention_fused_forward(float *out, float *lse, const float *q, const f
     a.o = out, a.lse = lse;
     if (fa_tc_takes(a, gpu_precision())) {
         fa_tc_forward(op, a, d->B, gpu_precision());
+        gpu_prof_part(NULL);
         return;
     }
     fa_launch(op, fa_fwd_k, (unsigned)(d->B * d->NH), gpu_blocks((size_t)d->Tq, FA_BQ), fa_fwd_smem(a.HS), a);
@@ -419,18 +420,27 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
     if (!ws) return;
     a.out = out, a.dout = dout, a.lse = (float *)lse, a.D = ws, a.dq = dq, a.dk = dk, a.dv = dv;
     a.part = part ? ws + rows : NULL;
+    gpu_prof_part("fused bwd: D = rowsum(dO O)");
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);
-    if (fa_tc_takes(a, gpu_precision())) {
-        if (fa_tc_backward(op, a, d->B, gpu_precision()) && a.part)
+    if (fa_tc_takes(a, gpu_precision())) { // its kernels label their profile rows themselves
+        if (fa_tc_backward(op, a, d->B, gpu_precision()) && a.part) {
+            gpu_prof_part("fused bwd: dEr sum");
             gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, d->B * d->NH, (size_t)d->Tq * a.HS);
+        }
+        gpu_prof_part(NULL);
         return;
     }
     unsigned bh = (unsigned)(d->B * d->NH);
+    gpu_prof_part("fused bwd: dK, dV");
     fa_launch(op, fa_dkdv_k, bh, gpu_blocks((size_t)d->Tk, FA_BK), fa_dkdv_smem(a.HS), a);
+    gpu_prof_part("fused bwd: dQ");
     fa_launch(op, fa_dq_k, bh, gpu_blocks((size_t)d->Tq, FA_BQ), fa_dq_smem(a.HS), a);
     if (a.part) {
+        gpu_prof_part("fused bwd: dEr partials");
         fa_launch(op, fa_der_k, bh, gpu_blocks((size_t)d->Tq, FA_BM), fa_der_smem(a.HS), a);
+        gpu_prof_part("fused bwd: dEr sum");
         gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, (int)bh, (size_t)d->Tq * a.HS);
     }
+    gpu_prof_part(NULL);
 }

@@ -454,9 +454,12 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 
 // ---- host --------------------------------------------------------------------------------------------------------
 
-template <typename K> static bool tc_launch(const char *op, K kernel, unsigned bh, unsigned tiles, size_t bytes,
-                                            const FaArgs &a)
+// label: the kernel's HMT_GPU_PROFILE row (gpu_prof_part; the caller goes back to its op's)
+template <typename K>
+static bool tc_launch(const char *op, const char *label, K kernel, unsigned bh, unsigned tiles, size_t bytes,
+                      const FaArgs &a)
 {
+    gpu_prof_part(label);
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (e != cudaSuccess) {
         gpu_record(op, cudaGetErrorString(e));
@@ -469,16 +472,19 @@ template <typename K> static bool tc_launch(const char *op, K kernel, unsigned b
 
 template <class P, int HS> static bool tc_forward(const char *op, const FaArgs &a, int B)
 {
-    return tc_launch(op, tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB), tc_fwd_smem<P, HS>(),
-                     a);
+    return tc_launch(op, "fused tc fwd", tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB),
+                     tc_fwd_smem<P, HS>(), a);
 }
 
 template <class P, int HS> static bool tc_backward(const char *op, const FaArgs &a, int B)
 {
     unsigned bh = (unsigned)(B * a.NH);
-    return tc_launch(op, tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB), tc_bwd_smem<P, HS>(), a) &&
-           tc_launch(op, tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(), a) &&
-           (!a.part || tc_launch(op, tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_der_smem<P, HS>(), a));
+    return tc_launch(op, "fused tc bwd: dK, dV", tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB),
+                     tc_bwd_smem<P, HS>(), a) &&
+           tc_launch(op, "fused tc bwd: dQ", tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(),
+                     a) &&
+           (!a.part || tc_launch(op, "fused tc bwd: dEr partials", tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB),
+                                 tc_der_smem<P, HS>(), a));
 }
 
 // the most shared memory a kernel of the head size takes (0: no such instantiation)

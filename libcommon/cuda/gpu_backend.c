@@ -114,6 +114,9 @@ static const Backend backend_gpu = {
     .host_free = gpu_host_free, .copy_async = gpu_copy_async, .graph_begin = gpu_graph_begin, .graph_end = gpu_graph_end,
     .graph_launch = gpu_graph_launch, .graph_free = gpu_graph_free, .dry_begin = gpu_dry_begin, .dry_end = gpu_dry_end,
     .reserve = g_reserve, .dec = &dec_gpu, .set_precision = gpu_set_precision,
+    .act16 = gpu_act16, .relu_dropout_forward16 = gpu_relu_dropout_forward16,
+    .relu_dropout_backward16 = gpu_relu_dropout_backward16, .linear_forward16 = gpu_linear_forward16,
+    .linear_backward16 = gpu_linear_backward16, .linear_backward_g16 = gpu_linear_backward_g16,
 };
 
 const Backend *backend_cuda(char *err)

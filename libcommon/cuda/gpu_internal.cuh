@@ -57,6 +57,9 @@ void gpu_record(const char *op, const char *what);
 // After a kernel launch: keeps a launch error; with HMT_GPU_SYNC=1 also waits and keeps an execution error.
 void gpu_launched(const char *op);
 void gpu_blas_check(const char *op, cublasStatus_t st);
+// HMT_GPU_PROFILE: charge the launches and products from here on to the row `label` (a string literal) instead of
+// their op's, so an op of several kernels shows each (the attention's); NULL goes back to the op's row.
+void gpu_prof_part(const char *label);
 // The precision gpu_set_precision chose (GPU_FP32, GPU_TF32 or GPU_BF16).
 int gpu_precision(void);
 // The ops' workspace, at least `bytes` bytes (grown when needed, contents undefined), or NULL with the error kept.
@@ -75,6 +78,40 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
 // dw (OC, IC) += dout^T inp; as two gpu_gemm_linear calls, but under GPU_BF16 with dout's copy made once.
 void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
                                   const float *w, int N, int IC, int OC);
+
+// The products of gpu_linear_forward16 and _backward16 (gpu.h): inp16 is already bfloat16, so only w (and, backward,
+// dout) get copies; bf16 operands and float32 sums under every precision.
+void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, const float *w, int N, int IC, int OC,
+                          float beta);
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *inp16,
+                                    const float *w, int N, int IC, int OC);
+// gpu_linear_backward_g16's: dout16 already bfloat16, copies of inp and w (dinp NULL: inp's alone)
+void gpu_linear_products_g16_backward(const char *op, float *dinp, float *dw, const uint16_t *dout16, const float *inp,
+                                      const float *w, int N, int IC, int OC);
+
+// gpu_gemm2 on bfloat16 operands A and B (strides in elements), float32 sums and C
+void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                  long long sAb, long long sAh, const uint16_t *B, int ldb, long long sBb, long long sBh, float beta,
+                  float *C, int ldc, long long sCb, long long sCh, int nb, int nh);
+// The unfused attention's products on bfloat16 operands (HMT_GPU_ATT16=1 under GPU_BF16, not HMT_GPU_BF16=fast; read
+// at each call): q, k, v, Er, dout and the probabilities and score gradients they meet rounded once; float32 sums,
+// softmax and statistics. Off by default until a GPU has timed it and measured its accuracy.
+int gpu_att16(void);
+// bfloat16 copies of up to BF16_RANGES float32 ranges src[r] (n[r] floats) into buf, ranges that overlap (operands
+// interleaved in one buffer: q, k, v of hg.c's qkv) copied once, in one launch; out[r] is src[r]'s copy (NULL for
+// a NULL or empty range). Returns the elements buf needs (each group 256-byte aligned; at least 1); with buf NULL
+// only that.
+#define BF16_RANGES 5
+size_t gpu_bf16_ranges(const char *op, uint16_t *buf, int n_ops, const float *const *src, const size_t *n,
+                       uint16_t **out);
+
+// bfloat16 of x, rounded to nearest even (NaN stays a quiet NaN): the high half of the float's bits
+__device__ static inline uint16_t to_bf16(float x)
+{
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 // The same for nb x nh matrices, matrix (b, h) of each operand at base + b * s_b + h * s_h (in floats): the
 // attention's heads of every batch item in one call (cuBLAS batched with pointer arrays built on the GPU).

@@ -189,6 +189,37 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
+// the linear layer on a bfloat16 input (gpu.h): gpu_linear_forward's order, the product on inp16 as it is
+void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC)
+{
+    const char *op = "gpu_linear_forward16";
+    if (!gpu_enter(op)) return;
+    if (b) {
+        size_t n = (size_t)N * OC;
+        LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
+        gpu_launched(op);
+    }
+    gpu_linear_product16(op, out, inp16, w, N, IC, OC, b ? 1.0f : 0.0f);
+}
+
+void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16, const float *w,
+                           int N, int IC, int OC)
+{
+    const char *op = "gpu_linear_backward16";
+    if (!gpu_enter(op)) return;
+    gpu_linear_products16_backward(op, dinp, dw, dout, inp16, w, N, IC, OC);
+    if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
+}
+
+// the linear layer's backward products on a bfloat16 gradient (its bias's sums made by its producer)
+void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w, int N,
+                             int IC, int OC)
+{
+    const char *op = "gpu_linear_backward_g16";
+    if (!gpu_enter(op)) return;
+    gpu_linear_products_g16_backward(op, dinp, dw, dout16, inp, w, N, IC, OC);
+}
+
 // ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------
 
 #define LN_WARPS 4 // rows per block, one warp per row
@@ -431,6 +462,68 @@ void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out,
     EW_OP(op, dropout_bwd_k, dinp, dout, (const uint8_t *)NULL, out, dropout_bwd_scale(p), n);
 }
 
+// ---- ReLU + dropout into bfloat16 (gpu.h gpu_relu_dropout_forward16) -------------------------------------------
+
+// y = dropout_k's relu output for inp + bias (the sum cuBLAS's bias-first product makes), stored as its bfloat16;
+// a kept y > 0 that rounds to +0 is stored as -0, so that the backward's "kept" (bits not +0) is y > 0 exactly
+__global__ static void relu_dropout16_k(uint16_t *out, const float *inp, const float *bias, int C, float scale,
+                                        uint32_t thr, SeedRef seed, int copy, size_t n)
+{
+    uint64_t key = copy ? 0 : dropout_key(seed_dev(seed));
+    GRID_STRIDE(i, n)
+    {
+        float x = inp[i];
+        if (bias) x = bias[i % C] + x;
+        float y = copy ? (x > 0.0f ? x : 0.0f) : (drop_keep(key, thr, i) && x > 0.0f ? x * scale : 0.0f);
+        uint16_t h = to_bf16(y);
+        out[i] = y > 0.0f && h == 0 ? (uint16_t)0x8000u : h;
+    }
+}
+
+// g = +0 + (out16 not +0 ? dout * scale : +0), dropout_bwd_k's gradient into zeros, stored as dinp16 = its bfloat16,
+// and part[k, c] = its sum over the rows of chunk k (in order): colsum_part_k's grid and sums
+__global__ static void relu_dropout16_bwd_k(uint16_t *dinp, float *part, const float *dout, const uint16_t *out,
+                                            float scale, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+    if (c >= C) return;
+    int r1 = (k + 1) * COL_ROWS < N ? (k + 1) * COL_ROWS : N;
+    float s = 0.0f;
+    for (int r = k * COL_ROWS; r < r1; r++) {
+        size_t i = (size_t)r * C + c;
+        float g = 0.0f + (out[i] != 0 ? dout[i] * scale : 0.0f);
+        dinp[i] = to_bf16(g);
+        s += g;
+    }
+    part[(size_t)k * C + c] = s;
+}
+
+void gpu_relu_dropout_forward16(uint16_t *out, const float *inp, const float *bias, int C, float p, SeedRef seed,
+                                size_t n)
+{
+    const char *op = "gpu_relu_dropout_forward16";
+    if (!gpu_enter(op) || n == 0) return;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    LAUNCH(relu_dropout16_k, ew_blocks(n), EW_THREADS)(out, inp, bias, C, scale, drop_threshold(p), seed, p <= 0.0f,
+                                                       n);
+    gpu_launched(op);
+}
+
+void gpu_relu_dropout_backward16(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p, int N,
+                                 int C)
+{
+    const char *op = "gpu_relu_dropout_backward16";
+    int chunks = (N + COL_ROWS - 1) / COL_ROWS;
+    if (!gpu_enter(op) || chunks == 0 || C <= 0) return;
+    float *part = (float *)gpu_workspace(op, (size_t)chunks * C * sizeof(float));
+    if (!part) return;
+    LAUNCH(relu_dropout16_bwd_k, dim3(gpu_blocks(C, COL_THREADS), chunks), COL_THREADS)(dinp16, part, dout, out16,
+                                                                                        dropout_bwd_scale(p), N, C);
+    gpu_launched(op);
+    LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
+    gpu_launched(op);
+}
+
 // ---- attention (Music Transformer relative attention, Huang et al. 2018; ops.c's tiles for the mask) ------------
 // S = scale * (q k^T) by cuBLAS into probs, R = scale * (q Er_T^T) by cuBLAS into the workspace (Er_T the last Tq
 // rows of Er), then one block per query row: S[i,j] += R[i, Tq-1-i+j] (the skew as a gather), softmax over the
@@ -464,8 +557,14 @@ __device__ static int tile_keys(const AttK &a, int i, float *red)
     return (int)block_max(m, red);
 }
 
-// one block per row (b, h, i) of probs: see the section comment
-__global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, const float *R, AttK a)
+// a probability or gradient stored as float32, or as its bfloat16 (the products' operands under gpu_att16)
+__device__ static inline void att_put(float *p, float v) { *p = v; }
+__device__ static inline void att_put(uint16_t *p, float v) { *p = to_bf16(v); }
+
+// one block per row (b, h, i) of probs: see the section comment. TP: PD's type (uint16_t: bf16, written always,
+// P itself without dropout)
+template <typename TP>
+__global__ static void att_softmax_k(float *probs, uint8_t *mask, TP *pd, const float *R, AttK a)
 {
     __shared__ float red[32];
     size_t row = blockIdx.x;
@@ -478,13 +577,13 @@ __global__ static void att_softmax_k(float *probs, uint8_t *mask, float *pd, con
     float mx, sum = block_exp_row(s, s, n, red, red, &mx);
     uint64_t key = att_key(a, bh);
     uint8_t *mr = mask ? mask + row * Tk : NULL;
-    float *pr = pd ? pd + row * Tk : NULL;
+    TP *pr = pd ? pd + row * Tk : NULL;
     for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
         float p = j < n ? s[j] / sum : 0.0f;
         s[j] = p;
         int keep = j < nkt ? (a.drop ? drop_keep(key, a.thr, (size_t)i * Tk + j) : 1) : 0;
         if (mr) mr[j] = (uint8_t)keep;
-        if (pr) pr[j] = keep ? p * a.keep : 0.0f;
+        if (pr) att_put(pr + j, keep ? p * a.keep : 0.0f);
     }
 }
 
@@ -496,21 +595,25 @@ __device__ static inline int att_kept(const uint8_t *mask, const AttK &a, uint64
     return j < n && (!a.drop || drop_keep(key, a.thr, (size_t)i * a.Tk + j));
 }
 
-// PD = kept ? P * keep : 0 (dropout on), from the forward's saved P and its mask (or the mask drawn again)
-__global__ static void att_pd_k(float *pd, const float *probs, const uint8_t *mask, AttK a, size_t n)
+// PD = kept ? P * keep : 0 (dropout on; with TP uint16_t also off: P), from the forward's saved P and its mask (or
+// the mask drawn again)
+template <typename TP>
+__global__ static void att_pd_k(TP *pd, const float *probs, const uint8_t *mask, AttK a, size_t n)
 {
     GRID_STRIDE(e, n)
     {
         size_t row = e / a.Tk;
         int j = (int)(e - row * a.Tk), i = (int)(row % a.Tq);
         int keep = att_kept(mask, a, mask ? 0 : att_key(a, row / a.Tq), row, i, j, a.n_keys[i]);
-        pd[e] = keep ? probs[e] * a.keep : 0.0f;
+        att_put(pd + e, keep ? probs[e] * a.keep : 0.0f);
     }
 }
 
 // one block per row (b, h, i): dP -> dS in place (dS = P * (g - sum_j g P), g = dP * keep where kept, over the row's
-// keys; 0 beyond), then with dR the un-skewed row: dR[i, c] = dS[i, j] for c = Tq-1-i+j, 0 where no key maps
-__global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *probs, const uint8_t *mask, AttK a)
+// keys; 0 beyond), then with dR the un-skewed row: dR[i, c] = dS[i, j] for c = Tq-1-i+j, 0 where no key maps.
+// With ds16 (gpu_att16) dS goes there as bfloat16 instead, and dR16 (its skew) takes dR's place.
+__global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *probs, const uint8_t *mask, AttK a,
+                                         uint16_t *ds16, uint16_t *dR16)
 {
     __shared__ float red[32];
     size_t row = blockIdx.x;
@@ -525,6 +628,18 @@ __global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *prob
         s += gj * pr[j];
     }
     s = block_sum(s, red); // ends with __syncthreads: every g[j] above is written
+    if (ds16) {
+        uint16_t *h = ds16 + row * Tk;
+        for (int j = threadIdx.x; j < Tk; j += blockDim.x) h[j] = to_bf16(j < n ? pr[j] * (g[j] - s) : 0.0f);
+        if (!dR16) return;
+        __syncthreads();
+        uint16_t *d = dR16 + row * Tq;
+        for (int c = threadIdx.x; c < Tq; c += blockDim.x) {
+            int j = c - (Tq - 1 - i);
+            d[c] = j >= 0 && j < n ? h[j] : (uint16_t)0;
+        }
+        return;
+    }
     for (int j = threadIdx.x; j < Tk; j += blockDim.x) g[j] = j < n ? pr[j] * (g[j] - s) : 0.0f;
     if (!dR) return;
     __syncthreads();
@@ -582,11 +697,121 @@ static bool att_check(const char *op, const AttnDims *d, const float *Er)
     return true;
 }
 
+// ---- the same on bfloat16 operands (gpu_att16): q, k, v, Er and dout copied once per call, PD and dS written as
+// bfloat16 by the softmax kernels, the products' sums, the scores, P (kept for the backward) and dP float32 --------
+
+static size_t al256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// the bf16 copies' room: q, k, v (rows of ld floats, C used), the last Tq rows of Er, dout (NULL: not copied)
+typedef struct Att16Ops {
+    const float *src[BF16_RANGES];
+    size_t n[BF16_RANGES];
+    uint16_t *c[BF16_RANGES]; // after att16_copy: q, k, v, ers, dout
+} Att16Ops;
+static Att16Ops att16_ops(const AttnDims *d, const float *q, const float *k, const float *v, const float *ers,
+                          const float *dout)
+{
+    int HS = d->C / d->NH;
+    size_t nq = (size_t)d->B * d->Tq, nk = (size_t)d->B * d->Tk;
+    Att16Ops o = {{q, k, v, ers, dout},
+                  {(nq - 1) * d->ldq + d->C, (nk - 1) * d->ldk + d->C, (nk - 1) * d->ldv + d->C,
+                   ers ? (size_t)d->Tq * HS : 0, dout ? nq * d->C : 0},
+                  {NULL, NULL, NULL, NULL, NULL}};
+    return o;
+}
+
+static void att16_forward(const char *op, float *out, float *probs, uint8_t *mask, const float *q, const float *k,
+                          const float *v, const float *Er, const AttnDims *d)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    size_t bhq = (size_t)B * NH * Tq;
+    const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL; // the last Tq rows of Er
+    Att16Ops o = att16_ops(d, q, k, v, ers, NULL);
+    size_t nc = gpu_bf16_ranges(op, NULL, 4, o.src, o.n, o.c), rB = Er ? al256(bhq * Tq * 4) : 0;
+    size_t pB = al256(bhq * Tk * 2);
+    char *ws = (char *)gpu_workspace(op, rB + pB + nc * 2);
+    if (!ws || !nc) return;
+    float *R = Er ? (float *)ws : NULL;
+    uint16_t *pd = (uint16_t *)(ws + rB);
+    gpu_prof_part("att16 fwd: bf16 copies");
+    gpu_bf16_ranges(op, (uint16_t *)(ws + rB + pB), 4, o.src, o.n, o.c);
+    const uint16_t *q16 = o.c[0], *k16 = o.c[1], *v16 = o.c[2], *er16 = o.c[3];
+    long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq;
+    gpu_prof_part("att16 fwd: S, R products");
+    gpu_gemm2_16(op, 0, 1, Tq, Tk, HS, scale, q16, d->ldq, (long long)Tq * d->ldq, HS, k16, d->ldk,
+                 (long long)Tk * d->ldk, HS, 0.0f, probs, Tk, NH * TT, TT, B, NH);
+    if (Er)
+        gpu_gemm2_16(op, 0, 1, Tq, Tq, HS, scale, q16, d->ldq, (long long)Tq * d->ldq, HS, er16, HS, 0, 0, 0.0f, R,
+                     Tq, NH * TR, TR, B, NH);
+    gpu_prof_part("att16 fwd: skew, softmax, dropout");
+    LAUNCH(att_softmax_k<uint16_t>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
+    gpu_launched(op);
+    gpu_prof_part("att16 fwd: O = PD V");
+    gpu_gemm2_16(op, 0, 0, Tq, HS, Tk, 1.0f, pd, Tk, NH * TT, TT, v16, d->ldv, (long long)Tk * d->ldv, HS, 0.0f, out,
+                 C, (long long)Tq * C, HS, B, NH);
+    gpu_prof_part(NULL);
+}
+
+static void att16_backward(const char *op, float *dq, float *dk, float *dv, float *dEr, const float *dout,
+                           const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
+                           const float *Er, const AttnDims *d)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    size_t bhq = (size_t)B * NH * Tq, nP = bhq * Tk;
+    const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
+    Att16Ops o = att16_ops(d, q, k, v, ers, dout);
+    size_t nc = gpu_bf16_ranges(op, NULL, 5, o.src, o.n, o.c);
+    size_t pB = al256(nP * 2), dpB = al256(nP * 4), rB = Er ? al256(bhq * Tq * 2) : 0;
+    size_t partB = Er && dEr ? al256((size_t)B * Tq * C * 4) : 0;
+    char *ws = (char *)gpu_workspace(op, 2 * pB + dpB + rB + partB + nc * 2);
+    if (!ws || !nc) return;
+    uint16_t *pd = (uint16_t *)ws, *ds = (uint16_t *)(ws + pB), *dR = Er ? (uint16_t *)(ws + 2 * pB) : NULL;
+    float *dp = (float *)(ws + 2 * pB + rB), *part = partB ? (float *)(ws + 2 * pB + rB + dpB) : NULL;
+    gpu_prof_part("att16 bwd: bf16 copies");
+    gpu_bf16_ranges(op, (uint16_t *)(ws + 2 * pB + rB + dpB + partB), 5, o.src, o.n, o.c);
+    const uint16_t *q16 = o.c[0], *k16 = o.c[1], *v16 = o.c[2], *er16 = o.c[3], *g16 = o.c[4];
+    AttK a = att_k(d, 1);
+    gpu_prof_part("att16 bwd: PD (dropout again)");
+    LAUNCH(att_pd_k<uint16_t>, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a, nP);
+    gpu_launched(op);
+    long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
+    long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
+    gpu_prof_part("att16 bwd: dV, dP products");
+    gpu_gemm2_16(op, 1, 0, Tk, HS, Tq, 1.0f, pd, Tk, NH * TT, TT, g16, C, so, HS, 1.0f, dv, d->ldv, sv, HS, B, NH);
+    gpu_gemm2_16(op, 0, 1, Tq, Tk, HS, 1.0f, g16, C, so, HS, v16, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT, B, NH);
+    gpu_prof_part("att16 bwd: softmax, dropout, skew");
+    LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, (float *)NULL, probs, mask, a, ds, dR);
+    gpu_launched(op);
+    gpu_prof_part("att16 bwd: dQ, dK, dEr products");
+    gpu_gemm2_16(op, 0, 0, Tq, HS, Tk, scale, ds, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS, B,
+                 NH);
+    gpu_gemm2_16(op, 1, 0, Tk, HS, Tq, scale, ds, Tk, NH * TT, TT, q16, d->ldq, sq, HS, 1.0f, dk, d->ldk, sk, HS, B,
+                 NH);
+    if (Er) {
+        gpu_gemm2_16(op, 0, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, er16, HS, 0, 0, 1.0f, dq, d->ldq, sq, HS, B,
+                     NH);
+        if (part)
+            gpu_gemm2_16(op, 1, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, q16, d->ldq, sq, HS, 0.0f, part, HS,
+                         (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
+    }
+    if (part) {
+        gpu_prof_part("att16 bwd: dEr sum");
+        gpu_er_sum(op, dEr + (size_t)(d->L - Tq) * HS, part, B * NH, (size_t)Tq * HS);
+    }
+    gpu_prof_part(NULL);
+}
+
 void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float *q, const float *k, const float *v,
                            const float *Er, const AttnDims *d)
 {
     const char *op = "gpu_attention_forward";
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
+    if (gpu_att16()) {
+        att16_forward(op, out, probs, mask, q, k, v, Er, d);
+        return;
+    }
     int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     float *ws = (float *)gpu_workspace(op, att_fwd_floats(d, Er != NULL) * sizeof(float) + 1);
@@ -596,15 +821,20 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL; // the last Tq rows of Er
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq; // one head's S and R
     // every (batch item b, head h) in one call each: head h of item b at column h*HS of row block b
+    gpu_prof_part("att fwd: S = Q K^T");
     gpu_gemm2(op, 0, 1, Tq, Tk, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, k, d->ldk, (long long)Tk * d->ldk,
               HS, 0.0f, probs, Tk, NH * TT, TT, B, NH);
+    gpu_prof_part("att fwd: R = Q Er^T");
     if (Er)
         gpu_gemm2(op, 0, 1, Tq, Tq, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, ers, HS, 0, 0, 0.0f, R, Tq,
                   NH * TR, TR, B, NH);
-    LAUNCH(att_softmax_k, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
+    gpu_prof_part("att fwd: skew, softmax, dropout");
+    LAUNCH(att_softmax_k<float>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
+    gpu_prof_part("att fwd: O = PD V");
     gpu_gemm2(op, 0, 0, Tq, HS, Tk, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, v, d->ldv, (long long)Tk * d->ldv, HS,
               0.0f, out, C, (long long)Tq * C, HS, B, NH);
+    gpu_prof_part(NULL);
 }
 
 // backward of: S = scale*(q k^T + skew(q Er^T)); P = softmax(S); PD = dropout(P); out = PD v
@@ -614,6 +844,10 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
 {
     const char *op = "gpu_attention_backward";
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
+    if (gpu_att16()) {
+        att16_backward(op, dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
+        return;
+    }
     int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     float *ws = (float *)gpu_workspace(op, att_bwd_floats(d, Er != NULL) * sizeof(float) + 1);
@@ -624,17 +858,21 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     float *dR = Er ? dp + nP : NULL, *part = Er && dEr ? dR + bhq * Tq : NULL;
     AttK a = att_k(d, 1);
     if (pd) {
-        LAUNCH(att_pd_k, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a, nP);
+        gpu_prof_part("att bwd: PD (dropout again)");
+        LAUNCH(att_pd_k<float>, ew_blocks(nP), EW_THREADS)(pd, probs, mask, a, nP);
         gpu_launched(op);
     }
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
     // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward)
+    gpu_prof_part("att bwd: dV, dP products");
     gpu_gemm2(op, 1, 0, Tk, HS, Tq, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, dout, C, so, HS, 1.0f, dv, d->ldv, sv, HS,
               B, NH);
     gpu_gemm2(op, 0, 1, Tq, Tk, HS, 1.0f, dout, C, so, HS, v, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT, B, NH);
-    LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a);
+    gpu_prof_part("att bwd: softmax, dropout, skew");
+    LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a, (uint16_t *)NULL, (uint16_t *)NULL);
     gpu_launched(op);
+    gpu_prof_part("att bwd: dQ, dK, dEr products");
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
     // dq += scale * dS k;  dk += scale * dS^T q
     gpu_gemm2(op, 0, 0, Tq, HS, Tk, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS, B, NH);
@@ -647,8 +885,10 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     }
     if (part) {
         size_t n = (size_t)Tq * HS;
+        gpu_prof_part("att bwd: dEr sum");
         gpu_er_sum(op, dEr + (size_t)(d->L - Tq) * HS, part, B * NH, n);
     }
+    gpu_prof_part(NULL);
 }
 
 // ---- hourglass resampling -------------------------------------------------------------------------------------

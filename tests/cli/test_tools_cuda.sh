@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_tools_cuda: train, sample and eval --device cuda (issue "GPU I"), with a `make CUDA=1` build (BIN=bin-cuda): the
 # registry records the device and the GPU's name; the same run twice gives the same bytes (also with the step as a CUDA
-# graph, HMT_GPU_STEP_GRAPH=1, with the GPU memory block by block, HMT_GPU_RESERVE=0, and with --recompute-ffn); N steps
+# graph, HMT_GPU_STEP_GRAPH=1, with the GPU memory block by block, HMT_GPU_RESERVE=0, with --recompute-ffn, and in
+# bf16 with float32 activations, HMT_GPU_ACT16=0); N steps
 # straight equal k steps, SIGKILL, --resume, N - k steps, bitwise, also when the SIGKILL lands inside a checkpoint
 # write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU
 # run's; a plan larger than the GPU's memory is refused in one line with nothing left behind. sample on the GPU writes
@@ -18,7 +19,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=57
+N_CHECKS=60
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -117,6 +118,16 @@ expect "resuming a bf16 run in float32 exits 1" 1 tr_gpu --resume -o "$T/bfk"
 check "it says to resume with --precision bf16" one_line "$T/err" "trained in bf16: resume it with --precision bf16"
 expect "with --precision bf16 it resumes" 0 tr_gpu --resume --precision bf16 -o "$T/bfk"
 check "bf16: k steps + SIGKILL + resume = N steps, bitwise" same_run "$T/bf" "$T/bfk"
+# bf16 keeps the feed-forward's hidden activation as bfloat16; HMT_GPU_ACT16=0 keeps it float32: the same bytes
+(export HMT_GPU_ACT16=0; tr_gpu --precision bf16 -c $CFG/tiny.json -o "$T/bf32")
+check "bf16: float32 activations (HMT_GPU_ACT16=0) exit 0 with the bytes of bf16 ones (status $?)" same_run "$T/bf" \
+    "$T/bf32"
+# the unfused attention's products on bf16 operands too: the registry says so; it learns as bf16 does
+(export HMT_GPU_ATT16=1; tr_gpu --precision bf16 -c $CFG/tiny.json -o "$T/ba16")
+check "bf16 with HMT_GPU_ATT16=1 exits 0 (status $?), the registry's device name says so" \
+    grep -q '(bf16, HMT_GPU_ATT16=1)' <<<"$(q "select device_name from runs where out_dir like '%/ba16'")"
+check "HMT_GPU_ATT16=1: the val loss is the bf16 run's within 5% ($(val ba16) vs $(val bf))" close5 "$(val ba16)" \
+    "$(val bf)"
 expect "--precision bf16 on the CPU is a usage error (exit 2)" 2 "$TRAIN" -q --precision bf16 -c $CFG/tiny.json \
     -d "$T/shards" -o "$T/bfc" --registry "$REG"
 expect "--precision fp16 is a usage error (exit 2)" 2 tr_gpu --precision fp16 -c $CFG/tiny.json -o "$T/bfx"

@@ -391,3 +391,36 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     const float *fb = gemm_ex_operand(b, B, Btype, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, fast);
     return sgemm(ta, tb, m, n, k, *(const float *)alpha, fa, lda, fb, ldb, *(const float *)beta, (float *)C, ldc);
 }
+
+static size_t ex_size(cudaDataType_t t) { return t == CUDA_R_16BF ? 2 : 4; }
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                                          long long sA, const void *B, cudaDataType_t Btype, int ldb, long long sB,
+                                          const void *beta, void *C, cudaDataType_t Ctype, int ldc, long long sC,
+                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo)
+{
+    BLAS_CAPTURE(h, cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, Atype, lda, sA, B, Btype, ldb, sB, beta,
+                                               C, Ctype, ldc, sC, batch, compute, algo));
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const char *)A + i * sA * ex_size(Atype), Atype,
+                                        lda, (const char *)B + i * sB * ex_size(Btype), Btype, ldb, beta,
+                                        (char *)C + i * sC * ex_size(Ctype), Ctype, ldc, compute, algo);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const void *alpha, const void *const A[], cudaDataType_t Atype, int lda,
+                                   const void *const B[], cudaDataType_t Btype, int ldb, const void *beta,
+                                   void *const C[], cudaDataType_t Ctype, int ldc, int batch,
+                                   cublasComputeType_t compute, cublasGemmAlgo_t algo)
+{
+    BLAS_CAPTURE(h, cublasGemmBatchedEx(h, ta, tb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+                                        batch, compute, algo));
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = cublasGemmEx(h, ta, tb, m, n, k, alpha, A[i], Atype, lda, B[i], Btype, ldb, beta, C[i],
+                                        Ctype, ldc, compute, algo);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}

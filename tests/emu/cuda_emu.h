@@ -323,5 +323,16 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          int k, const float *alpha, const float *A, int lda, long long sA,
                                          const float *B, int ldb, long long sB, const float *beta, float *C, int ldc,
                                          long long sC, int batch);
+// cublasGemmEx for `batch` matrices, at strides (in elements) or through pointer arrays
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                                          long long sA, const void *B, cudaDataType_t Btype, int ldb, long long sB,
+                                          const void *beta, void *C, cudaDataType_t Ctype, int ldc, long long sC,
+                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo);
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const void *alpha, const void *const A[], cudaDataType_t Atype, int lda,
+                                   const void *const B[], cudaDataType_t Btype, int ldb, const void *beta,
+                                   void *const C[], cudaDataType_t Ctype, int ldc, int batch,
+                                   cublasComputeType_t compute, cublasGemmAlgo_t algo);
 
 #endif
