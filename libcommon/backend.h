@@ -143,11 +143,10 @@ typedef struct Backend {
     void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
     // bfloat16 activations (gpu.h gpu_act16; NULL: the CPU, which has none): act16 says whether hg_alloc keeps the
     // feed-forward's hidden activation as bfloat16 under the precision now set; the ops that write and read it
-    // (relu_dropout_forward16 takes linear1's product before its bias and adds it; its backward writes linear1's
-    // output gradient as bfloat16 and that bias's gradient, which linear_backward_g16's products then take)
+    // (relu_dropout_backward16 writes linear1's output gradient as bfloat16 and its bias's gradient, which
+    // linear_backward_g16's products then take)
     int (*act16)(void);
-    void (*relu_dropout_forward16)(uint16_t *out16, const float *inp, const float *bias, int C, float p, SeedRef seed,
-                                   size_t n);
+    void (*relu_dropout_forward16)(uint16_t *out16, const float *inp, float p, SeedRef seed, size_t n);
     void (*relu_dropout_backward16)(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p,
                                     int N, int C);
     void (*linear_forward16)(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC);

@@ -139,17 +139,15 @@ void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out,
 // rounding it once in place of every product's copy. gpu_act16: 1 under GPU_BF16 (not HMT_GPU_BF16=fast) unless
 // HMT_GPU_ACT16=0; hg_alloc asks it once, and the plan it makes holds until the next hg_alloc.
 int gpu_act16(void);
-// out16 = bf16 of relu_dropout_forward's output for inp + bias (bias (C) added row by row first, as the linear
-// layer's bias-first product; NULL: none), rounded to nearest even; a kept positive value that rounds to +0 is
-// stored as -0. Backward, for linear1's backward: g = relu_dropout_backward's gradient into zeros (dout * scale where
+// out16 = bf16 of relu_dropout_forward's output, rounded to nearest even; a kept positive value that rounds to +0
+// is stored as -0. Backward, for linear1's backward: g = relu_dropout_backward's gradient into zeros (dout * scale where
 // out16 is not +0, exactly where the float32 output is > 0), stored as its bfloat16 dinp16 (N, C), and db (C) +=
 // its column sums (gpu_linear_backward's bias sums: the same bytes)
-void gpu_relu_dropout_forward16(uint16_t *out16, const float *inp, const float *bias, int C, float p, SeedRef seed,
-                                size_t n);
+void gpu_relu_dropout_forward16(uint16_t *out16, const float *inp, float p, SeedRef seed, size_t n);
 void gpu_relu_dropout_backward16(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p, int N,
                                  int C);
 // gpu_linear_forward and _backward with a bfloat16 input inp16: the products take it as it is (bf16 operands and
-// float32 sums, whatever the precision), so under GPU_BF16 they give the bytes of the float32 input's ops
+// float32 sums), so under GPU_BF16 they give the bytes of the float32 input's ops
 void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC);
 void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16,
                            const float *w, int N, int IC, int OC);
@@ -171,6 +169,11 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
 void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *probs,
                             const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
                             const AttnDims *d);
+// Under GPU_BF16 with HMT_GPU_ATT16=1 (not HMT_GPU_BF16=fast) the two above run their products on bfloat16
+// operands (float32 sums, scores, softmax and P) when gpu_attention16_takes(d): head size, Tq, Tk, C and the leading
+// dimensions multiples of 8, so every per-head operand cuBLAS's pointer arrays hold is 16-byte aligned (it cannot
+// see them to check); otherwise, and by default, the float32 (TF32) products.
+int gpu_attention16_takes(const AttnDims *d);
 
 // The same attention fused (gpu_attn.cu): tiles with an online softmax, so no (Tq, Tk) matrix is stored; for head
 // sizes up to GPU_ATTN_FUSED_HS_MAX. The forward saves lse (B, NH, Tq), each query row's log-sum-exp of its scores,

@@ -80,8 +80,7 @@ struct HgActs {
     float *r1d; // with recompute_ffn: every layer's drop(relu(linear1)), one layer at a time
     uint16_t *r16; // the same as bfloat16 (act16)
     // the backend keeps the feed-forward's hidden activation r = drop(relu(linear1(x))) as bfloat16 (backend.h
-    // act16, asked once by hg_alloc): LayerA.r16 (or r16 above) in place of r1d, half the bytes, and linear1's bias
-    // joins in the ReLU's kernel
+    // act16, asked once by hg_alloc): LayerA.r16 (or r16 above) in place of r1d, half the bytes
     int act16;
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
@@ -600,14 +599,14 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
                       .scratch_floats = m->acts->att_floats};
 }
 
-// act16: r16 = drop(relu(linear1(ln1))) as bfloat16, linear1's product into h1 (N x F scratch) without its bias,
-// which the ReLU's kernel adds (the bias-first product's sums, so the bytes of the float32 r1d's rounding)
+// act16: r16 = drop(relu(linear1(ln1))) as bfloat16, linear1's output in h1 (N x F scratch): the float32 path's
+// ops but the ReLU's, whose output is the rounding r1d's products would make
 static uint16_t *ffn_hidden16(HgModel *m, const LayerA *A, const LayerP *P, uint16_t *r16, float *h1)
 {
     const float *W = m->bw;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq;
-    m->be->linear_forward(h1, A->ln1, W + P->l1_w, NULL, N, C, F);
-    m->be->relu_dropout_forward16(r16, h1, W + P->l1_b, F, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
+    m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+    m->be->relu_dropout_forward16(r16, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
     return r16;
 }
 

@@ -309,11 +309,11 @@ int main(int argc, char **argv)
         free(dir);
     }
     char dev_name[300];
-    const char *a16 = getenv("HMT_GPU_ATT16"); // gpu.h gpu_att16: bf16 attention products, other numerics
+    // gpu.h gpu_att16: the attention's products in bf16 too (other numbers), not with HMT_GPU_BF16=fast
+    const char *a16 = getenv("HMT_GPU_ATT16"), *fast = getenv("HMT_GPU_BF16");
+    int att16 = a16 && strcmp(a16, "1") == 0 && !(fast && strcmp(fast, "fast") == 0);
     snprintf(dev_name, sizeof dev_name, "%s%s", be->device_name(),
-             prec == PREC_TF32 ? " (TF32)"
-             : prec == PREC_BF16 ? (a16 && strcmp(a16, "1") == 0 ? " (bf16, HMT_GPU_ATT16=1)" : " (bf16)")
-                                 : "");
+             prec == PREC_TF32 ? " (TF32)" : prec == PREC_BF16 ? (att16 ? " (bf16, HMT_GPU_ATT16=1)" : " (bf16)") : "");
     if (reg_set_device(reg, run_id, be->name, dev_name, err) < 0) die("%s", err);
     if (!resume) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);

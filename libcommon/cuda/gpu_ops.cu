@@ -464,16 +464,15 @@ void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out,
 
 // ---- ReLU + dropout into bfloat16 (gpu.h gpu_relu_dropout_forward16) -------------------------------------------
 
-// y = dropout_k's relu output for inp + bias (the sum cuBLAS's bias-first product makes), stored as its bfloat16;
-// a kept y > 0 that rounds to +0 is stored as -0, so that the backward's "kept" (bits not +0) is y > 0 exactly
-__global__ static void relu_dropout16_k(uint16_t *out, const float *inp, const float *bias, int C, float scale,
-                                        uint32_t thr, SeedRef seed, int copy, size_t n)
+// y = dropout_k's relu output, stored as its bfloat16; a kept y > 0 that rounds to +0 is stored as -0, so that the
+// backward's "kept" (bits not +0) is y > 0 exactly
+__global__ static void relu_dropout16_k(uint16_t *out, const float *inp, float scale, uint32_t thr, SeedRef seed,
+                                        int copy, size_t n)
 {
     uint64_t key = copy ? 0 : dropout_key(seed_dev(seed));
     GRID_STRIDE(i, n)
     {
         float x = inp[i];
-        if (bias) x = bias[i % C] + x;
         float y = copy ? (x > 0.0f ? x : 0.0f) : (drop_keep(key, thr, i) && x > 0.0f ? x * scale : 0.0f);
         uint16_t h = to_bf16(y);
         out[i] = y > 0.0f && h == 0 ? (uint16_t)0x8000u : h;
@@ -498,14 +497,12 @@ __global__ static void relu_dropout16_bwd_k(uint16_t *dinp, float *part, const f
     part[(size_t)k * C + c] = s;
 }
 
-void gpu_relu_dropout_forward16(uint16_t *out, const float *inp, const float *bias, int C, float p, SeedRef seed,
-                                size_t n)
+void gpu_relu_dropout_forward16(uint16_t *out, const float *inp, float p, SeedRef seed, size_t n)
 {
     const char *op = "gpu_relu_dropout_forward16";
     if (!gpu_enter(op) || n == 0) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    LAUNCH(relu_dropout16_k, ew_blocks(n), EW_THREADS)(out, inp, bias, C, scale, drop_threshold(p), seed, p <= 0.0f,
-                                                       n);
+    LAUNCH(relu_dropout16_k, ew_blocks(n), EW_THREADS)(out, inp, scale, drop_threshold(p), seed, p <= 0.0f, n);
     gpu_launched(op);
 }
 
@@ -731,7 +728,7 @@ static void att16_forward(const char *op, float *out, float *probs, uint8_t *mas
     size_t nc = gpu_bf16_ranges(op, NULL, 4, o.src, o.n, o.c), rB = Er ? al256(bhq * Tq * 4) : 0;
     size_t pB = al256(bhq * Tk * 2);
     char *ws = (char *)gpu_workspace(op, rB + pB + nc * 2);
-    if (!ws || !nc) return;
+    if (!ws) return;
     float *R = Er ? (float *)ws : NULL;
     uint16_t *pd = (uint16_t *)(ws + rB);
     gpu_prof_part("att16 fwd: bf16 copies");
@@ -765,12 +762,13 @@ static void att16_backward(const char *op, float *dq, float *dk, float *dv, floa
     size_t nc = gpu_bf16_ranges(op, NULL, 5, o.src, o.n, o.c);
     size_t pB = al256(nP * 2), dpB = al256(nP * 4), rB = Er ? al256(bhq * Tq * 2) : 0;
     size_t partB = Er && dEr ? al256((size_t)B * Tq * C * 4) : 0;
-    char *ws = (char *)gpu_workspace(op, 2 * pB + dpB + rB + partB + nc * 2);
-    if (!ws || !nc) return;
-    uint16_t *pd = (uint16_t *)ws, *ds = (uint16_t *)(ws + pB), *dR = Er ? (uint16_t *)(ws + 2 * pB) : NULL;
-    float *dp = (float *)(ws + 2 * pB + rB), *part = partB ? (float *)(ws + 2 * pB + rB + dpB) : NULL;
+    char *ws = (char *)gpu_workspace(op, pB + dpB + rB + partB + nc * 2);
+    if (!ws) return;
+    // dS goes over PD, which the dV product is the last to read
+    uint16_t *pd = (uint16_t *)ws, *ds = pd, *dR = Er ? (uint16_t *)(ws + pB) : NULL;
+    float *dp = (float *)(ws + pB + rB), *part = partB ? (float *)(ws + pB + rB + dpB) : NULL;
     gpu_prof_part("att16 bwd: bf16 copies");
-    gpu_bf16_ranges(op, (uint16_t *)(ws + 2 * pB + rB + dpB + partB), 5, o.src, o.n, o.c);
+    gpu_bf16_ranges(op, (uint16_t *)(ws + pB + rB + dpB + partB), 5, o.src, o.n, o.c);
     const uint16_t *q16 = o.c[0], *k16 = o.c[1], *v16 = o.c[2], *er16 = o.c[3], *g16 = o.c[4];
     AttK a = att_k(d, 1);
     gpu_prof_part("att16 bwd: PD (dropout again)");
@@ -803,12 +801,19 @@ static void att16_backward(const char *op, float *dq, float *dk, float *dv, floa
     gpu_prof_part(NULL);
 }
 
+int gpu_attention16_takes(const AttnDims *d)
+{
+    int HS = d->NH > 0 ? d->C / d->NH : 0;
+    return HS % 8 == 0 && d->Tq % 8 == 0 && d->Tk % 8 == 0 && d->C % 8 == 0 && d->ldq % 8 == 0 && d->ldk % 8 == 0 &&
+           d->ldv % 8 == 0;
+}
+
 void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float *q, const float *k, const float *v,
                            const float *Er, const AttnDims *d)
 {
     const char *op = "gpu_attention_forward";
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
-    if (gpu_att16()) {
+    if (gpu_att16() && gpu_attention16_takes(d)) {
         att16_forward(op, out, probs, mask, q, k, v, Er, d);
         return;
     }
@@ -844,7 +849,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
 {
     const char *op = "gpu_attention_backward";
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
-    if (gpu_att16()) {
+    if (gpu_att16() && gpu_attention16_takes(d)) {
         att16_backward(op, dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
         return;
     }
