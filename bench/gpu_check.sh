@@ -68,20 +68,27 @@ fi
 # ---- speed: C against PyTorch on this GPU (bench/gpu_model.sh); GPU_CHECK_BENCH=0 leaves it out ------------------
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    # GPU_CHECK_PROFILE_MODE: HMT_GPU_PROFILE's mode, events (default: the GPU's own time per kernel, no waits) or 1
+    # (a wait after every op: the wall time per op)
+    pmode=${GPU_CHECK_PROFILE_MODE:-events}
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(train|all)$ ]]; then # where the C step's time goes, op by op, at batch 64
         read -r -a pargs <<<"${GPU_CHECK_PROFILE_ARGS:-}" # e.g. --tf32
         # fused: under TF32 or bf16 the tensor-core kernels; gemm16: gemm with HMT_GPU_ATT16=1 (bf16 products)
         for att in ${GPU_CHECK_PROFILE_ATTN:-gemm fused}; do
             a16=0
             [ "$att" = gemm16 ] && a16=1
-            step "HMT_GPU_ATTENTION=${att%16} HMT_GPU_ATT16=$a16 HMT_GPU_PROFILE=1 build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
-            HMT_GPU_ATTENTION=${att%16} HMT_GPU_ATT16=$a16 HMT_GPU_PROFILE=1 timeout 120 build/cuda/bench/model 5 \
+            step "HMT_GPU_ATTENTION=${att%16} HMT_GPU_ATT16=$a16 HMT_GPU_PROFILE=$pmode build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
+            HMT_GPU_ATTENTION=${att%16} HMT_GPU_ATT16=$a16 HMT_GPU_PROFILE=$pmode timeout 120 build/cuda/bench/model 5 \
                 --device cuda --batch 64 --full "${pargs[@]}" 2>&1 | tee "$OUT/gpu_profile_$att.log"
         done
     fi
-    if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op
-        step "HMT_GPU_PROFILE=1 build/cuda/bench/decode 1 1 --device cuda"
-        HMT_GPU_PROFILE=1 timeout 60 build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 | tee "$OUT/gpu_decode_profile.log"
+    if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op: with waits, then the
+        # GPU's own time per kernel (against the step's tok/s: what the launches cost at batch 1)
+        for m in 1 events; do
+            step "HMT_GPU_PROFILE=$m build/cuda/bench/decode 1 1 --device cuda"
+            HMT_GPU_PROFILE=$m timeout 60 build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 |
+                tee "$OUT/gpu_decode_profile_$m.log"
+        done
     fi
     step bench/gpu_decode.sh
     timeout 180 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||

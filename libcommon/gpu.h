@@ -62,7 +62,9 @@ void gpu_set_precision(int precision);
 // Waits for every op queued so far. Returns 0, or -1 with the first error kept (see gpu_error).
 int gpu_sync(void);
 // With HMT_GPU_PROFILE=1 in the environment every op waits for the GPU and its time is kept per op (cuBLAS calls
-// apart from kernels): gpu_profile_print writes the table, largest first; gpu_profile_reset empties it.
+// apart from kernels): gpu_profile_print writes the table, largest first; gpu_profile_reset empties it. With
+// HMT_GPU_PROFILE=events nothing waits: CUDA events around each launch give the GPU's own time per row ("GPU ms"),
+// the kernels' time without the launches' (compare with the steps' wall time). Either way graphs are off.
 void gpu_profile_reset(void);
 void gpu_profile_print(FILE *f);
 // The first error since init (or since gpu_clear_error), as "op: reason"; "" when none.

@@ -1551,6 +1551,54 @@ static void test_device(void)
     no_error("device");
 }
 
+// HMT_GPU_PROFILE=events (a GPU started again with it): rows per op with the GPU's own time, more launches than
+// one batch of events (4,096) counted once each, the products apart from the kernels; then the GPU without it again
+static void test_profile(void)
+{
+    if (check_skipping) {
+        for (int k = 0; k < 6; k++) CHECK(0, "HMT_GPU_PROFILE=events");
+        return;
+    }
+    char err[256], line[256];
+    gpu_shutdown();
+    setenv("HMT_GPU_PROFILE", "events", 1);
+    GpuStatus st = gpu_init(0, err);
+    unsetenv("HMT_GPU_PROFILE");
+    CHECK(st == GPU_OK, "gpu_init with HMT_GPU_PROFILE=events: %s", err);
+    if (st != GPU_OK) return;
+    gpu_profile_reset();
+    enum { RELU = 5000, LIN = 3 };
+    size_t n = 4096;
+    float *a = rnd(n, 1), *d_a = dev_from(a, n * 4), *d_o = dev_new(n * 4), *d_w = dev_from(a, 64 * 64 * 4);
+    for (int i = 0; i < RELU; i++) gpu_relu_forward(d_o, d_a, n);
+    for (int i = 0; i < LIN; i++) gpu_linear_forward(d_o, d_a, d_w, d_a, 64, 64, 64);
+    FILE *f = tmpfile();
+    gpu_profile_print(f);
+    rewind(f);
+    int header = 0;
+    long relu_n = -1, lin_k = -1, lin_g = -1;
+    double relu_ms = -1;
+    while (fgets(line, sizeof line, f)) {
+        char op[64], kind[16];
+        double ms;
+        long calls;
+        if (strstr(line, "GPU ms")) header = 1;
+        if (sscanf(line, "%63s %15s %lf %ld", op, kind, &ms, &calls) != 4) continue;
+        if (strcmp(op, "gpu_relu_forward") == 0) relu_n = calls, relu_ms = ms;
+        if (strcmp(op, "gpu_linear_forward") == 0) *(strcmp(kind, "gemm") == 0 ? &lin_g : &lin_k) = calls;
+    }
+    fclose(f);
+    CHECK(header, "HMT_GPU_PROFILE=events: the table's time column is \"GPU ms\"");
+    CHECK(relu_n == RELU && relu_ms > 0, "HMT_GPU_PROFILE=events: relu %ld calls (want %d), %g ms", relu_n, RELU,
+          relu_ms);
+    CHECK(lin_k == LIN && lin_g == LIN, "HMT_GPU_PROFILE=events: linear %ld kernel and %ld gemm calls (want %d each)",
+          lin_k, lin_g, LIN);
+    gpu_free(d_a), gpu_free(d_o), gpu_free(d_w), free(a);
+    no_error("profile");
+    gpu_shutdown();
+    CHECK(gpu_init(0, err) == GPU_OK, "gpu_init again without the profile: %s", err);
+}
+
 // Arguments: section names (see below) to run only those, e.g. `test_cuda_ops attention` under a sanitizer.
 int main(int argc, char **argv)
 {
@@ -1576,7 +1624,7 @@ int main(int argc, char **argv)
                     {"linear", test_linear},       {"layernorm", test_layernorm},
                     {"attention", test_attention}, {"losses", test_losses},
                     {"optimizer", test_optim},     {"decoding", test_decoding},
-                    {"bf16 activations", test_act16}};
+                    {"bf16 activations", test_act16}, {"profile", test_profile}};
     enum { n_sections = sizeof sections / sizeof *sections };
     const char *names[n_sections];
     for (int i = 0; i < n_sections; i++) names[i] = sections[i].name;

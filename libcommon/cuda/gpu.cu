@@ -101,24 +101,78 @@ static double prof_now(void)
 static const char *g_prof_part;
 void gpu_prof_part(const char *label) { g_prof_part = label; }
 
-static void prof_charge(const char *op, int gemm)
+static void prof_add(const char *op, int gemm, double s)
 {
-    if (g_prof_part) op = g_prof_part;
-    cudaStreamSynchronize(gpu_stream);
-    double t = prof_now();
     int k = 0;
     while (k < g_nprof && !(g_prof[k].gemm == gemm && strcmp(g_prof[k].op, op) == 0)) k++;
     if (k == g_nprof && g_nprof < PROF_MAX) g_prof[g_nprof++] = {op, gemm, 0.0, 0};
-    if (k < g_nprof) g_prof[k].s += t - g_prof_t, g_prof[k].n++;
+    if (k < g_nprof) g_prof[k].s += s, g_prof[k].n++;
     else g_prof_dropped++;
+}
+
+// HMT_GPU_PROFILE=events: no waits; an event is recorded on the stream when an op starts (gpu_enter) and after each
+// of its launches, and the GPU's time between an event and the next is charged to that launch's row, read back in
+// batches of PROF_EVENTS. The sums are the kernels' own times (and the GPU's idle time inside an op); against the
+// wall time of the same steps they show what the launches cost.
+#define PROF_EVENTS 4096
+static int g_prof_events;         // the mode is on
+static cudaEvent_t g_ev[PROF_EVENTS];
+static int g_ev_made; // events created (gpu_shutdown destroys them)
+static struct {
+    const char *op;
+    int gemm;
+} g_ev_row[PROF_EVENTS]; // g_ev_row[i]: what ran between events i - 1 and i (op NULL: nothing: an op's start)
+static int g_nev;
+
+static void prof_events_flush(void)
+{
+    if (g_nev == 0) return;
+    cudaEventSynchronize(g_ev[g_nev - 1]);
+    for (int i = 1; i < g_nev; i++) {
+        float ms = 0.0f;
+        if (g_ev_row[i].op && cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]) == cudaSuccess)
+            prof_add(g_ev_row[i].op, g_ev_row[i].gemm, 1e-3 * ms);
+    }
+    g_nev = 0;
+}
+
+// records event g_nev for (op, gemm) (op NULL: an op's start), flushing first when the batch is full
+static void prof_event(const char *op, int gemm)
+{
+    if (g_nev == PROF_EVENTS) {
+        cudaEvent_t last = g_ev[PROF_EVENTS - 1];
+        prof_events_flush();
+        g_ev[PROF_EVENTS - 1] = g_ev[0], g_ev[0] = last; // the last stays the next interval's start
+        g_ev_row[0].op = NULL, g_nev = 1;
+        if (!op) return; // an op's start right after a flush: event 0 already marks it
+    }
+    g_ev_row[g_nev].op = op, g_ev_row[g_nev].gemm = gemm;
+    cudaEventRecord(g_ev[g_nev++], gpu_stream);
+}
+
+static void prof_charge(const char *op, int gemm)
+{
+    if (g_prof_part) op = g_prof_part;
+    if (g_prof_events) {
+        prof_event(op, gemm);
+        return;
+    }
+    cudaStreamSynchronize(gpu_stream);
+    double t = prof_now();
+    prof_add(op, gemm, t - g_prof_t);
     g_prof_t = t;
 }
 
-void gpu_profile_reset(void) { g_nprof = 0, g_prof_dropped = 0; }
+void gpu_profile_reset(void)
+{
+    if (g_prof_events) prof_events_flush();
+    g_nprof = 0, g_prof_dropped = 0;
+}
 
 void gpu_profile_print(FILE *f)
 {
     if (!g_profile) return;
+    if (g_prof_events) prof_events_flush();
     double total = 0;
     for (int k = 0; k < g_nprof; k++) total += g_prof[k].s;
     for (int a = 0; a < g_nprof; a++) // largest first
@@ -127,7 +181,7 @@ void gpu_profile_print(FILE *f)
                 auto t = g_prof[a];
                 g_prof[a] = g_prof[b], g_prof[b] = t;
             }
-    fprintf(f, "%-32s %-7s %10s %8s %7s\n", "op", "kind", "ms", "calls", "share");
+    fprintf(f, "%-32s %-7s %10s %8s %7s\n", "op", "kind", g_prof_events ? "GPU ms" : "ms", "calls", "share");
     for (int k = 0; k < g_nprof; k++)
         fprintf(f, "%-32s %-7s %10.2f %8ld %6.1f%%\n", g_prof[k].op, g_prof[k].gemm ? "gemm" : "kernel",
                 1e3 * g_prof[k].s, g_prof[k].n, 100 * g_prof[k].s / (total > 0 ? total : 1));
@@ -137,7 +191,8 @@ void gpu_profile_print(FILE *f)
 bool gpu_enter(const char *op)
 {
     if (g_ready) {
-        if (g_profile && !gpu_dry) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
+        if (g_profile && !gpu_dry && g_prof_events) prof_event(NULL, 0);
+        else if (g_profile && !gpu_dry) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
         return true;
     }
     gpu_record(op, "gpu not initialized");
@@ -242,6 +297,10 @@ GpuStatus gpu_init(int device, char *err)
     g_sync_each = s && *s && strcmp(s, "0") != 0;
     s = getenv("HMT_GPU_PROFILE");
     g_profile = s && *s && strcmp(s, "0") != 0;
+    g_prof_events = g_profile && strcmp(s, "events") == 0, g_nev = 0;
+    for (; g_prof_events && g_ev_made < PROF_EVENTS; g_ev_made++)
+        if (cudaEventCreate(&g_ev[g_ev_made]) != cudaSuccess)
+            return init_fail(err, GPU_FAILED, "HMT_GPU_PROFILE=events: %s on %s", "cannot create CUDA events", g_name);
     g_err[0] = 0;
     g_ready = 1;
     return GPU_OK;
@@ -255,6 +314,8 @@ void gpu_shutdown(void)
     gpu_free(ptrs), gpu_free(ws);
     if (gpu_blas) cublasDestroy(gpu_blas);
     gpu_blas = NULL;
+    for (int i = 0; i < g_ev_made; i++) cudaEventDestroy(g_ev[i]);
+    g_prof_events = 0, g_nev = 0, g_ev_made = 0;
     if (gpu_stream) cudaStreamDestroy(gpu_stream);
     gpu_stream = NULL;
     g_ready = 0;

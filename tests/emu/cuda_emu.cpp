@@ -6,6 +6,7 @@
 #include <sanitizer/asan_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <map>
 #include <vector>
@@ -197,6 +198,25 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 static int stream_token;
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return *s = &stream_token, cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+
+struct EmuEvent {
+    double t; // seconds, CLOCK_MONOTONIC; < 0 until recorded
+};
+cudaError_t cudaEventCreate(cudaEvent_t *e) { return *e = new EmuEvent{-1.0}, cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { return delete e, cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+    if (a->t < 0 || b->t < 0) return cudaErrorInvalidValue;
+    return *ms = (float)(1e3 * (b->t - a->t)), cudaSuccess;
+}
 // ---- stream capture and graphs: a graph is its recorded ops, run in order -------------------------------------
 struct EmuGraph {
     std::vector<std::function<void()>> ops;
