@@ -185,6 +185,7 @@ void gpu_profile_print(FILE *f)
     for (int k = 0; k < g_nprof; k++)
         fprintf(f, "%-32s %-7s %10.2f %8ld %6.1f%%\n", g_prof[k].op, g_prof[k].gemm ? "gemm" : "kernel",
                 1e3 * g_prof[k].s, g_prof[k].n, 100 * g_prof[k].s / (total > 0 ? total : 1));
+    if (g_prof_events) fprintf(f, "%-32s %-7s %10.2f (the GPU's time over every row)\n", "total", "", 1e3 * total);
     if (g_prof_dropped) fprintf(f, "(%ld calls of ops beyond the table's %d not counted)\n", g_prof_dropped, PROF_MAX);
 }
 
