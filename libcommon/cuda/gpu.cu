@@ -837,6 +837,16 @@ static bool gemm2_ptrs(const char *op, int n)
     return true;
 }
 
+// every matrix a pointer array would hold 16-byte aligned: cuBLAS's tensor-op kernels assume it of pointer arrays,
+// which it cannot inspect (strided calls it checks itself)
+static bool gemm2_aligned(const void *A, long long sAb, long long sAh, const void *B, long long sBb, long long sBh,
+                          const void *C, long long sCb, long long sCh, int esize)
+{
+    long long e = 16 / esize;
+    return (uintptr_t)A % 16 == 0 && (uintptr_t)B % 16 == 0 && (uintptr_t)C % 16 == 0 && sAb % e == 0 &&
+           sAh % e == 0 && sBb % e == 0 && sBh % e == 0 && sCb % (16 / 4) == 0 && sCh % (16 / 4) == 0;
+}
+
 void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                   long long sAb, long long sAh, const uint16_t *B, int ldb, long long sBb, long long sBh, float beta,
                   float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
@@ -848,6 +858,14 @@ void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alp
         gpu_blas_check(op, cublasGemmStridedBatchedEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_16BF, ldb, sBh, A,
                                                       CUDA_R_16BF, lda, sAh, &beta, C, CUDA_R_32F, ldc, sCh, nb * nh,
                                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    if (!gemm2_aligned(A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, 2)) { // see gpu_gemm2; gpu_attention16_takes avoids it
+        for (int b = 0; b < nb && !gpu_dry; b++)
+            gpu_blas_check(op, cublasGemmStridedBatchedEx(gpu_blas, oa, ob, N, M, K, &alpha, B + b * sBb, CUDA_R_16BF,
+                                                          ldb, sBh, A + b * sAb, CUDA_R_16BF, lda, sAh, &beta,
+                                                          C + b * sCb, CUDA_R_32F, ldc, sCh, nh, CUBLAS_COMPUTE_32F,
+                                                          CUBLAS_GEMM_DEFAULT));
         return;
     }
     int n = nb * nh;
@@ -868,6 +886,13 @@ void gpu_gemm2(const char *op, int ta, int tb, int M, int N, int K, float alpha,
     if (M <= 0 || N <= 0 || nb <= 0 || nh <= 0) return;
     if (nb == 1 || (sAb == nh * sAh && sBb == nh * sBh && sCb == nh * sCh)) { // one stride covers both
         gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, sAh, B, ldb, sBh, beta, C, ldc, sCh, nb * nh);
+        return;
+    }
+    // under TF32 (tensor-op math) a pointer array must hold 16-byte aligned matrices; else one strided call per b
+    if (g_prec != GPU_FP32 && !gemm2_aligned(A, sAb, sAh, B, sBb, sBh, C, sCb, sCh, 4)) {
+        for (int b = 0; b < nb; b++)
+            gpu_gemm(op, ta, tb, M, N, K, alpha, A + b * sAb, lda, sAh, B + b * sBb, ldb, sBh, beta, C + b * sCb, ldc,
+                     sCh, nh);
         return;
     }
     int n = nb * nh;
