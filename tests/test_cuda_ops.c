@@ -620,75 +620,70 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
     float *g[3][6];
     void *base = NULL; // the second run of each kind reads its seed from device memory: the same bytes ("twice")
     SeedRef seed_dev = dev_seed(d.seed.add, &base);
-    for (int r = 0; r < 3; r++) { // the third keeps no mask: the backward draws it again from the seed
-        reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
-        dd.seed = r == 1 ? seed_dev : d.seed;
-        uint8_t *mk = r < 2 ? d_mask : NULL;
-        gpu_attention_forward(d_out, d_probs, mk, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
-        gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, mk,
-                               d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
-        g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
-        g[r][2] = r < 2 ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
-        g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
-    }
     char m[200];
-    snprintf(m, sizeof m, "%s out", name), cmp(m, g[0][0], out, no, TOL), twice(m, g[0][0], g[1][0], no * 4);
-    snprintf(m, sizeof m, "%s probs", name), cmp(m, g[0][1], probs, np, TOL), twice(m, g[0][1], g[1][1], np * 4);
-    snprintf(m, sizeof m, "%s mask (same bytes)", name), cmp_bytes(m, g[0][2], mask, np), twice(m, g[0][2], g[1][2], np);
-    snprintf(m, sizeof m, "%s dq (and the untouched columns)", name), cmp(m, g[0][3], dq, nq, TOL);
-    twice(m, g[0][3], g[1][3], nq * 4);
-    snprintf(m, sizeof m, "%s dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL), twice(m, g[0][4], g[1][4], nkv * 4);
-    snprintf(m, sizeof m, "%s dEr%s", name, with_er ? "" : " (none: untouched)");
-    cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
-    static const char *const what[6] = {"out", "probs", "", "dq", "dk, dv", "dEr"};
-    size_t bytes[6] = {no * 4, np * 4, 0, nq * 4, nkv * 4, ner * 4};
-    for (int t = 0; t < 6; t++) // the mask not kept (hg.c's plan with this backend): the bytes of the kept one
-        if (t != 2) snprintf(m, sizeof m, "%s %s, no mask kept", name, what[t]), twice(m, g[0][t], g[2][t], bytes[t]);
-    for (int r = 0; r < 3; r++)
-        for (int t = 0; t < 6; t++) free(g[r][t]);
-    // the same on bfloat16 operands (HMT_GPU_ATT16=1 under bf16: q, k, v, Er, dout, PD and dS rounded for the
-    // products): within FUSED_TOL_BF16 of the CPU, the mask the same bytes, the mask drawn again the same bytes.
-    // Shapes gpu_attention16_takes refuses (not multiples of 8) run the TF32 products: the same checks hold
-    setenv("HMT_GPU_ATT16", "1", 1);
-    gpu_set_precision(GPU_BF16);
-    for (int r = 0; r < 3; r++) {
-        reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
-        dd.seed = r == 1 ? seed_dev : d.seed;
-        uint8_t *mk = r < 2 ? d_mask : NULL;
-        gpu_attention_forward(d_out, d_probs, mk, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
-        gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, mk,
-                               d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
-        g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
-        g[r][2] = r < 2 ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
-        g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
+    // kind 0: float32; kind 1: the same on bfloat16 operands (HMT_GPU_ATT16=1 under bf16: q, k, v, Er, dout, PD and
+    // dS rounded for the products), within FUSED_TOL_BF16 of the CPU, the mask the same bytes, the mask drawn again
+    // the same bytes. Shapes gpu_attention16_takes refuses (not multiples of 8) run the TF32 products: the same checks
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind) setenv("HMT_GPU_ATT16", "1", 1), gpu_set_precision(GPU_BF16);
+        for (int r = 0; r < 3; r++) { // the third keeps no mask: the backward draws it again from the seed
+            reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+            dd.seed = r == 1 ? seed_dev : d.seed;
+            uint8_t *mk = r < 2 ? d_mask : NULL;
+            gpu_attention_forward(d_out, d_probs, mk, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+            gpu_attention_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_probs, mk,
+                                   d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+            g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_probs, np * 4);
+            g[r][2] = r < 2 ? host_from(d_mask, np) : NULL, g[r][3] = host_from(d_dq, nq * 4);
+            g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
+        }
+        if (kind) gpu_set_precision(GPU_FP32), unsetenv("HMT_GPU_ATT16");
+        static const char *const what[6] = {"out", "probs", "", "dq", "dk, dv", "dEr"};
+        size_t bytes[6] = {no * 4, np * 4, 0, nq * 4, nkv * 4, ner * 4};
+        if (kind == 0) {
+            snprintf(m, sizeof m, "%s out", name), cmp(m, g[0][0], out, no, TOL);
+            twice(m, g[0][0], g[1][0], no * 4);
+            snprintf(m, sizeof m, "%s probs", name), cmp(m, g[0][1], probs, np, TOL);
+            twice(m, g[0][1], g[1][1], np * 4);
+            snprintf(m, sizeof m, "%s mask (same bytes)", name), cmp_bytes(m, g[0][2], mask, np);
+            twice(m, g[0][2], g[1][2], np);
+            snprintf(m, sizeof m, "%s dq (and the untouched columns)", name), cmp(m, g[0][3], dq, nq, TOL);
+            twice(m, g[0][3], g[1][3], nq * 4);
+            snprintf(m, sizeof m, "%s dk, dv", name), cmp(m, g[0][4], dkv, nkv, TOL);
+            twice(m, g[0][4], g[1][4], nkv * 4);
+            snprintf(m, sizeof m, "%s dEr%s", name, with_er ? "" : " (none: untouched)");
+            cmp(m, g[0][5], der, ner, with_er ? TOL : 0), twice(m, g[0][5], g[1][5], ner * 4);
+            for (int t = 0; t < 6; t++) // the mask not kept (hg.c's plan with this backend): the bytes of the kept one
+                if (t != 2) snprintf(m, sizeof m, "%s %s, no mask kept", name, what[t]), twice(m, g[0][t], g[2][t],
+                                                                                               bytes[t]);
+        } else {
+            int takes = gpu_attention16_takes(&dd);
+            const char *lb = takes ? "gemm, bf16 products" : "gemm, bf16 products refused (shape): TF32";
+            double tol = FUSED_TOL_BF16, worst[4];
+            snprintf(m, sizeof m, "%s, %s: out", name, lb), worst[0] = cmp(m, g[0][0], out, no, tol);
+            twice(m, g[0][0], g[1][0], no * 4);
+            snprintf(m, sizeof m, "%s, %s: probs", name, lb), cmp(m, g[0][1], probs, np, tol);
+            twice(m, g[0][1], g[1][1], np * 4);
+            snprintf(m, sizeof m, "%s, %s: mask (same bytes)", name, lb), cmp_bytes(m, g[0][2], mask, np);
+            snprintf(m, sizeof m, "%s, %s: dq", name, lb), worst[1] = cmp(m, g[0][3], dq, nq, tol);
+            twice(m, g[0][3], g[1][3], nq * 4);
+            snprintf(m, sizeof m, "%s, %s: dk, dv", name, lb), worst[2] = cmp(m, g[0][4], dkv, nkv, tol);
+            twice(m, g[0][4], g[1][4], nkv * 4);
+            snprintf(m, sizeof m, "%s, %s: dEr%s", name, lb, with_er ? "" : " (none: untouched)");
+            worst[3] = cmp(m, g[0][5], der, ner, with_er ? tol : 0), twice(m, g[0][5], g[1][5], ner * 4);
+            for (int t = 0; t < 6; t++)
+                if (t != 2)
+                    snprintf(m, sizeof m, "%s, %s: %s, no mask kept", name, lb, what[t]),
+                        twice(m, g[0][t], g[2][t], bytes[t]);
+            CHECK(check_skipping || !takes || (worst[0] > 1e-5 && worst[1] > 1e-5),
+                  "%s, %s: out, dq within %.1e, %.1e of the CPU: the float32 products ran", name, lb, worst[0],
+                  worst[1]);
+            printf("%s, %s: largest |gpu - cpu| / scale: out %.1e, dq %.1e, dk dv %.1e, dEr %.1e (tolerance %.1e)\n",
+                   name, lb, worst[0], worst[1], worst[2], worst[3], tol);
+        }
+        for (int r = 0; r < 3; r++)
+            for (int t = 0; t < 6; t++) free(g[r][t]);
     }
-    gpu_set_precision(GPU_FP32);
-    unsetenv("HMT_GPU_ATT16");
-    {
-        int takes = gpu_attention16_takes(&dd);
-        const char *lb = takes ? "gemm, bf16 products" : "gemm, bf16 products refused (shape): TF32";
-        double tol = FUSED_TOL_BF16, worst[4];
-        snprintf(m, sizeof m, "%s, %s: out", name, lb), worst[0] = cmp(m, g[0][0], out, no, tol);
-        twice(m, g[0][0], g[1][0], no * 4);
-        snprintf(m, sizeof m, "%s, %s: probs", name, lb), cmp(m, g[0][1], probs, np, tol);
-        twice(m, g[0][1], g[1][1], np * 4);
-        snprintf(m, sizeof m, "%s, %s: mask (same bytes)", name, lb), cmp_bytes(m, g[0][2], mask, np);
-        snprintf(m, sizeof m, "%s, %s: dq", name, lb), worst[1] = cmp(m, g[0][3], dq, nq, tol);
-        twice(m, g[0][3], g[1][3], nq * 4);
-        snprintf(m, sizeof m, "%s, %s: dk, dv", name, lb), worst[2] = cmp(m, g[0][4], dkv, nkv, tol);
-        twice(m, g[0][4], g[1][4], nkv * 4);
-        snprintf(m, sizeof m, "%s, %s: dEr%s", name, lb, with_er ? "" : " (none: untouched)");
-        worst[3] = cmp(m, g[0][5], der, ner, with_er ? tol : 0), twice(m, g[0][5], g[1][5], ner * 4);
-        for (int t = 0; t < 6; t++)
-            if (t != 2) snprintf(m, sizeof m, "%s, %s: %s, no mask kept", name, lb, what[t]), twice(m, g[0][t], g[2][t],
-                                                                                                   bytes[t]);
-        CHECK(check_skipping || !takes || (worst[0] > 1e-5 && worst[1] > 1e-5), "%s, %s: out, dq within %.1e, %.1e "
-              "of the CPU: the float32 products ran", name, lb, worst[0], worst[1]);
-        printf("%s, %s: largest |gpu - cpu| / scale: out %.1e, dq %.1e, dk dv %.1e, dEr %.1e (tolerance %.1e)\n", name,
-               lb, worst[0], worst[1], worst[2], worst[3], tol);
-    }
-    for (int r = 0; r < 3; r++)
-        for (int t = 0; t < 6; t++) free(g[r][t]);
     // the fused kernels: the same tensors but probs and mask, which they never store. In float32 the SIMT kernels;
     // under TF32 and bf16, for head sizes 16, 32, 48, 64, the tensor-core kernels (gpu_attn_tc.cu), whose operands
     // keep 11 or 8 significant bits: tolerances FUSED_TOL_TF32 and FUSED_TOL_BF16 of each tensor's scale

@@ -14,6 +14,7 @@ cublasHandle_t gpu_blas;
 static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
 static size_t g_smem_optin; // cudaDeviceProp.sharedMemPerBlockOptin
 static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
+static int g_att16;     // HMT_GPU_ATT16=1: the attention's products on bf16 operands too (gpu_att16)
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
@@ -342,17 +343,15 @@ void gpu_set_precision(int precision)
     g_prec = precision;
     const char *f = getenv("HMT_GPU_BF16");
     g_bf16_fast = f && strcmp(f, "fast") == 0;
+    const char *a = getenv("HMT_GPU_ATT16");
+    g_att16 = a && strcmp(a, "1") == 0;
     cublasMath_t mode = precision != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, mode) : CUBLAS_STATUS_SUCCESS;
     if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
 }
 
 int gpu_precision(void) { return g_prec; }
-int gpu_att16(void)
-{
-    const char *e = getenv("HMT_GPU_ATT16");
-    return g_prec == GPU_BF16 && !g_bf16_fast && e && strcmp(e, "1") == 0;
-}
+int gpu_att16(void) { return g_prec == GPU_BF16 && !g_bf16_fast && g_att16; }
 int gpu_act16(void)
 {
     const char *e = getenv("HMT_GPU_ACT16");
@@ -766,28 +765,22 @@ void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, con
     if (bf16_copies(op, 1, src, n, c16)) gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, inp16, IC, c16[0], IC, beta, out, OC);
 }
 
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *inp16,
-                                    const float *w, int N, int IC, int OC)
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *dout16,
+                                    const float *inp, const uint16_t *inp16, const float *w, int N, int IC, int OC)
 {
     if (N <= 0 || IC <= 0 || OC <= 0) return;
-    const float *src[2] = {dout, w};
-    size_t n[2] = {(size_t)N * OC, (size_t)OC * IC};
-    uint16_t *c16[2];
-    if (!bf16_copies(op, dinp ? 2 : 1, src, n, c16)) return;
-    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, c16[0], OC, c16[1], IC, 1.0f, dinp, IC);
-    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, c16[0], OC, inp16, IC, 1.0f, dw, IC);
-}
-
-void gpu_linear_products_g16_backward(const char *op, float *dinp, float *dw, const uint16_t *dout16, const float *inp,
-                                      const float *w, int N, int IC, int OC)
-{
-    if (N <= 0 || IC <= 0 || OC <= 0) return;
-    const float *src[2] = {inp, w};
-    size_t n[2] = {(size_t)N * IC, (size_t)OC * IC};
-    uint16_t *c16[2];
-    if (!bf16_copies(op, dinp ? 2 : 1, src, n, c16)) return;
-    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, dout16, OC, c16[1], IC, 1.0f, dinp, IC);
-    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, dout16, OC, c16[0], IC, 1.0f, dw, IC);
+    // copies of what is not bfloat16 yet, in this order: dout, inp, then w (for dinp only)
+    const float *src[3];
+    size_t n[3];
+    uint16_t *c16[3];
+    int k = 0, id = -1, ii = -1, iw = -1;
+    if (!dout16) id = k, src[k] = dout, n[k++] = (size_t)N * OC;
+    if (!inp16) ii = k, src[k] = inp, n[k++] = (size_t)N * IC;
+    if (dinp) iw = k, src[k] = w, n[k++] = (size_t)OC * IC;
+    if (k && !bf16_copies(op, k, src, n, c16)) return;
+    const uint16_t *g = dout16 ? dout16 : c16[id], *x = inp16 ? inp16 : c16[ii];
+    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, g, OC, c16[iw], IC, 1.0f, dinp, IC);
+    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, g, OC, x, IC, 1.0f, dw, IC);
 }
 
 void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
@@ -798,12 +791,7 @@ void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const 
         gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
         return;
     }
-    const float *src[3] = {dout, inp, w};
-    size_t n[3] = {(size_t)N * OC, (size_t)N * IC, (size_t)OC * IC};
-    uint16_t *c16[3];
-    if (!bf16_copies(op, dinp ? 3 : 2, src, n, c16)) return;
-    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, c16[0], OC, c16[2], IC, 1.0f, dinp, IC);
-    gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, c16[0], OC, c16[1], IC, 1.0f, dw, IC);
+    gpu_linear_products16_backward(op, dinp, dw, dout, NULL, inp, NULL, w, N, IC, OC);
 }
 
 // pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h (A's and B's elements T)

@@ -79,22 +79,21 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
 void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
                                   const float *w, int N, int IC, int OC);
 
-// The products of gpu_linear_forward16 and _backward16 (gpu.h): inp16 is already bfloat16, so only w (and, backward,
-// dout) get copies; bf16 operands and float32 sums under every precision.
+// The products of gpu_linear_forward16 (gpu.h): inp16 is already bfloat16, so only w gets a copy. Backward, bf16
+// operands and float32 sums under every precision: dout and inp are each taken as given in bfloat16 (dout16, inp16)
+// or copied from float32 (dout, inp when the 16 one is NULL); w is copied when dinp is not NULL. gpu_linear_products_
+// backward's bf16 path, gpu_linear_backward16 (inp16) and gpu_linear_backward_g16 (dout16) all go through it.
 void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, const float *w, int N, int IC, int OC,
                           float beta);
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *inp16,
-                                    const float *w, int N, int IC, int OC);
-// gpu_linear_backward_g16's: dout16 already bfloat16, copies of inp and w (dinp NULL: inp's alone)
-void gpu_linear_products_g16_backward(const char *op, float *dinp, float *dw, const uint16_t *dout16, const float *inp,
-                                      const float *w, int N, int IC, int OC);
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *dout16,
+                                    const float *inp, const uint16_t *inp16, const float *w, int N, int IC, int OC);
 
 // gpu_gemm2 on bfloat16 operands A and B (strides in elements), float32 sums and C
 void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                   long long sAb, long long sAh, const uint16_t *B, int ldb, long long sBb, long long sBh, float beta,
                   float *C, int ldc, long long sCb, long long sCh, int nb, int nh);
-// The unfused attention's products on bfloat16 operands (HMT_GPU_ATT16=1 under GPU_BF16, not HMT_GPU_BF16=fast; read
-// at each call): q, k, v, Er, dout and the probabilities and score gradients they meet rounded once; float32 sums,
+// The unfused attention's products on bfloat16 operands (HMT_GPU_ATT16=1 under GPU_BF16, not HMT_GPU_BF16=fast; both
+// read by gpu_set_precision, as the step's hot path reads no environment): q, k, v, Er, dout and the probabilities and score gradients they meet rounded once; float32 sums,
 // softmax and statistics. Off by default until a GPU has timed it and measured its accuracy.
 int gpu_att16(void);
 // bfloat16 copies of up to BF16_RANGES float32 ranges src[r] (n[r] floats) into buf, ranges that overlap (operands

@@ -166,16 +166,21 @@ __global__ static void bias_rows_k(float *out, const float *b, int OC, size_t n)
     GRID_STRIDE(i, n) out[i] = b[i % OC];
 }
 
+// out (N,OC) = the rows of b, which the product is then added to (ops.c's order); nothing without b
+static void bias_rows(const char *op, float *out, const float *b, int N, int OC)
+{
+    if (!b) return;
+    size_t n = (size_t)N * OC;
+    LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
+    gpu_launched(op);
+}
+
 void gpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC)
 {
     const char *op = "gpu_linear_forward";
     if (!gpu_enter(op)) return;
     // out (N,OC) = inp (N,IC) @ w^T (IC,OC) [+ b]: the bias rows first, then the product added (ops.c's order)
-    if (b) {
-        size_t n = (size_t)N * OC;
-        LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
-        gpu_launched(op);
-    }
+    bias_rows(op, out, b, N, OC);
     gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
@@ -194,11 +199,7 @@ void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, con
 {
     const char *op = "gpu_linear_forward16";
     if (!gpu_enter(op)) return;
-    if (b) {
-        size_t n = (size_t)N * OC;
-        LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
-        gpu_launched(op);
-    }
+    bias_rows(op, out, b, N, OC);
     gpu_linear_product16(op, out, inp16, w, N, IC, OC, b ? 1.0f : 0.0f);
 }
 
@@ -207,7 +208,7 @@ void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout,
 {
     const char *op = "gpu_linear_backward16";
     if (!gpu_enter(op)) return;
-    gpu_linear_products16_backward(op, dinp, dw, dout, inp16, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, dw, dout, NULL, NULL, inp16, w, N, IC, OC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
@@ -217,7 +218,7 @@ void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, con
 {
     const char *op = "gpu_linear_backward_g16";
     if (!gpu_enter(op)) return;
-    gpu_linear_products_g16_backward(op, dinp, dw, dout16, inp, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, dw, NULL, dout16, inp, NULL, w, N, IC, OC);
 }
 
 // ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------
