@@ -599,15 +599,17 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
                       .scratch_floats = m->acts->att_floats};
 }
 
-// act16: r16 = drop(relu(linear1(ln1))) as bfloat16, linear1's output in h1 (N x F scratch): the float32 path's
-// ops but the ReLU's, whose output is the rounding r1d's products would make
-static uint16_t *ffn_hidden16(HgModel *m, const LayerA *A, const LayerP *P, uint16_t *r16, float *h1)
+// The feed-forward's hidden activation r = drop(relu(linear1(ln1))) into r1d (float32) or, with act16, r16
+// (bfloat16: the rounding r1d's products would make); linear1's output in h1 (N x F scratch). The forward's ops, and
+// recompute_ffn's again in the backward (the same seed, so the same bytes). Returns the one it wrote.
+static const void *ffn_hidden(HgModel *m, const LayerA *A, const LayerP *P, float *r1d, uint16_t *r16, float *h1)
 {
     const float *W = m->bw;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq;
     m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-    m->be->relu_dropout_forward16(r16, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
-    return r16;
+    if (r16) m->be->relu_dropout_forward16(r16, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
+    else m->be->relu_dropout_forward(r1d, NULL, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
+    return r16 ? (const void *)r16 : (const void *)r1d;
 }
 
 // model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
@@ -637,15 +639,12 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     m->be->linear_forward(proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
     m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
-    if (H->act16) {
-        uint16_t *r16 = ffn_hidden16(m, A, P, A->r16 ? A->r16 : H->r16, h1);
-        m->be->linear_forward16(h2, r16, W + P->l2_w, W + P->l2_b, N, F, C);
-    } else {
-        float *r1d = A->r1d ? A->r1d : H->r1d;
-        m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-        m->be->relu_dropout_forward(r1d, NULL, h1, p, seed_plus(A->seed, 2), (size_t)N * F);
-        m->be->linear_forward(h2, r1d, W + P->l2_w, W + P->l2_b, N, F, C);
-    }
+    if (H->act16)
+        m->be->linear_forward16(h2, ffn_hidden(m, A, P, NULL, A->r16 ? A->r16 : H->r16, h1), W + P->l2_w, W + P->l2_b,
+                                N, F, C);
+    else
+        m->be->linear_forward(h2, ffn_hidden(m, A, P, A->r1d ? A->r1d : H->r1d, NULL, h1), W + P->l2_w, W + P->l2_b, N,
+                              F, C);
     m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
@@ -749,18 +748,13 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     // until below)
     ZERO(H->g_r1d, NF);
     if (H->act16) {
-        const uint16_t *r16 = A->r16 ? A->r16 : ffn_hidden16(m, A, P, H->r16, H->g_h1);
+        const uint16_t *r16 = A->r16 ? A->r16 : ffn_hidden(m, A, P, NULL, H->r16, H->g_h1);
         m->be->linear_backward16(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r16, W + P->l2_w, N, F, C);
         uint16_t *g16 = (uint16_t *)H->g_h1; // linear1's output gradient as bfloat16, its bias's sums made with it
         m->be->relu_dropout_backward16(g16, D + P->l1_b, H->g_r1d, r16, p, N, F);
         m->be->linear_backward_g16(H->g_ln1, D + P->l1_w, g16, A->ln1, W + P->l1_w, N, C, F);
     } else {
-        const float *r1d = A->r1d;
-        if (!r1d) {
-            m->be->linear_forward(H->g_h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
-            m->be->relu_dropout_forward(H->r1d, NULL, H->g_h1, p, seed_plus(A->seed, 2), NF);
-            r1d = H->r1d;
-        }
+        const float *r1d = A->r1d ? A->r1d : ffn_hidden(m, A, P, H->r1d, NULL, H->g_h1);
         m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
         ZERO(H->g_h1, NF);
         m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
