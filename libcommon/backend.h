@@ -39,11 +39,16 @@ typedef struct DecKernels {
     void (*ln_linear_qkv)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                           const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
                           float *k, float *v, size_t cs, int n_new);
+    // two LayerNorms then linear, in one launch where it can (gpu.h gpu_dec_ln2_linear)
+    void (*ln2_linear)(float *out, float *ln_out, float *ln2_out, const float *a, const float *b, const float *lw,
+                       const float *lb, const float *lw2, const float *lb2, const float *w, const uint16_t *w16,
+                       const float *bias, int N, int C, int OC);
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS (float32 weights)
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n); // the bfloat16 weights' conversion
     // the sampler's draw on the device (gpu.h gpu_dec_draw)
     void (*draw)(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
                  const uint64_t *index, const double *opts);
+    void (*pdl)(int on); // these kernels as programmatic dependent launches from the next one on (gpu.h gpu_dec_pdl)
 } DecKernels;
 
 typedef struct Backend {

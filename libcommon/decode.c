@@ -65,6 +65,14 @@ typedef struct DLevel {
     struct DLevel *valley;
 } DLevel;
 
+// A layer's closing LayerNorm not yet applied (on a GPU): to = LN(a + b) with weights w, bias. The next layer's
+// first product applies it in the same kernel (gpu_dec_ln_linear*: the same bytes), or block_rows after the last,
+// or with the block's own norm the logits' product (Decoder.tail).
+typedef struct PendLN {
+    const float *a, *b, *w, *bias;
+    float *to;
+} PendLN;
+
 struct Decoder {
     const HgModel *m;
     const Backend *be;     // the model's backend
@@ -92,6 +100,14 @@ struct Decoder {
     // position p from the state key[p] (state_io's ints) and leaves the state key[p] + n_state
     int bf16;     // linear layers read w16
     int fused;    // GPU: LayerNorm + product and attention + output projection in one kernel each (DecOpts.fused)
+    int pdl;      // GPU: the kernels as programmatic dependent launches (DecOpts.pdl)
+    // GPU, fused, a pass of one row with logits: the top level's last block (tail_block) leaves its last layer's
+    // closing norm (tail) and its own norm into tail_out to the logits' product, one kernel for the three
+    // (ln2_linear); tail_set once block_rows has done so (a block without layers has nothing pending: it does not)
+    const DBlock *tail_block;
+    PendLN tail;
+    float *tail_out;
+    int tail_set;
     int graph_on, n_state;
     void **graph;
     int *graph_key, *state_now;
@@ -301,6 +317,7 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     // the GPU's switches (DecOpts: 1 on, -1 off, 0 as the environment says); the CPU has none of these kernels
     d->fused = d->K && opt_or_env(o.fused, "HMT_GPU_DECODE_FUSED", 1);
     d->bf16 = d->K && opt_or_env(o.bf16, "HMT_GPU_DECODE_BF16", 0);
+    d->pdl = d->K && d->K->pdl && opt_or_env(o.pdl, "HMT_GPU_DECODE_PDL", 0);
     // a step's products have B rows, or B x the rows of h not yet in resample_pre's cache (at most s: a level's
     // valley runs at every s-th position and takes the rows since its last run): all in the kernel, no cuBLAS
     // (bfloat16 weights: every product in the kernel, however many rows)
@@ -630,13 +647,6 @@ static void append_context(Decoder *d, const DBlock *bk, const float *ctx, int n
     }
 }
 
-// A layer's closing LayerNorm not yet applied (on a GPU): to = LN(a + b) with weights w, bias. The next layer's
-// first product applies it in the same kernel (gpu_dec_ln_linear*: the same bytes), or block_rows after the last.
-typedef struct PendLN {
-    const float *a, *b, *w, *bias;
-    float *to;
-} PendLN;
-
 // model.md §2 on n new rows x (B, n, C) at positions p0.. -> out (B, n, C). A self-attention layer first appends its
 // own keys and values; a cross layer's cache holds the context already (append_context). in: x is the previous
 // layer's pending LayerNorm (in->to == x), made by this layer's first product; defer (GPU): this layer's closing
@@ -694,6 +704,10 @@ static void block_rows(Decoder *d, const DBlock *bk, float *out, const float *x,
         layer_rows(d, bk, &bk->layers[i], d->ping[i & 1], cur, n, p0, pending ? &pend : NULL, defer);
         pending = d->fused;
         cur = d->ping[i & 1];
+    }
+    if (pending && bk == d->tail_block) { // both norms ride with the logits' product (pass)
+        d->tail = pend, d->tail_out = out, d->tail_set = 1;
+        return;
     }
     if (pending) add_layernorm(d, pend.to, pend.a, pend.b, pend.w, pend.bias, d->B * n);
     add_layernorm(d, out, cur, NULL, bk->norm_w, bk->norm_b, d->B * n);
@@ -836,9 +850,15 @@ static void pass(Decoder *d, int rows, int want_logits)
                 add(d->x + ((size_t)b * rows + i) * C, d->wte + (size_t)d->tok[(size_t)b * d->L + p0 + i] * C,
                     d->pe + (size_t)(p0 + i) * C, (size_t)C);
     }
+    d->tail_block = NULL, d->tail_set = 0;
+    if (d->K && d->fused && want_logits && rows == 1) d->tail_block = d->top.plain ? &d->top.blk : &d->top.post;
     const float *out = level_rows(d, &d->top, d->x, rows);
     d->pos += rows;
-    if (want_logits) {
+    if (d->tail_set) { // (B, C) rows: the last layer's norm, the block's, the logits
+        const PendLN *t = &d->tail;
+        d->K->ln2_linear(d->logits, t->to, d->tail_out, t->a, t->b, t->w, t->bias, d->tail_block->norm_w,
+                         d->tail_block->norm_b, d->wout.w, d->wout.w16, d->wout.b, B, C, d->V);
+    } else if (want_logits) {
         const float *last = out; // a single row per item: already packed (B, C)
         if (rows > 1) {
             copy_rows(d, d->last, C, 0, out + (size_t)(rows - 1) * C, (size_t)rows * C, 0, B, 1, C);
@@ -887,6 +907,7 @@ static int graph_step(Decoder *d, char *err)
 {
     int B = d->B, p0 = d->pos, ns = d->n_state, slot = d->draw_on * d->L + p0; // graphs with the draw apart
     int *key = d->graph_key + (size_t)slot * 2 * ns;
+    if (d->K->pdl) d->K->pdl(d->pdl); // as captured (a replay keeps the launches it was captured with)
     size_t tok_bytes = (size_t)B * sizeof *d->tok, logit_bytes = (size_t)B * d->V * sizeof *d->logits_host;
     for (int b = 0; b < B; b++) d->tok_pass[b] = d->tok[(size_t)b * d->L + p0];
     state_io(d, d->state_now, 0);
@@ -921,6 +942,7 @@ static int graph_step(Decoder *d, char *err)
 static int run(Decoder *d, int n, int want_logits, char *err)
 {
     if (d->graph_on && n == 1 && want_logits) return graph_step(d, err);
+    if (d->K && d->K->pdl) d->K->pdl(d->pdl); // this decoder's choice (another may have made its own)
     if (d->K && want_logits && d->draw_on) d->be->upload(d->draw_dev, d->draw_host, d->draw_in); // before the pass
     for (int done = 0, rows; done < n; done += rows) {
         rows = n - done < d->chunk ? n - done : d->chunk;

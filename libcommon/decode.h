@@ -29,6 +29,9 @@ typedef struct DecOpts {
                // nearest even; activations, sums and the rest stay float32): half the bytes a step reads; -1 float32;
                // 0 as HMT_GPU_DECODE_BF16 (1: on; default off). The logits then equal a full forward whose linear
                // weights are so rounded, up to float rounding. No effect on the CPU
+    int pdl;   // on a GPU: 1 launches the step's kernels as programmatic dependent launches (each may start while the
+               // one before finishes: gpu.h gpu_dec_pdl), in a graph too; -1 never; 0 as HMT_GPU_DECODE_PDL (1: on;
+               // default off until a GPU has timed it). The same bytes either way. No effect on the CPU
 } DecOpts;
 
 // A decoder for model m and batch B (>= 1), opts NULL for the defaults. m must outlive the decoder, unchanged:

@@ -291,12 +291,23 @@ void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int
 // must not overlap a or b
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                        const float *w, const uint16_t *w16, const float *bias, int N, int C, int OC, int relu);
+// two LayerNorms, then the product: ln_out = LayerNorm(a + b) (lw, lb), ln2_out = LayerNorm(ln_out) (lw2, lb2), out
+// = ln2_out @ w^T + bias (a block's last layer's closing norm, the block's norm, then the logits): in one kernel
+// where N <= 8, the bytes of the three ops; ln_out and ln2_out must not overlap a, b or each other
+void gpu_dec_ln2_linear(float *out, float *ln_out, float *ln2_out, const float *a, const float *b, const float *lw,
+                        const float *lb, const float *lw2, const float *lb2, const float *w, const uint16_t *w16,
+                        const float *bias, int N, int C, int OC);
 // the same before a self-attention layer's input projection: gpu_dec_add_layernorm then gpu_dec_linear_qkv
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                            const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
                            float *k, float *v, size_t cs, int n_new);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
+// Programmatic dependent launch for the gpu_dec_* kernels from the next launch on (on 1; 0 off, the default): each
+// may start while the kernel before it still runs, load its weights, and wait there for that kernel's results, so
+// the launch gaps of a step's chain of small kernels overlap the work (sm_90; in a CUDA graph too). Kernels after a
+// copy or a cuBLAS product, and every kernel under HMT_GPU_PROFILE or HMT_GPU_SYNC, launch as before. The same bytes.
+void gpu_dec_pdl(int on);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 // The sampler's draw (sampler.h sample_pick) for B items where the logits are: tok[b] for item b's logits (B, V)

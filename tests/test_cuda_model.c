@@ -292,10 +292,16 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 // of 3 (other states at the same positions: captured again), 12 more. The decoder must report graphs captured and
 // replayed. B 1 for every kind, 4 for linear_attn (B x s = 8 rows: the most a graph takes), 2 for s 3 and 3 for the
 // baseline; with bf16 weights (every product in the kernel) s 3 at B 4 (12 rows).
-// fused 1: the same run with the decoder's fused kernels on and off instead (DecOpts.fused), no graphs: the same
-// bytes too (the fusions are those of the separate ops), and no graph counts to check
-static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int fused)
+// what: GC_GRAPHS that; GC_FUSED the same run with the decoder's fused kernels on and off instead (DecOpts.fused), no
+// graphs: the same bytes too (the fusions are those of the separate ops), and no graph counts to check; GC_PDL and
+// GC_PDL_GRAPHS the kernels as programmatic dependent launches (DecOpts.pdl; each may start while the one before
+// still runs, and waits for its results) against plain launches without graphs, launched directly or through graphs:
+// the same bytes, since only when a kernel starts changes (on the emulator both launch alike: the check has teeth on
+// a GPU only, where a kernel that read its inputs before its wait would race)
+enum { GC_GRAPHS, GC_FUSED, GC_PDL, GC_PDL_GRAPHS };
+static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int what)
 {
+    int fused = what == GC_FUSED, graphs = what == GC_GRAPHS || what == GC_PDL_GRAPHS;
     enum { P1 = 5, S1 = 24, P2 = 3, S2 = 12, MAXB = 4 };
     if (!gpu) { // dec_new twice, then two comparisons
         skip_pair_checks(k, 4);
@@ -310,8 +316,8 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int f
     long captured = 0, replayed = 0;
     int finished = 0;
     for (int mode = 0; mode < 2; mode++) {
-        DecOpts o = {.keep = g.cfg.L / 2, .graph = fused ? -1 : mode ? 1 : -1, .bf16 = bf16 ? 1 : -1,
-                     .fused = fused && !mode ? -1 : 1};
+        DecOpts o = {.keep = g.cfg.L / 2, .graph = graphs && mode ? 1 : -1, .bf16 = bf16 ? 1 : -1,
+                     .fused = fused && !mode ? -1 : 1, .pdl = what >= GC_PDL && mode ? 1 : -1};
         Decoder *d = dec_new(&g, B, &o, err);
         CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
         if (!d) continue;
@@ -333,15 +339,18 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int f
             }
             if (!got) break;
         }
-        if (!got) fprintf(stderr, "  %s B %d (graphs %s): %s\n", k->name, B, mode ? "on" : "off", err);
+        if (!got) fprintf(stderr, "  %s B %d (variant %d %s): %s\n", k->name, B, what, mode ? "on" : "off", err);
         finished += got != NULL;
         if (mode) dec_graph_stats(d, &captured, &replayed);
         dec_free(d);
     }
     CHECK(finished == 2 && memcmp(out[0], out[1], n_out * sizeof(float)) == 0,
           "%s B %d: decoding %s gives other bytes than without", k->name, B,
-          fused ? "with the fused kernels" : "through CUDA graphs");
-    CHECK(fused ? captured == 0 : captured > 0 && replayed > 0, "%s B %d: graphs captured %ld, replayed %ld", k->name,
+          fused                   ? "with the fused kernels"
+          : what == GC_PDL        ? "with dependent launches"
+          : what == GC_PDL_GRAPHS ? "through CUDA graphs of dependent launches"
+                                  : "through CUDA graphs");
+    CHECK(graphs ? captured > 0 && replayed > 0 : captured == 0, "%s B %d: graphs captured %ld, replayed %ld", k->name,
           B, captured, replayed);
     free(out[0]), free(out[1]);
     hg_free(&c), hg_free(&g);
@@ -349,14 +358,19 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int f
 
 static void test_decode_graph(const Backend *gpu)
 {
-    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, 0);
-    graph_case(gpu, &kinds[4], 4, 0, 0); // linear_attn
-    graph_case(gpu, &kinds[6], 2, 0, 0); // s 3
-    graph_case(gpu, &kinds[0], 3, 0, 0); // baseline
-    graph_case(gpu, &kinds[6], 4, 1, 0); // s 3, bf16 weights
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, GC_GRAPHS);
+    graph_case(gpu, &kinds[4], 4, 0, GC_GRAPHS); // linear_attn
+    graph_case(gpu, &kinds[6], 2, 0, GC_GRAPHS); // s 3
+    graph_case(gpu, &kinds[0], 3, 0, GC_GRAPHS); // baseline
+    graph_case(gpu, &kinds[6], 4, 1, GC_GRAPHS); // s 3, bf16 weights
     // the fused decoder kernels against the separate ops, through whole runs: every kind at B 1, two at B 3
-    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, 1);
-    graph_case(gpu, &kinds[0], 3, 0, 1), graph_case(gpu, &kinds[5], 3, 1, 1); // nested, bf16 weights
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, GC_FUSED);
+    graph_case(gpu, &kinds[0], 3, 0, GC_FUSED), graph_case(gpu, &kinds[5], 3, 1, GC_FUSED); // nested, bf16 weights
+    // dependent launches: every kind at B 1 through graphs, directly for the baseline, s 3 (bf16 weights) and nested
+    // at B 3 (whose products of more than 8 rows go through cuBLAS: the launch after one is a plain one)
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, GC_PDL_GRAPHS);
+    graph_case(gpu, &kinds[0], 1, 0, GC_PDL), graph_case(gpu, &kinds[6], 4, 1, GC_PDL_GRAPHS);
+    graph_case(gpu, &kinds[5], 3, 0, GC_PDL);
 }
 
 // The sampler's draw on the GPU (dec_draw_set): a model of REMI's 348 tokens on the GPU, decoded with and without

@@ -454,6 +454,7 @@ static void test_layernorm(void)
     layernorm_case("layernorm 257x200", 257, 200);
     layernorm_case("layernorm 3x7", 3, 7);
     layernorm_case("layernorm 1000x256", 1000, 256);
+    layernorm_case("layernorm 9x1000", 9, 1000); // past the 512 columns a warp keeps in registers
     residual_ln_case("residual + dropout 0.1 + LayerNorm 1000x256", 1000, 256, 0.1f);
     residual_ln_case("residual + LayerNorm 37x7, no dropout", 37, 7, 0.0f);
     residual_ln_case("residual + dropout 0.5 + LayerNorm 129x100", 129, 100, 0.5f);
@@ -1347,27 +1348,37 @@ static void dec_qkv_case(int nb, int n_new, int C, int w16)
 
 // LayerNorm then the product in one kernel (gpu_dec_ln_linear[16]) against gpu_dec_add_layernorm and
 // gpu_dec_linear[16]: the same bytes for the product and for the LayerNorm it leaves in ln_out (past 8 rows, or
-// rows too wide for its shared memory, it is those two ops)
-static void dec_ln_linear_case(int N, int C, int OC, int with_b, int relu, int w16)
+// rows too wide for its shared memory, it is those two ops). two: a second LayerNorm after the first
+// (gpu_dec_ln2_linear, relu 0) against gpu_dec_add_layernorm twice, ln2_out checked too
+static void dec_ln_linear_case(int N, int C, int OC, int with_b, int relu, int w16, int two)
 {
     char m[160];
-    snprintf(m, sizeof m, "dec_ln_linear%s N %d C %d OC %d%s%s", w16 ? "16" : "", N, C, OC, with_b ? " a+b" : "",
-             relu ? " relu" : "");
+    snprintf(m, sizeof m, "dec_ln%s_linear%s N %d C %d OC %d%s%s", two ? "2" : "", w16 ? "16" : "", N, C, OC,
+             with_b ? " a+b" : "", relu ? " relu" : "");
     size_t nx = (size_t)N * C, no = (size_t)N * OC, nw = (size_t)OC * C;
-    float *a = rnd(nx, 1), *b = rnd(nx, 1), *lw = rnd(C, 1), *lb = rnd(C, 1), *w = rnd(nw, 1), *bias = rnd(OC, 1);
-    float *d_a = dev_from(a, nx * 4), *d_b = with_b ? dev_from(b, nx * 4) : NULL, *d_lw = dev_from(lw, C * 4);
-    float *d_lb = dev_from(lb, C * 4), *d_w = dev_from(w, nw * 4), *d_bias = dev_from(bias, OC * 4);
-    float *d_out = dev_new(no * 4), *d_ln = dev_new(nx * 4), *d_ref = dev_new(no * 4), *d_refln = dev_new(nx * 4);
+    float *a = rnd(nx, 1), *b = rnd(nx, 1), *lw = rnd(2 * (size_t)C, 1), *lb = rnd(2 * (size_t)C, 1);
+    float *w = rnd(nw, 1), *bias = rnd(OC, 1);
+    float *d_a = dev_from(a, nx * 4), *d_b = with_b ? dev_from(b, nx * 4) : NULL, *d_lw = dev_from(lw, 2 * C * 4);
+    float *d_lb = dev_from(lb, 2 * C * 4), *d_w = dev_from(w, nw * 4), *d_bias = dev_from(bias, OC * 4);
+    float *d_out = dev_new(no * 4), *d_ln = dev_new(2 * nx * 4), *d_ref = dev_new(no * 4);
+    float *d_refln = dev_new(2 * nx * 4); // the first LayerNorm's rows, then the second's
     uint16_t *d_w16 = w16 ? dev_new(nw * 2) : NULL;
     if (w16) gpu_to_bf16(d_w16, d_w, nw);
     gpu_dec_add_layernorm(d_refln, d_a, d_b, d_lw, d_lb, N, C);
-    gpu_dec_linear(d_ref, d_refln, d_w, d_w16, d_bias, N, C, OC, relu);
-    gpu_dec_ln_linear(d_out, d_ln, d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, OC, relu);
+    if (two) gpu_dec_add_layernorm(d_refln + nx, d_refln, NULL, d_lw + C, d_lb + C, N, C);
+    gpu_dec_linear(d_ref, d_refln + (two ? nx : 0), d_w, d_w16, d_bias, N, C, OC, relu);
+    if (two)
+        gpu_dec_ln2_linear(d_out, d_ln, d_ln + nx, d_a, d_b, d_lw, d_lb, d_lw + C, d_lb + C, d_w, d_w16, d_bias, N, C,
+                           OC);
+    else
+        gpu_dec_ln_linear(d_out, d_ln, d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, OC, relu);
+    size_t nln = (two ? 2 : 1) * nx;
     float *out = host_from(d_out, no * 4), *ref = host_from(d_ref, no * 4);
-    float *ln = host_from(d_ln, nx * 4), *refln = host_from(d_refln, nx * 4);
+    float *ln = host_from(d_ln, nln * 4), *refln = host_from(d_refln, nln * 4);
     char c[200];
     snprintf(c, sizeof c, "%s: out", m), cmp_bytes(c, out, ref, no * 4);
     snprintf(c, sizeof c, "%s: ln_out", m), cmp_bytes(c, ln, refln, nx * 4);
+    if (two) snprintf(c, sizeof c, "%s: ln2_out", m), cmp_bytes(c, ln + nx, refln + nx, nx * 4);
     gpu_free(d_a), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_w), gpu_free(d_bias), gpu_free(d_out);
     gpu_free(d_ln), gpu_free(d_ref), gpu_free(d_refln), gpu_free(d_w16);
     free(a), free(b), free(lw), free(lb), free(w), free(bias), free(out), free(ref), free(ln), free(refln);
@@ -1488,10 +1499,13 @@ static void test_decoding(void)
 
     for (int w16 = 0; w16 < 2; w16++) {
         dec_ln_qkv_case(1, 1, 16, w16), dec_ln_qkv_case(3, 2, 256, w16), dec_ln_qkv_case(2, 7, 32, w16); // 14: two ops
-        dec_ln_linear_case(1, 16, 5, 1, 0, w16), dec_ln_linear_case(3, 256, 1024, 1, 1, w16);
-        dec_ln_linear_case(8, 1024, 40, 0, 1, w16), dec_ln_linear_case(2, 768, 19, 1, 0, w16);
-        dec_ln_linear_case(12, 64, 33, 1, 1, w16); // 12 rows: the two ops
-        dec_ln_linear_case(8, 2048, 9, 1, 0, w16); // 64 KiB of rows: the two ops
+        dec_ln_linear_case(1, 16, 5, 1, 0, w16, 0), dec_ln_linear_case(3, 256, 1024, 1, 1, w16, 0);
+        dec_ln_linear_case(8, 1024, 40, 0, 1, w16, 0), dec_ln_linear_case(2, 768, 19, 1, 0, w16, 0);
+        dec_ln_linear_case(12, 64, 33, 1, 1, w16, 0); // 12 rows: the two ops
+        dec_ln_linear_case(8, 2048, 9, 1, 0, w16, 0); // 64 KiB of rows: the two ops
+        // two LayerNorms then the product (a block's end, then the logits): one kernel, or the three ops
+        dec_ln_linear_case(1, 256, 348, 1, 0, w16, 1), dec_ln_linear_case(8, 768, 37, 1, 0, w16, 1);
+        dec_ln_linear_case(3, 16, 5, 0, 0, w16, 1), dec_ln_linear_case(9, 64, 21, 1, 0, w16, 1);
     }
     for (int w16 = 0; w16 < 2; w16++) { // float32 weights, then bfloat16 (past 8 rows: the kernel 8 rows at a time)
         dec_qkv_case(1, 1, 16, w16), dec_qkv_case(3, 2, 256, w16), dec_qkv_case(2, 7, 32, w16); // 14 rows: cuBLAS
@@ -1502,6 +1516,7 @@ static void test_decoding(void)
         }
     }
     dec_layernorm_case(5, 16, 0), dec_layernorm_case(3, 256, 1);
+    dec_layernorm_case(2, 1000, 1), dec_layernorm_case(4, 768, 0); // wider than a warp's registers keep (LN_REG)
     dec_copy_case(0), dec_copy_case(1);
     dec_attend_case(0, 1, 0), dec_attend_case(0, 1, 149), dec_attend_case(0, 5, 60); // 150 keys: 3 chunks
     dec_attend_case(1, 1, 70), dec_attend_case(2, 3, 130);

@@ -208,15 +208,24 @@ static bool cuda_ok(const char *op, cudaError_t e)
     return false;
 }
 
+// Programmatic dependent launch (gpu_dec_pdl): asked for, and whether the stream's last op is a kernel launched
+// here (gpu_launched sets it; a copy, a cuBLAS product, a wait or a graph clears it: not_after_kernel)
+static int g_pdl_on, g_after_kernel;
+static void not_after_kernel(void) { g_after_kernel = 0; }
+void gpu_dec_pdl(int on) { g_pdl_on = on; }
+bool gpu_pdl_now(void) { return g_pdl_on && g_after_kernel && !g_profile && !g_sync_each; }
+
 void gpu_launched(const char *op)
 {
     if (!cuda_ok(op, cudaGetLastError()) || gpu_dry) return;
+    g_after_kernel = 1;
     if (g_sync_each) cuda_ok(op, cudaStreamSynchronize(gpu_stream));
     if (g_profile) prof_charge(op, 0);
 }
 
 void gpu_blas_check(const char *op, cublasStatus_t st)
 {
+    not_after_kernel();
     if (st != CUBLAS_STATUS_SUCCESS) {
         char m[128];
         snprintf(m, sizeof m, "cuBLAS: %s", cublasGetStatusString(st));
@@ -362,6 +371,7 @@ size_t gpu_smem_optin(void) { return g_smem_optin; }
 int gpu_sync(void)
 {
     if (!gpu_enter("gpu_sync")) return -1;
+    not_after_kernel();
     if (gpu_dry) return 0;
     cuda_ok("gpu_sync", cudaStreamSynchronize(gpu_stream));
     cuda_ok("gpu_sync", cudaGetLastError());
@@ -372,6 +382,7 @@ int gpu_sync(void)
 
 int gpu_graph_begin(void)
 {
+    not_after_kernel(); // the graph's first kernel: a plain launch
     if (!gpu_enter("gpu_graph_begin") || g_err[0] || g_profile || g_sync_each || gpu_dry) return 0;
     // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
     return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
@@ -387,6 +398,7 @@ void *gpu_graph_end(void)
 {
     cudaGraph_t g = NULL;
     cudaGraphExec_t e = NULL;
+    not_after_kernel();
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
     cudaGraphDestroy(g);
@@ -403,6 +415,7 @@ void *gpu_graph_end(void)
 int gpu_graph_launch(void *graph)
 {
     if (!gpu_enter("gpu_graph_launch")) return -1;
+    not_after_kernel();
     GpuGraph *gg = (GpuGraph *)graph;
     if (gg->ws_gen != g_ws_gen) return 1; // the workspace moved since: its pointers are stale
     return cuda_ok("gpu_graph_launch", cudaGraphLaunch(gg->exec, gpu_stream)) ? 0 : -1;
@@ -434,6 +447,7 @@ void gpu_host_free(void *p)
 void gpu_copy_async(void *dst, const void *src, size_t bytes, int to_device)
 {
     if (!gpu_enter("gpu_copy_async") || !bytes || gpu_dry) return;
+    not_after_kernel();
     cuda_ok("gpu_copy_async", cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice
                                                                           : cudaMemcpyDeviceToHost, gpu_stream));
 }
@@ -559,6 +573,7 @@ int gpu_reserve(void)
 int gpu_upload(void *dst, const void *src_host, size_t bytes)
 {
     if (!gpu_enter("gpu_upload")) return -1;
+    not_after_kernel();
     if (!bytes || gpu_dry) return 0;
     if (!cuda_ok("gpu_upload", cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, gpu_stream))) return -1;
     return cuda_ok("gpu_upload", cudaStreamSynchronize(gpu_stream)) ? 0 : -1;
@@ -567,6 +582,7 @@ int gpu_upload(void *dst, const void *src_host, size_t bytes)
 int gpu_download(void *dst_host, const void *src, size_t bytes)
 {
     if (!gpu_enter("gpu_download")) return -1;
+    not_after_kernel();
     if (g_err[0]) return -1; // an op failed before: what it left is not to be read (dst stays untouched)
     if (!bytes || gpu_dry) return gpu_sync();
     if (!cuda_ok("gpu_download", cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, gpu_stream))) return -1;
@@ -576,6 +592,7 @@ int gpu_download(void *dst_host, const void *src, size_t bytes)
 void gpu_zero(void *p, size_t bytes)
 {
     if (!gpu_enter("gpu_zero") || !bytes || gpu_dry) return;
+    not_after_kernel();
     cuda_ok("gpu_zero", cudaMemsetAsync(p, 0, bytes, gpu_stream));
 }
 

@@ -85,8 +85,9 @@ static const DecKernels dec_gpu = {
     .linear = gpu_dec_linear, .linear_qkv = gpu_dec_linear_qkv, .add_layernorm = gpu_dec_add_layernorm,
     .copy_rows = gpu_dec_copy_rows, .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch,
     .attend_proj = gpu_dec_attend_proj, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
-    .ln_linear = gpu_dec_ln_linear, .ln_linear_qkv = gpu_dec_ln_linear_qkv, .kernel_rows = gpu_dec_kernel_rows,
-    .to_bf16 = gpu_to_bf16, .draw = gpu_dec_draw,
+    .ln_linear = gpu_dec_ln_linear, .ln_linear_qkv = gpu_dec_ln_linear_qkv, .ln2_linear = gpu_dec_ln2_linear,
+    .kernel_rows = gpu_dec_kernel_rows,
+    .to_bf16 = gpu_to_bf16, .draw = gpu_dec_draw, .pdl = gpu_dec_pdl,
 };
 
 static const Backend backend_gpu = {

@@ -1,9 +1,11 @@
 // gpu_decode: the kernels of decode.c's incremental inference on the GPU (gpu.h, "decoding"): few rows at a time
-// against key/value caches in device memory. A step at batch 1 is a string of matrix-vector products and small
-// row ops, bound by launches and latency, so each op is one kernel (attention two): the linear layer reads every
-// weight row once for all its rows (one to eight warps per output column, bias and ReLU in the same pass),
-// LayerNorm takes the residual sum with it, and attention splits every query row's cached keys over blocks of 64. Deterministic:
-// warp shuffles and block reductions in a fixed order, no atomics. Owns no file format.
+// against key/value caches in device memory. A step at batch 1 is a string of matrix-vector products and small row
+// ops, bound by launches and latency, so each op is one kernel (attention two), and with gpu_dec_pdl each may start
+// while the one before finishes (programmatic dependent launch: every kernel here calls pdl_release and pdl_wait,
+// and reads only weights before the wait). The linear layer reads every weight row once for all its rows (one to
+// eight warps per output column, bias and ReLU in the same pass), LayerNorm takes the residual sum with it, and
+// attention splits every query row's cached keys over blocks of 64. Deterministic: warp shuffles and block
+// reductions in a fixed order, no atomics. Owns no file format.
 #include <math.h>
 #include <stdint.h>
 
@@ -26,24 +28,63 @@ static const DecKV no_kv = {NULL, NULL, 0, 0, 1, 0}; // no cache writes (host co
 __device__ static inline float wf(float w) { return w; }
 __device__ static inline float wf(uint16_t w) { return __uint_as_float((uint32_t)w << 16); }
 
-// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS: wpc warps per output column o, each over
-// a contiguous slice of IC with its lanes strided in it (a long row is several short chains of loads, not one),
-// the slices' sums then added in slice order by the column's first warp; with kv.k, the keys and values also to
-// the caches
+// The matrix-vector kernels below: wpc warps per output column o, each over a contiguous slice of IC with its lanes
+// strided in it (a long row is several short chains of loads, not one), the slices' sums then added in slice order
+// by the column's first warp. A lane first loads its first GEMV_PF weights of the slice and the column's bias
+// (GemvW, gemv_fetch: they depend on no earlier kernel, so with programmatic dependent launch they are read while
+// the kernel before still runs, and in any case at once, beside the inputs' loads), then the products.
+#define GEMV_PF 8
+struct GemvW {
+    float w[GEMV_PF], b;
+};
+struct GemvAt { // where the thread's slice is
+    int warp, lane, sl, o, k0, k1;
+};
+__device__ static GemvAt gemv_at(int IC, int wpc)
+{
+    GemvAt g;
+    g.warp = threadIdx.x / 32, g.lane = threadIdx.x % 32, g.sl = g.warp % wpc;
+    g.o = blockIdx.x * (DL_WARPS / wpc) + g.warp / wpc;
+    int len = (IC + wpc - 1) / wpc;
+    g.k0 = g.sl * len, g.k1 = g.k0 + len < IC ? g.k0 + len : IC;
+    return g;
+}
 template <typename W>
-__device__ static void gemv_cols(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
+__device__ static GemvW gemv_fetch(const W *w, const float *b, int IC, int OC, int wpc)
+{
+    GemvAt g = gemv_at(IC, wpc);
+    GemvW f;
+    UNROLL for (int u = 0; u < GEMV_PF; u++) {
+        int k = g.k0 + g.lane + 32 * u;
+        f.w[u] = g.o < OC && k < g.k1 ? wf(w[(size_t)g.o * IC + k]) : 0.0f;
+    }
+    f.b = b && g.o < OC ? b[g.o] : 0.0f;
+    return f;
+}
+
+// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS, with f = gemv_fetch(w, b, ...); with kv.k, the
+// keys and values also to the caches
+template <typename W>
+__device__ static void gemv_cols(float *out, const float *x, const W *w, const GemvW &f, int N, int IC, int OC,
                                  int relu, int wpc, DecKV kv)
 {
     __shared__ float part[DL_WARPS][DL_MAX_ROWS];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sl = warp % wpc;
-    int o = blockIdx.x * (DL_WARPS / wpc) + warp / wpc, len = (IC + wpc - 1) / wpc, k0 = sl * len;
-    int k1 = k0 + len < IC ? k0 + len : IC;
+    GemvAt g = gemv_at(IC, wpc);
+    int warp = g.warp, lane = g.lane, sl = g.sl, o = g.o, k1 = g.k1;
     float acc[DL_MAX_ROWS]; // in registers: every index below is a constant after unrolling
 UNROLL
     for (int n = 0; n < DL_MAX_ROWS; n++) acc[n] = 0.0f;
     if (o < OC) {
+UNROLL
+        for (int u = 0; u < GEMV_PF; u++) { // the fetched weights, then the rest of the slice: the same order
+            int k = g.k0 + lane + 32 * u;
+            if (k >= k1) break;
+UNROLL
+            for (int n = 0; n < DL_MAX_ROWS; n++)
+                if (n < N) acc[n] += x[(size_t)n * IC + k] * f.w[u];
+        }
         const W *wr = w + (size_t)o * IC;
-        for (int k = k0 + lane; k < k1; k += 32) {
+        for (int k = g.k0 + lane + 32 * GEMV_PF; k < k1; k += 32) {
             float wk = wf(wr[k]);
 UNROLL
             for (int n = 0; n < DL_MAX_ROWS; n++)
@@ -61,7 +102,7 @@ UNROLL
     for (int n = 0; n < N; n++) {
         float y = 0.0f;
         for (int q = 0; q < wpc; q++) y += part[warp + q][n];
-        y += b ? b[o] : 0.0f;
+        y += f.b;
         y = relu && !(y > 0.0f) ? 0.0f : y;
         out[(size_t)n * OC + o] = y;
         if (kv.k && o >= kv.C) {
@@ -76,24 +117,42 @@ template <typename W>
 __global__ static void dec_gemv_k(float *out, const float *x, const W *w, const float *b, int N, int IC, int OC,
                                   int relu, int wpc, DecKV kv)
 {
-    gemv_cols<W>(out, x, w, b, N, IC, OC, relu, wpc, kv);
+    pdl_release();
+    GemvW f = gemv_fetch(w, b, IC, OC, wpc);
+    pdl_wait();
+    gemv_cols<W>(out, x, w, f, N, IC, OC, relu, wpc, kv);
 }
 
-// out (N, OC) = LN(a + b) @ w^T + bias (ReLU when relu), the N <= DL_MAX_ROWS rows' LayerNorm first into shared
-// memory (a warp per row, as dec_add_ln_k), block 0 also writing it to ln_out; then the product as dec_gemv_k (with
-// kv.k, the keys and values to the caches too)
+// A LayerNorm before a product: out = LN(a + b) (b NULL: of a) with weights w, bias (N rows of C)
+struct DecLN {
+    float *out;
+    const float *a, *b, *w, *bias;
+};
+static const DecLN no_ln = {NULL, NULL, NULL, NULL, NULL};
+
+// out (N, OC) = LN(a + b) @ w^T + bias (ReLU when relu), the N <= DL_MAX_ROWS rows' LayerNorm l1 first into shared
+// memory (a warp per row, as dec_add_ln_k), block 0 also writing it to l1.out; with l2.w a second LayerNorm of
+// those rows the same way (l2.a, l2.b unread: a block's last layer's norm, then its own); then the product as
+// dec_gemv_k (with kv.k, the keys and values to the caches too)
 template <typename W>
-__global__ static void dec_ln_gemv_k(float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                                     const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu,
-                                     int wpc, DecKV kv)
+__global__ static void dec_ln_gemv_k(float *out, DecLN l1, DecLN l2, const W *w, const float *bias, int N, int C,
+                                     int OC, int relu, int wpc, DecKV kv)
 {
     DYN_SMEM(xs); // (N, C)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (warp < N)
-        warp_ln_row(xs + (size_t)warp * C, blockIdx.x == 0 ? ln_out + (size_t)warp * C : NULL, NULL, NULL,
-                    a + (size_t)warp * C, b ? b + (size_t)warp * C : NULL, lw, lb, C, lane);
+    pdl_release();
+    GemvW f = gemv_fetch(w, bias, C, OC, wpc);
+    pdl_wait();
+    if (warp < N) {
+        size_t at = (size_t)warp * C;
+        float *row = xs + at;
+        warp_ln_row(row, blockIdx.x == 0 ? l1.out + at : NULL, NULL, NULL, l1.a + at, l1.b ? l1.b + at : NULL, l1.w,
+                    l1.bias, C, lane);
+        if (l2.w) // in place: a lane reads back only the columns it wrote
+            warp_ln_row(row, blockIdx.x == 0 ? l2.out + at : NULL, NULL, NULL, row, NULL, l2.w, l2.bias, C, lane);
+    }
     __syncthreads();
-    gemv_cols<W>(out, xs, w, bias, N, C, OC, relu, wpc, kv);
+    gemv_cols<W>(out, xs, w, f, N, C, OC, relu, wpc, kv);
 }
 
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
@@ -109,7 +168,7 @@ static void dec_linear16(const char *op, float *out, const float *x, const uint1
     for (int r0 = 0; r0 < N; r0 += DL_MAX_ROWS) {
         int n = N - r0 < DL_MAX_ROWS ? N - r0 : DL_MAX_ROWS;
         kv.row0 = r0;
-        LAUNCH(dec_gemv_k<uint16_t>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(
+        LAUNCH_PDL(dec_gemv_k<uint16_t>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, 0)(
             out + (size_t)r0 * OC, x + (size_t)r0 * IC, w, b, n, IC, OC, relu, wpc, kv);
         gpu_launched(op);
     }
@@ -124,8 +183,8 @@ void gpu_dec_linear(float *out, const float *x, const float *w, const uint16_t *
         dec_linear16(op, out, x, w16, b, N, IC, OC, relu, no_kv);
     } else if (N <= DL_MAX_ROWS) {
         int wpc = dec_wpc(IC);
-        LAUNCH(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, IC, OC, relu, wpc,
-                                                                                 no_kv);
+        LAUNCH_PDL(dec_gemv_k<float>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, 0)(out, x, w, b, N, IC, OC, relu,
+                                                                                     wpc, no_kv);
         gpu_launched(op);
     } else {
         gpu_linear_forward(out, x, w, b, N, IC, OC);
@@ -147,8 +206,8 @@ void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const uint16
         dec_linear16(op, out, x, w16, b, N, C, 3 * C, 0, kv);
     } else if (N <= DL_MAX_ROWS) {
         int wpc = dec_wpc(C);
-        LAUNCH(dec_gemv_k<float>, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS)(out, x, w, b, N, C, 3 * C, 0, wpc,
-                                                                                   kv);
+        LAUNCH_PDL(dec_gemv_k<float>, gpu_blocks(3 * C, DL_WARPS / wpc), 32 * DL_WARPS, 0)(out, x, w, b, N, C, 3 * C,
+                                                                                        0, wpc, kv);
         gpu_launched(op);
     } else {
         gpu_linear_forward(out, x, w, b, N, C, 3 * C);
@@ -162,6 +221,8 @@ void gpu_dec_linear_qkv(float *out, const float *x, const float *w, const uint16
 __global__ static void dec_add_ln_k(float *out, const float *a, const float *b, const float *w, const float *bias,
                                     int N, int C)
 {
+    pdl_release();
+    pdl_wait();
     int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     size_t at = (size_t)row * C;
@@ -172,7 +233,7 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
 {
     const char *op = "gpu_dec_add_layernorm";
     if (!gpu_enter(op) || N <= 0) return;
-    LAUNCH(dec_add_ln_k, gpu_blocks(N, 4), 128)(out, a, b, w, bias, N, C);
+    LAUNCH_PDL(dec_add_ln_k, gpu_blocks(N, 4), 128, 0)(out, a, b, w, bias, N, C);
     gpu_launched(op);
 }
 
@@ -180,54 +241,66 @@ void gpu_dec_add_layernorm(float *out, const float *a, const float *b, const flo
 // (gemv_cols' partial sums)
 #define DLN_SMEM_MAX ((48 << 10) - 1024)
 
-// LN then the product in one kernel when the rows fit it and its shared memory; else the two ops (the caller's)
+// the LayerNorm(s) then the product in one kernel when the rows fit it and its shared memory; else the ops (the
+// caller's)
 template <typename W>
-static bool dec_ln_linear(const char *op, float *out, float *ln_out, const float *a, const float *b, const float *lw,
-                          const float *lb, const W *w, const float *bias, int N, int C, int OC, int relu, DecKV kv)
+static bool dec_ln_linear(const char *op, float *out, const DecLN &l1, const DecLN &l2, const W *w, const float *bias,
+                          int N, int C, int OC, int relu, DecKV kv)
 {
     size_t smem = (size_t)N * C * sizeof(float);
     if (N > DL_MAX_ROWS || smem > DLN_SMEM_MAX || (kv.k && N % kv.n_new != 0)) return false;
     int wpc = dec_wpc(C);
-    LAUNCH_SMEM(dec_ln_gemv_k<W>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, smem)(out, ln_out, a, b, lw, lb, w,
-                                                                                      bias, N, C, OC, relu, wpc, kv);
+    LAUNCH_PDL(dec_ln_gemv_k<W>, gpu_blocks(OC, DL_WARPS / wpc), 32 * DL_WARPS, smem)(out, l1, l2, w, bias, N, C, OC,
+                                                                                      relu, wpc, kv);
     gpu_launched(op);
     return true;
 }
 
-// LayerNorm then the product (w16 non-NULL: bfloat16 weights), in one kernel where dec_ln_linear can, else as
-// gpu_dec_add_layernorm and the product's own op
-static void ln_then_product(const char *op, float *out, float *ln_out, const float *a, const float *b,
-                            const float *lw, const float *lb, const float *w, const uint16_t *w16, const float *bias,
-                            int N, int C, int OC, int relu, DecKV kv)
+// LayerNorm l1 (and l2 after it when l2.w) then the product (w16 non-NULL: bfloat16 weights), in one kernel where
+// dec_ln_linear can, else as gpu_dec_add_layernorm(s) and the product's own op
+static void ln_then_product(const char *op, float *out, const DecLN &l1, const DecLN &l2, const float *w,
+                            const uint16_t *w16, const float *bias, int N, int C, int OC, int relu, DecKV kv)
 {
     if (!gpu_enter(op) || N <= 0) return;
-    if (w16 ? dec_ln_linear(op, out, ln_out, a, b, lw, lb, w16, bias, N, C, OC, relu, kv)
-            : dec_ln_linear(op, out, ln_out, a, b, lw, lb, w, bias, N, C, OC, relu, kv))
+    if (w16 ? dec_ln_linear(op, out, l1, l2, w16, bias, N, C, OC, relu, kv)
+            : dec_ln_linear(op, out, l1, l2, w, bias, N, C, OC, relu, kv))
         return;
-    gpu_dec_add_layernorm(ln_out, a, b, lw, lb, N, C);
-    if (kv.k) gpu_dec_linear_qkv(out, ln_out, w, w16, bias, N, C, kv.k, kv.v, kv.cs, kv.n_new);
-    else gpu_dec_linear(out, ln_out, w, w16, bias, N, C, OC, relu);
+    gpu_dec_add_layernorm(l1.out, l1.a, l1.b, l1.w, l1.bias, N, C);
+    if (l2.w) gpu_dec_add_layernorm(l2.out, l1.out, NULL, l2.w, l2.bias, N, C);
+    const float *x = l2.w ? l2.out : l1.out;
+    if (kv.k) gpu_dec_linear_qkv(out, x, w, w16, bias, N, C, kv.k, kv.v, kv.cs, kv.n_new);
+    else gpu_dec_linear(out, x, w, w16, bias, N, C, OC, relu);
 }
 
 void gpu_dec_ln_linear(float *out, float *ln_out, const float *a, const float *b, const float *lw, const float *lb,
                        const float *w, const uint16_t *w16, const float *bias, int N, int C, int OC, int relu)
 {
-    ln_then_product(w16 ? "gpu_dec_ln_linear16" : "gpu_dec_ln_linear", out, ln_out, a, b, lw, lb, w, w16, bias, N, C,
-                    OC, relu, no_kv);
+    ln_then_product(w16 ? "gpu_dec_ln_linear16" : "gpu_dec_ln_linear", out, DecLN{ln_out, a, b, lw, lb}, no_ln, w,
+                    w16, bias, N, C, OC, relu, no_kv);
+}
+
+void gpu_dec_ln2_linear(float *out, float *ln_out, float *ln2_out, const float *a, const float *b, const float *lw,
+                        const float *lb, const float *lw2, const float *lb2, const float *w, const uint16_t *w16,
+                        const float *bias, int N, int C, int OC)
+{
+    ln_then_product(w16 ? "gpu_dec_ln2_linear16" : "gpu_dec_ln2_linear", out, DecLN{ln_out, a, b, lw, lb},
+                    DecLN{ln2_out, ln_out, NULL, lw2, lb2}, w, w16, bias, N, C, OC, 0, no_kv);
 }
 
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                            const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
                            float *k, float *v, size_t cs, int n_new)
 {
-    ln_then_product(w16 ? "gpu_dec_ln_linear_qkv16" : "gpu_dec_ln_linear_qkv", out, ln_out, a, b, lw, lb, w, w16,
-                    bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0});
+    ln_then_product(w16 ? "gpu_dec_ln_linear_qkv16" : "gpu_dec_ln_linear_qkv", out, DecLN{ln_out, a, b, lw, lb},
+                    no_ln, w, w16, bias, N, C, 3 * C, 0, DecKV{k, v, cs, C, n_new, 0});
 }
 
 // nb x rows x width floats: dst[g * dstride + r * dpitch + c] = src[g * sstride + r * spitch + c]
 __global__ static void dec_copy_k(float *dst, size_t dstride, size_t dpitch, const float *src, size_t sstride,
                                   size_t spitch, int rows, int width, size_t n)
 {
+    pdl_release();
+    pdl_wait();
     GRID_STRIDE(i, n)
     {
         size_t c = i % width, gr = i / width, r = gr % rows, g = gr / rows;
@@ -241,8 +314,7 @@ void gpu_dec_copy_rows(float *dst, size_t dstride, size_t dpitch, const float *s
     const char *op = "gpu_dec_copy_rows";
     if (!gpu_enter(op) || nb <= 0 || rows <= 0 || width <= 0) return;
     size_t n = (size_t)nb * rows * width;
-    LAUNCH(dec_copy_k, ew_blocks(n), EW_THREADS)(dst, dstride, dpitch, src, sstride, spitch, rows, width,
-                                                                n);
+    LAUNCH_PDL(dec_copy_k, ew_blocks(n), EW_THREADS, 0)(dst, dstride, dpitch, src, sstride, spitch, rows, width, n);
     gpu_launched(op);
 }
 
@@ -267,6 +339,8 @@ __global__ static void dec_attend_part_k(float *part, const float *q, int ldq, c
                                          const float *ers, int NH, int C, int n, int p0, int Tk, int keys, int s,
                                          float scale)
 {
+    pdl_release();
+    pdl_wait();
     __shared__ float qs[1024], S[ATT_KEYS], red[32], acc[4][64];
     int row = blockIdx.x, chunk = blockIdx.y, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
     int a = p0 + i, nk = dec_n_keys(keys, s, a), j0 = chunk * ATT_KEYS, t = threadIdx.x;
@@ -341,6 +415,8 @@ __device__ static float combine_col(const float *pr, int n_split, int HS, const 
 // out[b, i, h*HS + c] = combine_col of row (b, h, i), one block per row; dynamic shared memory: n_split + 1 floats
 __global__ static void dec_attend_combine_k(float *out, const float *part, int NH, int C, int n, int n_split)
 {
+    pdl_release();
+    pdl_wait();
     DYN_SMEM(e); // e_c, then L
     int row = blockIdx.x, i = row % n, bh = row / n, h = bh % NH, b = bh / NH, HS = C / NH;
     const float *pr = part + (size_t)row * n_split * ATT_PART(HS);
@@ -358,6 +434,9 @@ __global__ static void dec_combine_gemv_k(float *out, const float *part, int NH,
 {
     DYN_SMEM(xs); // (N, C), then each (row, head)'s combine_scale: n_split e_c and L
     int HS = C / NH;
+    pdl_release();
+    GemvW f = gemv_fetch(w, bias, C, OC, wpc);
+    pdl_wait();
     float *sc = xs + (size_t)N * C;
     // the row (b, i) = r, head h's chunks
 #define CMB_PR(r, h) (part + ((size_t)((r) / n * NH + (h)) * n + (r) % n) * n_split * ATT_PART(HS))
@@ -373,7 +452,7 @@ __global__ static void dec_combine_gemv_k(float *out, const float *part, int NH,
     }
 #undef CMB_PR
     __syncthreads();
-    gemv_cols<W>(out, xs, w, bias, N, C, OC, 0, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
+    gemv_cols<W>(out, xs, w, f, N, C, OC, 0, wpc, DecKV{NULL, NULL, 0, 0, 1, 0});
 }
 
 size_t gpu_dec_attend_scratch(int B, int NH, int C, int n, int Tk)
@@ -392,7 +471,8 @@ static int dec_attend_part(const char *op, float *scratch, const float *q, int l
     float scale = 1.0f / sqrtf((float)(C / NH));
     int n_split = (Tk + ATT_KEYS - 1) / ATT_KEYS;
     dim3 grid((unsigned)(B * NH * n), (unsigned)n_split);
-    LAUNCH(dec_attend_part_k, grid, ATT_THREADS)(scratch, q, ldq, k, v, cap, ers, NH, C, n, p0, Tk, keys, s, scale);
+    LAUNCH_PDL(dec_attend_part_k, grid, ATT_THREADS, 0)(scratch, q, ldq, k, v, cap, ers, NH, C, n, p0, Tk, keys, s,
+                                                        scale);
     gpu_launched(op);
     return n_split;
 }
@@ -404,7 +484,7 @@ void gpu_dec_attend(float *out, float *scratch, const float *q, int ldq, const f
     if (!gpu_enter(op) || n <= 0) return;
     int n_split = dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s);
     if (!n_split) return;
-    LAUNCH_SMEM(dec_attend_combine_k, (unsigned)(B * NH * n), 64, (n_split + 1) * sizeof(float))(out, scratch, NH, C,
+    LAUNCH_PDL(dec_attend_combine_k, (unsigned)(B * NH * n), 64, (n_split + 1) * sizeof(float))(out, scratch, NH, C,
                                                                                                 n, n_split);
     gpu_launched(op);
 }
@@ -425,10 +505,10 @@ void gpu_dec_attend_proj(float *proj, float *att, float *scratch, const float *q
     if (!dec_attend_part(op, scratch, q, ldq, k, v, cap, ers, B, NH, C, n, p0, Tk, keys, s)) return;
     unsigned blocks = gpu_blocks(C, DL_WARPS / wpc);
     if (w16)
-        LAUNCH_SMEM(dec_combine_gemv_k<uint16_t>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w16,
+        LAUNCH_PDL(dec_combine_gemv_k<uint16_t>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w16,
                                                                               bias, N, C, wpc);
     else
-        LAUNCH_SMEM(dec_combine_gemv_k<float>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w, bias,
+        LAUNCH_PDL(dec_combine_gemv_k<float>, blocks, 32 * DL_WARPS, smem)(proj, scratch, NH, C, n, n_split, w, bias,
                                                                            N, C, wpc);
     gpu_launched(op);
 }
@@ -437,6 +517,8 @@ void gpu_dec_attend_proj(float *proj, float *att, float *scratch, const float *q
 // the mean of the s rows; else out (B, n_s, s*C) the s rows side by side (linear down's input)
 __global__ static void dec_down_k(float *out, const float *h, int cap, int C, int s, int i0, int n_s, int mean, size_t n)
 {
+    pdl_release();
+    pdl_wait();
     GRID_STRIDE(e, n)
     {
         if (mean) { // e over (b, g, c)
@@ -465,7 +547,7 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
     const char *op = "gpu_dec_down";
     if (!gpu_enter(op) || n_s <= 0) return;
     size_t n = (size_t)B * n_s * C * (mean ? 1 : s);
-    LAUNCH(dec_down_k, ew_blocks(n), EW_THREADS)(out, h, cap, C, s, i0, n_s, mean, n);
+    LAUNCH_PDL(dec_down_k, ew_blocks(n), EW_THREADS, 0)(out, h, cap, C, s, i0, n_s, mean, n);
     gpu_launched(op);
 }
 
@@ -474,6 +556,8 @@ void gpu_dec_down(float *out, const float *h, int B, int cap, int C, int s, int 
 __global__ static void dec_up_add_k(float *u, const float *up, const float *h, int n, int p0, int cap, int cap_s, int C,
                                     int s, int lin, size_t total)
 {
+    pdl_release();
+    pdl_wait();
     GRID_STRIDE(e, total)
     {
         int c = (int)(e % C);
@@ -490,7 +574,7 @@ void gpu_dec_up_add(float *u, const float *up, const float *h, int B, int n, int
     const char *op = "gpu_dec_up_add";
     if (!gpu_enter(op) || n <= 0) return;
     size_t total = (size_t)B * n * C;
-    LAUNCH(dec_up_add_k, ew_blocks(total), EW_THREADS)(u, up, h, n, p0, cap, cap_s, C, s, lin, total);
+    LAUNCH_PDL(dec_up_add_k, ew_blocks(total), EW_THREADS, 0)(u, up, h, n, p0, cap, cap_s, C, s, lin, total);
     gpu_launched(op);
 }
 
@@ -510,6 +594,8 @@ __device__ static inline int draw_better(float av, int ai, float bv, int bi)
 __global__ static void dec_draw_k(int32_t *tok, const float *logits, int V, const uint32_t *mask, int W,
                                   const uint64_t *keys, const uint64_t *index, const double *opts)
 {
+    pdl_release();
+    pdl_wait();
     double temperature = opts[0], top_p = opts[2];
     int top_k = (int)opts[1];
     DYN_SMEM(sm);
@@ -595,7 +681,7 @@ void gpu_dec_draw(int32_t *tok, const float *logits, int B, int V, const uint32_
         gpu_record(op, "a vocabulary of more than GPU_DRAW_MAX_V (3840) tokens");
         return;
     }
-    LAUNCH_SMEM(dec_draw_k, B, DRAW_THREADS, gpu_dec_draw_smem(V))(tok, logits, V, mask, (V + 31) / 32, keys, index,
+    LAUNCH_PDL(dec_draw_k, B, DRAW_THREADS, gpu_dec_draw_smem(V))(tok, logits, V, mask, (V + 31) / 32, keys, index,
                                                                     opts);
     gpu_launched(op);
 }

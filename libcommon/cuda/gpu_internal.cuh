@@ -12,28 +12,44 @@ extern int gpu_dry;
 #undef LAUNCH_SMEM
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block), 0, &gpu_dry)
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry)
+#define LAUNCH_PDL(kernel, grid, block, bytes) LAUNCH_SMEM(kernel, grid, block, bytes) // one kernel at a time
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 extern cudaStream_t gpu_stream;
 // LAUNCH(kernel, grid, block)(args...): kernel<<<grid, block>>>(args...) on the backend's stream, except in a dry
 // run; written so the emulator can take it over. LAUNCH_SMEM with `bytes` of dynamic shared memory, which the
-// kernel names with DYN_SMEM(name) (a float *)
+// kernel names with DYN_SMEM(name) (a float *). LAUNCH_PDL: LAUNCH_SMEM, as a programmatic dependent launch when
+// gpu_pdl_now() says so (the kernel then calls pdl_wait, below)
+bool gpu_pdl_now(void);
 template <typename K> struct GpuLaunch {
     K kernel;
     dim3 grid, block;
     size_t smem;
+    bool pdl;
     template <typename... A> void operator()(A... args) const
     {
-        if (!gpu_dry) kernel<<<grid, block, smem, gpu_stream>>>(args...);
+        if (gpu_dry) return;
+        if (!pdl) {
+            kernel<<<grid, block, smem, gpu_stream>>>(args...);
+            return;
+        }
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = gpu_stream;
+        cfg.attrs = at, cfg.numAttrs = 1;
+        cudaLaunchKernelEx(&cfg, kernel, args...); // an error is left for gpu_launched's cudaGetLastError
     }
 };
-template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid, dim3 block, size_t smem)
+template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid, dim3 block, size_t smem, bool pdl)
 {
-    return GpuLaunch<K>{kernel, grid, block, smem};
+    return GpuLaunch<K>{kernel, grid, block, smem, pdl};
 }
-#define LAUNCH(kernel, grid, block) gpu_launch(kernel, dim3(grid), dim3(block), 0)
-#define LAUNCH_SMEM(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes))
+#define LAUNCH(kernel, grid, block) gpu_launch(kernel, dim3(grid), dim3(block), 0, false)
+#define LAUNCH_SMEM(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false)
+#define LAUNCH_PDL(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), gpu_pdl_now())
 #define DYN_SMEM(name)                                                                                                 \
     extern __shared__ __align__(128) float4 name##_f4[]; /* 128: wmma tiles need 32-byte alignment */                \
     float *name = (float *)name##_f4
@@ -143,6 +159,27 @@ __device__ static inline int drop_keep(uint64_t key, uint32_t thr, size_t i)
     return u >= thr;
 }
 
+// ---- programmatic dependent launch (sm_90) --------------------------------------------------------------------
+// A kernel launched with it (gpu_decode.cu's step kernels under DecOpts.pdl) may start while the kernel before it in
+// the stream still runs. pdl_wait() returns once that kernel has finished and its writes are visible: before it, a
+// kernel reads only what no kernel writes (weights, biases) and writes nothing. pdl_release() lets the next kernel
+// start (it then waits in its own pdl_wait). Both do nothing in a kernel launched without it, and on the emulator.
+__device__ static inline void pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ static inline void pdl_release(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+// gpu_pdl_now (declared above, with LAUNCH_PDL): whether the next LAUNCH_PDL is one: asked for (gpu_dec_pdl), not
+// profiling or waiting after each op, and the stream's last op a kernel of ours (after a copy, an event or a cuBLAS
+// call: a plain launch)
+
 // ---- attention ---------------------------------------------------------------------------------------------
 // dEr_T (n floats) += sum over t < tasks, in order, of part[t * n .. t * n + n): the per-(b, h) partials of dEr
 void gpu_er_sum(const char *op, float *dEr_T, const float *part, int tasks, size_t n);
@@ -170,21 +207,41 @@ __device__ static inline float warp_sum(float v)
 
 // LayerNorm of one row over C by one warp (lane 0..31): out (and out2 unless NULL) = LN(x + y) (y NULL: of x) with
 // weights w, b, eps 1e-5; the row's mean and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training
-// LayerNorm share it, so their bytes agree
+// LayerNorm share it, so their bytes agree. A lane keeps its first LN_REG values of the row in registers (all of a
+// row up to 32 LN_REG wide), loaded at once: one trip to memory for the three passes, not three (a decode step is a
+// chain of such latencies); the values past that are read again, and every sum runs in the same order either way.
+#define LN_REG 16
 __device__ static inline void warp_ln_row(float *out, float *out2, float *mean, float *rstd, const float *x,
                                           const float *y, const float *w, const float *b, int C, int lane)
 {
+    float xr[LN_REG];
+    UNROLL for (int u = 0; u < LN_REG; u++) {
+        int c = lane + 32 * u;
+        xr[u] = c < C ? (y ? x[c] + y[c] : x[c]) : 0.0f;
+    }
+    const int c_far = lane + 32 * LN_REG; // a lane's first value not kept
     float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
+    UNROLL for (int u = 0; u < LN_REG; u++)
+        if (lane + 32 * u < C) s += xr[u];
+    for (int c = c_far; c < C; c += 32) s += y ? x[c] + y[c] : x[c];
     float m = warp_sum(s) / (float)C;
     float v = 0.0f;
-    for (int c = lane; c < C; c += 32) {
+    UNROLL for (int u = 0; u < LN_REG; u++)
+        if (lane + 32 * u < C) v += (xr[u] - m) * (xr[u] - m);
+    for (int c = c_far; c < C; c += 32) {
         float r = y ? x[c] + y[c] : x[c];
         v += (r - m) * (r - m);
     }
     v = warp_sum(v) / (float)C;
     float rs = 1.0f / sqrtf(v + 1e-5f);
-    for (int c = lane; c < C; c += 32) {
+    UNROLL for (int u = 0; u < LN_REG; u++) {
+        int c = lane + 32 * u;
+        if (c >= C) break;
+        float o = (xr[u] - m) * rs * w[c] + b[c];
+        out[c] = o;
+        if (out2) out2[c] = o;
+    }
+    for (int c = c_far; c < C; c += 32) {
         float r = y ? x[c] + y[c] : x[c], o = (r - m) * rs * w[c] + b[c];
         out[c] = o;
         if (out2) out2[c] = o;
