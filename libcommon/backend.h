@@ -39,6 +39,10 @@ typedef struct DecKernels {
     void (*ln_linear_qkv)(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                           const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
                           float *k, float *v, size_t cs, int n_new);
+    // the embedding then a first layer's linear_qkv, in one launch where it can (gpu.h gpu_dec_emb_linear_qkv)
+    void (*emb_linear_qkv)(float *out, float *x, const int32_t *tok, const float *wte, const float *pe, int B, int T,
+                           int C, const float *w, const uint16_t *w16, const float *bias, float *k, float *v,
+                           size_t cs);
     // two LayerNorms then linear, in one launch where it can (gpu.h gpu_dec_ln2_linear)
     void (*ln2_linear)(float *out, float *ln_out, float *ln2_out, const float *a, const float *b, const float *lw,
                        const float *lb, const float *lw2, const float *lb2, const float *w, const uint16_t *w16,

@@ -108,6 +108,9 @@ struct Decoder {
     PendLN tail;
     float *tail_out;
     int tail_set;
+    // GPU, fused: the pass's embedding x not made yet; the top level's first layer's input projection makes it in
+    // the same kernel (emb_linear_qkv), reading the tokens
+    int emb_defer;
     int graph_on, n_state;
     void **graph;
     int *graph_key, *state_now;
@@ -662,11 +665,15 @@ static void layer_rows(Decoder *d, const DBlock *bk, const DLayer *l, float *out
         size_t cs = (size_t)bk->cap * C, ps = (size_t)n * 3 * C, at = (size_t)p0 * C;
         float *k = l->k + at, *v = l->v + at;
         const DLin *q = &l->qkv;
-        if (in)
+        if (in) {
             d->K->ln_linear_qkv(d->qkv, in->to, in->a, in->b, in->w, in->bias, q->w, q->w16, q->b, N, C, k, v, cs, n);
-        else if (d->K)
+        } else if (d->K && d->emb_defer && x == d->x) { // the pass's embedding, made here (pass)
+            d->K->emb_linear_qkv(d->qkv, d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, n, C, q->w, q->w16, q->b,
+                                 k, v, cs);
+            d->emb_defer = 0;
+        } else if (d->K) {
             d->K->linear_qkv(d->qkv, x, q->w, q->w16, q->b, N, C, k, v, cs, n);
-        else {
+        } else {
             linear(d, d->qkv, x, q, N);
             copy_rows(d, k, cs, C, d->qkv + C, ps, 3 * C, B, n, C);
             copy_rows(d, v, cs, C, d->qkv + 2 * C, ps, 3 * C, B, n, C);
@@ -842,8 +849,10 @@ static void upload_tokens(Decoder *d, int rows)
 static void pass(Decoder *d, int rows, int want_logits)
 {
     int B = d->B, C = d->C, p0 = d->pos;
-    if (d->K) { // x = E[tok] + pe[p0 + i] on the GPU
-        d->be->encoder_forward(d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, rows, C);
+    if (d->K) { // x = E[tok] + pe[p0 + i] on the GPU: with the fused kernels in the first layer's product
+        const DBlock *first = d->top.plain ? &d->top.blk : &d->top.pre;
+        d->emb_defer = d->fused && first->n > 0 && first->keys == KEYS_CAUSAL;
+        if (!d->emb_defer) d->be->encoder_forward(d->x, d->tok_dev, d->wte, d->pe + (size_t)p0 * C, B, rows, C);
     } else {
         for (int b = 0; b < B; b++) // x = E[tok] + pe[pos] (model.md §1)
             for (int i = 0; i < rows; i++)

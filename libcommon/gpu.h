@@ -301,6 +301,12 @@ void gpu_dec_ln2_linear(float *out, float *ln_out, float *ln2_out, const float *
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,
                            const float *lb, const float *w, const uint16_t *w16, const float *bias, int N, int C,
                            float *k, float *v, size_t cs, int n_new);
+// a pass's embedding, then its first layer's input projection: x (B T, C) = wte[tok] + pe (gpu_encoder_forward, pe
+// at the pass's first position), then gpu_dec_linear_qkv on x (n_new = T): in one kernel where B T <= 8, the bytes of
+// the two ops
+void gpu_dec_emb_linear_qkv(float *out, float *x, const int32_t *tok, const float *wte, const float *pe, int B, int T,
+                            int C, const float *w, const uint16_t *w16, const float *bias, float *k, float *v,
+                            size_t cs);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
 // Programmatic dependent launch for the gpu_dec_* kernels from the next launch on (on 1; 0 off, the default): each

@@ -42,7 +42,7 @@ typedef struct ModelP {
 // ---- activations ------------------------------------------------------------------------------
 
 typedef struct LayerA {
-    int Tq, Tk, cross;
+    int Tq, Tk, cross, causal; // causal: n_keys[i] = i + 1 (AttnDims.causal)
     const float *x, *ctx; // inputs, set by the forward
     float *qkv, *q, *kv, *att, *probs, *res1, *ln1, *mean1, *rstd1;
     float *r1d, *res2, *out, *mean2, *rstd2;
@@ -342,7 +342,7 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
     size_t P, PM; // what the backend's attention saves
     pl->be->attention_saves(&ad, &P, &PM);
-    A->Tq = Tq, A->Tk = Tk, A->cross = cross;
+    A->Tq = Tq, A->Tk = Tk, A->cross = cross, A->causal = rule == KEYS_CAUSAL && Tq == Tk;
     if (cross) {
         A->q = TAKE_F(a, N * C);
         A->kv = TAKE_F(a, Nk * 2 * C);
@@ -595,7 +595,7 @@ static AttnDims layer_dims(const HgModel *m, const LayerA *A)
     int C = c->C;
     return (AttnDims){.B = m->B, .Tq = A->Tq, .Tk = A->Tk, .C = C, .NH = c->NH, .L = c->L,
                       .ldq = A->cross ? C : 3 * C, .ldk = A->cross ? 2 * C : 3 * C, .ldv = A->cross ? 2 * C : 3 * C,
-                      .n_keys = A->n_keys, .dropout = m->acts->p_used, .seed = A->seed,
+                      .n_keys = A->n_keys, .causal = A->causal, .dropout = m->acts->p_used, .seed = A->seed,
                       .scratch_floats = m->acts->att_floats};
 }
 

@@ -100,6 +100,8 @@ typedef struct AttnDims {
     int B, Tq, Tk, C, NH, L;
     int ldq, ldk, ldv; // row strides of q, k, v in floats
     const int *n_keys; // (Tq), each in 1..Tk
+    int causal;        // a promise that n_keys[i] is i + 1 (Tq == Tk): the GPU's unfused products then skip the blocks
+                       // no query sees (gpu.h); 0 promises nothing. The CPU does not read it
     float dropout;
     SeedRef seed;          // the dropout stream's seed (seed_get)
     size_t scratch_floats; // size of scratch; 0: the minimum above

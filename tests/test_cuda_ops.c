@@ -594,13 +594,16 @@ static void test_elementwise(void)
 
 // ---- attention ----------------------------------------------------------------------------------------------
 
-// q inside a (B,Tq,3C) buffer, k and v interleaved in one (B,Tk,2C) buffer (the strides of hg.c), as test_ops.c
+// q inside a (B,Tq,3C) buffer, k and v interleaved in one (B,Tk,2C) buffer (the strides of hg.c), as test_ops.c.
+// Causal keys (n_keys[i] = i + 1) come with the promise AttnDims.causal, as hg.c makes it: past 128 rows the
+// unfused products then run by row group (gpu_ops.cu att_groups), against the same CPU results
 static void attention_case(const char *name, int B, int C, int NH, int Tq, int Tk, const int *n_keys, int with_er,
                            float dropout)
 {
-    int HS = C / NH, L = with_er ? Tq + 3 : 0;
+    int HS = C / NH, L = with_er ? Tq + 3 : 0, causal = Tq == Tk;
+    for (int i = 0; i < Tq; i++) causal &= n_keys[i] == i + 1;
     AttnDims d = {.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = NH, .L = L, .ldq = 3 * C, .ldk = 2 * C, .ldv = 2 * C,
-                  .n_keys = n_keys, .dropout = dropout, .seed = {.add = 99 + (uint64_t)Tq}};
+                  .n_keys = n_keys, .causal = causal, .dropout = dropout, .seed = {.add = 99 + (uint64_t)Tq}};
     size_t nq = (size_t)B * Tq * 3 * C, nkv = (size_t)B * Tk * 2 * C, no = (size_t)B * Tq * C;
     size_t np = (size_t)B * NH * Tq * Tk, ner = (size_t)(with_er ? L : 1) * HS;
     float *qb = rnd(nq, 1), *kv = rnd(nkv, 1), *er = rnd(ner, 1), *dout = rnd(no, 1);
@@ -1387,11 +1390,13 @@ static void dec_ln_linear_case(int N, int C, int OC, int with_b, int relu, int w
 
 // before a self-attention layer's input projection (gpu_dec_ln_linear_qkv[16]): nb items of n_new rows, keys and
 // values to caches of cap rows at row p0; against gpu_dec_add_layernorm and gpu_dec_linear_qkv[16], the same bytes in
-// out, ln_out and both caches
-static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
+// out, ln_out and both caches. emb: the pass's embedding instead of the LayerNorm (gpu_dec_emb_linear_qkv[16] against
+// gpu_encoder_forward and gpu_dec_linear_qkv[16]; ln_out is the embedding x), tokens of a vocabulary of 11
+static void dec_ln_qkv_case(int nb, int n_new, int C, int w16, int emb)
 {
     char m[160];
-    snprintf(m, sizeof m, "dec_ln_linear_qkv%s %d items x %d rows, C %d", w16 ? "16" : "", nb, n_new, C);
+    snprintf(m, sizeof m, "dec_%s_linear_qkv%s %d items x %d rows, C %d", emb ? "emb" : "ln", w16 ? "16" : "", nb,
+             n_new, C);
     int N = nb * n_new, cap = n_new + 4, p0 = 2;
     size_t nx = (size_t)N * C, no = (size_t)N * 3 * C, nw = (size_t)3 * C * C, nc = (size_t)nb * cap * C;
     float *a = rnd(nx, 1), *b = rnd(nx, 1), *lw = rnd(C, 1), *lb = rnd(C, 1), *w = rnd(nw, 1), *bias = rnd(3 * (size_t)C, 1);
@@ -1404,11 +1409,24 @@ static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
     uint16_t *d_w16 = w16 ? dev_new(nw * 2) : NULL;
     if (w16) gpu_to_bf16(d_w16, d_w, nw);
     size_t at = (size_t)p0 * C, cs = (size_t)cap * C;
-    gpu_dec_add_layernorm(d_ln[0], d_a, d_b, d_lw, d_lb, N, C); // run 0: the two ops
-    gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
-    gpu_dec_ln_linear_qkv(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, d_k[1] + at, d_v[1] + at,
-                          cs, n_new);
-    const char *what[4] = {"out", "ln_out", "k cache", "v cache"};
+    enum { V = 11 };
+    int32_t tok[64];
+    for (int i = 0; i < N && i < 64; i++) tok[i] = (i * 7 + 3) % V;
+    float *wte = rnd((size_t)V * C, 1), *pe = rnd((size_t)(n_new + p0) * C, 1);
+    int32_t *d_tok = dev_from(tok, sizeof tok);
+    float *d_wte = dev_from(wte, (size_t)V * C * 4), *d_pe = dev_from(pe, (size_t)(n_new + p0) * C * 4);
+    if (emb) { // run 0: the two ops; the pass starts at position p0
+        gpu_encoder_forward(d_ln[0], d_tok, d_wte, d_pe + at, nb, n_new, C);
+        gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
+        gpu_dec_emb_linear_qkv(d_out[1], d_ln[1], d_tok, d_wte, d_pe + at, nb, n_new, C, d_w, d_w16, d_bias,
+                               d_k[1] + at, d_v[1] + at, cs);
+    } else {
+        gpu_dec_add_layernorm(d_ln[0], d_a, d_b, d_lw, d_lb, N, C); // run 0: the two ops
+        gpu_dec_linear_qkv(d_out[0], d_ln[0], d_w, d_w16, d_bias, N, C, d_k[0] + at, d_v[0] + at, cs, n_new);
+        gpu_dec_ln_linear_qkv(d_out[1], d_ln[1], d_a, d_b, d_lw, d_lb, d_w, d_w16, d_bias, N, C, d_k[1] + at,
+                              d_v[1] + at, cs, n_new);
+    }
+    const char *what[4] = {"out", emb ? "x" : "ln_out", "k cache", "v cache"};
     float **bufs[4] = {d_out, d_ln, d_k, d_v};
     size_t sizes[4] = {no, nx, nc, nc};
     for (int i = 0; i < 4; i++) {
@@ -1419,7 +1437,8 @@ static void dec_ln_qkv_case(int nb, int n_new, int C, int w16)
     }
     for (int r = 0; r < 2; r++) gpu_free(d_out[r]), gpu_free(d_ln[r]), gpu_free(d_k[r]), gpu_free(d_v[r]);
     gpu_free(d_a), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_w), gpu_free(d_bias), gpu_free(d_w16);
-    free(a), free(b), free(lw), free(lb), free(w), free(bias), free(k0);
+    gpu_free(d_tok), gpu_free(d_wte), gpu_free(d_pe);
+    free(a), free(b), free(lw), free(lb), free(w), free(bias), free(k0), free(wte), free(pe);
     no_error(m);
 }
 
@@ -1498,7 +1517,8 @@ static void test_decoding(void)
     dec_draw_case(2, GPU_DRAW_MAX_V, 1, 0, 0.9, 1, 4.0f); // the largest vocabulary it takes
 
     for (int w16 = 0; w16 < 2; w16++) {
-        dec_ln_qkv_case(1, 1, 16, w16), dec_ln_qkv_case(3, 2, 256, w16), dec_ln_qkv_case(2, 7, 32, w16); // 14: two ops
+        dec_ln_qkv_case(1, 1, 16, w16, 0), dec_ln_qkv_case(3, 2, 256, w16, 0), dec_ln_qkv_case(2, 7, 32, w16, 0); // 14: two ops
+        dec_ln_qkv_case(1, 1, 256, w16, 1), dec_ln_qkv_case(4, 2, 48, w16, 1), dec_ln_qkv_case(3, 5, 32, w16, 1); // 15: two ops
         dec_ln_linear_case(1, 16, 5, 1, 0, w16, 0), dec_ln_linear_case(3, 256, 1024, 1, 1, w16, 0);
         dec_ln_linear_case(8, 1024, 40, 0, 1, w16, 0), dec_ln_linear_case(2, 768, 19, 1, 0, w16, 0);
         dec_ln_linear_case(12, 64, 33, 1, 1, w16, 0); // 12 rows: the two ops

@@ -86,6 +86,7 @@ static const DecKernels dec_gpu = {
     .copy_rows = gpu_dec_copy_rows, .attend = gpu_dec_attend, .attend_scratch = gpu_dec_attend_scratch,
     .attend_proj = gpu_dec_attend_proj, .down = gpu_dec_down, .up_add = gpu_dec_up_add,
     .ln_linear = gpu_dec_ln_linear, .ln_linear_qkv = gpu_dec_ln_linear_qkv, .ln2_linear = gpu_dec_ln2_linear,
+    .emb_linear_qkv = gpu_dec_emb_linear_qkv,
     .kernel_rows = gpu_dec_kernel_rows,
     .to_bf16 = gpu_to_bf16, .draw = gpu_dec_draw, .pdl = gpu_dec_pdl,
 };

@@ -155,6 +155,35 @@ __global__ static void dec_ln_gemv_k(float *out, DecLN l1, DecLN l2, const W *w,
     gemv_cols<W>(out, xs, w, f, N, C, OC, relu, wpc, kv);
 }
 
+// The pass's first rows: x = wte[tok] + pe, row n = (item n / T, position n % T), pe at the pass's first position
+struct DecEmb {
+    float *x;
+    const int32_t *tok;
+    const float *wte, *pe;
+    int T;
+};
+
+// out (N, OC) = x @ w^T + bias for the N <= DL_MAX_ROWS rows x of e (gpu_encoder_forward's one addition) made into
+// shared memory, block 0 also writing them to e.x; then the product as dec_gemv_k (kv: the keys and values to the
+// caches): a pass's embedding and its first layer's input projection in one kernel
+template <typename W>
+__global__ static void dec_emb_gemv_k(float *out, DecEmb e, const W *w, const float *bias, int N, int C, int OC,
+                                      int wpc, DecKV kv)
+{
+    DYN_SMEM(xs); // (N, C)
+    pdl_release();
+    GemvW f = gemv_fetch(w, bias, C, OC, wpc);
+    pdl_wait();
+    for (int i = threadIdx.x; i < N * C; i += blockDim.x) {
+        int n = i / C, c = i % C;
+        float v = e.wte[(size_t)e.tok[n] * C + c] + e.pe[(size_t)(n % e.T) * C + c];
+        xs[i] = v;
+        if (blockIdx.x == 0) e.x[i] = v;
+    }
+    __syncthreads();
+    gemv_cols<W>(out, xs, w, f, N, C, OC, 0, wpc, kv);
+}
+
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
 
 // warps per output column: slices of 128 inputs or more
@@ -285,6 +314,30 @@ void gpu_dec_ln2_linear(float *out, float *ln_out, float *ln2_out, const float *
 {
     ln_then_product(w16 ? "gpu_dec_ln2_linear16" : "gpu_dec_ln2_linear", out, DecLN{ln_out, a, b, lw, lb},
                     DecLN{ln2_out, ln_out, NULL, lw2, lb2}, w, w16, bias, N, C, OC, 0, no_kv);
+}
+
+void gpu_dec_emb_linear_qkv(float *out, float *x, const int32_t *tok, const float *wte, const float *pe, int B, int T,
+                            int C, const float *w, const uint16_t *w16, const float *bias, float *k, float *v,
+                            size_t cs)
+{
+    const char *op = w16 ? "gpu_dec_emb_linear_qkv16" : "gpu_dec_emb_linear_qkv";
+    int N = B * T;
+    if (!gpu_enter(op) || N <= 0) return;
+    size_t smem = (size_t)N * C * sizeof(float);
+    DecKV kv = {k, v, cs, C, T, 0};
+    if (N <= DL_MAX_ROWS && smem <= DLN_SMEM_MAX) {
+        int wpc = dec_wpc(C);
+        unsigned blocks = gpu_blocks(3 * (size_t)C, DL_WARPS / wpc);
+        DecEmb e = {x, tok, wte, pe, T};
+        if (w16)
+            LAUNCH_PDL(dec_emb_gemv_k<uint16_t>, blocks, 32 * DL_WARPS, smem)(out, e, w16, bias, N, C, 3 * C, wpc, kv);
+        else
+            LAUNCH_PDL(dec_emb_gemv_k<float>, blocks, 32 * DL_WARPS, smem)(out, e, w, bias, N, C, 3 * C, wpc, kv);
+        gpu_launched(op);
+        return;
+    }
+    gpu_encoder_forward(x, tok, wte, pe, B, T, C);
+    gpu_dec_linear_qkv(out, x, w, w16, bias, N, C, k, v, cs, T);
 }
 
 void gpu_dec_ln_linear_qkv(float *out, float *ln_out, const float *a, const float *b, const float *lw,

@@ -686,6 +686,24 @@ static size_t att_bwd_floats(const AttnDims *d, int er)
     return (d->dropout > 0.0f ? bhq * d->Tk : 0) + bhq * d->Tk + (er ? bhq * d->Tq + (size_t)d->B * d->Tq * d->C : 0);
 }
 
+// Causal self-attention (AttnDims.causal) in groups of ATT_ROWS query rows: the rows of group [r0, r0 + n) see only
+// keys [0, r0 + n), so each product runs on the blocks that can be nonzero (or are read) and skips the rest: at T 512
+// 10/16 of the full products. AttG: the groups' height (Tq: one group, all Tk keys, as without the promise).
+typedef struct AttG {
+    int R, split;
+} AttG;
+static AttG att_groups(const AttnDims *d)
+{
+    int split = d->causal && d->Tq == d->Tk && d->Tq > ATT_ROWS;
+    return AttG{split ? ATT_ROWS : d->Tq, split};
+}
+// the group at r0: its rows *n, and the keys they see, the end of the group (*ke; Tk unsplit)
+static void att_group(const AttG &g, const AttnDims *d, int r0, int *n, int *ke)
+{
+    *n = d->Tq - r0 < g.R ? d->Tq - r0 : g.R;
+    *ke = g.split ? r0 + *n : d->Tk;
+}
+
 static bool att_check(const char *op, const AttnDims *d, const float *Er)
 {
     if (d->NH <= 0 || d->C % d->NH != 0 || d->Tq <= 0 || d->Tk <= 0 || (Er && (d->Tq != d->Tk || d->Tq > d->L))) {
@@ -826,20 +844,33 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     float *R = Er ? ws : NULL, *pd = d->dropout > 0.0f ? ws + (Er ? bhq * Tq : 0) : NULL;
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL; // the last Tq rows of Er
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq; // one head's S and R
-    // every (batch item b, head h) in one call each: head h of item b at column h*HS of row block b
+    long long sq = (long long)Tq * d->ldq, sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv;
+    AttG g = att_groups(d);
+    // every (batch item b, head h) in one call each: head h of item b at column h*HS of row block b; a row group a
+    // call (att_groups). Row i reads R at columns Tq-1-i .. Tq-1: the group's from Tq - ke on
     gpu_prof_part("att fwd: S = Q K^T");
-    gpu_gemm2(op, 0, 1, Tq, Tk, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, k, d->ldk, (long long)Tk * d->ldk,
-              HS, 0.0f, probs, Tk, NH * TT, TT, B, NH);
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2(op, 0, 1, n, ke, HS, scale, q + (size_t)r0 * d->ldq, d->ldq, sq, HS, k, d->ldk, sk, HS, 0.0f,
+                  probs + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
+    }
     gpu_prof_part("att fwd: R = Q Er^T");
-    if (Er)
-        gpu_gemm2(op, 0, 1, Tq, Tq, HS, scale, q, d->ldq, (long long)Tq * d->ldq, HS, ers, HS, 0, 0, 0.0f, R, Tq,
-                  NH * TR, TR, B, NH);
+    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        int c0 = g.split ? Tq - ke : 0;
+        gpu_gemm2(op, 0, 1, n, Tq - c0, HS, scale, q + (size_t)r0 * d->ldq, d->ldq, sq, HS, ers + (size_t)c0 * HS, HS,
+                  0, 0, 0.0f, R + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, B, NH);
+    }
     gpu_prof_part("att fwd: skew, softmax, dropout");
     LAUNCH(att_softmax_k<float>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
     gpu_prof_part("att fwd: O = PD V");
-    gpu_gemm2(op, 0, 0, Tq, HS, Tk, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, v, d->ldv, (long long)Tk * d->ldv, HS,
-              0.0f, out, C, (long long)Tq * C, HS, B, NH);
+    const float *P = pd ? pd : probs;
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2(op, 0, 0, n, HS, ke, 1.0f, P + (size_t)r0 * Tk, Tk, NH * TT, TT, v, d->ldv, sv, HS, 0.0f,
+                  out + (size_t)r0 * C, C, (long long)Tq * C, HS, B, NH);
+    }
     gpu_prof_part(NULL);
 }
 
@@ -870,24 +901,55 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     }
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
-    // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward)
+    AttG g = att_groups(d);
+    // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward; a group a call: the products
+    // over query rows by row group, those over keys (dV, dK) by key group: keys [k0, k0 + n) meet rows k0 on)
     gpu_prof_part("att bwd: dV, dP products");
-    gpu_gemm2(op, 1, 0, Tk, HS, Tq, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, dout, C, so, HS, 1.0f, dv, d->ldv, sv, HS,
-              B, NH);
-    gpu_gemm2(op, 0, 1, Tq, Tk, HS, 1.0f, dout, C, so, HS, v, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT, B, NH);
+    const float *P = pd ? pd : probs;
+    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
+        att_group(g, d, k0, &n, &ke);
+        if (!g.split) n = Tk; // unsplit: every key, every row
+        int i0 = g.split ? k0 : 0;
+        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, 1.0f, P + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, dout + (size_t)i0 * C, C,
+                  so, HS, 1.0f, dv + (size_t)k0 * d->ldv, d->ldv, sv, HS, B, NH);
+    }
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2(op, 0, 1, n, ke, HS, 1.0f, dout + (size_t)r0 * C, C, so, HS, v, d->ldv, sv, HS, 0.0f,
+                  dp + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
+    }
     gpu_prof_part("att bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a, (uint16_t *)NULL, (uint16_t *)NULL);
     gpu_launched(op);
     gpu_prof_part("att bwd: dQ, dK, dEr products");
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
     // dq += scale * dS k;  dk += scale * dS^T q
-    gpu_gemm2(op, 0, 0, Tq, HS, Tk, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS, B, NH);
-    gpu_gemm2(op, 1, 0, Tk, HS, Tq, scale, dp, Tk, NH * TT, TT, q, d->ldq, sq, HS, 1.0f, dk, d->ldk, sk, HS, B, NH);
-    if (Er) { // dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
-        gpu_gemm2(op, 0, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, ers, HS, 0, 0, 1.0f, dq, d->ldq, sq, HS, B, NH);
-        if (part)
-            gpu_gemm2(op, 1, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, q, d->ldq, sq, HS, 0.0f, part, HS,
-                      (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2(op, 0, 0, n, HS, ke, scale, dp + (size_t)r0 * Tk, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f,
+                  dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
+    }
+    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
+        att_group(g, d, k0, &n, &ke);
+        if (!g.split) n = Tk;
+        int i0 = g.split ? k0 : 0;
+        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, scale, dp + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, q + (size_t)i0 * d->ldq,
+                  d->ldq, sq, HS, 1.0f, dk + (size_t)k0 * d->ldk, d->ldk, sk, HS, B, NH);
+    }
+    // dq += scale * dR Er_T (row i's dR is nonzero at columns Tq-1-i on: the group's from Tq - ke);  dEr partial
+    // (b, h) = scale * dR^T q (column c's rows are Tq-1-c on: the column group [c0, c0 + n)'s from Tq - c0 - n)
+    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        int c0 = g.split ? Tq - ke : 0;
+        gpu_gemm2(op, 0, 0, n, HS, Tq - c0, scale, dR + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, ers + (size_t)c0 * HS,
+                  HS, 0, 0, 1.0f, dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
+    }
+    for (int c0 = 0, n, ke; part && c0 < Tq; c0 += n) {
+        att_group(g, d, c0, &n, &ke);
+        int i0 = g.split ? Tq - c0 - n : 0;
+        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, scale, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR, q + (size_t)i0 * d->ldq,
+                  d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS, (long long)NH * Tq * HS, (long long)Tq * HS, B,
+                  NH);
     }
     if (part) {
         size_t n = (size_t)Tq * HS;
