@@ -862,6 +862,7 @@ static void pass(Decoder *d, int rows, int want_logits)
     d->tail_block = NULL, d->tail_set = 0;
     if (d->K && d->fused && want_logits && rows == 1) d->tail_block = d->top.plain ? &d->top.blk : &d->top.post;
     const float *out = level_rows(d, &d->top, d->x, rows);
+    assert(!d->emb_defer); // the first layer made the embedding
     d->pos += rows;
     if (d->tail_set) { // (B, C) rows: the last layer's norm, the block's, the logits
         const PendLN *t = &d->tail;

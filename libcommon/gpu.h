@@ -309,11 +309,16 @@ void gpu_dec_emb_linear_qkv(float *out, float *x, const int32_t *tok, const floa
                             size_t cs);
 // the most rows a gpu_dec_linear product takes in its own kernel; more go through cuBLAS (never in a graph)
 int gpu_dec_kernel_rows(void);
-// Programmatic dependent launch for the gpu_dec_* kernels from the next launch on (on 1; 0 off, the default): each
-// may start while the kernel before it still runs, load its weights, and wait there for that kernel's results, so
-// the launch gaps of a step's chain of small kernels overlap the work (sm_90; in a CUDA graph too). Kernels after a
-// copy or a cuBLAS product, and every kernel under HMT_GPU_PROFILE or HMT_GPU_SYNC, launch as before. The same bytes.
+// Programmatic dependent launch for the gpu_dec_* kernels from the next launch on (on 1, where the device and the
+// build have it: compute capability 9.0; 0 off, the default): each may start while the kernel before it still runs,
+// load its weights, and wait there for that kernel's results, so the launch gaps of a step's chain of small kernels
+// overlap the work (in a CUDA graph too). Kernels after a copy or a cuBLAS product, and every kernel under
+// HMT_GPU_PROFILE or HMT_GPU_SYNC, launch as before. The same bytes.
 void gpu_dec_pdl(int on);
+// A test aid for it: dst = src (n floats) by a kernel that first lets the next kernel start, then sleeps about ns
+// nanoseconds before it copies, so a dependent kernel reading dst before its wait reads it unwritten. The decoder
+// does not use it.
+void gpu_dec_slow_copy(float *dst, const float *src, size_t n, unsigned ns);
 // bfloat16 (the high 16 bits, rounded to nearest even; NaN stays NaN) of n floats
 void gpu_to_bf16(uint16_t *dst, const float *src, size_t n);
 // The sampler's draw (sampler.h sample_pick) for B items where the logits are: tok[b] for item b's logits (B, V)

@@ -1502,6 +1502,77 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
     no_error(m);
 }
 
+// Dependent launches (gpu_dec_pdl): every decoder kernel reads its inputs only after its wait. Each op's input comes
+// from gpu_dec_slow_copy, which lets the next kernel start at once and copies about 200 us later over NaNs: a kernel
+// that read it before its wait would read NaNs. Each op's outputs must be the bytes of the same op launched plainly
+// (mode 0). On the emulator launches are plain either way, so this holds there trivially; on a GPU it catches a
+// missing or misplaced wait in the matrix-vector, LayerNorm (+ product, two LayerNorms + product), attention and
+// draw kernels.
+static void dec_pdl_case(void)
+{
+    enum { N = 2, C = 256, OC = 300, NH = 4, CAP = 150, V = 348 };
+    const char *m = "dependent launches";
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, nkv = (size_t)N * CAP * C, nl = (size_t)N * V;
+    float *x = rnd(nx, 1), *w = rnd(nw, 1), *bias = rnd(OC, 1), *lw = rnd(2 * C, 1), *lb = rnd(2 * C, 1);
+    float *kv = rnd(2 * nkv, 1), *ers = rnd((size_t)CAP * (C / NH), 1), *nan = malloc(nl * sizeof(float));
+    float *lg = rnd(nl, 3);
+    for (size_t i = 0; i < nl; i++) nan[i] = NAN;
+    float *d_x = dev_from(x, nx * 4), *d_w = dev_from(w, nw * 4), *d_b = dev_from(bias, OC * 4);
+    float *d_lw = dev_from(lw, 2 * C * 4), *d_lb = dev_from(lb, 2 * C * 4), *d_kv = dev_from(kv, 2 * nkv * 4);
+    float *d_ers = dev_from(ers, (size_t)CAP * (C / NH) * 4), *d_in = dev_new(nl * 4);
+    float *d_logits = dev_from(lg, nl * 4); // the draw's logits
+    float *d_scr = dev_new(gpu_dec_attend_scratch(N, NH, C, 1, CAP) * 4);
+    enum { OUTS = 6 };
+    size_t sizes[OUTS] = {(size_t)N * OC, (size_t)N * OC, nx, nx, nx, (size_t)N * OC};
+    float *d_out[2][OUTS], *d_ln[2];
+    int32_t *d_tok[2];
+    double opts[3] = {1.0, 0, 0.9};
+    uint64_t keys[N] = {11, 12}, index = 5;
+    void *d_opts = dev_from(opts, sizeof opts), *d_keys = dev_from(keys, sizeof keys), *d_index = dev_from(&index, 8);
+    for (int mode = 0; mode < 2; mode++) {
+        for (int o = 0; o < OUTS; o++) d_out[mode][o] = dev_new(sizes[o] * 4);
+        d_ln[mode] = dev_new(2 * nx * 4), d_tok[mode] = dev_new(N * sizeof(int32_t));
+        gpu_dec_pdl(mode);
+        // each op after its slow input (an upload before it: the slow copy itself launches plainly)
+#define SLOW(n) gpu_upload(d_in, nan, (n) * 4), gpu_dec_slow_copy(d_in, d_x, (n), 200000)
+        SLOW(nx), gpu_dec_linear(d_out[mode][0], d_in, d_w, NULL, d_b, N, C, OC, 1);
+        SLOW(nx), gpu_dec_ln_linear(d_out[mode][1], d_ln[mode], d_in, d_x, d_lw, d_lb, d_w, NULL, d_b, N, C, OC, 0);
+        SLOW(nx), gpu_dec_add_layernorm(d_out[mode][2], d_in, NULL, d_lw, d_lb, N, C);
+        SLOW(nx), gpu_dec_attend(d_out[mode][3], d_scr, d_in, C, d_kv, d_kv + nkv, CAP, d_ers, N, NH, C, 1, CAP - 1,
+                                 CAP, 0, 1);
+        SLOW(nx), gpu_dec_copy_rows(d_out[mode][4], C, 0, d_in, C, 0, N, 1, C);
+        SLOW(nx), gpu_dec_ln2_linear(d_out[mode][5], d_ln[mode], d_ln[mode] + nx, d_in, NULL, d_lw, d_lb, d_lw + C,
+                                     d_lb + C, d_w, NULL, d_b, N, C, OC);
+        gpu_upload(d_in, nan, nl * 4), gpu_dec_slow_copy(d_in, d_logits, nl, 200000);
+        gpu_dec_draw(d_tok[mode], d_in, N, V, NULL, d_keys, d_index, d_opts);
+#undef SLOW
+        gpu_dec_pdl(0);
+    }
+    const char *what[OUTS] = {"linear", "ln_linear", "add_layernorm", "attend", "copy_rows", "ln2_linear"};
+    for (int o = 0; o < OUTS; o++) {
+        float *a = host_from(d_out[0][o], sizes[o] * 4), *b = host_from(d_out[1][o], sizes[o] * 4);
+        char c[160];
+        snprintf(c, sizeof c, "%s: %s", m, what[o]);
+        cmp_bytes(c, b, a, sizes[o] * 4);
+        int finite = 1;
+        for (size_t i = 0; i < sizes[o]; i++) finite &= isfinite(a[i]) != 0;
+        CHECK(finite, "%s: %s of plain launches is not finite", m, what[o]);
+        free(a), free(b);
+    }
+    int32_t *t0 = host_from(d_tok[0], N * 4), *t1 = host_from(d_tok[1], N * 4);
+    CHECK(memcmp(t0, t1, N * 4) == 0 && t0[0] >= 0, "%s: draw: tokens %d %d against %d %d", m, t1[0], t1[1], t0[0],
+          t0[1]);
+    free(t0), free(t1);
+    for (int mode = 0; mode < 2; mode++) {
+        for (int o = 0; o < OUTS; o++) gpu_free(d_out[mode][o]);
+        gpu_free(d_ln[mode]), gpu_free(d_tok[mode]);
+    }
+    gpu_free(d_x), gpu_free(d_w), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_kv), gpu_free(d_ers);
+    gpu_free(d_in), gpu_free(d_logits), gpu_free(d_scr), gpu_free(d_opts), gpu_free(d_keys), gpu_free(d_index);
+    free(x), free(w), free(bias), free(lw), free(lb), free(kv), free(ers), free(nan), free(lg);
+    no_error(m);
+}
+
 static void test_decoding(void)
 {
     static const struct {
@@ -1545,6 +1616,7 @@ static void test_decoding(void)
         dec_attend_proj_case(1, 2, 1, 70, w16), dec_attend_proj_case(2, 3, 3, 130, w16);
     }
     dec_gather_case(2, 0), dec_gather_case(3, 1);
+    dec_pdl_case();
 }
 
 static void test_device(void)

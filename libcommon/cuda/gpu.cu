@@ -13,6 +13,7 @@ cublasHandle_t gpu_blas;
 
 static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
 static size_t g_smem_optin; // cudaDeviceProp.sharedMemPerBlockOptin
+static int g_cc_major;       // cudaDeviceProp.major
 static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
 static int g_att16;     // HMT_GPU_ATT16=1: the attention's products on bf16 operands too (gpu_att16)
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
@@ -212,7 +213,7 @@ static bool cuda_ok(const char *op, cudaError_t e)
 // here (gpu_launched sets it; a copy, a cuBLAS product, a wait or a graph clears it: not_after_kernel)
 static int g_pdl_on, g_after_kernel;
 static void not_after_kernel(void) { g_after_kernel = 0; }
-void gpu_dec_pdl(int on) { g_pdl_on = on; }
+void gpu_set_pdl(int on) { g_pdl_on = on && g_cc_major >= 9; }
 bool gpu_pdl_now(void) { return g_pdl_on && g_after_kernel && !g_profile && !g_sync_each; }
 
 void gpu_launched(const char *op)
@@ -280,7 +281,7 @@ GpuStatus gpu_init(int device, char *err)
     if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
         return init_fail(err, GPU_FAILED, "cannot use the CUDA device: %s%s", cudaGetErrorString(e), "");
     snprintf(g_name, sizeof g_name, "%s", prop.name);
-    g_smem_optin = prop.sharedMemPerBlockOptin;
+    g_smem_optin = prop.sharedMemPerBlockOptin, g_cc_major = prop.major;
     if ((e = cudaStreamCreateWithFlags(&gpu_stream, cudaStreamNonBlocking)) != cudaSuccess)
         return init_fail(err, GPU_FAILED, "cannot create a CUDA stream on %s: %s", g_name, cudaGetErrorString(e));
     // the kernels of this build (sm_XX / compute_XX of CUDA_ARCH) must load on this device

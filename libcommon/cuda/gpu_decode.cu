@@ -186,6 +186,40 @@ __global__ static void dec_emb_gemv_k(float *out, DecEmb e, const W *w, const fl
 
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
 
+// Dependent launches need the kernels' pdl_wait compiled in: PTX of compute capability 9.0 or more (a build for an
+// older one runs on an H100 through the JIT without it, so its launches stay plain)
+static bool dec_pdl_built(void)
+{
+#ifdef GPU_EMU
+    return true; // the emulator's launches are plain ones anyway
+#else
+    cudaFuncAttributes at;
+    return cudaFuncGetAttributes(&at, dec_gemv_k<float>) == cudaSuccess && at.ptxVersion >= 90;
+#endif
+}
+
+void gpu_dec_pdl(int on) { gpu_set_pdl(on && dec_pdl_built()); }
+
+// gpu.h's test aid: one block lets the next kernel start (pdl_release), sleeps about ns nanoseconds, then copies
+__global__ static void dec_slow_copy_k(float *dst, const float *src, size_t n, unsigned ns)
+{
+    pdl_release();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    for (unsigned t = 0; t < ns; t += 1000) __nanosleep(1000);
+#else
+    (void)ns; // the emulator runs one kernel at a time: nothing to wait for
+#endif
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
+void gpu_dec_slow_copy(float *dst, const float *src, size_t n, unsigned ns)
+{
+    const char *op = "gpu_dec_slow_copy";
+    if (!gpu_enter(op) || n == 0) return;
+    LAUNCH(dec_slow_copy_k, 1, 256)(dst, src, n, ns);
+    gpu_launched(op);
+}
+
 // warps per output column: slices of 128 inputs or more
 static int dec_wpc(int IC) { return IC >= 1024 ? 8 : IC >= 512 ? 4 : IC >= 256 ? 2 : 1; }
 

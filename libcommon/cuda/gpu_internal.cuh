@@ -176,9 +176,10 @@ __device__ static inline void pdl_release(void)
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
-// gpu_pdl_now (declared above, with LAUNCH_PDL): whether the next LAUNCH_PDL is one: asked for (gpu_dec_pdl), not
-// profiling or waiting after each op, and the stream's last op a kernel of ours (after a copy, an event or a cuBLAS
-// call: a plain launch)
+// gpu_pdl_now (declared above, with LAUNCH_PDL): whether the next LAUNCH_PDL is one: asked for (gpu_set_pdl, on a
+// device of compute capability 9 or more), not profiling or waiting after each op, and the stream's last op a kernel
+// of ours (after a copy, an event or a cuBLAS call: a plain launch)
+void gpu_set_pdl(int on);
 
 // ---- attention ---------------------------------------------------------------------------------------------
 // dEr_T (n floats) += sum over t < tasks, in order, of part[t * n .. t * n + n): the per-(b, h) partials of dEr

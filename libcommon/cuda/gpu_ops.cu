@@ -703,6 +703,9 @@ static void att_group(const AttG &g, const AttnDims *d, int r0, int *n, int *ke)
     *n = d->Tq - r0 < g.R ? d->Tq - r0 : g.R;
     *ke = g.split ? r0 + *n : d->Tk;
 }
+// a block's first row or column x rounded down to a multiple of 4 floats: the extra ones are zeros or unread, and the
+// block's start stays 16-byte aligned where the matrix's is (so TF32's batched call takes it whole)
+static int att_al4(int x) { return x & ~3; }
 
 static bool att_check(const char *op, const AttnDims *d, const float *Er)
 {
@@ -857,7 +860,7 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     gpu_prof_part("att fwd: R = Q Er^T");
     for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
         att_group(g, d, r0, &n, &ke);
-        int c0 = g.split ? Tq - ke : 0;
+        int c0 = g.split ? att_al4(Tq - ke) : 0;
         gpu_gemm2(op, 0, 1, n, Tq - c0, HS, scale, q + (size_t)r0 * d->ldq, d->ldq, sq, HS, ers + (size_t)c0 * HS, HS,
                   0, 0, 0.0f, R + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, B, NH);
     }
@@ -940,13 +943,13 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     // (b, h) = scale * dR^T q (column c's rows are Tq-1-c on: the column group [c0, c0 + n)'s from Tq - c0 - n)
     for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
         att_group(g, d, r0, &n, &ke);
-        int c0 = g.split ? Tq - ke : 0;
+        int c0 = g.split ? att_al4(Tq - ke) : 0;
         gpu_gemm2(op, 0, 0, n, HS, Tq - c0, scale, dR + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, ers + (size_t)c0 * HS,
                   HS, 0, 0, 1.0f, dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
     }
     for (int c0 = 0, n, ke; part && c0 < Tq; c0 += n) {
         att_group(g, d, c0, &n, &ke);
-        int i0 = g.split ? Tq - c0 - n : 0;
+        int i0 = g.split ? att_al4(Tq - c0 - n) : 0;
         gpu_gemm2(op, 1, 0, n, HS, Tq - i0, scale, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR, q + (size_t)i0 * d->ldq,
                   d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS, (long long)NH * Tq * HS, (long long)Tq * HS, B,
                   NH);
