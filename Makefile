@@ -204,6 +204,12 @@ build/emu/test_cuda_model: tests/test_cuda_model.c $(wildcard libcommon/*.h test
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_model.o
 	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
+# bench/model on the emulator, for --plan (what a GPU run would reserve, counted by a dry run; no GPU needed)
+build/emu/bench/model: bench/model.c $(wildcard libcommon/*.h) $(EMU_OBJ) build/emu/gpu_backend.o $(BUILD)/libcommon.a
+	@mkdir -p build/emu/bench
+	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/bench/model.o
+	$(EMU_CXX) $(EMU_FLAGS) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	  $(PKG_LIBS) -o $@
 test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model
 	@for t in $^; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
 

@@ -9,8 +9,11 @@
 // that config instead, at its own T, e.g. the reference's headline configs/seed_default.json; --recompute-ffn as
 // train's: less memory, one product more a layer). On a GPU, "GPU MiB" is what the process holds there (its CUDA
 // context and cuBLAS included), "alloc MiB" the most it held through gpu_alloc during the config's run (PyTorch's
-// max_memory_allocated is its peer).
-// Build: make bench-model (or make CUDA=1 build/cuda/bench/model).
+// max_memory_allocated is its peer). --plan (a GPU backend): no timing; each config's step (with --full, clipping
+// and Adam) runs once as a dry run (backend.h dry_begin: nothing launched, nothing allocated), and "plan MiB" is the
+// one block a run would reserve for it (trainer_init's count: allocations, the ops' workspace, pointer arrays); on the
+// CUDA emulator (build/emu/bench/model) it needs no GPU.
+// Build: make bench-model (or make CUDA=1 build/cuda/bench/model; make build/emu/bench/model for --plan).
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +75,14 @@ static double layer_flops(int B, int Tq, int Tk, int C, int F, int cross, int er
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
-    int runs = 5, only = -1, B = 8, full = 0, prec = PREC_FP32, npos = 0, recompute = 0;
+    int runs = 5, only = -1, B = 8, full = 0, prec = PREC_FP32, npos = 0, recompute = 0, plan = 0;
     const char *device = "cpu", *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = (int)parse_long("--batch", argv[++i], 1, 4096);
         else if (strcmp(argv[i], "--full") == 0) full = 1;
         else if (strcmp(argv[i], "--recompute-ffn") == 0) recompute = 1;
+        else if (strcmp(argv[i], "--plan") == 0) plan = 1;
         else if (strcmp(argv[i], "--tf32") == 0) prec = PREC_TF32;
         else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
             if ((prec = precision_parse(argv[++i])) < 0) die_usage("--precision '%s': expected fp32, tf32 or bf16", argv[i]);
@@ -92,22 +96,33 @@ int main(int argc, char **argv)
     const Backend *be = backend_get(device, err);
     if (!be) die("cannot use device '%s': %s", device, err);
     if (prec != PREC_FP32 && be->on_host) die_usage("--precision %s needs --device cuda", precision_name(prec));
+    if (plan && !be->dry_begin) die_usage("--plan needs --device cuda");
     gpu_set_precision(prec);
     int T = 512, C = 256, F = 1024, V = 348;
-    double peak = be->on_host ? sgemm_gflops() : gpu_gemm_gflops(be), bf16_peak = 0;
-    if (!be->on_host) { // model FLOP utilisation is also given against the GPU's bf16 rate (issue 15)
+    if (plan) runs = 0; // one step, dry
+    double peak = plan ? 0 : be->on_host ? sgemm_gflops() : gpu_gemm_gflops(be), bf16_peak = 0;
+    if (plan) {
+        printf("device: %s; batch %d; %s; a dry run of one step per config (--plan: nothing runs)\n",
+               be->device_name(), B, prec == PREC_FP32 ? "fp32" : prec == PREC_TF32 ? "TF32" : "bf16 linear layers");
+    } else if (!be->on_host) { // model FLOP utilisation is also given against the GPU's bf16 rate (issue 15)
         gpu_set_precision(PREC_BF16);
         bf16_peak = prec == PREC_BF16 ? peak : gpu_gemm_gflops(be);
         gpu_set_precision(prec);
     }
-    if (be->on_host) printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
-    else printf("device: %s; batch %d; %s; cuBLAS 8192^3: %.1f TFLOP/s (bf16: %.1f)\n", be->device_name(), B,
+    if (plan) {
+    } else if (be->on_host) {
+        printf("sgemm 1024^3 with %d OpenBLAS threads: %.1f GFLOP/s\n", openblas_get_num_threads(), peak);
+    } else {
+        printf("device: %s; batch %d; %s; cuBLAS 8192^3: %.1f TFLOP/s (bf16: %.1f)\n", be->device_name(), B,
                 prec == PREC_FP32 ? "fp32 (TF32 off)" : prec == PREC_TF32 ? "TF32" : "bf16 linear layers", peak / 1e3,
                 bf16_peak / 1e3);
+    }
     printf("step: forward, cross-entropy, backward%s%s\n", full ? ", clipping, Adam" : "",
            recompute ? " (linear1, ReLU and dropout recomputed in the backward)" : "");
-    printf("%-22s %12s %12s %10s %12s %10s%s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
-           be->on_host ? "alloc MiB" : "GPU MiB", be->on_host ? "" : "    of bf16  alloc MiB");
+    if (plan) printf("%-22s %12s %12s\n", "config", "plan MiB", "activations");
+    else
+        printf("%-22s %12s %12s %10s %12s %10s%s\n", "config", "step s", "tokens/s", "GFLOP/s", "of sgemm",
+               be->on_host ? "alloc MiB" : "GPU MiB", be->on_host ? "" : "    of bf16  alloc MiB");
     static HgLevel valley = {.n_layers = 2};
     struct {
         const char *name;
@@ -136,6 +151,7 @@ int main(int argc, char **argv)
         HgModel m;
         cfgs[k].c.recompute_ffn = recompute;
         if (!be->on_host) gpu_mem_peak_reset(); // "alloc MiB": this config's peak
+        if (plan) be->dry_begin();
         if (hg_build(&m, &cfgs[k].c, err) < 0) die("%s", err);
         hg_init_weights(&m, 1);
         if (hg_set_backend(&m, be, err) < 0) die("%s", err);
@@ -165,6 +181,17 @@ int main(int argc, char **argv)
             }
             if (be->sync(err) < 0) die("%s", err);
             times[r] = now_s() - t0;
+        }
+        if (plan) { // everything freed inside the dry run, as trainer_init's
+            double acts = (double)hg_act_bytes(&m) / 1048576;
+            free(tok), free(inp), free(tgt), free(times);
+            be->free(tgt_b), be->free(dlog);
+            if (full) be->free(am), be->free(av);
+            be->free(vals), be->free(kd);
+            hg_free(&m);
+            printf("%-22s %12.0f %12.0f\n", cfgs[k].name, (double)be->dry_end() / 1048576, acts);
+            fflush(stdout);
+            continue;
         }
         qsort(times + 1, (size_t)runs, sizeof *times, cmp_d);
         double med = times[1 + runs / 2];
