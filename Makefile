@@ -182,6 +182,7 @@ gpu-pack: gpu-libs gpu-ablation
 # `make test-cuda-emu`: tests/test_cuda_ops.c against the same CUDA sources compiled for the CPU (-DGPU_EMU), their
 # kernels run by the emulator of tests/emu (threads as user-space contexts, barriers and shuffles checked, ASan and
 # UBSan on device memory). No nvcc or GPU needed: it checks the kernels' logic on any machine, not the GPU itself.
+# It also runs bench/model --plan once (built for the emulator), so the README's memory counts' command keeps working.
 EMU_CXX ?= g++
 EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
@@ -210,8 +211,11 @@ build/emu/bench/model: bench/model.c $(wildcard libcommon/*.h) $(EMU_OBJ) build/
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/bench/model.o
 	$(EMU_CXX) $(EMU_FLAGS) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
-test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model
-	@for t in $^; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
+test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model build/emu/bench/model
+	@for t in build/emu/test_cuda_ops build/emu/test_cuda_model; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || \
+	  exit 1; done
+	@echo "== build/emu/bench/model --plan (the README's memory counts' command, at batch 2)"; \
+	  ASAN_OPTIONS=detect_leaks=0 build/emu/bench/model --plan --device cuda --batch 2 --full --precision bf16
 
 clean:
 	rm -rf build bin bin-san bin-cuda
