@@ -757,18 +757,29 @@ static void att16_forward(const char *op, float *out, float *probs, uint8_t *mas
     gpu_bf16_ranges(op, (uint16_t *)(ws + rB + pB), 4, o.src, o.n, o.c);
     const uint16_t *q16 = o.c[0], *k16 = o.c[1], *v16 = o.c[2], *er16 = o.c[3];
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq;
+    long long sq = (long long)Tq * d->ldq, sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv;
+    AttG g = att_groups(d); // by row group, as gpu_attention_forward's
     gpu_prof_part("att16 fwd: S, R products");
-    gpu_gemm2_16(op, 0, 1, Tq, Tk, HS, scale, q16, d->ldq, (long long)Tq * d->ldq, HS, k16, d->ldk,
-                 (long long)Tk * d->ldk, HS, 0.0f, probs, Tk, NH * TT, TT, B, NH);
-    if (Er)
-        gpu_gemm2_16(op, 0, 1, Tq, Tq, HS, scale, q16, d->ldq, (long long)Tq * d->ldq, HS, er16, HS, 0, 0, 0.0f, R,
-                     Tq, NH * TR, TR, B, NH);
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2_16(op, 0, 1, n, ke, HS, scale, q16 + (size_t)r0 * d->ldq, d->ldq, sq, HS, k16, d->ldk, sk, HS, 0.0f,
+                     probs + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
+    }
+    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        int c0 = g.split ? att_al4(Tq - ke) : 0;
+        gpu_gemm2_16(op, 0, 1, n, Tq - c0, HS, scale, q16 + (size_t)r0 * d->ldq, d->ldq, sq, HS,
+                     er16 + (size_t)c0 * HS, HS, 0, 0, 0.0f, R + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, B, NH);
+    }
     gpu_prof_part("att16 fwd: skew, softmax, dropout");
     LAUNCH(att_softmax_k<uint16_t>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
     gpu_prof_part("att16 fwd: O = PD V");
-    gpu_gemm2_16(op, 0, 0, Tq, HS, Tk, 1.0f, pd, Tk, NH * TT, TT, v16, d->ldv, (long long)Tk * d->ldv, HS, 0.0f, out,
-                 C, (long long)Tq * C, HS, B, NH);
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gpu_gemm2_16(op, 0, 0, n, HS, ke, 1.0f, pd + (size_t)r0 * Tk, Tk, NH * TT, TT, v16, d->ldv, sv, HS, 0.0f,
+                     out + (size_t)r0 * C, C, (long long)Tq * C, HS, B, NH);
+    }
     gpu_prof_part(NULL);
 }
 
@@ -798,23 +809,48 @@ static void att16_backward(const char *op, float *dq, float *dk, float *dv, floa
     gpu_launched(op);
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
+    AttG gr = att_groups(d); // by row (or key) group, as gpu_attention_backward's
     gpu_prof_part("att16 bwd: dV, dP products");
-    gpu_gemm2_16(op, 1, 0, Tk, HS, Tq, 1.0f, pd, Tk, NH * TT, TT, g16, C, so, HS, 1.0f, dv, d->ldv, sv, HS, B, NH);
-    gpu_gemm2_16(op, 0, 1, Tq, Tk, HS, 1.0f, g16, C, so, HS, v16, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT, B, NH);
+    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
+        att_group(gr, d, k0, &n, &ke);
+        if (!gr.split) n = Tk;
+        int i0 = gr.split ? k0 : 0;
+        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, 1.0f, pd + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, g16 + (size_t)i0 * C,
+                     C, so, HS, 1.0f, dv + (size_t)k0 * d->ldv, d->ldv, sv, HS, B, NH);
+    }
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(gr, d, r0, &n, &ke);
+        gpu_gemm2_16(op, 0, 1, n, ke, HS, 1.0f, g16 + (size_t)r0 * C, C, so, HS, v16, d->ldv, sv, HS, 0.0f,
+                     dp + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
+    }
     gpu_prof_part("att16 bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, (float *)NULL, probs, mask, a, ds, dR);
     gpu_launched(op);
     gpu_prof_part("att16 bwd: dQ, dK, dEr products");
-    gpu_gemm2_16(op, 0, 0, Tq, HS, Tk, scale, ds, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS, B,
-                 NH);
-    gpu_gemm2_16(op, 1, 0, Tk, HS, Tq, scale, ds, Tk, NH * TT, TT, q16, d->ldq, sq, HS, 1.0f, dk, d->ldk, sk, HS, B,
-                 NH);
-    if (Er) {
-        gpu_gemm2_16(op, 0, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, er16, HS, 0, 0, 1.0f, dq, d->ldq, sq, HS, B,
-                     NH);
-        if (part)
-            gpu_gemm2_16(op, 1, 0, Tq, HS, Tq, scale, dR, Tq, NH * TR, TR, q16, d->ldq, sq, HS, 0.0f, part, HS,
-                         (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(gr, d, r0, &n, &ke);
+        gpu_gemm2_16(op, 0, 0, n, HS, ke, scale, ds + (size_t)r0 * Tk, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f,
+                     dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
+    }
+    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
+        att_group(gr, d, k0, &n, &ke);
+        if (!gr.split) n = Tk;
+        int i0 = gr.split ? k0 : 0;
+        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, scale, ds + (size_t)i0 * Tk + k0, Tk, NH * TT, TT,
+                     q16 + (size_t)i0 * d->ldq, d->ldq, sq, HS, 1.0f, dk + (size_t)k0 * d->ldk, d->ldk, sk, HS, B, NH);
+    }
+    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
+        att_group(gr, d, r0, &n, &ke);
+        int c0 = gr.split ? att_al4(Tq - ke) : 0;
+        gpu_gemm2_16(op, 0, 0, n, HS, Tq - c0, scale, dR + (size_t)r0 * Tq + c0, Tq, NH * TR, TR,
+                     er16 + (size_t)c0 * HS, HS, 0, 0, 1.0f, dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
+    }
+    for (int c0 = 0, n, ke; part && c0 < Tq; c0 += n) {
+        att_group(gr, d, c0, &n, &ke);
+        int i0 = gr.split ? att_al4(Tq - c0 - n) : 0;
+        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, scale, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR,
+                     q16 + (size_t)i0 * d->ldq, d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS,
+                     (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
     }
     if (part) {
         gpu_prof_part("att16 bwd: dEr sum");
