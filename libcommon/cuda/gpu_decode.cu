@@ -187,18 +187,23 @@ __global__ static void dec_emb_gemv_k(float *out, DecEmb e, const W *w, const fl
 int gpu_dec_kernel_rows(void) { return DL_MAX_ROWS; }
 
 // Dependent launches need the kernels' pdl_wait compiled in: PTX of compute capability 9.0 or more (a build for an
-// older one runs on an H100 through the JIT without it, so its launches stay plain)
+// older one runs on an H100 through the JIT without it, so its launches stay plain). Asked once: the decoder sets
+// its choice before every pass
 static bool dec_pdl_built(void)
 {
 #ifdef GPU_EMU
     return true; // the emulator's launches are plain ones anyway
 #else
-    cudaFuncAttributes at;
-    return cudaFuncGetAttributes(&at, dec_gemv_k<float>) == cudaSuccess && at.ptxVersion >= 90;
+    static int built = -1;
+    if (built < 0) {
+        cudaFuncAttributes at;
+        built = cudaFuncGetAttributes(&at, dec_gemv_k<float>) == cudaSuccess && at.ptxVersion >= 90;
+    }
+    return built;
 #endif
 }
 
-void gpu_dec_pdl(int on) { gpu_set_pdl(on && dec_pdl_built()); }
+void gpu_dec_pdl(int on) { gpu_set_pdl(on && dec_pdl_built()); } // (on first: off asks nothing)
 
 // gpu.h's test aid: one block lets the next kernel start (pdl_release), sleeps about ns nanoseconds, then copies
 __global__ static void dec_slow_copy_k(float *dst, const float *src, size_t n, unsigned ns)

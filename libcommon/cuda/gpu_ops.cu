@@ -707,6 +707,90 @@ static void att_group(const AttG &g, const AttnDims *d, int r0, int *n, int *ke)
 // block's start stays 16-byte aligned where the matrix's is (so TF32's batched call takes it whole)
 static int att_al4(int x) { return x & ~3; }
 
+// The products of both unfused attentions (float32 operands: gpu_gemm2; bfloat16: gpu_gemm2_16, the same arguments),
+// each in att_groups' groups. Strides: sA, sB, sC per (b, h) pair as gpu_gemm2's (b, h) strides; every C is float32.
+static void gemm2_t(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                    long long sAb, long long sAh, const float *B, int ldb, long long sBb, long long sBh, float beta,
+                    float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
+{
+    gpu_gemm2(op, ta, tb, M, N, K, alpha, A, lda, sAb, sAh, B, ldb, sBb, sBh, beta, C, ldc, sCb, sCh, nb, nh);
+}
+static void gemm2_t(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                    long long sAb, long long sAh, const uint16_t *B, int ldb, long long sBb, long long sBh, float beta,
+                    float *C, int ldc, long long sCb, long long sCh, int nb, int nh)
+{
+    gpu_gemm2_16(op, ta, tb, M, N, K, alpha, A, lda, sAb, sAh, B, ldb, sBb, sBh, beta, C, ldc, sCb, sCh, nb, nh);
+}
+
+// By query row group [r0, r0 + n), keys [0, ke): tb 1, C (n, ke) = alpha A B^T, depth HS (S = Q K^T, dP = dO V^T);
+// tb 0, C (n, HS) = alpha A B + beta C, depth ke (O = PD V, dQ += dS K)
+template <typename T>
+static void att_rows(const char *op, const AttnDims *d, const AttG &g, int tb, float alpha, const T *A, int lda,
+                     long long sAb, long long sAh, const T *B, int ldb, long long sBb, long long sBh, float beta,
+                     float *C, int ldc, long long sCb, long long sCh)
+{
+    int HS = d->C / d->NH;
+    for (int r0 = 0, n, ke; r0 < d->Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        gemm2_t(op, 0, tb, n, tb ? ke : HS, tb ? HS : ke, alpha, A + (size_t)r0 * lda, lda, sAb, sAh, B, ldb, sBb,
+                sBh, beta, C + (size_t)r0 * ldc, ldc, sCb, sCh, d->B, d->NH);
+    }
+}
+
+// The relative term by query row group: row i meets Er_T's rows (R's columns) Tq-1-i on, the group's from c0 =
+// Tq - ke on (rounded down: att_al4). tb 1: R (n, Tq - c0) = alpha Q ers^T (beta 0); tb 0: dQ (n, HS) += alpha dR
+// ers over those columns. ers: Er_T (Tq x HS, shared by every (b, h)); R and dR rows of Tq
+template <typename T>
+static void att_rows_rel(const char *op, const AttnDims *d, const AttG &g, int tb, float alpha, const T *A, int lda,
+                         long long sAb, long long sAh, const T *ers, float beta, float *C, int ldc, long long sCb,
+                         long long sCh)
+{
+    int Tq = d->Tq, HS = d->C / d->NH;
+    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
+        att_group(g, d, r0, &n, &ke);
+        int c0 = g.split ? att_al4(Tq - ke) : 0;
+        if (tb)
+            gemm2_t(op, 0, 1, n, Tq - c0, HS, alpha, A + (size_t)r0 * lda, lda, sAb, sAh, ers + (size_t)c0 * HS, HS,
+                    0, 0, beta, C + (size_t)r0 * ldc + c0, ldc, sCb, sCh, d->B, d->NH);
+        else
+            gemm2_t(op, 0, 0, n, HS, Tq - c0, alpha, A + (size_t)r0 * lda + c0, lda, sAb, sAh, ers + (size_t)c0 * HS,
+                    HS, 0, 0, beta, C + (size_t)r0 * ldc, ldc, sCb, sCh, d->B, d->NH);
+    }
+}
+
+// By key group [k0, k0 + n), which query rows k0 on see: C (n, HS) += alpha A^T B, A the (Tq, Tk) probabilities or
+// score gradients (dV += PD^T dO, dK += dS^T Q); unsplit, every key and row
+template <typename T>
+static void att_keys(const char *op, const AttnDims *d, const AttG &g, float alpha, const T *A, long long sAb,
+                     long long sAh, const T *B, int ldb, long long sBb, long long sBh, float *C, int ldc,
+                     long long sCb, long long sCh)
+{
+    int Tq = d->Tq, Tk = d->Tk, HS = d->C / d->NH;
+    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
+        att_group(g, d, k0, &n, &ke);
+        if (!g.split) n = Tk;
+        int i0 = g.split ? k0 : 0;
+        gemm2_t(op, 1, 0, n, HS, Tq - i0, alpha, A + (size_t)i0 * Tk + k0, Tk, sAb, sAh, B + (size_t)i0 * ldb, ldb,
+                sBb, sBh, 1.0f, C + (size_t)k0 * ldc, ldc, sCb, sCh, d->B, d->NH);
+    }
+}
+
+// dEr's partials: part (b, h) = alpha dR^T q, by column group of dR [c0, c0 + n), whose rows are Tq - c0 - n on
+template <typename T>
+static void att_er_part(const char *op, const AttnDims *d, const AttG &g, float alpha, const T *dR, const T *q,
+                        float *part)
+{
+    int Tq = d->Tq, NH = d->NH, HS = d->C / NH;
+    long long TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
+    for (int c0 = 0, n, ke; c0 < Tq; c0 += n) {
+        att_group(g, d, c0, &n, &ke);
+        int i0 = g.split ? att_al4(Tq - c0 - n) : 0;
+        gemm2_t(op, 1, 0, n, HS, Tq - i0, alpha, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR, q + (size_t)i0 * d->ldq,
+                d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS, (long long)NH * Tq * HS, (long long)Tq * HS, d->B,
+                NH);
+    }
+}
+
 static bool att_check(const char *op, const AttnDims *d, const float *Er)
 {
     if (d->NH <= 0 || d->C % d->NH != 0 || d->Tq <= 0 || d->Tk <= 0 || (Er && (d->Tq != d->Tk || d->Tq > d->L))) {
@@ -758,28 +842,15 @@ static void att16_forward(const char *op, float *out, float *probs, uint8_t *mas
     const uint16_t *q16 = o.c[0], *k16 = o.c[1], *v16 = o.c[2], *er16 = o.c[3];
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq;
     long long sq = (long long)Tq * d->ldq, sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv;
-    AttG g = att_groups(d); // by row group, as gpu_attention_forward's
+    AttG g = att_groups(d);
     gpu_prof_part("att16 fwd: S, R products");
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2_16(op, 0, 1, n, ke, HS, scale, q16 + (size_t)r0 * d->ldq, d->ldq, sq, HS, k16, d->ldk, sk, HS, 0.0f,
-                     probs + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
-    }
-    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        int c0 = g.split ? att_al4(Tq - ke) : 0;
-        gpu_gemm2_16(op, 0, 1, n, Tq - c0, HS, scale, q16 + (size_t)r0 * d->ldq, d->ldq, sq, HS,
-                     er16 + (size_t)c0 * HS, HS, 0, 0, 0.0f, R + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, B, NH);
-    }
+    att_rows(op, d, g, 1, scale, q16, d->ldq, sq, HS, k16, d->ldk, sk, HS, 0.0f, probs, Tk, NH * TT, TT);
+    if (Er) att_rows_rel(op, d, g, 1, scale, q16, d->ldq, sq, HS, er16, 0.0f, R, Tq, NH * TR, TR);
     gpu_prof_part("att16 fwd: skew, softmax, dropout");
     LAUNCH(att_softmax_k<uint16_t>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
     gpu_prof_part("att16 fwd: O = PD V");
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2_16(op, 0, 0, n, HS, ke, 1.0f, pd + (size_t)r0 * Tk, Tk, NH * TT, TT, v16, d->ldv, sv, HS, 0.0f,
-                     out + (size_t)r0 * C, C, (long long)Tq * C, HS, B, NH);
-    }
+    att_rows(op, d, g, 0, 1.0f, pd, Tk, NH * TT, TT, v16, d->ldv, sv, HS, 0.0f, out, C, (long long)Tq * C, HS);
     gpu_prof_part(NULL);
 }
 
@@ -809,49 +880,18 @@ static void att16_backward(const char *op, float *dq, float *dk, float *dv, floa
     gpu_launched(op);
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
-    AttG gr = att_groups(d); // by row (or key) group, as gpu_attention_backward's
+    AttG g = att_groups(d);
     gpu_prof_part("att16 bwd: dV, dP products");
-    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
-        att_group(gr, d, k0, &n, &ke);
-        if (!gr.split) n = Tk;
-        int i0 = gr.split ? k0 : 0;
-        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, 1.0f, pd + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, g16 + (size_t)i0 * C,
-                     C, so, HS, 1.0f, dv + (size_t)k0 * d->ldv, d->ldv, sv, HS, B, NH);
-    }
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(gr, d, r0, &n, &ke);
-        gpu_gemm2_16(op, 0, 1, n, ke, HS, 1.0f, g16 + (size_t)r0 * C, C, so, HS, v16, d->ldv, sv, HS, 0.0f,
-                     dp + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
-    }
+    att_keys(op, d, g, 1.0f, pd, NH * TT, TT, g16, C, so, HS, dv, d->ldv, sv, HS);
+    att_rows(op, d, g, 1, 1.0f, g16, C, so, HS, v16, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT);
     gpu_prof_part("att16 bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, (float *)NULL, probs, mask, a, ds, dR);
     gpu_launched(op);
     gpu_prof_part("att16 bwd: dQ, dK, dEr products");
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(gr, d, r0, &n, &ke);
-        gpu_gemm2_16(op, 0, 0, n, HS, ke, scale, ds + (size_t)r0 * Tk, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f,
-                     dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
-    }
-    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
-        att_group(gr, d, k0, &n, &ke);
-        if (!gr.split) n = Tk;
-        int i0 = gr.split ? k0 : 0;
-        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, scale, ds + (size_t)i0 * Tk + k0, Tk, NH * TT, TT,
-                     q16 + (size_t)i0 * d->ldq, d->ldq, sq, HS, 1.0f, dk + (size_t)k0 * d->ldk, d->ldk, sk, HS, B, NH);
-    }
-    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
-        att_group(gr, d, r0, &n, &ke);
-        int c0 = gr.split ? att_al4(Tq - ke) : 0;
-        gpu_gemm2_16(op, 0, 0, n, HS, Tq - c0, scale, dR + (size_t)r0 * Tq + c0, Tq, NH * TR, TR,
-                     er16 + (size_t)c0 * HS, HS, 0, 0, 1.0f, dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
-    }
-    for (int c0 = 0, n, ke; part && c0 < Tq; c0 += n) {
-        att_group(gr, d, c0, &n, &ke);
-        int i0 = gr.split ? att_al4(Tq - c0 - n) : 0;
-        gpu_gemm2_16(op, 1, 0, n, HS, Tq - i0, scale, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR,
-                     q16 + (size_t)i0 * d->ldq, d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS,
-                     (long long)NH * Tq * HS, (long long)Tq * HS, B, NH);
-    }
+    att_rows(op, d, g, 0, scale, ds, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS);
+    att_keys(op, d, g, scale, ds, NH * TT, TT, q16, d->ldq, sq, HS, dk, d->ldk, sk, HS);
+    if (Er) att_rows_rel(op, d, g, 0, scale, dR, Tq, NH * TR, TR, er16, 1.0f, dq, d->ldq, sq, HS);
+    if (part) att_er_part(op, d, g, scale, dR, q16, part);
     if (part) {
         gpu_prof_part("att16 bwd: dEr sum");
         gpu_er_sum(op, dEr + (size_t)(d->L - Tq) * HS, part, B * NH, (size_t)Tq * HS);
@@ -886,30 +926,17 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     long long sq = (long long)Tq * d->ldq, sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv;
     AttG g = att_groups(d);
     // every (batch item b, head h) in one call each: head h of item b at column h*HS of row block b; a row group a
-    // call (att_groups). Row i reads R at columns Tq-1-i .. Tq-1: the group's from Tq - ke on
+    // call (att_groups)
     gpu_prof_part("att fwd: S = Q K^T");
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2(op, 0, 1, n, ke, HS, scale, q + (size_t)r0 * d->ldq, d->ldq, sq, HS, k, d->ldk, sk, HS, 0.0f,
-                  probs + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
-    }
+    att_rows(op, d, g, 1, scale, q, d->ldq, sq, HS, k, d->ldk, sk, HS, 0.0f, probs, Tk, NH * TT, TT);
     gpu_prof_part("att fwd: R = Q Er^T");
-    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        int c0 = g.split ? att_al4(Tq - ke) : 0;
-        gpu_gemm2(op, 0, 1, n, Tq - c0, HS, scale, q + (size_t)r0 * d->ldq, d->ldq, sq, HS, ers + (size_t)c0 * HS, HS,
-                  0, 0, 0.0f, R + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, B, NH);
-    }
+    if (Er) att_rows_rel(op, d, g, 1, scale, q, d->ldq, sq, HS, ers, 0.0f, R, Tq, NH * TR, TR);
     gpu_prof_part("att fwd: skew, softmax, dropout");
     LAUNCH(att_softmax_k<float>, (unsigned)bhq, ATT_THREADS)(probs, mask, pd, R, att_k(d, 0));
     gpu_launched(op);
     gpu_prof_part("att fwd: O = PD V");
-    const float *P = pd ? pd : probs;
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2(op, 0, 0, n, HS, ke, 1.0f, P + (size_t)r0 * Tk, Tk, NH * TT, TT, v, d->ldv, sv, HS, 0.0f,
-                  out + (size_t)r0 * C, C, (long long)Tq * C, HS, B, NH);
-    }
+    att_rows(op, d, g, 0, 1.0f, pd ? pd : probs, Tk, NH * TT, TT, v, d->ldv, sv, HS, 0.0f, out, C, (long long)Tq * C,
+             HS);
     gpu_prof_part(NULL);
 }
 
@@ -941,55 +968,20 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     long long TT = (long long)Tq * Tk, TR = (long long)Tq * Tq, sq = (long long)Tq * d->ldq;
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
     AttG g = att_groups(d);
-    // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward; a group a call: the products
-    // over query rows by row group, those over keys (dV, dK) by key group: keys [k0, k0 + n) meet rows k0 on)
+    // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward; by key and row group)
     gpu_prof_part("att bwd: dV, dP products");
-    const float *P = pd ? pd : probs;
-    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
-        att_group(g, d, k0, &n, &ke);
-        if (!g.split) n = Tk; // unsplit: every key, every row
-        int i0 = g.split ? k0 : 0;
-        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, 1.0f, P + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, dout + (size_t)i0 * C, C,
-                  so, HS, 1.0f, dv + (size_t)k0 * d->ldv, d->ldv, sv, HS, B, NH);
-    }
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2(op, 0, 1, n, ke, HS, 1.0f, dout + (size_t)r0 * C, C, so, HS, v, d->ldv, sv, HS, 0.0f,
-                  dp + (size_t)r0 * Tk, Tk, NH * TT, TT, B, NH);
-    }
+    att_keys(op, d, g, 1.0f, pd ? pd : probs, NH * TT, TT, dout, C, so, HS, dv, d->ldv, sv, HS);
+    att_rows(op, d, g, 1, 1.0f, dout, C, so, HS, v, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT);
     gpu_prof_part("att bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a, (uint16_t *)NULL, (uint16_t *)NULL);
     gpu_launched(op);
     gpu_prof_part("att bwd: dQ, dK, dEr products");
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
-    // dq += scale * dS k;  dk += scale * dS^T q
-    for (int r0 = 0, n, ke; r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        gpu_gemm2(op, 0, 0, n, HS, ke, scale, dp + (size_t)r0 * Tk, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f,
-                  dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
-    }
-    for (int k0 = 0, n, ke; k0 < Tk; k0 += n) {
-        att_group(g, d, k0, &n, &ke);
-        if (!g.split) n = Tk;
-        int i0 = g.split ? k0 : 0;
-        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, scale, dp + (size_t)i0 * Tk + k0, Tk, NH * TT, TT, q + (size_t)i0 * d->ldq,
-                  d->ldq, sq, HS, 1.0f, dk + (size_t)k0 * d->ldk, d->ldk, sk, HS, B, NH);
-    }
-    // dq += scale * dR Er_T (row i's dR is nonzero at columns Tq-1-i on: the group's from Tq - ke);  dEr partial
-    // (b, h) = scale * dR^T q (column c's rows are Tq-1-c on: the column group [c0, c0 + n)'s from Tq - c0 - n)
-    for (int r0 = 0, n, ke; Er && r0 < Tq; r0 += n) {
-        att_group(g, d, r0, &n, &ke);
-        int c0 = g.split ? att_al4(Tq - ke) : 0;
-        gpu_gemm2(op, 0, 0, n, HS, Tq - c0, scale, dR + (size_t)r0 * Tq + c0, Tq, NH * TR, TR, ers + (size_t)c0 * HS,
-                  HS, 0, 0, 1.0f, dq + (size_t)r0 * d->ldq, d->ldq, sq, HS, B, NH);
-    }
-    for (int c0 = 0, n, ke; part && c0 < Tq; c0 += n) {
-        att_group(g, d, c0, &n, &ke);
-        int i0 = g.split ? att_al4(Tq - c0 - n) : 0;
-        gpu_gemm2(op, 1, 0, n, HS, Tq - i0, scale, dR + (size_t)i0 * Tq + c0, Tq, NH * TR, TR, q + (size_t)i0 * d->ldq,
-                  d->ldq, sq, HS, 0.0f, part + (size_t)c0 * HS, HS, (long long)NH * Tq * HS, (long long)Tq * HS, B,
-                  NH);
-    }
+    // dq += scale * dS k;  dk += scale * dS^T q;  dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
+    att_rows(op, d, g, 0, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS);
+    att_keys(op, d, g, scale, dp, NH * TT, TT, q, d->ldq, sq, HS, dk, d->ldk, sk, HS);
+    if (Er) att_rows_rel(op, d, g, 0, scale, dR, Tq, NH * TR, TR, ers, 1.0f, dq, d->ldq, sq, HS);
+    if (part) att_er_part(op, d, g, scale, dR, q, part);
     if (part) {
         size_t n = (size_t)Tq * HS;
         gpu_prof_part("att bwd: dEr sum");
