@@ -151,9 +151,9 @@ typedef struct Backend {
     const DecKernels *dec;      // NULL: the CPU
     void (*set_precision)(int precision); // PREC_* for the matmuls from the next op (NULL: the CPU, always float32)
     // bfloat16 activations (gpu.h gpu_act16; NULL: the CPU, which has none): act16 says whether hg_alloc keeps the
-    // feed-forward's hidden activation as bfloat16 under the precision now set; the ops that write and read it
-    // (relu_dropout_backward16 writes linear1's output gradient as bfloat16 and its bias's gradient, which
-    // linear_backward_g16's products then take)
+    // feed-forward's hidden activation (and more: to_bf16 below) as bfloat16 under the precision now set; the ops
+    // that write and read it (relu_dropout_backward16 writes linear1's output gradient as bfloat16 and its bias's
+    // gradient, which linear_backward_g16's products then take)
     int (*act16)(void);
     void (*relu_dropout_forward16)(uint16_t *out16, const float *inp, float p, SeedRef seed, size_t n);
     void (*relu_dropout_backward16)(uint16_t *dinp16, float *db, const float *dout, const uint16_t *out16, float p,
@@ -161,8 +161,20 @@ typedef struct Backend {
     void (*linear_forward16)(float *out, const uint16_t *inp16, const float *w, const float *b, int N, int IC, int OC);
     void (*linear_backward16)(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16,
                               const float *w, int N, int IC, int OC);
-    void (*linear_backward_g16)(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w,
-                                int N, int IC, int OC);
+    void (*linear_backward_g16)(float *dinp, float *dw, const uint16_t *dout16, const float *inp,
+                                const uint16_t *inp16, const float *w, int N, int IC, int OC);
+    // under act16 hg_alloc keeps more as bfloat16, rounded once by to_bf16 from the float32 that the forward's ops
+    // make (and then read from scratch): LayerNorm 1's output (linear1's products take it as linear_forward16 and
+    // linear_backward_g16's inp16) and, where attention_takes16 says the attention takes them (gpu.h
+    // gpu_attention_fused_takes16: the fused attention on tensor cores), q, k and v. attention_forward16 and
+    // _backward16 are attention_forward's and _backward's on them, with probs (one float a query row) and no mask
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    int (*attention_takes16)(const AttnDims *d);
+    void (*attention_forward16)(float *out, float *probs, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                const float *Er, const AttnDims *d);
+    void (*attention_backward16)(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
+                                 const float *probs, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                 const float *Er, const AttnDims *d);
 } Backend;
 
 // The matmuls' precision on a GPU (gpu.h's GPU_FP32, GPU_TF32, GPU_BF16): float32 as the CPU; TF32; bfloat16

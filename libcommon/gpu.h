@@ -154,9 +154,10 @@ void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, con
 void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16,
                            const float *w, int N, int IC, int OC);
 // gpu_linear_backward's products on a bfloat16 gradient dout16 (gpu_relu_dropout_backward16's; the bias's sums are
-// made there): dinp (NULL: none) += dout16 w, dw += dout16^T inp, bf16 operands and float32 sums
-void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w, int N,
-                             int IC, int OC);
+// made there): dinp (NULL: none) += dout16 w, dw += dout16^T inp, bf16 operands and float32 sums; the input float32
+// inp or, when inp16 is not NULL, bfloat16 inp16 as it is (inp NULL)
+void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const uint16_t *inp16,
+                             const float *w, int N, int IC, int OC);
 
 // Attention with per-query key limits and an optional relative table, exactly ops.h's attention_forward with
 // these differences: d->n_keys is a DEVICE array (Tq ints), Er and dEr are device pointers, and the scratch is the
@@ -188,6 +189,17 @@ void gpu_attention_fused_forward(float *out, float *lse, const float *q, const f
 void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
                                   const float *lse, const float *q, const float *k, const float *v, const float *Er,
                                   const AttnDims *d);
+// The fused attention on bfloat16 q, k and v (hg.c keeps them so under gpu_act16: half their bytes), for the
+// tensor-core kernels, which round their float32 values to the same bf16 operands: the bytes of the float32 calls
+// on the values they were rounded from. gpu_attention_fused_takes16(d): 1 when these take d (gpu_act16, a head size
+// gpu_attention_tc_fits takes under GPU_BF16, C and the leading dimensions multiples of 8: rows 16-byte aligned);
+// called on other dimensions or precision they record an error and compute nothing.
+int gpu_attention_fused_takes16(const AttnDims *d);
+void gpu_attention_fused_forward16(float *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                   const float *Er, const AttnDims *d);
+void gpu_attention_fused_backward16(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
+                                    const float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                    const float *Er, const AttnDims *d);
 // Under GPU_TF32 and GPU_BF16 the fused attention runs on tensor cores (gpu_attn_tc.cu) for head sizes 16, 32, 48
 // and 64 whose kernels fit a block's shared memory (smem_optin bytes: an H100 opts in to 227 KiB, an A100 to 163):
 // 1 when they take head_size under precision on such a device, else 0 (the float32 kernels run instead).

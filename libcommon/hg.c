@@ -47,6 +47,9 @@ typedef struct LayerA {
     float *qkv, *q, *kv, *att, *probs, *res1, *ln1, *mean1, *rstd1;
     float *r1d, *res2, *out, *mean2, *rstd2;
     uint16_t *r16; // r1d as bfloat16 instead (HgActs.act16)
+    // as bfloat16 in place of qkv (q, kv) and ln1 (HgActs.act16; for q, k and v where the backend's attention takes
+    // them, Backend.attention_takes16): the forward makes their float32 values in the backward's scratch
+    uint16_t *qkv16, *q16, *kv16, *ln16;
     uint8_t *amask, *m_proj, *m_h2;
     int *n_keys;
     SeedRef seed;
@@ -80,7 +83,8 @@ struct HgActs {
     float *r1d; // with recompute_ffn: every layer's drop(relu(linear1)), one layer at a time
     uint16_t *r16; // the same as bfloat16 (act16)
     // the backend keeps the feed-forward's hidden activation r = drop(relu(linear1(x))) as bfloat16 (backend.h
-    // act16, asked once by hg_alloc): LayerA.r16 (or r16 above) in place of r1d, half the bytes
+    // act16, asked once by hg_alloc): LayerA.r16 (or r16 above) in place of r1d, half the bytes; and LayerA's ln16,
+    // qkv16, q16 and kv16
     int act16;
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
@@ -343,16 +347,25 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     size_t P, PM; // what the backend's attention saves
     pl->be->attention_saves(&ad, &P, &PM);
     A->Tq = Tq, A->Tk = Tk, A->cross = cross, A->causal = rule == KEYS_CAUSAL && Tq == Tk;
-    if (cross) {
+    int act16 = pl->acts->act16;
+    ad.ldq = cross ? c->C : 3 * c->C, ad.ldk = ad.ldv = cross ? 2 * c->C : 3 * c->C; // layer_dims'
+    int qkv16 = act16 && pl->be->attention_takes16 && pl->be->attention_takes16(&ad);
+    if (cross && qkv16) {
+        A->q16 = TAKE_U16(a, N * C);
+        A->kv16 = TAKE_U16(a, Nk * 2 * C);
+    } else if (cross) {
         A->q = TAKE_F(a, N * C);
         A->kv = TAKE_F(a, Nk * 2 * C);
+    } else if (qkv16) {
+        A->qkv16 = TAKE_U16(a, N * 3 * C);
     } else {
         A->qkv = TAKE_F(a, N * 3 * C);
     }
     A->att = TAKE_F(a, N * C), A->probs = TAKE_F(a, P), A->amask = PM ? TAKE_U8(a, PM) : NULL;
     // what the backward reads; the forward's transients (the two sublayers' outputs before their residual
     // LayerNorm, linear1's output before ReLU) live in the layer-backward scratch (layer_forward)
-    A->res1 = TAKE_F(a, N * C), A->ln1 = TAKE_F(a, N * C);
+    A->res1 = TAKE_F(a, N * C);
+    A->ln1 = act16 ? NULL : TAKE_F(a, N * C), A->ln16 = act16 ? TAKE_U16(a, N * C) : NULL;
     A->mean1 = TAKE_F(a, N), A->rstd1 = TAKE_F(a, N);
     // NULL: recomputed into HgActs.r1d (r16)
     A->r1d = c->recompute_ffn || pl->acts->act16 ? NULL : TAKE_F(a, N * F);
@@ -606,7 +619,8 @@ static const void *ffn_hidden(HgModel *m, const LayerA *A, const LayerP *P, floa
 {
     const float *W = m->bw;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq;
-    m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
+    if (A->ln16) m->be->linear_forward16(h1, A->ln16, W + P->l1_w, W + P->l1_b, N, C, F);
+    else m->be->linear_forward(h1, A->ln1, W + P->l1_w, W + P->l1_b, N, C, F);
     if (r16) m->be->relu_dropout_forward16(r16, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
     else m->be->relu_dropout_forward(r1d, NULL, h1, m->acts->p_used, seed_plus(A->seed, 2), (size_t)N * F);
     return r16 ? (const void *)r16 : (const void *)r1d;
@@ -624,28 +638,44 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     float p = H->p_used;
     A->x = x, A->ctx = ctx ? ctx : x;
     A->seed = next_seed(H);
+    // q, k, v: float32 in the layer's buffers or, kept as bfloat16 (act16), in the backward's scratch until rounded
     const float *q, *k, *v;
+    const uint16_t *q16 = NULL, *k16 = NULL, *v16 = NULL;
     if (A->cross) {
-        m->be->linear_forward(A->q, x, W + P->in_w, W + P->in_b, N, C, C);
-        m->be->linear_forward(A->kv, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
-        q = A->q, k = A->kv, v = A->kv + C;
+        float *qf = A->q16 ? H->g_q : A->q, *kvf = A->kv16 ? H->g_kv : A->kv;
+        m->be->linear_forward(qf, x, W + P->in_w, W + P->in_b, N, C, C);
+        m->be->linear_forward(kvf, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
+        q = qf, k = kvf, v = kvf + C;
+        if (A->q16) {
+            m->be->to_bf16(A->q16, qf, (size_t)N * C), m->be->to_bf16(A->kv16, kvf, (size_t)Nk * 2 * C);
+            q16 = A->q16, k16 = A->kv16, v16 = A->kv16 + C;
+        }
     } else {
-        m->be->linear_forward(A->qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
-        q = A->qkv, k = A->qkv + C, v = A->qkv + 2 * C;
+        float *qkv = A->qkv16 ? H->g_qkv : A->qkv;
+        m->be->linear_forward(qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        q = qkv, k = qkv + C, v = qkv + 2 * C;
+        if (A->qkv16) {
+            m->be->to_bf16(A->qkv16, qkv, (size_t)N * 3 * C);
+            q16 = A->qkv16, k16 = A->qkv16 + C, v16 = A->qkv16 + 2 * C;
+        }
     }
     AttnDims d = layer_dims(m, A);
-    m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, P->has_er ? W + P->er : NULL, &d);
+    const float *er = P->has_er ? W + P->er : NULL;
+    if (q16) m->be->attention_forward16(A->att, A->probs, q16, k16, v16, er, &d);
+    else m->be->attention_forward(A->att, A->probs, A->amask, H->att_scratch, q, k, v, er, &d);
     float *proj = H->g_proj, *h1 = H->g_h1, *h2 = H->g_h2; // transients (above)
+    float *ln1 = A->ln16 ? H->g_ln1 : A->ln1; // with ln16, float32 only until the layer's end
     m->be->linear_forward(proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    m->be->residual_layernorm_forward(A->ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
+    m->be->residual_layernorm_forward(ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
                                       W + P->n1_w, W + P->n1_b, N, C);
+    if (A->ln16) m->be->to_bf16(A->ln16, ln1, (size_t)N * C);
     if (H->act16)
         m->be->linear_forward16(h2, ffn_hidden(m, A, P, NULL, A->r16 ? A->r16 : H->r16, h1), W + P->l2_w, W + P->l2_b,
                                 N, F, C);
     else
         m->be->linear_forward(h2, ffn_hidden(m, A, P, A->r1d ? A->r1d : H->r1d, NULL, h1), W + P->l2_w, W + P->l2_b, N,
                               F, C);
-    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, A->ln1, h2, p, seed_plus(A->seed, 3),
+    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
 
@@ -752,7 +782,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
         m->be->linear_backward16(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r16, W + P->l2_w, N, F, C);
         uint16_t *g16 = (uint16_t *)H->g_h1; // linear1's output gradient as bfloat16, its bias's sums made with it
         m->be->relu_dropout_backward16(g16, D + P->l1_b, H->g_r1d, r16, p, N, F);
-        m->be->linear_backward_g16(H->g_ln1, D + P->l1_w, g16, A->ln1, W + P->l1_w, N, C, F);
+        m->be->linear_backward_g16(H->g_ln1, D + P->l1_w, g16, A->ln1, A->ln16, W + P->l1_w, N, C, F);
     } else {
         const float *r1d = A->r1d ? A->r1d : ffn_hidden(m, A, P, H->r1d, NULL, H->g_h1);
         m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
@@ -773,15 +803,23 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     if (A->cross) {
         ZERO(H->g_q, NC);
         ZERO(H->g_kv, (size_t)Nk * 2 * C);
-        m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->att, A->probs,
-                                  A->amask, A->q, A->kv, A->kv + C, er, &d);
+        if (A->q16)
+            m->be->attention_backward16(H->g_q, H->g_kv, H->g_kv + C, der, H->g_att, A->att, A->probs, A->q16,
+                                        A->kv16, A->kv16 + C, er, &d);
+        else
+            m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->att,
+                                      A->probs, A->amask, A->q, A->kv, A->kv + C, er, &d);
         m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
         m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
                         Nk, C, 2 * C);
     } else {
         ZERO(H->g_qkv, NC * 3);
-        m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att, A->att,
-                                  A->probs, A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
+        if (A->qkv16)
+            m->be->attention_backward16(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->g_att, A->att, A->probs,
+                                        A->qkv16, A->qkv16 + C, A->qkv16 + 2 * C, er, &d);
+        else
+            m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att,
+                                      A->att, A->probs, A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
         m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
     }
 }

@@ -507,19 +507,26 @@ static void walk_shard(const char *name, int first, int n, int a, int b, int mod
 
 // the training tests' data and config: a walk shard `name` in dir (its path to path, 256 bytes), a tiny hourglass
 // with resampling, cosine_ce, batch 2 x 2 accumulated; 0, or -1 with err
-static int train_setup(const char *name, int steps, int seed, RunConfig *rc, DataSet *ds, char *path, char *err)
+// d_model C (2 heads, dim_feedforward 2 C): train_setup's 16, or 32 for head size 16, which the tensor-core
+// attention takes
+static int train_setup_c(const char *name, int steps, int seed, int C, RunConfig *rc, DataSet *ds, char *path,
+                         char *err)
 {
     char json[512];
     walk_shard(name, 0, 6, 31, 17, 300, NULL);
     snprintf(path, 256, "%s/%s", dir, name);
     snprintf(json, sizeof json,
              "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, \"num_heads\": 2, "
-             "\"d_model\": 16, \"dim_feedforward\": 32, \"attn_resampling\": true}, \"loss\": {\"type\": \"cosine_ce\"}, "
+             "\"d_model\": %d, \"dim_feedforward\": %d, \"attn_resampling\": true}, \"loss\": {\"type\": \"cosine_ce\"}, "
              "\"train\": {\"batch_size\": 2, \"gradient_accumulation_steps\": 2, \"steps\": %d, \"seed\": %d}, "
              "\"lr_scheduler\": {\"max_lr\": 3e-3}}",
-             steps, seed);
+             C, 2 * C, steps, seed);
     if (config_parse(rc, json, "test", err) < 0) return -1;
     return data_open(ds, path, rc->input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err);
+}
+static int train_setup(const char *name, int steps, int seed, RunConfig *rc, DataSet *ds, char *path, char *err)
+{
+    return train_setup_c(name, steps, seed, 16, rc, ds, path, err);
 }
 
 static void test_training(const Backend *gpu)
@@ -840,10 +847,12 @@ static void test_recompute(const Backend *gpu)
     snprintf(path, sizeof path, "%s/recompute_train.bin", dir), unlink(path);
 }
 
-// bf16 activations (gpu.h gpu_act16): under bf16 the feed-forward's hidden activation is kept as bfloat16, half its
-// bytes (the run's reserved block is smaller), and the run gives the bytes of the run that keeps it in float32 (HMT_GPU_ACT16=0): weights and Adam
-// moments after the steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with
-// --recompute-ffn. Ends on a fresh GPU.
+// bf16 activations (gpu.h gpu_act16): under bf16 the feed-forward's hidden activation and LayerNorm 1's output are
+// kept as bfloat16, and with the fused attention (on tensor cores: head size 16 here) q, k and v too, half their
+// bytes (the run's reserved block is smaller, and smaller by q, k, v's half with the fused attention), and the run
+// gives the bytes of the run that keeps them in float32 (HMT_GPU_ACT16=0): weights and Adam moments after the
+// steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with --recompute-ffn. Ends
+// on a fresh GPU.
 static void test_act16(const Backend *gpu)
 {
     char err[ERR_MAX], path[256];
@@ -853,9 +862,13 @@ static void test_act16(const Backend *gpu)
     }
     RunConfig rc;
     DataSet ds, val;
-    int ok = train_setup("act16_train.bin", 6, 13, &rc, &ds, path, err) == 0 &&
+    int ok = train_setup_c("act16_train.bin", 6, 13, 32, &rc, &ds, path, err) == 0 &&
              data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
     CHECK(ok, "bf16 activations: setup: %s", err);
+    // the first layer's attention (d 32, 2 heads): q, k, v as bf16 with the fused attention only
+    AttnDims ad = {.B = rc.batch_size, .Tq = rc.input_length, .Tk = rc.input_length, .C = 32, .NH = 2,
+                   .L = rc.input_length, .ldq = 96, .ldk = 96, .ldv = 96};
+    size_t saved[2] = {0, 0}; // bytes act16 saves, gemm and fused attention
     for (int v = 0; ok && v < 3; v++) { // gemm attention, fused, gemm with recompute_ffn
         const char *what = v == 0 ? "gemm attention" : v == 1 ? "fused attention" : "gemm attention, recompute_ffn";
         if (!(gpu = fresh_gpu(v == 1, err))) {
@@ -872,6 +885,9 @@ static void test_act16(const Backend *gpu)
             if (!k) setenv("HMT_GPU_ACT16", "0", 1);
             CHECK(gpu->act16 && gpu->act16() == k, "bf16 activations (%s): act16 says %d with HMT_GPU_ACT16%s", what,
                   gpu->act16 ? gpu->act16() : -1, k ? " unset" : "=0");
+            int takes = gpu->attention_takes16 && gpu->attention_takes16(&ad);
+            CHECK(takes == (k && v == 1), "bf16 activations (%s): bf16 q, k, v %staken with HMT_GPU_ACT16%s", what,
+                  takes ? "" : "not ", k ? " unset" : "=0");
             ok = trainer_init(&t, &rc, REMI_VOCAB_SIZE, gpu, err) == 0;
             unsetenv("HMT_GPU_ACT16");
             CHECK(ok, "bf16 activations (%s): trainer_init: %s", what, err);
@@ -887,6 +903,12 @@ static void test_act16(const Backend *gpu)
         if (!ok) break;
         CHECK(act[1] < act[0], "bf16 activations (%s): the run reserves %zu bytes, %zu with float32 activations",
               what, act[1], act[0]);
+        if (v < 2) saved[v] = act[0] - act[1];
+        if (v == 1) { // at least half of q, k, v of the two self-attention layers at full length
+            size_t qkv = 2 * (size_t)rc.batch_size * rc.input_length * 96 * sizeof(uint16_t);
+            CHECK(saved[1] >= saved[0] + qkv, "bf16 activations: the fused attention's run saves %zu bytes, the "
+                  "gemm's %zu: not q, k and v's %zu more", saved[1], saved[0], qkv);
+        }
         CHECK(memcmp(h[0], h[1], 3 * n * sizeof(float)) == 0,
               "bf16 activations (%s): weights and Adam moments, the bytes of the float32 activations' run", what);
         free(h[0]), free(h[1]);

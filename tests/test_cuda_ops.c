@@ -310,7 +310,7 @@ static void act16_case(int N, int F, int OC, int IC, float p)
             gpu_linear_forward16(d_out, d_r16, d_w, d_lb, N, F, OC);
             gpu_linear_backward16(d_dx, d_dw, d_db2, d_dout, d_r16, d_w, N, F, OC);
             gpu_relu_dropout_backward16(d_g16, d_db, d_dx, d_r16, p, N, F);
-            gpu_linear_backward_g16(d_dx1, d_dw1, d_g16, d_x1, d_w1, N, IC, F);
+            gpu_linear_backward_g16(d_dx1, d_dw1, d_g16, d_x1, NULL, d_w1, N, IC, F);
         }
         for (int t = 0; t < NT; t++) {
             float *got = host_from(dev[t], len[t] * 4);
@@ -597,6 +597,39 @@ static void test_elementwise(void)
 // q inside a (B,Tq,3C) buffer, k and v interleaved in one (B,Tk,2C) buffer (the strides of hg.c), as test_ops.c.
 // Causal keys (n_keys[i] = i + 1) come with the promise AttnDims.causal, as hg.c makes it: past 128 rows the
 // unfused products then run by row group (gpu_ops.cu att_groups), against the same CPU results
+// The fused attention on bfloat16 q, k, v (gpu.h gpu_attention_fused_forward16: hg.c's under act16), under bf16 after
+// attention_case's tensor-core run, whose tensors want holds (out, lse, -, dq, dk dv, dEr): rounded to bf16 once,
+// q, k and v give the same bytes, since the kernels round the float32 ones to the same operands
+static void fused16_case(const char *name, float *const *want, AttnDims *dd, SeedRef seed, int C, const float *d_q,
+                         size_t nq, const float *d_kv, size_t nkv, float *d_lse, const float *d_er,
+                         const float *d_dout, float *d_out, float *d_dq, const float *dq0, float *d_dkv,
+                         const float *dkv0, float *d_der, const float *der0, size_t ner)
+{
+    char m[256];
+    int takes = gpu_attention_fused_takes16(dd);
+    CHECK(check_skipping || takes, "%s: gpu_attention_fused_takes16 under bf16", name);
+    if (!takes) return;
+    size_t no = (size_t)dd->B * dd->Tq * C, nl = (size_t)dd->B * dd->NH * dd->Tq;
+    uint16_t *q16 = dev_new(nq * 2), *kv16 = dev_new(nkv * 2);
+    gpu_to_bf16(q16, d_q, nq), gpu_to_bf16(kv16, d_kv, nkv);
+    reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4);
+    if (d_der) reset(d_der, der0, ner * 4);
+    gpu_zero(d_out, no * 4);
+    dd->seed = seed;
+    gpu_attention_fused_forward16(d_out, d_lse, q16, kv16, kv16 + C, d_er, dd);
+    gpu_attention_fused_backward16(d_dq, d_dkv, d_dkv + C, d_der, d_dout, d_out, d_lse, q16, kv16, kv16 + C, d_er, dd);
+    void *got[6] = {host_from(d_out, no * 4), host_from(d_lse, nl * 4), NULL, host_from(d_dq, nq * 4),
+                    host_from(d_dkv, nkv * 4), d_der ? host_from(d_der, ner * 4) : NULL};
+    static const char *const what[6] = {"out", "lse", "", "dq", "dk, dv", "dEr"};
+    size_t bytes[6] = {no * 4, nl * 4, 0, nq * 4, nkv * 4, ner * 4};
+    for (int t = 0; t < 6; t++)
+        if (got[t]) snprintf(m, sizeof m, "%s, bf16 q, k, v: %s (the bytes of float32 ones)", name, what[t]),
+                    cmp_bytes(m, got[t], want[t], bytes[t]);
+    for (int t = 0; t < 6; t++) free(got[t]);
+    gpu_free(q16), gpu_free(kv16);
+    no_error(name);
+}
+
 static void attention_case(const char *name, int B, int C, int NH, int Tq, int Tk, const int *n_keys, int with_er,
                            float dropout)
 {
@@ -722,6 +755,8 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
             g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_lse, (size_t)B * NH * Tq * 4);
             g[r][3] = host_from(d_dq, nq * 4), g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
         }
+        if (kind == 2) fused16_case(name, g[0], &dd, d.seed, C, d_q, nq, d_kv, nkv, d_lse, with_er ? d_er : NULL,
+                                    d_dout, d_out, d_dq, dq0, d_dkv, dkv0, with_er ? d_der : NULL, der0, ner);
         gpu_set_precision(GPU_FP32);
         double worst[4];
         snprintf(m, sizeof m, "%s, %s: out", name, label), worst[0] = cmp(m, g[0][0], out, no, tol);
@@ -794,6 +829,27 @@ static void test_attention(void)
         CHECK(!gpu_attention_tc_fits(64, GPU_FP32, h100) && !gpu_attention_tc_fits(8, GPU_BF16, h100) &&
                   !gpu_attention_tc_fits(40, GPU_BF16, h100) && !gpu_attention_tc_fits(128, GPU_BF16, h100),
               "tensor-core attention: not in float32, nor for head sizes 8, 40, 128");
+    }
+    { // bf16 q, k, v: only for the tensor-core kernels under bf16 (a head size of 8 they refuse, naming why)
+        AttnDims d = {.B = 1, .Tq = 4, .Tk = 4, .C = 16, .NH = 2, .L = 4, .ldq = 48, .ldk = 48, .ldv = 48};
+        int keys[4] = {1, 2, 3, 4}, *d_nk = dev_from(keys, sizeof keys);
+        d.n_keys = d_nk;
+        float *out = dev_new(4 * 16 * 4), *lse = dev_new(2 * 4 * 4);
+        uint16_t *qkv = dev_new(4 * 48 * 2);
+        gpu_set_precision(GPU_BF16);
+        CHECK(!gpu_attention_fused_takes16(&d), "bf16 q, k, v: not taken at head size 8");
+        gpu_attention_fused_forward16(out, lse, qkv, qkv + 16, qkv + 32, NULL, &d);
+        CHECK(strstr(gpu_error(), "bf16 q, k, v") != NULL, "bf16 q, k, v at head size 8: error '%s'", gpu_error());
+        gpu_clear_error();
+        d.C = 32, d.ldq = d.ldk = d.ldv = 96; // head size 16
+        CHECK(gpu_attention_fused_takes16(&d), "bf16 q, k, v: taken at head size 16 under bf16");
+        setenv("HMT_GPU_ACT16", "0", 1);
+        CHECK(!gpu_attention_fused_takes16(&d), "bf16 q, k, v: not taken with HMT_GPU_ACT16=0");
+        unsetenv("HMT_GPU_ACT16");
+        gpu_set_precision(GPU_TF32);
+        CHECK(!gpu_attention_fused_takes16(&d), "bf16 q, k, v: not taken under TF32");
+        gpu_set_precision(GPU_FP32);
+        gpu_free(out), gpu_free(lse), gpu_free(qkv), gpu_free(d_nk);
     }
     { // past head size 128 the fused kernels refuse, naming it (the backend then takes the unfused path)
         AttnDims d = {.B = 1, .Tq = 4, .Tk = 4, .C = 272, .NH = 2, .L = 4, .ldq = 272, .ldk = 272, .ldv = 272,

@@ -393,37 +393,65 @@ static void fa_launch(const char *op, K kernel, unsigned bh, unsigned tiles, siz
     gpu_launched(op);
 }
 
+// the forward on a's q, k, v (float32 or, when q16 is set, bfloat16 for the tensor-core kernels only)
+static void fused_forward(const char *op, FaArgs &a, float *out, float *lse, int B)
+{
+    a.o = out, a.lse = lse;
+    if (fa_tc_takes(a, gpu_precision())) {
+        fa_tc_forward(op, a, B, gpu_precision());
+        gpu_prof_part(NULL);
+        return;
+    }
+    if (a.q16) {
+        gpu_record(op, "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)");
+        return;
+    }
+    fa_launch(op, fa_fwd_k, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, FA_BQ), fa_fwd_smem(a.HS), a);
+}
+
 void gpu_attention_fused_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                  const float *Er, const AttnDims *d)
 {
     const char *op = "gpu_attention_fused_forward";
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
     FaArgs a = fa_args(d, q, k, v, Er, 0);
-    a.o = out, a.lse = lse;
-    if (fa_tc_takes(a, gpu_precision())) {
-        fa_tc_forward(op, a, d->B, gpu_precision());
-        gpu_prof_part(NULL);
-        return;
-    }
-    fa_launch(op, fa_fwd_k, (unsigned)(d->B * d->NH), gpu_blocks((size_t)d->Tq, FA_BQ), fa_fwd_smem(a.HS), a);
+    fused_forward(op, a, out, lse, d->B);
 }
 
-void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
-                                  const float *lse, const float *q, const float *k, const float *v, const float *Er,
-                                  const AttnDims *d)
+int gpu_attention_fused_takes16(const AttnDims *d)
 {
-    const char *op = "gpu_attention_fused_backward";
+    return gpu_act16() && d->NH > 0 && d->C % d->NH == 0 &&
+           gpu_attention_tc_fits(d->C / d->NH, GPU_BF16, gpu_smem_optin()) && d->C % 8 == 0 && d->ldq % 8 == 0 &&
+           d->ldk % 8 == 0 && d->ldv % 8 == 0;
+}
+
+void gpu_attention_fused_forward16(float *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                   const float *Er, const AttnDims *d)
+{
+    const char *op = "gpu_attention_fused_forward16";
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
-    FaArgs a = fa_args(d, q, k, v, Er, 1);
-    size_t rows = (size_t)d->B * d->NH * d->Tq, part = Er && dEr ? (size_t)d->B * d->Tq * d->C : 0;
+    FaArgs a = fa_args(d, NULL, NULL, NULL, Er, 0);
+    a.q16 = q, a.k16 = k, a.v16 = v;
+    fused_forward(op, a, out, lse, d->B);
+}
+
+static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, float *dv, float *dEr, const float *dout,
+                           const float *out, const float *lse, const AttnDims *d)
+{
+    size_t rows = (size_t)d->B * d->NH * d->Tq, part = a.ers && dEr ? (size_t)d->B * d->Tq * d->C : 0;
+    a.out = out, a.dout = dout, a.lse = (float *)lse, a.dq = dq, a.dk = dk, a.dv = dv;
+    bool tc = fa_tc_takes(a, gpu_precision());
+    if (a.q16 && !tc) {
+        gpu_record(op, "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)");
+        return;
+    }
     float *ws = (float *)gpu_workspace(op, (rows + part) * sizeof(float));
     if (!ws) return;
-    a.out = out, a.dout = dout, a.lse = (float *)lse, a.D = ws, a.dq = dq, a.dk = dk, a.dv = dv;
-    a.part = part ? ws + rows : NULL;
+    a.D = ws, a.part = part ? ws + rows : NULL;
     gpu_prof_part("fused bwd: D = rowsum(dO O)");
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);
-    if (fa_tc_takes(a, gpu_precision())) { // its kernels label their profile rows themselves
+    if (tc) { // its kernels label their profile rows themselves
         if (fa_tc_backward(op, a, d->B, gpu_precision()) && a.part) {
             gpu_prof_part("fused bwd: dEr sum");
             gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, d->B * d->NH, (size_t)d->Tq * a.HS);
@@ -443,4 +471,25 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
         gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, (int)bh, (size_t)d->Tq * a.HS);
     }
     gpu_prof_part(NULL);
+}
+
+void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
+                                  const float *lse, const float *q, const float *k, const float *v, const float *Er,
+                                  const AttnDims *d)
+{
+    const char *op = "gpu_attention_fused_backward";
+    if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
+    FaArgs a = fa_args(d, q, k, v, Er, 1);
+    fused_backward(op, a, dq, dk, dv, dEr, dout, out, lse, d);
+}
+
+void gpu_attention_fused_backward16(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *out,
+                                    const float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                    const float *Er, const AttnDims *d)
+{
+    const char *op = "gpu_attention_fused_backward16";
+    if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
+    FaArgs a = fa_args(d, NULL, NULL, NULL, Er, 1);
+    a.q16 = q, a.k16 = k, a.v16 = v;
+    fused_backward(op, a, dq, dk, dv, dEr, dout, out, lse, d);
 }

@@ -8,6 +8,7 @@
 
 typedef struct FaArgs {
     const float *q, *k, *v, *ers, *out, *dout; // ers: the last Tq rows of Er (distance m at row Tq-1-m), or NULL
+    const uint16_t *q16, *k16, *v16; // q, k, v as bfloat16 in their place (gpu.h gpu_attention_fused_forward16)
     float *o, *lse, *D, *dq, *dk, *dv, *part;
     const int *n_keys;
     int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
@@ -30,13 +31,16 @@ __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - 
 // The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16,
 // when they fit this device's shared memory (gpu.h gpu_attention_tc_fits), with every row they read 16-byte
 // aligned (they load four floats at a time): hg.c's buffers always are.
+// bfloat16 q, k and v (q16: under GPU_BF16 only) are loaded eight at a time: 16-byte rows too.
 #define TC_HS_MAX 64
-static inline bool fa_tc_aligned(const void *p, int ld) { return (uintptr_t)p % 16 == 0 && ld % 4 == 0; }
+static inline bool fa_tc_aligned(const void *p, int ld, int per16) { return (uintptr_t)p % 16 == 0 && ld % per16 == 0; }
 static inline bool fa_tc_takes(const FaArgs &a, int prec)
 {
-    return gpu_attention_tc_fits(a.HS, prec, gpu_smem_optin()) && fa_tc_aligned(a.q, a.ldq) &&
-           fa_tc_aligned(a.k, a.ldk) && fa_tc_aligned(a.v, a.ldv) && fa_tc_aligned(a.ers, a.HS) &&
-           fa_tc_aligned(a.dout, a.C); // dout: NULL (aligned) in the forward
+    bool qkv = a.q16 ? prec == GPU_BF16 && fa_tc_aligned(a.q16, a.ldq, 8) && fa_tc_aligned(a.k16, a.ldk, 8) &&
+                           fa_tc_aligned(a.v16, a.ldv, 8)
+                     : fa_tc_aligned(a.q, a.ldq, 4) && fa_tc_aligned(a.k, a.ldk, 4) && fa_tc_aligned(a.v, a.ldv, 4);
+    return gpu_attention_tc_fits(a.HS, prec, gpu_smem_optin()) && qkv && fa_tc_aligned(a.ers, a.HS, 4) &&
+           fa_tc_aligned(a.dout, a.C, 4); // dout: NULL (aligned) in the forward
 }
 // gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
 // for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL). False when a

@@ -68,6 +68,38 @@ __device__ static void tc_load(typename P::S *dst, int ldd, const float *src, in
     }
 }
 
+// One head's rows of q, k or v: float32 (f), or bfloat16 (h: FaArgs.q16, k16, v16) in their place
+struct TcRows {
+    const float *f;
+    const uint16_t *h;
+};
+__device__ static inline TcRows tc_rows(const float *f, const uint16_t *h, size_t at)
+{
+    return TcRows{f ? f + at : NULL, h ? h + at : NULL};
+}
+struct alignas(16) TcBf16x8 {
+    uint16_t e[8];
+};
+
+// tc_load from either: bfloat16 rows eight values a load (fa_tc_takes: 16-byte aligned), widened exactly, so the
+// operands are those of their float32 values rounded to bf16 (P::cvt is exact on them)
+template <class P>
+__device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, int row0, int n, int limit, int HS)
+{
+    if (!src.h) {
+        tc_load<P>(dst, ldd, src.f, ld, row0, n, limit, HS);
+        return;
+    }
+    const int H8 = HS / 8;
+    for (int x = threadIdx.x; x < n * H8; x += blockDim.x) {
+        int r = x / H8, d = 8 * (x - r * H8), row = row0 + r;
+        TcBf16x8 v = {};
+        if (row >= 0 && row < limit) v = *(const TcBf16x8 *)(src.h + (size_t)row * ld + d);
+        typename P::S *o = dst + r * ldd + d;
+        UNROLL for (int e = 0; e < 8; e++) o[e] = P::cvt(__uint_as_float((uint32_t)v.e[e] << 16));
+    }
+}
+
 // the Er rows of distances m0 .. m0+n-1 (ers: distance m at row Tq-1-m) into dst as operands; zero where no
 // query-key pair has the distance. Four floats per load, as tc_load.
 template <class P>
@@ -236,8 +268,9 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     S *Ps = (S *)Ss; // the tile's dropped probabilities, over the scores once they are read
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
-    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS;
-    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
     tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
     tc_fill0(Os, TB * LF);
     if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero
@@ -307,9 +340,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     S *dSb = (S *)Ss, *PDb = (S *)dPs; // over the scores and dP once they are read
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
-    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
-    tc_load<P>(Ks, LO, a.k + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, TB, a.Tk, HS);
-    tc_load<P>(Vs, LO, a.v + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, TB, a.Tk, HS);
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    tc_load<P>(Ks, LO, tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS), a.ldk, j0, TB, a.Tk, HS);
+    tc_load<P>(Vs, LO, tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS), a.ldv, j0, TB, a.Tk, HS);
     if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero
     const uint64_t key = fa_key(a, bh);
     FragAcc<P> gk[HS / 16], gv[HS / 16];
@@ -354,8 +388,9 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     S *dSb = (S *)Ss, *dSk = (S *)Rs; // dS over the scores, its skew dS' (bands, as R's) over R
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
-    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
-    tc_load<P>(Qs, LO, a.q + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, TB, a.Tq, HS);
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
+    tc_load<P>(Qs, LO, tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS), a.ldq, i0, TB, a.Tq, HS);
     tc_load<P>(Gs, LO, a.dout + (size_t)b * a.Tq * a.C + h * HS, a.C, i0, TB, a.Tq, HS);
     const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
@@ -411,8 +446,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     S *dSb = (S *)Rs;
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
-    const float *qh = a.q + (size_t)b * a.Tq * a.ldq + h * HS, *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
-    const float *kh = a.k + (size_t)b * a.Tk * a.ldk + h * HS, *vh = a.v + (size_t)b * a.Tk * a.ldv + h * HS;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
+    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
     tc_load_er<P>(Es, LO, a.ers, m0, TB, a.Tq, HS);
     const uint64_t key = fa_key(a, bh);
     FragAcc<P> ge[HS / 16];

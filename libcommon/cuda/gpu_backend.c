@@ -62,6 +62,7 @@ static void g_attention_forward(float *out, float *probs, uint8_t *mask, float *
     if (fused(d)) gpu_attention_fused_forward(out, probs, q, k, v, Er, d);
     else gpu_attention_forward(out, probs, mask, q, k, v, Er, d);
 }
+static int g_attention_takes16(const AttnDims *d) { return fused(d) && gpu_attention_fused_takes16(d); }
 static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, float *scratch, const float *dout,
                                  const float *out, const float *probs, const uint8_t *mask, const float *q,
                                  const float *k, const float *v, const float *Er, const AttnDims *d)
@@ -119,6 +120,8 @@ static const Backend backend_gpu = {
     .act16 = gpu_act16, .relu_dropout_forward16 = gpu_relu_dropout_forward16,
     .relu_dropout_backward16 = gpu_relu_dropout_backward16, .linear_forward16 = gpu_linear_forward16,
     .linear_backward16 = gpu_linear_backward16, .linear_backward_g16 = gpu_linear_backward_g16,
+    .to_bf16 = gpu_to_bf16, .attention_takes16 = g_attention_takes16,
+    .attention_forward16 = gpu_attention_fused_forward16, .attention_backward16 = gpu_attention_fused_backward16,
 };
 
 const Backend *backend_cuda(char *err)

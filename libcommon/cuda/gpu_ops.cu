@@ -213,12 +213,12 @@ void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout,
 }
 
 // the linear layer's backward products on a bfloat16 gradient (its bias's sums made by its producer)
-void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const float *w, int N,
-                             int IC, int OC)
+void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, const float *inp, const uint16_t *inp16,
+                             const float *w, int N, int IC, int OC)
 {
     const char *op = "gpu_linear_backward_g16";
     if (!gpu_enter(op)) return;
-    gpu_linear_products16_backward(op, dinp, dw, NULL, dout16, inp, NULL, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, dw, NULL, dout16, inp16 ? NULL : inp, inp16, w, N, IC, OC);
 }
 
 // ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------
