@@ -74,6 +74,13 @@ static void cpu_residual_layernorm_forward(float *out, float *mean, float *rstd,
 {
     residual_layernorm_forward(out, mean, rstd, res, mask, x, y, p, seed_get(seed), w, b, N, C);
 }
+static void cpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
+                                            const float *dout, const float *res, const uint8_t *mask, float p,
+                                            SeedRef seed, const float *w, const float *mean, const float *rstd, int N,
+                                            int C)
+{
+    residual_layernorm_backward(dx, dy, dw, db, scratch, dout, res, mask, p, seed_get(seed), w, mean, rstd, N, C);
+}
 static void cpu_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, SeedRef seed, size_t n)
 {
     dropout_forward(out, mask, inp, p, seed_get(seed), n);
@@ -112,7 +119,7 @@ const Backend backend_cpu = {
     .linear_forward = linear_forward, .linear_backward = linear_backward,
     .layernorm_forward = layernorm_forward, .layernorm_backward = layernorm_backward,
     .residual_layernorm_forward = cpu_residual_layernorm_forward,
-    .residual_layernorm_backward = residual_layernorm_backward,
+    .residual_layernorm_backward = cpu_residual_layernorm_backward,
     .add_forward = add_forward, .accumulate = accumulate,
     .dropout_forward = cpu_dropout_forward, .dropout_backward = dropout_backward,
     .relu_dropout_forward = cpu_relu_dropout_forward, .relu_dropout_backward = relu_dropout_backward,

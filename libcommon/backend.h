@@ -83,12 +83,13 @@ typedef struct Backend {
     // the model's "x = LayerNorm(x + dropout(y))", fused: res = x + dropout(y) (mask saved; dropout_forward's stream
     // for (p, seed)), out = LayerNorm(res); the bytes of dropout_forward, add_forward and layernorm_forward. Backward:
     // g = LayerNorm's dinp of dout (dw, db accumulated), dx += g, dy += dropout_backward(g); scratch: N*C floats
-    // for the CPU's g (CUDA keeps g in registers and ignores it)
+    // for the CPU's g (CUDA keeps g in registers and ignores it). mask NULL in both: not kept (ops.h), the backward
+    // draws the bits again from (p, seed)
     void (*residual_layernorm_forward)(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
                                        const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
                                        int C);
     void (*residual_layernorm_backward)(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
-                                        const float *res, const uint8_t *mask, float p, const float *w,
+                                        const float *res, const uint8_t *mask, float p, SeedRef seed, const float *w,
                                         const float *mean, const float *rstd, int N, int C);
     void (*add_forward)(float *out, const float *a, const float *b, size_t n);
     void (*accumulate)(float *dst, const float *src, size_t n);

@@ -116,12 +116,13 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 // res = x + dropout(y) (mask saved; gpu_dropout_forward's stream for (p, seed)), out = LayerNorm(res) (mean, rstd
 // saved): one kernel, the bytes of the three separate ops. Backward: g = LayerNorm's dinp of dout (dw, db
 // accumulated), dx += g, dy += dropout_backward(g): the bytes of the separate ops when dy (and for them the
-// intermediate g) start at zero.
+// intermediate g) start at zero. mask may be NULL in both (not kept: the backward draws the forward's bits again
+// from (p, seed), the same bytes).
 void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
                                     const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
                                     int C);
 void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, const float *dout, const float *res,
-                                     const uint8_t *mask, float p, const float *w, const float *mean,
+                                     const uint8_t *mask, float p, SeedRef seed, const float *w, const float *mean,
                                      const float *rstd, int N, int C);
 
 void gpu_relu_forward(float *out, const float *inp, size_t n);

@@ -50,6 +50,9 @@ typedef struct LayerA {
     // as bfloat16 in place of qkv (q, kv) and ln1 (HgActs.act16; for q, k and v where the backend's attention takes
     // them, Backend.attention_takes16): the forward makes their float32 values in the backward's scratch
     uint16_t *qkv16, *q16, *kv16, *ln16;
+    // the input x as bfloat16 (act16; not a block's first layer): only in_proj's products read x again, so the
+    // layer before keeps no float32 out (its out NULL: block_forward hands it a ping-pong buffer, g_blk)
+    uint16_t *x16;
     uint8_t *amask, *m_proj, *m_h2;
     int *n_keys;
     SeedRef seed;
@@ -60,7 +63,6 @@ typedef struct BlockA {
     LayerA *layers;
     const float *in;
     float *out, *mean, *rstd;
-    float *g_a, *g_b; // backward ping-pong (B,T,C)
 } BlockA;
 
 typedef struct LevelA {
@@ -69,6 +71,7 @@ typedef struct LevelA {
     struct LevelA *valley;
     const float *in;
     float *hpad, *hs, *z, *r_pre, *z2, *v, *up, *u, *r_post, *u2, *uc, *out;
+    // gradients; those whose lives in level_backward do not overlap share a buffer (plan_level)
     float *g_uc, *g_u2, *g_u, *g_v, *g_z2, *g_z, *g_hs, *g_hpad, *g_h;
     int hid_z2, hid_up; // indices into the model's hidden list, -1 if none
 } LevelA;
@@ -76,10 +79,12 @@ typedef struct LevelA {
 struct HgActs {
     ModelP p;
     LevelA top;
-    float *embd, *g_enc, *g_embd, *g_emb;
+    float *embd, *g_enc, *g_embd, *g_emb; // g_emb: g_enc's buffer (free once the levels' backward is done)
     uint8_t *m_emb;
-    // layer-backward scratch, sized for the largest layer
-    float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv, *g_q, *g_kv;
+    // layer-backward scratch, sized for the largest layer. g_qkv also holds a cross-attention layer's q and kv
+    // gradients (grad_kv); g_res only for a backend on the host (the CPU's LayerNorm scratch; NULL otherwise)
+    float *g_res, *g_ln1, *g_h2, *g_r1d, *g_h1, *g_proj, *g_att, *g_qkv;
+    float *g_blk[2]; // block_backward's ping-pong, one block at a time, sized for the largest
     float *r1d; // with recompute_ffn: every layer's drop(relu(linear1)), one layer at a time
     uint16_t *r16; // the same as bfloat16 (act16)
     // the backend keeps the feed-forward's hidden activation r = drop(relu(linear1(x))) as bfloat16 (backend.h
@@ -331,14 +336,19 @@ typedef struct Plan {
     float **logits;
     Arena a;  // a.base NULL: the counting pass, which allocates nothing
     int B;
-    // the layer-backward scratch must hold the largest layer: rows of any layer, of a cross-attention layer's
-    // queries and of its keys (g_q, g_kv: none in a model without resampling attention)
-    size_t max_n, max_nq, max_nk, max_att;
+    // the layer-backward scratch must hold the largest layer: rows of any layer, the floats of g_qkv (a
+    // self-attention layer's q, k, v; a cross-attention layer's q and, from grad_kv, kv), a block's (B,T,C)
+    size_t max_n, max_qkv, max_blk, max_att;
 } Plan;
+
+// where a cross-attention layer's kv gradient starts in g_qkv, after its q's NC floats: the next 64-float (256-byte)
+// boundary, so the products' operands are aligned as arena_take's buffers
+static size_t grad_kv(size_t NC) { return (NC + 63) & ~(size_t)63; }
 
 enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
 
-static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule, int s)
+// first, last: the layer's place in its block (with act16 the first keeps no x16, the last keeps its out)
+static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule, int s, int first, int last)
 {
     const HgConfig *c = pl->c;
     Arena *a = &pl->a;
@@ -370,9 +380,13 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     // NULL: recomputed into HgActs.r1d (r16)
     A->r1d = c->recompute_ffn || pl->acts->act16 ? NULL : TAKE_F(a, N * F);
     A->r16 = c->recompute_ffn || !pl->acts->act16 ? NULL : TAKE_U16(a, N * F);
-    A->res2 = TAKE_F(a, N * C), A->out = TAKE_F(a, N * C);
+    int x16 = act16 && !cross; // self-attention layers (a cross-attention block has one layer)
+    A->x16 = x16 && !first ? TAKE_U16(a, N * C) : NULL;
+    A->res2 = TAKE_F(a, N * C), A->out = x16 && !last ? NULL : TAKE_F(a, N * C);
     A->mean2 = TAKE_F(a, N), A->rstd2 = TAKE_F(a, N);
-    A->m_proj = TAKE_U8(a, N * C), A->m_h2 = TAKE_U8(a, N * C);
+    // the residual LayerNorms' dropout masks: kept by a backend on the host (cheaper than drawing the bits again);
+    // a GPU's backward draws them again from the seed (ops.h: the same bytes), N * C bytes each less
+    A->m_proj = pl->be->on_host ? TAKE_U8(a, N * C) : NULL, A->m_h2 = pl->be->on_host ? TAKE_U8(a, N * C) : NULL;
     A->n_keys = TAKE_I(a, Tq);
     if (A->n_keys) { // made on the host, then handed to the backend
         int *keys = pl->be->on_host ? A->n_keys : xmalloc((size_t)Tq * sizeof *keys);
@@ -380,30 +394,32 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
             keys[i] = rule == KEYS_CAUSAL ? i + 1 : rule == KEYS_PRE ? (s * i + s < Tk ? s * i + s : Tk) : i / s + 1;
         if (!pl->be->on_host) pl->be->upload(A->n_keys, keys, (size_t)Tq * sizeof *keys), free(keys);
     }
+    size_t qkv = cross ? grad_kv(N * C) + Nk * 2 * C : N * 3 * C;
     if (N > pl->max_n) pl->max_n = N;
-    if (cross && N > pl->max_nq) pl->max_nq = N;
-    if (cross && Nk > pl->max_nk) pl->max_nk = Nk;
+    if (qkv > pl->max_qkv) pl->max_qkv = qkv;
     size_t att = attention_scratch_floats(&ad); // every thread busy, dEr summed in the same order for any count
     if (att > pl->max_att) pl->max_att = att;
 }
 
-// n layers of one shape: the counting pass sizes one and multiplies (a block of a million layers costs nothing
-// to size), the second pass hands every layer its buffers.
+// n layers of one shape: the counting pass sizes the first, the last and one between, and multiplies that one (a
+// block of a million layers costs nothing to size), the second pass hands every layer its buffers.
 static void plan_block(Plan *pl, BlockA *A, int n, int Tq, int Tk, int cross, int rule, int s)
 {
     size_t N = (size_t)pl->B * Tq * pl->c->C;
     A->n = n, A->T = Tq;
     if (!pl->a.base) {
         LayerA one = {0};
+        if (n >= 1) plan_layer(pl, &one, Tq, Tk, cross, rule, s, 1, n == 1);
+        if (n >= 2) plan_layer(pl, &one, Tq, Tk, cross, rule, s, 0, 1);
         size_t before = pl->a.used;
-        if (n) plan_layer(pl, &one, Tq, Tk, cross, rule, s);
-        pl->a.used = before + (pl->a.used - before) * (size_t)n;
+        if (n >= 3) plan_layer(pl, &one, Tq, Tk, cross, rule, s, 0, 0);
+        pl->a.used = before + (pl->a.used - before) * (size_t)(n >= 3 ? n - 2 : 0);
     } else {
         if (!A->layers) A->layers = xcalloc((size_t)(n ? n : 1), sizeof *A->layers);
-        for (int i = 0; i < n; i++) plan_layer(pl, &A->layers[i], Tq, Tk, cross, rule, s);
+        for (int i = 0; i < n; i++) plan_layer(pl, &A->layers[i], Tq, Tk, cross, rule, s, i == 0, i == n - 1);
     }
     A->out = TAKE_F(&pl->a, N), A->mean = TAKE_F(&pl->a, (size_t)pl->B * Tq), A->rstd = TAKE_F(&pl->a, (size_t)pl->B * Tq);
-    A->g_a = TAKE_F(&pl->a, N), A->g_b = TAKE_F(&pl->a, N);
+    if (N > pl->max_blk) pl->max_blk = N;
 }
 
 static void plan_level(Plan *pl, LevelA *A, const HgLevel *lv, int T)
@@ -418,8 +434,18 @@ static void plan_level(Plan *pl, LevelA *A, const HgLevel *lv, int T)
     int s = lv->s, ar = pl->c->attn_resampling;
     A->Tp = (T + s - 1) / s * s;
     A->Ts = A->Tp / s;
+    // level_backward's gradients in five buffers: g_uc dies in crop_backward, before g_u's zeroing; g_u in up's
+    // backward, before the valley's; g_u2 in rpost's, before the valley's; g_v once the valley's backward has read
+    // it (first); so g_uc, g_u, g_h share one buffer, g_u2 and g_hs another, g_v and g_z a third (Tp >= T)
+    float *g1 = TAKE_F(a, BC * A->Tp), *g2 = TAKE_F(a, BC * A->Tp);
+    A->g_uc = A->g_u = A->g_h = g1, A->g_u2 = A->g_hs = g2;
+    A->g_v = A->g_z = TAKE_F(a, BC * A->Ts), A->g_z2 = TAKE_F(a, BC * A->Ts), A->g_hpad = TAKE_F(a, BC * A->Tp);
+    // The forward's values no backward reads live in g1 and g2 (free until level_backward): hpad until
+    // shift_forward has read it (level_forward pads h into u again for the add), then u unless resampling attention
+    // reads it (the post block's input is uc), and up unless it is a hidden state (only the add reads it)
+    A->hpad = g1;
     plan_block(pl, &A->pre, lv->pre, T, T, 0, KEYS_CAUSAL, 1);
-    A->hpad = TAKE_F(a, BC * A->Tp), A->hs = TAKE_F(a, BC * A->Tp), A->z = TAKE_F(a, BC * A->Ts);
+    A->hs = TAKE_F(a, BC * A->Tp), A->z = TAKE_F(a, BC * A->Ts);
     if (ar) {
         plan_block(pl, &A->rpre, 1, A->Ts, A->Tp, 1, KEYS_PRE, s);
         A->z2 = TAKE_F(a, BC * A->Ts);
@@ -427,16 +453,14 @@ static void plan_level(Plan *pl, LevelA *A, const HgLevel *lv, int T)
     LevelA counting = {0}, *V = pl->a.base ? A->valley : &counting;
     if (!V) V = A->valley = xcalloc(1, sizeof *A->valley);
     plan_level(pl, V, lv->valley, A->Ts);
-    A->up = TAKE_F(a, BC * A->Tp), A->u = TAKE_F(a, BC * A->Tp);
+    A->up = pl->c->save_updown_hidden ? TAKE_F(a, BC * A->Tp) : g2;
+    A->u = ar ? TAKE_F(a, BC * A->Tp) : g1;
     if (ar) {
         plan_block(pl, &A->rpost, 1, A->Tp, A->Ts, 1, KEYS_POST, s);
         A->u2 = TAKE_F(a, BC * A->Tp);
     }
     A->uc = TAKE_F(a, BC * T);
     plan_block(pl, &A->post, lv->post, T, T, 0, KEYS_CAUSAL, 1);
-    A->g_uc = TAKE_F(a, BC * T), A->g_u2 = TAKE_F(a, BC * A->Tp), A->g_u = TAKE_F(a, BC * A->Tp);
-    A->g_v = TAKE_F(a, BC * A->Ts), A->g_z2 = TAKE_F(a, BC * A->Ts), A->g_z = TAKE_F(a, BC * A->Ts);
-    A->g_hs = TAKE_F(a, BC * A->Tp), A->g_hpad = TAKE_F(a, BC * A->Tp), A->g_h = TAKE_F(a, BC * T);
 }
 
 static void plan_model(Plan *pl, int T)
@@ -445,17 +469,19 @@ static void plan_model(Plan *pl, int T)
     const HgConfig *c = pl->c;
     size_t N = (size_t)pl->B * T, C = (size_t)c->C, F = (size_t)c->F;
     A->embd = TAKE_F(&pl->a, N * C), A->m_emb = TAKE_U8(&pl->a, N * C); // the embedding itself: in g_enc (hg_forward)
-    A->g_enc = TAKE_F(&pl->a, N * C), A->g_embd = TAKE_F(&pl->a, N * C), A->g_emb = TAKE_F(&pl->a, N * C);
+    A->g_enc = TAKE_F(&pl->a, N * C), A->g_embd = TAKE_F(&pl->a, N * C), A->g_emb = A->g_enc;
     *pl->logits = TAKE_F(&pl->a, N * c->V);
     plan_level(pl, &A->top, &c->top, T);
-    size_t n = pl->max_n, nq = pl->max_nq, nk = pl->max_nk;
+    size_t n = pl->max_n;
     // g_res: residual_layernorm_backward's scratch (the CPU's LayerNorm input gradient), one call at a time
-    A->g_res = TAKE_F(&pl->a, n * C), A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
+    A->g_res = pl->be->on_host ? TAKE_F(&pl->a, n * C) : NULL;
+    A->g_ln1 = TAKE_F(&pl->a, n * C), A->g_h2 = TAKE_F(&pl->a, n * C);
     A->g_proj = TAKE_F(&pl->a, n * C), A->g_att = TAKE_F(&pl->a, n * C);
     A->g_r1d = TAKE_F(&pl->a, n * F), A->g_h1 = TAKE_F(&pl->a, n * F);
     A->r1d = c->recompute_ffn && !A->act16 ? TAKE_F(&pl->a, n * F) : NULL;
     A->r16 = c->recompute_ffn && A->act16 ? TAKE_U16(&pl->a, n * F) : NULL;
-    A->g_qkv = TAKE_F(&pl->a, n * 3 * C), A->g_q = TAKE_F(&pl->a, nq * C), A->g_kv = TAKE_F(&pl->a, nk * 2 * C);
+    A->g_qkv = TAKE_F(&pl->a, pl->max_qkv);
+    A->g_blk[0] = TAKE_F(&pl->a, pl->max_blk), A->g_blk[1] = TAKE_F(&pl->a, pl->max_blk);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
     else A->tok_dev = TAKE_I(&pl->a, N);
 }
@@ -630,7 +656,7 @@ static const void *ffn_hidden(HgModel *m, const LayerA *A, const LayerP *P, floa
 // The backward needs neither out_proj's nor linear2's output (the residual LayerNorms keep their sums), nor
 // linear1's (the ReLU's backward reads its output), so those three live in the backward's scratch, which is free
 // during a forward: g_proj, g_h1, g_h2 (a layer's activations shrink by F + 2C floats and F mask bytes per row).
-static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx)
+static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx, float *out)
 {
     const float *W = m->bw;
     HgActs *H = m->acts;
@@ -642,7 +668,7 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     const float *q, *k, *v;
     const uint16_t *q16 = NULL, *k16 = NULL, *v16 = NULL;
     if (A->cross) {
-        float *qf = A->q16 ? H->g_q : A->q, *kvf = A->kv16 ? H->g_kv : A->kv;
+        float *qf = A->q16 ? H->g_qkv : A->q, *kvf = A->kv16 ? H->g_qkv + grad_kv((size_t)N * C) : A->kv;
         m->be->linear_forward(qf, x, W + P->in_w, W + P->in_b, N, C, C);
         m->be->linear_forward(kvf, A->ctx, W + P->in_w + (size_t)C * C, W + P->in_b + C, Nk, C, 2 * C);
         q = qf, k = kvf, v = kvf + C;
@@ -652,7 +678,12 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
         }
     } else {
         float *qkv = A->qkv16 ? H->g_qkv : A->qkv;
-        m->be->linear_forward(qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        if (A->x16) { // x as bfloat16 for the backward, and for in_proj now (the product's rounding: the same bytes)
+            m->be->to_bf16(A->x16, x, (size_t)N * C);
+            m->be->linear_forward16(qkv, A->x16, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        } else {
+            m->be->linear_forward(qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
+        }
         q = qkv, k = qkv + C, v = qkv + 2 * C;
         if (A->qkv16) {
             m->be->to_bf16(A->qkv16, qkv, (size_t)N * 3 * C);
@@ -675,7 +706,7 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     else
         m->be->linear_forward(h2, ffn_hidden(m, A, P, A->r1d ? A->r1d : H->r1d, NULL, h1), W + P->l2_w, W + P->l2_b, N,
                               F, C);
-    m->be->residual_layernorm_forward(A->out, A->mean2, A->rstd2, A->res2, A->m_h2, ln1, h2, p, seed_plus(A->seed, 3),
+    m->be->residual_layernorm_forward(out, A->mean2, A->rstd2, A->res2, A->m_h2, ln1, h2, p, seed_plus(A->seed, 3),
                                       W + P->n2_w, W + P->n2_b, N, C);
 }
 
@@ -684,9 +715,10 @@ static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const 
 {
     const float *x = in;
     A->in = in;
-    for (int i = 0; i < P->n; i++) {
-        layer_forward(m, &A->layers[i], &P->layers[i], x, ctx);
-        x = A->layers[i].out;
+    for (int i = 0; i < P->n; i++) { // an out not kept (LayerA.x16) in g_blk, which is free until the backward
+        float *out = A->layers[i].out ? A->layers[i].out : m->acts->g_blk[i & 1];
+        layer_forward(m, &A->layers[i], &P->layers[i], x, ctx, out);
+        x = out;
     }
     m->be->layernorm_forward(A->out, A->mean, A->rstd, x, m->bw + P->norm_w, m->bw + P->norm_b, m->B * A->T, m->cfg.C);
     return A->out;
@@ -724,7 +756,8 @@ static const float *level_forward(HgModel *m, LevelA *A, const LevelP *P, const 
     else m->be->repeat_forward(A->up, A->v, B, A->Tp, C, s);
     if (c->save_updown_hidden) push_hidden(m, A->up, A->Tp, &A->hid_up);
     else A->hid_up = -1;
-    m->be->add_forward(A->u, A->up, A->hpad, (size_t)B * A->Tp * C);
+    m->be->pad_forward(A->u, h, B, A->T, A->Tp, C); // u = up + hpad (hpad's buffer may be u's: plan_level)
+    m->be->add_forward(A->u, A->up, A->u, (size_t)B * A->Tp * C);
     const float *u = A->u;
     if (c->attn_resampling) { // u + resample_post(u, v): position t sees v[0 .. t/s]
         const float *r = block_forward(m, &A->rpost, &P->rpost, A->u, A->v);
@@ -773,7 +806,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     ZERO(H->g_ln1, NC);
     ZERO(H->g_h2, NC);
     m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res, dout, A->res2, A->m_h2, p,
-                                       W + P->n2_w, A->mean2, A->rstd2, N, C);
+                                       seed_plus(A->seed, 3), W + P->n2_w, A->mean2, A->rstd2, N, C);
     // h2 = linear2(drop(relu(linear1(ln1)))); recompute_ffn: the forward's ops again, the same bytes (g_h1 is free
     // until below)
     ZERO(H->g_r1d, NF);
@@ -793,7 +826,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     ZERO(H->g_proj, NC);
     m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res, H->g_ln1, A->res1, A->m_proj,
-                                       p, W + P->n1_w, A->mean1, A->rstd1, N, C);
+                                       p, seed_plus(A->seed, 1), W + P->n1_w, A->mean1, A->rstd1, N, C);
     ZERO(H->g_att, NC);
     m->be->linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
     // att = attention(q, k, v); q, k, v = in_proj(x [, ctx])
@@ -801,16 +834,17 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     const float *er = P->has_er ? W + P->er : NULL;
     float *der = P->has_er ? D + P->er : NULL;
     if (A->cross) {
-        ZERO(H->g_q, NC);
-        ZERO(H->g_kv, (size_t)Nk * 2 * C);
+        float *g_q = H->g_qkv, *g_kv = H->g_qkv + grad_kv(NC);
+        ZERO(g_q, NC);
+        ZERO(g_kv, (size_t)Nk * 2 * C);
         if (A->q16)
-            m->be->attention_backward16(H->g_q, H->g_kv, H->g_kv + C, der, H->g_att, A->att, A->probs, A->q16,
+            m->be->attention_backward16(g_q, g_kv, g_kv + C, der, H->g_att, A->att, A->probs, A->q16,
                                         A->kv16, A->kv16 + C, er, &d);
         else
-            m->be->attention_backward(H->g_q, H->g_kv, H->g_kv + C, der, H->att_scratch, H->g_att, A->att,
+            m->be->attention_backward(g_q, g_kv, g_kv + C, der, H->att_scratch, H->g_att, A->att,
                                       A->probs, A->amask, A->q, A->kv, A->kv + C, er, &d);
-        m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_q, A->x, W + P->in_w, N, C, C);
-        m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, H->g_kv, A->ctx, W + P->in_w + (size_t)C * C,
+        m->be->linear_backward(dx, D + P->in_w, D + P->in_b, g_q, A->x, W + P->in_w, N, C, C);
+        m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, g_kv, A->ctx, W + P->in_w + (size_t)C * C,
                         Nk, C, 2 * C);
     } else {
         ZERO(H->g_qkv, NC * 3);
@@ -820,7 +854,8 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
         else
             m->be->attention_backward(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->att_scratch, H->g_att,
                                       A->att, A->probs, A->amask, A->qkv, A->qkv + C, A->qkv + 2 * C, er, &d);
-        m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
+        if (A->x16) m->be->linear_backward16(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x16, W + P->in_w, N, C, 3 * C);
+        else m->be->linear_backward(dx, D + P->in_w, D + P->in_b, H->g_qkv, A->x, W + P->in_w, N, C, 3 * C);
     }
 }
 
@@ -828,14 +863,15 @@ static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *
 {
     int N = m->B * A->T, C = m->cfg.C;
     const float *last = P->n ? A->layers[P->n - 1].out : A->in;
-    ZERO(A->g_a, (size_t)N * C);
-    m->be->layernorm_backward(A->g_a, m->bdw + P->norm_w, m->bdw + P->norm_b, dout, last, m->bw + P->norm_w, A->mean, A->rstd,
+    float *g_a = m->acts->g_blk[0], *g_b = m->acts->g_blk[1]; // one block at a time
+    ZERO(g_a, (size_t)N * C);
+    m->be->layernorm_backward(g_a, m->bdw + P->norm_w, m->bdw + P->norm_b, dout, last, m->bw + P->norm_w, A->mean, A->rstd,
                        N, C);
     if (P->n == 0) {
-        m->be->accumulate(dx, A->g_a, (size_t)N * C);
+        m->be->accumulate(dx, g_a, (size_t)N * C);
         return;
     }
-    float *cur = A->g_a, *other = A->g_b;
+    float *cur = g_a, *other = g_b;
     for (int i = P->n - 1; i >= 0; i--) {
         float *target = i == 0 ? dx : other;
         if (i) ZERO(target, (size_t)N * C);

@@ -568,24 +568,59 @@ void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float
 
 // ---- the model's x = LayerNorm(x + dropout(y)), as one op (backend.h): the three ops above in order ---------
 
-// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm
+// dropout_forward's mask bytes for (p, seed) without its output: elements i0 .. i0+n-1 of the stream
+static void dropout_bits(uint8_t *mask, float p, uint64_t seed, size_t i0, size_t n)
+{
+    if (p <= 0.0f) {
+        memset(mask, 1, n);
+        return;
+    }
+    uint32_t thr = drop_threshold(p);
+    uint64_t key = dropout_key(seed);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = i0 + k;
+        uint64_t h = mix64(key + (i >> 1) * GOLDEN);
+        mask[k] = (uint32_t)(i & 1 ? h >> 32 : h) >= thr;
+    }
+}
+
+// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm; without a mask
+// kept, dropout's output piece by piece with one drawn into a buffer
 void residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
                                 const float *y, float p, uint64_t seed, const float *w, const float *b, int N, int C)
 {
     size_t n = (size_t)N * C;
-    dropout_forward(res, mask, y, p, seed, n);
+    if (mask) dropout_forward(res, mask, y, p, seed, n);
+    else {
+        uint8_t buf[4096];
+        float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+        for (size_t at = 0; at < n; at += sizeof buf) {
+            size_t k = n - at < sizeof buf ? n - at : sizeof buf;
+            dropout_bits(buf, p, seed, at, k);
+            for (size_t j = 0; j < k; j++) res[at + j] = p <= 0.0f ? y[at + j] : drop1(y[at + j], buf[j], scale, 0);
+        }
+    }
     add_forward(res, x, res, n);
     layernorm_forward(out, mean, rstd, res, w, b, N, C);
 }
 void residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
-                                 const float *res, const uint8_t *mask, float p, const float *w, const float *mean,
-                                 const float *rstd, int N, int C)
+                                 const float *res, const uint8_t *mask, float p, uint64_t seed, const float *w,
+                                 const float *mean, const float *rstd, int N, int C)
 {
     size_t n = (size_t)N * C;
     memset(scratch, 0, n * sizeof *scratch);
     layernorm_backward(scratch, dw, db, dout, res, w, mean, rstd, N, C);
     accumulate(dx, scratch, n);
-    dropout_backward(dy, scratch, mask, p, n);
+    if (mask) {
+        dropout_backward(dy, scratch, mask, p, n);
+        return;
+    }
+    uint8_t buf[4096];
+    for (size_t at = 0; at < n; at += sizeof buf) {
+        size_t k = n - at < sizeof buf ? n - at : sizeof buf;
+        dropout_bits(buf, p, seed, at, k);
+        dropout_backward(dy + at, scratch + at, buf, p, k);
+    }
 }
 
 // ---- attention (Music Transformer relative attention, Huang et al. 2018; PyTorch MHA conventions) ----------

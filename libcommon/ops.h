@@ -78,12 +78,13 @@ void relu_dropout_backward(float *dinp, const float *dout, const float *out, flo
 
 // The model's x = LayerNorm(x + dropout(y)) as one op: res = x + dropout(y) (mask saved, dropout_forward's stream
 // for (p, seed)), out = LayerNorm(res); the bytes of dropout_forward, add_forward, layernorm_forward. Backward:
-// g = LayerNorm's dinp (in scratch, N*C floats; dw, db accumulated), dx += g, dy += dropout_backward(g).
+// g = LayerNorm's dinp (in scratch, N*C floats; dw, db accumulated), dx += g, dy += dropout_backward(g). mask may
+// be NULL in both (not kept: the backward draws the forward's bits again from (p, seed), the same bytes).
 void residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
                                 const float *y, float p, uint64_t seed, const float *w, const float *b, int N, int C);
 void residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch, const float *dout,
-                                 const float *res, const uint8_t *mask, float p, const float *w, const float *mean,
-                                 const float *rstd, int N, int C);
+                                 const float *res, const uint8_t *mask, float p, uint64_t seed, const float *w,
+                                 const float *mean, const float *rstd, int N, int C);
 
 // ---- attention with a per-query key limit and an optional relative table (model.md §3, §6) ----------
 // Per batch item b and head h, with q, k, v the head's HS columns (rows strided by ldq/ldk/ldv floats):

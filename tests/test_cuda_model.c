@@ -508,25 +508,25 @@ static void walk_shard(const char *name, int first, int n, int a, int b, int mod
 // the training tests' data and config: a walk shard `name` in dir (its path to path, 256 bytes), a tiny hourglass
 // with resampling, cosine_ce, batch 2 x 2 accumulated; 0, or -1 with err
 // d_model C (2 heads, dim_feedforward 2 C): train_setup's 16, or 32 for head size 16, which the tensor-core
-// attention takes
-static int train_setup_c(const char *name, int steps, int seed, int C, RunConfig *rc, DataSet *ds, char *path,
-                         char *err)
+// attention takes; depth as the config's ("[1, 1, 1]": one layer in each block)
+static int train_setup_c(const char *name, int steps, int seed, int C, const char *depth, RunConfig *rc, DataSet *ds,
+                         char *path, char *err)
 {
     char json[512];
     walk_shard(name, 0, 6, 31, 17, 300, NULL);
     snprintf(path, 256, "%s/%s", dir, name);
     snprintf(json, sizeof json,
-             "{\"model\": {\"type\": \"hourglass\", \"depth\": [1, 1, 1], \"input_length\": 16, \"num_heads\": 2, "
+             "{\"model\": {\"type\": \"hourglass\", \"depth\": %s, \"input_length\": 16, \"num_heads\": 2, "
              "\"d_model\": %d, \"dim_feedforward\": %d, \"attn_resampling\": true}, \"loss\": {\"type\": \"cosine_ce\"}, "
              "\"train\": {\"batch_size\": 2, \"gradient_accumulation_steps\": 2, \"steps\": %d, \"seed\": %d}, "
              "\"lr_scheduler\": {\"max_lr\": 3e-3}}",
-             C, 2 * C, steps, seed);
+             depth, C, 2 * C, steps, seed);
     if (config_parse(rc, json, "test", err) < 0) return -1;
     return data_open(ds, path, rc->input_length, remi_vocab_hash(), DATA_TRAIN | DATA_LAZY, err);
 }
 static int train_setup(const char *name, int steps, int seed, RunConfig *rc, DataSet *ds, char *path, char *err)
 {
-    return train_setup_c(name, steps, seed, 16, rc, ds, path, err);
+    return train_setup_c(name, steps, seed, 16, "[1, 1, 1]", rc, ds, path, err);
 }
 
 static void test_training(const Backend *gpu)
@@ -847,9 +847,10 @@ static void test_recompute(const Backend *gpu)
     snprintf(path, sizeof path, "%s/recompute_train.bin", dir), unlink(path);
 }
 
-// bf16 activations (gpu.h gpu_act16): under bf16 the feed-forward's hidden activation and LayerNorm 1's output are
-// kept as bfloat16, and with the fused attention (on tensor cores: head size 16 here) q, k and v too, half their
-// bytes (the run's reserved block is smaller, and smaller by q, k, v's half with the fused attention), and the run
+// bf16 activations (gpu.h gpu_act16): under bf16 the feed-forward's hidden activation, LayerNorm 1's output and a
+// layer's input after a block's first (blocks of 2 layers here) are kept as bfloat16, and with the fused attention
+// (on tensor cores: head size 16 here) q, k and v too, half their bytes (the run's reserved block is smaller, and
+// smaller by q, k, v's half with the fused attention), and the run
 // gives the bytes of the run that keeps them in float32 (HMT_GPU_ACT16=0): weights and Adam moments after the
 // steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with --recompute-ffn. Ends
 // on a fresh GPU.
@@ -862,7 +863,7 @@ static void test_act16(const Backend *gpu)
     }
     RunConfig rc;
     DataSet ds, val;
-    int ok = train_setup_c("act16_train.bin", 6, 13, 32, &rc, &ds, path, err) == 0 &&
+    int ok = train_setup_c("act16_train.bin", 6, 13, 32, "[2, 1, 2]", &rc, &ds, path, err) == 0 &&
              data_open(&val, path, rc.input_length, remi_vocab_hash(), DATA_EVAL, err) == 0;
     CHECK(ok, "bf16 activations: setup: %s", err);
     // the first layer's attention (d 32, 2 heads): q, k, v as bf16 with the fused attention only

@@ -383,7 +383,9 @@ static void layernorm_case(const char *name, int N, int C)
 }
 
 // x = LN(x + dropout(y)) fused: the bytes of the GPU's separate ops (dropout, add, LayerNorm; backward LayerNorm into
-// zeros, accumulate, dropout backward into zeros), the CPU's mask bytes, the CPU's values within 1e-5
+// zeros, accumulate, dropout backward into zeros), the CPU's mask bytes, the CPU's values within 1e-5; without a
+// mask kept (the backward draws the bits again, seed from device memory: hg.c's run on a GPU) the same bytes, and so
+// on the CPU (ops.c's op without a mask: its bytes with one)
 static void residual_ln_case(const char *name, int N, int C, float p)
 {
     size_t n = (size_t)N * C;
@@ -405,17 +407,19 @@ static void residual_ln_case(const char *name, int N, int C, float p)
     float *d_rstd = dev_new(N * 4), *d_dx = dev_new(n * 4), *d_dy = dev_new(n * 4), *d_dw = dev_new(C * 4);
     float *d_db = dev_new(C * 4), *d_yd = dev_new(n * 4), *d_g = dev_new(n * 4);
     uint8_t *d_mask = dev_new(n);
-    // [0] fused, [1] fused again, [2] the separate GPU ops: res, out, mask, dx, dy, dw, db
-    void *got[3][7];
-    for (int r = 0; r < 3; r++) {
+    // [0] fused, [1] fused again, [2] the separate GPU ops, [3] fused without the mask: res, out, mask, dx, dy, dw, db
+    void *got[4][7];
+    for (int r = 0; r < 4; r++) {
         reset(d_dx, dx0, n * 4), reset(d_dw, dw0, C * 4), reset(d_db, db0, C * 4), gpu_zero(d_dy, n * 4);
-        if (r < 2) {
-            void *base = NULL; // the second fused run reads its seed from device memory
+        if (r != 2) {
+            void *base = NULL; // the second fused run and the maskless one read their seed from device memory
             SeedRef sr = r == 0 ? (SeedRef){.add = seed} : dev_seed(seed, &base);
-            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, d_mask, d_x, d_y, p, sr, d_w, d_b, N, C);
-            gpu_free(base);
-            gpu_residual_layernorm_backward(d_dx, d_dy, d_dw, d_db, d_dout, d_res, d_mask, p, d_w, d_mean, d_rstd, N,
+            uint8_t *mk = r < 2 ? d_mask : NULL;
+            if (r == 3) gpu_zero(d_mask, n);
+            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, mk, d_x, d_y, p, sr, d_w, d_b, N, C);
+            gpu_residual_layernorm_backward(d_dx, d_dy, d_dw, d_db, d_dout, d_res, mk, p, sr, d_w, d_mean, d_rstd, N,
                                             C);
+            gpu_free(base);
         } else {
             gpu_dropout_forward(d_yd, d_mask, d_y, p, (SeedRef){.add = seed}, n);
             gpu_add_forward(d_res, d_x, d_yd, n);
@@ -436,10 +440,30 @@ static void residual_ln_case(const char *name, int N, int C, float p)
     for (int t = 0; t < 7; t++) {
         snprintf(m, sizeof m, "%s %s: the separate GPU ops' bytes", name, what[t]), cmp_bytes(m, got[0][t], got[2][t], bytes[t]);
         snprintf(m, sizeof m, "%s %s", name, what[t]), twice(m, got[0][t], got[1][t], bytes[t]);
+        if (t != 2)
+            snprintf(m, sizeof m, "%s %s, no mask kept: the bytes with one", name, what[t]),
+                cmp_bytes(m, got[3][t], got[0][t], bytes[t]);
+        else { // not written: still the zeros set before
+            size_t nz = 0;
+            for (size_t i = 0; i < n; i++) nz += ((uint8_t *)got[3][2])[i] != 0;
+            CHECK(nz == 0, "%s: no mask kept, yet %zu mask bytes written", name, nz);
+        }
         if (t == 2) snprintf(m, sizeof m, "%s mask: the CPU's bytes", name), cmp_bytes(m, got[0][t], mask, n);
         else snprintf(m, sizeof m, "%s %s against the CPU", name, what[t]), cmp(m, got[0][t], cpu[t], bytes[t] / 4, TOL);
     }
-    for (int r = 0; r < 3; r++)
+    { // the CPU's op without a mask: the bytes of ops.c's separate ops (res, out, dx, dy, dw, db above)
+        float *res2 = malloc(n * 4), *out2 = malloc(n * 4), *mean2 = malloc(N * 4), *rstd2 = malloc(N * 4);
+        float *dx2 = copy_of(dx0, n), *dy2 = calloc(n, 4), *dw2 = copy_of(dw0, C), *db2 = copy_of(db0, C);
+        float *scratch = malloc(n * 4);
+        residual_layernorm_forward(out2, mean2, rstd2, res2, NULL, x, y, p, seed, w, b, N, C);
+        residual_layernorm_backward(dx2, dy2, dw2, db2, scratch, dout, res2, NULL, p, seed, w, mean2, rstd2, N, C);
+        const float *mine[7] = {res2, out2, NULL, dx2, dy2, dw2, db2};
+        for (int t = 0; t < 7; t++)
+            if (t != 2) snprintf(m, sizeof m, "%s %s, the CPU without a mask: its separate ops' bytes", name, what[t]),
+                        cmp_bytes(m, mine[t], cpu[t], bytes[t]);
+        free(res2), free(out2), free(mean2), free(rstd2), free(dx2), free(dy2), free(dw2), free(db2), free(scratch);
+    }
+    for (int r = 0; r < 4; r++)
         for (int t = 0; t < 7; t++) free(got[r][t]);
     gpu_free(d_x), gpu_free(d_y), gpu_free(d_w), gpu_free(d_b), gpu_free(d_dout), gpu_free(d_res), gpu_free(d_out);
     gpu_free(d_mean), gpu_free(d_rstd), gpu_free(d_dx), gpu_free(d_dy), gpu_free(d_dw), gpu_free(d_db), gpu_free(d_yd);

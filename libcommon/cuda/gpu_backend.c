@@ -76,10 +76,11 @@ _Static_assert(PREC_FP32 == GPU_FP32 && PREC_TF32 == GPU_TF32 && PREC_BF16 == GP
 
 static void g_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
                                           const float *dout, const float *res, const uint8_t *mask, float p,
-                                          const float *w, const float *mean, const float *rstd, int N, int C)
+                                          SeedRef seed, const float *w, const float *mean, const float *rstd, int N,
+                                          int C)
 {
     (void)scratch;
-    gpu_residual_layernorm_backward(dx, dy, dw, db, dout, res, mask, p, w, mean, rstd, N, C);
+    gpu_residual_layernorm_backward(dx, dy, dw, db, dout, res, mask, p, seed, w, mean, rstd, N, C);
 }
 
 static const DecKernels dec_gpu = {

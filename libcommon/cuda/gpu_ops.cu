@@ -312,10 +312,10 @@ __global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float 
         float d;
         if (copy) {
             d = y[i];
-            mask[i] = 1;
+            if (mask) mask[i] = 1;
         } else {
             int keep = drop_keep(key, thr, i);
-            mask[i] = (uint8_t)keep;
+            if (mask) mask[i] = (uint8_t)keep;
             d = keep ? y[i] * scale : 0.0f;
         }
         res[i] = x[i] + d;
@@ -336,11 +336,14 @@ void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float 
     gpu_launched(op);
 }
 
+// without a mask (NULL) the forward's bits are drawn again from the seed (copy: p <= 0, every element kept)
 __global__ static void res_ln_bwd_k(float *dx, float *dy, const float *dout, const float *res, const uint8_t *mask,
-                                    float scale, const float *w, const float *mean, const float *rstd, int N, int C)
+                                    float scale, uint32_t thr, SeedRef seed, int copy, const float *w,
+                                    const float *mean, const float *rstd, int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
+    uint64_t key = mask || copy ? 0 : dropout_key(seed_dev(seed));
     size_t at = (size_t)row * C;
     const float *x = res + at, *g = dout + at;
     float m = mean[row], r = rstd[row], sd, sdx;
@@ -348,18 +351,20 @@ __global__ static void res_ln_bwd_k(float *dx, float *dy, const float *dout, con
     for (int c = lane; c < C; c += 32) {
         float xhat = (x[c] - m) * r, gr = 0.0f + r * (g[c] * w[c] - sd - xhat * sdx);
         dx[at + c] = dx[at + c] + gr;
-        dy[at + c] = dy[at + c] + (mask[at + c] ? gr * scale : 0.0f);
+        int keep = mask ? mask[at + c] != 0 : copy || drop_keep(key, thr, at + c);
+        dy[at + c] = dy[at + c] + (keep ? gr * scale : 0.0f);
     }
 }
 
 void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, const float *dout, const float *res,
-                                     const uint8_t *mask, float p, const float *w, const float *mean,
+                                     const uint8_t *mask, float p, SeedRef seed, const float *w, const float *mean,
                                      const float *rstd, int N, int C)
 {
     const char *op = "gpu_residual_layernorm_backward";
     if (!gpu_enter(op)) return;
-    LAUNCH(res_ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dx, dy, dout, res, mask, dropout_bwd_scale(p), w,
-                                                                 mean, rstd, N, C);
+    LAUNCH(res_ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dx, dy, dout, res, mask, dropout_bwd_scale(p),
+                                                                 drop_threshold(p), seed, p <= 0.0f, w, mean, rstd,
+                                                                 N, C);
     gpu_launched(op);
     colsums(op, db, dw, dout, res, mean, rstd, N, C);
 }
