@@ -356,6 +356,7 @@ static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule,
     AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
     size_t P, PM; // what the backend's attention saves
     pl->be->attention_saves(&ad, &P, &PM);
+    *A = (LayerA){0}; // a plan made again (another batch, another precision) leaves no pointer of the last one
     A->Tq = Tq, A->Tk = Tk, A->cross = cross, A->causal = rule == KEYS_CAUSAL && Tq == Tk;
     int act16 = pl->acts->act16;
     ad.ldq = cross ? c->C : 3 * c->C, ad.ldk = ad.ldv = cross ? 2 * c->C : 3 * c->C; // layer_dims'

@@ -86,7 +86,9 @@ int hg_build(HgModel *m, const HgConfig *cfg, char *err);
 void hg_init_weights(HgModel *m, uint64_t seed);
 // Index of the parameter called name, or -1.
 int hg_param_index(const HgModel *m, const char *name);
-// Plans and allocates activations for batch B and length T (1 <= T <= L).
+// Plans and allocates activations for batch B and length T (1 <= T <= L). On a GPU the plan depends on the
+// precision set now (backend.h act16: which activations are kept as bfloat16); after a change of precision, call
+// hg_alloc again (under another precision the bf16 attention refuses to run, naming why).
 void hg_alloc(HgModel *m, int B, int T);
 // Moves m to backend be before hg_alloc: w (as it is now) and pe are copied into the backend's memory and its
 // gradients zeroed there. A no-op for the CPU. Returns 0, or -1 with err (out of device memory: the figures).

@@ -623,7 +623,9 @@ static void test_elementwise(void)
 // unfused products then run by row group (gpu_ops.cu att_groups), against the same CPU results
 // The fused attention on bfloat16 q, k, v (gpu.h gpu_attention_fused_forward16: hg.c's under act16), under bf16 after
 // attention_case's tensor-core run, whose tensors want holds (out, lse, -, dq, dk dv, dEr): rounded to bf16 once,
-// q, k and v give the same bytes, since the kernels round the float32 ones to the same operands
+// q, k and v give the same bytes, since the kernels round the float32 ones to the same operands. With Er (and dEr)
+// one float off 16-byte alignment (a parameter table of odd sizes), both calls give the same bytes again: the
+// kernels take an aligned copy of Er instead of falling back to the float32 kernels.
 static void fused16_case(const char *name, float *const *want, AttnDims *dd, SeedRef seed, int C, const float *d_q,
                          size_t nq, const float *d_kv, size_t nkv, float *d_lse, const float *d_er,
                          const float *d_dout, float *d_out, float *d_dq, const float *dq0, float *d_dkv,
@@ -650,6 +652,32 @@ static void fused16_case(const char *name, float *const *want, AttnDims *dd, See
         if (got[t]) snprintf(m, sizeof m, "%s, bf16 q, k, v: %s (the bytes of float32 ones)", name, what[t]),
                     cmp_bytes(m, got[t], want[t], bytes[t]);
     for (int t = 0; t < 6; t++) free(got[t]);
+    if (d_er) { // Er and dEr at an offset of one float
+        float *er1 = dev_new((ner + 1) * 4), *der1 = dev_new((ner + 1) * 4);
+        float *h_er = host_from(d_er, ner * 4);
+        gpu_upload(er1 + 1, h_er, ner * 4);
+        for (int k = 0; k < 2; k++) { // k 0: float32 q, k, v; 1: bf16
+            reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), gpu_upload(der1 + 1, der0, ner * 4);
+            gpu_zero(d_out, no * 4);
+            if (k) {
+                gpu_attention_fused_forward16(d_out, d_lse, q16, kv16, kv16 + C, er1 + 1, dd);
+                gpu_attention_fused_backward16(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, q16, kv16,
+                                               kv16 + C, er1 + 1, dd);
+            } else {
+                gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv + C, er1 + 1, dd);
+                gpu_attention_fused_backward(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, d_q, d_kv,
+                                             d_kv + C, er1 + 1, dd);
+            }
+            void *g2[6] = {host_from(d_out, no * 4), host_from(d_lse, nl * 4), NULL, host_from(d_dq, nq * 4),
+                           host_from(d_dkv, nkv * 4), host_from(der1 + 1, ner * 4)};
+            for (int t = 0; t < 6; t++)
+                if (g2[t]) snprintf(m, sizeof m, "%s, %s q, k, v, Er not 16-byte aligned: %s (the aligned bytes)", name,
+                                    k ? "bf16" : "float32", what[t]),
+                           cmp_bytes(m, g2[t], want[t], bytes[t]);
+            for (int t = 0; t < 6; t++) free(g2[t]);
+        }
+        free(h_er), gpu_free(er1), gpu_free(der1);
+    }
     gpu_free(q16), gpu_free(kv16);
     no_error(name);
 }

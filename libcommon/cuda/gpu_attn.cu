@@ -393,11 +393,32 @@ static void fa_launch(const char *op, K kernel, unsigned bh, unsigned tiles, siz
     gpu_launched(op);
 }
 
+__global__ static void fa_copy_k(float *dst, const float *src, size_t n) { GRID_STRIDE(i, n) dst[i] = src[i]; }
+
+// Floats of the aligned copy of Er's rows that the tensor-core kernels need (gpu_attn.cuh), 0 when Er is aligned
+static size_t fa_er_room(const FaArgs &a)
+{
+    return a.ers && !fa_tc_aligned(a.ers, a.HS, 4) ? (size_t)a.Tq * a.HS : 0;
+}
+// a.ers's rows into room (fa_er_room floats, 16-byte aligned), a.ers then the copy; nothing when room is NULL
+static void fa_er_copy(const char *op, FaArgs &a, float *room)
+{
+    if (!room) return;
+    size_t n = fa_er_room(a);
+    LAUNCH(fa_copy_k, ew_blocks(n), EW_THREADS)(room, a.ers, n);
+    gpu_launched(op);
+    a.ers = room;
+}
+
 // the forward on a's q, k, v (float32 or, when q16 is set, bfloat16 for the tensor-core kernels only)
 static void fused_forward(const char *op, FaArgs &a, float *out, float *lse, int B)
 {
     a.o = out, a.lse = lse;
     if (fa_tc_takes(a, gpu_precision())) {
+        size_t er = fa_er_room(a);
+        float *room = er ? (float *)gpu_workspace(op, er * sizeof(float)) : NULL;
+        if (er && !room) return;
+        fa_er_copy(op, a, room);
         fa_tc_forward(op, a, B, gpu_precision());
         gpu_prof_part(NULL);
         return;
@@ -445,9 +466,12 @@ static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, floa
         gpu_record(op, "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)");
         return;
     }
-    float *ws = (float *)gpu_workspace(op, (rows + part) * sizeof(float));
+    // the workspace: D, dEr's partials, and (tensor cores, Er not aligned) Er's copy from a 64-float boundary
+    size_t er = tc ? fa_er_room(a) : 0, er_at = (rows + part + 63) & ~(size_t)63;
+    float *ws = (float *)gpu_workspace(op, (er ? er_at + er : rows + part) * sizeof(float));
     if (!ws) return;
     a.D = ws, a.part = part ? ws + rows : NULL;
+    fa_er_copy(op, a, er ? ws + er_at : NULL);
     gpu_prof_part("fused bwd: D = rowsum(dO O)");
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);

@@ -30,7 +30,8 @@ __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - 
 
 // The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16,
 // when they fit this device's shared memory (gpu.h gpu_attention_tc_fits), with every row they read 16-byte
-// aligned (they load four floats at a time): hg.c's buffers always are.
+// aligned (they load four floats at a time): hg.c's buffers always are. Er need not be: a parameter table whose
+// tensors' sizes are not multiples of 4 floats misaligns it, and gpu_attn.cu then hands them an aligned copy.
 // bfloat16 q, k and v (q16: under GPU_BF16 only) are loaded eight at a time: 16-byte rows too.
 #define TC_HS_MAX 64
 static inline bool fa_tc_aligned(const void *p, int ld, int per16) { return (uintptr_t)p % 16 == 0 && ld % per16 == 0; }
@@ -39,7 +40,7 @@ static inline bool fa_tc_takes(const FaArgs &a, int prec)
     bool qkv = a.q16 ? prec == GPU_BF16 && fa_tc_aligned(a.q16, a.ldq, 8) && fa_tc_aligned(a.k16, a.ldk, 8) &&
                            fa_tc_aligned(a.v16, a.ldv, 8)
                      : fa_tc_aligned(a.q, a.ldq, 4) && fa_tc_aligned(a.k, a.ldk, 4) && fa_tc_aligned(a.v, a.ldv, 4);
-    return gpu_attention_tc_fits(a.HS, prec, gpu_smem_optin()) && qkv && fa_tc_aligned(a.ers, a.HS, 4) &&
+    return gpu_attention_tc_fits(a.HS, prec, gpu_smem_optin()) && qkv && a.HS % 4 == 0 &&
            fa_tc_aligned(a.dout, a.C, 4); // dout: NULL (aligned) in the forward
 }
 // gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
