@@ -48,7 +48,6 @@ typedef struct DecKernels {
                        const float *lb, const float *lw2, const float *lb2, const float *w, const uint16_t *w16,
                        const float *bias, int N, int C, int OC);
     int (*kernel_rows)(void); // the most rows linear takes without cuBLAS (float32 weights)
-    void (*to_bf16)(uint16_t *dst, const float *src, size_t n); // the bfloat16 weights' conversion
     // the sampler's draw on the device (gpu.h gpu_dec_draw)
     void (*draw)(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
                  const uint64_t *index, const double *opts);
@@ -164,9 +163,10 @@ typedef struct Backend {
                               const float *w, int N, int IC, int OC);
     void (*linear_backward_g16)(float *dinp, float *dw, const uint16_t *dout16, const float *inp,
                                 const uint16_t *inp16, const float *w, int N, int IC, int OC);
-    // under act16 hg_alloc keeps more as bfloat16, rounded once by to_bf16 from the float32 that the forward's ops
-    // make (and then read from scratch): LayerNorm 1's output (linear1's products take it as linear_forward16 and
-    // linear_backward_g16's inp16) and, where attention_takes16 says the attention takes them (gpu.h
+    // dst = src as bfloat16, rounded to nearest even: decode.c's bfloat16 weights, and under act16 what hg_alloc
+    // keeps as bfloat16, rounded once from the float32 that the forward's ops make (and then read from scratch):
+    // LayerNorm 1's output (linear1's products take it as linear_forward16 and linear_backward_g16's inp16), a
+    // layer's input after a block's first, and, where attention_takes16 says the attention takes them (gpu.h
     // gpu_attention_fused_takes16: the fused attention on tensor cores), q, k and v. attention_forward16 and
     // _backward16 are attention_forward's and _backward's on them, with probs (one float a query row) and no mask
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);

@@ -364,7 +364,7 @@ Decoder *dec_new(const HgModel *m, int B, const DecOpts *opts, char *err)
     plan(d, &a);
     for (int i = 0; i < d->n_lins; i++) {
         DLin *l = d->lins[i];
-        if (l->w16) d->K->to_bf16(l->w16, l->w, (size_t)l->oc * l->ic);
+        if (l->w16) d->be->to_bf16(l->w16, l->w, (size_t)l->oc * l->ic);
         if (l->wt)
             for (int o = 0; o < l->oc; o++)
                 for (int k = 0; k < l->ic; k++) l->wt[(size_t)k * l->oc + o] = l->w[(size_t)o * l->ic + k];

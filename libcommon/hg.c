@@ -347,19 +347,27 @@ static size_t grad_kv(size_t NC) { return (NC + 63) & ~(size_t)63; }
 
 enum { KEYS_CAUSAL, KEYS_PRE, KEYS_POST };
 
+// A layer's attention shape: sizes, and q, k, v's leading dimensions in qkv (self-attention) or in q and kv
+// (cross-attention); layer_dims adds a run's keys, dropout and seed
+static AttnDims attn_shape(const HgConfig *c, int B, int Tq, int Tk, int cross)
+{
+    int C = c->C;
+    return (AttnDims){.B = B, .Tq = Tq, .Tk = Tk, .C = C, .NH = c->NH, .L = c->L, .ldq = cross ? C : 3 * C,
+                      .ldk = cross ? 2 * C : 3 * C, .ldv = cross ? 2 * C : 3 * C};
+}
+
 // first, last: the layer's place in its block (with act16 the first keeps no x16, the last keeps its out)
 static void plan_layer(Plan *pl, LayerA *A, int Tq, int Tk, int cross, int rule, int s, int first, int last)
 {
     const HgConfig *c = pl->c;
     Arena *a = &pl->a;
     size_t N = (size_t)pl->B * Tq, Nk = (size_t)pl->B * Tk, C = (size_t)c->C, F = (size_t)c->F;
-    AttnDims ad = {.B = pl->B, .Tq = Tq, .Tk = Tk, .C = c->C, .NH = c->NH, .L = c->L};
+    AttnDims ad = attn_shape(c, pl->B, Tq, Tk, cross);
     size_t P, PM; // what the backend's attention saves
     pl->be->attention_saves(&ad, &P, &PM);
     *A = (LayerA){0}; // a plan made again (another batch, another precision) leaves no pointer of the last one
     A->Tq = Tq, A->Tk = Tk, A->cross = cross, A->causal = rule == KEYS_CAUSAL && Tq == Tk;
     int act16 = pl->acts->act16;
-    ad.ldq = cross ? c->C : 3 * c->C, ad.ldk = ad.ldv = cross ? 2 * c->C : 3 * c->C; // layer_dims'
     int qkv16 = act16 && pl->be->attention_takes16 && pl->be->attention_takes16(&ad);
     if (cross && qkv16) {
         A->q16 = TAKE_U16(a, N * C);
@@ -631,12 +639,10 @@ static SeedRef seed_plus(SeedRef s, uint64_t k) { return s.add += k, s; }
 
 static AttnDims layer_dims(const HgModel *m, const LayerA *A)
 {
-    const HgConfig *c = &m->cfg;
-    int C = c->C;
-    return (AttnDims){.B = m->B, .Tq = A->Tq, .Tk = A->Tk, .C = C, .NH = c->NH, .L = c->L,
-                      .ldq = A->cross ? C : 3 * C, .ldk = A->cross ? 2 * C : 3 * C, .ldv = A->cross ? 2 * C : 3 * C,
-                      .n_keys = A->n_keys, .causal = A->causal, .dropout = m->acts->p_used, .seed = A->seed,
-                      .scratch_floats = m->acts->att_floats};
+    AttnDims d = attn_shape(&m->cfg, m->B, A->Tq, A->Tk, A->cross);
+    d.n_keys = A->n_keys, d.causal = A->causal, d.dropout = m->acts->p_used, d.seed = A->seed;
+    d.scratch_floats = m->acts->att_floats;
+    return d;
 }
 
 // The feed-forward's hidden activation r = drop(relu(linear1(ln1))) into r1d (float32) or, with act16, r16

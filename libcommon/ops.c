@@ -568,37 +568,23 @@ void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float
 
 // ---- the model's x = LayerNorm(x + dropout(y)), as one op (backend.h): the three ops above in order ---------
 
-// dropout_forward's mask bytes for (p, seed) without its output: elements i0 .. i0+n-1 of the stream
-static void dropout_bits(uint8_t *mask, float p, uint64_t seed, size_t i0, size_t n)
-{
-    if (p <= 0.0f) {
-        memset(mask, 1, n);
-        return;
-    }
-    uint32_t thr = drop_threshold(p);
-    uint64_t key = dropout_key(seed);
-    for (size_t k = 0; k < n; k++) {
-        size_t i = i0 + k;
-        uint64_t h = mix64(key + (i >> 1) * GOLDEN);
-        mask[k] = (uint32_t)(i & 1 ? h >> 32 : h) >= thr;
-    }
-}
+// Without a mask kept, the residual LayerNorm draws dropout_forward's bits a piece at a time (dropout_span, whose
+// stream for p 0 keeps every element at scale 1: copy_range's bytes) into a buffer of RLN_PIECE
+#define RLN_PIECE 1024
 
-// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm; without a mask
-// kept, dropout's output piece by piece with one drawn into a buffer
+// res = x + dropout(y) through res itself (dropout into it, then the add in place), then LayerNorm
 void residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
                                 const float *y, float p, uint64_t seed, const float *w, const float *b, int N, int C)
 {
     size_t n = (size_t)N * C;
     if (mask) dropout_forward(res, mask, y, p, seed, n);
     else {
-        uint8_t buf[4096];
+        uint8_t bits[RLN_PIECE];
         float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-        for (size_t at = 0; at < n; at += sizeof buf) {
-            size_t k = n - at < sizeof buf ? n - at : sizeof buf;
-            dropout_bits(buf, p, seed, at, k);
-            for (size_t j = 0; j < k; j++) res[at + j] = p <= 0.0f ? y[at + j] : drop1(y[at + j], buf[j], scale, 0);
-        }
+        uint32_t thr = drop_threshold(p);
+        uint64_t key = dropout_key(seed);
+        for (size_t at = 0; at < n; at += RLN_PIECE)
+            dropout_span(res + at, bits, y + at, scale, thr, key, at, n - at < RLN_PIECE ? n - at : RLN_PIECE);
     }
     add_forward(res, x, res, n);
     layernorm_forward(out, mean, rstd, res, w, b, N, C);
@@ -615,11 +601,15 @@ void residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, flo
         dropout_backward(dy, scratch, mask, p, n);
         return;
     }
-    uint8_t buf[4096];
-    for (size_t at = 0; at < n; at += sizeof buf) {
-        size_t k = n - at < sizeof buf ? n - at : sizeof buf;
-        dropout_bits(buf, p, seed, at, k);
-        dropout_backward(dy + at, scratch + at, buf, p, k);
+    uint8_t bits[RLN_PIECE];
+    float drawn[RLN_PIECE]; // dropout_span's output, not used: only its bits are
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    uint32_t thr = drop_threshold(p);
+    uint64_t key = dropout_key(seed);
+    for (size_t at = 0; at < n; at += RLN_PIECE) {
+        size_t k = n - at < RLN_PIECE ? n - at : RLN_PIECE;
+        dropout_span(drawn, bits, scratch + at, scale, thr, key, at, k);
+        dropout_backward(dy + at, scratch + at, bits, p, k);
     }
 }
 

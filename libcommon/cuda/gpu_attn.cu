@@ -410,6 +410,10 @@ static void fa_er_copy(const char *op, FaArgs &a, float *room)
     a.ers = room;
 }
 
+// what the fused attention records when handed bfloat16 q, k, v that the tensor-core kernels do not take
+static const char FA_NO16[] =
+    "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)";
+
 // the forward on a's q, k, v (float32 or, when q16 is set, bfloat16 for the tensor-core kernels only)
 static void fused_forward(const char *op, FaArgs &a, float *out, float *lse, int B)
 {
@@ -424,7 +428,7 @@ static void fused_forward(const char *op, FaArgs &a, float *out, float *lse, int
         return;
     }
     if (a.q16) {
-        gpu_record(op, "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)");
+        gpu_record(op, FA_NO16);
         return;
     }
     fa_launch(op, fa_fwd_k, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, FA_BQ), fa_fwd_smem(a.HS), a);
@@ -463,7 +467,7 @@ static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, floa
     a.out = out, a.dout = dout, a.lse = (float *)lse, a.dq = dq, a.dk = dk, a.dv = dv;
     bool tc = fa_tc_takes(a, gpu_precision());
     if (a.q16 && !tc) {
-        gpu_record(op, "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)");
+        gpu_record(op, FA_NO16);
         return;
     }
     // the workspace: D, dEr's partials, and (tensor cores, Er not aligned) Er's copy from a 64-float boundary
