@@ -5,9 +5,8 @@
 # unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
 # conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the gemm
-# attention's products in bf16 too (HMT_GPU_ATT16=1), and with
-# --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16
-# autocast;
+# attention's products in bf16 too (HMT_GPU_ATT16=1), with the fused attention's dS not stored
+# (HMT_GPU_FA_DS_MIB=0), and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16 autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
 # both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
 # attentions, against PyTorch bf16 autocast. Medians of RUNS steps
@@ -35,6 +34,10 @@ for B in 8 64; do
     # the unfused attention's products on bf16 operands too (off by default until timed here)
     echo "== C, CUDA backend, bf16 linear layers and attention products (HMT_GPU_ATT16=1), gemm attention, batch $B"
     HMT_GPU_ATT16=1 HMT_GPU_ATTENTION=gemm build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
+        --precision bf16
+    # the fused attention's backward with each kernel computing dS again, none stored (the schedule before)
+    echo "== C, CUDA backend, bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0), batch $B"
+    HMT_GPU_FA_DS_MIB=0 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
         --precision bf16
     echo "== C, CUDA backend, bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast), batch $B"
     HMT_GPU_BF16=fast build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16

@@ -807,6 +807,31 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
             g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_lse, (size_t)B * NH * Tq * 4);
             g[r][3] = host_from(d_dq, nq * 4), g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
         }
+        // the tensor-core backward's other schedules (the forward's out and lse as they are): its stored dS for one
+        // head at a time (the bytes of all at once), and none stored, each kernel computing dS again
+        // (HMT_GPU_FA_DS_MIB=0; within the tolerance of the CPU as well)
+        for (int v = 0; v < 2 && kind > 0; v++) {
+            const char *how = v ? "dS computed again by each kernel" : "dS stored one head at a time";
+            setenv("HMT_GPU_FA_DS_MIB", v ? "0" : "1e-9", 1);
+            reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+            dd.seed = d.seed;
+            gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
+                                         d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
+            unsetenv("HMT_GPU_FA_DS_MIB");
+            float *h[3] = {host_from(d_dq, nq * 4), host_from(d_dkv, nkv * 4), host_from(d_der, ner * 4)};
+            const float *cpu[3] = {dq, dkv, der};
+            size_t n[3] = {nq, nkv, ner};
+            static const char *const what[3] = {"dq", "dk, dv", "dEr"};
+            for (int t = 0; t < 3; t++) {
+                if (v == 0)
+                    snprintf(m, sizeof m, "%s, %s, %s: %s (the bytes of all heads at once)", name, label, how, what[t]),
+                        cmp_bytes(m, h[t], g[0][3 + t], n[t] * 4);
+                else
+                    snprintf(m, sizeof m, "%s, %s, %s: %s", name, label, how, what[t]),
+                        cmp(m, h[t], cpu[t], n[t], t == 2 && !with_er ? 0 : tol);
+                free(h[t]);
+            }
+        }
         if (kind == 2) fused16_case(name, g[0], &dd, d.seed, C, d_q, nq, d_kv, nkv, d_lse, with_er ? d_er : NULL,
                                     d_dout, d_out, d_dq, dq0, d_dkv, dkv0, with_er ? d_der : NULL, der0, ner);
         gpu_set_precision(GPU_FP32);

@@ -16,6 +16,7 @@
 // for the sums over rows it takes one column (key, or distance) c = tid/4; either way the head dimensions
 // d = tid%4 + 4w. fp32, products by fmaf: equal to the CPU within 1e-5 of each tensor's scale, not byte for byte.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gpu_attn.cuh"
@@ -460,27 +461,44 @@ void gpu_attention_fused_forward16(float *out, float *lse, const uint16_t *q, co
     fused_forward(op, a, out, lse, d->B);
 }
 
+// The heads whose dS tiles the tensor-core backward keeps at a time (gpu_attn_tc.cu): as many as fit
+// HMT_GPU_FA_DS_MIB (64 by default), at least one; 0 (HMT_GPU_FA_DS_MIB=0) keeps none, and its kernels compute dS
+// again each. per_head: fa_tc_ds_bytes.
+static int fa_ds_chunk(int heads, size_t per_head)
+{
+    const char *e = getenv("HMT_GPU_FA_DS_MIB");
+    double mib = e && *e ? strtod(e, NULL) : 64.0;
+    if (!(mib > 0.0)) return 0;
+    double n = floor(mib * 1048576.0 / (double)per_head);
+    return n < 1.0 ? 1 : n > heads ? heads : (int)n;
+}
+
 static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, float *dv, float *dEr, const float *dout,
                            const float *out, const float *lse, const AttnDims *d)
 {
     size_t rows = (size_t)d->B * d->NH * d->Tq, part = a.ers && dEr ? (size_t)d->B * d->Tq * d->C : 0;
     a.out = out, a.dout = dout, a.lse = (float *)lse, a.dq = dq, a.dk = dk, a.dv = dv;
-    bool tc = fa_tc_takes(a, gpu_precision());
+    const int prec = gpu_precision();
+    bool tc = fa_tc_takes(a, prec);
     if (a.q16 && !tc) {
         gpu_record(op, FA_NO16);
         return;
     }
-    // the workspace: D, dEr's partials, and (tensor cores, Er not aligned) Er's copy from a 64-float boundary
+    // the workspace: D, dEr's partials, (tensor cores, Er not aligned) Er's copy, and (tensor cores) a chunk of
+    // heads' dS tiles; each from a 64-float boundary
+    const int heads = d->B * d->NH, chunk = tc ? fa_ds_chunk(heads, fa_tc_ds_bytes(a, prec)) : 0;
     size_t er = tc ? fa_er_room(a) : 0, er_at = (rows + part + 63) & ~(size_t)63;
-    float *ws = (float *)gpu_workspace(op, (er ? er_at + er : rows + part) * sizeof(float));
+    size_t ds_at = (er_at + er + 63) & ~(size_t)63;
+    size_t ds = chunk ? (size_t)chunk * fa_tc_ds_bytes(a, prec) / sizeof(float) : 0;
+    float *ws = (float *)gpu_workspace(op, (ds ? ds_at + ds : er ? er_at + er : rows + part) * sizeof(float));
     if (!ws) return;
-    a.D = ws, a.part = part ? ws + rows : NULL;
+    a.D = ws, a.part = part ? ws + rows : NULL, a.dsw = ds ? ws + ds_at : NULL;
     fa_er_copy(op, a, er ? ws + er_at : NULL);
     gpu_prof_part("fused bwd: D = rowsum(dO O)");
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);
     if (tc) { // its kernels label their profile rows themselves
-        if (fa_tc_backward(op, a, d->B, gpu_precision()) && a.part) {
+        if (fa_tc_backward(op, a, d->B, prec, chunk) && a.part) {
             gpu_prof_part("fused bwd: dEr sum");
             gpu_er_sum(op, dEr + (size_t)(d->L - d->Tq) * a.HS, a.part, d->B * d->NH, (size_t)d->Tq * a.HS);
         }

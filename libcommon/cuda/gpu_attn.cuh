@@ -10,6 +10,8 @@ typedef struct FaArgs {
     const float *q, *k, *v, *ers, *out, *dout; // ers: the last Tq rows of Er (distance m at row Tq-1-m), or NULL
     const uint16_t *q16, *k16, *v16; // q, k, v as bfloat16 in their place (gpu.h gpu_attention_fused_forward16)
     float *o, *lse, *D, *dq, *dk, *dv, *part;
+    void *dsw; // the tensor-core backward's dS tiles (gpu_attn_tc.cu), or NULL: each kernel computes dS itself
+    int bh0;   // the tensor-core backward runs heads bh0 .. bh0 + gridDim.x - 1 (a chunk of them; 0 elsewhere)
     const int *n_keys;
     int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
     float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout
@@ -44,8 +46,11 @@ static inline bool fa_tc_takes(const FaArgs &a, int prec)
            fa_tc_aligned(a.dout, a.C, 4); // dout: NULL (aligned) in the forward
 }
 // gpu_attention_fused_forward's and _backward's launches on tensor cores (fa_tc_takes true; arguments checked;
-// for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL). False when a
-// launch failed (the error kept).
+// for the backward a.D already holds the row terms and a.part the dEr partials' room, or NULL). With a.dsw the
+// backward stores dS once and runs `chunk` heads at a time (a.dsw: chunk * fa_tc_ds_bytes, 256-byte aligned);
+// without, each of its kernels computes dS again. False when a launch failed (the error kept).
 bool fa_tc_forward(const char *op, const FaArgs &a, int B, int prec);
-bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec);
+bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec, int chunk);
+// the bytes of one head's dS tiles (the operand type of prec, tiles of 64 x 64 over Tq x Tk padded to tiles)
+size_t fa_tc_ds_bytes(const FaArgs &a, int prec);
 #endif

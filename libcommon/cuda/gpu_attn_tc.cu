@@ -12,6 +12,10 @@
 //             dV += P^T dO (per key tile), dQ += dS K + dS' Es (per query tile; dS' the skew of dS: dS'[r, e] =
 //             dS[r, r + TB - 1 - e]), dEr's partials += dS^T Q per tile of distances (the keys of a query tile
 //             at those distances: 2 TB rows). These sums stay in the warps' accumulators across tiles.
+//             dS is computed once: the dK, dV kernel stores its tiles, rounded, in the workspace (FaArgs.dsw: a
+//             chunk of heads at a time, so it stays bounded), and the dQ and dEr kernels read them. That is 8
+//             products per pair of tiles instead of 14, and one exp and dropout draw per entry instead of three.
+//             Without the room (HMT_GPU_FA_DS_MIB=0) the dQ and dEr kernels compute S, dP and R again themselves.
 // Each block has TC_THREADS = 4 warps; warp w computes rows 16 w .. 16 w + 15 of every product (TB = 64 rows). For
 // the softmax and the gradients two threads take a row r = tid / 2 and its columns c = tid % 2 + 2 u.
 // Accuracy: the operands' rounding (8 or 11 significant bits); the tests state the tolerances against the CPU.
@@ -242,6 +246,34 @@ __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, cons
     }
 }
 
+// the head of a block (the backward runs its heads a chunk at a time: FaArgs.bh0)
+__device__ static inline int tc_bh(const FaArgs &a) { return a.bh0 + (int)blockIdx.x; }
+
+// The dS tile of query tile it and key tile jt of the block's head in FaArgs.dsw: TB x TB operands, rows of TB,
+// tile after tile (Tq and Tk padded to whole tiles). Only the tiles the dK, dV kernel visits are written: those
+// of key tiles below the query tile's tc_tile_keys.
+template <class P> __device__ static typename P::S *tc_ds_tile(const FaArgs &a, int it, int jt)
+{
+    const int nqt = (a.Tq + TB - 1) / TB, nkt = (a.Tk + TB - 1) / TB;
+    return (typename P::S *)a.dsw + (((size_t)blockIdx.x * nqt + it) * nkt + jt) * (TB * TB);
+}
+
+// a TB x TB tile of operands from src (pitch lds) to dst (pitch ldd), 16 bytes a load (both pitches and bases
+// 16-byte aligned); src NULL writes zeros
+struct alignas(16) Tc16B {
+    uint32_t w[4];
+};
+template <class P> __device__ static void tc_copy_tile(typename P::S *dst, int ldd, const typename P::S *src, int lds)
+{
+    constexpr int PER = 16 / (int)sizeof(typename P::S), RW = TB / PER;
+    for (int x = threadIdx.x; x < TB * RW; x += blockDim.x) {
+        int r = x / RW, c = (x - r * RW) * PER;
+        Tc16B v = {};
+        if (src) v = *(const Tc16B *)(src + (size_t)r * lds + c);
+        *(Tc16B *)(dst + (size_t)r * ldd + c) = v;
+    }
+}
+
 // ---- forward ---------------------------------------------------------------------------------------------------
 
 // a kernel's shared memory: `rows` operand rows of HS (pitch tc_ld), then TB float32 rows of `fpitch` floats (the
@@ -267,7 +299,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     float *Ss = (float *)(Es + 2 * TB * LO), *Rs = Ss + TB * LS, *Os = Rs + TB * LB; // Rs: R's bands
     S *Ps = (S *)Ss; // the tile's dropped probabilities, over the scores once they are read
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
     const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
@@ -329,7 +361,8 @@ template <class P, int HS> static size_t tc_bwd_smem(void)
     return tc_smem<P, HS>(6 * TB, 2 * tc_ldf(TB) + tc_ldf(TC_BAND));
 }
 
-// block (b*NH + h, key tile): dk += scale sum_i dS_ij q_i, dv += sum_i PD_ij dout_i over the query tiles in order
+// block (b*NH + h, key tile): dk += scale sum_i dS_ij q_i, dv += sum_i PD_ij dout_i over the query tiles in order;
+// with FaArgs.dsw, each tile of dS (as its products read it) into its place there
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dkdv_k(FaArgs a)
 {
     typedef typename P::S S;
@@ -339,7 +372,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
     S *dSb = (S *)Ss, *PDb = (S *)dPs; // over the scores and dP once they are read
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
     const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
     tc_load<P>(Ks, LO, tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS), a.ldk, j0, TB, a.Tk, HS);
@@ -365,6 +398,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
             dSb[r * LP + c] = P::cvt(ds[u]), PDb[r * LP + c] = P::cvt(pd[u]);
         }
         __syncthreads();
+        if (a.dsw) tc_copy_tile<P>(tc_ds_tile<P>(a, i0 / TB, blockIdx.y), TB, dSb, LP); // read-only, as the strips
         tc_strip<P, true, false>(gk, dSb, LP, Qs, LO, TB); // the warp's keys: columns of dS
         tc_strip<P, true, false>(gv, PDb, LP, Gs, LO, TB);
     }
@@ -374,6 +408,19 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     __syncthreads();
     tc_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, a.Tk, Gk, LF, HS, a.scale);
     tc_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, a.Tk, Gv, LF, HS, 1.0f);
+}
+
+// dSk (TB x TC_BAND at pitch tc_ld(TC_BAND)) = the bands of dS's skew dS'[r, e] = dS[r, r + TB - 1 - e], zero
+// where that key is outside the tile: band column e' is e = e' + 16 w, and c = tc_band(r, e') is the key's column
+// in dSb (TB x TB at pitch tc_ld(TB)). Each thread writes row threadIdx.x / 2, every other column.
+template <class P> __device__ static void tc_skew(typename P::S *dSk, const typename P::S *dSb)
+{
+    constexpr int LP = tc_ld<P>(TB), LK = tc_ld<P>(TC_BAND);
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    for (int e = half; e < TC_BAND; e += 2) {
+        int c = tc_band(r, e);
+        dSk[r * LK + e] = c >= 0 && c < TB ? dSb[r * LP + c] : P::cvt(0.0f);
+    }
 }
 
 // block (b*NH + h, query tile): dq += scale sum_j dS_ij (k_j + Er[L-1-(i-j)]) over the key tiles in order
@@ -387,7 +434,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
     S *dSb = (S *)Ss, *dSk = (S *)Rs; // dS over the scores, its skew dS' (bands, as R's) over R
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB, i = i0 + r;
     const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
     tc_load<P>(Qs, LO, tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS), a.ldq, i0, TB, a.Tq, HS);
@@ -410,11 +457,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads(); // the scores, dP and R are read
         UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
         __syncthreads();
-        if (a.ers) { // dS'[r, e] = dS[r, r + TB - 1 - e], zero where that key is outside the tile; band column e'
-            for (int e = half; e < TC_BAND; e += 2) { // is e = e' + 16 w, and c = tc_band(r, e') is the key's column
-                int c = tc_band(r, e);
-                dSk[r * LK + e] = c >= 0 && c < TB ? dSb[r * LP + c] : P::cvt(0.0f);
-            }
+        if (a.ers) {
+            tc_skew<P>(dSk, dSb);
             __syncthreads();
         }
         tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
@@ -445,7 +489,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     float *Sf = (float *)(Es + TB * LO), *dPf = Sf + TB * LB, *Rs = dPf + TB * LB; // Sf, dPf: bands
     S *dSb = (S *)Rs;
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
-    const int bh = blockIdx.x, b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
     const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
@@ -489,6 +533,92 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     }
 }
 
+// ---- backward from stored dS (FaArgs.dsw) ------------------------------------------------------------------------
+
+// K, Es (2 TB rows); dS, its skew's bands (gq's float32 sums go over K and Es at the end)
+template <class P, int HS> static size_t tc_dq_ds_smem(void)
+{
+    return (size_t)(3 * TB * tc_ld<P>(HS) + TB * tc_ld<P>(TB) + TB * tc_ld<P>(TC_BAND)) * sizeof(typename P::S);
+}
+
+// tc_dq_k on the dS tiles the dK, dV kernel stored: per key tile one product with K and one with Es
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dq_ds_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LF = tc_ldf(HS), LP = tc_ld<P>(TB), LK = tc_ld<P>(TC_BAND);
+    DYN_SMEM(sm);
+    S *Ks = (S *)sm, *Es = Ks + TB * LO, *dSb = Es + 2 * TB * LO, *dSk = dSb + TB * LP;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, it = fa_last_first(), i0 = it * TB;
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const int nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+    FragAcc<P> gq[HS / 16];
+    tc_zero<P>(gq);
+    for (int j0 = 0; j0 < nkt; j0 += TB) {
+        __syncthreads(); // the last tile is read
+        tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        tc_copy_tile<P>(dSb, LP, tc_ds_tile<P>(a, it, j0 / TB), TB);
+        __syncthreads();
+        if (a.ers) {
+            tc_skew<P>(dSk, dSb);
+            __syncthreads();
+        }
+        tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
+        if (a.ers) // the warp's rows of dS' Es: only Es rows 16 w .. 16 w + TC_BAND - 1 meet its band
+            tc_strip<P, false, false>(gq, dSk, LK, Es + (size_t)16 * (threadIdx.x >> 5) * LO, LO, TC_BAND);
+    }
+    __syncthreads(); // the buffers are read
+    float *Gq = (float *)sm;
+    tc_store<P>(Gq, LF, gq);
+    __syncthreads();
+    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, Gq, LF, HS, a.scale);
+}
+
+// Q; two dS tiles side by side (2 TB columns); the skewed tile (ge's sums go over Q and the pair at the end)
+template <class P, int HS> static size_t tc_der_ds_smem(void)
+{
+    return (size_t)(TB * tc_ld<P>(HS) + TB * tc_ld<P>(2 * TB) + TB * tc_ld<P>(TB)) * sizeof(typename P::S);
+}
+
+// tc_der_k on the stored dS tiles. For query tile i0 and distance tile m0, entry (r, c) is dS[i0 + r, i0 + r - m0
+// - c]: the keys from jb = i0 - m0 - TB (a tile boundary) on, column r - c + TB of the key tiles jb and jb + TB
+// loaded side by side (zero where the dK, dV kernel stored none: no row of the tile sees those keys).
+template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_der_ds_k(FaArgs a)
+{
+    typedef typename P::S S;
+    constexpr int LO = tc_ld<P>(HS), LF = tc_ldf(HS), LP = tc_ld<P>(TB), L2 = tc_ld<P>(2 * TB);
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *D2 = Qs + TB * LO, *dSb = D2 + TB * L2;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    FragAcc<P> ge[HS / 16];
+    tc_zero<P>(ge);
+    for (int i0 = m0; i0 < a.Tq; i0 += TB) { // rows i >= m0: the others have no key at m >= m0
+        const int jb = i0 - m0 - TB, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+        __syncthreads(); // the last tile is read
+        tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+        for (int t = 0; t < 2; t++) {
+            int j0 = jb + t * TB;
+            tc_copy_tile<P>(D2 + t * TB, L2, j0 >= 0 && j0 < nkt ? tc_ds_tile<P>(a, i0 / TB, j0 / TB) : NULL, TB);
+        }
+        __syncthreads();
+        for (int x = threadIdx.x; x < TB * TB; x += blockDim.x) {
+            int r = x / TB, c = x - r * TB;
+            dSb[r * LP + c] = D2[r * L2 + r - c + TB];
+        }
+        __syncthreads();
+        tc_strip<P, true, false>(ge, dSb, LP, Qs, LO, TB); // the warp's distances: columns of dS
+    }
+    __syncthreads(); // the buffers are read
+    float *Ge = (float *)sm;
+    tc_store<P>(Ge, LF, ge);
+    __syncthreads();
+    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
+        int c = x / HS, d = x - c * HS, m = m0 + c;
+        if (m < a.Tq) a.part[((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + d] = a.scale * Ge[c * LF + d];
+    }
+}
+
 // ---- host --------------------------------------------------------------------------------------------------------
 
 // label: the kernel's HMT_GPU_PROFILE row (gpu_prof_part; the caller goes back to its op's)
@@ -513,21 +643,34 @@ template <class P, int HS> static bool tc_forward(const char *op, const FaArgs &
                      tc_fwd_smem<P, HS>(), a);
 }
 
-template <class P, int HS> static bool tc_backward(const char *op, const FaArgs &a, int B)
+template <class P, int HS> static bool tc_backward(const char *op, const FaArgs &a, int B, int chunk)
 {
-    unsigned bh = (unsigned)(B * a.NH);
-    return tc_launch(op, "fused tc bwd: dK, dV", tc_dkdv_k<P, HS>, bh, gpu_blocks((size_t)a.Tk, TB),
-                     tc_bwd_smem<P, HS>(), a) &&
-           tc_launch(op, "fused tc bwd: dQ", tc_dq_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB), tc_bwd_smem<P, HS>(),
-                     a) &&
-           (!a.part || tc_launch(op, "fused tc bwd: dEr partials", tc_der_k<P, HS>, bh, gpu_blocks((size_t)a.Tq, TB),
-                                 tc_der_smem<P, HS>(), a));
+    const int BH = B * a.NH;
+    const unsigned qt = gpu_blocks((size_t)a.Tq, TB), kt = gpu_blocks((size_t)a.Tk, TB);
+    if (!a.dsw)
+        return tc_launch(op, "fused tc bwd: dK, dV", tc_dkdv_k<P, HS>, (unsigned)BH, kt, tc_bwd_smem<P, HS>(), a) &&
+               tc_launch(op, "fused tc bwd: dQ", tc_dq_k<P, HS>, (unsigned)BH, qt, tc_bwd_smem<P, HS>(), a) &&
+               (!a.part || tc_launch(op, "fused tc bwd: dEr partials", tc_der_k<P, HS>, (unsigned)BH, qt,
+                                     tc_der_smem<P, HS>(), a));
+    for (int bh0 = 0; bh0 < BH; bh0 += chunk) { // the heads' dS tiles share the room: one chunk after another
+        FaArgs c = a;
+        c.bh0 = bh0;
+        unsigned n = (unsigned)std::min(chunk, BH - bh0);
+        if (!tc_launch(op, "fused tc bwd: dK, dV, dS", tc_dkdv_k<P, HS>, n, kt, tc_bwd_smem<P, HS>(), c) ||
+            !tc_launch(op, "fused tc bwd: dQ from dS", tc_dq_ds_k<P, HS>, n, qt, tc_dq_ds_smem<P, HS>(), c) ||
+            (a.part && !tc_launch(op, "fused tc bwd: dEr partials from dS", tc_der_ds_k<P, HS>, n, qt,
+                                  tc_der_ds_smem<P, HS>(), c)))
+            return false;
+    }
+    return true;
 }
 
 // the most shared memory a kernel of the head size takes (0: no such instantiation)
 template <class P> static size_t tc_smem_max(int HS)
 {
-#define TC_SMEM(H) std::max(std::max(tc_fwd_smem<P, H>(), tc_bwd_smem<P, H>()), tc_der_smem<P, H>())
+#define TC_SMEM(H)                                                                                                     \
+    std::max(std::max(std::max(tc_fwd_smem<P, H>(), tc_bwd_smem<P, H>()), tc_der_smem<P, H>()),                       \
+             std::max(tc_dq_ds_smem<P, H>(), tc_der_ds_smem<P, H>()))
     switch (HS) {
     case 16: return TC_SMEM(16);
     case 32: return TC_SMEM(32);
@@ -546,13 +689,14 @@ int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin)
 }
 
 // the instantiation for the head size (fa_tc_takes: a multiple of 16 up to TC_HS_MAX)
-template <class P> static bool tc_dispatch(const char *op, const FaArgs &a, int B, bool backward)
+// (chunk: the backward's heads at a time; 0 for the forward)
+template <class P> static bool tc_dispatch(const char *op, const FaArgs &a, int B, bool backward, int chunk)
 {
     switch (a.HS) {
-    case 16: return backward ? tc_backward<P, 16>(op, a, B) : tc_forward<P, 16>(op, a, B);
-    case 32: return backward ? tc_backward<P, 32>(op, a, B) : tc_forward<P, 32>(op, a, B);
-    case 48: return backward ? tc_backward<P, 48>(op, a, B) : tc_forward<P, 48>(op, a, B);
-    case 64: return backward ? tc_backward<P, 64>(op, a, B) : tc_forward<P, 64>(op, a, B);
+    case 16: return backward ? tc_backward<P, 16>(op, a, B, chunk) : tc_forward<P, 16>(op, a, B);
+    case 32: return backward ? tc_backward<P, 32>(op, a, B, chunk) : tc_forward<P, 32>(op, a, B);
+    case 48: return backward ? tc_backward<P, 48>(op, a, B, chunk) : tc_forward<P, 48>(op, a, B);
+    case 64: return backward ? tc_backward<P, 64>(op, a, B, chunk) : tc_forward<P, 64>(op, a, B);
     }
     gpu_record(op, "tensor-core attention: head size not 16, 32, 48 or 64");
     return false;
@@ -560,10 +704,16 @@ template <class P> static bool tc_dispatch(const char *op, const FaArgs &a, int 
 
 bool fa_tc_forward(const char *op, const FaArgs &a, int B, int prec)
 {
-    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, false) : tc_dispatch<TcTf32>(op, a, B, false);
+    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, false, 0) : tc_dispatch<TcTf32>(op, a, B, false, 0);
 }
 
-bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec)
+bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec, int chunk)
 {
-    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, true) : tc_dispatch<TcTf32>(op, a, B, true);
+    return prec == GPU_BF16 ? tc_dispatch<TcBf16>(op, a, B, true, chunk) : tc_dispatch<TcTf32>(op, a, B, true, chunk);
+}
+
+size_t fa_tc_ds_bytes(const FaArgs &a, int prec)
+{
+    size_t tiles = (size_t)((a.Tq + TB - 1) / TB) * ((a.Tk + TB - 1) / TB);
+    return tiles * TB * TB * (prec == GPU_BF16 ? sizeof(TcBf16::S) : sizeof(TcTf32::S));
 }
