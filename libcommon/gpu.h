@@ -48,6 +48,9 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes);
 // own), and the most it held since gpu_mem_peak_reset or gpu_init: the peer of PyTorch's max_memory_allocated.
 void gpu_mem_allocated(size_t *now, size_t *peak);
 void gpu_mem_peak_reset(void);
+// For tests: every byte of the ops' workspace (gpu_internal.cuh gpu_workspace, whose contents an op may not rely
+// on) set to `byte`, so a kernel that reads what it did not write shows (0xff: NaN floats)
+void gpu_workspace_fill(int byte);
 // The matmuls' precision, from the next op: GPU_FP32 (the default: float32, as the CPU); GPU_TF32 (cuBLAS's TF32
 // tensor cores: inputs rounded to 10 mantissa bits, float32 sums); GPU_BF16: the linear layers' products take
 // bfloat16 inputs (rounded to nearest even, 7 mantissa bits) with float32 accumulation and float32 results, the

@@ -801,20 +801,29 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
             reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
             gpu_zero(d_out, no * 4);
             dd.seed = r == 0 ? d.seed : seed_dev;
+            gpu_workspace_fill(0xff); // what the kernels read of the workspace, they wrote
             gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
             gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
                                          d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
             g[r][0] = host_from(d_out, no * 4), g[r][1] = host_from(d_lse, (size_t)B * NH * Tq * 4);
             g[r][3] = host_from(d_dq, nq * 4), g[r][4] = host_from(d_dkv, nkv * 4), g[r][5] = host_from(d_der, ner * 4);
         }
-        // the tensor-core backward's other schedules (the forward's out and lse as they are): its stored dS for one
-        // head at a time (the bytes of all at once), and none stored, each kernel computing dS again
-        // (HMT_GPU_FA_DS_MIB=0; within the tolerance of the CPU as well)
-        for (int v = 0; v < 2 && kind > 0; v++) {
-            const char *how = v ? "dS computed again by each kernel" : "dS stored one head at a time";
-            setenv("HMT_GPU_FA_DS_MIB", v ? "0" : "1e-9", 1);
+        // the tensor-core backward's other schedules (the forward's out and lse as they are), each on a workspace
+        // of NaNs (what a kernel reads without having written it shows): its stored dS for one head at a time and
+        // for three (a chunk that need not divide the heads), the bytes of all at once; and none stored, each
+        // kernel computing dS again (HMT_GPU_FA_DS_MIB=0), within the tolerance of the CPU as well
+        size_t per_head = (size_t)((Tq + 63) / 64) * ((Tk + 63) / 64) * 64 * 64 *
+                          (kinds[kind].prec == GPU_BF16 ? 2 : 4); // gpu.h: tiles of 64, bf16 or float32
+        for (int v = 0; v < 3 && kind > 0; v++) {
+            static const char *const hows[3] = {"dS stored one head at a time", "dS stored three heads at a time",
+                                                "dS computed again by each kernel"};
+            const char *how = hows[v];
+            char mib[32];
+            snprintf(mib, sizeof mib, "%.9g", v == 0 ? 1e-9 : v == 1 ? 3.5 * (double)per_head / 1048576.0 : 0.0);
+            setenv("HMT_GPU_FA_DS_MIB", mib, 1);
             reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
             dd.seed = d.seed;
+            gpu_workspace_fill(0xff);
             gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
                                          d_lse, d_q, d_kv, d_kv ? d_kv + C : NULL, with_er ? d_er : NULL, &dd);
             unsetenv("HMT_GPU_FA_DS_MIB");
@@ -823,7 +832,7 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
             size_t n[3] = {nq, nkv, ner};
             static const char *const what[3] = {"dq", "dk, dv", "dEr"};
             for (int t = 0; t < 3; t++) {
-                if (v == 0)
+                if (v < 2)
                     snprintf(m, sizeof m, "%s, %s, %s: %s (the bytes of all heads at once)", name, label, how, what[t]),
                         cmp_bytes(m, h[t], g[0][3 + t], n[t] * 4);
                 else

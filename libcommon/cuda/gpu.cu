@@ -622,6 +622,13 @@ void *gpu_workspace(const char *op, size_t bytes)
     return g_ws;
 }
 
+void gpu_workspace_fill(int byte)
+{
+    if (!gpu_enter("gpu_workspace_fill") || !g_ws || gpu_dry) return;
+    not_after_kernel();
+    cuda_ok("gpu_workspace_fill", cudaMemsetAsync(g_ws, byte, g_ws_bytes, gpu_stream));
+}
+
 // ---- GEMM ---------------------------------------------------------------------------------------------------
 
 void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,

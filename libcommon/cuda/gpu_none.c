@@ -38,6 +38,7 @@ int gpu_mem_info(size_t *free_bytes, size_t *total_bytes)
 }
 void gpu_mem_allocated(size_t *now, size_t *peak) { *now = *peak = 0; }
 void gpu_mem_peak_reset(void) {}
+void gpu_workspace_fill(int byte) { (void)byte; }
 void gpu_set_precision(int precision) { (void)precision; }
 void gpu_profile_reset(void) {}
 void gpu_profile_print(FILE *f) { (void)f; }
