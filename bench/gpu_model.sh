@@ -39,7 +39,7 @@ for B in 8 64; do
     echo "== C, CUDA backend, bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0), batch $B"
     HMT_GPU_FA_DS_MIB=0 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
         --precision bf16
-    if [ "$B" = 64 ]; then # twice the default room: the d 256 configs' heads in one chunk instead of two
+    if [ "$B" = 64 ]; then # twice the default room: the d 256 configs' heads (72 MiB) in one chunk, not two
         echo "== C, CUDA backend, bf16 linear layers, fused attention, HMT_GPU_FA_DS_MIB=128, batch $B"
         HMT_GPU_FA_DS_MIB=128 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" \
             --full --precision bf16

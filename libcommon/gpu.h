@@ -208,8 +208,9 @@ void gpu_attention_fused_backward16(float *dq, float *dk, float *dv, float *dEr,
 // and 64 whose kernels fit a block's shared memory (smem_optin bytes: an H100 opts in to 227 KiB, an A100 to 163):
 // 1 when they take head_size under precision on such a device, else 0 (the float32 kernels run instead). Their
 // backward computes dS once and keeps it, rounded, for the dQ and dEr kernels: up to HMT_GPU_FA_DS_MIB (64 by
-// default) of the workspace, a chunk of heads at a time (each head's tiles: Tq x Tk padded to 64, 2 bytes under bf16,
-// 4 under TF32); HMT_GPU_FA_DS_MIB=0 keeps none and has each kernel compute dS again.
+// default) of the workspace, a chunk of heads at a time (each head's tiles: Tq x Tk padded to 64, with the causal
+// promise only those on and below the diagonal; 2 bytes under bf16, 4 under TF32); HMT_GPU_FA_DS_MIB=0 keeps none
+// and has each kernel compute dS again.
 int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin);
 // The shared memory a block may opt in to on this device (cudaDeviceProp.sharedMemPerBlockOptin), in bytes.
 size_t gpu_smem_optin(void);

@@ -810,12 +810,14 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         }
         // the tensor-core backward's other schedules (the forward's out and lse as they are), each on a workspace
         // of NaNs (what a kernel reads without having written it shows): its stored dS for one head at a time and
-        // for three (a chunk that need not divide the heads), the bytes of all at once; and none stored, each
-        // kernel computing dS again (HMT_GPU_FA_DS_MIB=0), within the tolerance of the CPU as well
-        size_t per_head = (size_t)((Tq + 63) / 64) * ((Tk + 63) / 64) * 64 * 64 *
-                          (kinds[kind].prec == GPU_BF16 ? 2 : 4); // gpu.h: tiles of 64, bf16 or float32
+        // for at most three (chunks that need not divide the heads), the bytes of all at once; and none stored,
+        // each kernel computing dS again (HMT_GPU_FA_DS_MIB=0), within the tolerance of the CPU as well. A head's
+        // tiles (gpu.h): 64 x 64, bf16 or float32, those on and below the diagonal with the causal promise
+        size_t nqt = (size_t)(Tq + 63) / 64, nkt = (size_t)(Tk + 63) / 64;
+        size_t per_head = (causal ? nqt * (nqt + 1) / 2 : nqt * nkt) * 64 * 64;
+        per_head *= kinds[kind].prec == GPU_BF16 ? 2 : 4;
         for (int v = 0; v < 3 && kind > 0; v++) {
-            static const char *const hows[3] = {"dS stored one head at a time", "dS stored three heads at a time",
+            static const char *const hows[3] = {"dS stored one head at a time", "dS stored at most three heads at a time",
                                                 "dS computed again by each kernel"};
             const char *how = hows[v];
             char mib[32];

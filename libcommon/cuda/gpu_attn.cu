@@ -374,6 +374,7 @@ static FaArgs fa_args(const AttnDims *d, const float *q, const float *k, const f
     int HS = d->C / d->NH;
     a.q = q, a.k = k, a.v = v, a.ers = Er ? Er + (size_t)(d->L - d->Tq) * HS : NULL, a.n_keys = d->n_keys;
     a.Tq = d->Tq, a.Tk = d->Tk, a.NH = d->NH, a.HS = HS, a.C = d->C, a.ldq = d->ldq, a.ldk = d->ldk, a.ldv = d->ldv;
+    a.causal = d->causal && d->Tq == d->Tk;
     a.scale = 1.0f / sqrtf((float)HS), a.drop = d->dropout > 0.0f, a.thr = drop_threshold(d->dropout);
     a.seed = d->seed;
     if (backward) a.keep = a.drop ? 1.0f / (1.0f - d->dropout) : 1.0f;
@@ -461,16 +462,18 @@ void gpu_attention_fused_forward16(float *out, float *lse, const uint16_t *q, co
     fused_forward(op, a, out, lse, d->B);
 }
 
-// The heads whose dS tiles the tensor-core backward keeps at a time (gpu_attn_tc.cu): as many as fit
-// HMT_GPU_FA_DS_MIB (64 by default), at least one; 0 (HMT_GPU_FA_DS_MIB=0) keeps none, and its kernels compute dS
-// again each. per_head: fa_tc_ds_bytes.
+// The heads whose dS tiles the tensor-core backward keeps at a time (gpu_attn_tc.cu): at most as many as fit
+// HMT_GPU_FA_DS_MIB (64 by default), at least one, in chunks as even as that count of chunks allows (so the last
+// launch is not a sliver); 0 (HMT_GPU_FA_DS_MIB=0) keeps none, and its kernels compute dS again each. per_head:
+// fa_tc_ds_bytes.
 static int fa_ds_chunk(int heads, size_t per_head)
 {
     const char *e = getenv("HMT_GPU_FA_DS_MIB");
     double mib = e && *e ? strtod(e, NULL) : 64.0;
     if (!(mib > 0.0)) return 0;
     double n = floor(mib * 1048576.0 / (double)per_head);
-    return n < 1.0 ? 1 : n > heads ? heads : (int)n;
+    int most = n < 1.0 ? 1 : n > heads ? heads : (int)n, chunks = (heads + most - 1) / most;
+    return (heads + chunks - 1) / chunks;
 }
 
 static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, float *dv, float *dEr, const float *dout,

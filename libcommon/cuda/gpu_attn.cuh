@@ -12,6 +12,7 @@ typedef struct FaArgs {
     float *o, *lse, *D, *dq, *dk, *dv, *part;
     void *dsw; // the tensor-core backward's dS tiles (gpu_attn_tc.cu), or NULL: each kernel computes dS itself
     int bh0;   // the tensor-core backward runs heads bh0 .. bh0 + gridDim.x - 1 (a chunk of them; 0 elsewhere)
+    int causal; // AttnDims.causal's promise (n_keys[i] = i + 1): the dS tiles above the diagonal are not kept
     const int *n_keys;
     int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
     float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout
@@ -51,6 +52,7 @@ static inline bool fa_tc_takes(const FaArgs &a, int prec)
 // without, each of its kernels computes dS again. False when a launch failed (the error kept).
 bool fa_tc_forward(const char *op, const FaArgs &a, int B, int prec);
 bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec, int chunk);
-// the bytes of one head's dS tiles (the operand type of prec, tiles of 64 x 64 over Tq x Tk padded to tiles)
+// the bytes of one head's dS tiles (the operand type of prec, tiles of 64 x 64 over Tq x Tk padded to tiles; with
+// a.causal only those on and below the diagonal)
 size_t fa_tc_ds_bytes(const FaArgs &a, int prec);
 #endif

@@ -249,13 +249,21 @@ __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, cons
 // the head of a block (the backward runs its heads a chunk at a time: FaArgs.bh0)
 __device__ static inline int tc_bh(const FaArgs &a) { return a.bh0 + (int)blockIdx.x; }
 
-// The dS tile of query tile it and key tile jt of the block's head in FaArgs.dsw: TB x TB operands, rows of TB,
-// tile after tile (Tq and Tk padded to whole tiles). Only the tiles the dK, dV kernel visits are written: those
-// of key tiles below the query tile's tc_tile_keys.
+// The dS tiles of one head: every query tile's row of key tiles (Tq and Tk padded to whole tiles), or with the
+// causal promise only the tiles jt <= it, row after row (query tile it's from tile it (it + 1) / 2 on)
+__host__ __device__ static inline size_t tc_ds_tiles(const FaArgs &a)
+{
+    const size_t nqt = (size_t)(a.Tq + TB - 1) / TB, nkt = (size_t)(a.Tk + TB - 1) / TB;
+    return a.causal ? nqt * (nqt + 1) / 2 : nqt * nkt;
+}
+
+// The dS tile of query tile it and key tile jt of the block's head in FaArgs.dsw: TB x TB operands, rows of TB.
+// Only the tiles the dK, dV kernel visits are written: those of key tiles below the query tile's tc_tile_keys
+// (with the causal promise, jt <= it).
 template <class P> __device__ static typename P::S *tc_ds_tile(const FaArgs &a, int it, int jt)
 {
-    const int nqt = (a.Tq + TB - 1) / TB, nkt = (a.Tk + TB - 1) / TB;
-    return (typename P::S *)a.dsw + (((size_t)blockIdx.x * nqt + it) * nkt + jt) * (TB * TB);
+    const size_t row = a.causal ? (size_t)it * (it + 1) / 2 : (size_t)it * ((a.Tk + TB - 1) / TB);
+    return (typename P::S *)a.dsw + ((size_t)blockIdx.x * tc_ds_tiles(a) + row + jt) * (TB * TB);
 }
 
 // a TB x TB tile of operands from src (pitch lds) to dst (pitch ldd), 16 bytes a load (both pitches and bases
@@ -714,6 +722,5 @@ bool fa_tc_backward(const char *op, const FaArgs &a, int B, int prec, int chunk)
 
 size_t fa_tc_ds_bytes(const FaArgs &a, int prec)
 {
-    size_t tiles = (size_t)((a.Tq + TB - 1) / TB) * ((a.Tk + TB - 1) / TB);
-    return tiles * TB * TB * (prec == GPU_BF16 ? sizeof(TcBf16::S) : sizeof(TcTf32::S));
+    return tc_ds_tiles(a) * TB * TB * (prec == GPU_BF16 ? sizeof(TcBf16::S) : sizeof(TcTf32::S));
 }
