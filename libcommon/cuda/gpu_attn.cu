@@ -489,10 +489,11 @@ static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, floa
     }
     // the workspace: D, dEr's partials, (tensor cores, Er not aligned) Er's copy, and (tensor cores) a chunk of
     // heads' dS tiles; each from a 64-float boundary
-    const int heads = d->B * d->NH, chunk = tc ? fa_ds_chunk(heads, fa_tc_ds_bytes(a, prec)) : 0;
+    const size_t per_head = tc ? fa_tc_ds_bytes(a, prec) : 0;
+    const int chunk = tc ? fa_ds_chunk(d->B * d->NH, per_head) : 0;
     size_t er = tc ? fa_er_room(a) : 0, er_at = (rows + part + 63) & ~(size_t)63;
     size_t ds_at = (er_at + er + 63) & ~(size_t)63;
-    size_t ds = chunk ? (size_t)chunk * fa_tc_ds_bytes(a, prec) / sizeof(float) : 0;
+    size_t ds = (size_t)chunk * per_head / sizeof(float);
     float *ws = (float *)gpu_workspace(op, (ds ? ds_at + ds : er ? er_at + er : rows + part) * sizeof(float));
     if (!ws) return;
     a.D = ws, a.part = part ? ws + rows : NULL, a.dsw = ds ? ws + ds_at : NULL;

@@ -431,12 +431,53 @@ template <class P> __device__ static void tc_skew(typename P::S *dSk, const type
     }
 }
 
+// A key tile's share of dq, dS in dSb: gq += dS K (+ dS' Es with Er, dS' skewed into dSk first). Ks, Es, dSb are
+// loaded and barriered; dSk is the skew's room.
+template <class P, int HS>
+__device__ static void tc_dq_tile(FragAcc<P> (&gq)[HS / 16], const typename P::S *dSb, typename P::S *dSk,
+                                  const typename P::S *Ks, const typename P::S *Es, bool er)
+{
+    constexpr int LO = tc_ld<P>(HS), LP = tc_ld<P>(TB), LK = tc_ld<P>(TC_BAND);
+    if (er) {
+        tc_skew<P>(dSk, dSb);
+        __syncthreads();
+    }
+    tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
+    if (er) // the warp's rows of dS' Es: only Es rows 16 w .. 16 w + TC_BAND - 1 meet its band
+        tc_strip<P, false, false>(gq, dSk, LK, Es + (size_t)16 * (threadIdx.x >> 5) * LO, LO, TC_BAND);
+}
+
+// the dq kernels' end: dq rows of query tile i0 += scale gq, through `room` (TB x tc_ldf(HS) floats of shared
+// memory the kernel no longer reads)
+template <class P, int HS>
+__device__ static void tc_dq_store(const FaArgs &a, int b, int h, int i0, const FragAcc<P> (&gq)[HS / 16], float *room)
+{
+    __syncthreads(); // the buffers are read
+    tc_store<P>(room, tc_ldf(HS), gq);
+    __syncthreads();
+    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, room, tc_ldf(HS), HS, a.scale);
+}
+
+// the dEr kernels' end: part[bh, Tq-1-m] = scale ge's row m - m0 for the tile's distances m, through `room` (as
+// tc_dq_store's)
+template <class P, int HS>
+__device__ static void tc_der_store(const FaArgs &a, int bh, int m0, const FragAcc<P> (&ge)[HS / 16], float *room)
+{
+    constexpr int LF = tc_ldf(HS);
+    __syncthreads(); // the buffers are read
+    tc_store<P>(room, LF, ge);
+    __syncthreads();
+    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
+        int c = x / HS, d = x - c * HS, m = m0 + c;
+        if (m < a.Tq) a.part[((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + d] = a.scale * room[c * LF + d];
+    }
+}
+
 // block (b*NH + h, query tile): dq += scale sum_j dS_ij (k_j + Er[L-1-(i-j)]) over the key tiles in order
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dq_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
-    constexpr int LK = tc_ld<P>(TC_BAND);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO;
     float *Ss = (float *)(Es + 2 * TB * LO), *dPs = Ss + TB * LS, *Rs = dPs + TB * LS;
@@ -465,18 +506,9 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads(); // the scores, dP and R are read
         UNROLL for (int u = 0; u < TB / 2; u++) dSb[r * LP + half + 2 * u] = P::cvt(ds[u]);
         __syncthreads();
-        if (a.ers) {
-            tc_skew<P>(dSk, dSb);
-            __syncthreads();
-        }
-        tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
-        if (a.ers) // the warp's rows of dS' Es: only Es rows 16 w .. 16 w + TC_BAND - 1 meet its band
-            tc_strip<P, false, false>(gq, dSk, LK, Es + (size_t)16 * (threadIdx.x >> 5) * LO, LO, TC_BAND);
+        tc_dq_tile<P, HS>(gq, dSb, dSk, Ks, Es, a.ers);
     }
-    __syncthreads(); // the buffers are read
-    tc_store<P>(Ss, LF, gq);
-    __syncthreads();
-    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, Ss, LF, HS, a.scale);
+    tc_dq_store<P, HS>(a, b, h, i0, gq, Ss);
 }
 
 // Q, dO, K and V (2 TB rows each), Es; the scores' and dP's bands, R
@@ -491,7 +523,7 @@ template <class P, int HS> static size_t tc_der_smem(void)
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_der_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LF = tc_ldf(HS), LP = tc_ld<P>(TB);
+    constexpr int LO = tc_ld<P>(HS), LS = tc_ldf(TB), LB = tc_ldf(TC_BAND), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Gs = Qs + TB * LO, *Ks = Gs + TB * LO, *Vs = Ks + 2 * TB * LO, *Es = Vs + 2 * TB * LO;
     float *Sf = (float *)(Es + TB * LO), *dPf = Sf + TB * LB, *Rs = dPf + TB * LB; // Sf, dPf: bands
@@ -532,13 +564,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads();
         tc_strip<P, true, false>(ge, dSb, LP, Qs, LO, TB); // the warp's distances: columns of dS
     }
-    __syncthreads(); // the buffers are read
-    tc_store<P>(Sf, LF, ge);
-    __syncthreads();
-    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
-        int c = x / HS, d = x - c * HS, m = m0 + c;
-        if (m < a.Tq) a.part[((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + d] = a.scale * Sf[c * LF + d];
-    }
+    tc_der_store<P, HS>(a, bh, m0, ge, Sf);
 }
 
 // ---- backward from stored dS (FaArgs.dsw) ------------------------------------------------------------------------
@@ -553,7 +579,7 @@ template <class P, int HS> static size_t tc_dq_ds_smem(void)
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_dq_ds_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LF = tc_ldf(HS), LP = tc_ld<P>(TB), LK = tc_ld<P>(TC_BAND);
+    constexpr int LO = tc_ld<P>(HS), LP = tc_ld<P>(TB);
     DYN_SMEM(sm);
     S *Ks = (S *)sm, *Es = Ks + TB * LO, *dSb = Es + 2 * TB * LO, *dSk = dSb + TB * LP;
     const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, it = fa_last_first(), i0 = it * TB;
@@ -567,19 +593,9 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         tc_copy_tile<P>(dSb, LP, tc_ds_tile<P>(a, it, j0 / TB), TB);
         __syncthreads();
-        if (a.ers) {
-            tc_skew<P>(dSk, dSb);
-            __syncthreads();
-        }
-        tc_strip<P, false, false>(gq, dSb, LP, Ks, LO, TB);
-        if (a.ers) // the warp's rows of dS' Es: only Es rows 16 w .. 16 w + TC_BAND - 1 meet its band
-            tc_strip<P, false, false>(gq, dSk, LK, Es + (size_t)16 * (threadIdx.x >> 5) * LO, LO, TC_BAND);
+        tc_dq_tile<P, HS>(gq, dSb, dSk, Ks, Es, a.ers);
     }
-    __syncthreads(); // the buffers are read
-    float *Gq = (float *)sm;
-    tc_store<P>(Gq, LF, gq);
-    __syncthreads();
-    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, Gq, LF, HS, a.scale);
+    tc_dq_store<P, HS>(a, b, h, i0, gq, (float *)sm); // over K and Es
 }
 
 // Q; two dS tiles side by side (2 TB columns); the skewed tile (ge's sums go over Q and the pair at the end)
@@ -594,7 +610,7 @@ template <class P, int HS> static size_t tc_der_ds_smem(void)
 template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void tc_der_ds_k(FaArgs a)
 {
     typedef typename P::S S;
-    constexpr int LO = tc_ld<P>(HS), LF = tc_ldf(HS), LP = tc_ld<P>(TB), L2 = tc_ld<P>(2 * TB);
+    constexpr int LO = tc_ld<P>(HS), LP = tc_ld<P>(TB), L2 = tc_ld<P>(2 * TB);
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *D2 = Qs + TB * LO, *dSb = D2 + TB * L2;
     const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
@@ -617,14 +633,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads();
         tc_strip<P, true, false>(ge, dSb, LP, Qs, LO, TB); // the warp's distances: columns of dS
     }
-    __syncthreads(); // the buffers are read
-    float *Ge = (float *)sm;
-    tc_store<P>(Ge, LF, ge);
-    __syncthreads();
-    for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
-        int c = x / HS, d = x - c * HS, m = m0 + c;
-        if (m < a.Tq) a.part[((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + d] = a.scale * Ge[c * LF + d];
-    }
+    tc_der_store<P, HS>(a, bh, m0, ge, (float *)sm); // over Q and the pair
 }
 
 // ---- host --------------------------------------------------------------------------------------------------------
