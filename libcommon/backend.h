@@ -52,6 +52,7 @@ typedef struct DecKernels {
     void (*draw)(int32_t *tok, const float *logits, int B, int V, const uint32_t *mask, const uint64_t *keys,
                  const uint64_t *index, const double *opts);
     void (*pdl)(int on); // these kernels as programmatic dependent launches from the next one on (gpu.h gpu_dec_pdl)
+    void (*mega)(int on); // 1: these kernels recorded and run as one launch; 0: that launch now (gpu.h gpu_dec_mega)
 } DecKernels;
 
 typedef struct Backend {

@@ -101,6 +101,7 @@ struct Decoder {
     int bf16;     // linear layers read w16
     int fused;    // GPU: LayerNorm + product and attention + output projection in one kernel each (DecOpts.fused)
     int pdl;      // GPU: the kernels as programmatic dependent launches (DecOpts.pdl)
+    int mega;     // GPU: a pass's kernels (and the draw) as one launch (DecOpts.mega)
     // GPU, fused, a pass of one row with logits: the top level's last block (tail_block) leaves its last layer's
     // closing norm (tail) and its own norm into tail_out to the logits' product, one kernel for the three
     // (ln2_linear); tail_set once block_rows has done so (a block without layers has nothing pending: it does not)
@@ -321,6 +322,7 @@ static Decoder *dec_setup(const HgModel *m, int B, const DecOpts *opts, size_t *
     d->fused = d->K && opt_or_env(o.fused, "HMT_GPU_DECODE_FUSED", 1);
     d->bf16 = d->K && opt_or_env(o.bf16, "HMT_GPU_DECODE_BF16", 0);
     d->pdl = d->K && d->K->pdl && opt_or_env(o.pdl, "HMT_GPU_DECODE_PDL", 0);
+    d->mega = d->K && d->K->mega && opt_or_env(o.mega, "HMT_GPU_DECODE_MEGA", 0);
     // a step's products have B rows, or B x the rows of h not yet in resample_pre's cache (at most s: a level's
     // valley runs at every s-th position and takes the rows since its last run): all in the kernel, no cuBLAS
     // (bfloat16 weights: every product in the kernel, however many rows)
@@ -931,12 +933,12 @@ static int graph_step(Decoder *d, char *err)
         int capturing = d->be->graph_begin(); // 0: the ops below run as they are launched
         d->be->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
         if (d->draw_on) d->be->copy_async(d->draw_dev, d->draw_host, d->draw_in, 1);
+        if (d->mega) d->K->mega(1);
         pass(d, 1, 1);
+        if (d->draw_on) draw(d); // before the logits' copy (it only reads them): in the pass's one launch
+        if (d->mega) d->K->mega(0);
         d->be->copy_async(d->logits_host, d->logits, logit_bytes, 0);
-        if (d->draw_on) {
-            draw(d);
-            d->be->copy_async(d->draw_host + d->draw_in, draw_tokens(d), (size_t)B * sizeof(int32_t), 0);
-        }
+        if (d->draw_on) d->be->copy_async(d->draw_host + d->draw_in, draw_tokens(d), (size_t)B * sizeof(int32_t), 0);
         if (capturing && (d->graph[slot] = d->be->graph_end())) { // NULL: the error is kept, sync reports it
             memcpy(key, d->state_now, (size_t)ns * sizeof *key);
             state_io(d, key + ns, 0);
@@ -954,6 +956,7 @@ static int run(Decoder *d, int n, int want_logits, char *err)
     if (d->graph_on && n == 1 && want_logits) return graph_step(d, err);
     if (d->K && d->K->pdl) d->K->pdl(d->pdl); // this decoder's choice (another may have made its own)
     if (d->K && want_logits && d->draw_on) d->be->upload(d->draw_dev, d->draw_host, d->draw_in); // before the pass
+    if (d->mega) d->K->mega(1); // each pass one launch (the next pass's tokens' copy launches the one before)
     for (int done = 0, rows; done < n; done += rows) {
         rows = n - done < d->chunk ? n - done : d->chunk;
         if (d->K) upload_tokens(d, rows);
@@ -961,6 +964,7 @@ static int run(Decoder *d, int n, int want_logits, char *err)
     }
     if (!d->K) return 0;
     if (want_logits && d->draw_on) draw(d);
+    if (d->mega) d->K->mega(0);
     if (d->be->sync(err) < 0) return -1; // a failed op leaves nothing to trust
     if (want_logits) d->be->download(d->logits_host, d->logits, (size_t)d->B * d->V * sizeof *d->logits_host);
     if (want_logits && d->draw_on)

@@ -32,6 +32,10 @@ typedef struct DecOpts {
     int pdl;   // on a GPU: 1 launches the step's kernels as programmatic dependent launches (each may start while the
                // one before finishes: gpu.h gpu_dec_pdl), in a graph too; -1 never; 0 as HMT_GPU_DECODE_PDL (1: on;
                // default off until a GPU has timed it). The same bytes either way. No effect on the CPU
+    int mega;  // on a GPU: 1 runs a pass's kernels (a step's: all of them, the draw too) as one launch of a
+               // persistent kernel with grid barriers between them (gpu.h gpu_dec_mega), in a graph too; -1 never;
+               // 0 as HMT_GPU_DECODE_MEGA (1: on; default off until a GPU has timed it). The same bytes either way.
+               // No effect on the CPU
 } DecOpts;
 
 // A decoder for model m and batch B (>= 1), opts NULL for the defaults. m must outlive the decoder, unchanged:

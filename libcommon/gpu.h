@@ -335,6 +335,14 @@ int gpu_dec_kernel_rows(void);
 // overlap the work (in a CUDA graph too). Kernels after a copy or a cuBLAS product, and every kernel under
 // HMT_GPU_PROFILE or HMT_GPU_SYNC, launch as before. The same bytes.
 void gpu_dec_pdl(int on);
+// One launch per step: from gpu_dec_mega(1) on, the gpu_dec_* kernels are recorded instead of launched, and run
+// as one launch of a persistent kernel when anything else comes (another op, a copy, a wait, a graph's end) or at
+// gpu_dec_mega(0), which also stops the recording: the ops in order, a block per multiprocessor taking each op's
+// blocks in turn, and between one op and the next a grid barrier (a block fetches its next op's weights, then
+// waits for every block to have ended the ops before). A step at batch 1 is then one launch and some 30 barriers
+// instead of some 30 launches (in a CUDA graph too). The same device code, so the same bytes; an op's products
+// beyond the matrix-vector kernel (cuBLAS) end the recording's launch before them.
+void gpu_dec_mega(int on);
 // A test aid for it: dst = src (n floats) by a kernel that first lets the next kernel start, then sleeps about ns
 // nanoseconds before it copies, so a dependent kernel reading dst before its wait reads it unwritten. The decoder
 // does not use it.

@@ -297,11 +297,15 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 // GC_PDL_GRAPHS the kernels as programmatic dependent launches (DecOpts.pdl; each may start while the one before
 // still runs, and waits for its results) against plain launches without graphs, launched directly or through graphs:
 // the same bytes, since only when a kernel starts changes (on the emulator both launch alike: the check has teeth on
-// a GPU only, where a kernel that read its inputs before its wait would race)
-enum { GC_GRAPHS, GC_FUSED, GC_PDL, GC_PDL_GRAPHS };
+// a GPU only, where a kernel that read its inputs before its wait would race); GC_MEGA and GC_MEGA_GRAPHS each pass
+// (and the draw) as one launch with grid barriers between the ops (DecOpts.mega) against plain launches: the same
+// bytes (on the emulator the blocks of one launch run in turn between barriers, three of them taking every op's
+// blocks, so an op that read what the op before writes without a barrier between reads it unwritten)
+enum { GC_GRAPHS, GC_FUSED, GC_PDL, GC_PDL_GRAPHS, GC_MEGA, GC_MEGA_GRAPHS };
 static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int what)
 {
-    int fused = what == GC_FUSED, graphs = what == GC_GRAPHS || what == GC_PDL_GRAPHS;
+    int fused = what == GC_FUSED, graphs = what == GC_GRAPHS || what == GC_PDL_GRAPHS || what == GC_MEGA_GRAPHS;
+    int pdl = what == GC_PDL || what == GC_PDL_GRAPHS, mega = what == GC_MEGA || what == GC_MEGA_GRAPHS;
     enum { P1 = 5, S1 = 24, P2 = 3, S2 = 12, MAXB = 4 };
     if (!gpu) { // dec_new twice, then two comparisons
         skip_pair_checks(k, 4);
@@ -317,7 +321,7 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int w
     int finished = 0;
     for (int mode = 0; mode < 2; mode++) {
         DecOpts o = {.keep = g.cfg.L / 2, .graph = graphs && mode ? 1 : -1, .bf16 = bf16 ? 1 : -1,
-                     .fused = fused && !mode ? -1 : 1, .pdl = what >= GC_PDL && mode ? 1 : -1};
+                     .fused = fused && !mode ? -1 : 1, .pdl = pdl && mode ? 1 : -1, .mega = mega && mode ? 1 : -1};
         Decoder *d = dec_new(&g, B, &o, err);
         CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
         if (!d) continue;
@@ -349,7 +353,9 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int w
           fused                   ? "with the fused kernels"
           : what == GC_PDL        ? "with dependent launches"
           : what == GC_PDL_GRAPHS ? "through CUDA graphs of dependent launches"
-                                  : "through CUDA graphs");
+          : what == GC_MEGA       ? "with one launch per pass"
+          : what == GC_MEGA_GRAPHS ? "through CUDA graphs of one launch per step"
+                                   : "through CUDA graphs");
     CHECK(graphs ? captured > 0 && replayed > 0 : captured == 0, "%s B %d: graphs captured %ld, replayed %ld", k->name,
           B, captured, replayed);
     free(out[0]), free(out[1]);
@@ -371,14 +377,22 @@ static void test_decode_graph(const Backend *gpu)
     for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, GC_PDL_GRAPHS);
     graph_case(gpu, &kinds[0], 1, 0, GC_PDL), graph_case(gpu, &kinds[6], 4, 1, GC_PDL_GRAPHS);
     graph_case(gpu, &kinds[5], 3, 0, GC_PDL);
+    // one launch per pass: every kind at B 1 through graphs (a step and its draw-free logits: one launch each),
+    // directly for the baseline (prefills of 5 rows: one launch a pass too), s 3 with bf16 weights at B 4 (12 rows:
+    // products of two launches' rows, both in the one launch), and nested at B 3 (products of more than 8 rows
+    // through cuBLAS: the recorded ops before each launched first)
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) graph_case(gpu, &kinds[ki], 1, 0, GC_MEGA_GRAPHS);
+    graph_case(gpu, &kinds[0], 1, 0, GC_MEGA), graph_case(gpu, &kinds[6], 4, 1, GC_MEGA_GRAPHS);
+    graph_case(gpu, &kinds[5], 3, 0, GC_MEGA);
 }
 
 // The sampler's draw on the GPU (dec_draw_set): a model of REMI's 348 tokens on the GPU, decoded with and without
 // graphs, bf16 weights for one. (1) Every token the decoder draws equals sample_pick's from the logits it returns,
 // with the same mask and u, over a prefill and 30 steps (the window of 9 slides: graphs replayed); (2)
 // sample_generate drawing on the GPU writes the documents it writes drawing on the host (HMT_GPU_DECODE_DRAW=0), with
-// the grammar and nucleus sampling, and greedy without the grammar.
-static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int bf16)
+// the grammar and nucleus sampling, and greedy without the grammar. mega: each pass and its draw one launch
+// (DecOpts.mega).
+static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int bf16, int mega)
 {
     enum { STEPS = 30, MAXB = 4 };
     if (!gpu) {
@@ -389,7 +403,7 @@ static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int b
     HgModel g;
     build_v(&g, k, REMI_VOCAB_SIZE); // the same shapes over REMI's vocabulary
     CHECK(hg_set_backend(&g, gpu, err) == 0, "%s: to the GPU: %s", k->name, err);
-    DecOpts o = {.graph = graph ? 1 : -1, .bf16 = bf16 ? 1 : -1};
+    DecOpts o = {.graph = graph ? 1 : -1, .bf16 = bf16 ? 1 : -1, .mega = mega ? 1 : -1};
     Decoder *d = dec_new(&g, B, &o, err);
     CHECK(d != NULL, "%s: dec_new: %s", k->name, err);
     if (!d) {
@@ -474,8 +488,9 @@ static void draw_case(const Backend *gpu, const Kind *k, int B, int graph, int b
 static void test_decode_draw(const Backend *gpu)
 {
     printf("-- the sampler's draw on the GPU\n");
-    draw_case(gpu, &kinds[0], 1, 1, 0), draw_case(gpu, &kinds[0], 3, 0, 0); // baseline
-    draw_case(gpu, &kinds[4], 2, 1, 0), draw_case(gpu, &kinds[6], 2, 0, 1); // linear_attn; s 3 with bf16 weights
+    draw_case(gpu, &kinds[0], 1, 1, 0, 0), draw_case(gpu, &kinds[0], 3, 0, 0, 0); // baseline
+    draw_case(gpu, &kinds[4], 2, 1, 0, 0), draw_case(gpu, &kinds[6], 2, 0, 1, 0); // linear_attn; s 3 with bf16 weights
+    draw_case(gpu, &kinds[0], 1, 1, 0, 1), draw_case(gpu, &kinds[4], 2, 0, 1, 1); // one launch a pass
 }
 
 static char dir[] = "/tmp/test_cuda_model.XXXXXX";

@@ -1646,6 +1646,43 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
     no_error(m);
 }
 
+// One launch per step (gpu_dec_mega): a chain of n decoder ops, each reading the one before's output (a product,
+// then LayerNorm(previous + the one before), by turns; at n/2 a ReLU, an op that is not recorded, so the recorded
+// ops before it must be launched first), recorded and run as one launch (or several: 128 ops at most each) must
+// give the bytes of the same ops launched one by one. n 2, 40, 100 and 150: the program's three sizes and a
+// recording that fills up. On the emulator the launch's three blocks take every op's blocks in turn, so an op
+// started before the one before had finished (a missing grid barrier) reads its input unwritten.
+static void dec_mega_case(int n)
+{
+    enum { N = 2, C = 256 };
+    char m[64];
+    snprintf(m, sizeof m, "one launch, %d ops", n);
+    size_t nx = (size_t)N * C, nw = (size_t)C * C, all = nx * (size_t)(n + 1);
+    float *x = rnd(nx, 1), *w = rnd(nw, 0.1f), *bias = rnd(C, 1), *lw = rnd(C, 1), *lb = rnd(C, 1);
+    float *d_w = dev_from(w, nw * 4), *d_b = dev_from(bias, C * 4), *d_lw = dev_from(lw, C * 4);
+    float *d_lb = dev_from(lb, C * 4), *d_buf[2];
+    for (int mode = 0; mode < 2; mode++) {
+        d_buf[mode] = dev_new(all * 4);
+        if (d_buf[mode]) gpu_upload(d_buf[mode], x, nx * 4);
+        gpu_dec_mega(mode);
+        for (int i = 0; i < n; i++) {
+            float *in = d_buf[mode] + (size_t)i * nx, *out = in + nx;
+            if (i == n / 2) gpu_relu_forward(out, in, nx);
+            else if (i % 2 == 0) gpu_dec_linear(out, in, d_w, NULL, d_b, N, C, C, 0);
+            else gpu_dec_add_layernorm(out, in, in - nx, d_lw, d_lb, N, C);
+        }
+        gpu_dec_mega(0);
+    }
+    float *a = host_from(d_buf[0], all * 4), *b = host_from(d_buf[1], all * 4);
+    cmp_bytes(m, b, a, all * 4);
+    int finite = 1;
+    for (size_t i = 0; a && i < all; i++) finite &= isfinite(a[i]) != 0;
+    CHECK(finite, "%s: the chain's values are not all finite", m);
+    free(a), free(b), free(x), free(w), free(bias), free(lw), free(lb);
+    gpu_free(d_w), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_buf[0]), gpu_free(d_buf[1]);
+    no_error(m);
+}
+
 // Dependent launches (gpu_dec_pdl): every decoder kernel reads its inputs only after its wait. Each op's input comes
 // from gpu_dec_slow_copy, which lets the next kernel start at once and copies about 200 us later over NaNs: a kernel
 // that read it before its wait would read NaNs. Each op's outputs must be the bytes of the same op launched plainly
@@ -1761,6 +1798,7 @@ static void test_decoding(void)
     }
     dec_gather_case(2, 0), dec_gather_case(3, 1);
     dec_pdl_case();
+    dec_mega_case(2), dec_mega_case(40), dec_mega_case(100), dec_mega_case(150);
 }
 
 static void test_device(void)

@@ -193,6 +193,12 @@ void gpu_profile_print(FILE *f)
 
 bool gpu_enter(const char *op)
 {
+    gpu_dec_mega_flush();
+    return gpu_enter_keep(op);
+}
+
+bool gpu_enter_keep(const char *op)
+{
     if (g_ready) {
         if (g_profile && !gpu_dry && g_prof_events) prof_event(NULL, 0);
         else if (g_profile && !gpu_dry) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
@@ -399,6 +405,7 @@ void *gpu_graph_end(void)
 {
     cudaGraph_t g = NULL;
     cudaGraphExec_t e = NULL;
+    gpu_dec_mega_flush(); // the recorded ops belong to the graph
     not_after_kernel();
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));

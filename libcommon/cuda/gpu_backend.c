@@ -90,7 +90,7 @@ static const DecKernels dec_gpu = {
     .ln_linear = gpu_dec_ln_linear, .ln_linear_qkv = gpu_dec_ln_linear_qkv, .ln2_linear = gpu_dec_ln2_linear,
     .emb_linear_qkv = gpu_dec_emb_linear_qkv,
     .kernel_rows = gpu_dec_kernel_rows,
-    .draw = gpu_dec_draw, .pdl = gpu_dec_pdl,
+    .draw = gpu_dec_draw, .pdl = gpu_dec_pdl, .mega = gpu_dec_mega,
 };
 
 static const Backend backend_gpu = {

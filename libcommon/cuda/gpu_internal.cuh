@@ -13,6 +13,8 @@ extern int gpu_dry;
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block), 0, &gpu_dry)
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry)
 #define LAUNCH_PDL(kernel, grid, block, bytes) LAUNCH_SMEM(kernel, grid, block, bytes) // one kernel at a time
+// every block's threads live at once, for a kernel whose blocks wait for each other (emu_grid_yield)
+#define LAUNCH_GRID(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry, 1)
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -50,6 +52,9 @@ template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid,
 #define LAUNCH(kernel, grid, block) gpu_launch(kernel, dim3(grid), dim3(block), 0, false)
 #define LAUNCH_SMEM(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false)
 #define LAUNCH_PDL(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), gpu_pdl_now())
+// a kernel whose blocks wait for each other (all resident: the caller sizes the grid by the occupancy): a plain
+// launch, which starts once the kernel before has finished
+#define LAUNCH_GRID(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false)
 #define DYN_SMEM(name)                                                                                                 \
     extern __shared__ __align__(128) float4 name##_f4[]; /* 128: wmma tiles need 32-byte alignment */                \
     float *name = (float *)name##_f4
@@ -66,8 +71,13 @@ template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid,
 extern cudaStream_t gpu_stream;
 extern cublasHandle_t gpu_blas;
 
-// False (and "op: gpu not initialized" kept) before a successful gpu_init; every op starts with it.
+// False (and "op: gpu not initialized" kept) before a successful gpu_init; every op starts with it. It first launches
+// the decoder ops recorded for one launch (gpu_dec_mega), which come before it; the recorded ops themselves start
+// with gpu_enter_keep, which does not.
 bool gpu_enter(const char *op);
+bool gpu_enter_keep(const char *op);
+// gpu_dec_mega's recorded ops, launched now (nothing when none)
+void gpu_dec_mega_flush(void);
 // Keeps "op: what" when no error is kept yet.
 void gpu_record(const char *op, const char *what);
 // After a kernel launch: keeps a launch error; with HMT_GPU_SYNC=1 also waits and keeps an execution error.

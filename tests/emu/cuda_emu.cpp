@@ -29,7 +29,7 @@ void emu_set_dyn_smem(size_t bytes)
 // Threads are contexts on stacks of their own, switched by emu_switch (x86-64 SysV: the callee-saved registers and
 // the stack pointer; no system call, unlike swapcontext).
 
-enum { READY, WAIT_BLOCK, WAIT_WARP, DONE };
+enum { READY, WAIT_BLOCK, WAIT_WARP, DONE, WAIT_GRID };
 #define EMU_STACK (64 * 1024)
 
 extern "C" void emu_switch(void **save_sp, void *load_sp);
@@ -53,11 +53,13 @@ static int cur;
 static void (*run_fn)(void *);
 static void *run_arg;
 
+static unsigned long steps; // a thread got past a barrier or ended: what a round of yields must see to go on
+
 // a thread's first code: the kernel, then back to the scheduler for good
 static void thread_entry(void)
 {
     run_fn(run_arg);
-    state[cur] = DONE;
+    state[cur] = DONE, steps++;
     static void *dead; // not on this stack: the frame is abandoned here
     emu_switch(&dead, sched_sp);
     abort(); // never resumed
@@ -77,10 +79,12 @@ static void *new_context(int t)
 static void wait_as(int s)
 {
     state[cur] = s;
+    steps += s != WAIT_GRID;
     emu_switch(&sp[cur], sched_sp);
 }
 void emu_syncthreads(void) { wait_as(WAIT_BLOCK); }
 void emu_syncwarp(void) { wait_as(WAIT_WARP); }
+void emu_grid_yield(void) { wait_as(WAIT_GRID); }
 
 void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what)
 {
@@ -90,74 +94,110 @@ void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what)
     abort();
 }
 
-static void deadlock(int n)
+static void deadlock(int base, int n)
 {
     fprintf(stderr, "cuda_emu: deadlock in block (%u,%u,%u) of %u threads: a barrier or shuffle that not every live "
-                    "thread reaches; states (0 ready, 1 __syncthreads, 2 warp shuffle, 3 done):",
+                    "thread reaches; states (0 ready, 1 __syncthreads, 2 warp shuffle, 3 done, 4 waiting for other blocks):",
             blockIdx.x, blockIdx.y, blockIdx.z, (unsigned)n);
-    for (int t = 0; t < n; t++) fprintf(stderr, "%s%d", t % 32 ? "" : " | ", state[t]);
+    for (int t = 0; t < n; t++) fprintf(stderr, "%s%d", t % 32 ? "" : " | ", state[base + t]);
     fputc('\n', stderr);
     abort();
 }
 
-// Releases the warps whose live lanes all wait at a shuffle, else the block when every live thread waits at
-// __syncthreads. Returns 0 when every thread is done.
-static int release(int n)
+// The block of threads base .. base+n-1: releases the warps whose live lanes all wait at a shuffle, else the block
+// when every live thread waits at __syncthreads. Returns 0 when every live thread is done, or when some wait for
+// other blocks (emu_grid_yield) and the rest at __syncthreads: the block is parked till the next round.
+static int release(int base, int n)
 {
-    int live = 0, at_block = 0, released = 0;
+    int live = 0, at_block = 0, at_grid = 0, released = 0;
     for (int w = 0; w < n; w += 32) {
         int l = 0, at_warp = 0;
-        for (int t = w; t < n && t < w + 32; t++) l += state[t] != DONE, at_warp += state[t] == WAIT_WARP;
+        for (int t = w; t < n && t < w + 32; t++) l += state[base + t] != DONE, at_warp += state[base + t] == WAIT_WARP;
         if (l && at_warp == l) {
-            for (int t = w; t < n && t < w + 32; t++) state[t] = READY;
+            for (int t = w; t < n && t < w + 32; t++) state[base + t] = READY;
             released = 1;
         }
     }
-    for (int t = 0; t < n; t++) live += state[t] != DONE, at_block += state[t] == WAIT_BLOCK;
-    if (!live) return 0;
+    for (int t = 0; t < n; t++)
+        live += state[base + t] != DONE, at_block += state[base + t] == WAIT_BLOCK, at_grid += state[base + t] == WAIT_GRID;
+    if (!live || (!released && at_grid && at_grid + at_block == live)) return 0;
     if (!released && at_block == live) {
         for (int t = 0; t < n; t++)
-            if (state[t] == WAIT_BLOCK) state[t] = READY;
+            if (state[base + t] == WAIT_BLOCK) state[base + t] = READY;
         released = 1;
     }
-    if (!released) deadlock(n);
+    if (!released) deadlock(base, n);
     return 1;
 }
 
-void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg)
+// the threads base .. base+n-1 of block b until none can go on (release)
+static void run_block(dim3 b, int base, int n)
+{
+    blockIdx = {b.x, b.y, b.z};
+    // threads in ascending order in even blocks, descending in odd ones: a read that misses a barrier sees another
+    // thread's write in one order and not in the other
+    int rev = (b.x + b.y + b.z) & 1;
+    do {
+        for (int k = 0; k < n; k++) {
+            int t = rev ? n - 1 - k : k;
+            if (state[base + t] == READY) {
+                cur = base + t;
+                threadIdx = {(unsigned)t, 0, 0};
+                emu_switch(&sched_sp, sp[base + t]);
+            }
+        }
+    } while (release(base, n));
+}
+
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync)
 {
     if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024) {
         fprintf(stderr, "cuda_emu: block (%u,%u,%u): only 1-D blocks of 1..1024 threads are emulated\n", block.x,
                 block.y, block.z);
         abort();
     }
-    int n = (int)block.x;
-    if ((size_t)n > n_stacks) {
-        free(stacks);
-        stacks = (char *)malloc((size_t)n * EMU_STACK);
-        n_stacks = (size_t)n;
+    if (grid_sync && (grid.y != 1 || grid.z != 1 || grid.x == 0 || grid.x > 64)) {
+        fprintf(stderr, "cuda_emu: grid (%u,%u,%u) of blocks that wait for each other: only 1-D grids of 1..64 blocks\n", grid.x,
+                grid.y, grid.z);
+        abort();
     }
-    sp.resize(n), state.resize(n);
+    int n = (int)block.x, live_blocks = grid_sync ? (int)grid.x : 1, total = n * live_blocks;
+    if ((size_t)total > n_stacks) {
+        free(stacks);
+        stacks = (char *)malloc((size_t)total * EMU_STACK);
+        n_stacks = (size_t)total;
+    }
+    sp.resize(total), state.resize(total);
     blockDim = block, gridDim = grid, run_fn = fn, run_arg = arg;
+    if (grid_sync) { // every block's threads at once, the blocks in turn, round after round
+        ASAN_UNPOISON_MEMORY_REGION(stacks, (size_t)total * EMU_STACK);
+        for (int t = 0; t < total; t++) sp[t] = new_context(t), state[t] = READY;
+        for (;;) {
+            unsigned long before = steps;
+            for (unsigned bx = 0; bx < grid.x; bx++) run_block(dim3(bx, 0, 0), (int)bx * n, n);
+            int live = 0, at_grid = 0;
+            for (int t = 0; t < total; t++) live += state[t] != DONE, at_grid += state[t] == WAIT_GRID;
+            if (!live) return;
+            if (steps == before) { // the waits' conditions are as they were: they would be forever
+                fprintf(stderr, "cuda_emu: deadlock: %d threads wait for other blocks, which all wait too (%d of %d "
+                                "threads have ended)\n", at_grid, total - live, total);
+                abort();
+            }
+            for (int t = 0; t < total; t++)
+                if (state[t] == WAIT_GRID) state[t] = READY;
+        }
+    }
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
-                blockIdx = {bx, by, bz};
                 ASAN_UNPOISON_MEMORY_REGION(stacks, (size_t)n * EMU_STACK); // frames left by the last block
                 for (int t = 0; t < n; t++) sp[t] = new_context(t), state[t] = READY;
-                // threads in ascending order in even blocks, descending in odd ones: a read that misses a barrier
-                // sees another thread's write in one order and not in the other
-                int rev = (bx + by + bz) & 1;
-                do {
-                    for (int k = 0; k < n; k++) {
-                        int t = rev ? n - 1 - k : k;
-                        if (state[t] == READY) {
-                            cur = t;
-                            threadIdx = {(unsigned)t, 0, 0};
-                            emu_switch(&sched_sp, sp[t]);
-                        }
+                run_block(dim3(bx, by, bz), 0, n);
+                for (int t = 0; t < n; t++)
+                    if (state[t] == WAIT_GRID) {
+                        fprintf(stderr, "cuda_emu: a wait for other blocks in a launch without grid_sync\n");
+                        abort();
                     }
-                } while (release(n));
             }
 }
 

@@ -18,6 +18,7 @@
 #define __global__
 #define __device__
 #define __host__
+#define __grid_constant__
 #define __shared__ static // blocks run one after another: one copy serves them all
 #define __launch_bounds__(...)
 
@@ -37,8 +38,29 @@ extern dim3 blockDim, gridDim;
 // ---- the scheduler -------------------------------------------------------------------------------------------
 void emu_syncthreads(void);
 void emu_syncwarp(void);
-// runs fn(ctx) once per thread of every block, blocks in order
-void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx);
+// a thread that waits for other blocks (the decoder's one-launch step, gpu_decode.cu dec_wait: a spin on a counter
+// they raise) lets them run, then tries again; only in a launch by emu_run with grid_sync
+void emu_grid_yield(void);
+// runs fn(ctx) once per thread of every block, blocks in order. grid_sync: the blocks' threads all live at once (a
+// 1-D grid); a block runs until none of its threads can go on (each done, at emu_grid_yield, or at __syncthreads
+// behind one that is), then the next block, round after round. So blocks still run one after another between
+// their waits: a block that reads what another writes without waiting for it reads it unwritten or written, by
+// block order. A round in which no thread gets past a wait is a deadlock
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx, int grid_sync = 0);
+// integer atomics and fences: the threads run one at a time, so plain reads and writes
+static inline unsigned atomicAdd(unsigned *p, unsigned v)
+{
+    unsigned o = *p;
+    *p = o + v;
+    return o;
+}
+static inline unsigned atomicExch(unsigned *p, unsigned v)
+{
+    unsigned o = *p;
+    *p = v;
+    return o;
+}
+static inline void __threadfence(void) {}
 
 static inline void __syncthreads(void) { emu_syncthreads(); }
 static inline unsigned __float_as_uint(float x)
@@ -211,6 +233,7 @@ template <typename K> struct EmuLaunch {
     dim3 g, b;
     size_t smem;
     const int *skip; // when it points to a nonzero int, the launch does nothing (gpu_internal.cuh's dry run)
+    int grid_sync;   // the kernel waits for other blocks (emu_grid_yield): every block's threads live at once (emu_run)
     template <typename... A> void operator()(A... args)
     {
         if (skip && *skip) return;
@@ -221,13 +244,13 @@ template <typename K> struct EmuLaunch {
         }
         emu_set_dyn_smem(smem);
         auto call = [&]() { k(args...); };
-        emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call);
+        emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call, grid_sync);
     }
 };
 template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0,
-                                                           const int *skip = NULL)
+                                                           const int *skip = NULL, int grid_sync = 0)
 {
-    return EmuLaunch<K>{k, g, b, smem, skip};
+    return EmuLaunch<K>{k, g, b, smem, skip, grid_sync};
 }
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block))
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes))
