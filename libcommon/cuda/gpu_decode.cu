@@ -691,9 +691,9 @@ static DecKernel dec_kernel(int kind)
 // (dec_arrive: one counter, integer atomics); a block's first virtual block of op i fetches its weights, then
 // waits (dec_wait) until every block has arrived at the ends of ops 0 .. i-1 (i x gridDim.x arrivals), so it sees
 // every write of the ops before it, as after a kernel boundary: a grid barrier split in two, its wait at the
-// body's pdl_wait point (a block with no part in the op waits too, then arrives). The blocks are all resident (one per multiprocessor, which the occupancy the GPU reports
-// holds, and the launch is a plain one that starts once the kernel before has finished), so no wait is for a block
-// that never runs.
+// body's pdl_wait point (a block with no part in the op waits too, then arrives). The blocks are all resident (one
+// per multiprocessor, which the occupancy the GPU reports holds; the launch, a cooperative one, fails rather than
+// start with fewer, and starts once the kernel before has finished), so no wait is for a block that never runs.
 // The program is the kernel's argument (__grid_constant__: read in place, never copied), in one of three sizes.
 #define MEGA_MAX_OPS 128
 template <int CAP> struct DecProgram {

@@ -28,33 +28,40 @@ template <typename K> struct GpuLaunch {
     K kernel;
     dim3 grid, block;
     size_t smem;
-    bool pdl;
+    bool pdl, coop; // coop: a cooperative launch (all blocks resident at once, or the launch fails)
     template <typename... A> void operator()(A... args) const
     {
         if (gpu_dry) return;
-        if (!pdl) {
+        if (!pdl && !coop) {
             kernel<<<grid, block, smem, gpu_stream>>>(args...);
             return;
         }
         cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[0].val.programmaticStreamSerializationAllowed = 1;
+        if (coop) {
+            at[0].id = cudaLaunchAttributeCooperative;
+            at[0].val.cooperative = 1;
+        } else {
+            at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            at[0].val.programmaticStreamSerializationAllowed = 1;
+        }
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = gpu_stream;
         cfg.attrs = at, cfg.numAttrs = 1;
         cudaLaunchKernelEx(&cfg, kernel, args...); // an error is left for gpu_launched's cudaGetLastError
     }
 };
-template <typename K> static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid, dim3 block, size_t smem, bool pdl)
+template <typename K>
+static inline GpuLaunch<K> gpu_launch(K kernel, dim3 grid, dim3 block, size_t smem, bool pdl, bool coop = false)
 {
-    return GpuLaunch<K>{kernel, grid, block, smem, pdl};
+    return GpuLaunch<K>{kernel, grid, block, smem, pdl, coop};
 }
 #define LAUNCH(kernel, grid, block) gpu_launch(kernel, dim3(grid), dim3(block), 0, false)
 #define LAUNCH_SMEM(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false)
 #define LAUNCH_PDL(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), gpu_pdl_now())
-// a kernel whose blocks wait for each other (all resident: the caller sizes the grid by the occupancy): a plain
-// launch, which starts once the kernel before has finished
-#define LAUNCH_GRID(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false)
+// a kernel whose blocks wait for each other (the caller sizes the grid by the occupancy): a cooperative launch, so
+// a grid the GPU cannot hold at once fails (an error kept) instead of waiting forever; not a dependent one, so it
+// starts once the kernel before has finished. Graphs take it (a cooperative kernel node)
+#define LAUNCH_GRID(kernel, grid, block, bytes) gpu_launch(kernel, dim3(grid), dim3(block), (bytes), false, true)
 #define DYN_SMEM(name)                                                                                                 \
     extern __shared__ __align__(128) float4 name##_f4[]; /* 128: wmma tiles need 32-byte alignment */                \
     float *name = (float *)name##_f4
