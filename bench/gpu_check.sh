@@ -96,7 +96,7 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
         done
     fi
     step bench/gpu_decode.sh
-    timeout 260 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
+    timeout 300 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
         echo "gpu_check: the decode benchmark stopped (exit $?)"
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
     [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |

@@ -5,7 +5,8 @@
 # with the steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1), those with the sampler's draw on the host
 # (HMT_GPU_DECODE_DRAW=0; bench/decode's "sample tok/s" column), with bfloat16 weights (HMT_GPU_DECODE_BF16=1),
 # the graphs with the step's kernels as programmatic dependent launches (HMT_GPU_DECODE_PDL=1), and the graphs of
-# one launch per step (HMT_GPU_DECODE_MEGA=1: the step's kernels as one persistent kernel with grid barriers).
+# one launch per step (HMT_GPU_DECODE_MEGA=1: the step's kernels as one persistent kernel with grid barriers; with
+# bf16 weights also at 2 blocks per multiprocessor, HMT_GPU_DECODE_MEGA_BLOCKS=2).
 # Usage: bench/gpu_decode.sh [RUNS (3)]. Needs build/cuda/bench/decode (make CUDA=1 build/cuda/bench/decode) and a
 # python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
@@ -32,5 +33,7 @@ echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of one launch (HMT_
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== C decoder, CUDA backend, bf16 weights, graphs of one launch (HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+echo "== the same with 2 blocks per multiprocessor (HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== PyTorch eager, fp32, a full forward per token (tests/ref, eval, no_grad)"
 python3 bench/decode_torch.py "$runs" --cuda

@@ -930,10 +930,10 @@ static int graph_step(Decoder *d, char *err)
     } else {
         d->be->graph_free(d->graph[slot]);
         d->graph[slot] = NULL;
+        if (d->mega) d->K->mega(1); // (before the capture: its kernels' set-up is no step of the graph)
         int capturing = d->be->graph_begin(); // 0: the ops below run as they are launched
         d->be->copy_async(d->tok_dev, d->tok_pass, tok_bytes, 1);
         if (d->draw_on) d->be->copy_async(d->draw_dev, d->draw_host, d->draw_in, 1);
-        if (d->mega) d->K->mega(1);
         pass(d, 1, 1);
         if (d->draw_on) draw(d); // before the logits' copy (it only reads them): in the pass's one launch
         if (d->mega) d->K->mega(0);

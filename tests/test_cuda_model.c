@@ -299,8 +299,9 @@ static void decode_case(const Backend *gpu, const Kind *k, int B, int P, int STE
 // the same bytes, since only when a kernel starts changes (on the emulator both launch alike: the check has teeth on
 // a GPU only, where a kernel that read its inputs before its wait would race); GC_MEGA and GC_MEGA_GRAPHS each pass
 // (and the draw) as one launch with grid barriers between the ops (DecOpts.mega) against plain launches: the same
-// bytes (on the emulator the blocks of one launch run in turn between barriers, three of them taking every op's
-// blocks, so an op that read what the op before writes without a barrier between reads it unwritten)
+// bytes (on the emulator a launch's three blocks take every op's blocks, each running until it must wait for the
+// others, so an op that read what the ops before write without waiting reads it unwritten); GC_MEGA with dependent
+// launches on too (the launch after one of one pass, and what is not recorded)
 enum { GC_GRAPHS, GC_FUSED, GC_PDL, GC_PDL_GRAPHS, GC_MEGA, GC_MEGA_GRAPHS };
 static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int what)
 {
@@ -321,7 +322,8 @@ static void graph_case(const Backend *gpu, const Kind *k, int B, int bf16, int w
     int finished = 0;
     for (int mode = 0; mode < 2; mode++) {
         DecOpts o = {.keep = g.cfg.L / 2, .graph = graphs && mode ? 1 : -1, .bf16 = bf16 ? 1 : -1,
-                     .fused = fused && !mode ? -1 : 1, .pdl = pdl && mode ? 1 : -1, .mega = mega && mode ? 1 : -1};
+                     .fused = fused && !mode ? -1 : 1, .pdl = (pdl || what == GC_MEGA) && mode ? 1 : -1,
+                     .mega = mega && mode ? 1 : -1};
         Decoder *d = dec_new(&g, B, &o, err);
         CHECK(d != NULL, "%s: dec_new on the GPU: %s", k->name, err);
         if (!d) continue;

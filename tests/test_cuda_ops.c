@@ -1648,21 +1648,26 @@ static void dec_draw_case(int B, int V, double temperature, int top_k, double to
 
 // One launch per step (gpu_dec_mega): a chain of n decoder ops, each reading the one before's output (a product,
 // then LayerNorm(previous + the one before), by turns; at n/2 a ReLU, an op that is not recorded, so the recorded
-// ops before it must be launched first), recorded and run as one launch (or several: 128 ops at most each) must
-// give the bytes of the same ops launched one by one. n 2, 40, 100 and 150: the program's three sizes and a
-// recording that fills up. On the emulator the launch's three blocks take every op's blocks in turn, so an op
-// started before the one before had finished (a missing grid barrier) reads its input unwritten.
+// ops before it must be launched first), then the sampler's draw over a vocabulary of GPU_DRAW_MAX_V (the most
+// shared memory any op brings), recorded and run as one launch (or several: 128 ops at most each) must give the
+// bytes of the same ops launched one by one. n 4, 40, 100 and 300: the program's three sizes, and recordings that
+// fill up (150 ops, then 150). On the emulator the launch's three blocks each run until they must wait for the
+// others, so an op started before the ones before have ended (a missing or early wait) reads its input unwritten.
 static void dec_mega_case(int n)
 {
-    enum { N = 2, C = 256 };
+    enum { N = 2, C = 256, V = GPU_DRAW_MAX_V };
     char m[64];
     snprintf(m, sizeof m, "one launch, %d ops", n);
-    size_t nx = (size_t)N * C, nw = (size_t)C * C, all = nx * (size_t)(n + 1);
-    float *x = rnd(nx, 1), *w = rnd(nw, 0.1f), *bias = rnd(C, 1), *lw = rnd(C, 1), *lb = rnd(C, 1);
+    size_t nx = (size_t)N * C, nw = (size_t)C * C, all = nx * (size_t)(n + 1), nl = (size_t)N * V;
+    float *x = rnd(nx, 1), *w = rnd(nw, 0.1f), *bias = rnd(C, 1), *lw = rnd(C, 1), *lb = rnd(C, 1), *lg = rnd(nl, 3);
     float *d_w = dev_from(w, nw * 4), *d_b = dev_from(bias, C * 4), *d_lw = dev_from(lw, C * 4);
-    float *d_lb = dev_from(lb, C * 4), *d_buf[2];
+    float *d_lb = dev_from(lb, C * 4), *d_lg = dev_from(lg, nl * 4), *d_buf[2];
+    double opts[3] = {1.0, 0, 0.9};
+    uint64_t keys[N] = {21, 22}, index = 7;
+    void *d_opts = dev_from(opts, sizeof opts), *d_keys = dev_from(keys, sizeof keys), *d_index = dev_from(&index, 8);
+    int32_t *d_tok[2];
     for (int mode = 0; mode < 2; mode++) {
-        d_buf[mode] = dev_new(all * 4);
+        d_buf[mode] = dev_new(all * 4), d_tok[mode] = dev_new(N * sizeof(int32_t));
         if (d_buf[mode]) gpu_upload(d_buf[mode], x, nx * 4);
         gpu_dec_mega(mode);
         for (int i = 0; i < n; i++) {
@@ -1671,15 +1676,22 @@ static void dec_mega_case(int n)
             else if (i % 2 == 0) gpu_dec_linear(out, in, d_w, NULL, d_b, N, C, C, 0);
             else gpu_dec_add_layernorm(out, in, in - nx, d_lw, d_lb, N, C);
         }
+        gpu_dec_draw(d_tok[mode], d_lg, N, V, NULL, d_keys, d_index, d_opts);
         gpu_dec_mega(0);
     }
     float *a = host_from(d_buf[0], all * 4), *b = host_from(d_buf[1], all * 4);
+    int32_t *ta = host_from(d_tok[0], N * sizeof(int32_t)), *tb = host_from(d_tok[1], N * sizeof(int32_t));
     cmp_bytes(m, b, a, all * 4);
+    int ok = ta && tb && memcmp(ta, tb, N * sizeof(int32_t)) == 0;
+    for (int i = 0; ta && i < N; i++) ok &= ta[i] >= 0 && ta[i] < V;
+    CHECK(ok, "%s: the draw after the chain: tokens %d %d, one by one %d %d", m, tb ? tb[0] : -9, tb ? tb[1] : -9,
+          ta ? ta[0] : -9, ta ? ta[1] : -9);
     int finite = 1;
     for (size_t i = 0; a && i < all; i++) finite &= isfinite(a[i]) != 0;
     CHECK(finite, "%s: the chain's values are not all finite", m);
-    free(a), free(b), free(x), free(w), free(bias), free(lw), free(lb);
-    gpu_free(d_w), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_buf[0]), gpu_free(d_buf[1]);
+    free(a), free(b), free(ta), free(tb), free(x), free(w), free(bias), free(lw), free(lb), free(lg);
+    gpu_free(d_w), gpu_free(d_b), gpu_free(d_lw), gpu_free(d_lb), gpu_free(d_lg), gpu_free(d_buf[0]);
+    gpu_free(d_buf[1]), gpu_free(d_tok[0]), gpu_free(d_tok[1]), gpu_free(d_opts), gpu_free(d_keys), gpu_free(d_index);
     no_error(m);
 }
 
@@ -1798,7 +1810,7 @@ static void test_decoding(void)
     }
     dec_gather_case(2, 0), dec_gather_case(3, 1);
     dec_pdl_case();
-    dec_mega_case(2), dec_mega_case(40), dec_mega_case(100), dec_mega_case(150);
+    dec_mega_case(4), dec_mega_case(40), dec_mega_case(100), dec_mega_case(300);
 }
 
 static void test_device(void)

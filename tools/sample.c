@@ -56,7 +56,8 @@ static void usage(void)
            "HMT_GPU_DECODE_BF16=1 reads the linear layers' weights as bfloat16 copies (not the float32 bytes);\n"
            "HMT_GPU_DECODE_FUSED=0 runs the separate kernels the fused ones stand for (the same bytes);\n"
            "HMT_GPU_DECODE_PDL=1 lets each kernel start while the one before still runs (the same bytes);\n"
-           "HMT_GPU_DECODE_MEGA=1 runs each token's kernels as one launch with grid barriers (the same bytes);\n"
+           "HMT_GPU_DECODE_MEGA=1 runs each token's kernels as one launch with grid barriers (the same bytes;\n"
+           "HMT_GPU_DECODE_MEGA_BLOCKS=N: N blocks per multiprocessor, default 1);\n"
            "HMT_GPU_DECODE_DRAW=0 draws each token on the host from the logits instead of on the GPU (the same tokens).\n"
            "Exit status: 0 success, 1 bad model, prompt or I/O error (no output is left), 2 usage error.\n",
            REG_DEFAULT_PATH, n_cpus());

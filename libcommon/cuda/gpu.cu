@@ -221,6 +221,7 @@ static int g_pdl_on, g_after_kernel;
 static void not_after_kernel(void) { g_after_kernel = 0; }
 void gpu_set_pdl(int on) { g_pdl_on = on && g_cc_major >= 9; }
 bool gpu_pdl_now(void) { return g_pdl_on && g_after_kernel && !g_profile && !g_sync_each; }
+bool gpu_op_by_op(void) { return g_profile || g_sync_each; }
 
 void gpu_launched(const char *op)
 {
@@ -326,6 +327,7 @@ GpuStatus gpu_init(int device, char *err)
 
 void gpu_shutdown(void)
 {
+    gpu_dec_mega_drop(); // ops recorded and not launched: for this device, which goes
     g_ws_gen++;
     void *ws = g_ws, *ptrs = g_ptrs; // NULL before gpu_free (see there)
     g_ws = g_ptrs = NULL, g_ws_bytes = g_ptrs_bytes = 0;
@@ -389,8 +391,9 @@ int gpu_sync(void)
 
 int gpu_graph_begin(void)
 {
-    not_after_kernel(); // the graph's first kernel: a plain launch
-    if (!gpu_enter("gpu_graph_begin") || g_err[0] || g_profile || g_sync_each || gpu_dry) return 0;
+    bool ok = gpu_enter("gpu_graph_begin"); // (first: it may launch recorded decoder ops)
+    not_after_kernel();                     // the graph's first kernel: a plain launch
+    if (!ok || g_err[0] || g_profile || g_sync_each || gpu_dry) return 0;
     // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
     return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
 }
@@ -511,6 +514,7 @@ void *gpu_alloc(size_t bytes)
 void gpu_free(void *p)
 {
     if (!p || !g_ready || is_dry(p)) return;
+    gpu_dec_mega_flush(); // recorded ops may use p: they run first
     for (int k = 0; k < g_n_arena; k++) {
         Arena *a = &g_arena[k];
         if (!in_arena(a, p)) continue;

@@ -11,6 +11,7 @@
 // format.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gpu_internal.cuh"
@@ -45,6 +46,42 @@ __device__ static unsigned dec_count;
 #else
 static unsigned dec_count; // (the emulator: host memory; its threads run one at a time)
 #endif
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+// the count with acquire (gpu scope): what the blocks wrote before their releasing arrivals is seen after it
+__device__ static inline unsigned count_acquire(void)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(&dec_count) : "memory");
+    return v;
+}
+__device__ static inline unsigned arrive_release(void)
+{
+    unsigned old;
+    asm volatile("atom.add.release.gpu.global.u32 %0, [%1], 1;" : "=r"(old) : "l"(&dec_count) : "memory");
+    return old;
+}
+// the GPU's clock in nanoseconds (one for every multiprocessor, unlike clock64)
+__device__ static inline unsigned long long global_ns(void)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#else // the emulator (its threads run one at a time, in order) and older GPUs: fences
+__device__ static inline unsigned count_acquire(void)
+{
+    unsigned v = *(volatile unsigned *)&dec_count;
+    __threadfence();
+    return v;
+}
+__device__ static inline unsigned arrive_release(void)
+{
+    __threadfence();
+    return atomicAdd(&dec_count, 1u);
+}
+__device__ static inline unsigned long long global_ns(void) { return 0; } // (no time limit there)
+#endif
+
 __device__ static void dec_wait(unsigned wait)
 {
     if (wait == DEC_PDL) {
@@ -52,30 +89,26 @@ __device__ static void dec_wait(unsigned wait)
         return;
     }
     if (wait == 0) return;
-    if (threadIdx.x == 0) {
-        volatile unsigned *count = &dec_count;
+    if (threadIdx.x == 0) { // as cooperative_groups' grid sync: one thread acquires, then the block's barrier
 #ifdef GPU_EMU
-        while (*count < wait) emu_grid_yield(); // the other blocks run meanwhile
+        while (count_acquire() < wait) emu_grid_yield(); // the other blocks run meanwhile
 #else
-        long long t0 = clock64(); // (a block that never arrives, which the grid's sizing rules out: an error, not a hang)
-        while (*count < wait)
-            if (clock64() - t0 > (1LL << 34)) __trap();
+        // (a block that never arrives, which the cooperative launch rules out: an error after 10 s, not a hang)
+        unsigned long long t0 = global_ns();
+        while (count_acquire() < wait)
+            if (global_ns() - t0 > 10000000000ull) __trap();
 #endif
-        __threadfence(); // the other blocks' writes, made before their arrivals, before this block's reads
     }
     __syncthreads();
 }
 
-// the block's arrival at the end of an op: its writes (ordered before by __syncthreads) first. The launch's last
-// arrival (the count reaching `last`: every block has arrived at every op's end, so none waits any more) puts the
-// count back to 0 for the next launch
+// the block's arrival at the end of an op: its writes (ordered before by __syncthreads), then its releasing add.
+// The launch's last arrival (the count reaching `last`: every block has arrived at every op's end, so none waits
+// any more) puts the count back to 0 for the next launch
 __device__ static void dec_arrive(unsigned last)
 {
     __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        if (atomicAdd(&dec_count, 1u) + 1u == last) atomicExch(&dec_count, 0u);
-    }
+    if (threadIdx.x == 0 && arrive_release() + 1u == last) atomicExch(&dec_count, 0u);
 }
 
 // ---- the ops' device code ----------------------------------------------------------------------------------------
@@ -730,15 +763,17 @@ static struct {
     DecOp op[MEGA_MAX_OPS];
 } g_mega;
 
-// blocks of the program's kernel: one per multiprocessor (fewer arrivals at each barrier than a full occupancy's,
-// and an op of more blocks takes them in turn), once a multiprocessor is known to hold one at MEGA_SMEM; 0: none
-// (an error kept)
+// blocks of the program's kernel: HMT_GPU_DECODE_MEGA_BLOCKS (default 1) per multiprocessor, at most as many as
+// one holds at MEGA_SMEM (fewer blocks: fewer arrivals to wait for at each op's end; more: more loads in flight;
+// an op of more blocks takes them in turn). Asked once per size and device (held[], cleared by gpu_dec_mega_drop);
+// 0: none (an error kept)
+static unsigned g_mega_held[3];
 template <int CAP> static unsigned mega_resident(void)
 {
 #ifdef GPU_EMU
     return 3; // the emulator's every block lives at once; three so ops of more blocks take turns
 #else
-    static unsigned held = 0;
+    unsigned &held = g_mega_held[CAP == 32 ? 0 : CAP == 64 ? 1 : 2];
     if (held) return held;
     int dev = 0, sms = 0, per = 0;
     cudaError_t e = cudaGetDevice(&dev);
@@ -746,9 +781,11 @@ template <int CAP> static unsigned mega_resident(void)
     if (e == cudaSuccess)
         e = cudaFuncSetAttribute(dec_mega_k<CAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, MEGA_SMEM);
     if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, dec_mega_k<CAP>, DEC_THREADS, MEGA_SMEM);
+    const char *env = getenv("HMT_GPU_DECODE_MEGA_BLOCKS");
+    int want = env && atoi(env) > 0 ? atoi(env) : 1;
     if (e != cudaSuccess) gpu_record("gpu_dec_mega", cudaGetErrorString(e));
     else if (per < 1) gpu_record("gpu_dec_mega", "the one-launch step's kernel does not fit a multiprocessor");
-    else held = (unsigned)sms;
+    else held = (unsigned)sms * (unsigned)(want < per ? want : per);
     return held;
 #endif
 }
@@ -785,7 +822,15 @@ void gpu_dec_mega_flush(void)
 void gpu_dec_mega(int on)
 {
     if (!on) gpu_dec_mega_flush();
-    g_mega.on = on != 0;
+    g_mega.on = on && !gpu_op_by_op(); // (timed or checked op by op: each its own kernel)
+    if (g_mega.on && !gpu_dry) // the kernels' set-up now, outside any graph capture
+        g_mega.on = mega_resident<32>() && mega_resident<64>() && mega_resident<MEGA_MAX_OPS>();
+}
+
+void gpu_dec_mega_drop(void)
+{
+    g_mega.on = 0, g_mega.n = 0;
+    memset(g_mega_held, 0, sizeof g_mega_held);
 }
 
 // The op: recorded when gpu_dec_mega is on (launched at the next op of another kind, copy, wait or graph's end:
@@ -800,6 +845,7 @@ static void dec_issue(const char *op, const DecOp &o, size_t smem)
         if (o.gx * o.gy > g_mega.blocks) g_mega.blocks = o.gx * o.gy;
         return;
     }
+    gpu_dec_mega_flush(); // (recording, an op of more shared memory than the program's: the ops before first)
     LAUNCH_PDL(dec_kernel(o.kind), dim3(o.gx, o.gy), DEC_THREADS, smem)(o);
     gpu_launched(op);
 }

@@ -83,8 +83,13 @@ extern cublasHandle_t gpu_blas;
 // with gpu_enter_keep, which does not.
 bool gpu_enter(const char *op);
 bool gpu_enter_keep(const char *op);
-// gpu_dec_mega's recorded ops, launched now (nothing when none)
+// gpu_dec_mega's recorded ops, launched now (nothing when none); gpu_dec_mega_drop: dropped, recording off, and
+// what it knows of the device forgotten (gpu_shutdown)
 void gpu_dec_mega_flush(void);
+void gpu_dec_mega_drop(void);
+// HMT_GPU_PROFILE or HMT_GPU_SYNC: every op is to be timed or checked on its own (no dependent launches, no
+// one-launch decoder steps)
+bool gpu_op_by_op(void);
 // Keeps "op: what" when no error is kept yet.
 void gpu_record(const char *op, const char *what);
 // After a kernel launch: keeps a launch error; with HMT_GPU_SYNC=1 also waits and keeps an execution error.
