@@ -220,8 +220,8 @@ static bool cuda_ok(const char *op, cudaError_t e)
 static int g_pdl_on, g_after_kernel;
 static void not_after_kernel(void) { g_after_kernel = 0; }
 void gpu_set_pdl(int on) { g_pdl_on = on && g_cc_major >= 9; }
-bool gpu_pdl_now(void) { return g_pdl_on && g_after_kernel && !g_profile && !g_sync_each; }
 bool gpu_op_by_op(void) { return g_profile || g_sync_each; }
+bool gpu_pdl_now(void) { return g_pdl_on && g_after_kernel && !gpu_op_by_op(); }
 
 void gpu_launched(const char *op)
 {
@@ -393,7 +393,7 @@ int gpu_graph_begin(void)
 {
     bool ok = gpu_enter("gpu_graph_begin"); // (first: it may launch recorded decoder ops)
     not_after_kernel();                     // the graph's first kernel: a plain launch
-    if (!ok || g_err[0] || g_profile || g_sync_each || gpu_dry) return 0;
+    if (!ok || g_err[0] || gpu_op_by_op() || gpu_dry) return 0;
     // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
     return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
 }

@@ -790,6 +790,7 @@ template <int CAP> static unsigned mega_resident(void)
 #endif
 }
 
+// the recorded ops as a program of CAP >= g_mega.n
 template <int CAP> static void mega_launch(void)
 {
     unsigned grid = mega_resident<CAP>();
@@ -805,17 +806,17 @@ void gpu_dec_mega_flush(void)
 {
     int n = g_mega.n;
     if (!n) return;
-    g_mega.n = 0;
     if (n == 1) { // one op: its own kernel
         const DecOp &o = g_mega.op[0];
         LAUNCH_PDL(dec_kernel(o.kind), dim3(o.gx, o.gy), DEC_THREADS, g_mega.smem)(o);
+    } else if (n <= 32) {
+        mega_launch<32>();
+    } else if (n <= 64) {
+        mega_launch<64>();
     } else {
-        g_mega.n = n; // (mega_launch reads it)
-        if (n <= 32) mega_launch<32>();
-        else if (n <= 64) mega_launch<64>();
-        else mega_launch<MEGA_MAX_OPS>();
-        g_mega.n = 0;
+        mega_launch<MEGA_MAX_OPS>();
     }
+    g_mega.n = 0;
     gpu_launched(n == 1 ? "gpu_dec_mega (one op)" : "gpu_dec_mega");
 }
 
