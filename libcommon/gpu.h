@@ -212,6 +212,13 @@ void gpu_attention_fused_backward16(float *dq, float *dk, float *dv, float *dEr,
 // promise only those on and below the diagonal; 2 bytes under bf16, 4 under TF32); HMT_GPU_FA_DS_MIB=0 keeps none
 // and has each kernel compute dS again.
 int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin);
+// HMT_GPU_FA_MMA=1 (read at each call; off by default until a GPU has timed it): under GPU_BF16 the tensor-core
+// forward keeps each warp's scores, probabilities and output in registers (gpu_attn_tc.cu mma_fwd_k, on gpu_mma.cuh's
+// mma.sync) instead of shared memory; the same tiles, skew, dropout bits and lse, within the bf16 tolerance.
+// gpu_mma_check: d (16 x 8) = a (16 x 16) b (16 x 8) + c (row-major float32, device memory), a and b rounded to
+// bf16, by one warp through gpu_mma.cuh's fragments: the instruction (ref 0) or its warp-shuffle reference (ref 1),
+// so test_cuda_ops "mma" checks the fragments' layout on the GPU itself.
+void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int ref);
 // The shared memory a block may opt in to on this device (cudaDeviceProp.sharedMemPerBlockOptin), in bytes.
 size_t gpu_smem_optin(void);
 

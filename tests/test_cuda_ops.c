@@ -682,6 +682,57 @@ static void fused16_case(const char *name, float *const *want, AttnDims *dd, See
     no_error(name);
 }
 
+// The bf16 forward on fragments in registers (HMT_GPU_FA_MMA=1), then the backward from its out and lse, twice
+// (the second with the seed in device memory): within FUSED_TOL_BF16 of the CPU (out, dq, dk dv, dEr) and of the
+// shared-memory forward's lse (wmma: g[1]), the same bytes twice, and not the shared-memory forward's out (it ran)
+static void mma_case(const char *name, const char *label, float *const *wmma, AttnDims *dd, SeedRef seed,
+                     SeedRef seed_dev, const float *d_q, const float *d_kv, int with_er, const float *d_er,
+                     const float *d_dout,
+                     float *d_out, float *d_lse, float *d_dq, const float *dq0, float *d_dkv, const float *dkv0,
+                     float *d_der, const float *der0, const float *out, const float *dq, const float *dkv,
+                     const float *der)
+{
+    const int B = dd->B, C = dd->C, NH = dd->NH, Tq = dd->Tq, Tk = dd->Tk, HS = C / NH;
+    size_t nq = (size_t)B * Tq * 3 * C, nkv = (size_t)B * Tk * 2 * C, no = (size_t)B * Tq * C;
+    size_t nl = (size_t)B * NH * Tq, ner = (size_t)(with_er ? Tq + 3 : 1) * HS;
+    const float *er = with_er ? d_er : NULL;
+    float *h[2][5];
+    setenv("HMT_GPU_FA_MMA", "1", 1);
+    for (int r = 0; r < 2; r++) {
+        reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
+        gpu_zero(d_out, no * 4);
+        dd->seed = r == 0 ? seed : seed_dev;
+        gpu_workspace_fill(0xff);
+        const float *d_k = d_kv, *d_v = d_kv ? d_kv + C : NULL;
+        gpu_attention_fused_forward(d_out, d_lse, d_q, d_k, d_v, er, dd);
+        gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out,
+                                     d_lse, d_q, d_k, d_v, er, dd);
+        h[r][0] = host_from(d_out, no * 4), h[r][1] = host_from(d_lse, nl * 4), h[r][2] = host_from(d_dq, nq * 4);
+        h[r][3] = host_from(d_dkv, nkv * 4), h[r][4] = host_from(d_der, ner * 4);
+    }
+    unsetenv("HMT_GPU_FA_MMA");
+    dd->seed = seed;
+    const float *want[5] = {out, wmma[1], dq, dkv, der};
+    size_t n[5] = {no, nl, nq, nkv, ner};
+    static const char *const what[5] = {"out", "lse (against the shared-memory forward's)", "dq", "dk, dv", "dEr"};
+    char m[256];
+    double worst[5];
+    for (int t = 0; t < 5; t++) {
+        snprintf(m, sizeof m, "%s, %s, mma forward: %s", name, label, what[t]);
+        if (t == 4 && !with_er) snprintf(m, sizeof m, "%s, %s, mma forward: dEr (none: untouched)", name, label);
+        worst[t] = cmp(m, h[0][t], want[t], n[t], t == 4 && !with_er ? 0 : FUSED_TOL_BF16);
+        twice(m, h[0][t], h[1][t], n[t] * 4);
+    }
+    printf("%s, %s, mma forward: largest |gpu - cpu| / scale: out %.1e, lse %.1e (against the shared-memory "
+           "forward's), dq %.1e, dk dv %.1e, dEr %.1e (tolerance %.1e)\n",
+           name, label, worst[0], worst[1], worst[2], worst[3], worst[4], FUSED_TOL_BF16);
+    CHECK(check_skipping || memcmp(h[0][0], wmma[0], no * 4) != 0,
+          "%s, %s, mma forward: out has the shared-memory forward's bytes (HMT_GPU_FA_MMA=1 not taken?)", name, label);
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < 5; t++) free(h[r][t]);
+    no_error(name);
+}
+
 static void attention_case(const char *name, int B, int C, int NH, int Tq, int Tk, const int *n_keys, int with_er,
                            float dropout)
 {
@@ -845,6 +896,8 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
         }
         if (kind == 2) fused16_case(name, g[0], &dd, d.seed, C, d_q, nq, d_kv, nkv, d_lse, with_er ? d_er : NULL,
                                     d_dout, d_out, d_dq, dq0, d_dkv, dkv0, with_er ? d_der : NULL, der0, ner);
+        if (kind == 2) mma_case(name, label, g[0], &dd, d.seed, seed_dev, d_q, d_kv, with_er, d_er, d_dout, d_out,
+                                d_lse, d_dq, dq0, d_dkv, dkv0, d_der, der0, out, dq, dkv, der);
         gpu_set_precision(GPU_FP32);
         double worst[4];
         snprintf(m, sizeof m, "%s, %s: out", name, label), worst[0] = cmp(m, g[0][0], out, no, tol);
@@ -1813,6 +1866,39 @@ static void test_decoding(void)
     dec_mega_case(4), dec_mega_case(40), dec_mega_case(100), dec_mega_case(300);
 }
 
+// gpu_mma.cuh's fragments on one warp: d = a b + c through the instruction and through its shuffle reference,
+// against the CPU's product of the bf16-rounded a and b. Small integers first (every product and sum exact in
+// float32, so the same bytes: a fragment's element in the wrong place cannot hide), then random values (1e-5 of the scale)
+static void test_mma(void)
+{
+    float a[16 * 16], b[16 * 8], c[16 * 8], want[16 * 8];
+    float *d_a = dev_new(sizeof a), *d_b = dev_new(sizeof b), *d_c = dev_new(sizeof c), *d_d = dev_new(sizeof c);
+    for (int trial = 0; trial < 2; trial++) {
+        for (int i = 0; i < 16 * 16; i++) a[i] = trial ? check_bf16_round(frand()) : (float)((i * 7) % 23 - 11);
+        for (int i = 0; i < 16 * 8; i++) b[i] = trial ? check_bf16_round(frand()) : (float)((i * 5) % 19 - 9);
+        for (int i = 0; i < 16 * 8; i++) c[i] = trial ? frand() : (float)(i % 13 - 6);
+        for (int r = 0; r < 16; r++)
+            for (int n = 0; n < 8; n++) {
+                double acc = c[r * 8 + n];
+                for (int k = 0; k < 16; k++) acc += (double)a[r * 16 + k] * b[k * 8 + n];
+                want[r * 8 + n] = (float)acc;
+            }
+        reset(d_a, a, sizeof a), reset(d_b, b, sizeof b), reset(d_c, c, sizeof c);
+        for (int ref = 0; ref < 2; ref++) {
+            gpu_zero(d_d, sizeof c);
+            gpu_mma_check(d_d, d_a, d_b, d_c, ref);
+            float *got = host_from(d_d, sizeof c);
+            char m[160];
+            snprintf(m, sizeof m, "mma m16n8k16 bf16 (%s), %s", ref ? "shuffle reference" : "instruction",
+                     trial ? "random values" : "integers: exact");
+            cmp(m, got, want, 16 * 8, trial ? 1e-5 : 0);
+            free(got);
+        }
+    }
+    gpu_free(d_a), gpu_free(d_b), gpu_free(d_c), gpu_free(d_d);
+    no_error("mma");
+}
+
 static void test_device(void)
 {
     size_t fr = 0, tot = 0;
@@ -1919,7 +2005,8 @@ int main(int argc, char **argv)
     } sections[] = {{"device", test_device},       {"elementwise and dropout", test_elementwise},
                     {"embedding", test_encoder},   {"resampling", test_resampling},
                     {"linear", test_linear},       {"layernorm", test_layernorm},
-                    {"attention", test_attention}, {"losses", test_losses},
+                    {"mma", test_mma},             {"attention", test_attention},
+                    {"losses", test_losses},
                     {"optimizer", test_optim},     {"decoding", test_decoding},
                     {"bf16 activations", test_act16}, {"profile", test_profile}};
     enum { n_sections = sizeof sections / sizeof *sections };

@@ -20,6 +20,7 @@
 // the softmax and the gradients two threads take a row r = tid / 2 and its columns c = tid % 2 + 2 u.
 // Accuracy: the operands' rounding (8 or 11 significant bits); the tests state the tolerances against the CPU.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include <mma.h>
 #endif
 #include "gpu_attn.cuh"
+#include "gpu_mma.cuh"
 
 namespace wmma = nvcuda::wmma;
 
@@ -361,6 +363,160 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     }
 }
 
+// ---- forward on fragments in registers (mma.sync; bf16; HMT_GPU_FA_MMA=1) ---------------------------------------
+// The same tiles, skew and dropout bits as tc_fwd_k, but each warp keeps its 16 rows' scores, probabilities and
+// output in registers across the key tiles (gpu_mma.cuh's layout), as FlashAttention 2 does: S = Q K^T straight
+// into the accumulators; the relative term's band (16 x TC_BAND) through the warp's own shared memory, since the
+// skew moves entries across lanes; the online softmax on the lanes' rows (each row lives in the 4 lanes of a
+// group: two shuffles make its maximum and sum); P, rounded and paired, is the A operand of P V without a store;
+// O is rescaled in registers. Only the block's K, V and Er rows go through shared memory, and one barrier pair per
+// key tile orders them. Q's fragments are loaded once. Per block: Q, K, V, Es as tc_fwd_k, and 4 x 16 x
+// tc_ldf(TC_BAND) floats of bands (67.5 KiB at head size 64: three blocks per H100 SM, against tc_fwd_k's two).
+
+template <int HS> static size_t mma_fwd_smem(void)
+{
+    return tc_smem<TcBf16, HS>(5 * TB, tc_ldf(TC_BAND));
+}
+
+// two bf16 at [p], [p + 1] of an operand tile as one register (p even: 4-byte aligned)
+__device__ static inline uint32_t mma_ld2(const __nv_bfloat16 *p) { return *(const uint32_t *)p; }
+// two bf16 a pitch apart (a column's pair of rows)
+__device__ static inline uint32_t mma_ld2c(const __nv_bfloat16 *p, int ld)
+{
+    return (uint32_t)__bfloat16_as_ushort(p[0]) | (uint32_t)__bfloat16_as_ushort(p[ld]) << 16;
+}
+
+// block (b*NH + h, query tile): o rows of the tile and their lse, as tc_fwd_k (bf16 operands)
+template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k(FaArgs a)
+{
+    typedef __nv_bfloat16 S;
+    constexpr int LO = tc_ld<TcBf16>(HS), LB = tc_ldf(TC_BAND), NQ = HS / 16, NO = HS / 8;
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *Ks = Qs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO; // Es: 2 TB rows
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * warp;
+    float *Rw = (float *)(Es + 2 * TB * LO) + w16 * LB; // the warp's 16 rows of R's band
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, i0 = fa_last_first() * TB;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
+    tc_load<TcBf16>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+    __syncthreads();
+    uint32_t qa[NQ][4]; // the warp's rows of Q as A fragments, depth 16 each
+    UNROLL for (int kk = 0; kk < NQ; kk++) {
+        const S *q0 = Qs + (w16 + g) * LO + 16 * kk + 2 * t;
+        qa[kk][0] = mma_ld2(q0), qa[kk][1] = mma_ld2(q0 + 8 * LO);
+        qa[kk][2] = mma_ld2(q0 + 8), qa[kk][3] = mma_ld2(q0 + 8 * LO + 8);
+    }
+    int irow[2], nk[2]; // the lane's two rows: w16 + g and w16 + g + 8 of the tile
+    for (int x = 0; x < 2; x++) irow[x] = i0 + w16 + g + 8 * x, nk[x] = irow[x] < a.Tq ? a.n_keys[irow[x]] : 0;
+    const int nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+    const uint64_t key = fa_key(a, bh);
+    float o[NO][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // l: this lane's share of the row sums
+    UNROLL for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int j0 = 0; j0 < nkt; j0 += TB) {
+        __syncthreads(); // the last tile's K, V and Es are read
+        tc_load<TcBf16>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
+        tc_load<TcBf16>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        __syncthreads();
+        float s[TB / 8][4]; // keys 8 n + 2 t (+1) of rows g, g + 8
+        UNROLL for (int n = 0; n < TB / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        UNROLL for (int kk = 0; kk < NQ; kk++)
+            UNROLL for (int n = 0; n < TB / 8; n++) {
+                const S *k0 = Ks + (8 * n + g) * LO + 16 * kk + 2 * t;
+                uint32_t kb[2] = {mma_ld2(k0), mma_ld2(k0 + 8)};
+                mma_bf16(s[n], qa[kk], kb, s[n]);
+            }
+        if (a.ers) { // R's band: rows of Es from 16 w on, then entry (r, c) reads band column tc_band(r, c)
+            float rb[TC_BAND / 8][4];
+            UNROLL for (int n = 0; n < TC_BAND / 8; n++) rb[n][0] = rb[n][1] = rb[n][2] = rb[n][3] = 0.0f;
+            UNROLL for (int kk = 0; kk < NQ; kk++)
+                UNROLL for (int n = 0; n < TC_BAND / 8; n++) {
+                    const S *e0 = Es + (w16 + 8 * n + g) * LO + 16 * kk + 2 * t;
+                    uint32_t eb[2] = {mma_ld2(e0), mma_ld2(e0 + 8)};
+                    mma_bf16(rb[n], qa[kk], eb, rb[n]);
+                }
+            __syncwarp(); // the last tile's band is read
+            UNROLL for (int n = 0; n < TC_BAND / 8; n++)
+                UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
+            __syncwarp();
+            UNROLL for (int n = 0; n < TB / 8; n++)
+                UNROLL for (int q = 0; q < 4; q++) {
+                    int r = g + 8 * (q >> 1), c = 8 * n + 2 * t + (q & 1);
+                    s[n][q] += Rw[r * LB + r - c + TB - 1];
+                }
+        }
+        UNROLL for (int x = 0; x < 2; x++) { // the online softmax of row x (entries q = 2 x, 2 x + 1)
+            float mx = -INFINITY;
+            UNROLL for (int n = 0; n < TB / 8; n++)
+                UNROLL for (int e = 0; e < 2; e++) {
+                    float &v = s[n][2 * x + e];
+                    v = j0 + 8 * n + 2 * t + e < nk[x] ? v * a.scale : -INFINITY;
+                    mx = fmaxf(mx, v);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float mn = fmaxf(m[x], mx), corr = mn == -INFINITY ? 1.0f : expf(m[x] - mn), sum = 0.0f;
+            UNROLL for (int n = 0; n < TB / 8; n++)
+                UNROLL for (int e = 0; e < 2; e++) {
+                    float &v = s[n][2 * x + e];
+                    float p = v == -INFINITY ? 0.0f : expf(v - mn);
+                    sum += p;
+                    int kept = a.drop ? drop_keep(key, a.thr, (size_t)irow[x] * a.Tk + j0 + 8 * n + 2 * t + e) : 1;
+                    v = kept ? p * a.keep : 0.0f;
+                }
+            l[x] = l[x] * corr + sum, m[x] = mn;
+            UNROLL for (int n = 0; n < NO; n++) o[n][2 * x] *= corr, o[n][2 * x + 1] *= corr;
+        }
+        UNROLL for (int kk = 0; kk < TB / 16; kk++) { // O += P V over keys 16 kk .. 16 kk + 15
+            uint32_t pa[4] = {mma_pack(s[2 * kk][0], s[2 * kk][1]), mma_pack(s[2 * kk][2], s[2 * kk][3]),
+                              mma_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              mma_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            UNROLL for (int n = 0; n < NO; n++) {
+                const S *v0 = Vs + (16 * kk + 2 * t) * LO + 8 * n + g;
+                uint32_t vb[2] = {mma_ld2c(v0, LO), mma_ld2c(v0 + 8 * LO, LO)};
+                mma_bf16(o[n], pa, vb, o[n]);
+            }
+        }
+    }
+    UNROLL for (int x = 0; x < 2; x++) {
+        float lx = l[x] + __shfl_xor_sync(0xffffffffu, l[x], 1);
+        lx += __shfl_xor_sync(0xffffffffu, lx, 2);
+        if (irow[x] >= a.Tq) continue;
+        float *orow = a.o + ((size_t)b * a.Tq + irow[x]) * a.C + h * HS;
+        UNROLL for (int n = 0; n < NO; n++)
+            orow[8 * n + 2 * t] = o[n][2 * x] / lx, orow[8 * n + 2 * t + 1] = o[n][2 * x + 1] / lx;
+        if (t == 0) a.lse[(size_t)bh * a.Tq + irow[x]] = m[x] + logf(lx);
+    }
+}
+
+// one warp's product through the fragments, loaded from row-major a, b, c as gpu_mma.cuh lays them out (gpu.h)
+__global__ static void mma_check_k(float *d, const float *a, const float *b, const float *c, int ref)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    uint32_t af[4], bf[2];
+    float cf[4], df[4];
+    for (int q = 0; q < 4; q++) {
+        int row = g + 8 * (q & 1), col = 2 * t + 8 * (q >> 1);
+        af[q] = mma_pack(a[row * 16 + col], a[row * 16 + col + 1]);
+        cf[q] = c[(g + 8 * (q >> 1)) * 8 + 2 * t + (q & 1)];
+    }
+    for (int q = 0; q < 2; q++) bf[q] = mma_pack(b[(2 * t + 8 * q) * 8 + g], b[(2 * t + 8 * q + 1) * 8 + g]);
+    if (ref)
+        mma_bf16_ref(df, af, bf, cf);
+    else
+        mma_bf16(df, af, bf, cf);
+    for (int q = 0; q < 4; q++) d[(g + 8 * (q >> 1)) * 8 + 2 * t + (q & 1)] = df[q];
+}
+
+void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int ref)
+{
+    const char *op = "gpu_mma_check";
+    if (!gpu_enter(op)) return;
+    LAUNCH(mma_check_k, 1, 32)(d, a, b, c, ref);
+    gpu_launched(op);
+}
+
 // ---- backward --------------------------------------------------------------------------------------------------
 
 // dk, dv and dq: the same buffers: K, V, Q, dO, Es (2 TB rows); S, dP, R's bands
@@ -654,8 +810,18 @@ static bool tc_launch(const char *op, const char *label, K kernel, unsigned bh, 
     return true;
 }
 
+// HMT_GPU_FA_MMA=1: the bf16 forward on fragments in registers (mma_fwd_k; off by default until a GPU has timed it)
+static bool tc_mma_on(void)
+{
+    const char *e = getenv("HMT_GPU_FA_MMA");
+    return e && strcmp(e, "1") == 0;
+}
+
 template <class P, int HS> static bool tc_forward(const char *op, const FaArgs &a, int B)
 {
+    if (std::is_same<P, TcBf16>::value && tc_mma_on())
+        return tc_launch(op, "fused mma fwd", mma_fwd_k<HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB),
+                         mma_fwd_smem<HS>(), a);
     return tc_launch(op, "fused tc fwd", tc_fwd_k<P, HS>, (unsigned)(B * a.NH), gpu_blocks((size_t)a.Tq, TB),
                      tc_fwd_smem<P, HS>(), a);
 }

@@ -89,6 +89,8 @@ template <typename T> static inline T emu_shfl(T v, int src_lane)
     emu_syncwarp();
     return r;
 }
+template <typename T> static inline T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src & 31); }
+static inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
 template <typename T> static inline T __shfl_down_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) + o); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
 template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o)
@@ -110,6 +112,7 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f)
     b.x = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
     return b;
 }
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
 static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((unsigned)b.x << 16); }
 
 // nvcuda::wmma for 16 x 16 x K tiles (K 16 for bf16, 8 for tf32). An accumulator holds 8 elements per lane
