@@ -10,7 +10,7 @@
 # Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_STEP=0,
 # GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
 # tables; GPU_CHECK_PROFILE_ARGS: bench/model's for the training one, e.g. --tf32; GPU_CHECK_PROFILE_ATTN: its
-# attention kinds, default "gemm fused"; gemm16: gemm with HMT_GPU_ATT16=1; fused0: fused, HMT_GPU_FA_DS_MIB=0), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
+# attention kinds, default "gemm fused"; gemm16: gemm with HMT_GPU_ATT16=1; fused0: fused, HMT_GPU_FA_DS_MIB=0; fusedmma: fused, HMT_GPU_FA_MMA=1), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
 # Usage: bash bench/gpu_check.sh   (from the repository root; about 4 minutes on an H100, memcheck 1-2 more)
 set -u
@@ -74,15 +74,18 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(train|all)$ ]]; then # where the C step's time goes, op by op, at batch 64
         read -r -a pargs <<<"${GPU_CHECK_PROFILE_ARGS:-}" # e.g. --tf32
         # fused: under TF32 or bf16 the tensor-core kernels; gemm16: gemm with HMT_GPU_ATT16=1 (bf16 products);
-        # fused0: fused with HMT_GPU_FA_DS_MIB=0 (the backward's kernels each compute dS again, none stored)
+        # fused0: fused with HMT_GPU_FA_DS_MIB=0 (the backward's kernels each compute dS again, none stored);
+        # fusedmma: fused with HMT_GPU_FA_MMA=1 (bf16: the forward on fragments in registers)
         for att in ${GPU_CHECK_PROFILE_ATTN:-gemm fused}; do
-            a16=0 ds=64
+            a16=0 ds=64 mma=0
             [ "$att" = gemm16 ] && a16=1
             [ "$att" = fused0 ] && ds=0
+            [ "$att" = fusedmma ] && mma=1
             kind=${att%16}
             kind=${kind%0}
-            step "HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_PROFILE=$pmode build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
-            HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_PROFILE=$pmode timeout 120 \
+            kind=${kind%mma}
+            step "HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_FA_MMA=$mma HMT_GPU_PROFILE=$pmode build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
+            HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_FA_MMA=$mma HMT_GPU_PROFILE=$pmode timeout 120 \
                 build/cuda/bench/model 5 --device cuda --batch 64 --full "${pargs[@]}" 2>&1 |
                 tee "$OUT/gpu_profile_$att.log"
         done

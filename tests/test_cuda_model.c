@@ -1034,8 +1034,12 @@ int main(int argc, char **argv)
             CHECK(gpu != NULL, "the CUDA backend with fused attention: %s", err);
             unsetenv("HMT_GPU_ATTENTION");
         }
-        if (gpu || check_skipping)
+        if (gpu || check_skipping) {
             test_model(gpu), test_training(gpu), test_bf16_training(gpu, " (fused attention, tensor cores)");
+            setenv("HMT_GPU_FA_MMA", "1", 1); // its forward on fragments in registers (gpu_mma.cuh)
+            test_bf16_training(gpu, " (fused attention, mma forward)");
+            unsetenv("HMT_GPU_FA_MMA");
+        }
     }
     if (!check_skipping) rmdir(dir);
     return check_done();
