@@ -682,9 +682,10 @@ static void fused16_case(const char *name, float *const *want, AttnDims *dd, See
     no_error(name);
 }
 
-// The bf16 forward on fragments in registers (HMT_GPU_FA_MMA=1), then the backward from its out and lse, twice
+// The bf16 attention on fragments in registers (HMT_GPU_FA_MMA=1: forward, and the backward from stored dS) twice
 // (the second with the seed in device memory): within FUSED_TOL_BF16 of the CPU (out, dq, dk dv, dEr) and of the
-// shared-memory forward's lse (wmma: g[1]), the same bytes twice, and not the shared-memory forward's out (it ran)
+// shared-memory forward's lse (wmma: g[1]), the same bytes twice, the backward's bytes again with its dS stored one
+// head at a time, and not the shared-memory forward's out (it ran)
 static void mma_case(const char *name, const char *label, float *const *wmma, AttnDims *dd, SeedRef seed,
                      SeedRef seed_dev, const float *d_q, const float *d_kv, int with_er, const float *d_er,
                      const float *d_dout,
@@ -710,22 +711,36 @@ static void mma_case(const char *name, const char *label, float *const *wmma, At
         h[r][0] = host_from(d_out, no * 4), h[r][1] = host_from(d_lse, nl * 4), h[r][2] = host_from(d_dq, nq * 4);
         h[r][3] = host_from(d_dkv, nkv * 4), h[r][4] = host_from(d_der, ner * 4);
     }
-    unsetenv("HMT_GPU_FA_MMA");
+    // the backward's stored dS one head at a time (chunks of the launch): the bytes of all heads at once
+    setenv("HMT_GPU_FA_DS_MIB", "1e-9", 1);
+    reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), reset(d_der, der0, ner * 4);
     dd->seed = seed;
+    gpu_workspace_fill(0xff);
+    gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out, d_lse,
+                                 d_q, d_kv, d_kv ? d_kv + C : NULL, er, dd);
+    unsetenv("HMT_GPU_FA_DS_MIB");
+    unsetenv("HMT_GPU_FA_MMA");
+    float *one[3] = {host_from(d_dq, nq * 4), host_from(d_dkv, nkv * 4), host_from(d_der, ner * 4)};
     const float *want[5] = {out, wmma[1], dq, dkv, der};
     size_t n[5] = {no, nl, nq, nkv, ner};
     static const char *const what[5] = {"out", "lse (against the shared-memory forward's)", "dq", "dk, dv", "dEr"};
     char m[256];
     double worst[5];
     for (int t = 0; t < 5; t++) {
-        snprintf(m, sizeof m, "%s, %s, mma forward: %s", name, label, what[t]);
-        if (t == 4 && !with_er) snprintf(m, sizeof m, "%s, %s, mma forward: dEr (none: untouched)", name, label);
+        snprintf(m, sizeof m, "%s, %s, mma: %s", name, label, what[t]);
+        if (t == 4 && !with_er) snprintf(m, sizeof m, "%s, %s, mma: dEr (none: untouched)", name, label);
         worst[t] = cmp(m, h[0][t], want[t], n[t], t == 4 && !with_er ? 0 : FUSED_TOL_BF16);
         twice(m, h[0][t], h[1][t], n[t] * 4);
     }
-    printf("%s, %s, mma forward: largest |gpu - cpu| / scale: out %.1e, lse %.1e (against the shared-memory "
+    printf("%s, %s, mma: largest |gpu - cpu| / scale: out %.1e, lse %.1e (against the shared-memory "
            "forward's), dq %.1e, dk dv %.1e, dEr %.1e (tolerance %.1e)\n",
            name, label, worst[0], worst[1], worst[2], worst[3], worst[4], FUSED_TOL_BF16);
+    for (int t = 0; t < 3; t++) {
+        snprintf(m, sizeof m, "%s, %s, mma: dS stored one head at a time: %s (the bytes of all heads at once)", name,
+                 label, what[2 + t]);
+        cmp_bytes(m, one[t], h[0][2 + t], n[2 + t] * 4);
+        free(one[t]);
+    }
     CHECK(check_skipping || memcmp(h[0][0], wmma[0], no * 4) != 0,
           "%s, %s, mma forward: out has the shared-memory forward's bytes (HMT_GPU_FA_MMA=1 not taken?)", name, label);
     for (int r = 0; r < 2; r++)

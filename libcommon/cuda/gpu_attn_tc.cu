@@ -792,6 +792,275 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     tc_der_store<P, HS>(a, bh, m0, ge, (float *)sm); // over Q and the pair
 }
 
+// ---- backward on fragments in registers (mma.sync; bf16, with stored dS; HMT_GPU_FA_MMA=1) ---------------------
+// tc_dkdv_k, tc_dq_ds_k and tc_der_ds_k with gpu_mma.cuh's products: each warp's S, dP and the dK, dV, dQ, dEr sums
+// stay in registers. A transposed operand (dS^T and PD^T for dK and dV, dS's skew for dQ and dEr, K, Q and dO as
+// B of a product over rows) is gathered from the operand tiles in shared memory two elements a register, so no
+// tile is stored twice. The dS tiles in FaArgs.dsw are tc_dkdv_k's, so either kernel set reads the other's.
+
+// a warp's A fragment (16 x 16) of a row-major operand tile at rows r0, columns k0 (pitch ld)
+__device__ static inline void mma_ld_a(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const __nv_bfloat16 *x = p + (size_t)(r0 + g) * ld + k0 + 2 * t;
+    f[0] = mma_ld2(x), f[1] = mma_ld2(x + 8 * ld), f[2] = mma_ld2(x + 8), f[3] = mma_ld2(x + 8 * ld + 8);
+}
+// the A fragment of the transpose of a tile: A[r][k] = p[(k0 + k) * ld + r0 + r]
+__device__ static inline void mma_ld_at(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const __nv_bfloat16 *x = p + (size_t)(k0 + 2 * t) * ld + r0 + g;
+    f[0] = mma_ld2c(x, ld), f[1] = mma_ld2c(x + 8, ld), f[2] = mma_ld2c(x + 8 * ld, ld),
+    f[3] = mma_ld2c(x + 8 * ld + 8, ld);
+}
+// the B fragment (16 x 8) of a tile stored as B^T, row n holding column n: B[k][n] = p[(n0 + n) * ld + k0 + k]
+__device__ static inline void mma_ld_bt(uint32_t f[2], const __nv_bfloat16 *p, int ld, int n0, int k0)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const __nv_bfloat16 *x = p + (size_t)(n0 + g) * ld + k0 + 2 * t;
+    f[0] = mma_ld2(x), f[1] = mma_ld2(x + 8);
+}
+// the B fragment of a row-major tile: B[k][n] = p[(k0 + k) * ld + n0 + n]
+__device__ static inline void mma_ld_b(uint32_t f[2], const __nv_bfloat16 *p, int ld, int n0, int k0)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const __nv_bfloat16 *x = p + (size_t)(k0 + 2 * t) * ld + n0 + g;
+    f[0] = mma_ld2c(x, ld), f[1] = mma_ld2c(x + 8 * ld, ld);
+}
+template <int N> __device__ static inline void mma_zero(float (&c)[N][4])
+{
+    UNROLL for (int n = 0; n < N; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+}
+// rows r0 + g, r0 + g + 8 of dst (row stride ld, below `limit`) += scale * the warp's accumulators (NO tiles of 8)
+template <int NO>
+__device__ static void mma_add_rows(float *dst, int ld, int r0, int limit, const float (&c)[NO][4], float scale)
+{
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    UNROLL for (int x = 0; x < 2; x++) {
+        int row = r0 + g + 8 * x;
+        if (row >= limit) continue;
+        float *d = dst + (size_t)row * ld + 2 * t;
+        UNROLL for (int n = 0; n < NO; n++) d[8 * n] += scale * c[n][2 * x], d[8 * n + 1] += scale * c[n][2 * x + 1];
+    }
+}
+
+// K, V, Q, dO, Es (2 TB rows); dS and PD (TB x TB operands); the warps' R bands
+template <int HS> static size_t mma_dkdv_smem(void)
+{
+    return (size_t)(6 * TB * tc_ld<TcBf16>(HS) + 2 * TB * tc_ld<TcBf16>(TB)) * sizeof(__nv_bfloat16) +
+           (size_t)TB * tc_ldf(TC_BAND) * sizeof(float);
+}
+
+// block (b*NH + h, key tile): tc_dkdv_k. Per query tile each warp computes S, dP and dS for its 16 query rows in
+// registers, stores dS and PD as operands (and dS in FaArgs.dsw), then dK += dS^T Q and dV += PD^T dO for its 16
+// keys, the transposes gathered from those tiles.
+template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_k(FaArgs a)
+{
+    typedef __nv_bfloat16 S;
+    constexpr int LO = tc_ld<TcBf16>(HS), LB = tc_ldf(TC_BAND), LP = tc_ld<TcBf16>(TB), NQ = HS / 16, NO = HS / 8;
+    DYN_SMEM(sm);
+    S *Ks = (S *)sm, *Vs = Ks + TB * LO, *Qs = Vs + TB * LO, *Gs = Qs + TB * LO, *Es = Gs + TB * LO;
+    S *dSb = Es + 2 * TB * LO, *PDb = dSb + TB * LP;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * warp;
+    float *Rw = (float *)(PDb + TB * LP) + w16 * LB;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    tc_load<TcBf16>(Ks, LO, tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS), a.ldk, j0, TB, a.Tk, HS);
+    tc_load<TcBf16>(Vs, LO, tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS), a.ldv, j0, TB, a.Tk, HS);
+    const uint64_t key = fa_key(a, bh);
+    float gk[NO][4], gv[NO][4]; // the warp's keys j0 + 16 w + g (+ 8)
+    mma_zero(gk), mma_zero(gv);
+    for (int i0 = 0; i0 < a.Tq; i0 += TB) {
+        if (tc_tile_keys(a.n_keys, i0, a.Tq) <= j0) continue; // no row of the tile sees these keys
+        __syncthreads();                                      // the last tile is read
+        tc_load<TcBf16>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+        tc_load<TcBf16>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        __syncthreads();
+        float s[TB / 8][4], dp[TB / 8][4]; // the warp's query rows 16 w + g (+ 8), keys 8 n + 2 t (+ 1)
+        mma_zero(s);
+        UNROLL for (int kk = 0; kk < NQ; kk++) {
+            uint32_t qa[4];
+            mma_ld_a(qa, Qs, LO, w16, 16 * kk);
+            UNROLL for (int n = 0; n < TB / 8; n++) {
+                uint32_t kb[2];
+                mma_ld_bt(kb, Ks, LO, 8 * n, 16 * kk);
+                mma_bf16(s[n], qa, kb, s[n]);
+            }
+        }
+        if (a.ers) { // R's band through the warp's rows of Rw, as mma_fwd_k
+            float rb[TC_BAND / 8][4];
+            mma_zero(rb);
+            UNROLL for (int kk = 0; kk < NQ; kk++) {
+                uint32_t qa[4];
+                mma_ld_a(qa, Qs, LO, w16, 16 * kk);
+                UNROLL for (int n = 0; n < TC_BAND / 8; n++) {
+                    uint32_t eb[2];
+                    mma_ld_bt(eb, Es, LO, w16 + 8 * n, 16 * kk);
+                    mma_bf16(rb[n], qa, eb, rb[n]);
+                }
+            }
+            __syncwarp();
+            UNROLL for (int n = 0; n < TC_BAND / 8; n++)
+                UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
+            __syncwarp();
+            UNROLL for (int n = 0; n < TB / 8; n++)
+                UNROLL for (int q = 0; q < 4; q++) {
+                    int r = g + 8 * (q >> 1), c = 8 * n + 2 * t + (q & 1);
+                    s[n][q] += Rw[r * LB + r - c + TB - 1];
+                }
+        }
+        mma_zero(dp);
+        UNROLL for (int kk = 0; kk < NQ; kk++) {
+            uint32_t ga[4];
+            mma_ld_a(ga, Gs, LO, w16, 16 * kk);
+            UNROLL for (int n = 0; n < TB / 8; n++) {
+                uint32_t vb[2];
+                mma_ld_bt(vb, Vs, LO, 8 * n, 16 * kk);
+                mma_bf16(dp[n], ga, vb, dp[n]);
+            }
+        }
+        UNROLL for (int x = 0; x < 2; x++) { // dS and PD of row x into their tiles, two columns a register
+            const int rr = w16 + g + 8 * x, i = i0 + rr, nk = i < a.Tq ? a.n_keys[i] : 0;
+            float lse_i, D_i;
+            tc_row_stats(a, bh, i, &lse_i, &D_i);
+            UNROLL for (int n = 0; n < TB / 8; n++) {
+                float ds[2], pd[2];
+                UNROLL for (int e = 0; e < 2; e++) {
+                    int j = j0 + 8 * n + 2 * t + e;
+                    ds[e] = tc_ds(a, key, i, j, j < nk, s[n][2 * x + e], dp[n][2 * x + e], lse_i, D_i, &pd[e]);
+                }
+                *(uint32_t *)(dSb + rr * LP + 8 * n + 2 * t) = mma_pack(ds[0], ds[1]);
+                *(uint32_t *)(PDb + rr * LP + 8 * n + 2 * t) = mma_pack(pd[0], pd[1]);
+            }
+        }
+        __syncthreads();
+        if (a.dsw) tc_copy_tile<TcBf16>(tc_ds_tile<TcBf16>(a, i0 / TB, blockIdx.y), TB, dSb, LP);
+        UNROLL for (int kq = 0; kq < TB / 16; kq++) { // over the tile's queries 16 kq ..: the warp's keys as rows
+            uint32_t da[4], pa[4];
+            mma_ld_at(da, dSb, LP, w16, 16 * kq);
+            mma_ld_at(pa, PDb, LP, w16, 16 * kq);
+            UNROLL for (int n = 0; n < NO; n++) {
+                uint32_t qb[2], gb[2];
+                mma_ld_b(qb, Qs, LO, 8 * n, 16 * kq);
+                mma_ld_b(gb, Gs, LO, 8 * n, 16 * kq);
+                mma_bf16(gk[n], da, qb, gk[n]);
+                mma_bf16(gv[n], pa, gb, gv[n]);
+            }
+        }
+    }
+    mma_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0 + w16, a.Tk, gk, a.scale);
+    mma_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0 + w16, a.Tk, gv, 1.0f);
+}
+
+// K, Es (2 TB rows), dS
+template <int HS> static size_t mma_dq_smem(void)
+{
+    return (size_t)(3 * TB * tc_ld<TcBf16>(HS) + TB * tc_ld<TcBf16>(TB)) * sizeof(__nv_bfloat16);
+}
+
+// block (b*NH + h, query tile): tc_dq_ds_k. dQ += dS K per key tile, and with Er dS' Es over the warp's band of
+// distances: entry (r, e) of dS' is dS[r, (r % 16) - e + TB - 1] (zero outside the tile), gathered from dS
+template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dq_k(FaArgs a)
+{
+    typedef __nv_bfloat16 S;
+    constexpr int LO = tc_ld<TcBf16>(HS), LP = tc_ld<TcBf16>(TB), NO = HS / 8;
+    DYN_SMEM(sm);
+    S *Ks = (S *)sm, *Es = Ks + TB * LO, *dSb = Es + 2 * TB * LO;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * warp;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, it = fa_last_first(), i0 = it * TB;
+    const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
+    const int nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+    float gq[NO][4];
+    mma_zero(gq);
+    for (int j0 = 0; j0 < nkt; j0 += TB) {
+        __syncthreads(); // the last tile is read
+        tc_load<TcBf16>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        tc_copy_tile<TcBf16>(dSb, LP, tc_ds_tile<TcBf16>(a, it, j0 / TB), TB);
+        __syncthreads();
+        UNROLL for (int kk = 0; kk < TB / 16; kk++) {
+            uint32_t da[4];
+            mma_ld_a(da, dSb, LP, w16, 16 * kk);
+            UNROLL for (int n = 0; n < NO; n++) {
+                uint32_t kb[2];
+                mma_ld_b(kb, Ks, LO, 8 * n, 16 * kk);
+                mma_bf16(gq[n], da, kb, gq[n]);
+            }
+        }
+        if (!a.ers) continue;
+        const S *row[2] = {dSb + (w16 + g) * LP, dSb + (w16 + g + 8) * LP};
+        UNROLL for (int kk = 0; kk < TC_BAND / 16; kk++) { // band columns e = 16 kk + 2 t (+1) (+8)
+            uint32_t da[4];
+            UNROLL for (int q = 0; q < 4; q++) {
+                int x = q & 1, e = 16 * kk + 2 * t + 8 * (q >> 1), c = g + 8 * x - e + TB - 1; // c - 1 for e + 1
+                float lo = c >= 0 && c < TB ? __bfloat162float(row[x][c]) : 0.0f;
+                float hi = c - 1 >= 0 && c - 1 < TB ? __bfloat162float(row[x][c - 1]) : 0.0f;
+                da[q] = mma_pack(lo, hi); // exact: bf16 values
+            }
+            UNROLL for (int n = 0; n < NO; n++) {
+                uint32_t eb[2];
+                mma_ld_b(eb, Es, LO, 8 * n, w16 + 16 * kk);
+                mma_bf16(gq[n], da, eb, gq[n]);
+            }
+        }
+    }
+    mma_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0 + w16, a.Tq, gq, a.scale);
+}
+
+// Q; two dS tiles side by side (2 TB columns)
+template <int HS> static size_t mma_der_smem(void)
+{
+    return (size_t)(TB * tc_ld<TcBf16>(HS) + TB * tc_ld<TcBf16>(2 * TB)) * sizeof(__nv_bfloat16);
+}
+
+// block (b*NH + h, distance tile m0): tc_der_ds_k. The warp's distances m0 + 16 w + .. are the rows of A, entry
+// (c, r) = dS[i0 + r, i0 + r - m0 - c] = column r - c + TB of the pair (gathered), times Q
+template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_der_k(FaArgs a)
+{
+    typedef __nv_bfloat16 S;
+    constexpr int LO = tc_ld<TcBf16>(HS), L2 = tc_ld<TcBf16>(2 * TB), NO = HS / 8;
+    DYN_SMEM(sm);
+    S *Qs = (S *)sm, *D2 = Qs + TB * LO;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * warp;
+    const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, m0 = blockIdx.y * TB;
+    const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
+    float ge[NO][4];
+    mma_zero(ge);
+    for (int i0 = m0; i0 < a.Tq; i0 += TB) { // rows i >= m0: the others have no key at m >= m0
+        const int jb = i0 - m0 - TB, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
+        __syncthreads(); // the last tile is read
+        tc_load<TcBf16>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
+        for (int u = 0; u < 2; u++) {
+            int j0 = jb + u * TB;
+            tc_copy_tile<TcBf16>(D2 + u * TB, L2, j0 >= 0 && j0 < nkt ? tc_ds_tile<TcBf16>(a, i0 / TB, j0 / TB) : NULL,
+                                 TB);
+        }
+        __syncthreads();
+        UNROLL for (int kr = 0; kr < TB / 16; kr++) { // over the tile's rows 16 kr ..
+            uint32_t da[4];
+            UNROLL for (int q = 0; q < 4; q++) {
+                int c = w16 + g + 8 * (q & 1), r = 16 * kr + 2 * t + 8 * (q >> 1);
+                float lo = __bfloat162float(D2[r * L2 + r - c + TB]);
+                float hi = __bfloat162float(D2[(r + 1) * L2 + r + 1 - c + TB]);
+                da[q] = mma_pack(lo, hi); // exact: bf16 values
+            }
+            UNROLL for (int n = 0; n < NO; n++) {
+                uint32_t qb[2];
+                mma_ld_b(qb, Qs, LO, 8 * n, 16 * kr);
+                mma_bf16(ge[n], da, qb, ge[n]);
+            }
+        }
+    }
+    UNROLL for (int x = 0; x < 2; x++) { // part[bh, Tq-1-m] = scale ge's rows
+        int m = m0 + w16 + g + 8 * x;
+        if (m >= a.Tq) continue;
+        float *d = a.part + ((size_t)bh * a.Tq + (a.Tq - 1 - m)) * HS + 2 * t;
+        UNROLL for (int n = 0; n < NO; n++) d[8 * n] = a.scale * ge[n][2 * x], d[8 * n + 1] = a.scale * ge[n][2 * x + 1];
+    }
+}
+
 // ---- host --------------------------------------------------------------------------------------------------------
 
 // label: the kernel's HMT_GPU_PROFILE row (gpu_prof_part; the caller goes back to its op's)
@@ -839,6 +1108,14 @@ template <class P, int HS> static bool tc_backward(const char *op, const FaArgs 
         FaArgs c = a;
         c.bh0 = bh0;
         unsigned n = (unsigned)std::min(chunk, BH - bh0);
+        if (std::is_same<P, TcBf16>::value && tc_mma_on()) {
+            if (!tc_launch(op, "fused mma bwd: dK, dV, dS", mma_dkdv_k<HS>, n, kt, mma_dkdv_smem<HS>(), c) ||
+                !tc_launch(op, "fused mma bwd: dQ from dS", mma_dq_k<HS>, n, qt, mma_dq_smem<HS>(), c) ||
+                (a.part && !tc_launch(op, "fused mma bwd: dEr partials from dS", mma_der_k<HS>, n, qt,
+                                      mma_der_smem<HS>(), c)))
+                return false;
+            continue;
+        }
         if (!tc_launch(op, "fused tc bwd: dK, dV, dS", tc_dkdv_k<P, HS>, n, kt, tc_bwd_smem<P, HS>(), c) ||
             !tc_launch(op, "fused tc bwd: dQ from dS", tc_dq_ds_k<P, HS>, n, qt, tc_dq_ds_smem<P, HS>(), c) ||
             (a.part && !tc_launch(op, "fused tc bwd: dEr partials from dS", tc_der_ds_k<P, HS>, n, qt,
