@@ -719,8 +719,14 @@ static void mma_case(const char *name, const char *label, float *const *wmma, At
     gpu_attention_fused_backward(d_dq, d_dkv, d_dkv ? d_dkv + C : NULL, with_er ? d_der : NULL, d_dout, d_out, d_lse,
                                  d_q, d_kv, d_kv ? d_kv + C : NULL, er, dd);
     unsetenv("HMT_GPU_FA_DS_MIB");
-    unsetenv("HMT_GPU_FA_MMA");
     float *one[3] = {host_from(d_dq, nq * 4), host_from(d_dkv, nkv * 4), host_from(d_der, ner * 4)};
+    // bf16 q, k, v (and Er off 16 bytes) through these kernels: the bytes of their float32 calls
+    char nm[200];
+    snprintf(nm, sizeof nm, "%s, mma", name);
+    float *const mine[6] = {h[0][0], h[0][1], NULL, h[0][2], h[0][3], h[0][4]};
+    fused16_case(nm, mine, dd, seed, C, d_q, nq, d_kv, nkv, d_lse, er, d_dout, d_out, d_dq, dq0, d_dkv, dkv0,
+                 with_er ? d_der : NULL, der0, ner);
+    unsetenv("HMT_GPU_FA_MMA");
     const float *want[5] = {out, wmma[1], dq, dkv, der};
     size_t n[5] = {no, nl, nq, nkv, ner};
     static const char *const what[5] = {"out", "lse (against the shared-memory forward's)", "dq", "dk, dv", "dEr"};
