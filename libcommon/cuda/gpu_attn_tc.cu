@@ -371,7 +371,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 // group: two shuffles make its maximum and sum); P, rounded and paired, is the A operand of P V without a store;
 // O is rescaled in registers. Only the block's K, V and Er rows go through shared memory, and one barrier pair per
 // key tile orders them. Q's fragments are loaded once. Per block: Q, K, V, Es as tc_fwd_k, and 4 x 16 x
-// tc_ldf(TC_BAND) floats of bands (67.5 KiB at head size 64: three blocks per H100 SM, against tc_fwd_k's two).
+// tc_ldf(TC_BAND) floats of bands (66 KiB at head size 64: three blocks per H100 SM, against tc_fwd_k's two).
 
 template <int HS> static size_t mma_fwd_smem(void)
 {
@@ -878,9 +878,9 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
         tc_load<TcBf16>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
         if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        float s[TB / 8][4], dp[TB / 8][4]; // the warp's query rows 16 w + g (+ 8), keys 8 n + 2 t (+ 1)
-        mma_zero(s);
-        UNROLL for (int kk = 0; kk < NQ; kk++) {
+        float s[TB / 8][4], dp[TB / 8][4], rb[TC_BAND / 8][4]; // the warp's query rows 16 w + g (+ 8): keys 8 n +
+        mma_zero(s), mma_zero(rb);                             // 2 t (+ 1); rb: R's band (with Er)
+        UNROLL for (int kk = 0; kk < NQ; kk++) { // S = Q K^T and R's band = Q Es^T on the same Q fragments
             uint32_t qa[4];
             mma_ld_a(qa, Qs, LO, w16, 16 * kk);
             UNROLL for (int n = 0; n < TB / 8; n++) {
@@ -888,19 +888,14 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
                 mma_ld_bt(kb, Ks, LO, 8 * n, 16 * kk);
                 mma_bf16(s[n], qa, kb, s[n]);
             }
-        }
-        if (a.ers) { // R's band through the warp's rows of Rw, as mma_fwd_k
-            float rb[TC_BAND / 8][4];
-            mma_zero(rb);
-            UNROLL for (int kk = 0; kk < NQ; kk++) {
-                uint32_t qa[4];
-                mma_ld_a(qa, Qs, LO, w16, 16 * kk);
+            if (a.ers)
                 UNROLL for (int n = 0; n < TC_BAND / 8; n++) {
                     uint32_t eb[2];
                     mma_ld_bt(eb, Es, LO, w16 + 8 * n, 16 * kk);
                     mma_bf16(rb[n], qa, eb, rb[n]);
                 }
-            }
+        }
+        if (a.ers) { // R's band through the warp's rows of Rw, as mma_fwd_k
             __syncwarp();
             UNROLL for (int n = 0; n < TC_BAND / 8; n++)
                 UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
@@ -1125,12 +1120,19 @@ template <class P, int HS> static bool tc_backward(const char *op, const FaArgs 
     return true;
 }
 
+// the most the bf16 kernels on fragments in registers take (HMT_GPU_FA_MMA=1)
+template <int HS> static size_t mma_smem_max(void)
+{
+    return std::max(std::max(mma_fwd_smem<HS>(), mma_dkdv_smem<HS>()), std::max(mma_dq_smem<HS>(), mma_der_smem<HS>()));
+}
+
 // the most shared memory a kernel of the head size takes (0: no such instantiation)
 template <class P> static size_t tc_smem_max(int HS)
 {
 #define TC_SMEM(H)                                                                                                     \
-    std::max(std::max(std::max(tc_fwd_smem<P, H>(), tc_bwd_smem<P, H>()), tc_der_smem<P, H>()),                       \
-             std::max(tc_dq_ds_smem<P, H>(), tc_der_ds_smem<P, H>()))
+    std::max(std::max(std::max(std::max(tc_fwd_smem<P, H>(), tc_bwd_smem<P, H>()), tc_der_smem<P, H>()),             \
+                      std::max(tc_dq_ds_smem<P, H>(), tc_der_ds_smem<P, H>())),                                        \
+             std::is_same<P, TcBf16>::value ? mma_smem_max<H>() : (size_t)0)
     switch (HS) {
     case 16: return TC_SMEM(16);
     case 32: return TC_SMEM(32);
