@@ -216,9 +216,10 @@ int gpu_attention_tc_fits(int head_size, int precision, size_t smem_optin);
 // forward keeps each warp's scores, probabilities and output in registers (gpu_attn_tc.cu mma_fwd_k, on gpu_mma.cuh's
 // mma.sync) instead of shared memory; the same tiles, skew, dropout bits and lse, within the bf16 tolerance.
 // gpu_mma_check: d (16 x 8) = a (16 x 16) b (16 x 8) + c (row-major float32, device memory), a and b rounded to
-// bf16, by one warp through gpu_mma.cuh's fragments: the instruction (ref 0) or its warp-shuffle reference (ref 1),
-// so test_cuda_ops "mma" checks the fragments' layout on the GPU itself.
-void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int ref);
+// bf16, by one warp through gpu_mma.cuh's fragments: mode 0 the instruction, 1 its warp-shuffle reference, 2 and 3
+// the instruction on fragments ldmatrix loads from shared memory (row-major tiles, and transposed ones), so
+// test_cuda_ops "mma" checks the fragments' layout and ldmatrix's on the GPU itself.
+void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int mode);
 // The shared memory a block may opt in to on this device (cudaDeviceProp.sharedMemPerBlockOptin), in bytes.
 size_t gpu_smem_optin(void);
 

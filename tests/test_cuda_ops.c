@@ -1887,8 +1887,8 @@ static void test_decoding(void)
     dec_mega_case(4), dec_mega_case(40), dec_mega_case(100), dec_mega_case(300);
 }
 
-// gpu_mma.cuh's fragments on one warp: d = a b + c through the instruction and through its shuffle reference,
-// against the CPU's product of the bf16-rounded a and b. Small integers first (every product and sum exact in
+// gpu_mma.cuh's fragments on one warp: d = a b + c through the instruction, its shuffle reference, and the
+// instruction on fragments ldmatrix loads (plain and transposed), against the CPU's product of the bf16-rounded a, b. Small integers first (every product and sum exact in
 // float32, so the same bytes: a fragment's element in the wrong place cannot hide), then random values (1e-5 of the scale)
 static void test_mma(void)
 {
@@ -1905,13 +1905,14 @@ static void test_mma(void)
                 want[r * 8 + n] = (float)acc;
             }
         reset(d_a, a, sizeof a), reset(d_b, b, sizeof b), reset(d_c, c, sizeof c);
-        for (int ref = 0; ref < 2; ref++) {
+        for (int mode = 0; mode < 4; mode++) {
+            static const char *const how[4] = {"instruction", "shuffle reference", "instruction, ldmatrix",
+                                               "instruction, ldmatrix of transposed tiles"};
             gpu_zero(d_d, sizeof c);
-            gpu_mma_check(d_d, d_a, d_b, d_c, ref);
+            gpu_mma_check(d_d, d_a, d_b, d_c, mode);
             float *got = host_from(d_d, sizeof c);
             char m[160];
-            snprintf(m, sizeof m, "mma m16n8k16 bf16 (%s), %s", ref ? "shuffle reference" : "instruction",
-                     trial ? "random values" : "integers: exact");
+            snprintf(m, sizeof m, "mma m16n8k16 bf16 (%s), %s", how[mode], trial ? "random values" : "integers: exact");
             cmp(m, got, want, 16 * 8, trial ? 1e-5 : 0);
             free(got);
         }

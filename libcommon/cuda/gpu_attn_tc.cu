@@ -369,8 +369,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 // into the accumulators; the relative term's band (16 x TC_BAND) through the warp's own shared memory, since the
 // skew moves entries across lanes; the online softmax on the lanes' rows (each row lives in the 4 lanes of a
 // group: two shuffles make its maximum and sum); P, rounded and paired, is the A operand of P V without a store;
-// O is rescaled in registers. Only the block's K, V and Er rows go through shared memory, and one barrier pair per
-// key tile orders them. Q's fragments are loaded once. Per block: Q, K, V, Es as tc_fwd_k, and 4 x 16 x
+// O is rescaled in registers. Only the block's Q, K, V and Er rows go through shared memory, and one barrier pair
+// per key tile orders them. Per block: Q, K, V, Es as tc_fwd_k, and 4 x 16 x
 // tc_ldf(TC_BAND) floats of bands (66 KiB at head size 64: three blocks per H100 SM, against tc_fwd_k's two).
 
 template <int HS> static size_t mma_fwd_smem(void)
@@ -378,12 +378,45 @@ template <int HS> static size_t mma_fwd_smem(void)
     return tc_smem<TcBf16, HS>(5 * TB, tc_ldf(TC_BAND));
 }
 
-// two bf16 at [p], [p + 1] of an operand tile as one register (p even: 4-byte aligned)
-__device__ static inline uint32_t mma_ld2(const __nv_bfloat16 *p) { return *(const uint32_t *)p; }
-// two bf16 a pitch apart (a column's pair of rows)
-__device__ static inline uint32_t mma_ld2c(const __nv_bfloat16 *p, int ld)
+// Fragments from operand tiles in shared memory by ldmatrix (gpu_mma.cuh mma_ldm; every row address 16-byte
+// aligned: pitches tc_ld of 16, 32, 48, 64 and TB elements are multiples of 8, and r0, k0, n0 multiples of 8).
+// Lane l addresses row l % 8 of 8 x 8 tile l / 8.
+// A (16 x 16) of a row-major tile at rows r0, columns k0 (pitch ld): tiles (r0, k0), (r0 + 8, k0), (r0, k0 + 8),
+// (r0 + 8, k0 + 8)
+__device__ static inline void mma_ld_a(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
 {
-    return (uint32_t)__bfloat16_as_ushort(p[0]) | (uint32_t)__bfloat16_as_ushort(p[ld]) << 16;
+    const int lane = threadIdx.x & 31;
+    mma_ldm<false>(f, p + (size_t)(r0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * ld + k0 + 8 * (lane >> 4));
+}
+// A of the transpose of a tile, A[r][k] = p[(k0 + k) * ld + r0 + r]: the stored tiles (k0, r0), (k0, r0 + 8),
+// (k0 + 8, r0), (k0 + 8, r0 + 8), transposed
+__device__ static inline void mma_ld_at(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
+{
+    const int lane = threadIdx.x & 31;
+    mma_ldm<true>(f, p + (size_t)(k0 + (lane & 7) + 8 * (lane >> 4)) * ld + r0 + 8 * ((lane >> 3) & 1));
+}
+// B (16 x 8) of column tiles n0 and n0 + 8 (f[0], f[1]) of a tile stored as B^T, row n holding column n:
+// B[k][n] = p[(n0 + n) * ld + k0 + k]: the stored tiles (n0, k0), (n0, k0 + 8), (n0 + 8, k0), (n0 + 8, k0 + 8)
+__device__ static inline void mma_ld_bt2(uint32_t f[2][2], const __nv_bfloat16 *p, int ld, int n0, int k0)
+{
+    const int lane = threadIdx.x & 31;
+    uint32_t r[4];
+    mma_ldm<false>(r, p + (size_t)(n0 + (lane & 7) + 8 * (lane >> 4)) * ld + k0 + 8 * ((lane >> 3) & 1));
+    f[0][0] = r[0], f[0][1] = r[1], f[1][0] = r[2], f[1][1] = r[3];
+}
+// B of column tiles n0 and n0 + 8 of a row-major tile, B[k][n] = p[(k0 + k) * ld + n0 + n]: the stored tiles
+// (k0, n0), (k0 + 8, n0), (k0, n0 + 8), (k0 + 8, n0 + 8), transposed
+__device__ static inline void mma_ld_b2(uint32_t f[2][2], const __nv_bfloat16 *p, int ld, int n0, int k0)
+{
+    const int lane = threadIdx.x & 31;
+    uint32_t r[4];
+    mma_ldm<true>(r, p + (size_t)(k0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * ld + n0 + 8 * (lane >> 4));
+    f[0][0] = r[0], f[0][1] = r[1], f[1][0] = r[2], f[1][1] = r[3];
+}
+
+template <int N> __device__ static inline void mma_zero(float (&c)[N][4])
+{
+    UNROLL for (int n = 0; n < N; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 }
 
 // block (b*NH + h, query tile): o rows of the tile and their lse, as tc_fwd_k (bf16 operands)
@@ -401,41 +434,38 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
     tc_load<TcBf16>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
     __syncthreads();
-    uint32_t qa[NQ][4]; // the warp's rows of Q as A fragments, depth 16 each
-    UNROLL for (int kk = 0; kk < NQ; kk++) {
-        const S *q0 = Qs + (w16 + g) * LO + 16 * kk + 2 * t;
-        qa[kk][0] = mma_ld2(q0), qa[kk][1] = mma_ld2(q0 + 8 * LO);
-        qa[kk][2] = mma_ld2(q0 + 8), qa[kk][3] = mma_ld2(q0 + 8 * LO + 8);
-    }
     int irow[2], nk[2]; // the lane's two rows: w16 + g and w16 + g + 8 of the tile
-    for (int x = 0; x < 2; x++) irow[x] = i0 + w16 + g + 8 * x, nk[x] = irow[x] < a.Tq ? a.n_keys[irow[x]] : 0;
+    UNROLL for (int x = 0; x < 2; x++) irow[x] = i0 + w16 + g + 8 * x, nk[x] = irow[x] < a.Tq ? a.n_keys[irow[x]] : 0;
     const int nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
     float o[NO][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // l: this lane's share of the row sums
-    UNROLL for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    mma_zero(o);
     for (int j0 = 0; j0 < nkt; j0 += TB) {
         __syncthreads(); // the last tile's K, V and Es are read
         tc_load<TcBf16>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
         tc_load<TcBf16>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
         if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        float s[TB / 8][4]; // keys 8 n + 2 t (+1) of rows g, g + 8
-        UNROLL for (int n = 0; n < TB / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        UNROLL for (int kk = 0; kk < NQ; kk++)
-            UNROLL for (int n = 0; n < TB / 8; n++) {
-                const S *k0 = Ks + (8 * n + g) * LO + 16 * kk + 2 * t;
-                uint32_t kb[2] = {mma_ld2(k0), mma_ld2(k0 + 8)};
-                mma_bf16(s[n], qa[kk], kb, s[n]);
+        // S = Q K^T (keys 8 n + 2 t (+1) of rows g, g + 8) and R's band = Q Es^T (rows of Es from 16 w on; entry
+        // (r, c) then reads band column tc_band(r, c)) on the same fragments of the warp's rows of Q
+        float s[TB / 8][4], rb[TC_BAND / 8][4];
+        mma_zero(s), mma_zero(rb);
+        UNROLL for (int kk = 0; kk < NQ; kk++) {
+            uint32_t qa[4];
+            mma_ld_a(qa, Qs, LO, w16, 16 * kk);
+            UNROLL for (int n = 0; n < TB / 8; n += 2) {
+                uint32_t kb[2][2];
+                mma_ld_bt2(kb, Ks, LO, 8 * n, 16 * kk);
+                mma_bf16(s[n], qa, kb[0], s[n]), mma_bf16(s[n + 1], qa, kb[1], s[n + 1]);
             }
-        if (a.ers) { // R's band: rows of Es from 16 w on, then entry (r, c) reads band column tc_band(r, c)
-            float rb[TC_BAND / 8][4];
-            UNROLL for (int n = 0; n < TC_BAND / 8; n++) rb[n][0] = rb[n][1] = rb[n][2] = rb[n][3] = 0.0f;
-            UNROLL for (int kk = 0; kk < NQ; kk++)
-                UNROLL for (int n = 0; n < TC_BAND / 8; n++) {
-                    const S *e0 = Es + (w16 + 8 * n + g) * LO + 16 * kk + 2 * t;
-                    uint32_t eb[2] = {mma_ld2(e0), mma_ld2(e0 + 8)};
-                    mma_bf16(rb[n], qa[kk], eb, rb[n]);
+            if (a.ers)
+                UNROLL for (int n = 0; n < TC_BAND / 8; n += 2) {
+                    uint32_t eb[2][2];
+                    mma_ld_bt2(eb, Es, LO, w16 + 8 * n, 16 * kk);
+                    mma_bf16(rb[n], qa, eb[0], rb[n]), mma_bf16(rb[n + 1], qa, eb[1], rb[n + 1]);
                 }
+        }
+        if (a.ers) {
             __syncwarp(); // the last tile's band is read
             UNROLL for (int n = 0; n < TC_BAND / 8; n++)
                 UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
@@ -472,10 +502,10 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k
             uint32_t pa[4] = {mma_pack(s[2 * kk][0], s[2 * kk][1]), mma_pack(s[2 * kk][2], s[2 * kk][3]),
                               mma_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               mma_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            UNROLL for (int n = 0; n < NO; n++) {
-                const S *v0 = Vs + (16 * kk + 2 * t) * LO + 8 * n + g;
-                uint32_t vb[2] = {mma_ld2c(v0, LO), mma_ld2c(v0 + 8 * LO, LO)};
-                mma_bf16(o[n], pa, vb, o[n]);
+            UNROLL for (int n = 0; n < NO; n += 2) {
+                uint32_t vb[2][2];
+                mma_ld_b2(vb, Vs, LO, 8 * n, 16 * kk);
+                mma_bf16(o[n], pa, vb[0], o[n]), mma_bf16(o[n + 1], pa, vb[1], o[n + 1]);
             }
         }
     }
@@ -490,9 +520,13 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k
     }
 }
 
-// one warp's product through the fragments, loaded from row-major a, b, c as gpu_mma.cuh lays them out (gpu.h)
-__global__ static void mma_check_k(float *d, const float *a, const float *b, const float *c, int ref)
+// one warp's product through the fragments (gpu.h gpu_mma_check): mode 0 the instruction and 1 its shuffle reference
+// on fragments loaded from row-major a, b, c as gpu_mma.cuh lays them out; 2 the instruction on fragments that
+// ldmatrix loads from row-major copies in shared memory (mma_ld_a, mma_ld_b2), 3 from transposed copies (mma_ld_at,
+// mma_ld_bt2): tiles of 16 x 16 at a pitch of 24, the second column tile of B zero
+__global__ static void mma_check_k(float *d, const float *a, const float *b, const float *c, int mode)
 {
+    alignas(16) __shared__ __nv_bfloat16 sa[16 * 24], sb[16 * 24];
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     uint32_t af[4], bf[2];
     float cf[4], df[4];
@@ -502,18 +536,35 @@ __global__ static void mma_check_k(float *d, const float *a, const float *b, con
         cf[q] = c[(g + 8 * (q >> 1)) * 8 + 2 * t + (q & 1)];
     }
     for (int q = 0; q < 2; q++) bf[q] = mma_pack(b[(2 * t + 8 * q) * 8 + g], b[(2 * t + 8 * q + 1) * 8 + g]);
-    if (ref)
+    if (mode >= 2) {
+        for (int x = lane; x < 16 * 16; x += 32) {
+            int r = x / 16, k = x % 16; // a[r][k]; b[k][n] for n = k here read as b[r][k] when k < 8
+            sa[(mode == 2 ? r : k) * 24 + (mode == 2 ? k : r)] = __float2bfloat16_rn(a[r * 16 + k]);
+            float bv = k < 8 ? b[r * 8 + k] : 0.0f; // B[r][k]: row r = depth, column k
+            sb[(mode == 2 ? r : k) * 24 + (mode == 2 ? k : r)] = __float2bfloat16_rn(bv);
+        }
+        __syncwarp();
+        uint32_t b2[2][2];
+        if (mode == 2)
+            mma_ld_a(af, sa, 24, 0, 0), mma_ld_b2(b2, sb, 24, 0, 0);
+        else
+            mma_ld_at(af, sa, 24, 0, 0), mma_ld_bt2(b2, sb, 24, 0, 0);
+        bf[0] = b2[0][0], bf[1] = b2[0][1];
+        uint32_t z0 = b2[1][0] | b2[1][1]; // the zero column tile
+        if (z0 != 0) cf[0] = NAN; // shows in d
+    }
+    if (mode == 1)
         mma_bf16_ref(df, af, bf, cf);
     else
         mma_bf16(df, af, bf, cf);
     for (int q = 0; q < 4; q++) d[(g + 8 * (q >> 1)) * 8 + 2 * t + (q & 1)] = df[q];
 }
 
-void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int ref)
+void gpu_mma_check(float *d, const float *a, const float *b, const float *c, int mode)
 {
     const char *op = "gpu_mma_check";
     if (!gpu_enter(op)) return;
-    LAUNCH(mma_check_k, 1, 32)(d, a, b, c, ref);
+    LAUNCH(mma_check_k, 1, 32)(d, a, b, c, mode);
     gpu_launched(op);
 }
 
@@ -794,43 +845,10 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 
 // ---- backward on fragments in registers (mma.sync; bf16, with stored dS; HMT_GPU_FA_MMA=1) ---------------------
 // tc_dkdv_k, tc_dq_ds_k and tc_der_ds_k with gpu_mma.cuh's products: each warp's S, dP and the dK, dV, dQ, dEr sums
-// stay in registers. A transposed operand (dS^T and PD^T for dK and dV, dS's skew for dQ and dEr, K, Q and dO as
-// B of a product over rows) is gathered from the operand tiles in shared memory two elements a register, so no
-// tile is stored twice. The dS tiles in FaArgs.dsw are tc_dkdv_k's, so either kernel set reads the other's.
+// stay in registers. A transposed operand (dS^T and PD^T for dK and dV; K, Q and dO as B of a product over rows)
+// is loaded from the operand tiles in shared memory by ldmatrix's transpose, and dS's skew for dQ and dEr is
+// gathered two elements a register, so no tile is stored twice. The dS tiles in FaArgs.dsw are tc_dkdv_k's, so either kernel set reads the other's.
 
-// a warp's A fragment (16 x 16) of a row-major operand tile at rows r0, columns k0 (pitch ld)
-__device__ static inline void mma_ld_a(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
-{
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const __nv_bfloat16 *x = p + (size_t)(r0 + g) * ld + k0 + 2 * t;
-    f[0] = mma_ld2(x), f[1] = mma_ld2(x + 8 * ld), f[2] = mma_ld2(x + 8), f[3] = mma_ld2(x + 8 * ld + 8);
-}
-// the A fragment of the transpose of a tile: A[r][k] = p[(k0 + k) * ld + r0 + r]
-__device__ static inline void mma_ld_at(uint32_t f[4], const __nv_bfloat16 *p, int ld, int r0, int k0)
-{
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const __nv_bfloat16 *x = p + (size_t)(k0 + 2 * t) * ld + r0 + g;
-    f[0] = mma_ld2c(x, ld), f[1] = mma_ld2c(x + 8, ld), f[2] = mma_ld2c(x + 8 * ld, ld),
-    f[3] = mma_ld2c(x + 8 * ld + 8, ld);
-}
-// the B fragment (16 x 8) of a tile stored as B^T, row n holding column n: B[k][n] = p[(n0 + n) * ld + k0 + k]
-__device__ static inline void mma_ld_bt(uint32_t f[2], const __nv_bfloat16 *p, int ld, int n0, int k0)
-{
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const __nv_bfloat16 *x = p + (size_t)(n0 + g) * ld + k0 + 2 * t;
-    f[0] = mma_ld2(x), f[1] = mma_ld2(x + 8);
-}
-// the B fragment of a row-major tile: B[k][n] = p[(k0 + k) * ld + n0 + n]
-__device__ static inline void mma_ld_b(uint32_t f[2], const __nv_bfloat16 *p, int ld, int n0, int k0)
-{
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const __nv_bfloat16 *x = p + (size_t)(k0 + 2 * t) * ld + n0 + g;
-    f[0] = mma_ld2c(x, ld), f[1] = mma_ld2c(x + 8 * ld, ld);
-}
-template <int N> __device__ static inline void mma_zero(float (&c)[N][4])
-{
-    UNROLL for (int n = 0; n < N; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
-}
 // rows r0 + g, r0 + g + 8 of dst (row stride ld, below `limit`) += scale * the warp's accumulators (NO tiles of 8)
 template <int NO>
 __device__ static void mma_add_rows(float *dst, int ld, int r0, int limit, const float (&c)[NO][4], float scale)
@@ -883,16 +901,16 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
         UNROLL for (int kk = 0; kk < NQ; kk++) { // S = Q K^T and R's band = Q Es^T on the same Q fragments
             uint32_t qa[4];
             mma_ld_a(qa, Qs, LO, w16, 16 * kk);
-            UNROLL for (int n = 0; n < TB / 8; n++) {
-                uint32_t kb[2];
-                mma_ld_bt(kb, Ks, LO, 8 * n, 16 * kk);
-                mma_bf16(s[n], qa, kb, s[n]);
+            UNROLL for (int n = 0; n < TB / 8; n += 2) {
+                uint32_t kb[2][2];
+                mma_ld_bt2(kb, Ks, LO, 8 * n, 16 * kk);
+                mma_bf16(s[n], qa, kb[0], s[n]), mma_bf16(s[n + 1], qa, kb[1], s[n + 1]);
             }
             if (a.ers)
-                UNROLL for (int n = 0; n < TC_BAND / 8; n++) {
-                    uint32_t eb[2];
-                    mma_ld_bt(eb, Es, LO, w16 + 8 * n, 16 * kk);
-                    mma_bf16(rb[n], qa, eb, rb[n]);
+                UNROLL for (int n = 0; n < TC_BAND / 8; n += 2) {
+                    uint32_t eb[2][2];
+                    mma_ld_bt2(eb, Es, LO, w16 + 8 * n, 16 * kk);
+                    mma_bf16(rb[n], qa, eb[0], rb[n]), mma_bf16(rb[n + 1], qa, eb[1], rb[n + 1]);
                 }
         }
         if (a.ers) { // R's band through the warp's rows of Rw, as mma_fwd_k
@@ -910,10 +928,10 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
         UNROLL for (int kk = 0; kk < NQ; kk++) {
             uint32_t ga[4];
             mma_ld_a(ga, Gs, LO, w16, 16 * kk);
-            UNROLL for (int n = 0; n < TB / 8; n++) {
-                uint32_t vb[2];
-                mma_ld_bt(vb, Vs, LO, 8 * n, 16 * kk);
-                mma_bf16(dp[n], ga, vb, dp[n]);
+            UNROLL for (int n = 0; n < TB / 8; n += 2) {
+                uint32_t vb[2][2];
+                mma_ld_bt2(vb, Vs, LO, 8 * n, 16 * kk);
+                mma_bf16(dp[n], ga, vb[0], dp[n]), mma_bf16(dp[n + 1], ga, vb[1], dp[n + 1]);
             }
         }
         UNROLL for (int x = 0; x < 2; x++) { // dS and PD of row x into their tiles, two columns a register
@@ -936,12 +954,12 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
             uint32_t da[4], pa[4];
             mma_ld_at(da, dSb, LP, w16, 16 * kq);
             mma_ld_at(pa, PDb, LP, w16, 16 * kq);
-            UNROLL for (int n = 0; n < NO; n++) {
-                uint32_t qb[2], gb[2];
-                mma_ld_b(qb, Qs, LO, 8 * n, 16 * kq);
-                mma_ld_b(gb, Gs, LO, 8 * n, 16 * kq);
-                mma_bf16(gk[n], da, qb, gk[n]);
-                mma_bf16(gv[n], pa, gb, gv[n]);
+            UNROLL for (int n = 0; n < NO; n += 2) {
+                uint32_t qb[2][2], gb[2][2];
+                mma_ld_b2(qb, Qs, LO, 8 * n, 16 * kq);
+                mma_ld_b2(gb, Gs, LO, 8 * n, 16 * kq);
+                mma_bf16(gk[n], da, qb[0], gk[n]), mma_bf16(gk[n + 1], da, qb[1], gk[n + 1]);
+                mma_bf16(gv[n], pa, gb[0], gv[n]), mma_bf16(gv[n + 1], pa, gb[1], gv[n + 1]);
             }
         }
     }
@@ -978,10 +996,10 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dq_k(
         UNROLL for (int kk = 0; kk < TB / 16; kk++) {
             uint32_t da[4];
             mma_ld_a(da, dSb, LP, w16, 16 * kk);
-            UNROLL for (int n = 0; n < NO; n++) {
-                uint32_t kb[2];
-                mma_ld_b(kb, Ks, LO, 8 * n, 16 * kk);
-                mma_bf16(gq[n], da, kb, gq[n]);
+            UNROLL for (int n = 0; n < NO; n += 2) {
+                uint32_t kb[2][2];
+                mma_ld_b2(kb, Ks, LO, 8 * n, 16 * kk);
+                mma_bf16(gq[n], da, kb[0], gq[n]), mma_bf16(gq[n + 1], da, kb[1], gq[n + 1]);
             }
         }
         if (!a.ers) continue;
@@ -994,10 +1012,10 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dq_k(
                 float hi = c - 1 >= 0 && c - 1 < TB ? __bfloat162float(row[x][c - 1]) : 0.0f;
                 da[q] = mma_pack(lo, hi); // exact: bf16 values
             }
-            UNROLL for (int n = 0; n < NO; n++) {
-                uint32_t eb[2];
-                mma_ld_b(eb, Es, LO, 8 * n, w16 + 16 * kk);
-                mma_bf16(gq[n], da, eb, gq[n]);
+            UNROLL for (int n = 0; n < NO; n += 2) {
+                uint32_t eb[2][2];
+                mma_ld_b2(eb, Es, LO, 8 * n, w16 + 16 * kk);
+                mma_bf16(gq[n], da, eb[0], gq[n]), mma_bf16(gq[n + 1], da, eb[1], gq[n + 1]);
             }
         }
     }
@@ -1041,10 +1059,10 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_der_k
                 float hi = __bfloat162float(D2[(r + 1) * L2 + r + 1 - c + TB]);
                 da[q] = mma_pack(lo, hi); // exact: bf16 values
             }
-            UNROLL for (int n = 0; n < NO; n++) {
-                uint32_t qb[2];
-                mma_ld_b(qb, Qs, LO, 8 * n, 16 * kr);
-                mma_bf16(ge[n], da, qb, ge[n]);
+            UNROLL for (int n = 0; n < NO; n += 2) {
+                uint32_t qb[2][2];
+                mma_ld_b2(qb, Qs, LO, 8 * n, 16 * kr);
+                mma_bf16(ge[n], da, qb[0], ge[n]), mma_bf16(ge[n + 1], da, qb[1], ge[n + 1]);
             }
         }
     }

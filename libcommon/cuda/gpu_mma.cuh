@@ -71,4 +71,41 @@ __device__ static inline void mma_bf16(float d[4], const uint32_t a[4], const ui
                    "f"(c[3]));
 #endif
 }
+
+// ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: the warp loads four 8 x 8 tiles of bf16 from shared memory.
+// Lane l gives the address of row l % 8 of tile l / 8 (16-byte aligned); register j of lane l gets tile j's row
+// l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (so a tile is an A or B quarter in the layout above), or with trans
+// the transpose's: column l / 4, rows 2 (l % 4) and 2 (l % 4) + 1. mma_ldm_ref does the same by shuffles.
+template <bool TRANS> __device__ static inline void mma_ldm_ref(uint32_t r[4], const __nv_bfloat16 *row)
+{
+    const int lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+    const unsigned long long mine = (unsigned long long)(uintptr_t)row;
+    for (int j = 0; j < 4; j++) {
+        if (!TRANS) {
+            const __nv_bfloat16 *p = (const __nv_bfloat16 *)(uintptr_t)__shfl_sync(0xffffffffu, mine, 8 * j + g);
+            r[j] = (uint32_t)__bfloat16_as_ushort(p[2 * t]) | (uint32_t)__bfloat16_as_ushort(p[2 * t + 1]) << 16;
+        } else {
+            const __nv_bfloat16 *p0 = (const __nv_bfloat16 *)(uintptr_t)__shfl_sync(0xffffffffu, mine, 8 * j + 2 * t);
+            const __nv_bfloat16 *p1 =
+                (const __nv_bfloat16 *)(uintptr_t)__shfl_sync(0xffffffffu, mine, 8 * j + 2 * t + 1);
+            r[j] = (uint32_t)__bfloat16_as_ushort(p0[g]) | (uint32_t)__bfloat16_as_ushort(p1[g]) << 16;
+        }
+    }
+}
+template <bool TRANS> __device__ static inline void mma_ldm(uint32_t r[4], const __nv_bfloat16 *row)
+{
+#ifdef GPU_EMU
+    mma_ldm_ref<TRANS>(r, row);
+#else
+    unsigned a = (unsigned)__cvta_generic_to_shared(row);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+#endif
+}
 #endif
