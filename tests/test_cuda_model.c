@@ -1036,8 +1036,8 @@ int main(int argc, char **argv)
         }
         if (gpu || check_skipping) {
             test_model(gpu), test_training(gpu), test_bf16_training(gpu, " (fused attention, tensor cores)");
-            setenv("HMT_GPU_FA_MMA", "1", 1); // its forward on fragments in registers (gpu_mma.cuh)
-            test_bf16_training(gpu, " (fused attention, mma forward)");
+            setenv("HMT_GPU_FA_MMA", "1", 1); // its kernels on fragments in registers (gpu_mma.cuh)
+            test_bf16_training(gpu, " (fused attention, mma kernels)");
             unsetenv("HMT_GPU_FA_MMA");
         }
     }
