@@ -419,11 +419,50 @@ template <int N> __device__ static inline void mma_zero(float (&c)[N][4])
     UNROLL for (int n = 0; n < N; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 }
 
+// The warp's scores before the scale, S + R with R = Q Es^T skewed: keys 8 n + 2 t (+1) of its query rows 16 w + g
+// (+ 8) against a key tile. S = Q K^T and R's band (Es rows from 16 w on) share Q's fragments; the band goes
+// through the warp's 16 rows of Rw, since the skew moves entries across lanes: entry (r, c) reads band column
+// tc_band(r, c). Es NULL: no relative term. Qs, Ks (TB rows) and Es (2 TB) are operand tiles at pitch tc_ld(HS).
+template <int HS>
+__device__ static void mma_scores(float (&s)[TB / 8][4], const __nv_bfloat16 *Qs, const __nv_bfloat16 *Ks,
+                                  const __nv_bfloat16 *Es, float *Rw)
+{
+    constexpr int LO = tc_ld<TcBf16>(HS), LB = tc_ldf(TC_BAND);
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * (threadIdx.x >> 5);
+    float rb[TC_BAND / 8][4];
+    mma_zero(s), mma_zero(rb);
+    UNROLL for (int kk = 0; kk < HS / 16; kk++) {
+        uint32_t qa[4];
+        mma_ld_a(qa, Qs, LO, w16, 16 * kk);
+        UNROLL for (int n = 0; n < TB / 8; n += 2) {
+            uint32_t kb[2][2];
+            mma_ld_bt2(kb, Ks, LO, 8 * n, 16 * kk);
+            mma_bf16(s[n], qa, kb[0], s[n]), mma_bf16(s[n + 1], qa, kb[1], s[n + 1]);
+        }
+        if (Es)
+            UNROLL for (int n = 0; n < TC_BAND / 8; n += 2) {
+                uint32_t eb[2][2];
+                mma_ld_bt2(eb, Es, LO, w16 + 8 * n, 16 * kk);
+                mma_bf16(rb[n], qa, eb[0], rb[n]), mma_bf16(rb[n + 1], qa, eb[1], rb[n + 1]);
+            }
+    }
+    if (!Es) return;
+    __syncwarp(); // the last tile's band is read
+    UNROLL for (int n = 0; n < TC_BAND / 8; n++)
+        UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
+    __syncwarp();
+    UNROLL for (int n = 0; n < TB / 8; n++)
+        UNROLL for (int q = 0; q < 4; q++) {
+            int r = g + 8 * (q >> 1), c = 8 * n + 2 * t + (q & 1);
+            s[n][q] += Rw[r * LB + r - c + TB - 1];
+        }
+}
+
 // block (b*NH + h, query tile): o rows of the tile and their lse, as tc_fwd_k (bf16 operands)
 template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k(FaArgs a)
 {
     typedef __nv_bfloat16 S;
-    constexpr int LO = tc_ld<TcBf16>(HS), LB = tc_ldf(TC_BAND), NQ = HS / 16, NO = HS / 8;
+    constexpr int LO = tc_ld<TcBf16>(HS), LB = tc_ldf(TC_BAND), NO = HS / 8;
     DYN_SMEM(sm);
     S *Qs = (S *)sm, *Ks = Qs + TB * LO, *Vs = Ks + TB * LO, *Es = Vs + TB * LO; // Es: 2 TB rows
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w16 = 16 * warp;
@@ -446,36 +485,8 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k
         tc_load<TcBf16>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
         if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        // S = Q K^T (keys 8 n + 2 t (+1) of rows g, g + 8) and R's band = Q Es^T (rows of Es from 16 w on; entry
-        // (r, c) then reads band column tc_band(r, c)) on the same fragments of the warp's rows of Q
-        float s[TB / 8][4], rb[TC_BAND / 8][4];
-        mma_zero(s), mma_zero(rb);
-        UNROLL for (int kk = 0; kk < NQ; kk++) {
-            uint32_t qa[4];
-            mma_ld_a(qa, Qs, LO, w16, 16 * kk);
-            UNROLL for (int n = 0; n < TB / 8; n += 2) {
-                uint32_t kb[2][2];
-                mma_ld_bt2(kb, Ks, LO, 8 * n, 16 * kk);
-                mma_bf16(s[n], qa, kb[0], s[n]), mma_bf16(s[n + 1], qa, kb[1], s[n + 1]);
-            }
-            if (a.ers)
-                UNROLL for (int n = 0; n < TC_BAND / 8; n += 2) {
-                    uint32_t eb[2][2];
-                    mma_ld_bt2(eb, Es, LO, w16 + 8 * n, 16 * kk);
-                    mma_bf16(rb[n], qa, eb[0], rb[n]), mma_bf16(rb[n + 1], qa, eb[1], rb[n + 1]);
-                }
-        }
-        if (a.ers) {
-            __syncwarp(); // the last tile's band is read
-            UNROLL for (int n = 0; n < TC_BAND / 8; n++)
-                UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
-            __syncwarp();
-            UNROLL for (int n = 0; n < TB / 8; n++)
-                UNROLL for (int q = 0; q < 4; q++) {
-                    int r = g + 8 * (q >> 1), c = 8 * n + 2 * t + (q & 1);
-                    s[n][q] += Rw[r * LB + r - c + TB - 1];
-                }
-        }
+        float s[TB / 8][4]; // keys 8 n + 2 t (+1) of rows g, g + 8
+        mma_scores<HS>(s, Qs, Ks, a.ers ? Es : NULL, Rw);
         UNROLL for (int x = 0; x < 2; x++) { // the online softmax of row x (entries q = 2 x, 2 x + 1)
             float mx = -INFINITY;
             UNROLL for (int n = 0; n < TB / 8; n++)
@@ -896,34 +907,8 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
         tc_load<TcBf16>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
         if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
         __syncthreads();
-        float s[TB / 8][4], dp[TB / 8][4], rb[TC_BAND / 8][4]; // the warp's query rows 16 w + g (+ 8): keys 8 n +
-        mma_zero(s), mma_zero(rb);                             // 2 t (+ 1); rb: R's band (with Er)
-        UNROLL for (int kk = 0; kk < NQ; kk++) { // S = Q K^T and R's band = Q Es^T on the same Q fragments
-            uint32_t qa[4];
-            mma_ld_a(qa, Qs, LO, w16, 16 * kk);
-            UNROLL for (int n = 0; n < TB / 8; n += 2) {
-                uint32_t kb[2][2];
-                mma_ld_bt2(kb, Ks, LO, 8 * n, 16 * kk);
-                mma_bf16(s[n], qa, kb[0], s[n]), mma_bf16(s[n + 1], qa, kb[1], s[n + 1]);
-            }
-            if (a.ers)
-                UNROLL for (int n = 0; n < TC_BAND / 8; n += 2) {
-                    uint32_t eb[2][2];
-                    mma_ld_bt2(eb, Es, LO, w16 + 8 * n, 16 * kk);
-                    mma_bf16(rb[n], qa, eb[0], rb[n]), mma_bf16(rb[n + 1], qa, eb[1], rb[n + 1]);
-                }
-        }
-        if (a.ers) { // R's band through the warp's rows of Rw, as mma_fwd_k
-            __syncwarp();
-            UNROLL for (int n = 0; n < TC_BAND / 8; n++)
-                UNROLL for (int q = 0; q < 4; q++) Rw[(g + 8 * (q >> 1)) * LB + 8 * n + 2 * t + (q & 1)] = rb[n][q];
-            __syncwarp();
-            UNROLL for (int n = 0; n < TB / 8; n++)
-                UNROLL for (int q = 0; q < 4; q++) {
-                    int r = g + 8 * (q >> 1), c = 8 * n + 2 * t + (q & 1);
-                    s[n][q] += Rw[r * LB + r - c + TB - 1];
-                }
-        }
+        float s[TB / 8][4], dp[TB / 8][4]; // the warp's query rows 16 w + g (+ 8), keys 8 n + 2 t (+ 1)
+        mma_scores<HS>(s, Qs, Ks, a.ers ? Es : NULL, Rw);
         mma_zero(dp);
         UNROLL for (int kk = 0; kk < NQ; kk++) {
             uint32_t ga[4];
