@@ -75,7 +75,7 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
         read -r -a pargs <<<"${GPU_CHECK_PROFILE_ARGS:-}" # e.g. --tf32
         # fused: under TF32 or bf16 the tensor-core kernels; gemm16: gemm with HMT_GPU_ATT16=1 (bf16 products);
         # fused0: fused with HMT_GPU_FA_DS_MIB=0 (the backward's kernels each compute dS again, none stored);
-        # fusedmma: fused with HMT_GPU_FA_MMA=1 (bf16: the forward on fragments in registers)
+        # fusedmma: fused with HMT_GPU_FA_MMA=1 (bf16: forward and backward on fragments in registers)
         for att in ${GPU_CHECK_PROFILE_ATTN:-gemm fused}; do
             a16=0 ds=64 mma=0
             [ "$att" = gemm16 ] && a16=1

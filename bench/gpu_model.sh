@@ -6,7 +6,7 @@
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
 # conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the gemm
 # attention's products in bf16 too (HMT_GPU_ATT16=1), with the fused attention's dS not stored
-# (HMT_GPU_FA_DS_MIB=0), with its forward on fragments in registers (HMT_GPU_FA_MMA=1, also for the headline
+# (HMT_GPU_FA_DS_MIB=0), on fragments in registers (HMT_GPU_FA_MMA=1, also for the headline
 # config in bf16), and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16 autocast;
 # then the reference's headline config (configs/seed_default.json, 609M parameters, T 1024) at batch 24: C fp32 with
 # both attentions and PyTorch fp32, then (GPU_MODEL_HEADLINE_ALL=0 leaves them out) C TF32 and bf16, each with both
@@ -40,8 +40,8 @@ for B in 8 64; do
     echo "== C, CUDA backend, bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0), batch $B"
     HMT_GPU_FA_DS_MIB=0 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
         --precision bf16
-    # the fused attention's forward on fragments in registers (mma.sync; off by default until timed here)
-    echo "== C, CUDA backend, bf16 linear layers, fused attention, mma forward (HMT_GPU_FA_MMA=1), batch $B"
+    # the fused attention on fragments in registers, forward and backward (mma.sync; off by default until timed here)
+    echo "== C, CUDA backend, bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1), batch $B"
     HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
         --precision bf16
     if [ "$B" = 64 ]; then # twice the default room: the d 256 configs' heads (72 MiB) in one chunk, not two
@@ -73,5 +73,5 @@ for att in gemm fused; do
     HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --tf32
     HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
 done
-HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16 # mma forward
+HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16 # mma kernels
 python3 bench/model_torch.py "$hruns" "${H[@]}" --precision bf16

@@ -8,7 +8,7 @@
 # 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
 #    pass through; default here: compute-sanitizer's memcheck over test_cuda_ops for at most 90 s, the training
 #    profile in bf16 at batch 64, gemm attention with and without HMT_GPU_ATT16=1, and fused with and without
-#    its stored dS (HMT_GPU_FA_DS_MIB=0) and with its forward on fragments in registers (HMT_GPU_FA_MMA=1), and the decoder's
+#    its stored dS (HMT_GPU_FA_DS_MIB=0) and on fragments in registers (HMT_GPU_FA_MMA=1), and the decoder's
 #    profile at batch 1, both as HMT_GPU_PROFILE=events: the GPU's own time per kernel);
 # 3. with what is left of SESSION_S (540 s), GPU_SESSION_TASK: ablation (default), the ablation's next slice:
 #    bench/gpu_ablation.sh with GPU_SESSION_JOBS (6) runs at once, on top of the registry of the slices so far
@@ -47,7 +47,7 @@ if [ -f build/gpu-pack/pack.tar.xz ]; then
 fi
 # memcheck over test_cuda_ops by default (its attention section took seconds on the H100); the profile in bf16, of
 # the gemm attention with and without its bf16 products (HMT_GPU_ATT16=1) and of the fused one with and without its
-# stored dS (HMT_GPU_FA_DS_MIB=0) and its mma forward (HMT_GPU_FA_MMA=1), a row per kernel
+# stored dS (HMT_GPU_FA_DS_MIB=0) and its mma kernels (HMT_GPU_FA_MMA=1), a row per kernel
 GPU_CHECK_SAN=${GPU_CHECK_SAN:-1} GPU_CHECK_SAN_S=${GPU_CHECK_SAN_S:-90} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-all} \
     GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---precision bf16} \
     GPU_CHECK_PROFILE_ATTN=${GPU_CHECK_PROFILE_ATTN:-gemm gemm16 fused fused0 fusedmma} bash bench/gpu_check.sh
