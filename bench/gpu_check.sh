@@ -5,8 +5,11 @@
 # POP909 songs into build/gpu-data; carry build/cuda/tests, build/cuda/bench, build/gpu-libs, build/gpu-data and
 # bin-cuda. cuBLAS 13 is too large to carry: it is looked for there (the CUDA toolkit, or PyTorch's nvidia-* wheels).
 # Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
-# then bench/gpu_decode.sh, bench/gpu_model.sh (C against PyTorch on this GPU) and bench/gpu_step.sh (train's step
-# with and without its CUDA graph), then compute-sanitizer memcheck.
+# then, most wanted first: bench/gpu_model.sh (C against PyTorch on this GPU), the training profiles, bench/gpu_decode.sh,
+# the decoding profiles, compute-sanitizer memcheck and bench/gpu_step.sh (train's step with and without its CUDA
+# graph). GPU_CHECK_DEADLINE (epoch seconds; gpu_session.sh sets it from its budget): each step after the tests runs
+# only while at least its minimum is left, with its time limit cut to what is left, so a window's call ends with
+# the most wanted results rather than being killed in the middle of the less wanted ones.
 # Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_STEP=0,
 # GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
 # tables; GPU_CHECK_PROFILE_ARGS: bench/model's for the training one, e.g. --tf32; GPU_CHECK_PROFILE_ATTN: its
@@ -46,6 +49,21 @@ ldd "$TEST" | grep -E 'cublas|openblas' | sed "s|$PWD|.|"
 
 # ---- the checks: as the backend runs; a failing op test again with a wait after every op (so a fault names its op)
 step() { echo "== $* ($(date -u +%H:%M:%S))"; }
+deadline=${GPU_CHECK_DEADLINE:-0}
+# budget NAME NEED MAX: prints the seconds step NAME may take, MAX or what is left before the deadline (less 5 s),
+# whichever is less; fails, saying so, when fewer than NEED are left
+budget() {
+    local max=$3 left
+    if [ "$deadline" -gt 0 ]; then
+        left=$((deadline - $(date +%s) - 5))
+        if [ "$left" -lt "$2" ]; then
+            echo "gpu_check: $1 left out: $left s to the deadline (GPU_CHECK_DEADLINE), it needs $2" >&2
+            return 1
+        fi
+        [ "$left" -lt "$max" ] && max=$left
+    fi
+    echo "$max"
+}
 step "$TEST"
 if ! HMT_REQUIRE_GPU=1 timeout 120 "$TEST"; then
     rc=1
@@ -66,8 +84,15 @@ else
 fi
 
 # ---- speed: C against PyTorch on this GPU (bench/gpu_model.sh); GPU_CHECK_BENCH=0 leaves it out ------------------
+bench=0
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    bench=1
+    if [ "${GPU_CHECK_MODEL:-1}" != 0 ] && t=$(budget bench/gpu_model.sh 60 420); then
+        step bench/gpu_model.sh
+        timeout "$t" bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
+            tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
+    fi
     # GPU_CHECK_PROFILE_MODE: HMT_GPU_PROFILE's mode, events (default: the GPU's own time per kernel, no waits) or 1
     # (a wait after every op: the wall time per op)
     pmode=${GPU_CHECK_PROFILE_MODE:-events}
@@ -84,32 +109,26 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
             kind=${att%16}
             kind=${kind%0}
             kind=${kind%mma}
+            t=$(budget "the $att profile" 20 120) || continue
             step "HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_FA_MMA=$mma HMT_GPU_PROFILE=$pmode build/cuda/bench/model 5 --device cuda --batch 64 --full ${pargs[*]}"
-            HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_FA_MMA=$mma HMT_GPU_PROFILE=$pmode timeout 120 \
+            HMT_GPU_ATTENTION=$kind HMT_GPU_ATT16=$a16 HMT_GPU_FA_DS_MIB=$ds HMT_GPU_FA_MMA=$mma HMT_GPU_PROFILE=$pmode timeout "$t" \
                 build/cuda/bench/model 5 --device cuda --batch 64 --full "${pargs[@]}" 2>&1 |
                 tee "$OUT/gpu_profile_$att.log"
         done
     fi
+    if t=$(budget bench/gpu_decode.sh 40 300); then
+        step bench/gpu_decode.sh
+        timeout "$t" bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
+            echo "gpu_check: the decode benchmark stopped (exit $?)"
+    fi
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op: with waits, then the
         # GPU's own time per kernel (against the step's tok/s: what the launches cost at batch 1)
         for m in 1 events; do
+            t=$(budget "the decoding profile ($m)" 15 60) || continue
             step "HMT_GPU_PROFILE=$m build/cuda/bench/decode 1 1 --device cuda"
-            HMT_GPU_PROFILE=$m timeout 60 build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 |
+            HMT_GPU_PROFILE=$m timeout "$t" build/cuda/bench/decode 1 1 --device cuda 2>&1 | head -60 |
                 tee "$OUT/gpu_decode_profile_$m.log"
         done
-    fi
-    step bench/gpu_decode.sh
-    timeout 300 bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
-        echo "gpu_check: the decode benchmark stopped (exit $?)"
-    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || step bench/gpu_model.sh
-    [ "${GPU_CHECK_MODEL:-1}" = 0 ] || timeout 420 bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
-        tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
-    # the step as train runs it, launched op by op against one CUDA graph (HMT_GPU_STEP_GRAPH=1), fp32 at batch 8
-    # (where launches weigh most; about 40 s)
-    if [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ]; then
-        step "PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3"
-        PRECISIONS=fp32 BATCHES=8 timeout 240 bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log" ||
-            echo "gpu_check: the step benchmark stopped (exit $?)"
     fi
 fi
 
@@ -122,15 +141,29 @@ elif [ -n "$SAN" ]; then
     # GPU_CHECK_SAN_SECTIONS: test_cuda_ops sections to check (e.g. "attention layernorm"; default all)
     read -r -a sections <<<"${GPU_CHECK_SAN_SECTIONS:-}"
     for tool in memcheck $([ "${GPU_CHECK_SAN:-1}" = race ] && echo racecheck); do
+        t=$(budget "compute-sanitizer $tool" 30 "${GPU_CHECK_SAN_S:-120}") || continue
         step "compute-sanitizer --tool $tool $TEST ${sections[*]}"
-        HMT_REQUIRE_GPU=1 timeout "${GPU_CHECK_SAN_S:-120}" "$SAN" --tool $tool --report-api-errors no --error-exitcode 3 "$TEST" \
+        HMT_REQUIRE_GPU=1 timeout "$t" "$SAN" --tool $tool --report-api-errors no --error-exitcode 3 "$TEST" \
           "${sections[@]}" > "$OUT/sanitizer-$tool.log" 2>&1
         s=$?
         tail -3 "$OUT/sanitizer-$tool.log"
-        [ $s = 0 ] || { echo "gpu_check: compute-sanitizer $tool: exit $s (see sanitizer-$tool.log)"; rc=1; }
+        if [ $s = 124 ]; then # its time limit: what it checked until then had no error (that would exit 3 at once)
+            echo "gpu_check: compute-sanitizer $tool stopped at its limit of $t s, no error up to there"
+        elif [ $s != 0 ]; then
+            echo "gpu_check: compute-sanitizer $tool: exit $s (see sanitizer-$tool.log)"; rc=1
+        fi
     done
 else
     echo "compute-sanitizer: not installed, skipped"
+fi
+
+# the step as train runs it, launched op by op against one CUDA graph (HMT_GPU_STEP_GRAPH=1), fp32 at batch 8
+# (where launches weigh most; about 40 s)
+if [ "$bench" = 1 ] && [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ] &&
+   t=$(budget bench/gpu_step.sh 40 240); then
+    step "PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3"
+    PRECISIONS=fp32 BATCHES=8 timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log" ||
+        echo "gpu_check: the step benchmark stopped (exit $?)"
 fi
 echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"
 exit $rc

@@ -2,11 +2,14 @@
 # gpu_session: a lent GPU window's work in one command (the developers' guide: one prepared script per window).
 # Prepare here: `make CUDA=1 gpu-pack SHARED=../shared` (build/gpu-pack/pack.tar.xz: the CUDA tests and benchmarks,
 # bin-cuda, the libraries a bare machine lacks, the test shards, the ablation's tools and all of POP909's shards;
-# about 26 MB, so one call carries it all). There, carrying build/gpu-pack:
+# about 38 MB, so one call carries it all). There, carrying build/gpu-pack:
 #   OUT=$OUT bash bench/gpu_session.sh
 # 1. unpacks the pack (tar with xz, or Python's tarfile where xz is missing);
 # 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
-#    pass through; default here: compute-sanitizer's memcheck over test_cuda_ops for at most 90 s, the training
+#    pass through; default here: 5 steps a benchmark row, 3 for the headline config, as the 2026-11-27 window, and
+#    GPU_CHECK_DEADLINE at SESSION_S less 10 s and less GPU_SESSION_RESERVE_S (0: the time kept for step 3), so
+#    the checks end in time, most wanted first;
+#    compute-sanitizer's memcheck over test_cuda_ops for at most 90 s, the training
 #    profile in bf16 at batch 64, gemm attention with and without HMT_GPU_ATT16=1, and fused with and without
 #    its stored dS (HMT_GPU_FA_DS_MIB=0) and on fragments in registers (HMT_GPU_FA_MMA=1), and the decoder's
 #    profile at batch 1, both as HMT_GPU_PROFILE=events: the GPU's own time per kernel);
@@ -48,7 +51,9 @@ fi
 # memcheck over test_cuda_ops by default (its attention section took seconds on the H100); the profile in bf16, of
 # the gemm attention with and without its bf16 products (HMT_GPU_ATT16=1) and of the fused one with and without its
 # stored dS (HMT_GPU_FA_DS_MIB=0) and its mma kernels (HMT_GPU_FA_MMA=1), a row per kernel
-GPU_CHECK_SAN=${GPU_CHECK_SAN:-1} GPU_CHECK_SAN_S=${GPU_CHECK_SAN_S:-90} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-all} \
+GPU_CHECK_DEADLINE=${GPU_CHECK_DEADLINE:-$((t0 + SESSION_S - 10 - ${GPU_SESSION_RESERVE_S:-0}))} GPU_CHECK_RUNS=${GPU_CHECK_RUNS:-5} \
+    GPU_CHECK_HEADLINE_RUNS=${GPU_CHECK_HEADLINE_RUNS:-3} \
+    GPU_CHECK_SAN=${GPU_CHECK_SAN:-1} GPU_CHECK_SAN_S=${GPU_CHECK_SAN_S:-90} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-all} \
     GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---precision bf16} \
     GPU_CHECK_PROFILE_ATTN=${GPU_CHECK_PROFILE_ATTN:-gemm gemm16 fused fused0 fusedmma} bash bench/gpu_check.sh
 rc=$?
