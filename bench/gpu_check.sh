@@ -92,6 +92,9 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
         step bench/gpu_model.sh
         timeout "$t" bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
             tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
+        # its tables as the README gives them (what ran until a stop too)
+        python3 bench/gpu_summary.py "$OUT/gpu_model.log" > "$OUT/gpu_summary.md" ||
+            echo "gpu_check: bench/gpu_summary.py found no run in gpu_model.log"
     fi
     # GPU_CHECK_PROFILE_MODE: HMT_GPU_PROFILE's mode, events (default: the GPU's own time per kernel, no waits) or 1
     # (a wait after every op: the wall time per op)

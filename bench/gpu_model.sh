@@ -14,6 +14,7 @@
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "alloc MiB" the most it held through its own allocations (its peer: "peak MiB",
 # PyTorch's max_memory_allocated, its context not included).
+# bench/gpu_summary.py LOG prints its tables as the README gives them.
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
 # build/cuda/bench/model) and a python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
@@ -63,15 +64,22 @@ for B in 64 8; do # batch 64 first: issue 15's open goal, should the call's time
     done
 done
 H=(--device cuda --batch 24 --full --config configs/seed_default.json)
-echo "== the headline config, batch 24: C fp32 (gemm, then fused attention), PyTorch fp32"
+hl() { echo "== the headline config, batch 24: $1"; } # a "==" line per run (bench/gpu_summary.py labels runs by it)
+hl "C fp32, gemm attention"
 build/cuda/bench/model "$hruns" "${H[@]}"
+hl "C fp32, fused attention"
 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}"
+hl "PyTorch fp32"
 python3 bench/model_torch.py "$hruns" "${H[@]}"
 [ "${GPU_MODEL_HEADLINE_ALL:-1}" = 0 ] && exit 0
-echo "== the headline config, batch 24: C TF32 and bf16 (gemm, then fused attention), PyTorch bf16 autocast (issue 15's peer)"
+# C TF32 and bf16 with both attentions, and bf16 on the mma kernels, against PyTorch bf16 autocast (issue 15's peer)
 for att in gemm fused; do
+    hl "C TF32, $att attention"
     HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --tf32
+    hl "C bf16 linear layers, $att attention"
     HMT_GPU_ATTENTION=$att build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
 done
-HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16 # mma kernels
+hl "C bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1)"
+HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$hruns" "${H[@]}" --precision bf16
+hl "PyTorch bf16 autocast"
 python3 bench/model_torch.py "$hruns" "${H[@]}" --precision bf16
