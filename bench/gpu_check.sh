@@ -123,6 +123,8 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
         step bench/gpu_decode.sh
         timeout "$t" bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
             echo "gpu_check: the decode benchmark stopped (exit $?)"
+        python3 bench/gpu_summary.py "$OUT/gpu_decode.log" > "$OUT/gpu_decode_summary.md" ||
+            echo "gpu_check: bench/gpu_summary.py found no run in gpu_decode.log"
     fi
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op: with waits, then the
         # GPU's own time per kernel (against the step's tok/s: what the launches cost at batch 1)

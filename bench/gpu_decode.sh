@@ -8,7 +8,8 @@
 # one launch per step (HMT_GPU_DECODE_MEGA=1: the step's kernels as one persistent kernel with grid barriers; with
 # bf16 weights also at 2 blocks per multiprocessor, HMT_GPU_DECODE_MEGA_BLOCKS=2).
 # Usage: bench/gpu_decode.sh [RUNS (3)]. Needs build/cuda/bench/decode (make CUDA=1 build/cuda/bench/decode) and a
-# python3 with CUDA PyTorch; run by bench/gpu_check.sh.
+# python3 with CUDA PyTorch; run by bench/gpu_check.sh. The rows issue 15's batch-1 goal waits on (one launch per
+# step) come first, then dependent launches, PyTorch, and the rows timed before. bench/gpu_summary.py LOG: its table.
 set -uo pipefail
 runs=${1:-3}
 echo "== C decoder, CUDA backend, fp32"
@@ -17,17 +18,6 @@ build/cuda/bench/decode "$runs" 1 --device cuda
 # needs 16-row products, past the graphs' matrix-vector kernel: it runs as above)
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
-# sample tok/s with the draw on the host instead of the GPU (the logits copied back and drawn there, as before)
-echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs, sampling drawn on the host (HMT_GPU_DECODE_DRAW=0)"
-HMT_GPU_DECODE_DRAW=0 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
-# and with the linear layers' weights read as bfloat16 (every product in the kernel: batch 8 in graphs too)
-echo "== C decoder, CUDA backend, bf16 weights, steps as CUDA graphs (HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
-HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
-# the graphs again with every step kernel a programmatic dependent launch (each starts while the one before ends)
-echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1)"
-HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
-echo "== C decoder, CUDA backend, bf16 weights, graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
-HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 # every step one launch: the ops of a step run by one persistent kernel, a grid barrier between each and the next
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of one launch (HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
@@ -35,5 +25,16 @@ echo "== C decoder, CUDA backend, bf16 weights, graphs of one launch (HMT_GPU_DE
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== the same with 2 blocks per multiprocessor (HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+# the graphs again with every step kernel a programmatic dependent launch (each starts while the one before ends)
+echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+echo "== C decoder, CUDA backend, bf16 weights, graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== PyTorch eager, fp32, a full forward per token (tests/ref, eval, no_grad)"
 python3 bench/decode_torch.py "$runs" --cuda
+# sample tok/s with the draw on the host instead of the GPU (the logits copied back and drawn there, as before)
+echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs, sampling drawn on the host (HMT_GPU_DECODE_DRAW=0)"
+HMT_GPU_DECODE_DRAW=0 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+# and with the linear layers' weights read as bfloat16 (every product in the kernel: batch 8 in graphs too)
+echo "== C decoder, CUDA backend, bf16 weights, steps as CUDA graphs (HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda

@@ -12,6 +12,10 @@ lent window) as the README gives them, so a window's figures go into the README 
    included) and, where the log has it, the most it held through its own allocations ("alloc MiB") as a share of
    PyTorch bf16's peak (max_memory_allocated), issue 15's memory goal.
 
+A log of bench/gpu_decode.sh (its runs are "C decoder" ones) gives the generation table instead: per config and
+batch, the prefill of its first run, then each C run's generated tokens/s (labelled by its switches), PyTorch's
+recompute and C's fastest against it.
+
 The log is read run by run: a C run starts at its "device:" line, a PyTorch run at its "PyTorch x.y" line; each
 takes the "==" line above it as its label. Python's standard library only. Exit 1 when the log has no run.
 """
@@ -144,6 +148,59 @@ def runs_table(runs):
     return out
 
 
+def parse_decode(lines):
+    """The runs of a gpu_decode log: dicts with kind (C or PyTorch), label and rows {(config, batch): {prefill, gen}}
+    ({tokens} for PyTorch)"""
+    runs, label, run = [], "", None
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("== "):
+            label = line[3:].strip()
+            run = {"kind": "PyTorch" if label.startswith("PyTorch") else "C", "label": label, "rows": {}}
+            runs.append(run)
+            continue
+        if run is None:
+            continue
+        f = re.match(r"(.+?)\s+(\d+)\s+(.*)$", line)
+        if not f or line.startswith(("config", "device", "PyTorch", " ")):
+            continue
+        rest = f.group(3).split()
+        key = (f.group(1).strip(), int(f.group(2)))
+        if run["kind"] == "C" and len(rest) >= 3 and all(re.fullmatch(r"\d+", x) for x in rest[:3]):
+            run["rows"][key] = {"prefill": int(rest[0]), "gen": int(rest[2])}
+        elif run["kind"] == "PyTorch" and len(rest) == 2 and re.fullmatch(r"\d+\.\d+", rest[1]):
+            run["rows"][key] = {"tokens": float(rest[1])}
+    return [r for r in runs if r["rows"]]
+
+
+def switches(label):
+    """A C decoder run's short name: its switches without HMT_GPU_DECODE_ and =1 (eager: none)"""
+    m = re.search(r"\((HMT_[^)]*)\)", label)
+    if not m:
+        return "eager"
+    return " ".join(x.replace("HMT_GPU_DECODE_", "").replace("=1", "") for x in m.group(1).split())
+
+
+def decode_table(runs):
+    cs = [r for r in runs if r["kind"] == "C"]
+    torch = next((r for r in runs if r["kind"] == "PyTorch"), None)
+    keys = []
+    for r in runs:
+        for k in r["rows"]:
+            if k not in keys:
+                keys.append(k)
+    keys.sort(key=lambda k: k[1])
+    out = [md(["config", "batch", "C prefill tok/s"] + [f"{switches(r['label'])} tok/s" for r in cs] +
+              ["PyTorch recompute tok/s", "C best / PyTorch"]), "|---" * (len(cs) + 5) + "|"]
+    for c, b in keys:
+        gens = [r["rows"].get((c, b), {}).get("gen", 0) for r in cs]
+        pre = next((r["rows"][(c, b)]["prefill"] for r in cs if (c, b) in r["rows"]), 0)
+        pt = torch["rows"].get((c, b), {}).get("tokens", 0) if torch else 0
+        out.append(md([NAMES.get(c, c), str(b), n(pre) if pre else ""] + [n(g) if g else "" for g in gens] +
+                      [f"{pt:,.1f}" if pt else "", ratio(max(gens), pt) if pt else ""]))
+    return out
+
+
 def main(argv):
     if len(argv) == 2 and argv[1] in ("-h", "--help"):
         print(__doc__.strip())
@@ -153,10 +210,14 @@ def main(argv):
         return 2
     try:
         with open(argv[1], encoding="utf-8", errors="replace") as f:
-            runs = parse(f)
+            lines = f.readlines()
     except OSError as e:
         print(f"gpu_summary: cannot read '{argv[1]}': {e.strerror}", file=sys.stderr)
         return 1
+    if any(line.startswith("== C decoder") for line in lines):
+        print("\n".join(decode_table(parse_decode(lines))))
+        return 0
+    runs = parse(lines)
     if not any(r["rows"] for r in runs):
         print(f"gpu_summary: no benchmark run in '{argv[1]}'", file=sys.stderr)
         return 1

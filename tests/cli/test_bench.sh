@@ -2,8 +2,9 @@
 # test_bench: the benchmarks' own tools. bench/gpu_summary.py (the tables of bench/gpu_model.sh's log): --help, usage
 # and read errors; on the committed H100 log (bench/results/gpu_model_h100.log) its speed table is the README's, row
 # for row, so the README's figures are the log's; on a log in today's format (per-run "==" lines for the headline
-# config, the "alloc MiB" column) the speed table takes only runs without a switch, and every run is a row of its second table, with C's allocations as a share of PyTorch
-# bf16's peak. Needs python3 (its standard library); without it the checks are counted as skipped.
+# config, the "alloc MiB" column) the speed table takes only runs without a switch, and every run is a row of its
+# second table, with C's allocations as a share of PyTorch bf16's peak; on the committed decoding log, the generation
+# table with the README's figures. Needs python3 (its standard library); without it the checks are counted as skipped.
 set -u -o pipefail
 export LC_ALL=C
 
@@ -13,7 +14,7 @@ cd "$ROOT" || exit 1
 
 SUM=bench/gpu_summary.py
 if ! command -v python3 >/dev/null; then
-    skip 14 "python3 is not installed: bench/gpu_summary.py not checked"
+    skip 24 "python3 is not installed: bench/gpu_summary.py not checked"
     summary
 fi
 
@@ -77,4 +78,11 @@ check "the mma run: its ratio and its allocations' share of PyTorch's peak" \
     grep -qF '| 64 | bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1) | bf16 | fused | baseline, 6 layers | 2,184,533 | 2.79x | 3,000 | 2,377 | 38% |' "$T/out"
 check "the headline run: labelled by its own line, against PyTorch bf16 at batch 24" \
     grep -qF "| 24 | bf16 linear layers, gemm attention | bf16 | gemm | the reference's headline config (609M, T 1024) | 158,174 | 3.32x | 35,561 | 27,161 | 81% |" "$T/out"
+# the decoder's log: the generation table, each run a column
+expect "gpu_summary on the H100 decoding log: exits 0" 0 python3 "$SUM" bench/results/gpu_decode_h100.log
+check "the decoding table: a column per run, labelled by its switches" \
+    grep -qF '| config | batch | C prefill tok/s | eager tok/s | GRAPH tok/s | BF16 GRAPH tok/s | PyTorch recompute tok/s | C best / PyTorch |' "$T/out"
+check "the decoding table: the README's figures for the baseline at batch 1" \
+    grep -qF '| baseline, 6 layers | 1 | 95,745 | 4,243 | 4,987 | 4,697 | 222.5 | 22.41x |' "$T/out"
+check "the decoding table: 6 rows" n_lines "$T/out" 8
 summary
