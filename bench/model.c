@@ -234,5 +234,6 @@ int main(int argc, char **argv)
         be->free(vals), be->free(kd);
         hg_free(&m);
     }
+    if (config) config_free(&rc);
     return 0;
 }

@@ -412,6 +412,24 @@ static void fa_er_copy(const char *op, FaArgs &a, float *room)
     a.ers = room;
 }
 
+// n floats of src as bfloat16 into dst (rounded to nearest even: the operands the kernels would make of them)
+__global__ static void fa_to16_k(uint16_t *dst, const float *src, size_t n) { GRID_STRIDE(i, n) dst[i] = to_bf16(src[i]); }
+
+// Floats of workspace that a bfloat16 copy of n values takes (whole floats, so what follows stays aligned)
+static size_t fa_half(size_t n) { return (n + 1) / 2; }
+
+// the bfloat16 copy of n floats of src into room (fa_half(n) floats), returned; NULL for NULL room
+static const uint16_t *fa_copy16(const char *op, float *room, const float *src, size_t n)
+{
+    if (!room) return NULL;
+    LAUNCH(fa_to16_k, ew_blocks(n), EW_THREADS)((uint16_t *)room, src, n);
+    gpu_launched(op);
+    return (const uint16_t *)room;
+}
+
+// Floats of Er's bfloat16 copy (FaArgs.ers16) under GPU_BF16 on tensor cores; Er then needs no aligned float copy
+static size_t fa_er16_room(const FaArgs &a, bool tc16) { return tc16 && a.ers ? fa_half((size_t)a.Tq * a.HS) : 0; }
+
 // what the fused attention records when handed bfloat16 q, k, v that the tensor-core kernels do not take
 static const char FA_NO16[] =
     "bf16 q, k, v: the tensor-core kernels do not take them here (gpu_attention_fused_takes16)";
@@ -421,10 +439,13 @@ static void fused_forward(const char *op, FaArgs &a, float *out, float *lse, int
 {
     a.o = out, a.lse = lse;
     if (fa_tc_takes(a, gpu_precision())) {
-        size_t er = fa_er_room(a);
-        float *room = er ? (float *)gpu_workspace(op, er * sizeof(float)) : NULL;
-        if (er && !room) return;
-        fa_er_copy(op, a, room);
+        const bool tc16 = gpu_precision() == GPU_BF16;
+        size_t er = tc16 ? 0 : fa_er_room(a), er16 = fa_er16_room(a, tc16);
+        float *room = er + er16 ? (float *)gpu_workspace(op, (er + er16) * sizeof(float)) : NULL;
+        if (er + er16 && !room) return;
+        fa_er_copy(op, a, er ? room : NULL);
+        if (er16) gpu_prof_part("fused fwd: Er as bf16");
+        a.ers16 = fa_copy16(op, er16 ? room : NULL, a.ers, (size_t)a.Tq * a.HS);
         fa_tc_forward(op, a, B, gpu_precision());
         gpu_prof_part(NULL);
         return;
@@ -487,17 +508,25 @@ static void fused_backward(const char *op, FaArgs &a, float *dq, float *dk, floa
         gpu_record(op, FA_NO16);
         return;
     }
-    // the workspace: D, dEr's partials, (tensor cores, Er not aligned) Er's copy, and (tensor cores) a chunk of
-    // heads' dS tiles; each from a 64-float boundary
+    // the workspace: D, dEr's partials, (TF32 tensor cores, Er not aligned) Er's copy, (bf16 tensor cores) the
+    // bfloat16 copies of Er's rows and of dout, and (tensor cores) a chunk of heads' dS tiles; each from a 64-float
+    // boundary
+    const bool tc16 = tc && prec == GPU_BF16;
     const size_t per_head = tc ? fa_tc_ds_bytes(a, prec) : 0;
     const int chunk = tc ? fa_ds_chunk(d->B * d->NH, per_head) : 0;
-    size_t er = tc ? fa_er_room(a) : 0, er_at = (rows + part + 63) & ~(size_t)63;
-    size_t ds_at = (er_at + er + 63) & ~(size_t)63;
+    const size_t n_dout = (size_t)d->B * d->Tq * d->C;
+    size_t er = tc && !tc16 ? fa_er_room(a) : 0, er16 = fa_er16_room(a, tc16), g16 = tc16 ? fa_half(n_dout) : 0;
+    size_t er_at = (rows + part + 63) & ~(size_t)63, er16_at = (er_at + er + 63) & ~(size_t)63;
+    size_t g16_at = (er16_at + er16 + 63) & ~(size_t)63, ds_at = (g16_at + g16 + 63) & ~(size_t)63;
     size_t ds = (size_t)chunk * per_head / sizeof(float);
-    float *ws = (float *)gpu_workspace(op, (ds ? ds_at + ds : er ? er_at + er : rows + part) * sizeof(float));
+    size_t end = ds ? ds_at + ds : g16 ? g16_at + g16 : er16 ? er16_at + er16 : er ? er_at + er : rows + part;
+    float *ws = (float *)gpu_workspace(op, end * sizeof(float));
     if (!ws) return;
     a.D = ws, a.part = part ? ws + rows : NULL, a.dsw = ds ? ws + ds_at : NULL;
     fa_er_copy(op, a, er ? ws + er_at : NULL);
+    if (tc16) gpu_prof_part("fused bwd: Er and dO as bf16");
+    a.ers16 = fa_copy16(op, er16 ? ws + er16_at : NULL, a.ers, (size_t)a.Tq * a.HS);
+    a.dout16 = fa_copy16(op, g16 ? ws + g16_at : NULL, dout, n_dout);
     gpu_prof_part("fused bwd: D = rowsum(dO O)");
     LAUNCH(fa_rowdot_k, gpu_blocks(rows, FA_THREADS / 32), FA_THREADS)(a.D, dout, out, d->Tq, d->NH, a.HS, d->C, rows);
     gpu_launched(op);

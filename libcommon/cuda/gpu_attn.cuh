@@ -9,6 +9,9 @@
 typedef struct FaArgs {
     const float *q, *k, *v, *ers, *out, *dout; // ers: the last Tq rows of Er (distance m at row Tq-1-m), or NULL
     const uint16_t *q16, *k16, *v16; // q, k, v as bfloat16 in their place (gpu.h gpu_attention_fused_forward16)
+    // under GPU_BF16 on tensor cores: bfloat16 copies of ers's rows and of dout (the backward), made once per call
+    // (gpu_attn.cu), which the kernels load instead of converting the floats in every block that reads them
+    const uint16_t *ers16, *dout16;
     float *o, *lse, *D, *dq, *dk, *dv, *part;
     void *dsw; // the tensor-core backward's dS tiles (gpu_attn_tc.cu), or NULL: each kernel computes dS itself
     int bh0;   // the tensor-core backward runs heads bh0 .. bh0 + gridDim.x - 1 (a chunk of them; 0 elsewhere)
@@ -34,8 +37,9 @@ __device__ static inline int fa_last_first(void) { return (int)(gridDim.y - 1 - 
 // The tensor-core kernels take head sizes that are multiples of 16 up to TC_HS_MAX, under GPU_TF32 or GPU_BF16,
 // when they fit this device's shared memory (gpu.h gpu_attention_tc_fits), with every row they read 16-byte
 // aligned (they load four floats at a time): hg.c's buffers always are. Er need not be: a parameter table whose
-// tensors' sizes are not multiples of 4 floats misaligns it, and gpu_attn.cu then hands them an aligned copy.
-// bfloat16 q, k and v (q16: under GPU_BF16 only) are loaded eight at a time: 16-byte rows too.
+// tensors' sizes are not multiples of 4 floats misaligns it, and gpu_attn.cu then hands them an aligned copy
+// (TF32), or under GPU_BF16 its bfloat16 copy (ers16, in the workspace: aligned), as it does of dout (dout16).
+// bfloat16 q, k and v (q16: under GPU_BF16 only) and those copies are loaded eight at a time: 16-byte rows too.
 #define TC_HS_MAX 64
 static inline bool fa_tc_aligned(const void *p, int ld, int per16) { return (uintptr_t)p % 16 == 0 && ld % per16 == 0; }
 static inline bool fa_tc_takes(const FaArgs &a, int prec)

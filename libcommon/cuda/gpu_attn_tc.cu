@@ -58,6 +58,18 @@ template <class P> using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, P::
 template <class P> __host__ __device__ constexpr int tc_ld(int n) { return n + 16 / (int)sizeof(typename P::S); }
 __host__ __device__ constexpr int tc_ldf(int n) { return n + 4; }
 
+// four operands at o as one store (8 bytes in bf16, 16 in TF32: o is that aligned, as every operand row of the
+// kernels' tiles is 16-byte aligned and the four start at a multiple of 4)
+template <class P> struct alignas(4 * sizeof(typename P::S)) TcFour {
+    typename P::S e[4];
+};
+template <class P> __device__ static inline void tc_put4(typename P::S *o, float4 v)
+{
+    TcFour<P> f;
+    f.e[0] = P::cvt(v.x), f.e[1] = P::cvt(v.y), f.e[2] = P::cvt(v.z), f.e[3] = P::cvt(v.w);
+    *(TcFour<P> *)o = f;
+}
+
 // rows row0 .. row0+n-1 of src (row stride ld, HS columns) into dst (pitch ldd) as operands; zero rows outside
 // [0, limit). Four floats per load (fa_tc_takes: rows 16-byte aligned), so more bytes are in flight per thread.
 template <class P>
@@ -69,8 +81,7 @@ __device__ static void tc_load(typename P::S *dst, int ldd, const float *src, in
         int r = x / H4, d = 4 * (x - r * H4), row = row0 + r;
         float4 v = {0.0f, 0.0f, 0.0f, 0.0f};
         if (row >= 0 && row < limit) v = *(const float4 *)(src + (size_t)row * ld + d);
-        typename P::S *o = dst + r * ldd + d;
-        o[0] = P::cvt(v.x), o[1] = P::cvt(v.y), o[2] = P::cvt(v.z), o[3] = P::cvt(v.w);
+        tc_put4<P>(dst + r * ldd + d, v);
     }
 }
 
@@ -87,8 +98,24 @@ struct alignas(16) TcBf16x8 {
     uint16_t e[8];
 };
 
-// tc_load from either: bfloat16 rows eight values a load (fa_tc_takes: 16-byte aligned), widened exactly, so the
-// operands are those of their float32 values rounded to bf16 (P::cvt is exact on them)
+// eight bfloat16 values as operands at o (16-byte aligned): the operands of their float32 values rounded to bf16,
+// so in bf16 the 16 bytes as they are (one store; P::cvt would give the same bits), in TF32 widened exactly
+template <class P> __device__ static inline void tc_put8(typename P::S *o, TcBf16x8 v)
+{
+    if constexpr (sizeof(typename P::S) == 2) {
+        *(TcBf16x8 *)o = v;
+    } else {
+        float4 lo, hi;
+        lo.x = __uint_as_float((uint32_t)v.e[0] << 16), lo.y = __uint_as_float((uint32_t)v.e[1] << 16);
+        lo.z = __uint_as_float((uint32_t)v.e[2] << 16), lo.w = __uint_as_float((uint32_t)v.e[3] << 16);
+        hi.x = __uint_as_float((uint32_t)v.e[4] << 16), hi.y = __uint_as_float((uint32_t)v.e[5] << 16);
+        hi.z = __uint_as_float((uint32_t)v.e[6] << 16), hi.w = __uint_as_float((uint32_t)v.e[7] << 16);
+        tc_put4<P>(o, lo), tc_put4<P>(o + 4, hi);
+    }
+}
+
+// tc_load from either: bfloat16 rows eight values a load (fa_tc_takes: 16-byte aligned; FaArgs.q16, k16, v16, and
+// the copy of dout, dout16)
 template <class P>
 __device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, int row0, int n, int limit, int HS)
 {
@@ -101,23 +128,33 @@ __device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, 
         int r = x / H8, d = 8 * (x - r * H8), row = row0 + r;
         TcBf16x8 v = {};
         if (row >= 0 && row < limit) v = *(const TcBf16x8 *)(src.h + (size_t)row * ld + d);
-        typename P::S *o = dst + r * ldd + d;
-        UNROLL for (int e = 0; e < 8; e++) o[e] = P::cvt(__uint_as_float((uint32_t)v.e[e] << 16));
+        tc_put8<P>(dst + r * ldd + d, v);
     }
 }
 
-// the Er rows of distances m0 .. m0+n-1 (ers: distance m at row Tq-1-m) into dst as operands; zero where no
-// query-key pair has the distance. Four floats per load, as tc_load.
+// the Er rows of distances m0 .. m0+n-1 (a.ers: distance m at row Tq-1-m) into dst as operands; zero where no
+// query-key pair has the distance. Four floats per load, as tc_load, or from a.ers16, Er's bfloat16 copy (made once
+// per call under GPU_BF16, gpu_attn.cu), eight values per load.
 template <class P>
-__device__ static void tc_load_er(typename P::S *dst, int ldd, const float *ers, int m0, int n, int Tq, int HS)
+__device__ static void tc_load_er(typename P::S *dst, int ldd, const FaArgs &a, int m0, int n, int HS)
 {
+    const int Tq = a.Tq;
+    if (a.ers16) {
+        const int H8 = HS / 8;
+        for (int x = threadIdx.x; x < n * H8; x += blockDim.x) {
+            int e = x / H8, d = 8 * (x - e * H8), m = m0 + e;
+            TcBf16x8 v = {};
+            if (m >= 0 && m < Tq) v = *(const TcBf16x8 *)(a.ers16 + (size_t)(Tq - 1 - m) * HS + d);
+            tc_put8<P>(dst + e * ldd + d, v);
+        }
+        return;
+    }
     const int H4 = HS / 4;
     for (int x = threadIdx.x; x < n * H4; x += blockDim.x) {
         int e = x / H4, d = 4 * (x - e * H4), m = m0 + e;
         float4 v = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (m >= 0 && m < Tq) v = *(const float4 *)(ers + (size_t)(Tq - 1 - m) * HS + d);
-        typename P::S *o = dst + e * ldd + d;
-        o[0] = P::cvt(v.x), o[1] = P::cvt(v.y), o[2] = P::cvt(v.z), o[3] = P::cvt(v.w);
+        if (m >= 0 && m < Tq) v = *(const float4 *)(a.ers + (size_t)(Tq - 1 - m) * HS + d);
+        tc_put4<P>(dst + e * ldd + d, v);
     }
 }
 
@@ -323,7 +360,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads(); // the last tile's K, V, Es and P are read
         tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
         tc_load<P>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
-        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         __syncthreads();
         tc_product_t<P, TB / 16>(Ss, LS, Qs, Ks, LO, HS);
         if (a.ers) tc_band_t<P>(Rs, Qs, Es, LO, HS);
@@ -483,7 +520,7 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_fwd_k
         __syncthreads(); // the last tile's K, V and Es are read
         tc_load<TcBf16>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
         tc_load<TcBf16>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
-        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         __syncthreads();
         float s[TB / 8][4]; // keys 8 n + 2 t (+1) of rows g, g + 8
         mma_scores<HS>(s, Qs, Ks, a.ers ? Es : NULL, Rw);
@@ -600,7 +637,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
     const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
-    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    const TcRows gh = tc_rows(a.dout, a.dout16, (size_t)b * a.Tq * a.C + h * HS);
     tc_load<P>(Ks, LO, tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS), a.ldk, j0, TB, a.Tk, HS);
     tc_load<P>(Vs, LO, tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS), a.ldv, j0, TB, a.Tk, HS);
     if (!a.ers) tc_fill0(Rs, TB * LB); // no relative term: R stays zero
@@ -612,7 +649,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads();                                      // the last tile is read
         tc_load<P>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
         tc_load<P>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
-        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         __syncthreads();
         const int i = i0 + r, nk = i < a.Tq ? a.n_keys[i] : 0;
         float lse_i, D_i, ds[TB / 2], pd[TB / 2];
@@ -705,7 +742,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
     tc_load<P>(Qs, LO, tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS), a.ldq, i0, TB, a.Tq, HS);
-    tc_load<P>(Gs, LO, a.dout + (size_t)b * a.Tq * a.C + h * HS, a.C, i0, TB, a.Tq, HS);
+    tc_load<P>(Gs, LO, tc_rows(a.dout, a.dout16, (size_t)b * a.Tq * a.C + h * HS), a.C, i0, TB, a.Tq, HS);
     const int nk = i < a.Tq ? a.n_keys[i] : 0, nkt = tc_tile_keys(a.n_keys, i0, a.Tq);
     const uint64_t key = fa_key(a, bh);
     float lse_i, D_i;
@@ -717,7 +754,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
         __syncthreads(); // the last tile is read
         tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
         tc_load<P>(Vs, LO, vh, a.ldv, j0, TB, a.Tk, HS);
-        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         __syncthreads();
         float ds[TB / 2], pd[TB / 2];
         tc_grads<P, HS>(ds, pd, Ss, dPs, Rs, Qs, Gs, Ks, Vs, Es, a, key, i, j0, nk, lse_i, D_i);
@@ -751,8 +788,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
     const TcRows kh = tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS);
     const TcRows vh = tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS);
-    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
-    tc_load_er<P>(Es, LO, a.ers, m0, TB, a.Tq, HS);
+    const TcRows gh = tc_rows(a.dout, a.dout16, (size_t)b * a.Tq * a.C + h * HS);
+    tc_load_er<P>(Es, LO, a, m0, TB, HS);
     const uint64_t key = fa_key(a, bh);
     FragAcc<P> ge[HS / 16];
     tc_zero<P>(ge);
@@ -808,7 +845,7 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     for (int j0 = 0; j0 < nkt; j0 += TB) {
         __syncthreads(); // the last tile is read
         tc_load<P>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
-        if (a.ers) tc_load_er<P>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<P>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         tc_copy_tile<P>(dSb, LP, tc_ds_tile<P>(a, it, j0 / TB), TB);
         __syncthreads();
         tc_dq_tile<P, HS>(gq, dSb, dSk, Ks, Es, a.ers);
@@ -894,7 +931,7 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
     float *Rw = (float *)(PDb + TB * LP) + w16 * LB;
     const int bh = tc_bh(a), b = bh / a.NH, h = bh - b * a.NH, j0 = blockIdx.y * TB;
     const TcRows qh = tc_rows(a.q, a.q16, (size_t)b * a.Tq * a.ldq + h * HS);
-    const float *gh = a.dout + (size_t)b * a.Tq * a.C + h * HS;
+    const TcRows gh = tc_rows(a.dout, a.dout16, (size_t)b * a.Tq * a.C + h * HS);
     tc_load<TcBf16>(Ks, LO, tc_rows(a.k, a.k16, (size_t)b * a.Tk * a.ldk + h * HS), a.ldk, j0, TB, a.Tk, HS);
     tc_load<TcBf16>(Vs, LO, tc_rows(a.v, a.v16, (size_t)b * a.Tk * a.ldv + h * HS), a.ldv, j0, TB, a.Tk, HS);
     const uint64_t key = fa_key(a, bh);
@@ -905,7 +942,7 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
         __syncthreads();                                      // the last tile is read
         tc_load<TcBf16>(Qs, LO, qh, a.ldq, i0, TB, a.Tq, HS);
         tc_load<TcBf16>(Gs, LO, gh, a.C, i0, TB, a.Tq, HS);
-        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         __syncthreads();
         float s[TB / 8][4], dp[TB / 8][4]; // the warp's query rows 16 w + g (+ 8), keys 8 n + 2 t (+ 1)
         mma_scores<HS>(s, Qs, Ks, a.ers ? Es : NULL, Rw);
@@ -975,7 +1012,7 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dq_k(
     for (int j0 = 0; j0 < nkt; j0 += TB) {
         __syncthreads(); // the last tile is read
         tc_load<TcBf16>(Ks, LO, kh, a.ldk, j0, TB, a.Tk, HS);
-        if (a.ers) tc_load_er<TcBf16>(Es, LO, a.ers, i0 - j0 - (TB - 1), 2 * TB, a.Tq, HS);
+        if (a.ers) tc_load_er<TcBf16>(Es, LO, a, i0 - j0 - (TB - 1), 2 * TB, HS);
         tc_copy_tile<TcBf16>(dSb, LP, tc_ds_tile<TcBf16>(a, it, j0 / TB), TB);
         __syncthreads();
         UNROLL for (int kk = 0; kk < TB / 16; kk++) {
