@@ -14,51 +14,56 @@
 # after a warm-up; tokens/s = B x T / step time. "GPU MiB" is what the C process holds on the GPU (its CUDA
 # context and cuBLAS included), "alloc MiB" the most it held through its own allocations (its peer: "peak MiB",
 # PyTorch's max_memory_allocated, its context not included).
-# bench/gpu_summary.py LOG prints its tables as the README gives them.
+# The rows run batch 64 first, issue 15's first (see below). bench/gpu_summary.py LOG prints the tables as the README
+# gives them.
 # Usage: bench/gpu_model.sh [RUNS (20)] [HEADLINE_RUNS (5)]. Needs build/cuda/bench/model (make CUDA=1
 # build/cuda/bench/model) and a python3 with CUDA PyTorch; run by bench/gpu_check.sh.
 set -uo pipefail
 runs=${1:-20}
 hruns=${2:-5}
-for B in 64 8; do # batch 64 first: issue 15's open goal, should the call's time run out
-    for att in gemm fused; do
-        echo "== C, CUDA backend, fp32, $att attention, batch $B"
-        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full
-        echo "== C, CUDA backend, TF32, $att attention, batch $B"
-        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --tf32
-        echo "== C, CUDA backend, bf16 linear layers, $att attention, batch $B"
-        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
-    done
-    # bf16 keeps the feed-forward's hidden activation as bfloat16 (gpu.h gpu_act16); the same run with it float32
-    echo "== C, CUDA backend, bf16 linear layers, float32 activations (HMT_GPU_ACT16=0), gemm attention, batch $B"
-    HMT_GPU_ACT16=0 HMT_GPU_ATTENTION=gemm build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
-        --precision bf16
-    # the unfused attention's products on bf16 operands too (off by default until timed here)
-    echo "== C, CUDA backend, bf16 linear layers and attention products (HMT_GPU_ATT16=1), gemm attention, batch $B"
-    HMT_GPU_ATT16=1 HMT_GPU_ATTENTION=gemm build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
-        --precision bf16
-    # the fused attention's backward with each kernel computing dS again, none stored (the schedule before)
-    echo "== C, CUDA backend, bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0), batch $B"
-    HMT_GPU_FA_DS_MIB=0 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
-        --precision bf16
+# c LABEL ENV... -- ARGS...: one C run at batch $B, its "==" line first (bench/gpu_summary.py labels runs by it)
+c() {
+    local label=$1 env=()
+    shift
+    while [ "$1" != -- ]; do env+=("$1"); shift; done
+    shift
+    echo "== C, CUDA backend, $label, batch $B"
+    env "${env[@]}" build/cuda/bench/model "$runs" --device cuda --batch "$B" --full "$@"
+}
+# Batch 64 first, and in each batch issue 15's rows first (bf16: gemm, fused, mma, PyTorch bf16), then the switches,
+# then fp32 and TF32 (issue 14's), so a run cut off at its time limit has brought the most wanted rows.
+for B in 64 8; do
+    c "bf16 linear layers, gemm attention" HMT_GPU_ATTENTION=gemm -- --precision bf16
+    c "bf16 linear layers, fused attention" HMT_GPU_ATTENTION=fused -- --precision bf16
     # the fused attention on fragments in registers, forward and backward (mma.sync; off by default until timed here)
-    echo "== C, CUDA backend, bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1), batch $B"
-    HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" --full \
-        --precision bf16
-    if [ "$B" = 64 ]; then # twice the default room: the d 256 configs' heads (72 MiB) in one chunk, not two
-        echo "== C, CUDA backend, bf16 linear layers, fused attention, HMT_GPU_FA_DS_MIB=128, batch $B"
-        HMT_GPU_FA_DS_MIB=128 HMT_GPU_ATTENTION=fused build/cuda/bench/model "$runs" --device cuda --batch "$B" \
-            --full --precision bf16
-    fi
-    echo "== C, CUDA backend, bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast), batch $B"
-    HMT_GPU_BF16=fast build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16
+    c "bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1)" HMT_GPU_FA_MMA=1 HMT_GPU_ATTENTION=fused \
+        -- --precision bf16
+    echo "== PyTorch eager, bf16, batch $B"
+    python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision bf16
     # issue 15's memory goal: the least C holds (fused attention, linear1 recomputed) against PyTorch bf16's peak
     for att in gemm fused; do
-        echo "== C, CUDA backend, bf16 linear layers, $att attention, --recompute-ffn, batch $B"
-        HMT_GPU_ATTENTION=$att build/cuda/bench/model "$runs" --device cuda --batch "$B" --full --precision bf16 \
+        c "bf16 linear layers, $att attention, --recompute-ffn" HMT_GPU_ATTENTION=$att -- --precision bf16 \
             --recompute-ffn
     done
-    for p in fp32 tf32 bf16; do
+    # the unfused attention's products on bf16 operands too (off by default until timed here)
+    c "bf16 linear layers and attention products (HMT_GPU_ATT16=1), gemm attention" HMT_GPU_ATT16=1 \
+        HMT_GPU_ATTENTION=gemm -- --precision bf16
+    # bf16 keeps the feed-forward's hidden activation as bfloat16 (gpu.h gpu_act16); the same run with it float32
+    c "bf16 linear layers, float32 activations (HMT_GPU_ACT16=0), gemm attention" HMT_GPU_ACT16=0 \
+        HMT_GPU_ATTENTION=gemm -- --precision bf16
+    # the fused attention's backward with each kernel computing dS again, none stored (the schedule before)
+    c "bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0)" HMT_GPU_FA_DS_MIB=0 \
+        HMT_GPU_ATTENTION=fused -- --precision bf16
+    if [ "$B" = 64 ]; then # twice the default room: the d 256 configs' heads (72 MiB) in one chunk, not two
+        c "bf16 linear layers, fused attention, HMT_GPU_FA_DS_MIB=128" HMT_GPU_FA_DS_MIB=128 HMT_GPU_ATTENTION=fused \
+            -- --precision bf16
+    fi
+    c "bf16 linear layers by cuBLAS's own down-conversion (HMT_GPU_BF16=fast)" HMT_GPU_BF16=fast -- --precision bf16
+    for att in gemm fused; do
+        c "fp32, $att attention" HMT_GPU_ATTENTION=$att --
+        c "TF32, $att attention" HMT_GPU_ATTENTION=$att -- --tf32
+    done
+    for p in fp32 tf32; do
         echo "== PyTorch eager, $p, batch $B"
         python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$p"
     done
