@@ -115,11 +115,11 @@ template <class P> __device__ static inline void tc_put8(typename P::S *o, TcBf1
 }
 
 // tc_load from either: bfloat16 rows eight values a load (fa_tc_takes: 16-byte aligned; FaArgs.q16, k16, v16, and
-// the copy of dout, dout16)
+// the copy of dout, dout16, all set under GPU_BF16 only, so the TF32 kernels are compiled without that path)
 template <class P>
 __device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, int row0, int n, int limit, int HS)
 {
-    if (!src.h) {
+    if (!std::is_same<P, TcBf16>::value || !src.h) {
         tc_load<P>(dst, ldd, src.f, ld, row0, n, limit, HS);
         return;
     }
@@ -133,13 +133,13 @@ __device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, 
 }
 
 // the Er rows of distances m0 .. m0+n-1 (a.ers: distance m at row Tq-1-m) into dst as operands; zero where no
-// query-key pair has the distance. Four floats per load, as tc_load, or from a.ers16, Er's bfloat16 copy (made once
-// per call under GPU_BF16, gpu_attn.cu), eight values per load.
+// query-key pair has the distance. In TF32 four floats per load, as tc_load; in bf16 from a.ers16, Er's bfloat16
+// copy (gpu_attn.cu makes it whenever a bf16 kernel has Er), eight values per load.
 template <class P>
 __device__ static void tc_load_er(typename P::S *dst, int ldd, const FaArgs &a, int m0, int n, int HS)
 {
     const int Tq = a.Tq;
-    if (a.ers16) {
+    if constexpr (std::is_same<P, TcBf16>::value) {
         const int H8 = HS / 8;
         for (int x = threadIdx.x; x < n * H8; x += blockDim.x) {
             int e = x / H8, d = 8 * (x - e * H8), m = m0 + e;
