@@ -2,7 +2,7 @@
 # gpu_session: a lent GPU window's work in one command (the developers' guide: one prepared script per window).
 # Prepare here: `make CUDA=1 gpu-pack SHARED=../shared` (build/gpu-pack/pack.tar.xz: the CUDA tests and benchmarks,
 # bin-cuda, the libraries a bare machine lacks, the test shards, the ablation's tools and all of POP909's shards;
-# about 38 MB, so one call carries it all). There, carrying build/gpu-pack:
+# about 37 MB, so one call carries it all). There, carrying build/gpu-pack:
 #   OUT=$OUT bash bench/gpu_session.sh
 # 1. unpacks the pack (tar with xz, or Python's tarfile where xz is missing);
 # 2. bench/gpu_check.sh: every GPU test, the decoding and training benchmarks against PyTorch (its GPU_CHECK_* knobs
