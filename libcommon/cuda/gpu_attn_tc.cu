@@ -98,38 +98,25 @@ struct alignas(16) TcBf16x8 {
     uint16_t e[8];
 };
 
-// eight bfloat16 values as operands at o (16-byte aligned): the operands of their float32 values rounded to bf16,
-// so in bf16 the 16 bytes as they are (one store; P::cvt would give the same bits), in TF32 widened exactly
-template <class P> __device__ static inline void tc_put8(typename P::S *o, TcBf16x8 v)
-{
-    if constexpr (sizeof(typename P::S) == 2) {
-        *(TcBf16x8 *)o = v;
-    } else {
-        float4 lo, hi;
-        lo.x = __uint_as_float((uint32_t)v.e[0] << 16), lo.y = __uint_as_float((uint32_t)v.e[1] << 16);
-        lo.z = __uint_as_float((uint32_t)v.e[2] << 16), lo.w = __uint_as_float((uint32_t)v.e[3] << 16);
-        hi.x = __uint_as_float((uint32_t)v.e[4] << 16), hi.y = __uint_as_float((uint32_t)v.e[5] << 16);
-        hi.z = __uint_as_float((uint32_t)v.e[6] << 16), hi.w = __uint_as_float((uint32_t)v.e[7] << 16);
-        tc_put4<P>(o, lo), tc_put4<P>(o + 4, hi);
-    }
-}
-
 // tc_load from either: bfloat16 rows eight values a load (fa_tc_takes: 16-byte aligned; FaArgs.q16, k16, v16, and
-// the copy of dout, dout16, all set under GPU_BF16 only, so the TF32 kernels are compiled without that path)
+// the copy of dout, dout16, all set under GPU_BF16 only, so the TF32 kernels are compiled without that path), stored
+// as they are: the operands of their float32 values (P::cvt would give the same bits), one 16-byte store
 template <class P>
 __device__ static void tc_load(typename P::S *dst, int ldd, TcRows src, int ld, int row0, int n, int limit, int HS)
 {
-    if (!std::is_same<P, TcBf16>::value || !src.h) {
-        tc_load<P>(dst, ldd, src.f, ld, row0, n, limit, HS);
-        return;
+    if constexpr (std::is_same<P, TcBf16>::value) {
+        if (src.h) {
+            const int H8 = HS / 8;
+            for (int x = threadIdx.x; x < n * H8; x += blockDim.x) {
+                int r = x / H8, d = 8 * (x - r * H8), row = row0 + r;
+                TcBf16x8 v = {};
+                if (row >= 0 && row < limit) v = *(const TcBf16x8 *)(src.h + (size_t)row * ld + d);
+                *(TcBf16x8 *)(dst + r * ldd + d) = v;
+            }
+            return;
+        }
     }
-    const int H8 = HS / 8;
-    for (int x = threadIdx.x; x < n * H8; x += blockDim.x) {
-        int r = x / H8, d = 8 * (x - r * H8), row = row0 + r;
-        TcBf16x8 v = {};
-        if (row >= 0 && row < limit) v = *(const TcBf16x8 *)(src.h + (size_t)row * ld + d);
-        tc_put8<P>(dst + r * ldd + d, v);
-    }
+    tc_load<P>(dst, ldd, src.f, ld, row0, n, limit, HS);
 }
 
 // the Er rows of distances m0 .. m0+n-1 (a.ers: distance m at row Tq-1-m) into dst as operands; zero where no
@@ -145,7 +132,7 @@ __device__ static void tc_load_er(typename P::S *dst, int ldd, const FaArgs &a, 
             int e = x / H8, d = 8 * (x - e * H8), m = m0 + e;
             TcBf16x8 v = {};
             if (m >= 0 && m < Tq) v = *(const TcBf16x8 *)(a.ers16 + (size_t)(Tq - 1 - m) * HS + d);
-            tc_put8<P>(dst + e * ldd + d, v);
+            *(TcBf16x8 *)(dst + e * ldd + d) = v;
         }
         return;
     }
