@@ -4,7 +4,8 @@
 # batch 8 and 64, C in fp32 (TF32 off), TF32 and bf16 (--precision bf16: the linear layers), each with the
 # unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
-# conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the gemm
+# conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the linear
+# layers' bias written before the product instead of in cuBLASLt's epilogue (HMT_GPU_LT=0), with the gemm
 # attention's products in bf16 too (HMT_GPU_ATT16=1), with the fused attention's dS not stored
 # (HMT_GPU_FA_DS_MIB=0), on fragments in registers (HMT_GPU_FA_MMA=1, also for the headline
 # config in bf16), and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16 autocast;
@@ -50,6 +51,9 @@ for B in 64 8; do
         HMT_GPU_ATTENTION=gemm -- --precision bf16
     # bf16 keeps the feed-forward's hidden activation as bfloat16 (gpu.h gpu_act16); the same run with it float32
     c "bf16 linear layers, float32 activations (HMT_GPU_ACT16=0), gemm attention" HMT_GPU_ACT16=0 \
+        HMT_GPU_ATTENTION=gemm -- --precision bf16
+    # the linear layers' bias as rows written before the product, not in cuBLASLt's epilogue (the way before)
+    c "bf16 linear layers, bias rows before the product (HMT_GPU_LT=0), gemm attention" HMT_GPU_LT=0 \
         HMT_GPU_ATTENTION=gemm -- --precision bf16
     # the fused attention's backward with each kernel computing dS again, none stored (the schedule before)
     c "bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0)" HMT_GPU_FA_DS_MIB=0 \

@@ -104,8 +104,12 @@ void gpu_encoder_forward(float *out, const int32_t *tok, const float *wte, const
 // dwte (V,C): dwte[tok] += dout except the PAD row; each row sums its tokens in position order (as the CPU)
 void gpu_encoder_backward(float *dwte, const float *dout, const int32_t *tok, int B, int T, int C, int V);
 
-// inp (N,IC), w (OC,IC), b (OC) or NULL -> out (N,OC) = inp @ w^T + b  (cuBLAS sgemm)
+// inp (N,IC), w (OC,IC), b (OC) or NULL -> out (N,OC) = inp @ w^T + b: one cuBLASLt product with the bias added in
+// its epilogue where cuBLASLt takes the operands (a 16-byte aligned b), else the bias's rows written first and the
+// product added to them (cuBLAS; HMT_GPU_LT=0, read by gpu_set_precision, always). gpu_lt_runs: how many products
+// have run with the epilogue in this process (for the tests).
 void gpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC);
+long gpu_lt_runs(void);
 // dinp += dout @ w; dw += dout^T @ inp; db += column sums of dout (dinp, db may be NULL)
 void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int N,
                          int IC, int OC);

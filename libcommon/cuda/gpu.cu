@@ -16,6 +16,9 @@ static size_t g_smem_optin; // cudaDeviceProp.sharedMemPerBlockOptin
 static int g_cc_major;       // cudaDeviceProp.major
 static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
 static int g_att16;     // HMT_GPU_ATT16=1: the attention's products on bf16 operands too (gpu_att16)
+static int g_lt_off;    // HMT_GPU_LT=0: the linear layers' bias not in cuBLASLt's epilogue (gpu_linear_forward_product)
+static cublasLtHandle_t g_lt;
+static void lt_shutdown(void);
 static char g_err[256], g_name[256], g_driver[32], g_runtime[32];
 static void *g_ws, *g_ptrs; // the ops' workspace; gpu_gemm2's pointer arrays
 static size_t g_ws_bytes, g_ptrs_bytes;
@@ -312,6 +315,7 @@ GpuStatus gpu_init(int device, char *err)
                                                                                       : CUBLAS_DEFAULT_MATH);
     if (st != CUBLAS_STATUS_SUCCESS)
         return init_fail(err, GPU_FAILED, "cannot set up cuBLAS on %s: %s", g_name, cublasGetStatusString(st));
+    if (cublasLtCreate(&g_lt) != CUBLAS_STATUS_SUCCESS) g_lt = NULL; // the linear layers' old way then
     const char *s = getenv("HMT_GPU_SYNC");
     g_sync_each = s && *s && strcmp(s, "0") != 0;
     s = getenv("HMT_GPU_PROFILE");
@@ -332,6 +336,7 @@ void gpu_shutdown(void)
     void *ws = g_ws, *ptrs = g_ptrs; // NULL before gpu_free (see there)
     g_ws = g_ptrs = NULL, g_ws_bytes = g_ptrs_bytes = 0;
     gpu_free(ptrs), gpu_free(ws);
+    lt_shutdown();
     if (gpu_blas) cublasDestroy(gpu_blas);
     gpu_blas = NULL;
     for (int i = 0; i < g_ev_made; i++) cudaEventDestroy(g_ev[i]);
@@ -363,12 +368,15 @@ void gpu_set_precision(int precision)
     g_bf16_fast = f && strcmp(f, "fast") == 0;
     const char *a = getenv("HMT_GPU_ATT16");
     g_att16 = a && strcmp(a, "1") == 0;
+    const char *l = getenv("HMT_GPU_LT");
+    g_lt_off = l && strcmp(l, "0") == 0;
     cublasMath_t mode = precision != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, mode) : CUBLAS_STATUS_SUCCESS;
     if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
 }
 
 int gpu_precision(void) { return g_prec; }
+int gpu_bf16_ours(void) { return g_prec == GPU_BF16 && !g_bf16_fast; }
 int gpu_att16(void) { return g_prec == GPU_BF16 && !g_bf16_fast && g_att16; }
 int gpu_act16(void)
 {
@@ -685,19 +693,23 @@ __global__ static void to_bf16_n_k(Bf16Copies c, size_t total)
     }
 }
 
-// The copies of the n_ops operands src[r] (n[r] floats each) in the workspace, each 256-byte aligned, into dst[r];
-// false (the error kept) when the workspace cannot grow
-static bool bf16_copies(const char *op, int n_ops, const float *const *src, const size_t *n, uint16_t **dst)
+// The copies of the n_ops operands src[r] (n[r] floats each) in the workspace, each 256-byte aligned, into dst[r],
+// and extra_bytes more after them (256-byte aligned) at *extra; false (the error kept) when the workspace cannot grow
+static bool bf16_copies(const char *op, int n_ops, const float *const *src, const size_t *n, uint16_t **dst,
+                        size_t extra_bytes = 0, void **extra = NULL)
 {
     Bf16Copies c;
     memset(&c, 0, sizeof c);
     size_t off[3], total = 0, at = 0;
     for (int r = 0; r < n_ops; r++) off[r] = at, at += (n[r] + 127) & ~(size_t)127, total += n[r];
-    uint16_t *ws = (uint16_t *)gpu_workspace(op, at * sizeof(uint16_t));
+    uint16_t *ws = (uint16_t *)gpu_workspace(op, at * sizeof(uint16_t) + extra_bytes);
     if (!ws) return false;
     for (int r = 0; r < n_ops; r++) c.src[r] = src[r], c.dst[r] = dst[r] = ws + off[r], c.n[r] = n[r];
-    LAUNCH(to_bf16_n_k, ew_blocks(total), EW_THREADS)(c, total);
-    gpu_launched(op);
+    if (extra) *extra = ws + at;
+    if (total) {
+        LAUNCH(to_bf16_n_k, ew_blocks(total), EW_THREADS)(c, total);
+        gpu_launched(op);
+    }
     return true;
 }
 
@@ -790,31 +802,178 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
     if (bf16_copies(op, 2, src, n, c16)) gemm_bf16(op, ta, tb, M, N, K, alpha, c16[0], lda, c16[1], ldb, beta, C, ldc);
 }
 
-// out (N, OC) = inp16 (N, IC) w^T + beta out, inp16 already bfloat16: only w's copy is made
-void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, const float *w, int N, int IC, int OC,
-                          float beta)
+// ---- the linear layer's forward: its bias in cuBLASLt's epilogue ----------------------------------------------
+// out (N, OC) = inp (N, IC) w^T + b was the bias's rows written first, then the product added to them (ops.c's order):
+// N x OC floats written and read once more than the product alone writes. cuBLASLt's BIAS epilogue adds b to the sums
+// before they are stored. A plan (descriptors, the heuristic's algorithm) is kept for each shape, operand type and
+// alignment of the operands: an algorithm chosen for 256-byte aligned operands may need them. No workspace, and no
+// reduction across blocks (CUBLASLT_REDUCTION_SCHEME_NONE), so the product repeats to the byte. What cuBLASLt does
+// not take, and HMT_GPU_LT=0, go the old way.
+#define LT_PLANS 64
+typedef struct LtPlan {
+    int N, IC, OC, bf16, compute;
+    unsigned align; // the operands' alignments (log2: inp, w, out, b four bits each)
+    int ok;         // the heuristic found an algorithm
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t lw, lx, lo;
+    cublasLtMatmulAlgo_t algo;
+} LtPlan;
+static LtPlan g_lt_plan[LT_PLANS];
+static int g_n_lt, g_lt_next; // plans kept; the one a new plan replaces when all are taken
+static long g_lt_runs;        // products run with the bias in the epilogue (gpu_lt_runs)
+long gpu_lt_runs(void) { return g_lt_runs; }
+
+static void lt_plan_drop(LtPlan *p)
 {
-    if (N <= 0 || IC <= 0 || OC <= 0) return;
-    const float *src[1] = {w};
-    size_t n[1] = {(size_t)OC * IC};
-    uint16_t *c16[1];
-    if (bf16_copies(op, 1, src, n, c16)) gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, inp16, IC, c16[0], IC, beta, out, OC);
+    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+    if (p->lw) cublasLtMatrixLayoutDestroy(p->lw);
+    if (p->lx) cublasLtMatrixLayoutDestroy(p->lx);
+    if (p->lo) cublasLtMatrixLayoutDestroy(p->lo);
+    memset(p, 0, sizeof *p);
 }
 
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *dout16,
-                                    const float *inp, const uint16_t *inp16, const float *w, int N, int IC, int OC)
+static void lt_shutdown(void)
+{
+    for (int i = 0; i < g_n_lt; i++) lt_plan_drop(&g_lt_plan[i]);
+    g_n_lt = g_lt_next = 0;
+    if (g_lt) cublasLtDestroy(g_lt);
+    g_lt = NULL;
+}
+
+// log2 of the largest power of two (at most 256) that divides the address
+static unsigned lt_log2_align(const void *p)
+{
+    unsigned a = 0;
+    while (a < 8 && (uintptr_t)p % (2u << a) == 0) a++;
+    return a;
+}
+
+// the plan for these operands: found, or made now (ok 0: cuBLASLt has no algorithm for it)
+static LtPlan *lt_plan(const void *x, const void *w, const float *out, const float *b, int N, int IC, int OC, int bf16,
+                       int compute)
+{
+    unsigned align = lt_log2_align(x) | lt_log2_align(w) << 4 | lt_log2_align(out) << 8 | lt_log2_align(b) << 12;
+    for (int i = 0; i < g_n_lt; i++) {
+        LtPlan *p = &g_lt_plan[i];
+        if (p->N == N && p->IC == IC && p->OC == OC && p->bf16 == bf16 && p->compute == compute && p->align == align)
+            return p;
+    }
+    LtPlan *p = &g_lt_plan[g_n_lt < LT_PLANS ? g_n_lt++ : g_lt_next];
+    if (p == &g_lt_plan[g_lt_next]) g_lt_next = (g_lt_next + 1) % LT_PLANS;
+    lt_plan_drop(p);
+    p->N = N, p->IC = IC, p->OC = OC, p->bf16 = bf16, p->compute = compute, p->align = align;
+    // column-major: out^T (OC x N) = w (stored IC x OC, transposed) times inp^T (stored IC x N)
+    cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    int32_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N, btype = CUDA_R_32F;
+    uint32_t epi = CUBLASLT_EPILOGUE_BIAS, none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    uint64_t ws = 0;
+    cublasLtMatmulPreference_t pref = NULL;
+    bool ok = cublasLtMatmulDescCreate(&p->desc, (cublasComputeType_t)compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
+    ok = ok && cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT) == 0 &&
+         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN) == 0 &&
+         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == 0 &&
+         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &btype, sizeof btype) == 0 &&
+         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b) == 0;
+    ok = ok && cublasLtMatrixLayoutCreate(&p->lw, t, IC, OC, IC) == 0 &&
+         cublasLtMatrixLayoutCreate(&p->lx, t, IC, N, IC) == 0 &&
+         cublasLtMatrixLayoutCreate(&p->lo, CUDA_R_32F, OC, N, OC) == 0;
+    ok = ok && cublasLtMatmulPreferenceCreate(&pref) == 0 &&
+         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == 0 &&
+         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none,
+                                              sizeof none) == 0;
+    const void *ptr[3] = {w, x, out}; // A, B, and out as C and D
+    for (int i = 0; ok && i < 4; i++) {
+        uint32_t bytes = 1u << lt_log2_align(ptr[i < 3 ? i : 2]);
+        ok = cublasLtMatmulPreferenceSetAttribute(pref, (cublasLtMatmulPreferenceAttributes_t)(
+                                                            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+                                                  &bytes, sizeof bytes) == 0;
+    }
+    cublasLtMatmulHeuristicResult_t r;
+    int n = 0;
+    ok = ok && cublasLtMatmulAlgoGetHeuristic(g_lt, p->desc, p->lw, p->lx, p->lo, p->lo, pref, 1, &r, &n) == 0 &&
+         n == 1 && r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize == 0;
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ok) p->algo = r.algo;
+    p->ok = ok;
+    return p;
+}
+
+// out = x w^T + b on operands in the precision's type (bf16: bfloat16 x and w); false, with nothing done, when
+// cuBLASLt does not take them
+static bool lt_linear(const char *op, float *out, const void *x, const void *w, const float *b, int N, int IC, int OC,
+                      int bf16)
+{
+    if (!g_lt || g_lt_off || gpu_dry || (uintptr_t)b % 16) return false;
+    int compute = bf16 || g_prec == GPU_FP32 ? CUBLAS_COMPUTE_32F // TF32 or cuBLAS's own bf16 rounding otherwise
+                  : g_prec == GPU_TF32        ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                              : CUBLAS_COMPUTE_32F_FAST_16BF;
+    LtPlan *p = lt_plan(x, w, out, b, N, IC, OC, bf16, compute);
+    if (!p->ok) return false;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmul(g_lt, p->desc, &one, w, p->lw, x, p->lx, &zero, out, p->lo, out, p->lo, &p->algo, NULL, 0,
+                            gpu_stream);
+    gpu_blas_check(op, st);
+    g_lt_runs++;
+    return true;
+}
+
+__global__ static void bias_rows_k(float *out, const float *b, int OC, size_t n)
+{
+    GRID_STRIDE(i, n) out[i] = b[i % OC];
+}
+
+void gpu_linear_forward_product(const char *op, float *out, const float *inp, const uint16_t *inp16, const float *w,
+                                const float *b, int N, int IC, int OC)
+{
+    if (N <= 0 || OC <= 0) return;
+    if ((inp16 || (g_prec == GPU_BF16 && !g_bf16_fast)) && IC > 0) { // bfloat16 copies of what is not bfloat16 yet
+        const float *src[2] = {w, inp};
+        size_t n[2] = {(size_t)OC * IC, (size_t)N * IC};
+        uint16_t *c16[2];
+        if (!bf16_copies(op, inp16 ? 1 : 2, src, n, c16)) return;
+        const uint16_t *x16 = inp16 ? inp16 : c16[1];
+        if (b && lt_linear(op, out, x16, c16[0], b, N, IC, OC, 1)) return;
+        if (b) { // the bias's rows, then the product added (ops.c's order)
+            LAUNCH(bias_rows_k, ew_blocks((size_t)N * OC), EW_THREADS)(out, b, OC, (size_t)N * OC);
+            gpu_launched(op);
+        }
+        gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, x16, IC, c16[0], IC, b ? 1.0f : 0.0f, out, OC);
+        return;
+    }
+    if (b && IC > 0 && lt_linear(op, out, inp, w, b, N, IC, OC, 0)) return;
+    if (b) {
+        LAUNCH(bias_rows_k, ew_blocks((size_t)N * OC), EW_THREADS)(out, b, OC, (size_t)N * OC);
+        gpu_launched(op);
+    }
+    gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
+}
+
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
+                                    const uint16_t *dout16, const float *inp, const uint16_t *inp16, const float *w,
+                                    int N, int IC, int OC)
 {
     if (N <= 0 || IC <= 0 || OC <= 0) return;
-    // copies of what is not bfloat16 yet, in this order: dout, inp, then w (for dinp only)
+    if (db && dout16) {
+        gpu_record(op, "bias sums asked of a bfloat16 gradient"); // its producer makes them (gpu_linear_backward_g16)
+        return;
+    }
+    // copies of what is not bfloat16 yet, in this order: dout (unless its copy comes with db's sums), inp, then w (for
+    // dinp only); with db, dout's copy and its column sums' partials after them, made from one read of dout
     const float *src[3];
     size_t n[3];
     uint16_t *c16[3];
     int k = 0, id = -1, ii = -1, iw = -1;
-    if (!dout16) id = k, src[k] = dout, n[k++] = (size_t)N * OC;
+    if (!dout16 && !db) id = k, src[k] = dout, n[k++] = (size_t)N * OC;
     if (!inp16) ii = k, src[k] = inp, n[k++] = (size_t)N * IC;
     if (dinp) iw = k, src[k] = w, n[k++] = (size_t)OC * IC;
-    if (k && !bf16_copies(op, k, src, n, c16)) return;
-    const uint16_t *g = dout16 ? dout16 : c16[id], *x = inp16 ? inp16 : c16[ii];
+    size_t g_bytes = align256((size_t)N * OC * sizeof(uint16_t));
+    size_t extra = db ? g_bytes + (size_t)gpu_colsum_chunks(N) * OC * sizeof(float) : 0;
+    void *ex = NULL;
+    if ((k || extra) && !bf16_copies(op, k, src, n, c16, extra, &ex)) return;
+    if (db) gpu_bf16_colsums(op, (uint16_t *)ex, (float *)((char *)ex + g_bytes), db, dout, N, OC);
+    const uint16_t *g = dout16 ? dout16 : db ? (const uint16_t *)ex : c16[id], *x = inp16 ? inp16 : c16[ii];
     if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, g, OC, c16[iw], IC, 1.0f, dinp, IC);
     gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, g, OC, x, IC, 1.0f, dw, IC);
 }
@@ -827,7 +986,7 @@ void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const 
         gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
         return;
     }
-    gpu_linear_products16_backward(op, dinp, dw, dout, NULL, inp, NULL, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, dw, NULL, dout, NULL, inp, NULL, w, N, IC, OC);
 }
 
 // pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h (A's and B's elements T)

@@ -16,6 +16,7 @@ extern int gpu_dry;
 // every block's threads live at once, for a kernel whose blocks wait for each other (emu_grid_yield)
 #define LAUNCH_GRID(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry, 1)
 #else
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 extern cudaStream_t gpu_stream;
@@ -117,14 +118,26 @@ void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float 
 void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
                                   const float *w, int N, int IC, int OC);
 
-// The products of gpu_linear_forward16 (gpu.h): inp16 is already bfloat16, so only w gets a copy. Backward, bf16
-// operands and float32 sums under every precision: dout and inp are each taken as given in bfloat16 (dout16, inp16)
-// or copied from float32 (dout, inp when the 16 one is NULL); w is copied when dinp is not NULL. gpu_linear_products_
-// backward's bf16 path, gpu_linear_backward16 (inp16) and gpu_linear_backward_g16 (dout16) all go through it.
-void gpu_linear_product16(const char *op, float *out, const uint16_t *inp16, const float *w, int N, int IC, int OC,
-                          float beta);
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, const float *dout, const uint16_t *dout16,
-                                    const float *inp, const uint16_t *inp16, const float *w, int N, int IC, int OC);
+// The linear layer's forward, out (N, OC) = inp (N, IC) w^T (+ b unless NULL), in the precision's products: float32
+// (or TF32), or bfloat16 copies of inp and w (inp16 non-NULL: the input already bfloat16, under any precision) and
+// float32 sums; with b, the bias in cuBLASLt's epilogue where it takes the operands, else written first as rows the
+// product is added to (ops.c's order; HMT_GPU_LT=0 always).
+void gpu_linear_forward_product(const char *op, float *out, const float *inp, const uint16_t *inp16, const float *w,
+                                const float *b, int N, int IC, int OC);
+// The backward's products, bf16 operands and float32 sums under every precision: dout and inp are each taken as given
+// in bfloat16 (dout16, inp16) or copied from float32 (dout, inp when the 16 one is NULL); w is copied when dinp is not
+// NULL; db (with a float32 dout only) += dout's column sums, made from the read that makes its copy (gpu_bf16_colsums:
+// colsums' bytes). gpu_linear_products_backward's bf16 path, gpu_linear_backward[16] (the bias's sums too) and
+// gpu_linear_backward_g16 (dout16) all go through it.
+void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
+                                    const uint16_t *dout16, const float *inp, const uint16_t *inp16, const float *w,
+                                    int N, int IC, int OC);
+// Whether the linear layers' products take bfloat16 copies made here (GPU_BF16 without HMT_GPU_BF16=fast)
+int gpu_bf16_ours(void);
+// dst (N, C) = src's bfloat16 and db (C) += src's column sums (the bytes of the column sums of a linear layer's
+// backward), from one read of src; part: gpu_colsum_chunks(N) x C floats of scratch
+void gpu_bf16_colsums(const char *op, uint16_t *dst, float *part, float *db, const float *src, int N, int C);
+int gpu_colsum_chunks(int N);
 
 // gpu_gemm2 on bfloat16 operands A and B (strides in elements), float32 sums and C
 void gpu_gemm2_16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,

@@ -139,6 +139,35 @@ __global__ static void colsum_final_k(float *out, const float *part, int chunks,
     out[c] += s;
 }
 
+// dst = src's bfloat16, and part[k, c] = the sum of src over the rows of chunk k (in order): colsum_part_k's grid and
+// sums, from the read the conversion makes anyway
+__global__ static void to_bf16_colsum_k(uint16_t *dst, float *part, const float *src, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+    if (c >= C) return;
+    int r1 = (k + 1) * COL_ROWS < N ? (k + 1) * COL_ROWS : N;
+    float s = 0.0f;
+    for (int r = k * COL_ROWS; r < r1; r++) {
+        size_t i = (size_t)r * C + c;
+        float g = src[i];
+        dst[i] = to_bf16(g);
+        s += g;
+    }
+    part[(size_t)k * C + c] = s;
+}
+
+int gpu_colsum_chunks(int N) { return N > 0 ? (N + COL_ROWS - 1) / COL_ROWS : 0; }
+
+void gpu_bf16_colsums(const char *op, uint16_t *dst, float *part, float *db, const float *src, int N, int C)
+{
+    int chunks = gpu_colsum_chunks(N);
+    if (chunks == 0 || C <= 0) return;
+    LAUNCH(to_bf16_colsum_k, dim3(gpu_blocks(C, COL_THREADS), chunks), COL_THREADS)(dst, part, src, N, C);
+    gpu_launched(op);
+    LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
+    gpu_launched(op);
+}
+
 // db[c] += sum_n g[n,c]; with x (LayerNorm): dw[c] += sum_n g[n,c] * xhat[n,c] too
 static void colsums(const char *op, float *db, float *dw, const float *g, const float *x, const float *mean,
                     const float *rstd, int N, int C)
@@ -161,27 +190,11 @@ static void colsums(const char *op, float *db, float *dw, const float *g, const 
 
 // ---- linear -------------------------------------------------------------------------------------------------
 
-__global__ static void bias_rows_k(float *out, const float *b, int OC, size_t n)
-{
-    GRID_STRIDE(i, n) out[i] = b[i % OC];
-}
-
-// out (N,OC) = the rows of b, which the product is then added to (ops.c's order); nothing without b
-static void bias_rows(const char *op, float *out, const float *b, int N, int OC)
-{
-    if (!b) return;
-    size_t n = (size_t)N * OC;
-    LAUNCH(bias_rows_k, ew_blocks(n), EW_THREADS)(out, b, OC, n);
-    gpu_launched(op);
-}
-
 void gpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC)
 {
     const char *op = "gpu_linear_forward";
     if (!gpu_enter(op)) return;
-    // out (N,OC) = inp (N,IC) @ w^T (IC,OC) [+ b]: the bias rows first, then the product added (ops.c's order)
-    bias_rows(op, out, b, N, OC);
-    gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
+    gpu_linear_forward_product(op, out, inp, NULL, w, b, N, IC, OC);
 }
 
 // backward of: out = inp @ w^T + b
@@ -190,6 +203,10 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
 {
     const char *op = "gpu_linear_backward";
     if (!gpu_enter(op)) return;
+    if (gpu_bf16_ours() && IC > 0) { // the products on bf16 copies, dout's made with the bias's sums
+        gpu_linear_products16_backward(op, dinp, dw, db, dout, NULL, inp, NULL, w, N, IC, OC);
+        return;
+    }
     gpu_linear_products_backward(op, dinp, dw, dout, inp, w, N, IC, OC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
@@ -199,8 +216,7 @@ void gpu_linear_forward16(float *out, const uint16_t *inp16, const float *w, con
 {
     const char *op = "gpu_linear_forward16";
     if (!gpu_enter(op)) return;
-    bias_rows(op, out, b, N, OC);
-    gpu_linear_product16(op, out, inp16, w, N, IC, OC, b ? 1.0f : 0.0f);
+    gpu_linear_forward_product(op, out, NULL, inp16, w, b, N, IC, OC);
 }
 
 void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout, const uint16_t *inp16, const float *w,
@@ -208,8 +224,8 @@ void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout,
 {
     const char *op = "gpu_linear_backward16";
     if (!gpu_enter(op)) return;
-    gpu_linear_products16_backward(op, dinp, dw, dout, NULL, NULL, inp16, w, N, IC, OC);
-    if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
+    if (IC > 0) gpu_linear_products16_backward(op, dinp, dw, db, dout, NULL, NULL, inp16, w, N, IC, OC);
+    else if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
 // the linear layer's backward products on a bfloat16 gradient (its bias's sums made by its producer)
@@ -218,7 +234,7 @@ void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, con
 {
     const char *op = "gpu_linear_backward_g16";
     if (!gpu_enter(op)) return;
-    gpu_linear_products16_backward(op, dinp, dw, NULL, dout16, inp16 ? NULL : inp, inp16, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, dw, NULL, NULL, dout16, inp16 ? NULL : inp, inp16, w, N, IC, OC);
 }
 
 // ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------

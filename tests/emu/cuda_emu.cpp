@@ -484,3 +484,184 @@ cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cubla
     }
     return CUBLAS_STATUS_SUCCESS;
 }
+
+// ---- cuBLASLt ---------------------------------------------------------------------------------------------------
+
+struct EmuLt {
+    int token;
+};
+struct EmuLtDesc {
+    cublasComputeType_t compute;
+    int ta, tb, epi, bias_type;
+    const void *bias;
+};
+struct EmuLtLayout {
+    cudaDataType_t type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct EmuLtPref {
+    uint64_t ws;
+    uint32_t align[4]; // A, B, C, D
+};
+static EmuLt lt_token;
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { return *h = &lt_token, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale)
+{
+    if (scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = new EmuLtDesc{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, -1, NULL};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { return delete d, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf,
+                                              size_t size)
+{
+    int32_t i = 0;
+    uint32_t u = 0;
+    switch (a) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+        if (size != sizeof i) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&i, buf, sizeof i);
+        if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = i;
+        else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = i;
+        else d->bias_type = i;
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        if (size != sizeof u) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&u, buf, sizeof u);
+        d->epi = (int)u;
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+        if (size != sizeof d->bias) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&d->bias, buf, sizeof d->bias);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t type, uint64_t rows, uint64_t cols,
+                                          int64_t ld)
+{
+    if (ld < (int64_t)(rows > 1 ? rows : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    *l = new EmuLtLayout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { return delete l, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p)
+{
+    *p = new EmuLtPref{0, {256, 256, 256, 256}};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { return delete p, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t a, const void *buf,
+                                                    size_t size)
+{
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && size == sizeof p->ws)
+        return memcpy(&p->ws, buf, size), CUBLAS_STATUS_SUCCESS;
+    if (size != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (a == CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK) return CUBLAS_STATUS_SUCCESS; // no reduction here anyway
+    if (a < CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES || a > CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES], buf, size);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// the largest power of two (at most 256) that divides the address
+static uint32_t lt_alignment(const void *p)
+{
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a /= 2;
+    return a;
+}
+#define LT_MAGIC 0x4c7445u // "LtE"
+// the product's m, n, k from the layouts (op(A) m x k, op(B) k x n, C and D m x n); false: they do not fit
+static bool lt_shape(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLayout *b, const EmuLtLayout *c,
+                     const EmuLtLayout *dd, uint64_t *m, uint64_t *n, uint64_t *k)
+{
+    *m = d->ta ? a->cols : a->rows, *k = d->ta ? a->rows : a->cols, *n = d->tb ? b->rows : b->cols;
+    uint64_t kb = d->tb ? b->cols : b->rows;
+    return kb == *k && c->rows == *m && c->cols == *n && dd->rows == *m && dd->cols == *n && c->ld == dd->ld;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                              cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                              cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t p, int requested,
+                                              cublasLtMatmulHeuristicResult_t *results, int *returned)
+{
+    *returned = 0;
+    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t m, n, k;
+    if (!lt_shape(d, a, b, c, dd, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    bool f32 = a->type == CUDA_R_32F && b->type == CUDA_R_32F, b16 = a->type == CUDA_R_16BF && b->type == CUDA_R_16BF;
+    bool compute = d->compute == CUBLAS_COMPUTE_32F || d->compute == CUBLAS_COMPUTE_32F_FAST_TF32 ||
+                   d->compute == CUBLAS_COMPUTE_32F_FAST_16BF;
+    bool types = c->type == CUDA_R_32F && dd->type == CUDA_R_32F && compute &&
+                 (f32 || (b16 && d->compute == CUBLAS_COMPUTE_32F));
+    bool epi = d->epi == CUBLASLT_EPILOGUE_DEFAULT ||
+               (d->epi == CUBLASLT_EPILOGUE_BIAS && (d->bias_type == -1 || d->bias_type == CUDA_R_32F));
+    if (!types || !epi) return CUBLAS_STATUS_NOT_SUPPORTED;
+    cublasLtMatmulHeuristicResult_t r;
+    memset(&r, 0, sizeof r);
+    r.algo.data[0] = LT_MAGIC, r.algo.data[2] = m, r.algo.data[3] = n, r.algo.data[4] = k;
+    for (int i = 0; i < 4; i++) r.algo.data[1] |= (uint64_t)p->align[i] << (9 * i);
+    r.algo.data[1] |= (uint64_t)lt_alignment(d->bias) << 36; // the bias pointer's, as cuBLASLt reads it here
+    r.algo.data[5] = (uint64_t)d->compute | (uint64_t)d->epi << 8;
+    r.state = CUBLAS_STATUS_SUCCESS, r.wavesCount = 1.0f;
+    results[0] = r, *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// D = alpha op(A) op(B) + beta C (+ the bias, one value per row of D), as cublasGemmEx computes its product; run
+// false: only the checks
+static cublasStatus_t lt_matmul(EmuLtDesc d, float alpha, const void *A, EmuLtLayout la, const void *B, EmuLtLayout lb,
+                                float beta, const void *C, EmuLtLayout lc, void *D, EmuLtLayout ld,
+                                cublasLtMatmulAlgo_t algo, bool run)
+{
+    uint64_t m, n, k;
+    if (!lt_shape(&d, &la, &lb, &lc, &ld, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    const void *ptr[5] = {A, B, C, D, d.bias};
+    if (algo.data[0] != LT_MAGIC || algo.data[2] != m || algo.data[3] != n || algo.data[4] != k ||
+        algo.data[5] != ((uint64_t)d.compute | (uint64_t)d.epi << 8))
+        return CUBLAS_STATUS_INVALID_VALUE; // an algorithm chosen for another product
+    for (int i = 0; i < 5; i++)
+        if (lt_alignment(ptr[i]) < ((algo.data[1] >> (9 * i)) & 511u)) {
+            fprintf(stderr, "emu: cublasLtMatmul: operand %d at %p is less aligned than its algorithm needs (%u)\n", i,
+                    ptr[i], (unsigned)((algo.data[1] >> (9 * i)) & 511u));
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
+    if (d.epi == CUBLASLT_EPILOGUE_BIAS && !d.bias) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!run) return CUBLAS_STATUS_SUCCESS;
+    float *out = (float *)D;
+    if (beta != 0.0f && C != D)
+        for (uint64_t j = 0; j < n; j++) memmove(out + j * ld.ld, (const float *)C + j * lc.ld, m * sizeof(float));
+    int fast = d.compute == CUBLAS_COMPUTE_32F_FAST_16BF;
+    std::vector<float> a, b;
+    const float *fa = gemm_ex_operand(a, A, la.type, (int)la.rows, (int)la.cols, (int)la.ld, fast);
+    const float *fb = gemm_ex_operand(b, B, lb.type, (int)lb.rows, (int)lb.cols, (int)lb.ld, fast);
+    cublasStatus_t s = sgemm(d.ta ? CUBLAS_OP_T : CUBLAS_OP_N, d.tb ? CUBLAS_OP_T : CUBLAS_OP_N, (int)m, (int)n, (int)k,
+                             alpha, fa, (int)la.ld, fb, (int)lb.ld, beta, out, (int)ld.ld);
+    if (s || d.epi != CUBLASLT_EPILOGUE_BIAS) return s;
+    const float *bias = (const float *)d.bias;
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) out[j * ld.ld + i] += bias[i];
+    return CUBLAS_STATUS_SUCCESS;
+}
+// while capturing, the descriptors as they are now (a GPU bakes them into the captured kernel), the operands at replay
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+                              const cublasLtMatmulAlgo_t *algo, void *, size_t, cudaStream_t)
+{
+    EmuLtDesc dv = *d;
+    EmuLtLayout a = *la, b = *lb, c = *lc, dd = *ld;
+    cublasLtMatmulAlgo_t al = *algo;
+    float a_ = *(const float *)alpha, b_ = *(const float *)beta;
+    if (emu_capturing) {
+        cublasStatus_t s = lt_matmul(dv, a_, A, a, B, b, b_, C, c, D, dd, al, false);
+        if (!s) emu_record([=]() { lt_matmul(dv, a_, A, a, B, b, b_, C, c, D, dd, al, true); });
+        return s;
+    }
+    return lt_matmul(dv, a_, A, a, B, b, b_, C, c, D, dd, al, true);
+}
