@@ -559,7 +559,16 @@ typedef struct AttK {
     int drop;      // dropout > 0
     uint32_t thr;  // dropout threshold
     SeedRef seed; // AttnDims.seed
+    int split;     // causal rows in groups (att_groups): a row's products read only its group's keys (att_kend)
 } AttK;
+
+// The keys [0, att_kend) of row i that the products read: its group's with split causal rows (keys past them are
+// neither computed nor read, so the kernels leave them unwritten), else all Tk
+__device__ static inline int att_kend(const AttK &a, int i)
+{
+    int e = (i / ATT_ROWS + 1) * ATT_ROWS;
+    return a.split && e < a.Tk ? e : a.Tk;
+}
 
 // the dropout stream of (b, h) = bh: ops.c's key for seed ^ (bh * Tq * Tk)
 __device__ static inline uint64_t att_key(const AttK &a, size_t bh)
@@ -597,13 +606,16 @@ __global__ static void att_softmax_k(float *probs, uint8_t *mask, TP *pd, const 
     uint64_t key = att_key(a, bh);
     uint8_t *mr = mask ? mask + row * Tk : NULL;
     TP *pr = pd ? pd + row * Tk : NULL;
-    for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+    int ke = att_kend(a, i);
+    for (int j = threadIdx.x; j < ke; j += blockDim.x) {
         float p = j < n ? s[j] / sum : 0.0f;
         s[j] = p;
         int keep = j < nkt ? (a.drop ? drop_keep(key, a.thr, (size_t)i * Tk + j) : 1) : 0;
         if (mr) mr[j] = (uint8_t)keep;
         if (pr) att_put(pr + j, keep ? p * a.keep : 0.0f);
     }
+    if (mr) // a kept mask is the CPU's to the row's end (past ke, beyond the tile's keys: 0)
+        for (int j = ke + threadIdx.x; j < Tk; j += blockDim.x) mr[j] = 0;
 }
 
 // Whether (row, j) was kept, from the saved mask or (mask NULL) drawn again: only keys j < n matter to the backward
@@ -623,6 +635,7 @@ __global__ static void att_pd_k(TP *pd, const float *probs, const uint8_t *mask,
     {
         size_t row = e / a.Tk;
         int j = (int)(e - row * a.Tk), i = (int)(row % a.Tq);
+        if (j >= att_kend(a, i)) continue; // not read by the products
         int keep = att_kept(mask, a, mask ? 0 : att_key(a, row / a.Tq), row, i, j, a.n_keys[i]);
         att_put(pd + e, keep ? probs[e] * a.keep : 0.0f);
     }
@@ -647,9 +660,10 @@ __global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *prob
         s += gj * pr[j];
     }
     s = block_sum(s, red); // ends with __syncthreads: every g[j] above is written
+    int ke = att_kend(a, i); // dS past it is not read (nor dP computed there)
     if (ds16) {
         uint16_t *h = ds16 + row * Tk;
-        for (int j = threadIdx.x; j < Tk; j += blockDim.x) h[j] = to_bf16(j < n ? pr[j] * (g[j] - s) : 0.0f);
+        for (int j = threadIdx.x; j < ke; j += blockDim.x) h[j] = to_bf16(j < n ? pr[j] * (g[j] - s) : 0.0f);
         if (!dR16) return;
         __syncthreads();
         uint16_t *d = dR16 + row * Tq;
@@ -659,7 +673,7 @@ __global__ static void att_softmax_bwd_k(float *dp, float *dR, const float *prob
         }
         return;
     }
-    for (int j = threadIdx.x; j < Tk; j += blockDim.x) g[j] = j < n ? pr[j] * (g[j] - s) : 0.0f;
+    for (int j = threadIdx.x; j < ke; j += blockDim.x) g[j] = j < n ? pr[j] * (g[j] - s) : 0.0f;
     if (!dR) return;
     __syncthreads();
     float *d = dR + row * Tq;
@@ -684,16 +698,6 @@ void gpu_er_sum(const char *op, float *dEr_T, const float *part, int tasks, size
 {
     LAUNCH(er_sum_k, ew_blocks(n), EW_THREADS)(dEr_T, part, tasks, n);
     gpu_launched(op);
-}
-
-static AttK att_k(const AttnDims *d, int backward)
-{
-    AttK a;
-    a.Tq = d->Tq, a.Tk = d->Tk, a.NH = d->NH, a.n_keys = d->n_keys, a.drop = d->dropout > 0.0f;
-    a.thr = drop_threshold(d->dropout), a.seed = d->seed;
-    if (backward) a.keep = a.drop ? 1.0f / (1.0f - d->dropout) : 1.0f;
-    else a.keep = d->dropout < 1.0f ? 1.0f / (1.0f - d->dropout) : 0.0f;
-    return a;
 }
 
 static size_t att_fwd_floats(const AttnDims *d, int er)
@@ -724,6 +728,16 @@ static void att_group(const AttG &g, const AttnDims *d, int r0, int *n, int *ke)
     *n = d->Tq - r0 < g.R ? d->Tq - r0 : g.R;
     *ke = g.split ? r0 + *n : d->Tk;
 }
+static AttK att_k(const AttnDims *d, int backward)
+{
+    AttK a;
+    a.Tq = d->Tq, a.Tk = d->Tk, a.NH = d->NH, a.n_keys = d->n_keys, a.drop = d->dropout > 0.0f;
+    a.thr = drop_threshold(d->dropout), a.seed = d->seed, a.split = att_groups(d).split;
+    if (backward) a.keep = a.drop ? 1.0f / (1.0f - d->dropout) : 1.0f;
+    else a.keep = d->dropout < 1.0f ? 1.0f / (1.0f - d->dropout) : 0.0f;
+    return a;
+}
+
 // a block's first row or column x rounded down to a multiple of 4 floats: the extra ones are zeros or unread, and the
 // block's start stays 16-byte aligned where the matrix's is (so TF32's batched call takes it whole)
 static int att_al4(int x) { return x & ~3; }
