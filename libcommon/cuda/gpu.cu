@@ -377,11 +377,11 @@ void gpu_set_precision(int precision)
 
 int gpu_precision(void) { return g_prec; }
 int gpu_bf16_ours(void) { return g_prec == GPU_BF16 && !g_bf16_fast; }
-int gpu_att16(void) { return g_prec == GPU_BF16 && !g_bf16_fast && g_att16; }
+int gpu_att16(void) { return gpu_bf16_ours() && g_att16; }
 int gpu_act16(void)
 {
     const char *e = getenv("HMT_GPU_ACT16");
-    return g_prec == GPU_BF16 && !g_bf16_fast && !(e && strcmp(e, "0") == 0);
+    return gpu_bf16_ours() && !(e && strcmp(e, "0") == 0);
 }
 size_t gpu_smem_optin(void) { return g_smem_optin; }
 
@@ -881,9 +881,9 @@ static LtPlan *lt_plan(const void *x, const void *w, const float *out, const flo
          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == 0 &&
          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none,
                                               sizeof none) == 0;
-    const void *ptr[3] = {w, x, out}; // A, B, and out as C and D
+    const void *ptr[4] = {w, x, out, out}; // A, B, C and D
     for (int i = 0; ok && i < 4; i++) {
-        uint32_t bytes = 1u << lt_log2_align(ptr[i < 3 ? i : 2]);
+        uint32_t bytes = 1u << lt_log2_align(ptr[i]);
         ok = cublasLtMatmulPreferenceSetAttribute(pref, (cublasLtMatmulPreferenceAttributes_t)(
                                                             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
                                                   &bytes, sizeof bytes) == 0;
@@ -928,26 +928,25 @@ void gpu_linear_forward_product(const char *op, float *out, const float *inp, co
                                 const float *b, int N, int IC, int OC)
 {
     if (N <= 0 || OC <= 0) return;
-    if ((inp16 || (g_prec == GPU_BF16 && !g_bf16_fast)) && IC > 0) { // bfloat16 copies of what is not bfloat16 yet
+    int bf16 = (inp16 || gpu_bf16_ours()) && IC > 0; // the products on bfloat16 copies of what is not bfloat16 yet
+    const void *x = inp, *wx = w;
+    if (bf16) {
         const float *src[2] = {w, inp};
         size_t n[2] = {(size_t)OC * IC, (size_t)N * IC};
         uint16_t *c16[2];
         if (!bf16_copies(op, inp16 ? 1 : 2, src, n, c16)) return;
-        const uint16_t *x16 = inp16 ? inp16 : c16[1];
-        if (b && lt_linear(op, out, x16, c16[0], b, N, IC, OC, 1)) return;
-        if (b) { // the bias's rows, then the product added (ops.c's order)
-            LAUNCH(bias_rows_k, ew_blocks((size_t)N * OC), EW_THREADS)(out, b, OC, (size_t)N * OC);
-            gpu_launched(op);
-        }
-        gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, x16, IC, c16[0], IC, b ? 1.0f : 0.0f, out, OC);
-        return;
+        x = inp16 ? inp16 : c16[1], wx = c16[0];
     }
-    if (b && IC > 0 && lt_linear(op, out, inp, w, b, N, IC, OC, 0)) return;
-    if (b) {
+    if (b && IC > 0 && lt_linear(op, out, x, wx, b, N, IC, OC, bf16)) return;
+    if (b) { // the bias's rows, then the product added (ops.c's order)
         LAUNCH(bias_rows_k, ew_blocks((size_t)N * OC), EW_THREADS)(out, b, OC, (size_t)N * OC);
         gpu_launched(op);
     }
-    gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
+    if (bf16)
+        gemm_bf16(op, 0, 1, N, OC, IC, 1.0f, (const uint16_t *)x, IC, (const uint16_t *)wx, IC, b ? 1.0f : 0.0f, out,
+                  OC);
+    else
+        gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
 void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
@@ -976,17 +975,6 @@ void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, floa
     const uint16_t *g = dout16 ? dout16 : db ? (const uint16_t *)ex : c16[id], *x = inp16 ? inp16 : c16[ii];
     if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, g, OC, c16[iw], IC, 1.0f, dinp, IC);
     gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, g, OC, x, IC, 1.0f, dw, IC);
-}
-
-void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
-                                  const float *w, int N, int IC, int OC)
-{
-    if (g_prec != GPU_BF16 || g_bf16_fast || N <= 0 || IC <= 0 || OC <= 0) {
-        if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
-        gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
-        return;
-    }
-    gpu_linear_products16_backward(op, dinp, dw, NULL, dout, NULL, inp, NULL, w, N, IC, OC);
 }
 
 // pointer z = b * nh + h of each operand: base + b * stride over b + h * stride over h (A's and B's elements T)

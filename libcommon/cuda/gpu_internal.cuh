@@ -113,10 +113,6 @@ void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, 
 // the precision GPU_BF16 with bfloat16 copies of A and B (in the workspace) and float32 accumulation and C.
 void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc);
-// The two products of a linear layer's backward (out = inp w^T): dinp (N, IC) += dout w unless dinp is NULL, and
-// dw (OC, IC) += dout^T inp; as two gpu_gemm_linear calls, but under GPU_BF16 with dout's copy made once.
-void gpu_linear_products_backward(const char *op, float *dinp, float *dw, const float *dout, const float *inp,
-                                  const float *w, int N, int IC, int OC);
 
 // The linear layer's forward, out (N, OC) = inp (N, IC) w^T (+ b unless NULL), in the precision's products: float32
 // (or TF32), or bfloat16 copies of inp and w (inp16 non-NULL: the input already bfloat16, under any precision) and
@@ -127,7 +123,7 @@ void gpu_linear_forward_product(const char *op, float *out, const float *inp, co
 // The backward's products, bf16 operands and float32 sums under every precision: dout and inp are each taken as given
 // in bfloat16 (dout16, inp16) or copied from float32 (dout, inp when the 16 one is NULL); w is copied when dinp is not
 // NULL; db (with a float32 dout only) += dout's column sums, made from the read that makes its copy (gpu_bf16_colsums:
-// colsums' bytes). gpu_linear_products_backward's bf16 path, gpu_linear_backward[16] (the bias's sums too) and
+// colsums' bytes). gpu_linear_backward under GPU_BF16, gpu_linear_backward16 (the bias's sums too) and
 // gpu_linear_backward_g16 (dout16) all go through it.
 void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
                                     const uint16_t *dout16, const float *inp, const uint16_t *inp16, const float *w,

@@ -139,9 +139,11 @@ __global__ static void colsum_final_k(float *out, const float *part, int chunks,
     out[c] += s;
 }
 
-// dst = src's bfloat16, and part[k, c] = the sum of src over the rows of chunk k (in order): colsum_part_k's grid and
-// sums, from the read the conversion makes anyway
-__global__ static void to_bf16_colsum_k(uint16_t *dst, float *part, const float *src, int N, int C)
+// dst = g's bfloat16 and part[k, c] = the sum of g over the rows of chunk k, in order (colsum_part_k's grid and sums),
+// from one read: g = src, or with relu16 the ReLU + dropout backward's gradient into zeros, +0 + (relu16 not +0 ?
+// src * scale : +0) (dropout_bwd_k's; relu16 not +0 exactly where the forward's float32 output is > 0)
+__global__ static void bf16_colsum_k(uint16_t *dst, float *part, const float *src, const uint16_t *relu16, float scale,
+                                     int N, int C)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
     if (c >= C) return;
@@ -149,7 +151,7 @@ __global__ static void to_bf16_colsum_k(uint16_t *dst, float *part, const float 
     float s = 0.0f;
     for (int r = k * COL_ROWS; r < r1; r++) {
         size_t i = (size_t)r * C + c;
-        float g = src[i];
+        float g = relu16 ? 0.0f + (relu16[i] != 0 ? src[i] * scale : 0.0f) : src[i];
         dst[i] = to_bf16(g);
         s += g;
     }
@@ -158,14 +160,21 @@ __global__ static void to_bf16_colsum_k(uint16_t *dst, float *part, const float 
 
 int gpu_colsum_chunks(int N) { return N > 0 ? (N + COL_ROWS - 1) / COL_ROWS : 0; }
 
-void gpu_bf16_colsums(const char *op, uint16_t *dst, float *part, float *db, const float *src, int N, int C)
+// bf16_colsum_k, then db += the chunks' sums in order
+static void bf16_colsums(const char *op, uint16_t *dst, float *part, float *db, const float *src,
+                         const uint16_t *relu16, float scale, int N, int C)
 {
     int chunks = gpu_colsum_chunks(N);
     if (chunks == 0 || C <= 0) return;
-    LAUNCH(to_bf16_colsum_k, dim3(gpu_blocks(C, COL_THREADS), chunks), COL_THREADS)(dst, part, src, N, C);
+    LAUNCH(bf16_colsum_k, dim3(gpu_blocks(C, COL_THREADS), chunks), COL_THREADS)(dst, part, src, relu16, scale, N, C);
     gpu_launched(op);
     LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
     gpu_launched(op);
+}
+
+void gpu_bf16_colsums(const char *op, uint16_t *dst, float *part, float *db, const float *src, int N, int C)
+{
+    bf16_colsums(op, dst, part, db, src, NULL, 1.0f, N, C);
 }
 
 // db[c] += sum_n g[n,c]; with x (LayerNorm): dw[c] += sum_n g[n,c] * xhat[n,c] too
@@ -207,7 +216,8 @@ void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
         gpu_linear_products16_backward(op, dinp, dw, db, dout, NULL, inp, NULL, w, N, IC, OC);
         return;
     }
-    gpu_linear_products_backward(op, dinp, dw, dout, inp, w, N, IC, OC);
+    if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+    gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
@@ -501,24 +511,6 @@ __global__ static void relu_dropout16_k(uint16_t *out, const float *inp, float s
     }
 }
 
-// g = +0 + (out16 not +0 ? dout * scale : +0), dropout_bwd_k's gradient into zeros, stored as dinp16 = its bfloat16,
-// and part[k, c] = its sum over the rows of chunk k (in order): colsum_part_k's grid and sums
-__global__ static void relu_dropout16_bwd_k(uint16_t *dinp, float *part, const float *dout, const uint16_t *out,
-                                            float scale, int N, int C)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
-    if (c >= C) return;
-    int r1 = (k + 1) * COL_ROWS < N ? (k + 1) * COL_ROWS : N;
-    float s = 0.0f;
-    for (int r = k * COL_ROWS; r < r1; r++) {
-        size_t i = (size_t)r * C + c;
-        float g = 0.0f + (out[i] != 0 ? dout[i] * scale : 0.0f);
-        dinp[i] = to_bf16(g);
-        s += g;
-    }
-    part[(size_t)k * C + c] = s;
-}
-
 void gpu_relu_dropout_forward16(uint16_t *out, const float *inp, float p, SeedRef seed, size_t n)
 {
     const char *op = "gpu_relu_dropout_forward16";
@@ -535,12 +527,7 @@ void gpu_relu_dropout_backward16(uint16_t *dinp16, float *db, const float *dout,
     int chunks = (N + COL_ROWS - 1) / COL_ROWS;
     if (!gpu_enter(op) || chunks == 0 || C <= 0) return;
     float *part = (float *)gpu_workspace(op, (size_t)chunks * C * sizeof(float));
-    if (!part) return;
-    LAUNCH(relu_dropout16_bwd_k, dim3(gpu_blocks(C, COL_THREADS), chunks), COL_THREADS)(dinp16, part, dout, out16,
-                                                                                        dropout_bwd_scale(p), N, C);
-    gpu_launched(op);
-    LAUNCH(colsum_final_k, gpu_blocks(C, COL_THREADS), COL_THREADS)(db, part, chunks, C);
-    gpu_launched(op);
+    if (part) bf16_colsums(op, dinp16, part, db, dout, out16, dropout_bwd_scale(p), N, C);
 }
 
 // ---- attention (Music Transformer relative attention, Huang et al. 2018; ops.c's tiles for the mask) ------------
