@@ -5,7 +5,8 @@
 # unfused attention (cuBLAS, probs stored) and the fused one (HMT_GPU_ATTENTION=fused: tiles, online softmax, no
 # T x T tensor; under TF32 and bf16 on tensor cores, gpu_attn_tc.cu), bf16 also with HMT_GPU_BF16=fast (no
 # conversion pass: cuBLAS converts), with float32 activations (HMT_GPU_ACT16=0, gemm attention), with the linear
-# layers' bias written before the product instead of in cuBLASLt's epilogue (HMT_GPU_LT=0), with the gemm
+# layers' bias written before the product instead of in cuBLASLt's epilogue (HMT_GPU_LT=0), with the backward's
+# gradients zeroed before the ops that write them instead of written as they are (HMT_GPU_FRESH=0), with the gemm
 # attention's products in bf16 too (HMT_GPU_ATT16=1), with the fused attention's dS not stored
 # (HMT_GPU_FA_DS_MIB=0), on fragments in registers (HMT_GPU_FA_MMA=1, also for the headline
 # config in bf16), and with --recompute-ffn (both attentions), PyTorch in fp32, TF32 and bf16 autocast;
@@ -54,6 +55,9 @@ for B in 64 8; do
         HMT_GPU_ATTENTION=gemm -- --precision bf16
     # the linear layers' bias as rows written before the product, not in cuBLASLt's epilogue (the way before)
     c "bf16 linear layers, bias rows before the product (HMT_GPU_LT=0), gemm attention" HMT_GPU_LT=0 \
+        HMT_GPU_ATTENTION=gemm -- --precision bf16
+    # the backward's gradients zeroed, then added to, not written by the op that makes them (gpu.h gpu_fresh)
+    c "bf16 linear layers, gradients zeroed first (HMT_GPU_FRESH=0), gemm attention" HMT_GPU_FRESH=0 \
         HMT_GPU_ATTENTION=gemm -- --precision bf16
     # the fused attention's backward with each kernel computing dS again, none stored (the schedule before)
     c "bf16 linear layers, fused attention, dS not stored (HMT_GPU_FA_DS_MIB=0)" HMT_GPU_FA_DS_MIB=0 \

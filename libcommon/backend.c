@@ -113,7 +113,8 @@ static void cpu_clip_grad_norm(double *norm, float *g, size_t n, double max_norm
 
 const Backend backend_cpu = {
     .name = "cpu", .on_host = 1,
-    .alloc = cpu_alloc, .free = cpu_free, .zero = cpu_zero, .upload = cpu_copy, .download = cpu_copy,
+    .alloc = cpu_alloc, .free = cpu_free, .zero = cpu_zero, .fresh = cpu_zero, .upload = cpu_copy,
+    .download = cpu_copy,
     .sync = cpu_sync, .device_name = cpu_name, .mem_free = mem_available,
     .encoder_forward = encoder_forward, .encoder_backward = cpu_encoder_backward,
     .linear_forward = linear_forward, .linear_backward = linear_backward,

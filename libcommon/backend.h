@@ -62,6 +62,10 @@ typedef struct Backend {
     void *(*alloc)(size_t bytes);
     void (*free)(void *p);
     void (*zero)(void *p, size_t bytes);
+    // zero for a range that the next op adds to: to every reader it is zeros, but the next op may write it without
+    // reading it (the CUDA backend's linear and residual LayerNorm backwards, the bytes they make on zeros; the CPU
+    // zeroes it)
+    void (*fresh)(void *p, size_t bytes);
     void (*upload)(void *dst, const void *src_host, size_t bytes);
     void (*download)(void *dst_host, const void *src, size_t bytes);
     // waits for the queued ops; 0, or -1 with err naming the first failed op (the CPU never fails)
@@ -166,11 +170,17 @@ typedef struct Backend {
                                 const uint16_t *inp16, const float *w, int N, int IC, int OC);
     // dst = src as bfloat16, rounded to nearest even: decode.c's bfloat16 weights, and under act16 what hg_alloc
     // keeps as bfloat16, rounded once from the float32 that the forward's ops make (and then read from scratch):
-    // LayerNorm 1's output (linear1's products take it as linear_forward16 and linear_backward_g16's inp16), a
-    // layer's input after a block's first, and, where attention_takes16 says the attention takes them (gpu.h
-    // gpu_attention_fused_takes16: the fused attention on tensor cores), q, k and v. attention_forward16 and
-    // _backward16 are attention_forward's and _backward's on them, with probs (one float a query row) and no mask
+    // where attention_takes16 says the attention takes them (gpu.h gpu_attention_fused_takes16: the fused attention
+    // on tensor cores), q, k and v. attention_forward16 and _backward16 are attention_forward's and _backward's on
+    // them, with probs (one float a query row) and no mask. LayerNorm 1's output (linear1's products take it as
+    // linear_forward16 and linear_backward_g16's inp16) and a layer's input after a block's first come as bfloat16
+    // from residual_layernorm_forward16 below: to_bf16's bytes without reading the float32 again
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    // residual_layernorm_forward that also writes out as bfloat16 to out16: to_bf16's bytes of out, in the same pass
+    // (LayerNorm 1's ln16, and a layer's output that the next layer of the block keeps as its x16)
+    void (*residual_layernorm_forward16)(float *out, uint16_t *out16, float *mean, float *rstd, float *res,
+                                         uint8_t *mask, const float *x, const float *y, float p, SeedRef seed,
+                                         const float *w, const float *b, int N, int C);
     int (*attention_takes16)(const AttnDims *d);
     void (*attention_forward16)(float *out, float *probs, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                                 const float *Er, const AttnDims *d);

@@ -97,6 +97,12 @@ int gpu_upload(void *dst, const void *src_host, size_t bytes);
 int gpu_download(void *dst_host, const void *src, size_t bytes);
 // Sets bytes bytes of device memory to zero (queued like an op).
 void gpu_zero(void *p, size_t bytes);
+// gpu_zero for a range that the next op writes (Backend.fresh): that op may take the range and write it without
+// reading zeros; any other op first zeroes the ranges left (HMT_GPU_FRESH=0: gpu_zero at once). The ops that take:
+// the backward of the linear layers (dinp) and of the residual LayerNorm (dx, dy). gpu_fresh_taken counts the ranges
+// taken since the program started.
+void gpu_fresh(void *p, size_t bytes);
+long gpu_fresh_taken(void);
 
 // ---- ops (ops.h, one for one; device pointers) -------------------------------------------------------------
 // tok (B,T) int32 ids, wte (V,C), pe (>=T,C) -> out (B,T,C) = wte[tok] + pe[t]
@@ -124,10 +130,11 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 // saved): one kernel, the bytes of the three separate ops. Backward: g = LayerNorm's dinp of dout (dw, db
 // accumulated), dx += g, dy += dropout_backward(g): the bytes of the separate ops when dy (and for them the
 // intermediate g) start at zero. mask may be NULL in both (not kept: the backward draws the forward's bits again
-// from (p, seed), the same bytes).
-void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
-                                    int C);
+// from (p, seed), the same bytes). out16 unless NULL: out as bfloat16 too, gpu_to_bf16's bytes of out from the
+// same pass (the bfloat16 activations' copies of LayerNorm outputs, without a second read of out).
+void gpu_residual_layernorm_forward(float *out, uint16_t *out16, float *mean, float *rstd, float *res, uint8_t *mask,
+                                    const float *x, const float *y, float p, SeedRef seed, const float *w,
+                                    const float *b, int N, int C);
 void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, const float *dout, const float *res,
                                      const uint8_t *mask, float p, SeedRef seed, const float *w, const float *mean,
                                      const float *rstd, int N, int C);

@@ -659,16 +659,30 @@ static const void *ffn_hidden(HgModel *m, const LayerA *A, const LayerP *P, floa
     return r16 ? (const void *)r16 : (const void *)r1d;
 }
 
+// out = LayerNorm(x + drop(y)) with the weights at w, b, and out16 = out as bfloat16 unless NULL (act16)
+static void residual_ln(HgModel *m, float *out, uint16_t *out16, float *mean, float *rstd, float *res, uint8_t *mask,
+                        const float *x, const float *y, SeedRef seed, size_t w, size_t b, int N)
+{
+    const float *W = m->bw;
+    float p = m->acts->p_used;
+    int C = m->cfg.C;
+    if (out16)
+        m->be->residual_layernorm_forward16(out, out16, mean, rstd, res, mask, x, y, p, seed, W + w, W + b, N, C);
+    else
+        m->be->residual_layernorm_forward(out, mean, rstd, res, mask, x, y, p, seed, W + w, W + b, N, C);
+}
+
 // model.md §2: a = MHA(x [, ctx]); x = LN1(x + drop(a)); x = LN2(x + drop(linear2(drop(relu(linear1(x))))))
 // The backward needs neither out_proj's nor linear2's output (the residual LayerNorms keep their sums), nor
 // linear1's (the ReLU's backward reads its output), so those three live in the backward's scratch, which is free
 // during a forward: g_proj, g_h1, g_h2 (a layer's activations shrink by F + 2C floats and F mask bytes per row).
-static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx, float *out)
+// out16 (act16: the next layer's x16, else NULL): out as bfloat16 too, from LayerNorm 2's pass
+static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x, const float *ctx, float *out,
+                          uint16_t *out16)
 {
     const float *W = m->bw;
     HgActs *H = m->acts;
     int C = m->cfg.C, F = m->cfg.F, N = m->B * A->Tq, Nk = m->B * A->Tk;
-    float p = H->p_used;
     A->x = x, A->ctx = ctx ? ctx : x;
     A->seed = next_seed(H);
     // q, k, v: float32 in the layer's buffers or, kept as bfloat16 (act16), in the backward's scratch until rounded
@@ -685,8 +699,8 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
         }
     } else {
         float *qkv = A->qkv16 ? H->g_qkv : A->qkv;
-        if (A->x16) { // x as bfloat16 for the backward, and for in_proj now (the product's rounding: the same bytes)
-            m->be->to_bf16(A->x16, x, (size_t)N * C);
+        if (A->x16) { // x as bfloat16 (the layer before wrote it) for the backward, and for in_proj now (the
+                      // product's rounding: the same bytes)
             m->be->linear_forward16(qkv, A->x16, W + P->in_w, W + P->in_b, N, C, 3 * C);
         } else {
             m->be->linear_forward(qkv, x, W + P->in_w, W + P->in_b, N, C, 3 * C);
@@ -704,17 +718,16 @@ static void layer_forward(HgModel *m, LayerA *A, const LayerP *P, const float *x
     float *proj = H->g_proj, *h1 = H->g_h1, *h2 = H->g_h2; // transients (above)
     float *ln1 = A->ln16 ? H->g_ln1 : A->ln1; // with ln16, float32 only until the layer's end
     m->be->linear_forward(proj, A->att, W + P->out_w, W + P->out_b, N, C, C);
-    m->be->residual_layernorm_forward(ln1, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, p, seed_plus(A->seed, 1),
-                                      W + P->n1_w, W + P->n1_b, N, C);
-    if (A->ln16) m->be->to_bf16(A->ln16, ln1, (size_t)N * C);
+    residual_ln(m, ln1, A->ln16, A->mean1, A->rstd1, A->res1, A->m_proj, x, proj, seed_plus(A->seed, 1), P->n1_w,
+                P->n1_b, N);
     if (H->act16)
         m->be->linear_forward16(h2, ffn_hidden(m, A, P, NULL, A->r16 ? A->r16 : H->r16, h1), W + P->l2_w, W + P->l2_b,
                                 N, F, C);
     else
         m->be->linear_forward(h2, ffn_hidden(m, A, P, A->r1d ? A->r1d : H->r1d, NULL, h1), W + P->l2_w, W + P->l2_b, N,
                               F, C);
-    m->be->residual_layernorm_forward(out, A->mean2, A->rstd2, A->res2, A->m_h2, ln1, h2, p, seed_plus(A->seed, 3),
-                                      W + P->n2_w, W + P->n2_b, N, C);
+    residual_ln(m, out, out16, A->mean2, A->rstd2, A->res2, A->m_h2, ln1, h2, seed_plus(A->seed, 3), P->n2_w, P->n2_b,
+                N);
 }
 
 // model.md §4: N layers, then the block's LayerNorm; ctx (keys and values) only for resampling blocks
@@ -724,7 +737,8 @@ static const float *block_forward(HgModel *m, BlockA *A, const BlockP *P, const 
     A->in = in;
     for (int i = 0; i < P->n; i++) { // an out not kept (LayerA.x16) in g_blk, which is free until the backward
         float *out = A->layers[i].out ? A->layers[i].out : m->acts->g_blk[i & 1];
-        layer_forward(m, &A->layers[i], &P->layers[i], x, ctx, out);
+        uint16_t *out16 = i + 1 < P->n ? A->layers[i + 1].x16 : NULL;
+        layer_forward(m, &A->layers[i], &P->layers[i], x, ctx, out, out16);
         x = out;
     }
     m->be->layernorm_forward(A->out, A->mean, A->rstd, x, m->bw + P->norm_w, m->bw + P->norm_b, m->B * A->T, m->cfg.C);
@@ -800,6 +814,8 @@ void hg_forward_b(HgModel *m, const int32_t *tok, int train, SeedRef dropout_see
 // ---- backward: the forward's ops in reverse -----------------------------------------------------
 
 #define ZERO(p, n) m->be->zero((p), (size_t)(n) * sizeof(float))
+// zeros that the next op adds to, which it may write instead (Backend.fresh: it must be the very next op)
+#define FRESH(p, n) m->be->fresh((p), (size_t)(n) * sizeof(float))
 
 static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const float *dout, float *dx, float *dctx)
 {
@@ -810,31 +826,32 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
     float p = H->p_used;
     // out = LN2(res2); res2 = ln1 + drop(h2)
-    ZERO(H->g_ln1, NC);
-    ZERO(H->g_h2, NC);
+    FRESH(H->g_ln1, NC);
+    FRESH(H->g_h2, NC);
     m->be->residual_layernorm_backward(H->g_ln1, H->g_h2, D + P->n2_w, D + P->n2_b, H->g_res, dout, A->res2, A->m_h2, p,
                                        seed_plus(A->seed, 3), W + P->n2_w, A->mean2, A->rstd2, N, C);
     // h2 = linear2(drop(relu(linear1(ln1)))); recompute_ffn: the forward's ops again, the same bytes (g_h1 is free
     // until below)
-    ZERO(H->g_r1d, NF);
     if (H->act16) {
         const uint16_t *r16 = A->r16 ? A->r16 : ffn_hidden(m, A, P, NULL, H->r16, H->g_h1);
+        FRESH(H->g_r1d, NF);
         m->be->linear_backward16(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r16, W + P->l2_w, N, F, C);
         uint16_t *g16 = (uint16_t *)H->g_h1; // linear1's output gradient as bfloat16, its bias's sums made with it
         m->be->relu_dropout_backward16(g16, D + P->l1_b, H->g_r1d, r16, p, N, F);
         m->be->linear_backward_g16(H->g_ln1, D + P->l1_w, g16, A->ln1, A->ln16, W + P->l1_w, N, C, F);
     } else {
         const float *r1d = A->r1d ? A->r1d : ffn_hidden(m, A, P, H->r1d, NULL, H->g_h1);
+        FRESH(H->g_r1d, NF);
         m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
         ZERO(H->g_h1, NF);
         m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
         m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     }
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
-    ZERO(H->g_proj, NC);
+    FRESH(H->g_proj, NC);
     m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res, H->g_ln1, A->res1, A->m_proj,
                                        p, seed_plus(A->seed, 1), W + P->n1_w, A->mean1, A->rstd1, N, C);
-    ZERO(H->g_att, NC);
+    FRESH(H->g_att, NC);
     m->be->linear_backward(H->g_att, D + P->out_w, D + P->out_b, H->g_proj, A->att, W + P->out_w, N, C, C);
     // att = attention(q, k, v); q, k, v = in_proj(x [, ctx])
     AttnDims d = layer_dims(m, A);

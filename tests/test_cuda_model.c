@@ -869,13 +869,14 @@ static void test_recompute(const Backend *gpu)
 // (on tensor cores: head size 16 here) q, k and v too, half their bytes (the run's reserved block is smaller, and
 // smaller by q, k, v's half with the fused attention), and the run
 // gives the bytes of the run that keeps them in float32 (HMT_GPU_ACT16=0): weights and Adam moments after the
-// steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with --recompute-ffn. Ends
-// on a fresh GPU.
+// steps, a validation pass and a checkpoint, with the gemm and the fused attention, and with --recompute-ffn. The
+// backward's gradients declared zero (gpu_fresh) are taken by the ops that write them, and the run gives the bytes
+// of the run with HMT_GPU_FRESH=0, which zeroes them. Ends on a fresh GPU.
 static void test_act16(const Backend *gpu)
 {
     char err[ERR_MAX], path[256];
     if (!gpu) {
-        for (int k = 0; k < 20; k++) CHECK(0, "bf16 activations");
+        for (int k = 0; k < 43; k++) CHECK(0, "bf16 activations");
         return;
     }
     RunConfig rc;
@@ -895,14 +896,16 @@ static void test_act16(const Backend *gpu)
         }
         gpu->set_precision(PREC_BF16);
         rc.recompute_ffn = v == 2;
-        float *h[2];
-        size_t act[2], n = 0;
-        for (int k = 0; k < 2; k++) { // k 0: float32 activations, k 1: bf16
+        float *h[3];
+        size_t act[3], n = 0;
+        long taken[3];
+        for (int k = 0; k < 3; k++) { // k 0: float32 activations, k 1: bf16, k 2: bf16 with HMT_GPU_FRESH=0
             Trainer t;
             long allocs;
             if (!k) setenv("HMT_GPU_ACT16", "0", 1);
-            CHECK(gpu->act16 && gpu->act16() == k, "bf16 activations (%s): act16 says %d with HMT_GPU_ACT16%s", what,
-                  gpu->act16 ? gpu->act16() : -1, k ? " unset" : "=0");
+            if (k == 2) setenv("HMT_GPU_FRESH", "0", 1), gpu->set_precision(PREC_BF16); // (which reads it)
+            CHECK(gpu->act16 && gpu->act16() == !!k, "bf16 activations (%s): act16 says %d with HMT_GPU_ACT16%s",
+                  what, gpu->act16 ? gpu->act16() : -1, k ? " unset" : "=0");
             int takes = gpu->attention_takes16 && gpu->attention_takes16(&ad);
             CHECK(takes == (k && v == 1), "bf16 activations (%s): bf16 q, k, v %staken with HMT_GPU_ACT16%s", what,
                   takes ? "" : "not ", k ? " unset" : "=0");
@@ -910,15 +913,27 @@ static void test_act16(const Backend *gpu)
             unsetenv("HMT_GPU_ACT16");
             CHECK(ok, "bf16 activations (%s): trainer_init: %s", what, err);
             if (!ok) {
-                if (k) free(h[0]);
+                for (int j = 0; j < k; j++) free(h[j]);
+                unsetenv("HMT_GPU_FRESH");
                 break;
             }
             act[k] = t.reserved; // the plan's block is in it, not rounded (hg_act_bytes rounds to 2 MiB)
+            taken[k] = gpu_fresh_taken();
             h[k] = reserve_run(&t, gpu, &ds, &val, rc.steps, &allocs);
+            taken[k] = gpu_fresh_taken() - taken[k];
             n = t.m.n_floats;
             trainer_free(&t);
+            if (k == 2) unsetenv("HMT_GPU_FRESH"), gpu->set_precision(PREC_BF16);
         }
         if (!ok) break;
+        // the backward's gradients declared zero (gpu_fresh): taken by the ops after them (5 a layer each step), and
+        // the run's bytes those of the run that zeroes them
+        CHECK(taken[0] > 0 && taken[1] > 0 && taken[2] == 0,
+              "bf16 activations (%s): ranges declared zero taken: %ld, %ld (bf16), %ld with HMT_GPU_FRESH=0", what,
+              taken[0], taken[1], taken[2]);
+        CHECK(memcmp(h[1], h[2], 3 * n * sizeof(float)) == 0,
+              "bf16 activations (%s): weights and Adam moments, the bytes of the run with HMT_GPU_FRESH=0", what);
+        free(h[2]);
         CHECK(act[1] < act[0], "bf16 activations (%s): the run reserves %zu bytes, %zu with float32 activations",
               what, act[1], act[0]);
         if (v < 2) saved[v] = act[0] - act[1];

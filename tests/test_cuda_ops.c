@@ -475,8 +475,11 @@ static void residual_ln_case(const char *name, int N, int C, float p)
     float *d_rstd = dev_new(N * 4), *d_dx = dev_new(n * 4), *d_dy = dev_new(n * 4), *d_dw = dev_new(C * 4);
     float *d_db = dev_new(C * 4), *d_yd = dev_new(n * 4), *d_g = dev_new(n * 4);
     uint8_t *d_mask = dev_new(n);
-    // [0] fused, [1] fused again, [2] the separate GPU ops, [3] fused without the mask: res, out, mask, dx, dy, dw, db
+    // [0] fused, [1] fused again (and writing out as bfloat16 too), [2] the separate GPU ops, [3] fused without the
+    // mask: res, out, mask, dx, dy, dw, db
     void *got[4][7];
+    uint16_t *d_out16 = dev_new(n * 2), *d_ref16 = dev_new(n * 2);
+    void *out16 = NULL, *ref16 = NULL;
     for (int r = 0; r < 4; r++) {
         reset(d_dx, dx0, n * 4), reset(d_dw, dw0, C * 4), reset(d_db, db0, C * 4), gpu_zero(d_dy, n * 4);
         if (r != 2) {
@@ -484,7 +487,12 @@ static void residual_ln_case(const char *name, int N, int C, float p)
             SeedRef sr = r == 0 ? (SeedRef){.add = seed} : dev_seed(seed, &base);
             uint8_t *mk = r < 2 ? d_mask : NULL;
             if (r == 3) gpu_zero(d_mask, n);
-            gpu_residual_layernorm_forward(d_out, d_mean, d_rstd, d_res, mk, d_x, d_y, p, sr, d_w, d_b, N, C);
+            gpu_residual_layernorm_forward(d_out, r == 1 ? d_out16 : NULL, d_mean, d_rstd, d_res, mk, d_x, d_y, p, sr,
+                                           d_w, d_b, N, C);
+            if (r == 1) {
+                gpu_to_bf16(d_ref16, d_out, n);
+                out16 = host_from(d_out16, n * 2), ref16 = host_from(d_ref16, n * 2);
+            }
             gpu_residual_layernorm_backward(d_dx, d_dy, d_dw, d_db, d_dout, d_res, mk, p, sr, d_w, d_mean, d_rstd, N,
                                             C);
             gpu_free(base);
@@ -505,6 +513,8 @@ static void residual_ln_case(const char *name, int N, int C, float p)
     size_t bytes[7] = {n * 4, n * 4, n, n * 4, n * 4, (size_t)C * 4, (size_t)C * 4};
     const float *cpu[7] = {res, out, NULL, dx, dy, dw, db};
     char m[200];
+    snprintf(m, sizeof m, "%s out as bfloat16 from the same pass: gpu_to_bf16's bytes of out", name);
+    cmp_bytes(m, out16, ref16, n * 2);
     for (int t = 0; t < 7; t++) {
         snprintf(m, sizeof m, "%s %s: the separate GPU ops' bytes", name, what[t]), cmp_bytes(m, got[0][t], got[2][t], bytes[t]);
         snprintf(m, sizeof m, "%s %s", name, what[t]), twice(m, got[0][t], got[1][t], bytes[t]);
@@ -535,10 +545,144 @@ static void residual_ln_case(const char *name, int N, int C, float p)
         for (int t = 0; t < 7; t++) free(got[r][t]);
     gpu_free(d_x), gpu_free(d_y), gpu_free(d_w), gpu_free(d_b), gpu_free(d_dout), gpu_free(d_res), gpu_free(d_out);
     gpu_free(d_mean), gpu_free(d_rstd), gpu_free(d_dx), gpu_free(d_dy), gpu_free(d_dw), gpu_free(d_db), gpu_free(d_yd);
-    gpu_free(d_g), gpu_free(d_mask);
+    gpu_free(d_g), gpu_free(d_mask), gpu_free(d_out16), gpu_free(d_ref16), free(out16), free(ref16);
     free(x), free(y), free(w), free(b), free(dout), free(dx0), free(dw0), free(db0), free(yd), free(res), free(out);
     free(mean), free(rstd), free(mask), free(g), free(dx), free(dy), free(dw), free(db);
     no_error(name);
+}
+
+// ---- ranges declared zero (gpu_fresh) --------------------------------------------------------------------------
+
+// the op run on outputs declared zero by gpu_fresh (and full of NaN before): the bytes of the op run on gpu_zero's
+// zeros, each range taken exactly where `take` says (a range taken is not zeroed; one not taken is, before the op)
+typedef struct FreshOp {
+    const char *name;
+    float *out[2]; // the outputs declared zero (out[1] NULL: one)
+    size_t n[2];   // their floats
+    void (*run)(const struct FreshOp *f);
+    const void *in[4];
+    int N, IC, OC, prec, inp16;
+} FreshOp;
+
+static void fresh_case(const FreshOp *f, int take, size_t fresh_n0)
+{
+    char m[200];
+    int k_out = f->out[1] ? 2 : 1;
+    void *want[2], *got[2];
+    gpu_set_precision(f->prec);
+    for (int r = 0; r < 2; r++) { // r 0: gpu_zero, r 1: gpu_fresh (over fresh_n0 floats for the first output)
+        for (int k = 0; k < k_out; k++) {
+            float *nan = malloc(f->n[k] * sizeof *nan);
+            for (size_t i = 0; i < f->n[k]; i++) nan[i] = NAN;
+            reset(f->out[k], nan, f->n[k] * sizeof *nan);
+            free(nan);
+        }
+        long before = gpu_fresh_taken();
+        for (int k = 0; k < k_out; k++) {
+            size_t bytes = (k == 0 ? fresh_n0 : f->n[k]) * sizeof(float);
+            if (r) gpu_fresh(f->out[k], bytes);
+            else gpu_zero(f->out[k], bytes);
+        }
+        f->run(f);
+        long taken = gpu_fresh_taken() - before;
+        if (r) CHECK(taken == take, "%s: %ld ranges taken, not %d", f->name, taken, take);
+        else CHECK(taken == 0, "%s: %ld ranges taken after gpu_zero", f->name, taken);
+        for (int k = 0; k < k_out; k++) (r ? got : want)[k] = host_from(f->out[k], f->n[k] * sizeof(float));
+    }
+    for (int k = 0; k < k_out; k++) {
+        snprintf(m, sizeof m, "%s, output %d declared zero: the bytes on zeros", f->name, k);
+        cmp_bytes(m, got[k], want[k], f->n[k] * sizeof(float));
+        free(got[k]), free(want[k]);
+    }
+    gpu_set_precision(GPU_FP32);
+    no_error(f->name);
+}
+
+// in: dout, inp (or its bf16 copy), w, dw
+static void fresh_linear(const FreshOp *f)
+{
+    const void *const *in = f->in;
+    if (f->inp16)
+        gpu_linear_backward16(f->out[0], (float *)in[3], NULL, in[0], in[1], in[2], f->N, f->IC, f->OC);
+    else
+        gpu_linear_backward(f->out[0], (float *)in[3], NULL, in[0], in[1], in[2], f->N, f->IC, f->OC);
+}
+
+// in: dout, res, w, and mean (N), rstd (N), dw (C), db (C) in one buffer; C in OC
+static void fresh_res_ln(const FreshOp *f)
+{
+    const float *g = f->in[0], *res = f->in[1], *w = f->in[2];
+    float *st = (float *)f->in[3];
+    gpu_residual_layernorm_backward(f->out[0], f->out[1], st + 2 * f->N, st + 2 * f->N + f->OC, g, res, NULL, 0.1f,
+                                    (SeedRef){.add = 77}, w, st, st + f->N, f->N, f->OC);
+}
+
+// a range declared zero that no op takes reads as zeros: to the next op (here one that adds to it) and to a copy
+static void fresh_untaken(void)
+{
+    size_t n = 1000;
+    float *src = rnd(n, 1), *d_src = dev_from(src, n * 4), *d = dev_new(n * 4), *nan = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) nan[i] = NAN;
+    reset(d, nan, n * 4);
+    long before = gpu_fresh_taken();
+    gpu_fresh(d, n * 4);
+    gpu_accumulate(d, d_src, n);
+    float *got = host_from(d, n * 4);
+    cmp_bytes("declared zero, then added to by an op that does not take it: the added values", got, src, n * 4);
+    free(got);
+    gpu_upload(d, src, n * 4);
+    gpu_fresh(d, n * 4);
+    got = host_from(d, n * 4);
+    size_t nz = 0;
+    for (size_t i = 0; i < n; i++) nz += got[i] != 0.0f || signbit(got[i]);
+    CHECK(nz == 0, "declared zero, then copied to the host: %zu of %zu values not +0", nz, n);
+    CHECK(gpu_fresh_taken() == before, "ranges taken by ops that take none: %ld", gpu_fresh_taken() - before);
+    free(got), free(src), free(nan), gpu_free(d_src), gpu_free(d);
+    no_error("gpu_fresh");
+}
+
+// gpu_fresh: the ops that take a range declared zero give the bytes they give on zeros, without reading it (NaN
+// before); a range they do not take (larger, one float short, HMT_GPU_FRESH=0) is zeroed before them
+static void test_fresh(void)
+{
+    int N = 130, IC = 48, OC = 72, C = 40;
+    size_t ni = (size_t)N * IC, no = (size_t)N * OC, nw = (size_t)OC * IC, nc = (size_t)N * C;
+    float *dout = rnd(no, 1), *inp = rnd(ni, 1), *w = rnd(nw, 1);
+    float *d_dout = dev_from(dout, no * 4), *d_inp = dev_from(inp, ni * 4), *d_w = dev_from(w, nw * 4);
+    float *d_dw = dev_new(nw * 4), *d_dinp = dev_new(ni * 2 * 4);
+    uint16_t *d_inp16 = dev_new(ni * 2);
+    gpu_to_bf16(d_inp16, d_inp, ni);
+    static const char *names[3] = {"gpu_linear_backward float32", "gpu_linear_backward bf16",
+                                   "gpu_linear_backward16"};
+    for (int v = 0; v < 3; v++) {
+        FreshOp f = {.name = names[v], .out = {d_dinp, NULL}, .n = {ni, 0}, .run = fresh_linear,
+                     .in = {d_dout, v == 2 ? (const void *)d_inp16 : d_inp, d_w, d_dw}, .N = N, .IC = IC, .OC = OC,
+                     .prec = v ? GPU_BF16 : GPU_FP32, .inp16 = v == 2};
+        fresh_case(&f, 1, ni);
+        char m[120];
+        snprintf(m, sizeof m, "%s, a larger range declared zero (not taken)", names[v]);
+        f.name = m;
+        fresh_case(&f, 0, 2 * ni);
+    }
+    // the residual LayerNorm's backward: dx and dy
+    float *res = rnd(nc, 1), *g = rnd(nc, 1), *wl = rnd(C, 1), *st = calloc(2 * N + 2 * C, 4);
+    for (int i = 0; i < N; i++) st[i] = 0.1f * (i % 7), st[N + i] = 1.0f + 0.01f * i;
+    float *d_res = dev_from(res, nc * 4), *d_g = dev_from(g, nc * 4), *d_wl = dev_from(wl, C * 4);
+    float *d_st = dev_from(st, (2 * N + 2 * C) * 4), *d_dx = dev_new(nc * 4), *d_dy = dev_new(nc * 4);
+    FreshOp f = {.name = "gpu_residual_layernorm_backward", .out = {d_dx, d_dy}, .n = {nc, nc}, .run = fresh_res_ln,
+                 .in = {d_g, d_res, d_wl, d_st}, .N = N, .OC = C, .prec = GPU_FP32};
+    fresh_case(&f, 2, nc);
+    f.name = "gpu_residual_layernorm_backward, dx's range one float short (dy taken)";
+    fresh_case(&f, 1, nc - 1);
+    setenv("HMT_GPU_FRESH", "0", 1);
+    f.name = "gpu_residual_layernorm_backward with HMT_GPU_FRESH=0 (none taken)";
+    fresh_case(&f, 0, nc);
+    unsetenv("HMT_GPU_FRESH");
+    gpu_set_precision(GPU_FP32);
+    fresh_untaken();
+    free(dout), free(inp), free(w), free(res), free(g), free(wl), free(st);
+    gpu_free(d_dout), gpu_free(d_inp), gpu_free(d_w), gpu_free(d_dw), gpu_free(d_dinp), gpu_free(d_inp16);
+    gpu_free(d_res), gpu_free(d_g), gpu_free(d_wl), gpu_free(d_st), gpu_free(d_dx), gpu_free(d_dy);
 }
 
 static void test_layernorm(void)
@@ -550,6 +694,8 @@ static void test_layernorm(void)
     residual_ln_case("residual + dropout 0.1 + LayerNorm 1000x256", 1000, 256, 0.1f);
     residual_ln_case("residual + LayerNorm 37x7, no dropout", 37, 7, 0.0f);
     residual_ln_case("residual + dropout 0.5 + LayerNorm 129x100", 129, 100, 0.5f);
+    residual_ln_case("residual + dropout 0.1 + LayerNorm 9x1000", 9, 1000, 0.1f); // past the registers' 512
+    test_fresh();
 }
 
 // ---- embedding ----------------------------------------------------------------------------------------------

@@ -200,8 +200,52 @@ bool gpu_enter(const char *op)
     return gpu_enter_keep(op);
 }
 
+// ---- ranges declared zero (gpu_fresh) -----------------------------------------------------------------------------
+// gpu_fresh keeps the range instead of queueing its memset. The op called next may take it (gpu_fresh_take, before
+// its gpu_enter) and write the range without reading it; gpu_enter zeroes every range left, before its op, so to any
+// other reader the range is zeros, as after gpu_zero. HMT_GPU_FRESH=0: gpu_zero at once.
+#define FRESH_MAX 4
+static struct {
+    void *p;
+    size_t bytes;
+} g_fresh[FRESH_MAX];
+static int g_n_fresh, g_fresh_off;
+static long g_fresh_taken;
+
+static void fresh_flush(void)
+{
+    int n = g_n_fresh;
+    g_n_fresh = 0; // (first: gpu_zero enters too)
+    for (int i = 0; i < n; i++)
+        if (g_fresh[i].p) gpu_zero(g_fresh[i].p, g_fresh[i].bytes);
+}
+
+void gpu_fresh(void *p, size_t bytes)
+{
+    if (g_fresh_off || !g_ready || gpu_dry || !p || !bytes) {
+        gpu_zero(p, bytes);
+        return;
+    }
+    if (g_n_fresh == FRESH_MAX) fresh_flush();
+    g_fresh[g_n_fresh].p = p, g_fresh[g_n_fresh++].bytes = bytes;
+}
+
+bool gpu_fresh_take(const void *p, size_t bytes)
+{
+    for (int i = 0; i < g_n_fresh; i++)
+        if (g_fresh[i].p && g_fresh[i].p == p && g_fresh[i].bytes == bytes) {
+            g_fresh[i].p = NULL;
+            g_fresh_taken++;
+            return true;
+        }
+    return false;
+}
+
+long gpu_fresh_taken(void) { return g_fresh_taken; }
+
 bool gpu_enter_keep(const char *op)
 {
+    if (g_n_fresh) fresh_flush();
     if (g_ready) {
         if (g_profile && !gpu_dry && g_prof_events) prof_event(NULL, 0);
         else if (g_profile && !gpu_dry) cudaStreamSynchronize(gpu_stream), g_prof_t = prof_now();
@@ -332,6 +376,7 @@ GpuStatus gpu_init(int device, char *err)
 void gpu_shutdown(void)
 {
     gpu_dec_mega_drop(); // ops recorded and not launched: for this device, which goes
+    g_n_fresh = 0;       // and ranges declared zero in its memory
     g_ws_gen++;
     void *ws = g_ws, *ptrs = g_ptrs; // NULL before gpu_free (see there)
     g_ws = g_ptrs = NULL, g_ws_bytes = g_ptrs_bytes = 0;
@@ -370,6 +415,8 @@ void gpu_set_precision(int precision)
     g_att16 = a && strcmp(a, "1") == 0;
     const char *l = getenv("HMT_GPU_LT");
     g_lt_off = l && strcmp(l, "0") == 0;
+    const char *z = getenv("HMT_GPU_FRESH");
+    g_fresh_off = z && strcmp(z, "0") == 0;
     cublasMath_t mode = precision != GPU_FP32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     cublasStatus_t st = g_ready ? cublasSetMathMode(gpu_blas, mode) : CUBLAS_STATUS_SUCCESS;
     if (st != CUBLAS_STATUS_SUCCESS) gpu_record("gpu_set_precision", cublasGetStatusString(st)); // not an op
@@ -417,6 +464,7 @@ void *gpu_graph_end(void)
     cudaGraph_t g = NULL;
     cudaGraphExec_t e = NULL;
     gpu_dec_mega_flush(); // the recorded ops belong to the graph
+    if (g_n_fresh) fresh_flush(); // and so does a range declared zero
     not_after_kernel();
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
@@ -523,6 +571,7 @@ void gpu_free(void *p)
 {
     if (!p || !g_ready || is_dry(p)) return;
     gpu_dec_mega_flush(); // recorded ops may use p: they run first
+    if (g_n_fresh) fresh_flush(); // (a memset queued before the memory may go back)
     for (int k = 0; k < g_n_arena; k++) {
         Arena *a = &g_arena[k];
         if (!in_arena(a, p)) continue;
@@ -949,9 +998,9 @@ void gpu_linear_forward_product(const char *op, float *out, const float *inp, co
         gpu_gemm_linear(op, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
-                                    const uint16_t *dout16, const float *inp, const uint16_t *inp16, const float *w,
-                                    int N, int IC, int OC)
+void gpu_linear_products16_backward(const char *op, float *dinp, float dinp_beta, float *dw, float *db,
+                                    const float *dout, const uint16_t *dout16, const float *inp,
+                                    const uint16_t *inp16, const float *w, int N, int IC, int OC)
 {
     if (N <= 0 || IC <= 0 || OC <= 0) return;
     if (db && dout16) {
@@ -973,7 +1022,7 @@ void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, floa
     if ((k || extra) && !bf16_copies(op, k, src, n, c16, extra, &ex)) return;
     if (db) gpu_bf16_colsums(op, (uint16_t *)ex, (float *)((char *)ex + g_bytes), db, dout, N, OC);
     const uint16_t *g = dout16 ? dout16 : db ? (const uint16_t *)ex : c16[id], *x = inp16 ? inp16 : c16[ii];
-    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, g, OC, c16[iw], IC, 1.0f, dinp, IC);
+    if (dinp) gemm_bf16(op, 0, 0, N, IC, OC, 1.0f, g, OC, c16[iw], IC, dinp_beta, dinp, IC);
     gemm_bf16(op, 1, 0, OC, IC, N, 1.0f, g, OC, x, IC, 1.0f, dw, IC);
 }
 

@@ -74,6 +74,13 @@ static void g_attention_backward(float *dq, float *dk, float *dv, float *dEr, fl
 
 _Static_assert(PREC_FP32 == GPU_FP32 && PREC_TF32 == GPU_TF32 && PREC_BF16 == GPU_BF16, "one precision numbering");
 
+static void g_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask,
+                                         const float *x, const float *y, float p, SeedRef seed, const float *w,
+                                         const float *b, int N, int C)
+{
+    gpu_residual_layernorm_forward(out, NULL, mean, rstd, res, mask, x, y, p, seed, w, b, N, C);
+}
+
 static void g_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db, float *scratch,
                                           const float *dout, const float *res, const uint8_t *mask, float p,
                                           SeedRef seed, const float *w, const float *mean, const float *rstd, int N,
@@ -95,12 +102,12 @@ static const DecKernels dec_gpu = {
 
 static const Backend backend_gpu = {
     .name = "cuda", .on_host = 0,
-    .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .upload = g_upload, .download = g_download,
+    .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .fresh = gpu_fresh, .upload = g_upload, .download = g_download,
     .sync = g_sync, .device_name = gpu_name, .mem_free = g_mem_free,
     .encoder_forward = gpu_encoder_forward, .encoder_backward = gpu_encoder_backward,
     .linear_forward = gpu_linear_forward, .linear_backward = gpu_linear_backward,
     .layernorm_forward = gpu_layernorm_forward, .layernorm_backward = gpu_layernorm_backward,
-    .residual_layernorm_forward = gpu_residual_layernorm_forward,
+    .residual_layernorm_forward = g_residual_layernorm_forward,
     .residual_layernorm_backward = g_residual_layernorm_backward,
     .add_forward = gpu_add_forward, .accumulate = gpu_accumulate,
     .dropout_forward = gpu_dropout_forward, .dropout_backward = gpu_dropout_backward,
@@ -121,7 +128,8 @@ static const Backend backend_gpu = {
     .act16 = gpu_act16, .relu_dropout_forward16 = gpu_relu_dropout_forward16,
     .relu_dropout_backward16 = gpu_relu_dropout_backward16, .linear_forward16 = gpu_linear_forward16,
     .linear_backward16 = gpu_linear_backward16, .linear_backward_g16 = gpu_linear_backward_g16,
-    .to_bf16 = gpu_to_bf16, .attention_takes16 = g_attention_takes16,
+    .to_bf16 = gpu_to_bf16, .residual_layernorm_forward16 = gpu_residual_layernorm_forward,
+    .attention_takes16 = g_attention_takes16,
     .attention_forward16 = gpu_attention_fused_forward16, .attention_backward16 = gpu_attention_fused_backward16,
 };
 

@@ -246,10 +246,10 @@ template <typename W> __device__ static void ln_gemv_body(const LnGemvArgs &a, i
     if (warp < a.N) {
         size_t at = (size_t)warp * C;
         float *row = xs + at;
-        warp_ln_row(row, bx == 0 ? a.l1.out + at : NULL, NULL, NULL, a.l1.a + at, a.l1.b ? a.l1.b + at : NULL,
+        warp_ln_row(row, bx == 0 ? a.l1.out + at : NULL, NULL, NULL, NULL, a.l1.a + at, a.l1.b ? a.l1.b + at : NULL,
                     a.l1.w, a.l1.bias, C, lane);
         if (a.l2.w) // in place: a lane reads back only the columns it wrote
-            warp_ln_row(row, bx == 0 ? a.l2.out + at : NULL, NULL, NULL, row, NULL, a.l2.w, a.l2.bias, C, lane);
+            warp_ln_row(row, bx == 0 ? a.l2.out + at : NULL, NULL, NULL, NULL, row, NULL, a.l2.w, a.l2.bias, C, lane);
     }
     __syncthreads();
     gemv_cols<W>(a.out, xs, w, f, a.N, C, a.OC, a.relu, a.wpc, a.kv, bx);
@@ -303,7 +303,7 @@ __device__ static void add_ln_body(const AddLnArgs &a, int bx, unsigned wait)
     int row = bx * DL_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= a.N) return;
     size_t at = (size_t)row * a.C;
-    warp_ln_row(a.out + at, NULL, NULL, NULL, a.a + at, a.b ? a.b + at : NULL, a.w, a.bias, a.C, lane);
+    warp_ln_row(a.out + at, NULL, NULL, NULL, NULL, a.a + at, a.b ? a.b + at : NULL, a.w, a.bias, a.C, lane);
 }
 
 // the elementwise bodies' loop over n elements on gx blocks of DEC_THREADS

@@ -84,6 +84,9 @@ extern cublasHandle_t gpu_blas;
 // with gpu_enter_keep, which does not.
 bool gpu_enter(const char *op);
 bool gpu_enter_keep(const char *op);
+// true (once) when p and exactly bytes were declared zero by gpu_fresh and not zeroed yet: the op calling it, before
+// its gpu_enter, then writes every byte of the range without reading it, the bytes it would make on zeros
+bool gpu_fresh_take(const void *p, size_t bytes);
 // gpu_dec_mega's recorded ops, launched now (nothing when none); gpu_dec_mega_drop: dropped, recording off, and
 // what it knows of the device forgotten (gpu_shutdown)
 void gpu_dec_mega_flush(void);
@@ -124,10 +127,10 @@ void gpu_linear_forward_product(const char *op, float *out, const float *inp, co
 // in bfloat16 (dout16, inp16) or copied from float32 (dout, inp when the 16 one is NULL); w is copied when dinp is not
 // NULL; db (with a float32 dout only) += dout's column sums, made from the read that makes its copy (gpu_bf16_colsums:
 // colsums' bytes). gpu_linear_backward under GPU_BF16, gpu_linear_backward16 (the bias's sums too) and
-// gpu_linear_backward_g16 (dout16) all go through it.
-void gpu_linear_products16_backward(const char *op, float *dinp, float *dw, float *db, const float *dout,
-                                    const uint16_t *dout16, const float *inp, const uint16_t *inp16, const float *w,
-                                    int N, int IC, int OC);
+// gpu_linear_backward_g16 (dout16) all go through it. dinp = dinp_beta dinp + dout w (0: written, not read).
+void gpu_linear_products16_backward(const char *op, float *dinp, float dinp_beta, float *dw, float *db,
+                                    const float *dout, const uint16_t *dout16, const float *inp,
+                                    const uint16_t *inp16, const float *w, int N, int IC, int OC);
 // Whether the linear layers' products take bfloat16 copies made here (GPU_BF16 without HMT_GPU_BF16=fast)
 int gpu_bf16_ours(void);
 // dst (N, C) = src's bfloat16 and db (C) += src's column sums (the bytes of the column sums of a linear layer's
@@ -238,13 +241,15 @@ __device__ static inline float warp_sum(float v)
 }
 
 // LayerNorm of one row over C by one warp (lane 0..31): out (and out2 unless NULL) = LN(x + y) (y NULL: of x) with
-// weights w, b, eps 1e-5; the row's mean and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training
+// weights w, b, eps 1e-5, and unless NULL out16 = out as bfloat16 (to_bf16: gpu_to_bf16's bytes of out); the row's
+// mean and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training
 // LayerNorm share it, so their bytes agree. A lane keeps its first LN_REG values of the row in registers (all of a
 // row up to 32 LN_REG wide), loaded at once: one trip to memory for the three passes, not three (a decode step is a
 // chain of such latencies); the values past that are read again, and every sum runs in the same order either way.
 #define LN_REG 16
-__device__ static inline void warp_ln_row(float *out, float *out2, float *mean, float *rstd, const float *x,
-                                          const float *y, const float *w, const float *b, int C, int lane)
+__device__ static inline void warp_ln_row(float *out, float *out2, uint16_t *out16, float *mean, float *rstd,
+                                          const float *x, const float *y, const float *w, const float *b, int C,
+                                          int lane)
 {
     float xr[LN_REG];
     UNROLL for (int u = 0; u < LN_REG; u++) {
@@ -272,11 +277,13 @@ __device__ static inline void warp_ln_row(float *out, float *out2, float *mean, 
         float o = (xr[u] - m) * rs * w[c] + b[c];
         out[c] = o;
         if (out2) out2[c] = o;
+        if (out16) out16[c] = to_bf16(o);
     }
     for (int c = c_far; c < C; c += 32) {
         float r = y ? x[c] + y[c] : x[c], o = (r - m) * rs * w[c] + b[c];
         out[c] = o;
         if (out2) out2[c] = o;
+        if (out16) out16[c] = to_bf16(o);
     }
     if (mean) *mean = m;
     if (rstd) *rstd = rs;

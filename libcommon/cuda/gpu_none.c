@@ -56,6 +56,7 @@ size_t gpu_dry_end(void) { return 0; }
 int gpu_reserve(void) { return -1; }
 long gpu_mem_allocs(void) { return 0; }
 long gpu_lt_runs(void) { return 0; }
+long gpu_fresh_taken(void) { return 0; }
 int gpu_upload(void *dst, const void *src_host, size_t bytes)
 {
     (void)dst, (void)src_host, (void)bytes;

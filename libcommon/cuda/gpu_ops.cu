@@ -206,17 +206,24 @@ void gpu_linear_forward(float *out, const float *inp, const float *w, const floa
     gpu_linear_forward_product(op, out, inp, NULL, w, b, N, IC, OC);
 }
 
+// dinp's product adds to dinp (beta 1) or, where dinp was declared zero (gpu_fresh), writes it (beta 0)
+static float dinp_beta(const float *dinp, int N, int IC)
+{
+    return dinp && N > 0 && IC > 0 && gpu_fresh_take(dinp, (size_t)N * IC * sizeof(float)) ? 0.0f : 1.0f;
+}
+
 // backward of: out = inp @ w^T + b
 void gpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int N,
                          int IC, int OC)
 {
     const char *op = "gpu_linear_backward";
+    float beta = dinp_beta(dinp, N, IC);
     if (!gpu_enter(op)) return;
     if (gpu_bf16_ours() && IC > 0) { // the products on bf16 copies, dout's made with the bias's sums
-        gpu_linear_products16_backward(op, dinp, dw, db, dout, NULL, inp, NULL, w, N, IC, OC);
+        gpu_linear_products16_backward(op, dinp, beta, dw, db, dout, NULL, inp, NULL, w, N, IC, OC);
         return;
     }
-    if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+    if (dinp) gpu_gemm_linear(op, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, beta, dinp, IC);
     gpu_gemm_linear(op, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
@@ -233,8 +240,9 @@ void gpu_linear_backward16(float *dinp, float *dw, float *db, const float *dout,
                            int N, int IC, int OC)
 {
     const char *op = "gpu_linear_backward16";
+    float beta = dinp_beta(dinp, N, IC);
     if (!gpu_enter(op)) return;
-    if (IC > 0) gpu_linear_products16_backward(op, dinp, dw, db, dout, NULL, NULL, inp16, w, N, IC, OC);
+    if (IC > 0) gpu_linear_products16_backward(op, dinp, beta, dw, db, dout, NULL, NULL, inp16, w, N, IC, OC);
     else if (db) colsums(op, db, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
@@ -243,8 +251,9 @@ void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, con
                              const float *w, int N, int IC, int OC)
 {
     const char *op = "gpu_linear_backward_g16";
+    float beta = dinp_beta(dinp, N, IC);
     if (!gpu_enter(op)) return;
-    gpu_linear_products16_backward(op, dinp, dw, NULL, NULL, dout16, inp16 ? NULL : inp, inp16, w, N, IC, OC);
+    gpu_linear_products16_backward(op, dinp, beta, dw, NULL, NULL, dout16, inp16 ? NULL : inp, inp16, w, N, IC, OC);
 }
 
 // ---- LayerNorm (PyTorch nn.LayerNorm: biased variance, eps 1e-5 inside the square root) ------------------------
@@ -252,20 +261,20 @@ void gpu_linear_backward_g16(float *dinp, float *dw, const uint16_t *dout16, con
 #define LN_WARPS 4 // rows per block, one warp per row
 
 
-// LayerNorm of row `row` by one warp (lane 0..31): out, mean[row], rstd[row]
-__device__ static void ln_row(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                              int row, int C, int lane)
+// LayerNorm of row `row` by one warp (lane 0..31): out, mean[row], rstd[row] (and out16 unless NULL)
+__device__ static void ln_row(float *out, uint16_t *out16, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, int row, int C, int lane)
 {
     size_t at = (size_t)row * C;
-    warp_ln_row(out + at, NULL, lane == 0 ? mean + row : NULL, lane == 0 ? rstd + row : NULL, inp + at, NULL, w, b, C,
-                lane);
+    warp_ln_row(out + at, NULL, out16 ? out16 + at : NULL, lane == 0 ? mean + row : NULL,
+                lane == 0 ? rstd + row : NULL, inp + at, NULL, w, b, C, lane);
 }
 
 __global__ static void ln_fwd_k(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                                 int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row < N) ln_row(out, mean, rstd, inp, w, b, row, C, lane);
+    if (row < N) ln_row(out, NULL, mean, rstd, inp, w, b, row, C, lane);
 }
 
 void gpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
@@ -326,9 +335,9 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 // dropout's backward scale: 1/(1-p), 1 without dropout, 0 for p >= 1 (as ops.c)
 static float dropout_bwd_scale(float p) { return p <= 0.0f ? 1.0f : (p < 1.0f ? 1.0f / (1.0f - p) : 0.0f); }
 
-__global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float scale, uint32_t thr, SeedRef seed, int copy, const float *w,
-                                    const float *b, int N, int C)
+__global__ static void res_ln_fwd_k(float *out, uint16_t *out16, float *mean, float *rstd, float *res, uint8_t *mask,
+                                    const float *x, const float *y, float scale, uint32_t thr, SeedRef seed, int copy,
+                                    const float *w, const float *b, int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -346,26 +355,26 @@ __global__ static void res_ln_fwd_k(float *out, float *mean, float *rstd, float 
         }
         res[i] = x[i] + d;
     }
-    ln_row(out, mean, rstd, res, w, b, row, C, lane);
+    ln_row(out, out16, mean, rstd, res, w, b, row, C, lane);
 }
 
-void gpu_residual_layernorm_forward(float *out, float *mean, float *rstd, float *res, uint8_t *mask, const float *x,
-                                    const float *y, float p, SeedRef seed, const float *w, const float *b, int N,
-                                    int C)
+void gpu_residual_layernorm_forward(float *out, uint16_t *out16, float *mean, float *rstd, float *res, uint8_t *mask,
+                                    const float *x, const float *y, float p, SeedRef seed, const float *w,
+                                    const float *b, int N, int C)
 {
     const char *op = "gpu_residual_layernorm_forward";
     if (!gpu_enter(op)) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    LAUNCH(res_ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, mean, rstd, res, mask, x, y, scale,
-                                                                 drop_threshold(p), seed, p <= 0.0f, w,
-                                                                 b, N, C);
+    LAUNCH(res_ln_fwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(out, out16, mean, rstd, res, mask, x, y, scale,
+                                                                 drop_threshold(p), seed, p <= 0.0f, w, b, N, C);
     gpu_launched(op);
 }
 
-// without a mask (NULL) the forward's bits are drawn again from the seed (copy: p <= 0, every element kept)
-__global__ static void res_ln_bwd_k(float *dx, float *dy, const float *dout, const float *res, const uint8_t *mask,
-                                    float scale, uint32_t thr, SeedRef seed, int copy, const float *w,
-                                    const float *mean, const float *rstd, int N, int C)
+// without a mask (NULL) the forward's bits are drawn again from the seed (copy: p <= 0, every element kept); dx0,
+// dy0: dx, dy taken as zeros (gpu_fresh), not read
+__global__ static void res_ln_bwd_k(float *dx, float *dy, int dx0, int dy0, const float *dout, const float *res,
+                                    const uint8_t *mask, float scale, uint32_t thr, SeedRef seed, int copy,
+                                    const float *w, const float *mean, const float *rstd, int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -376,9 +385,9 @@ __global__ static void res_ln_bwd_k(float *dx, float *dy, const float *dout, con
     ln_bwd_stats(&sd, &sdx, x, g, w, m, r, C, lane);
     for (int c = lane; c < C; c += 32) {
         float xhat = (x[c] - m) * r, gr = 0.0f + r * (g[c] * w[c] - sd - xhat * sdx);
-        dx[at + c] = dx[at + c] + gr;
+        dx[at + c] = (dx0 ? 0.0f : dx[at + c]) + gr;
         int keep = mask ? mask[at + c] != 0 : copy || drop_keep(key, thr, at + c);
-        dy[at + c] = dy[at + c] + (keep ? gr * scale : 0.0f);
+        dy[at + c] = (dy0 ? 0.0f : dy[at + c]) + (keep ? gr * scale : 0.0f);
     }
 }
 
@@ -387,10 +396,12 @@ void gpu_residual_layernorm_backward(float *dx, float *dy, float *dw, float *db,
                                      const float *rstd, int N, int C)
 {
     const char *op = "gpu_residual_layernorm_backward";
+    size_t bytes = (size_t)N * C * sizeof(float);
+    int dx0 = gpu_fresh_take(dx, bytes), dy0 = gpu_fresh_take(dy, bytes);
     if (!gpu_enter(op)) return;
-    LAUNCH(res_ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dx, dy, dout, res, mask, dropout_bwd_scale(p),
-                                                                 drop_threshold(p), seed, p <= 0.0f, w, mean, rstd,
-                                                                 N, C);
+    LAUNCH(res_ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dx, dy, dx0, dy0, dout, res, mask,
+                                                                 dropout_bwd_scale(p), drop_threshold(p), seed,
+                                                                 p <= 0.0f, w, mean, rstd, N, C);
     gpu_launched(op);
     colsums(op, db, dw, dout, res, mean, rstd, N, C);
 }
