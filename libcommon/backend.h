@@ -63,8 +63,8 @@ typedef struct Backend {
     void (*free)(void *p);
     void (*zero)(void *p, size_t bytes);
     // zero for a range that the next op adds to: to every reader it is zeros, but the next op may write it without
-    // reading it (the CUDA backend's linear and residual LayerNorm backwards, the bytes they make on zeros; the CPU
-    // zeroes it)
+    // reading it (the CUDA backend's linear, residual LayerNorm and gemm attention backwards, the bytes they make on
+    // zeros; the CPU zeroes it)
     void (*fresh)(void *p, size_t bytes);
     void (*upload)(void *dst, const void *src_host, size_t bytes);
     void (*download)(void *dst_host, const void *src, size_t bytes);

@@ -871,7 +871,7 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
         m->be->linear_backward(dctx, D + P->in_w + (size_t)C * C, D + P->in_b + C, g_kv, A->ctx, W + P->in_w + (size_t)C * C,
                         Nk, C, 2 * C);
     } else {
-        ZERO(H->g_qkv, NC * 3);
+        FRESH(H->g_qkv, NC * 3);
         if (A->qkv16)
             m->be->attention_backward16(H->g_qkv, H->g_qkv + C, H->g_qkv + 2 * C, der, H->g_att, A->att, A->probs,
                                         A->qkv16, A->qkv16 + C, A->qkv16 + 2 * C, er, &d);
@@ -956,7 +956,7 @@ void hg_backward(HgModel *m, const float *dlogits, float *const *dhidden)
     HgActs *A = m->acts;
     const HgConfig *c = &m->cfg;
     size_t NC = (size_t)m->B * m->T * c->C;
-    ZERO(A->g_enc, NC);
+    FRESH(A->g_enc, NC);
     m->be->linear_backward(A->g_enc, m->bdw + A->p.wout_w, m->bdw + A->p.wout_b, dlogits, A->top.out, m->bw + A->p.wout_w,
                     m->B * m->T, c->C, c->V);
     ZERO(A->g_embd, NC);

@@ -12,6 +12,7 @@ cudaStream_t gpu_stream;
 cublasHandle_t gpu_blas;
 
 static int g_ready, g_sync_each, g_prec, g_profile; // g_prec: GPU_FP32, GPU_TF32 or GPU_BF16
+static int g_capturing; // between a gpu_graph_begin that began a capture and its gpu_graph_end
 static size_t g_smem_optin; // cudaDeviceProp.sharedMemPerBlockOptin
 static int g_cc_major;       // cudaDeviceProp.major
 static int g_bf16_fast; // HMT_GPU_BF16=fast: bf16 products by cuBLAS's own down-conversion, not ours
@@ -377,6 +378,7 @@ void gpu_shutdown(void)
 {
     gpu_dec_mega_drop(); // ops recorded and not launched: for this device, which goes
     g_n_fresh = 0;       // and ranges declared zero in its memory
+    g_capturing = 0;
     g_ws_gen++;
     void *ws = g_ws, *ptrs = g_ptrs; // NULL before gpu_free (see there)
     g_ws = g_ptrs = NULL, g_ws_bytes = g_ptrs_bytes = 0;
@@ -450,7 +452,8 @@ int gpu_graph_begin(void)
     not_after_kernel();                     // the graph's first kernel: a plain launch
     if (!ok || g_err[0] || gpu_op_by_op() || gpu_dry) return 0;
     // thread-local: a call that cannot be captured (a wait, an allocation) fails in this thread, not elsewhere
-    return cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
+    g_capturing = cuda_ok("gpu_graph_begin", cudaStreamBeginCapture(gpu_stream, cudaStreamCaptureModeThreadLocal));
+    return g_capturing;
 }
 
 // a captured graph, and the workspace generation its ops' pointers belong to
@@ -466,6 +469,7 @@ void *gpu_graph_end(void)
     gpu_dec_mega_flush(); // the recorded ops belong to the graph
     if (g_n_fresh) fresh_flush(); // and so does a range declared zero
     not_after_kernel();
+    g_capturing = 0;
     if (!cuda_ok("gpu_graph_end", cudaStreamEndCapture(gpu_stream, &g))) return NULL;
     bool ok = cuda_ok("gpu_graph_end", cudaGraphInstantiate(&e, g, 0));
     cudaGraphDestroy(g);
@@ -897,7 +901,8 @@ static unsigned lt_log2_align(const void *p)
     return a;
 }
 
-// the plan for these operands: found, or made now (ok 0: cuBLASLt has no algorithm for it)
+// the plan for these operands: found, or made now (ok 0: cuBLASLt has no algorithm for it); NULL: none made, as
+// the stream is being captured (cuBLASLt 13's heuristic is reported to fail then: the plan is made outside a capture)
 static LtPlan *lt_plan(const void *x, const void *w, const float *out, const float *b, int N, int IC, int OC, int bf16,
                        int compute)
 {
@@ -907,6 +912,7 @@ static LtPlan *lt_plan(const void *x, const void *w, const float *out, const flo
         if (p->N == N && p->IC == IC && p->OC == OC && p->bf16 == bf16 && p->compute == compute && p->align == align)
             return p;
     }
+    if (g_capturing) return NULL;
     LtPlan *p = &g_lt_plan[g_n_lt < LT_PLANS ? g_n_lt++ : g_lt_next];
     if (p == &g_lt_plan[g_lt_next]) g_lt_next = (g_lt_next + 1) % LT_PLANS;
     lt_plan_drop(p);
@@ -957,7 +963,7 @@ static bool lt_linear(const char *op, float *out, const void *x, const void *w, 
                   : g_prec == GPU_TF32        ? CUBLAS_COMPUTE_32F_FAST_TF32
                                               : CUBLAS_COMPUTE_32F_FAST_16BF;
     LtPlan *p = lt_plan(x, w, out, b, N, IC, OC, bf16, compute);
-    if (!p->ok) return false;
+    if (!p || !p->ok) return false;
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t st = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
     if (st == CUBLAS_STATUS_SUCCESS)

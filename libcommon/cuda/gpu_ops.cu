@@ -791,11 +791,11 @@ static void att_rows_rel(const char *op, const AttnDims *d, const AttG &g, int t
     }
 }
 
-// By key group [k0, k0 + n), which query rows k0 on see: C (n, HS) += alpha A^T B, A the (Tq, Tk) probabilities or
-// score gradients (dV += PD^T dO, dK += dS^T Q); unsplit, every key and row
+// By key group [k0, k0 + n), which query rows k0 on see: C (n, HS) = alpha A^T B + beta C, A the (Tq, Tk)
+// probabilities or score gradients (dV += PD^T dO, dK += dS^T Q); unsplit, every key and row
 template <typename T>
 static void att_keys(const char *op, const AttnDims *d, const AttG &g, float alpha, const T *A, long long sAb,
-                     long long sAh, const T *B, int ldb, long long sBb, long long sBh, float *C, int ldc,
+                     long long sAh, const T *B, int ldb, long long sBb, long long sBh, float beta, float *C, int ldc,
                      long long sCb, long long sCh)
 {
     int Tq = d->Tq, Tk = d->Tk, HS = d->C / d->NH;
@@ -804,7 +804,7 @@ static void att_keys(const char *op, const AttnDims *d, const AttG &g, float alp
         if (!g.split) n = Tk;
         int i0 = g.split ? k0 : 0;
         gemm2_t(op, 1, 0, n, HS, Tq - i0, alpha, A + (size_t)i0 * Tk + k0, Tk, sAb, sAh, B + (size_t)i0 * ldb, ldb,
-                sBb, sBh, 1.0f, C + (size_t)k0 * ldc, ldc, sCb, sCh, d->B, d->NH);
+                sBb, sBh, beta, C + (size_t)k0 * ldc, ldc, sCb, sCh, d->B, d->NH);
     }
 }
 
@@ -887,9 +887,9 @@ static void att16_forward(const char *op, float *out, float *probs, uint8_t *mas
     gpu_prof_part(NULL);
 }
 
-static void att16_backward(const char *op, float *dq, float *dk, float *dv, float *dEr, const float *dout,
-                           const float *probs, const uint8_t *mask, const float *q, const float *k, const float *v,
-                           const float *Er, const AttnDims *d)
+static void att16_backward(const char *op, float beta, float *dq, float *dk, float *dv, float *dEr,
+                           const float *dout, const float *probs, const uint8_t *mask, const float *q, const float *k,
+                           const float *v, const float *Er, const AttnDims *d)
 {
     int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
@@ -915,14 +915,14 @@ static void att16_backward(const char *op, float *dq, float *dk, float *dv, floa
     long long sk = (long long)Tk * d->ldk, sv = (long long)Tk * d->ldv, so = (long long)Tq * C;
     AttG g = att_groups(d);
     gpu_prof_part("att16 bwd: dV, dP products");
-    att_keys(op, d, g, 1.0f, pd, NH * TT, TT, g16, C, so, HS, dv, d->ldv, sv, HS);
+    att_keys(op, d, g, 1.0f, pd, NH * TT, TT, g16, C, so, HS, beta, dv, d->ldv, sv, HS);
     att_rows(op, d, g, 1, 1.0f, g16, C, so, HS, v16, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT);
     gpu_prof_part("att16 bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, (float *)NULL, probs, mask, a, ds, dR);
     gpu_launched(op);
     gpu_prof_part("att16 bwd: dQ, dK, dEr products");
-    att_rows(op, d, g, 0, scale, ds, Tk, NH * TT, TT, k16, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS);
-    att_keys(op, d, g, scale, ds, NH * TT, TT, q16, d->ldq, sq, HS, dk, d->ldk, sk, HS);
+    att_rows(op, d, g, 0, scale, ds, Tk, NH * TT, TT, k16, d->ldk, sk, HS, beta, dq, d->ldq, sq, HS);
+    att_keys(op, d, g, scale, ds, NH * TT, TT, q16, d->ldq, sq, HS, beta, dk, d->ldk, sk, HS);
     if (Er) att_rows_rel(op, d, g, 0, scale, dR, Tq, NH * TR, TR, er16, 1.0f, dq, d->ldq, sq, HS);
     if (part) att_er_part(op, d, g, scale, dR, q16, part);
     if (part) {
@@ -973,15 +973,26 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     gpu_prof_part(NULL);
 }
 
+// beta of dq's, dk's and dv's first products: 0 where they are one self-attention's interleaved rows (q, k, v each C
+// wide in rows of 3 C, hg.c's g_qkv) declared zero by gpu_fresh (each product writes its whole block of rows), else 1
+static float att_qkv_beta(const float *dq, const float *dk, const float *dv, const AttnDims *d)
+{
+    int C = d->C;
+    bool qkv = dk == dq + C && dv == dq + 2 * C && d->ldq == 3 * C && d->ldk == 3 * C && d->ldv == 3 * C &&
+               d->Tq == d->Tk && d->B > 0 && d->Tq > 0 && C > 0;
+    return qkv && gpu_fresh_take(dq, (size_t)d->B * d->Tq * 3 * C * sizeof(float)) ? 0.0f : 1.0f;
+}
+
 // backward of: S = scale*(q k^T + skew(q Er^T)); P = softmax(S); PD = dropout(P); out = PD v
 void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const float *dout, const float *probs,
                             const uint8_t *mask, const float *q, const float *k, const float *v, const float *Er,
                             const AttnDims *d)
 {
     const char *op = "gpu_attention_backward";
+    float beta = att_qkv_beta(dq, dk, dv, d); // 0: dq's, dk's and dv's first products write them
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
     if (gpu_att16() && gpu_attention16_takes(d)) {
-        att16_backward(op, dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
+        att16_backward(op, beta, dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
         return;
     }
     int B = d->B, Tq = d->Tq, Tk = d->Tk, NH = d->NH, C = d->C, HS = C / NH;
@@ -1003,7 +1014,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     AttG g = att_groups(d);
     // dv += PD^T dout;  dPD = dout v^T  (every (b, h) in one call each, as the forward; by key and row group)
     gpu_prof_part("att bwd: dV, dP products");
-    att_keys(op, d, g, 1.0f, pd ? pd : probs, NH * TT, TT, dout, C, so, HS, dv, d->ldv, sv, HS);
+    att_keys(op, d, g, 1.0f, pd ? pd : probs, NH * TT, TT, dout, C, so, HS, beta, dv, d->ldv, sv, HS);
     att_rows(op, d, g, 1, 1.0f, dout, C, so, HS, v, d->ldv, sv, HS, 0.0f, dp, Tk, NH * TT, TT);
     gpu_prof_part("att bwd: softmax, dropout, skew");
     LAUNCH(att_softmax_bwd_k, (unsigned)bhq, ATT_THREADS)(dp, dR, probs, mask, a, (uint16_t *)NULL, (uint16_t *)NULL);
@@ -1011,8 +1022,8 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
     gpu_prof_part("att bwd: dQ, dK, dEr products");
     const float *ers = Er ? Er + (size_t)(d->L - Tq) * HS : NULL;
     // dq += scale * dS k;  dk += scale * dS^T q;  dq += scale * dR Er_T;  dEr partial (b, h) = scale * dR^T q
-    att_rows(op, d, g, 0, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, 1.0f, dq, d->ldq, sq, HS);
-    att_keys(op, d, g, scale, dp, NH * TT, TT, q, d->ldq, sq, HS, dk, d->ldk, sk, HS);
+    att_rows(op, d, g, 0, scale, dp, Tk, NH * TT, TT, k, d->ldk, sk, HS, beta, dq, d->ldq, sq, HS);
+    att_keys(op, d, g, scale, dp, NH * TT, TT, q, d->ldq, sq, HS, beta, dk, d->ldk, sk, HS);
     if (Er) att_rows_rel(op, d, g, 0, scale, dR, Tq, NH * TR, TR, ers, 1.0f, dq, d->ldq, sq, HS);
     if (part) att_er_part(op, d, g, scale, dR, q, part);
     if (part) {

@@ -354,7 +354,13 @@ cublasStatus_t cublasCreate(cublasHandle_t *h) { return *h = &blas_token, CUBLAS
 cublasStatus_t cublasDestroy(cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
-const char *cublasGetStatusString(cublasStatus_t s) { return s ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_SUCCESS"; }
+const char *cublasGetStatusString(cublasStatus_t s)
+{
+    return s == CUBLAS_STATUS_SUCCESS          ? "CUBLAS_STATUS_SUCCESS"
+           : s == CUBLAS_STATUS_INTERNAL_ERROR ? "CUBLAS_STATUS_INTERNAL_ERROR"
+           : s == CUBLAS_STATUS_NOT_SUPPORTED  ? "CUBLAS_STATUS_NOT_SUPPORTED"
+                                               : "CUBLAS_STATUS_INVALID_VALUE";
+}
 
 // A cuBLAS call while capturing joins the graph as a whole, as cuBLAS 12.2+ does: its operands (device pointers,
 // pointer arrays a kernel of the same graph may fill) are read at replay, its host scalars alpha, beta now
@@ -592,6 +598,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
 {
     *returned = 0;
     if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    // as cuBLASLt 13 is reported to do (vllm.cpp issue 1732): no heuristic while a stream is being captured
+    if (emu_capturing) return CUBLAS_STATUS_INTERNAL_ERROR;
     uint64_t m, n, k;
     if (!lt_shape(d, a, b, c, dd, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
     bool f32 = a->type == CUDA_R_32F && b->type == CUDA_R_32F, b16 = a->type == CUDA_R_16BF && b->type == CUDA_R_16BF;
