@@ -931,8 +931,16 @@ static void test_act16(const Backend *gpu)
         CHECK(taken[0] > 0 && taken[1] > 0 && taken[2] == 0,
               "bf16 activations (%s): ranges declared zero taken: %ld, %ld (bf16), %ld with HMT_GPU_FRESH=0", what,
               taken[0], taken[1], taken[2]);
-        CHECK(memcmp(h[1], h[2], 3 * n * sizeof(float)) == 0,
-              "bf16 activations (%s): weights and Adam moments, the bytes of the run with HMT_GPU_FRESH=0", what);
+        // the bytes on the emulator; on a GPU cuBLAS may take other algorithms for beta 0 than for beta 1
+        double worst = 0;
+        for (size_t i = 0; i < 3 * n; i++) {
+            double d = fabs((double)h[1][i] - h[2][i]) / fmax(1.0, fabs(h[2][i]));
+            if (!(d <= worst)) worst = d; // NaN too
+        }
+        int same = memcmp(h[1], h[2], 3 * n * sizeof(float)) == 0;
+        CHECK(same || (!strstr(gpu_name(), "emulation") && worst <= 1e-5),
+              "bf16 activations (%s): weights and Adam moments %s the run with HMT_GPU_FRESH=0 (largest difference "
+              "%.2g)", what, same ? "the bytes of" : "off", worst);
         free(h[2]);
         CHECK(act[1] < act[0], "bf16 activations (%s): the run reserves %zu bytes, %zu with float32 activations",
               what, act[1], act[0]);
