@@ -31,6 +31,13 @@ static float *rnd(size_t n, float s)
     for (size_t i = 0; i < n; i++) p[i] = s * frand();
     return p;
 }
+// n floats, every one NaN: fed where an op should only write, a read spreads them
+static float *nans(size_t n)
+{
+    float *p = malloc(n * sizeof *p + 1);
+    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
 static float *copy_of(const float *a, size_t n)
 {
     float *p = malloc(n * sizeof *p + 1);
@@ -614,8 +621,7 @@ static void fresh_case(const FreshOp *f, int take, size_t fresh_n0)
     gpu_set_precision(f->prec);
     for (int r = 0; r < 2; r++) { // r 0: gpu_zero, r 1: gpu_fresh (over fresh_n0 floats for the first output)
         for (int k = 0; k < k_out; k++) {
-            float *nan = malloc(f->n[k] * sizeof *nan);
-            for (size_t i = 0; i < f->n[k]; i++) nan[i] = NAN;
+            float *nan = nans(f->n[k]);
             reset(f->out[k], nan, f->n[k] * sizeof *nan);
             free(nan);
         }
@@ -714,8 +720,7 @@ static void fresh_attention(void)
 static void fresh_untaken(void)
 {
     size_t n = 1000;
-    float *src = rnd(n, 1), *d_src = dev_from(src, n * 4), *d = dev_new(n * 4), *nan = malloc(n * 4);
-    for (size_t i = 0; i < n; i++) nan[i] = NAN;
+    float *src = rnd(n, 1), *d_src = dev_from(src, n * 4), *d = dev_new(n * 4), *nan = nans(n);
     reset(d, nan, n * 4);
     long before = gpu_fresh_taken();
     gpu_fresh(d, n * 4);
@@ -2107,9 +2112,8 @@ static void dec_pdl_case(void)
     const char *m = "dependent launches";
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, nkv = (size_t)N * CAP * C, nl = (size_t)N * V;
     float *x = rnd(nx, 1), *w = rnd(nw, 1), *bias = rnd(OC, 1), *lw = rnd(2 * C, 1), *lb = rnd(2 * C, 1);
-    float *kv = rnd(2 * nkv, 1), *ers = rnd((size_t)CAP * (C / NH), 1), *nan = malloc(nl * sizeof(float));
+    float *kv = rnd(2 * nkv, 1), *ers = rnd((size_t)CAP * (C / NH), 1), *nan = nans(nl);
     float *lg = rnd(nl, 3);
-    for (size_t i = 0; i < nl; i++) nan[i] = NAN;
     float *d_x = dev_from(x, nx * 4), *d_w = dev_from(w, nw * 4), *d_b = dev_from(bias, OC * 4);
     float *d_lw = dev_from(lw, 2 * C * 4), *d_lb = dev_from(lb, 2 * C * 4), *d_kv = dev_from(kv, 2 * nkv * 4);
     float *d_ers = dev_from(ers, (size_t)CAP * (C / NH) * 4), *d_in = dev_new(nl * 4);
