@@ -102,7 +102,8 @@ static const DecKernels dec_gpu = {
 
 static const Backend backend_gpu = {
     .name = "cuda", .on_host = 0,
-    .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .fresh = gpu_fresh, .upload = g_upload, .download = g_download,
+    .alloc = g_alloc, .free = gpu_free, .zero = gpu_zero, .fresh = gpu_fresh, .upload = g_upload,
+    .download = g_download,
     .sync = g_sync, .device_name = gpu_name, .mem_free = g_mem_free,
     .encoder_forward = gpu_encoder_forward, .encoder_backward = gpu_encoder_backward,
     .linear_forward = gpu_linear_forward, .linear_backward = gpu_linear_backward,

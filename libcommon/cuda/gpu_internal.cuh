@@ -241,11 +241,11 @@ __device__ static inline float warp_sum(float v)
 }
 
 // LayerNorm of one row over C by one warp (lane 0..31): out (and out2 unless NULL) = LN(x + y) (y NULL: of x) with
-// weights w, b, eps 1e-5, and unless NULL out16 = out as bfloat16 (to_bf16: gpu_to_bf16's bytes of out); the row's
-// mean and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training
-// LayerNorm share it, so their bytes agree. A lane keeps its first LN_REG values of the row in registers (all of a
-// row up to 32 LN_REG wide), loaded at once: one trip to memory for the three passes, not three (a decode step is a
-// chain of such latencies); the values past that are read again, and every sum runs in the same order either way.
+// weights w, b, eps 1e-5, and unless NULL out16 = out as bfloat16 (to_bf16: gpu_to_bf16's bytes of out); the row's mean
+// and 1/sd to *mean, *rstd unless NULL. decode's kernels and the training LayerNorm share it, so their bytes agree. A
+// lane keeps its first LN_REG values of the row in registers (all of a row up to 32 LN_REG wide), loaded at once: one
+// trip to memory for the three passes, not three (a decode step is a chain of such latencies); the values past that are
+// read again, and every sum runs in the same order either way.
 #define LN_REG 16
 __device__ static inline void warp_ln_row(float *out, float *out2, uint16_t *out16, float *mean, float *rstd,
                                           const float *x, const float *y, const float *w, const float *b, int C,
