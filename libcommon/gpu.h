@@ -99,8 +99,10 @@ int gpu_download(void *dst_host, const void *src, size_t bytes);
 void gpu_zero(void *p, size_t bytes);
 // gpu_zero for a range that the next op writes (Backend.fresh): that op may take the range and write it without
 // reading zeros; any other op first zeroes the ranges left (HMT_GPU_FRESH=0: gpu_zero at once). The ops that take:
-// the backward of the linear layers (dinp), of the residual LayerNorm (dx, dy) and of the gemm attention (dq, dk, dv
-// as one self-attention's interleaved rows). gpu_fresh_taken counts the ranges taken since the program started.
+// the backward of the linear layers (dinp), of the LayerNorms (dinp; the residual one's dx, dy), of the gemm and
+// the fused attention (dq, dk, dv as one self-attention's interleaved rows), of dropout (with ReLU too), pad, crop,
+// shift, mean-pool and repeat (dinp), and gpu_accumulate (dst: then a copy). gpu_fresh_taken counts the ranges
+// taken since the program started.
 void gpu_fresh(void *p, size_t bytes);
 long gpu_fresh_taken(void);
 

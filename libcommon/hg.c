@@ -4,6 +4,7 @@
 #include "hg.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -817,7 +818,9 @@ void hg_forward_b(HgModel *m, const int32_t *tok, int train, SeedRef dropout_see
 // zeros that the next op adds to, which it may write instead (Backend.fresh: it must be the very next op)
 #define FRESH(p, n) m->be->fresh((p), (size_t)(n) * sizeof(float))
 
-static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const float *dout, float *dx, float *dctx)
+// write_dx: dx is written (its bytes before are not read), else added to; the same for the functions below
+static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const float *dout, float *dx, float *dctx,
+                           bool write_dx)
 {
     const float *W = m->bw;
     float *D = m->bdw;
@@ -843,12 +846,13 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
         const float *r1d = A->r1d ? A->r1d : ffn_hidden(m, A, P, H->r1d, NULL, H->g_h1);
         FRESH(H->g_r1d, NF);
         m->be->linear_backward(H->g_r1d, D + P->l2_w, D + P->l2_b, H->g_h2, r1d, W + P->l2_w, N, F, C);
-        ZERO(H->g_h1, NF);
+        FRESH(H->g_h1, NF);
         m->be->relu_dropout_backward(H->g_h1, H->g_r1d, r1d, p, NF);
         m->be->linear_backward(H->g_ln1, D + P->l1_w, D + P->l1_b, H->g_h1, A->ln1, W + P->l1_w, N, C, F);
     }
     // ln1 = LN1(res1); res1 = x + drop(out_proj(att))
     FRESH(H->g_proj, NC);
+    if (write_dx) FRESH(dx, NC);
     m->be->residual_layernorm_backward(dx, H->g_proj, D + P->n1_w, D + P->n1_b, H->g_res, H->g_ln1, A->res1, A->m_proj,
                                        p, seed_plus(A->seed, 1), W + P->n1_w, A->mean1, A->rstd1, N, C);
     FRESH(H->g_att, NC);
@@ -883,27 +887,29 @@ static void layer_backward(HgModel *m, const LayerA *A, const LayerP *P, const f
     }
 }
 
-static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *dout, float *dx, float *dctx)
+static void block_backward(HgModel *m, BlockA *A, const BlockP *P, const float *dout, float *dx, float *dctx,
+                           bool write_dx)
 {
     int N = m->B * A->T, C = m->cfg.C;
     const float *last = P->n ? A->layers[P->n - 1].out : A->in;
     float *g_a = m->acts->g_blk[0], *g_b = m->acts->g_blk[1]; // one block at a time
-    ZERO(g_a, (size_t)N * C);
+    FRESH(g_a, (size_t)N * C);
     m->be->layernorm_backward(g_a, m->bdw + P->norm_w, m->bdw + P->norm_b, dout, last, m->bw + P->norm_w, A->mean, A->rstd,
                        N, C);
     if (P->n == 0) {
+        if (write_dx) FRESH(dx, (size_t)N * C);
         m->be->accumulate(dx, g_a, (size_t)N * C);
         return;
     }
     float *cur = g_a, *other = g_b;
     for (int i = P->n - 1; i >= 0; i--) {
         float *target = i == 0 ? dx : other;
-        if (i) ZERO(target, (size_t)N * C);
-        layer_backward(m, &A->layers[i], &P->layers[i], cur, target, dctx);
+        layer_backward(m, &A->layers[i], &P->layers[i], cur, target, dctx, i != 0 || write_dx);
         other = cur, cur = target;
     }
 }
 
+// writes dx
 static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *dout, float *dx,
                            float *const *dhidden)
 {
@@ -911,44 +917,44 @@ static void level_backward(HgModel *m, LevelA *A, const LevelP *P, const float *
     int B = m->B, C = c->C, s = P->s;
     size_t BT = (size_t)B * A->T * C, BTp = (size_t)B * A->Tp * C, BTs = (size_t)B * A->Ts * C;
     if (P->plain) {
-        block_backward(m, &A->blk, &P->blk, dout, dx, NULL);
+        block_backward(m, &A->blk, &P->blk, dout, dx, NULL, true);
         return;
     }
-    ZERO(A->g_uc, BT);
-    block_backward(m, &A->post, &P->post, dout, A->g_uc, NULL);
-    ZERO(A->g_u2, BTp);
+    block_backward(m, &A->post, &P->post, dout, A->g_uc, NULL, true);
+    FRESH(A->g_u2, BTp);
     m->be->crop_backward(A->g_u2, A->g_uc, B, A->Tp, A->T, C);
     float *g_u = A->g_u2;
-    ZERO(A->g_v, BTs);
     if (c->attn_resampling) { // u2 = u + resample_post(u, v)
-        ZERO(A->g_u, BTp);
+        ZERO(A->g_v, BTs);
+        FRESH(A->g_u, BTp);
         m->be->accumulate(A->g_u, A->g_u2, BTp);
-        block_backward(m, &A->rpost, &P->rpost, A->g_u2, A->g_u, A->g_v);
+        block_backward(m, &A->rpost, &P->rpost, A->g_u2, A->g_u, A->g_v, false);
         g_u = A->g_u;
     }
     // u = up + hpad; then up's own gradient may gain the auxiliary loss's
-    ZERO(A->g_hpad, BTp);
+    FRESH(A->g_hpad, BTp);
     m->be->accumulate(A->g_hpad, g_u, BTp);
     if (A->hid_up >= 0 && dhidden && dhidden[A->hid_up]) m->be->accumulate(g_u, dhidden[A->hid_up], BTp);
+    if (!c->attn_resampling) FRESH(A->g_v, BTs);
     if (c->linear) m->be->linear_backward(A->g_v, m->bdw + P->up_w, m->bdw + P->up_b, g_u, A->v, m->bw + P->up_w, B * A->Ts, C, s * C);
     else m->be->repeat_backward(A->g_v, g_u, B, A->Tp, C, s);
-    ZERO(A->g_z2, BTs);
     level_backward(m, A->valley, P->valley, A->g_v, A->g_z2, dhidden);
     if (A->hid_z2 >= 0 && dhidden && dhidden[A->hid_z2]) m->be->accumulate(A->g_z2, dhidden[A->hid_z2], BTs);
     float *g_z = A->g_z2;
-    ZERO(A->g_hs, BTp);
     if (c->attn_resampling) { // z2 = z + resample_pre(z, hs)
-        ZERO(A->g_z, BTs);
+        ZERO(A->g_hs, BTp);
+        FRESH(A->g_z, BTs);
         m->be->accumulate(A->g_z, A->g_z2, BTs);
-        block_backward(m, &A->rpre, &P->rpre, A->g_z2, A->g_z, A->g_hs);
+        block_backward(m, &A->rpre, &P->rpre, A->g_z2, A->g_z, A->g_hs, false);
         g_z = A->g_z;
     }
+    if (!c->attn_resampling) FRESH(A->g_hs, BTp);
     if (c->linear) m->be->linear_backward(A->g_hs, m->bdw + P->down_w, m->bdw + P->down_b, g_z, A->hs, m->bw + P->down_w, B * A->Ts, s * C, C);
     else m->be->meanpool_backward(A->g_hs, g_z, B, A->Tp, C, s);
     m->be->shift_backward(A->g_hpad, A->g_hs, B, A->Tp, C, s);
-    ZERO(A->g_h, BT);
+    FRESH(A->g_h, BT);
     m->be->pad_backward(A->g_h, A->g_hpad, B, A->T, A->Tp, C);
-    block_backward(m, &A->pre, &P->pre, A->g_h, dx, NULL);
+    block_backward(m, &A->pre, &P->pre, A->g_h, dx, NULL, true);
 }
 
 void hg_backward(HgModel *m, const float *dlogits, float *const *dhidden)
@@ -959,9 +965,8 @@ void hg_backward(HgModel *m, const float *dlogits, float *const *dhidden)
     FRESH(A->g_enc, NC);
     m->be->linear_backward(A->g_enc, m->bdw + A->p.wout_w, m->bdw + A->p.wout_b, dlogits, A->top.out, m->bw + A->p.wout_w,
                     m->B * m->T, c->C, c->V);
-    ZERO(A->g_embd, NC);
     level_backward(m, &A->top, &A->p.top, A->g_enc, A->g_embd, dhidden);
-    ZERO(A->g_emb, NC);
+    FRESH(A->g_emb, NC);
     m->be->dropout_backward(A->g_emb, A->g_embd, A->m_emb, A->p_used, NC);
     m->be->encoder_backward(m->bdw + A->p.wte, A->g_emb, A->tok, m->B, m->T, c->C, c->V);
 }

@@ -3,7 +3,8 @@
 // of tests/emu (`make test-cuda-emu`: the kernels' logic on any machine, never their speed).
 // For every configuration kind (baseline; naive, linear, with and without attention resampling; nested; s 3) with
 // dropout on, B 2, T 7: logits, hidden states, the loss of each kind and every parameter's gradient within 1e-4 of
-// the tensor's scale (max |gpu - cpu| / max |cpu|); the same forward and backward twice give the same bytes. Then
+// the tensor's scale (max |gpu - cpu| / max |cpu|); the same forward and backward twice give the same bytes, and
+// the bytes of the run with HMT_GPU_FRESH=0 (the gradients' ranges zeroed, not written: gpu_fresh). Then
 // 100 optimizer steps of trainer_step (windows, accumulation 2, clipping, OneCycle, Adam) follow the CPU's losses
 // within 1e-3, and the GPU's trainer state reads back into a CPU trainer whose next step matches. Decoding on the GPU
 // equals the CPU's full forward at every step (prefill, single tokens, the window sliding), the same bytes twice,
@@ -146,9 +147,11 @@ static void test_model(const Backend *gpu)
             HgModel c, g;
             build_pair(&c, &g, k, gpu);
             hg_alloc(&c, B, T), hg_alloc(&g, B, T);
-            Out oc, og, og2;
+            Out oc, og, og2, og3;
             run(&c, tok, tgt, loss_kind, &oc);
+            long taken = gpu_fresh_taken();
             run(&g, tok, tgt, loss_kind, &og);
+            taken = gpu_fresh_taken() - taken;
             double e_logits = rel(og.logits, oc.logits, (size_t)B * T * c.cfg.V);
             CHECK(e_logits <= TOL, "%s loss %d: logits differ by %.3g of their scale", k->name, loss_kind, e_logits);
             CHECK(fabs(og.loss - oc.loss) <= TOL * fmax(1, fabs(oc.loss)), "%s loss %d: %.9g on the GPU, %.9g on the CPU",
@@ -167,7 +170,24 @@ static void test_model(const Backend *gpu)
             run(&g, tok, tgt, loss_kind, &og2);
             CHECK(memcmp(og.logits, og2.logits, (size_t)B * T * c.cfg.V * 4) == 0 &&
                   memcmp(og.dw, og2.dw, c.n_floats * 4) == 0, "%s: a second GPU run differs", k->name);
+            // the backward's gradients declared zero (gpu_fresh) are taken by the ops that write them, and give the
+            // bytes of the run that zeroes them (HMT_GPU_FRESH=0) on the emulator; on a GPU cuBLAS may take other
+            // algorithms for beta 0 than for beta 1
+            setenv("HMT_GPU_FRESH", "0", 1), gpu->set_precision(PREC_FP32); // (which reads it)
+            long taken0 = gpu_fresh_taken();
+            run(&g, tok, tgt, loss_kind, &og3);
+            taken0 = gpu_fresh_taken() - taken0;
+            unsetenv("HMT_GPU_FRESH"), gpu->set_precision(PREC_FP32);
+            CHECK(taken > 0 && taken0 == 0, "%s loss %d: ranges declared zero taken: %ld, %ld with HMT_GPU_FRESH=0",
+                  k->name, loss_kind, taken, taken0);
+            int same = memcmp(og.logits, og3.logits, (size_t)B * T * c.cfg.V * 4) == 0 &&
+                       memcmp(og.dw, og3.dw, c.n_floats * 4) == 0;
+            double e_fresh = rel(og.dw, og3.dw, c.n_floats);
+            CHECK(same || (!strstr(gpu_name(), "emulation") && e_fresh <= 1e-5),
+                  "%s loss %d: logits and gradients %s the run with HMT_GPU_FRESH=0 (gradients off by %.3g of their "
+                  "scale)", k->name, loss_kind, same ? "the bytes of" : "off", e_fresh);
             free_out(&oc, c.n_hidden), free_out(&og, g.n_hidden), free_out(&og2, g.n_hidden);
+            free_out(&og3, g.n_hidden);
             hg_free(&c), hg_free(&g);
         }
     }
@@ -926,8 +946,8 @@ static void test_act16(const Backend *gpu)
             if (k == 2) unsetenv("HMT_GPU_FRESH"), gpu->set_precision(PREC_BF16);
         }
         if (!ok) break;
-        // the backward's gradients declared zero (gpu_fresh): taken by the ops after them (5 a layer each step), and
-        // the run's bytes those of the run that zeroes them
+        // the backward's gradients declared zero (gpu_fresh): taken by the ops after them (each layer's, each step),
+        // and the run's bytes those of the run that zeroes them
         CHECK(taken[0] > 0 && taken[1] > 0 && taken[2] == 0,
               "bf16 activations (%s): ranges declared zero taken: %ld, %ld (bf16), %ld with HMT_GPU_FRESH=0", what,
               taken[0], taken[1], taken[2]);

@@ -609,7 +609,7 @@ typedef struct FreshOp {
     size_t n[2];   // their floats
     void (*run)(const struct FreshOp *f);
     const void *in[4];
-    int N, IC, OC, prec, inp16;
+    int N, IC, OC, prec, inp16, op; // op: fresh_rows's op
     double tol;
 } FreshOp;
 
@@ -665,13 +665,44 @@ static void fresh_res_ln(const FreshOp *f)
                                     (SeedRef){.add = 77}, w, st, st + f->N, f->N, f->OC);
 }
 
-// the gemm attention's backward of a self-attention layer (in[0]: its FreshAtt) into out[0] = hg.c's g_qkv: dq, dk,
-// dv interleaved in rows of 3 C
+// in: dout, inp, w, st as fresh_res_ln's
+static void fresh_ln(const FreshOp *f)
+{
+    float *st = (float *)f->in[3];
+    gpu_layernorm_backward(f->out[0], st + 2 * f->N, st + 2 * f->N + f->OC, f->in[0], f->in[1], f->in[2], st,
+                           st + f->N, f->N, f->OC);
+}
+
+// the elementwise and row ops that add to their output (dinp: B 2 of N rows of OC floats); in: dout (as many
+// floats as the op reads), dropout's mask, the ReLU's output
+static const char *const row_ops[] = {"gpu_accumulate",    "gpu_dropout_backward",  "gpu_relu_dropout_backward",
+                                      "gpu_crop_backward", "gpu_pad_backward",      "gpu_shift_backward",
+                                      "gpu_meanpool_backward", "gpu_repeat_backward"};
+static void fresh_rows(const FreshOp *f)
+{
+    const float *src = f->in[0];
+    float *d = f->out[0];
+    int N = f->N, C = f->OC;
+    switch (f->op) {
+    case 0: gpu_accumulate(d, src, f->n[0]); break;
+    case 1: gpu_dropout_backward(d, src, f->in[1], 0.1f, f->n[0]); break;
+    case 2: gpu_relu_dropout_backward(d, src, f->in[2], 0.1f, f->n[0]); break;
+    case 3: gpu_crop_backward(d, src, 2, N, N - 3, C); break; // rows N - 3 .. N - 1 not reached: +0
+    case 4: gpu_pad_backward(d, src, 2, N, N + 3, C); break;
+    case 5: gpu_shift_backward(d, src, 2, N, C, 3); break; // the last 2 rows not reached: +0
+    case 6: gpu_meanpool_backward(d, src, 2, N, C, 3); break;
+    case 7: gpu_repeat_backward(d, src, 2, 3 * N, C, 3); break;
+    }
+}
+
+// an attention's backward of a self-attention layer (in[0]: its FreshAtt) into out[0] = hg.c's g_qkv: dq, dk, dv
+// interleaved in rows of 3 C; the gemm attention's (probs, mask) or the fused one's (out, lse)
 typedef struct FreshAtt {
     AttnDims d;
-    const float *qkv, *er, *dout, *probs;
+    const float *qkv, *er, *dout, *probs, *out, *lse;
     const uint8_t *mask;
     float *der;
+    int fused;
 } FreshAtt;
 
 static void fresh_att(const FreshOp *f)
@@ -679,13 +710,19 @@ static void fresh_att(const FreshOp *f)
     const FreshAtt *a = f->in[0];
     int C = a->d.C;
     float *g = f->out[0];
-    gpu_attention_backward(g, g + C, g + 2 * C, a->der, a->dout, a->probs, a->mask, a->qkv, a->qkv + C, a->qkv + 2 * C,
-                           a->er, &a->d);
+    if (a->fused)
+        gpu_attention_fused_backward(g, g + C, g + 2 * C, a->der, a->dout, a->out, a->lse, a->qkv, a->qkv + C,
+                                     a->qkv + 2 * C, a->er, &a->d);
+    else
+        gpu_attention_backward(g, g + C, g + 2 * C, a->der, a->dout, a->probs, a->mask, a->qkv, a->qkv + C,
+                               a->qkv + 2 * C, a->er, &a->d);
 }
 
+// the gemm attention with float32 and bf16 products (within 1e-6: cuBLAS's beta 0 and 1), the fused one's kernels
+// (the bytes): float32, TF32 and bf16 tensor cores with and without the stored dS, and the mma kernels
 static void fresh_attention(void)
 {
-    int B = 2, T = 200, C = 32, NH = 2, HS = C / NH; // past 128 rows: causal row groups
+    int B = 2, T = 200, C = 32, NH = 2, HS = C / NH; // past 128 rows: causal row groups; tiles of 64, the last part
     size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, np = (size_t)B * NH * T * T, ner = (size_t)T * HS;
     int *nk = malloc(T * sizeof *nk);
     for (int i = 0; i < T; i++) nk[i] = i + 1;
@@ -695,25 +732,42 @@ static void fresh_attention(void)
     a.d.n_keys = dev_from(nk, T * sizeof *nk);
     a.qkv = dev_from(qkv, nq * 4), a.er = dev_from(er, ner * 4), a.dout = dev_from(dout, no * 4);
     float *d_out = dev_new(no * 4), *d_probs = dev_new(np * 4), *d_g = dev_new(nq * 2 * 4);
+    float *d_lse = dev_new((size_t)B * NH * T * 4);
     uint8_t *d_mask = dev_new(np);
-    a.probs = d_probs, a.mask = d_mask, a.der = dev_new(ner * 4);
-    for (int v = 0; v < 2; v++) { // float32 products; bf16 ones (HMT_GPU_ATT16=1)
-        if (v) setenv("HMT_GPU_ATT16", "1", 1);
-        gpu_set_precision(v ? GPU_BF16 : GPU_FP32);
-        gpu_attention_forward(d_out, d_probs, d_mask, a.qkv, a.qkv + C, a.qkv + 2 * C, a.er, &a.d);
-        FreshOp f = {.name = v ? "gpu_attention_backward, bf16 products" : "gpu_attention_backward",
-                     .out = {d_g, NULL}, .n = {nq, 0}, .run = fresh_att, .in = {&a}, .prec = v ? GPU_BF16 : GPU_FP32,
-                     .tol = 1e-6};
+    a.probs = d_probs, a.mask = d_mask, a.out = d_out, a.lse = d_lse, a.der = dev_new(ner * 4);
+    static const struct {
+        const char *name, *env, *val;
+        int fused, prec;
+    } vs[] = {
+        {"gpu_attention_backward", NULL, NULL, 0, GPU_FP32},
+        {"gpu_attention_backward, bf16 products", "HMT_GPU_ATT16", "1", 0, GPU_BF16},
+        {"gpu_attention_fused_backward", NULL, NULL, 1, GPU_FP32},
+        {"gpu_attention_fused_backward, TF32 tensor cores", NULL, NULL, 1, GPU_TF32},
+        {"gpu_attention_fused_backward, bf16 tensor cores", NULL, NULL, 1, GPU_BF16},
+        {"gpu_attention_fused_backward, bf16 tensor cores, no stored dS", "HMT_GPU_FA_DS_MIB", "0", 1, GPU_BF16},
+        {"gpu_attention_fused_backward, bf16 mma kernels", "HMT_GPU_FA_MMA", "1", 1, GPU_BF16},
+    };
+    for (size_t v = 0; v < sizeof vs / sizeof *vs; v++) {
+        if (vs[v].env) setenv(vs[v].env, vs[v].val, 1);
+        gpu_set_precision(vs[v].prec);
+        a.fused = vs[v].fused;
+        if (a.fused) gpu_attention_fused_forward(d_out, d_lse, a.qkv, a.qkv + C, a.qkv + 2 * C, a.er, &a.d);
+        else gpu_attention_forward(d_out, d_probs, d_mask, a.qkv, a.qkv + C, a.qkv + 2 * C, a.er, &a.d);
+        FreshOp f = {.name = vs[v].name, .out = {d_g, NULL}, .n = {nq, 0}, .run = fresh_att, .in = {&a},
+                     .prec = vs[v].prec, .tol = a.fused ? 0 : 1e-6};
         fresh_case(&f, 1, nq);
-        f.name = v ? "gpu_attention_backward, bf16 products, a larger range (not taken)"
-                   : "gpu_attention_backward, a larger range (not taken)";
-        fresh_case(&f, 0, 2 * nq);
-        unsetenv("HMT_GPU_ATT16");
+        if (v < 3) {
+            char m[160];
+            snprintf(m, sizeof m, "%s, a larger range (not taken)", vs[v].name);
+            f.name = m;
+            fresh_case(&f, 0, 2 * nq);
+        }
+        if (vs[v].env) unsetenv(vs[v].env);
     }
     gpu_set_precision(GPU_FP32);
     free(nk), free(qkv), free(er), free(dout);
     gpu_free((void *)a.d.n_keys), gpu_free((void *)a.qkv), gpu_free((void *)a.er), gpu_free((void *)a.dout);
-    gpu_free(d_out), gpu_free(d_probs), gpu_free(d_g), gpu_free(d_mask), gpu_free(a.der);
+    gpu_free(d_out), gpu_free(d_probs), gpu_free(d_g), gpu_free(d_mask), gpu_free(a.der), gpu_free(d_lse);
 }
 
 // a range declared zero that no op takes reads as zeros: to the next op (here one that adds to it) and to a copy
@@ -724,9 +778,11 @@ static void fresh_untaken(void)
     reset(d, nan, n * 4);
     long before = gpu_fresh_taken();
     gpu_fresh(d, n * 4);
-    gpu_accumulate(d, d_src, n);
-    float *got = host_from(d, n * 4);
-    cmp_bytes("declared zero, then added to by an op that does not take it: the added values", got, src, n * 4);
+    gpu_relu_backward(d, d_src, d_src, n); // d += src > 0 ? src : +0
+    float *got = host_from(d, n * 4), *want = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) want[i] = 0.0f + (src[i] > 0.0f ? src[i] : 0.0f);
+    cmp_bytes("declared zero, then added to by an op that does not take it: the added values", got, want, n * 4);
+    free(want);
     free(got);
     gpu_upload(d, src, n * 4);
     gpu_fresh(d, n * 4);
@@ -739,9 +795,10 @@ static void fresh_untaken(void)
     no_error("gpu_fresh");
 }
 
-// gpu_fresh: the ops that take a range declared zero (the linear and residual LayerNorm backwards, the gemm attention's
-// backward) give the bytes they give on zeros, without reading it (NaN before); a range they do not take (larger, one
-// float short, HMT_GPU_FRESH=0) is zeroed before them
+// gpu_fresh: the ops that take a range declared zero (the linear, LayerNorm and residual LayerNorm backwards, the gemm
+// and fused attentions' backwards, the elementwise and row ops of fresh_rows) give the bytes they give on zeros,
+// without reading it (NaN before); a range they do not take (larger, one float short, HMT_GPU_FRESH=0) is zeroed
+// before them
 static void test_fresh(void)
 {
     int N = 130, IC = 48, OC = 72, C = 40;
@@ -778,6 +835,27 @@ static void test_fresh(void)
     fresh_case(&f, 0, nc);
     unsetenv("HMT_GPU_FRESH");
     gpu_set_precision(GPU_FP32);
+    f.name = "gpu_layernorm_backward", f.out[1] = NULL, f.run = fresh_ln;
+    fresh_case(&f, 1, nc);
+    // the row ops over B 2 of 33 rows of C (a multiple of 3: the mean-pool's and repeat's factor)
+    int R = 33;
+    size_t nr = 2 * (size_t)R * C, nsrc = 3 * nr;
+    float *src = rnd(nsrc, 1), *relu = rnd(nr, 1);
+    uint8_t *mask = malloc(nr);
+    for (size_t i = 0; i < nr; i++) mask[i] = (uint8_t)(i % 7 != 3);
+    float *d_src = dev_from(src, nsrc * 4), *d_relu = dev_from(relu, nr * 4), *d_d = dev_new(2 * nr * 4);
+    uint8_t *d_mask = dev_from(mask, nr);
+    for (int op = 0; op < (int)(sizeof row_ops / sizeof *row_ops); op++) {
+        FreshOp r = {.name = row_ops[op], .out = {d_d, NULL}, .n = {nr, 0}, .run = fresh_rows,
+                     .in = {d_src, d_mask, d_relu}, .N = R, .OC = C, .prec = GPU_FP32, .op = op};
+        fresh_case(&r, 1, nr);
+        if (op == 0 || op == 3) {
+            r.name = op ? "gpu_crop_backward, a larger range (not taken)"
+                        : "gpu_accumulate, a larger range (not taken)";
+            fresh_case(&r, 0, 2 * nr);
+        }
+    }
+    free(src), free(relu), free(mask), gpu_free(d_src), gpu_free(d_relu), gpu_free(d_d), gpu_free(d_mask);
     fresh_attention();
     fresh_untaken();
     free(dout), free(inp), free(w), free(res), free(g), free(wl), free(st);

@@ -249,7 +249,10 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_dkdv_k(FaArgs a)
         float *dkr = a.dk + ((size_t)b * a.Tk + j) * a.ldk + h * HS, *dvr = a.dv + ((size_t)b * a.Tk + j) * a.ldv + h * HS;
         UNROLL for (int w = 0; w < FA_DW; w++) {
             int d = l4 + 4 * w;
-            if (d < HS) dkr[d] += a.scale * gk[w], dvr[d] += gv[w];
+            if (d < HS) {
+                dkr[d] = (a.fresh ? 0.0f : dkr[d]) + a.scale * gk[w];
+                dvr[d] = (a.fresh ? 0.0f : dvr[d]) + gv[w];
+            }
         }
     }
 }
@@ -296,7 +299,7 @@ __global__ __launch_bounds__(FA_THREADS) static void fa_dq_k(FaArgs a)
         float *dqr = a.dq + ((size_t)b * a.Tq + i) * a.ldq + h * HS;
         UNROLL for (int w = 0; w < FA_DW; w++) {
             int d = l4 + 4 * w;
-            if (d < HS) dqr[d] += a.scale * gq[w];
+            if (d < HS) dqr[d] = (a.fresh ? 0.0f : dqr[d]) + a.scale * gq[w];
         }
     }
 }
@@ -557,8 +560,10 @@ void gpu_attention_fused_backward(float *dq, float *dk, float *dv, float *dEr, c
                                   const AttnDims *d)
 {
     const char *op = "gpu_attention_fused_backward";
+    int fresh = gpu_att_qkv_fresh(dq, dk, dv, d); // every row of dq, dk, dv is written once: by one block
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
     FaArgs a = fa_args(d, q, k, v, Er, 1);
+    a.fresh = fresh;
     fused_backward(op, a, dq, dk, dv, dEr, dout, out, lse, d);
 }
 
@@ -567,8 +572,10 @@ void gpu_attention_fused_backward16(float *dq, float *dk, float *dv, float *dEr,
                                     const float *Er, const AttnDims *d)
 {
     const char *op = "gpu_attention_fused_backward16";
+    int fresh = gpu_att_qkv_fresh(dq, dk, dv, d);
     if (!gpu_enter(op) || !fa_check(op, d, Er)) return;
     FaArgs a = fa_args(d, NULL, NULL, NULL, Er, 1);
+    a.fresh = fresh;
     a.q16 = q, a.k16 = k, a.v16 = v;
     fused_backward(op, a, dq, dk, dv, dEr, dout, out, lse, d);
 }

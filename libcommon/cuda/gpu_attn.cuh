@@ -16,6 +16,7 @@ typedef struct FaArgs {
     void *dsw; // the tensor-core backward's dS tiles (gpu_attn_tc.cu), or NULL: each kernel computes dS itself
     int bh0;   // the tensor-core backward runs heads bh0 .. bh0 + gridDim.x - 1 (a chunk of them; 0 elsewhere)
     int causal; // AttnDims.causal's promise (n_keys[i] = i + 1): the dS tiles above the diagonal are not kept
+    int fresh;  // the backward's dq, dk, dv taken as zeros (gpu_att_qkv_fresh): written, not added to
     const int *n_keys;
     int Tq, Tk, NH, HS, C, ldq, ldk, ldv;
     float scale, keep; // keep: dropout's 1/(1-p) (forward: 0 when p >= 1), 1 without dropout

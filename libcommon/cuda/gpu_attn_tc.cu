@@ -262,13 +262,15 @@ __device__ static void tc_fill0(float *x, int n)
     for (int t = threadIdx.x; t < n; t += blockDim.x) x[t] = 0.0f;
 }
 
-// dst[row0 + r, h HS + d] += scale * src[r, d] (src float32 at pitch lds) for the rows r < TB below `limit`
+// dst[row0 + r, h HS + d] += scale * src[r, d] (src float32 at pitch lds) for the rows r < TB below `limit`; fresh:
+// dst taken as zeros (FaArgs.fresh), not read
 __device__ static void tc_add_rows(float *dst, int ld, int row0, int limit, const float *src, int lds, int HS,
-                                   float scale)
+                                   float scale, int fresh)
 {
     for (int x = threadIdx.x; x < TB * HS; x += blockDim.x) {
         int r = x / HS, d = x - r * HS;
-        if (row0 + r < limit) dst[(size_t)(row0 + r) * ld + d] += scale * src[r * lds + d];
+        float *o = dst + (size_t)(row0 + r) * ld + d;
+        if (row0 + r < limit) *o = (fresh ? 0.0f : *o) + scale * src[r * lds + d];
     }
 }
 
@@ -656,8 +658,8 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
     float *Gk = Ss, *Gv = Rs;
     tc_store<P>(Gk, LF, gk), tc_store<P>(Gv, LF, gv);
     __syncthreads();
-    tc_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, a.Tk, Gk, LF, HS, a.scale);
-    tc_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, a.Tk, Gv, LF, HS, 1.0f);
+    tc_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0, a.Tk, Gk, LF, HS, a.scale, a.fresh);
+    tc_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0, a.Tk, Gv, LF, HS, 1.0f, a.fresh);
 }
 
 // dSk (TB x TC_BAND at pitch tc_ld(TC_BAND)) = the bands of dS's skew dS'[r, e] = dS[r, r + TB - 1 - e], zero
@@ -697,7 +699,7 @@ __device__ static void tc_dq_store(const FaArgs &a, int b, int h, int i0, const 
     __syncthreads(); // the buffers are read
     tc_store<P>(room, tc_ldf(HS), gq);
     __syncthreads();
-    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, room, tc_ldf(HS), HS, a.scale);
+    tc_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0, a.Tq, room, tc_ldf(HS), HS, a.scale, a.fresh);
 }
 
 // the dEr kernels' end: part[bh, Tq-1-m] = scale ge's row m - m0 for the tile's distances m, through `room` (as
@@ -884,16 +886,21 @@ template <class P, int HS> __global__ __launch_bounds__(TC_THREADS) static void 
 // is loaded from the operand tiles in shared memory by ldmatrix's transpose, and dS's skew for dQ and dEr is
 // gathered two elements a register, so no tile is stored twice. The dS tiles in FaArgs.dsw are tc_dkdv_k's, so either kernel set reads the other's.
 
-// rows r0 + g, r0 + g + 8 of dst (row stride ld, below `limit`) += scale * the warp's accumulators (NO tiles of 8)
+// rows r0 + g, r0 + g + 8 of dst (row stride ld, below `limit`) += scale * the warp's accumulators (NO tiles of 8);
+// fresh: dst taken as zeros (FaArgs.fresh), not read
 template <int NO>
-__device__ static void mma_add_rows(float *dst, int ld, int r0, int limit, const float (&c)[NO][4], float scale)
+__device__ static void mma_add_rows(float *dst, int ld, int r0, int limit, const float (&c)[NO][4], float scale,
+                                    int fresh)
 {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     UNROLL for (int x = 0; x < 2; x++) {
         int row = r0 + g + 8 * x;
         if (row >= limit) continue;
         float *d = dst + (size_t)row * ld + 2 * t;
-        UNROLL for (int n = 0; n < NO; n++) d[8 * n] += scale * c[n][2 * x], d[8 * n + 1] += scale * c[n][2 * x + 1];
+        UNROLL for (int n = 0; n < NO; n++) {
+            d[8 * n] = (fresh ? 0.0f : d[8 * n]) + scale * c[n][2 * x];
+            d[8 * n + 1] = (fresh ? 0.0f : d[8 * n + 1]) + scale * c[n][2 * x + 1];
+        }
     }
 }
 
@@ -972,8 +979,8 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dkdv_
             }
         }
     }
-    mma_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0 + w16, a.Tk, gk, a.scale);
-    mma_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0 + w16, a.Tk, gv, 1.0f);
+    mma_add_rows(a.dk + (size_t)b * a.Tk * a.ldk + h * HS, a.ldk, j0 + w16, a.Tk, gk, a.scale, a.fresh);
+    mma_add_rows(a.dv + (size_t)b * a.Tk * a.ldv + h * HS, a.ldv, j0 + w16, a.Tk, gv, 1.0f, a.fresh);
 }
 
 // K, Es (2 TB rows), dS
@@ -1028,7 +1035,7 @@ template <int HS> __global__ __launch_bounds__(TC_THREADS) static void mma_dq_k(
             }
         }
     }
-    mma_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0 + w16, a.Tq, gq, a.scale);
+    mma_add_rows(a.dq + (size_t)b * a.Tq * a.ldq + h * HS, a.ldq, i0 + w16, a.Tq, gq, a.scale, a.fresh);
 }
 
 // Q; two dS tiles side by side (2 TB columns)

@@ -87,6 +87,10 @@ bool gpu_enter_keep(const char *op);
 // true (once) when p and exactly bytes were declared zero by gpu_fresh and not zeroed yet: the op calling it, before
 // its gpu_enter, then writes every byte of the range without reading it, the bytes it would make on zeros
 bool gpu_fresh_take(const void *p, size_t bytes);
+// gpu_fresh_take for an attention backward's dq, dk, dv when they are one self-attention's interleaved rows (q, k, v
+// each C wide in rows of 3 C, hg.c's g_qkv) declared zero as one range: every row of the three is then written once
+// (the gemm attention's first products with beta 0; the fused kernels' FaArgs.fresh)
+bool gpu_att_qkv_fresh(const float *dq, const float *dk, const float *dv, const AttnDims *d);
 // gpu_dec_mega's recorded ops, launched now (nothing when none); gpu_dec_mega_drop: dropped, recording off, and
 // what it knows of the device forgotten (gpu_shutdown)
 void gpu_dec_mega_flush(void);

@@ -300,9 +300,10 @@ __device__ static void ln_bwd_stats(float *sd, float *sdx, const float *x, const
     *sdx = warp_sum(bsum) / (float)C;
 }
 
-// dx += r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w; one warp per row
-__global__ static void ln_bwd_k(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
-                                const float *rstd, int N, int C)
+// dx += r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w; one warp per row; dx0: dx taken
+// as zeros (gpu_fresh), not read
+__global__ static void ln_bwd_k(float *dinp, int dx0, const float *dout, const float *inp, const float *w,
+                                const float *mean, const float *rstd, int N, int C)
 {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -312,7 +313,7 @@ __global__ static void ln_bwd_k(float *dinp, const float *dout, const float *inp
     float *dx = dinp + (size_t)row * C;
     for (int c = lane; c < C; c += 32) {
         float xhat = (x[c] - m) * r;
-        dx[c] += r * (g[c] * w[c] - sd - xhat * sdx);
+        dx[c] = (dx0 ? 0.0f : dx[c]) + r * (g[c] * w[c] - sd - xhat * sdx);
     }
 }
 
@@ -321,8 +322,9 @@ void gpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
                             const float *mean, const float *rstd, int N, int C)
 {
     const char *op = "gpu_layernorm_backward";
+    int dx0 = gpu_fresh_take(dinp, (size_t)N * C * sizeof(float));
     if (!gpu_enter(op)) return;
-    LAUNCH(ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dinp, dout, inp, w, mean, rstd, N, C);
+    LAUNCH(ln_bwd_k, gpu_blocks(N, LN_WARPS), 32 * LN_WARPS)(dinp, dx0, dout, inp, w, mean, rstd, N, C);
     gpu_launched(op);
     colsums(op, db, dw, dout, inp, mean, rstd, N, C);
 }
@@ -421,9 +423,10 @@ __global__ static void add_k(float *out, const float *a, const float *b, size_t 
 {
     GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
-__global__ static void acc_k(float *dst, const float *src, size_t n)
+// dst += src; d0: dst taken as zeros (gpu_fresh), not read (0 + src: a copy with -0 as +0, as on zeros)
+__global__ static void acc_k(float *dst, const float *src, int d0, size_t n)
 {
-    GRID_STRIDE(i, n) dst[i] += src[i];
+    GRID_STRIDE(i, n) dst[i] = (d0 ? 0.0f : dst[i]) + src[i];
 }
 
 #define EW_OP(name, kernel, ...)                                                                                       \
@@ -439,7 +442,11 @@ void gpu_relu_backward(float *dinp, const float *dout, const float *out, size_t 
     EW_OP("gpu_relu_backward", relu_bwd_k, dinp, dout, out, n);
 }
 void gpu_add_forward(float *out, const float *a, const float *b, size_t n) { EW_OP("gpu_add_forward", add_k, out, a, b, n); }
-void gpu_accumulate(float *dst, const float *src, size_t n) { EW_OP("gpu_accumulate", acc_k, dst, src, n); }
+void gpu_accumulate(float *dst, const float *src, size_t n)
+{
+    int d0 = gpu_fresh_take(dst, n * sizeof(float));
+    EW_OP("gpu_accumulate", acc_k, dst, src, d0, n);
+}
 
 // ---- dropout: ops.c's counter stream, element for element (drop_keep, gpu_internal.cuh) ------------------------
 
@@ -464,14 +471,14 @@ __global__ static void dropout_k(float *out, uint8_t *mask, const float *inp, fl
 }
 
 // dinp += (kept ? dout * scale : +0): kept is mask[i] (dropout) or, with mask NULL, out[i] > 0 (relu + dropout:
-// the forward's output is > 0 exactly where it kept a positive input)
-__global__ static void dropout_bwd_k(float *dinp, const float *dout, const uint8_t *mask, const float *out, float scale,
-                                     size_t n)
+// the forward's output is > 0 exactly where it kept a positive input); d0: dinp taken as zeros (gpu_fresh)
+__global__ static void dropout_bwd_k(float *dinp, int d0, const float *dout, const uint8_t *mask, const float *out,
+                                     float scale, size_t n)
 {
     GRID_STRIDE(i, n)
     {
         int keep = mask ? mask[i] != 0 : out[i] > 0.0f;
-        dinp[i] = dinp[i] + (keep ? dout[i] * scale : 0.0f);
+        dinp[i] = (d0 ? 0.0f : dinp[i]) + (keep ? dout[i] * scale : 0.0f);
     }
 }
 
@@ -497,12 +504,14 @@ void gpu_relu_dropout_forward(float *out, uint8_t *mask, const float *inp, float
 void gpu_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n)
 {
     const char *op = "gpu_dropout_backward";
-    EW_OP(op, dropout_bwd_k, dinp, dout, mask, (const float *)NULL, dropout_bwd_scale(p), n);
+    int d0 = gpu_fresh_take(dinp, n * sizeof(float));
+    EW_OP(op, dropout_bwd_k, dinp, d0, dout, mask, (const float *)NULL, dropout_bwd_scale(p), n);
 }
 void gpu_relu_dropout_backward(float *dinp, const float *dout, const float *out, float p, size_t n)
 {
     const char *op = "gpu_relu_dropout_backward";
-    EW_OP(op, dropout_bwd_k, dinp, dout, (const uint8_t *)NULL, out, dropout_bwd_scale(p), n);
+    int d0 = gpu_fresh_take(dinp, n * sizeof(float));
+    EW_OP(op, dropout_bwd_k, dinp, d0, dout, (const uint8_t *)NULL, out, dropout_bwd_scale(p), n);
 }
 
 // ---- ReLU + dropout into bfloat16 (gpu.h gpu_relu_dropout_forward16) -------------------------------------------
@@ -973,14 +982,12 @@ void gpu_attention_forward(float *out, float *probs, uint8_t *mask, const float 
     gpu_prof_part(NULL);
 }
 
-// beta of dq's, dk's and dv's first products: 0 where they are one self-attention's interleaved rows (q, k, v each C
-// wide in rows of 3 C, hg.c's g_qkv) declared zero by gpu_fresh (each product writes its whole block of rows), else 1
-static float att_qkv_beta(const float *dq, const float *dk, const float *dv, const AttnDims *d)
+bool gpu_att_qkv_fresh(const float *dq, const float *dk, const float *dv, const AttnDims *d)
 {
     int C = d->C;
     bool qkv = dk == dq + C && dv == dq + 2 * C && d->ldq == 3 * C && d->ldk == 3 * C && d->ldv == 3 * C &&
                d->Tq == d->Tk && d->B > 0 && d->Tq > 0 && C > 0;
-    return qkv && gpu_fresh_take(dq, (size_t)d->B * d->Tq * 3 * C * sizeof(float)) ? 0.0f : 1.0f;
+    return qkv && gpu_fresh_take(dq, (size_t)d->B * d->Tq * 3 * C * sizeof(float));
 }
 
 // backward of: S = scale*(q k^T + skew(q Er^T)); P = softmax(S); PD = dropout(P); out = PD v
@@ -989,7 +996,7 @@ void gpu_attention_backward(float *dq, float *dk, float *dv, float *dEr, const f
                             const AttnDims *d)
 {
     const char *op = "gpu_attention_backward";
-    float beta = att_qkv_beta(dq, dk, dv, d); // 0: dq's, dk's and dv's first products write them
+    float beta = gpu_att_qkv_fresh(dq, dk, dv, d) ? 0.0f : 1.0f; // 0: dq's, dk's, dv's first products write them
     if (!gpu_enter(op) || !att_check(op, d, Er)) return;
     if (gpu_att16() && gpu_attention16_takes(d)) {
         att16_backward(op, beta, dq, dk, dv, dEr, dout, probs, mask, q, k, v, Er, d);
@@ -1047,14 +1054,16 @@ __global__ static void rows_fwd_k(float *out, const float *inp, int To, int Ti, 
         out[i] = u >= 0 && u < Ti ? inp[((size_t)b * Ti + u) * C + c] : 0.0f;
     }
 }
-// dinp (B,Ti,C) += dout (B,To,C) at rows u = t - s, for the rows u of dinp that some t reaches
-__global__ static void rows_bwd_k(float *dinp, const float *dout, int To, int Ti, int s, int C, size_t n)
+// dinp (B,Ti,C) += dout (B,To,C) at rows u = t - s, for the rows u of dinp that some t reaches; d0: dinp taken as
+// zeros (gpu_fresh): those rows 0 + dout, the others +0
+__global__ static void rows_bwd_k(float *dinp, int d0, const float *dout, int To, int Ti, int s, int C, size_t n)
 {
     GRID_STRIDE(i, n) // i over dinp
     {
         size_t bu = i / C;
         int c = (int)(i % C), u = (int)(bu % Ti), b = (int)(bu / Ti), t = u + s;
-        if (t < To) dinp[i] += dout[((size_t)b * To + t) * C + c];
+        if (t < To) dinp[i] = (d0 ? 0.0f : dinp[i]) + dout[((size_t)b * To + t) * C + c];
+        else if (d0) dinp[i] = 0.0f;
     }
 }
 
@@ -1068,10 +1077,11 @@ static void rows_fwd(const char *op, float *out, const float *inp, int B, int To
 }
 static void rows_bwd(const char *op, float *dinp, const float *dout, int B, int To, int Ti, int s, int C)
 {
-    if (!gpu_enter(op)) return;
     size_t n = (size_t)B * Ti * C;
+    int d0 = gpu_fresh_take(dinp, n * sizeof(float));
+    if (!gpu_enter(op)) return;
     if (!n) return;
-    LAUNCH(rows_bwd_k, ew_blocks(n), EW_THREADS)(dinp, dout, To, Ti, s, C, n);
+    LAUNCH(rows_bwd_k, ew_blocks(n), EW_THREADS)(dinp, d0, dout, To, Ti, s, C, n);
     gpu_launched(op);
 }
 
@@ -1112,14 +1122,14 @@ __global__ static void meanpool_k(float *out, const float *inp, int C, int K, si
         out[i] = s / (float)K;
     }
 }
-// dinp[K r + k] += dout[r] / K
-__global__ static void meanpool_bwd_k(float *dinp, const float *dout, int C, int K, size_t n)
+// dinp[K r + k] += dout[r] / K; d0: dinp taken as zeros (gpu_fresh), not read
+__global__ static void meanpool_bwd_k(float *dinp, int d0, const float *dout, int C, int K, size_t n)
 {
     GRID_STRIDE(i, n) // i over dinp
     {
         size_t rk = i / C;
         int c = (int)(i % C);
-        dinp[i] += dout[(rk / K) * C + c] / (float)K;
+        dinp[i] = (d0 ? 0.0f : dinp[i]) + dout[(rk / K) * C + c] / (float)K;
     }
 }
 // out[K r + k] = inp[r]
@@ -1127,14 +1137,14 @@ __global__ static void repeat_k(float *out, const float *inp, int C, int K, size
 {
     GRID_STRIDE(i, n) out[i] = inp[(i / C / K) * C + i % C];
 }
-// dinp[r] += dout[K r], then += dout[K r + 1], ... (ops.c's order)
-__global__ static void repeat_bwd_k(float *dinp, const float *dout, int C, int K, size_t n)
+// dinp[r] += dout[K r], then += dout[K r + 1], ... (ops.c's order); d0: dinp taken as zeros (gpu_fresh)
+__global__ static void repeat_bwd_k(float *dinp, int d0, const float *dout, int C, int K, size_t n)
 {
     GRID_STRIDE(i, n) // i over dinp
     {
         size_t r = i / C;
         int c = (int)(i % C);
-        float s = dinp[i];
+        float s = d0 ? 0.0f : dinp[i];
         for (int k = 0; k < K; k++) s += dout[(r * K + k) * C + c];
         dinp[i] = s;
     }
@@ -1148,7 +1158,8 @@ void gpu_meanpool_forward(float *out, const float *inp, int B, int T, int C, int
 void gpu_meanpool_backward(float *dinp, const float *dout, int B, int T, int C, int K)
 {
     size_t n = (size_t)B * (T / K) * K * C;
-    EW_OP("gpu_meanpool_backward", meanpool_bwd_k, dinp, dout, C, K, n);
+    int d0 = gpu_fresh_take(dinp, n * sizeof(float));
+    EW_OP("gpu_meanpool_backward", meanpool_bwd_k, dinp, d0, dout, C, K, n);
 }
 void gpu_repeat_forward(float *out, const float *inp, int B, int T, int C, int K)
 {
@@ -1158,7 +1169,8 @@ void gpu_repeat_forward(float *out, const float *inp, int B, int T, int C, int K
 void gpu_repeat_backward(float *dinp, const float *dout, int B, int T, int C, int K)
 {
     size_t n = (size_t)B * (T / K) * C;
-    EW_OP("gpu_repeat_backward", repeat_bwd_k, dinp, dout, C, K, n);
+    int d0 = gpu_fresh_take(dinp, n * sizeof(float));
+    EW_OP("gpu_repeat_backward", repeat_bwd_k, dinp, d0, dout, C, K, n);
 }
 
 // ---- losses -------------------------------------------------------------------------------------------------
