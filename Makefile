@@ -186,6 +186,7 @@ gpu-pack: gpu-libs gpu-ablation
 EMU_CXX ?= g++
 EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
+EMU_LD := -Wl,-T,tests/emu/smem.ld # the kernels' static shared memory on pages of its own
 build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
 	@mkdir -p build/emu
 	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
@@ -195,7 +196,7 @@ build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP
 build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
   $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
-	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_ops.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/test_cuda_ops.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
 build/emu/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
 	@mkdir -p build/emu
@@ -203,19 +204,50 @@ build/emu/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) 
 build/emu/test_cuda_model: tests/test_cuda_model.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
   $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_model.o
-	$(EMU_CXX) $(EMU_FLAGS) build/emu/test_cuda_model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/test_cuda_model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
 # bench/model on the emulator, for --plan (what a GPU run would reserve, counted by a dry run; no GPU needed)
 build/emu/bench/model: bench/model.c $(wildcard libcommon/*.h) $(EMU_OBJ) build/emu/gpu_backend.o $(BUILD)/libcommon.a
 	@mkdir -p build/emu/bench
 	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/bench/model.o
-	$(EMU_CXX) $(EMU_FLAGS) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
 test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model build/emu/bench/model
 	@for t in build/emu/test_cuda_ops build/emu/test_cuda_model; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || \
 	  exit 1; done
+	@echo "== tests/emu/check_smem.sh (every static __shared__ array is fresh for each block)"; \
+	  tests/emu/check_smem.sh build/emu/test_cuda_ops
 	@echo "== build/emu/bench/model --plan (the README's memory counts' command, at batch 2)"; \
 	  ASAN_OPTIONS=detect_leaks=0 build/emu/bench/model --plan --device cuda --batch 2 --full --precision bf16
+
+# `make test-cuda-race`: the same tests on the same emulator under ThreadSanitizer instead of ASan (-DEMU_RACE: each
+# emulated thread a fiber, ordered only as a GPU orders them; see tests/emu/cuda_emu.cpp), so a missing
+# __syncthreads or __syncwarp, or two blocks of a launch writing one word, is reported wherever the emulator's thread
+# order happens to hide it. The kernels are instrumented, the emulator and host code are not. tests/emu/race.sh runs
+# it: every section of test_cuda_ops but attention (RACE_SECTIONS: those sections instead)
+RACE_FLAGS := -O1 -g -fno-omit-frame-pointer -DEMU_RACE
+RACE_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu-race/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu-race/cuda_emu.o
+build/emu-race/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu-race
+	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon \
+	  -x c++ -c $< -o $@
+build/emu-race/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
+	@mkdir -p build/emu-race
+	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
+build/emu-race/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu-race
+	$(CC) $(CFLAGS) -Ilibcommon -c $< -o $@
+# test_cuda_ops, test_cuda_model (`make build/emu-race/test_cuda_model`, then its sections by name)
+build/emu-race/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*.h) $(RACE_OBJ) \
+  build/emu-race/gpu_backend.o $(BUILD)/libcommon.a
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
+	$(EMU_CXX) -fsanitize=thread $(EMU_LD) $@.o build/emu-race/gpu_backend.o $(RACE_OBJ) $(BUILD)/libcommon.a \
+	  $(PKG_LIBS) -o $@
+build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h build/emu-race/cuda_emu.o
+	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu $(EMU_LD) $< \
+	  build/emu-race/cuda_emu.o $(PKG_LIBS) -o $@
+test-cuda-race: build/emu-race/test_cuda_ops build/emu-race/test_race
+	@tests/emu/race.sh $(RACE_SECTIONS)
 
 clean:
 	rm -rf build bin bin-san bin-cuda
@@ -227,7 +259,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu gpu-libs gpu-ablation gpu-pack clean report
+.PHONY: all test test-cuda test-cuda-emu test-cuda-race gpu-libs gpu-ablation gpu-pack clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

@@ -70,9 +70,13 @@ __device__ static inline unsigned long long global_ns(void)
 #else // the emulator (its threads run one at a time, in order) and older GPUs: fences
 __device__ static inline unsigned count_acquire(void)
 {
+#ifdef GPU_EMU
+    return emu_load_acquire(&dec_count); // (so the emulator's race check sees the acquire)
+#else
     unsigned v = *(volatile unsigned *)&dec_count;
     __threadfence();
     return v;
+#endif
 }
 __device__ static inline unsigned arrive_release(void)
 {
@@ -151,11 +155,19 @@ __device__ static GemvW gemv_fetch(const W *w, const float *b, int IC, int OC, i
 
 // out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS, with f = gemv_fetch(w, b, ...); with kv.k, the
 // keys and values also to the caches
+// the warps' partial sums of gemv_cols (here, not in the template: the emulator's static shared memory,
+// tests/emu/cuda_emu.h, must be declared outside templates)
+__device__ static inline float (*gemv_parts(void))[DL_MAX_ROWS]
+{
+    __shared__ float part[DL_WARPS][DL_MAX_ROWS];
+    return part;
+}
+
 template <typename W>
 __device__ static void gemv_cols(float *out, const float *x, const W *w, const GemvW &f, int N, int IC, int OC,
                                  int relu, int wpc, const DecKV &kv, int bx)
 {
-    __shared__ float part[DL_WARPS][DL_MAX_ROWS];
+    float(*part)[DL_MAX_ROWS] = gemv_parts();
     GemvAt g = gemv_at(IC, wpc, bx);
     int warp = g.warp, lane = g.lane, sl = g.sl, o = g.o, k1 = g.k1;
     float acc[DL_MAX_ROWS]; // in registers: every index below is a constant after unrolling

@@ -598,10 +598,18 @@ __device__ static inline void att_put(uint16_t *p, float v) { *p = to_bf16(v); }
 
 // one block per row (b, h, i) of probs: see the section comment. TP: PD's type (uint16_t: bf16, written always,
 // P itself without dropout)
+// the softmax's 32 floats for block reductions (here, not in the template: the emulator's static shared memory,
+// tests/emu/cuda_emu.h, must be declared outside templates)
+__device__ static inline float *att_softmax_red(void)
+{
+    __shared__ float red[32];
+    return red;
+}
+
 template <typename TP>
 __global__ static void att_softmax_k(float *probs, uint8_t *mask, TP *pd, const float *R, AttK a)
 {
-    __shared__ float red[32];
+    float *red = att_softmax_red();
     size_t row = blockIdx.x;
     int Tq = a.Tq, Tk = a.Tk, i = (int)(row % Tq), n = a.n_keys[i], nkt = tile_keys(a, i, red);
     size_t bh = row / Tq;

@@ -6,6 +6,7 @@
 #include <sanitizer/asan_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <map>
@@ -16,13 +17,89 @@ dim3 blockDim, gridDim;
 uint64_t emu_lane_slots[1024];
 float *emu_dyn_smem;
 
-void emu_set_dyn_smem(size_t bytes)
+// ---- ThreadSanitizer's view (EMU_RACE: `make test-cuda-race`) ----------------------------------------------------
+// Each emulated thread runs as a fiber of ThreadSanitizer's, switched to without synchronisation, so its accesses
+// race with every other thread's unless something orders them as a GPU does: a block's start (its threads begin
+// after the host's work before it, its fresh shared memory included), __syncthreads and __syncwarp (what a thread
+// did before the barrier happens before what any does after it), the atomics, and a launch's end (the host goes on
+// after all of its threads). Shuffles and wmma calls order nothing. Blocks are not ordered among themselves: two
+// blocks of a launch touching one word, one of them writing, is a race. A fiber costs ThreadSanitizer about 0.5 ms
+// and 0.8 MB to make, so there is a pool of them (EMU_RACE_FIBERS, default 1024), each with a stack of its own: a
+// launch's blocks take their fibers in turn, block k those of block k - G (G = pool / block size), so a block is
+// ordered after the blocks G, 2G, ... before it by its fibers' own histories and checked against all the others.
+#ifdef EMU_RACE
+#include <sanitizer/tsan_interface.h>
+static void *host_fiber;
+static std::vector<void *> fiber;
+static std::vector<unsigned> gen_block, gen_warp; // the memory barriers the thread on each fiber has passed
+// addresses ThreadSanitizer keeps clocks for: each fiber's block's and warp's barriers, in two generations (a thread
+// past barrier g may arrive at g + 1 before the others have left g); the host's latest; the launch's end
+static std::vector<char> sync_block, sync_warp;
+static char sync_host, sync_end;
+static int pool_size(void)
 {
-    free(emu_dyn_smem);
-    void *p = NULL; // aligned as a block's shared memory, and exactly `bytes` long (ASan sees an overrun)
-    if (posix_memalign(&p, 128, bytes ? bytes : 1) != 0) abort();
-    emu_dyn_smem = (float *)p;
-    memset(emu_dyn_smem, 0xff, bytes); // NaN floats
+    static int n = 0;
+    if (!n) {
+        const char *e = getenv("EMU_RACE_FIBERS");
+        n = e && atoi(e) >= 32 ? atoi(e) : 1024;
+    }
+    return n;
+}
+#define RACE(...) __VA_ARGS__
+#else
+#define RACE(...)
+#endif
+
+// the static shared memory (tests/emu/smem.ld: page-aligned, whole pages): NaN bytes for each block, as DYN_SMEM's;
+// mapped anew first for the race check
+extern "C" char __emu_smem_start[], __emu_smem_end[];
+static void fresh_static_smem(void)
+{
+    size_t n = (size_t)(__emu_smem_end - __emu_smem_start);
+    if (!n) return;
+    RACE(if (mmap(__emu_smem_start, n, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) ==
+             MAP_FAILED) abort();)
+    memset(__emu_smem_start, 0xff, n);
+}
+
+// dynamic shared memory: the launch's size, and a buffer of it for each slot of blocks (one for the block of a
+// launch, one for each block of a grid_sync launch, whose blocks live at once; for the race check, one for each
+// turn of the fiber pool), made fresh for each block: NaN bytes, so a kernel that reads before writing is caught
+// (NaN in the result). Here a buffer is exactly the size, so ASan sees an overrun; for the race check it is pages
+// mapped anew (so ThreadSanitizer forgets the last block's accesses without the host touching them)
+static size_t dyn_bytes;
+static std::vector<char *> dyn_bufs;
+void emu_set_dyn_smem(size_t bytes) { dyn_bytes = bytes; }
+#ifdef EMU_RACE
+static size_t dyn_round(size_t bytes) { return (bytes + 4095) & ~(size_t)4095; }
+static char *dyn_area;
+static size_t dyn_area_bytes;
+#endif
+static void dyn_smem_slots(size_t n)
+{
+#ifdef EMU_RACE
+    size_t want = n * dyn_round(dyn_bytes ? dyn_bytes : 1);
+    if (want > dyn_area_bytes) {
+        if (dyn_area) munmap(dyn_area, dyn_area_bytes);
+        dyn_area = (char *)mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (dyn_area == (char *)MAP_FAILED) abort();
+        dyn_area_bytes = want;
+    }
+    dyn_bufs.resize(n);
+    for (size_t i = 0; i < n; i++) dyn_bufs[i] = dyn_area + i * dyn_round(dyn_bytes ? dyn_bytes : 1);
+#else
+    for (char *p : dyn_bufs) free(p);
+    dyn_bufs.assign(n, NULL);
+    for (char *&p : dyn_bufs) // aligned as a block's shared memory
+        if (posix_memalign((void **)&p, 128, dyn_bytes ? dyn_bytes : 1) != 0) abort();
+#endif
+}
+static void fresh_dyn_smem(size_t slot)
+{
+    RACE(if (mmap(dyn_bufs[slot], dyn_round(dyn_bytes ? dyn_bytes : 1), PROT_READ | PROT_WRITE,
+                  MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) abort();)
+    memset(dyn_bufs[slot], 0xff, dyn_bytes);
+    emu_dyn_smem = (float *)dyn_bufs[slot];
 }
 
 // ---- scheduler ----------------------------------------------------------------------------------------------
@@ -45,6 +122,7 @@ asm(".text\n"
     ".size emu_switch, .-emu_switch\n");
 
 static void *sched_sp;
+static int grid_mode; // the launch is a grid_sync one
 static std::vector<void *> sp;
 static std::vector<int> state;
 static char *stacks;
@@ -55,12 +133,28 @@ static void *run_arg;
 
 static unsigned long steps; // a thread got past a barrier or ended: what a round of yields must see to go on
 
+#ifdef EMU_RACE
+// the barrier objects of the thread on fiber c (its block's, its warp's) at the generations it is at
+static char *block_sync(int c) { return &sync_block[2 * (c / (int)blockDim.x) + (gen_block[c] & 1)]; }
+static char *warp_sync(int c)
+{
+    int b = c / (int)blockDim.x, t = c % (int)blockDim.x, warps = ((int)blockDim.x + 31) / 32;
+    return &sync_warp[2 * (b * warps + t / 32) + (gen_warp[c] & 1)];
+}
+// a thread starts, or a grid_sync block's thread resumes: it sees the host's latest (the block's fresh memory)
+static void race_resume(void) { __tsan_acquire(&sync_host); }
+#endif
+
 // a thread's first code: the kernel, then back to the scheduler for good
 static void thread_entry(void)
 {
+    RACE(race_resume();)
     run_fn(run_arg);
+    // an ended thread counts as arrived at its block's and warp's barriers, and at the launch's end
+    RACE(__tsan_release(block_sync(cur)), __tsan_release(warp_sync(cur)), __tsan_release(&sync_end);)
     state[cur] = DONE, steps++;
     static void *dead; // not on this stack: the frame is abandoned here
+    RACE(__tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);)
     emu_switch(&dead, sched_sp);
     abort(); // never resumed
 }
@@ -76,14 +170,29 @@ static void *new_context(int t)
     return p;
 }
 
-static void wait_as(int s)
+// mem: a barrier that orders memory (__syncthreads, __syncwarp), for the race check
+static void wait_as(int s, bool mem = false)
 {
+    (void)mem;
+#ifdef EMU_RACE
+    char *obj = !mem ? NULL : s == WAIT_BLOCK ? block_sync(cur) : warp_sync(cur);
+    if (obj) __tsan_release(obj);
+#endif
     state[cur] = s;
     steps += s != WAIT_GRID;
+    RACE(__tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);)
     emu_switch(&sp[cur], sched_sp);
+#ifdef EMU_RACE
+    if (grid_mode) race_resume();
+    if (obj) {
+        __tsan_acquire(obj);
+        (s == WAIT_BLOCK ? gen_block : gen_warp)[cur]++;
+    }
+#endif
 }
-void emu_syncthreads(void) { wait_as(WAIT_BLOCK); }
+void emu_syncthreads(void) { wait_as(WAIT_BLOCK, true); }
 void emu_syncwarp(void) { wait_as(WAIT_WARP); }
+void emu_syncwarp_mem(void) { wait_as(WAIT_WARP, true); }
 void emu_grid_yield(void) { wait_as(WAIT_GRID); }
 
 void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what)
@@ -134,6 +243,11 @@ static int release(int base, int n)
 static void run_block(dim3 b, int base, int n)
 {
     blockIdx = {b.x, b.y, b.z};
+    if (grid_mode) { // the block's turn: its dynamic shared memory; static shared memory fresh again (one copy)
+        emu_dyn_smem = (float *)dyn_bufs[b.x];
+        fresh_static_smem();
+    }
+    RACE(__tsan_release(&sync_host);)
     // threads in ascending order in even blocks, descending in odd ones: a read that misses a barrier sees another
     // thread's write in one order and not in the other
     int rev = (b.x + b.y + b.z) & 1;
@@ -143,10 +257,19 @@ static void run_block(dim3 b, int base, int n)
             if (state[base + t] == READY) {
                 cur = base + t;
                 threadIdx = {(unsigned)t, 0, 0};
+                RACE(__tsan_switch_to_fiber(fiber[base + t], __tsan_switch_to_fiber_no_sync);)
                 emu_switch(&sched_sp, sp[base + t]);
             }
         }
     } while (release(base, n));
+}
+
+// contexts for the threads on slots base .. base+n-1, all READY (for the race check, the fibers of those slots)
+static void start_threads(int base, int n)
+{
+    ASAN_UNPOISON_MEMORY_REGION(stacks + (size_t)base * EMU_STACK, (size_t)n * EMU_STACK); // frames left before
+    for (int t = base; t < base + n; t++) sp[t] = new_context(t), state[t] = READY;
+    RACE(for (int t = base; t < base + n; t++) gen_block[t] = gen_warp[t] = 0;)
 }
 
 void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync)
@@ -162,22 +285,40 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync
         abort();
     }
     int n = (int)block.x, live_blocks = grid_sync ? (int)grid.x : 1, total = n * live_blocks;
-    if ((size_t)total > n_stacks) {
-        free(stacks);
-        stacks = (char *)malloc((size_t)total * EMU_STACK);
-        n_stacks = (size_t)total;
+    // the slots (contexts, stacks; for the race check, fibers) blocks take in turn: one block's, or the pool's
+    int slots = total, turns = 1;
+#ifdef EMU_RACE
+    if (total > pool_size()) {
+        fprintf(stderr, "cuda_emu: %d threads live at once, more than the race check's %d fibers (EMU_RACE_FIBERS)\n",
+                total, pool_size());
+        abort();
     }
-    sp.resize(total), state.resize(total);
-    blockDim = block, gridDim = grid, run_fn = fn, run_arg = arg;
+    if (!grid_sync) turns = pool_size() / n, slots = turns * n;
+    if (fiber.empty()) {
+        host_fiber = __tsan_get_current_fiber();
+        fiber.resize(pool_size());
+        for (void *&f : fiber) f = __tsan_create_fiber(0);
+        gen_block.assign(fiber.size(), 0), gen_warp.assign(fiber.size(), 0);
+        sync_block.assign(2 * fiber.size(), 0), sync_warp.assign(2 * fiber.size(), 0);
+    }
+#endif
+    if ((size_t)slots > n_stacks) {
+        free(stacks);
+        stacks = (char *)malloc((size_t)slots * EMU_STACK);
+        n_stacks = (size_t)slots;
+    }
+    sp.resize(slots), state.resize(slots);
+    blockDim = block, gridDim = grid, run_fn = fn, run_arg = arg, grid_mode = grid_sync;
     if (grid_sync) { // every block's threads at once, the blocks in turn, round after round
-        ASAN_UNPOISON_MEMORY_REGION(stacks, (size_t)total * EMU_STACK);
-        for (int t = 0; t < total; t++) sp[t] = new_context(t), state[t] = READY;
+        dyn_smem_slots(grid.x);
+        for (unsigned bx = 0; bx < grid.x; bx++) fresh_dyn_smem(bx);
+        start_threads(0, total);
         for (;;) {
             unsigned long before = steps;
             for (unsigned bx = 0; bx < grid.x; bx++) run_block(dim3(bx, 0, 0), (int)bx * n, n);
             int live = 0, at_grid = 0;
             for (int t = 0; t < total; t++) live += state[t] != DONE, at_grid += state[t] == WAIT_GRID;
-            if (!live) return;
+            if (!live) break;
             if (steps == before) { // the waits' conditions are as they were: they would be forever
                 fprintf(stderr, "cuda_emu: deadlock: %d threads wait for other blocks, which all wait too (%d of %d "
                                 "threads have ended)\n", at_grid, total - live, total);
@@ -186,19 +327,24 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync
             for (int t = 0; t < total; t++)
                 if (state[t] == WAIT_GRID) state[t] = READY;
         }
+    } else {
+        dyn_smem_slots((size_t)turns);
+        size_t k = 0; // the block's place in the launch
+        for (unsigned bz = 0; bz < grid.z; bz++)
+            for (unsigned by = 0; by < grid.y; by++)
+                for (unsigned bx = 0; bx < grid.x; bx++, k++) {
+                    int base = (int)(k % (size_t)turns) * n;
+                    fresh_dyn_smem(k % (size_t)turns), fresh_static_smem();
+                    start_threads(base, n);
+                    run_block(dim3(bx, by, bz), base, n);
+                    for (int t = base; t < base + n; t++)
+                        if (state[t] == WAIT_GRID) {
+                            fprintf(stderr, "cuda_emu: a wait for other blocks in a launch without grid_sync\n");
+                            abort();
+                        }
+                }
     }
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                ASAN_UNPOISON_MEMORY_REGION(stacks, (size_t)n * EMU_STACK); // frames left by the last block
-                for (int t = 0; t < n; t++) sp[t] = new_context(t), state[t] = READY;
-                run_block(dim3(bx, by, bz), 0, n);
-                for (int t = 0; t < n; t++)
-                    if (state[t] == WAIT_GRID) {
-                        fprintf(stderr, "cuda_emu: a wait for other blocks in a launch without grid_sync\n");
-                        abort();
-                    }
-            }
+    RACE(__tsan_acquire(&sync_end);) // the host goes on after every thread of the launch
 }
 
 // ---- CUDA runtime -------------------------------------------------------------------------------------------

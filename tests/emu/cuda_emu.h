@@ -19,7 +19,11 @@
 #define __device__
 #define __host__
 #define __grid_constant__
-#define __shared__ static // blocks run one after another: one copy serves them all
+// blocks run one after another: one copy serves them all, in a section of its own (tests/emu/smem.ld) that the
+// scheduler fills with NaN bytes before each block, as DYN_SMEM's, so a read before the block's write is caught.
+// g++ ignores the section of a static in a template, so libcommon/cuda declares none there (`make
+// test-cuda-race` checks: every __shared__ array of the sources lies in the section)
+#define __shared__ static __attribute__((section("emu_smem")))
 #define __launch_bounds__(...)
 
 struct alignas(16) float4 {
@@ -37,7 +41,10 @@ extern dim3 blockDim, gridDim;
 
 // ---- the scheduler -------------------------------------------------------------------------------------------
 void emu_syncthreads(void);
+// a warp's barrier: emu_syncwarp for the collectives (shuffles, wmma), which order no memory on a GPU;
+// emu_syncwarp_mem for __syncwarp, which does (the race check, EMU_RACE, tells them apart)
 void emu_syncwarp(void);
+void emu_syncwarp_mem(void);
 // a thread that waits for other blocks (the decoder's one-launch step, gpu_decode.cu dec_wait: a spin on a counter
 // they raise) lets them run, then tries again; only in a launch by emu_run with grid_sync
 void emu_grid_yield(void);
@@ -47,19 +54,11 @@ void emu_grid_yield(void);
 // their waits: a block that reads what another writes without waiting for it reads it unwritten or written, by
 // block order. A round in which no thread gets past a wait is a deadlock
 void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx, int grid_sync = 0);
-// integer atomics and fences: the threads run one at a time, so plain reads and writes
-static inline unsigned atomicAdd(unsigned *p, unsigned v)
-{
-    unsigned o = *p;
-    *p = o + v;
-    return o;
-}
-static inline unsigned atomicExch(unsigned *p, unsigned v)
-{
-    unsigned o = *p;
-    *p = v;
-    return o;
-}
+// integer atomics and fences: the threads run one at a time, so a fence is nothing; the atomics are the compiler's
+// (acquire and release), so the race check sees the synchronisation they make
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+static inline unsigned atomicExch(unsigned *p, unsigned v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+static inline unsigned emu_load_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void __threadfence(void) {}
 
 static inline void __syncthreads(void) { emu_syncthreads(); }
@@ -76,21 +75,29 @@ static inline float __uint_as_float(unsigned u)
     return x;
 }
 
-// a warp's lanes exchange values through one slot each (8 bytes), with a warp barrier before and after reading
+// a warp's lanes exchange values through one slot each (8 bytes), with a warp barrier before and after reading;
+// the slots are written and read as relaxed atomics, so the race check takes a shuffle for what it is on a GPU: an
+// exchange of registers that orders no memory
 extern uint64_t emu_lane_slots[1024];
 template <typename T> static inline T emu_shfl(T v, int src_lane)
 {
+    static_assert(sizeof(T) <= sizeof(uint64_t), "a shuffle moves at most 8 bytes");
     unsigned t = threadIdx.x, base = t & ~31u;
-    memcpy(&emu_lane_slots[t], &v, sizeof v);
+    uint64_t mine = 0, theirs;
+    memcpy(&mine, &v, sizeof v);
+    __atomic_store_n(&emu_lane_slots[t], mine, __ATOMIC_RELAXED);
     emu_syncwarp();
     T r = v;
     unsigned s = base + (unsigned)src_lane;
-    if (src_lane >= 0 && src_lane < 32 && s < blockDim.x) memcpy(&r, &emu_lane_slots[s], sizeof r);
+    if (src_lane >= 0 && src_lane < 32 && s < blockDim.x) {
+        theirs = __atomic_load_n(&emu_lane_slots[s], __ATOMIC_RELAXED);
+        memcpy(&r, &theirs, sizeof r);
+    }
     emu_syncwarp();
     return r;
 }
 template <typename T> static inline T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src & 31); }
-static inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
+static inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp_mem(); }
 template <typename T> static inline T __shfl_down_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) + o); }
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x & 31) ^ o); }
 template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o)

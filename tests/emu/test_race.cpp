@@ -1,0 +1,99 @@
+// test_race CASE: one small kernel, run by the emulator built for the race check (EMU_RACE, ThreadSanitizer; see
+// tests/emu/cuda_emu.cpp). Some cases have a race a GPU could show and the emulator's thread order hides, some have
+// none; tests/emu/test_race.sh runs each and expects ThreadSanitizer's report (exit 66) or none (exit 0). So the
+// check is shown to find what it is for (a missing barrier, blocks sharing a word) and to stay quiet on what a GPU
+// orders (barriers, the launch, a block's fresh shared memory, acquire and release between blocks).
+#include "cuda_emu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define N_BLOCKS 4
+#define THREADS 64
+
+// (no templates with __shared__ arrays: g++ would not put them in the emulator's section, cuda_emu.h)
+// thread 0 writes, the block reads after a barrier (or without one: a race)
+__global__ static void publish_k(float *out, bool barrier)
+{
+    __shared__ float v;
+    if (threadIdx.x == 0) v = (float)blockIdx.x;
+    if (barrier) __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}
+// lane 0 writes, lane 1 reads: ordered by __syncwarp, not by a shuffle (a race)
+__global__ static void lanes_k(float *out, bool syncwarp)
+{
+    __shared__ float v[THREADS];
+    v[threadIdx.x] = (float)threadIdx.x;
+    if (syncwarp) __syncwarp();
+    else (void)__shfl_sync(0xffffffffu, 0.0f, 0);
+    out[blockIdx.x * blockDim.x + threadIdx.x] = v[threadIdx.x ^ 1];
+}
+// each block its own word, or every block the same one (a race between blocks)
+__global__ static void blocks_k(float *out, bool shared)
+{
+    if (threadIdx.x == 0) out[shared ? 0 : blockIdx.x] = (float)blockIdx.x;
+}
+// every block writes the same shared memory, static and dynamic: one block's, fresh for each (no race)
+__global__ static void smem_k(float *out)
+{
+    __shared__ float s[THREADS];
+    DYN_SMEM(d);
+    s[threadIdx.x] = d[threadIdx.x] = (float)blockIdx.x;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s[THREADS - 1 - threadIdx.x] + d[THREADS - 1 - threadIdx.x];
+}
+// static shared memory read before the block writes it: NaN, whatever the block before left there
+__global__ static void stale_k(float *out)
+{
+    __shared__ float s[THREADS];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
+    __syncthreads();
+    s[threadIdx.x] = 1.0f;
+}
+// blocks that live at once (grid_sync): block 0 writes, then releases a count; block 1 waits for it with an acquire
+// and reads (or reads without waiting: a race)
+static unsigned count;
+__global__ static void handoff_k(float *out, bool wait)
+{
+    if (blockIdx.x == 0) {
+        if (threadIdx.x == 0) out[0] = 42.0f;
+        __syncthreads();
+        if (threadIdx.x == 0) atomicAdd(&count, 1u);
+    } else {
+        if (threadIdx.x == 0 && wait)
+            while (emu_load_acquire(&count) < 1u) emu_grid_yield();
+        __syncthreads();
+        out[1 + threadIdx.x] = out[0];
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_race CASE\n");
+        return 2;
+    }
+    float *out;
+    if (cudaMalloc(&out, sizeof(float) * N_BLOCKS * THREADS) != cudaSuccess) return 1;
+    const char *c = argv[1];
+    int ok = 1;
+    if (!strcmp(c, "barrier")) LAUNCH(publish_k, N_BLOCKS, THREADS)(out, true);
+    else if (!strcmp(c, "no-barrier")) LAUNCH(publish_k, N_BLOCKS, THREADS)(out, false);
+    else if (!strcmp(c, "syncwarp")) LAUNCH(lanes_k, N_BLOCKS, THREADS)(out, true);
+    else if (!strcmp(c, "shuffle-only")) LAUNCH(lanes_k, N_BLOCKS, THREADS)(out, false);
+    else if (!strcmp(c, "own-words")) LAUNCH(blocks_k, N_BLOCKS, THREADS)(out, false);
+    else if (!strcmp(c, "one-word")) LAUNCH(blocks_k, N_BLOCKS, THREADS)(out, true);
+    else if (!strcmp(c, "smem")) LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, THREADS * sizeof(float))(out);
+    else if (!strcmp(c, "stale")) {
+        LAUNCH(stale_k, N_BLOCKS, THREADS)(out);
+        for (int i = 0; i < N_BLOCKS * THREADS; i++) ok &= out[i] != out[i]; // NaN
+    } else if (!strcmp(c, "acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, true);
+    else if (!strcmp(c, "no-acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, false);
+    else {
+        fprintf(stderr, "test_race: no case '%s'\n", c);
+        return 2;
+    }
+    cudaFree(out);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,23 @@
+#!/bin/sh
+# test_race.sh PROGRAM: each case of tests/emu/test_race.cpp (PROGRAM: it, built for the race check), expecting
+# ThreadSanitizer's report (exit 66) where the case has a race and a clean run (exit 0) where it has none
+prog=$1
+[ -x "$prog" ] || { echo "test_race.sh: $prog: no such program" >&2; exit 2; }
+log=$(mktemp) || exit 1
+trap 'rm -f "$log"' EXIT
+pass=0 fail=0
+for c in barrier:0 no-barrier:66 syncwarp:0 shuffle-only:66 own-words:0 one-word:66 smem:0 stale:0 acquire:0 \
+         no-acquire:66; do
+    name=${c%:*} want=${c#*:}
+    OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="exitcode=66" "$prog" "$name" >"$log" 2>&1
+    got=$?
+    if [ "$got" = "$want" ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL test_race $name: exit $got, expected $want ($([ "$want" = 66 ] && echo "a race report" || echo "no report"))"
+        sed -n '1,30p' "$log"
+    fi
+done
+echo "$pass passed, $fail failed, 0 skipped"
+[ "$fail" = 0 ]
