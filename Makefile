@@ -187,9 +187,11 @@ EMU_CXX ?= g++
 EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
 EMU_LD := -Wl,-T,tests/emu/smem.ld # the kernels' static shared memory on pages of its own
+# $(call emu_cu,FLAGS): a CUDA source of libcommon/cuda compiled for the emulator ($< to $@; build/emu, build/emu-race)
+emu_cu = $(EMU_CXX) -std=c++17 $(1) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
 build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
-	@mkdir -p build/emu
-	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
+	@mkdir -p $(@D)
+	$(call emu_cu,$(EMU_FLAGS))
 build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
 	@mkdir -p build/emu
 	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
@@ -228,9 +230,8 @@ test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model build/emu/bench
 RACE_FLAGS := -O1 -g -fno-omit-frame-pointer -DEMU_RACE
 RACE_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu-race/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu-race/cuda_emu.o
 build/emu-race/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
-	@mkdir -p build/emu-race
-	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon \
-	  -x c++ -c $< -o $@
+	@mkdir -p $(@D)
+	$(call emu_cu,$(RACE_FLAGS) -fsanitize=thread)
 build/emu-race/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
 	@mkdir -p build/emu-race
 	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@

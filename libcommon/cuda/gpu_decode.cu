@@ -153,8 +153,6 @@ __device__ static GemvW gemv_fetch(const W *w, const float *b, int IC, int OC, i
     return f;
 }
 
-// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS, with f = gemv_fetch(w, b, ...); with kv.k, the
-// keys and values also to the caches
 // the warps' partial sums of gemv_cols (here, not in the template: the emulator's static shared memory,
 // tests/emu/cuda_emu.h, must be declared outside templates)
 __device__ static inline float (*gemv_parts(void))[DL_MAX_ROWS]
@@ -163,6 +161,8 @@ __device__ static inline float (*gemv_parts(void))[DL_MAX_ROWS]
     return part;
 }
 
+// out (N, OC) = x (N, IC) @ w^T + b (ReLU when relu), N <= DL_MAX_ROWS, with f = gemv_fetch(w, b, ...); with kv.k, the
+// keys and values also to the caches
 template <typename W>
 __device__ static void gemv_cols(float *out, const float *x, const W *w, const GemvW &f, int N, int IC, int OC,
                                  int relu, int wpc, const DecKV &kv, int bx)

@@ -596,8 +596,6 @@ __device__ static int tile_keys(const AttK &a, int i, float *red)
 __device__ static inline void att_put(float *p, float v) { *p = v; }
 __device__ static inline void att_put(uint16_t *p, float v) { *p = to_bf16(v); }
 
-// one block per row (b, h, i) of probs: see the section comment. TP: PD's type (uint16_t: bf16, written always,
-// P itself without dropout)
 // the softmax's 32 floats for block reductions (here, not in the template: the emulator's static shared memory,
 // tests/emu/cuda_emu.h, must be declared outside templates)
 __device__ static inline float *att_softmax_red(void)
@@ -606,6 +604,8 @@ __device__ static inline float *att_softmax_red(void)
     return red;
 }
 
+// one block per row (b, h, i) of probs: see the section comment. TP: PD's type (uint16_t: bf16, written always,
+// P itself without dropout)
 template <typename TP>
 __global__ static void att_softmax_k(float *probs, uint8_t *mask, TP *pd, const float *R, AttK a)
 {

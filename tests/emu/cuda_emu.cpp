@@ -71,14 +71,15 @@ static size_t dyn_bytes;
 static std::vector<char *> dyn_bufs;
 void emu_set_dyn_smem(size_t bytes) { dyn_bytes = bytes; }
 #ifdef EMU_RACE
-static size_t dyn_round(size_t bytes) { return (bytes + 4095) & ~(size_t)4095; }
+// a slot's span: the size in whole pages (at least one)
+static size_t dyn_span(void) { return ((dyn_bytes ? dyn_bytes : 1) + 4095) & ~(size_t)4095; }
 static char *dyn_area;
 static size_t dyn_area_bytes;
 #endif
 static void dyn_smem_slots(size_t n)
 {
 #ifdef EMU_RACE
-    size_t want = n * dyn_round(dyn_bytes ? dyn_bytes : 1);
+    size_t want = n * dyn_span();
     if (want > dyn_area_bytes) {
         if (dyn_area) munmap(dyn_area, dyn_area_bytes);
         dyn_area = (char *)mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -86,7 +87,7 @@ static void dyn_smem_slots(size_t n)
         dyn_area_bytes = want;
     }
     dyn_bufs.resize(n);
-    for (size_t i = 0; i < n; i++) dyn_bufs[i] = dyn_area + i * dyn_round(dyn_bytes ? dyn_bytes : 1);
+    for (size_t i = 0; i < n; i++) dyn_bufs[i] = dyn_area + i * dyn_span();
 #else
     for (char *p : dyn_bufs) free(p);
     dyn_bufs.assign(n, NULL);
@@ -96,7 +97,7 @@ static void dyn_smem_slots(size_t n)
 }
 static void fresh_dyn_smem(size_t slot)
 {
-    RACE(if (mmap(dyn_bufs[slot], dyn_round(dyn_bytes ? dyn_bytes : 1), PROT_READ | PROT_WRITE,
+    RACE(if (mmap(dyn_bufs[slot], dyn_span(), PROT_READ | PROT_WRITE,
                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) abort();)
     memset(dyn_bufs[slot], 0xff, dyn_bytes);
     emu_dyn_smem = (float *)dyn_bufs[slot];
