@@ -215,12 +215,27 @@ build/emu/bench/model: bench/model.c $(wildcard libcommon/*.h) $(EMU_OBJ) build/
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
 test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model build/emu/bench/model
-	@for t in build/emu/test_cuda_ops build/emu/test_cuda_model; do echo "== $$t"; ASAN_OPTIONS=detect_leaks=0 $$t || \
-	  exit 1; done
+	@rm -f build/emu/launches.txt; for t in build/emu/test_cuda_ops build/emu/test_cuda_model; do echo "== $$t"; \
+	  EMU_LAUNCH_LOG=build/emu/launches.txt ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
 	@echo "== tests/emu/check_smem.sh (every static __shared__ array is fresh for each block)"; \
 	  tests/emu/check_smem.sh build/emu/test_cuda_ops
 	@echo "== build/emu/bench/model --plan (the README's memory counts' command, at batch 2)"; \
 	  ASAN_OPTIONS=detect_leaks=0 build/emu/bench/model --plan --device cuda --batch 2 --full --precision bf16
+
+# `make test-cuda-launch CUDA=1`, after `make test-cuda-emu` (whose launches it reads, build/emu/launches.txt): each
+# kernel's shapes (threads, dynamic shared memory) against ptxas's count of its registers and static shared memory
+# for sm_$(CUDA_ARCH) and its __launch_bounds__ (.maxntid): a block a GPU has not the resources for fails there at
+# launch and runs on the emulator (tests/emu/check_launch.sh; tests/emu/test_check_launch.sh, its own test, first)
+LAUNCH_RES := $(patsubst libcommon/cuda/%.cu,build/cuda-res/%.res,$(wildcard libcommon/cuda/*.cu))
+build/cuda-res/%.res: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -arch=compute_$(CUDA_ARCH) -Ilibcommon -ptx $< -o $(@:.res=.ptx)
+	$(CUDA_HOME)/bin/ptxas -arch=sm_$(CUDA_ARCH) -v $(@:.res=.ptx) -o /dev/null >$@.tmp 2>&1 || { cat $@.tmp; exit 1; }
+	@mv $@.tmp $@
+test-cuda-launch: $(if $(NVCC),$(LAUNCH_RES))
+	@$(if $(NVCC),,echo "test-cuda-launch: needs CUDA=1" >&2; exit 2;) \
+	  echo "== tests/emu/test_check_launch.sh"; tests/emu/test_check_launch.sh build/cuda-res build/emu/launches.txt && \
+	  echo "== tests/emu/check_launch.sh" && tests/emu/check_launch.sh build/cuda-res build/emu/launches.txt
 
 # `make test-cuda-race`: the same tests on the same emulator under ThreadSanitizer instead of ASan (-DEMU_RACE: each
 # emulated thread a fiber, ordered only as a GPU orders them; see tests/emu/cuda_emu.cpp), so a missing
@@ -244,9 +259,9 @@ build/emu-race/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
 	$(EMU_CXX) -fsanitize=thread $(EMU_LD) $@.o build/emu-race/gpu_backend.o $(RACE_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
-build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h build/emu-race/cuda_emu.o
-	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu $(EMU_LD) $< \
-	  build/emu-race/cuda_emu.o $(PKG_LIBS) -o $@
+build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h libcommon/cuda/gpu_mma.cuh build/emu-race/cuda_emu.o
+	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon \
+	  $(EMU_LD) $< build/emu-race/cuda_emu.o $(PKG_LIBS) -o $@
 test-cuda-race: build/emu-race/test_cuda_ops build/emu-race/test_race
 	@tests/emu/race.sh $(RACE_SECTIONS)
 
@@ -260,7 +275,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu test-cuda-race gpu-libs gpu-ablation gpu-pack clean report
+.PHONY: all test test-cuda test-cuda-emu test-cuda-launch test-cuda-race gpu-libs gpu-ablation gpu-pack clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded

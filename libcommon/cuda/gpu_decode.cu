@@ -783,7 +783,10 @@ static unsigned g_mega_held[3];
 template <int CAP> static unsigned mega_resident(void)
 {
 #ifdef GPU_EMU
-    return 3; // the emulator's every block lives at once; three so ops of more blocks take turns
+    // the shared memory asked for as on a GPU (its static arrays and MEGA_SMEM are over 48 KiB: check_launch.sh)
+    cudaError_t e = cudaFuncSetAttribute(dec_mega_k<CAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, MEGA_SMEM);
+    if (e != cudaSuccess) gpu_record("gpu_dec_mega", cudaGetErrorString(e));
+    return e == cudaSuccess ? 3 : 0; // the emulator's every block lives at once; three so ops of more blocks take turns
 #else
     unsigned &held = g_mega_held[CAP == 32 ? 0 : CAP == 64 ? 1 : 2];
     if (held) return held;

@@ -95,6 +95,7 @@ template <bool TRANS> __device__ static inline void mma_ldm_ref(uint32_t r[4], c
 template <bool TRANS> __device__ static inline void mma_ldm(uint32_t r[4], const __nv_bfloat16 *row)
 {
 #ifdef GPU_EMU
+    emu_ldm_check(row); // aligned, in shared memory
     mma_ldm_ref<TRANS>(r, row);
 #else
     unsigned a = (unsigned)__cvta_generic_to_shared(row);

@@ -3,13 +3,17 @@
 #include "cuda_emu.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <sanitizer/asan_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <map>
+#include <set>
+#include <tuple>
 #include <vector>
 
 uint3e threadIdx, blockIdx;
@@ -204,6 +208,16 @@ void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what)
     abort();
 }
 
+void emu_ldm_check(const void *row)
+{
+    uintptr_t a = (uintptr_t)row, st = (uintptr_t)__emu_smem_start, dyn = (uintptr_t)emu_dyn_smem;
+    bool shared = (a >= st && a + 16 <= (uintptr_t)__emu_smem_end) || (a >= dyn && a + 16 <= dyn + dyn_bytes);
+    if (a % 16 == 0 && shared) return;
+    fprintf(stderr, "cuda_emu: ldmatrix in block (%u,%u,%u) thread %u: row address %p %s\n", blockIdx.x, blockIdx.y,
+            blockIdx.z, threadIdx.x, row, a % 16 ? "not 16-byte aligned" : "not in the block's shared memory");
+    abort();
+}
+
 static void deadlock(int base, int n)
 {
     fprintf(stderr, "cuda_emu: deadlock in block (%u,%u,%u) of %u threads: a barrier or shuffle that not every live "
@@ -366,6 +380,69 @@ const char *cudaGetErrorString(cudaError_t e)
     default: return "unknown error";
     }
 }
+
+// ---- launch shapes (emu_launch_note) -----------------------------------------------------------------------------
+static std::map<const void *, int> optin; // kernel -> the dynamic shared memory cudaFuncSetAttribute allowed it
+struct Shape {
+    const void *kernel;
+    unsigned block;
+    size_t smem;
+    int optin, grid_sync;
+    bool operator<(const Shape &o) const
+    {
+        return std::tie(kernel, block, smem, optin, grid_sync) < std::tie(o.kernel, o.block, o.smem, o.optin,
+                                                                          o.grid_sync);
+    }
+};
+static std::set<Shape> shapes;
+static const char *shape_log;
+void emu_func_optin(const void *kernel, int bytes) { optin[kernel] = bytes; }
+
+// EMU_LAUNCH_LOG, appended: "EXECUTABLE OFFSET BLOCK SMEM OPTIN GRID_SYNC" a shape (OFFSET: the kernel's address
+// less the executable's load address, in hex, as nm gives it)
+static void write_shapes(void)
+{
+    FILE *f = fopen(shape_log, "a");
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (!f || n <= 0) {
+        fprintf(stderr, "cuda_emu: %s: cannot write the launch shapes\n", shape_log);
+        if (f) fclose(f);
+        return;
+    }
+    exe[n] = 0;
+    for (const Shape &s : shapes) {
+        Dl_info d;
+        if (!dladdr(s.kernel, &d)) continue;
+        fprintf(f, "%s %lx %u %zu %d %d\n", exe, (unsigned long)((uintptr_t)s.kernel - (uintptr_t)d.dli_fbase),
+                s.block, s.smem, s.optin, s.grid_sync);
+    }
+    if (fclose(f)) fprintf(stderr, "cuda_emu: %s: cannot write the launch shapes\n", shape_log);
+}
+
+int emu_launch_note(const void *kernel, dim3 block, size_t smem, int grid_sync)
+{
+    auto it = optin.find(kernel);
+    int in = it == optin.end() ? 0 : it->second;
+    size_t limit = it == optin.end() ? 48 << 10 : (size_t)in;
+    if (smem > limit) { // a GPU refuses the launch (its static shared memory counts too: check_launch.sh)
+        fprintf(stderr, "cuda_emu: a launch with %zu bytes of dynamic shared memory, over the %zu %s\n", smem, limit,
+                it == optin.end() ? "a kernel has without cudaFuncSetAttribute(MaxDynamicSharedMemorySize)"
+                                  : "cudaFuncSetAttribute allowed its kernel");
+        set(cudaErrorInvalidValue);
+        return 0;
+    }
+    static int logging = -1;
+    if (logging < 0) {
+        shape_log = getenv("EMU_LAUNCH_LOG");
+        logging = shape_log && *shape_log;
+        if (logging) atexit(write_shapes);
+    }
+    if (logging) shapes.insert(Shape{kernel, block.x, smem, in, grid_sync});
+    return 1;
+}
+
+
 cudaError_t cudaGetLastError(void)
 {
     cudaError_t e = last;

@@ -129,6 +129,9 @@ static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((
 // stored it reads garbage here as on a GPU. Every call is warp-collective: a barrier of the warp first (a lane that
 // does not take part is a deadlock). Pointers must be 32-byte aligned and ldm a multiple of 16 bytes (or abort).
 void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what);
+// ldmatrix (gpu_mma.cuh mma_ldm): a lane's row address must be 16-byte aligned, its 16 bytes in the block's shared
+// memory, static or dynamic (or abort: a GPU faults on the first, reads elsewhere on the second)
+void emu_ldm_check(const void *row);
 namespace nvcuda {
 namespace wmma {
 struct matrix_a {};
@@ -237,6 +240,14 @@ void emu_set_dyn_smem(size_t bytes);
 extern int emu_capturing;
 void emu_record(std::function<void()> op);
 
+// a launch's shape, checked before it runs: dynamic shared memory over 48 KiB, or over what
+// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) allowed its kernel, fails the launch as on a GPU
+// (0: an error kept, the kernel not run). With EMU_LAUNCH_LOG=FILE, each kernel's shapes are written there at exit
+// for tests/emu/check_launch.sh, which holds them against ptxas's count of the kernel's registers and static shared
+// memory (what only a GPU would refuse: a block it has not the registers for)
+int emu_launch_note(const void *kernel, dim3 block, size_t smem, int grid_sync);
+void emu_func_optin(const void *kernel, int bytes);
+
 // LAUNCH(kernel, grid, block)(args...): every thread calls kernel(args...); LAUNCH_SMEM also sizes DYN_SMEM
 template <typename K> struct EmuLaunch {
     K k;
@@ -252,6 +263,7 @@ template <typename K> struct EmuLaunch {
             emu_record([=]() mutable { self(args...); });
             return;
         }
+        if (!emu_launch_note(reinterpret_cast<const void *>(k), b, smem, grid_sync)) return;
         emu_set_dyn_smem(smem);
         auto call = [&]() { k(args...); };
         emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call, grid_sync);
@@ -329,10 +341,13 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 cudaError_t cudaGraphDestroy(cudaGraph_t g);
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-// more dynamic shared memory than an H100 block may opt in to (sharedMemPerBlockOptin) is refused, as there
-template <typename K> static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes)
+// more dynamic shared memory than an H100 block may opt in to (sharedMemPerBlockOptin) is refused, as there; what
+// is allowed is kept for the kernel's launches (emu_launch_note)
+template <typename K> static inline cudaError_t cudaFuncSetAttribute(K k, cudaFuncAttribute, int bytes)
 {
-    return bytes > 232448 ? cudaErrorInvalidValue : cudaSuccess;
+    if (bytes < 0 || bytes > 232448) return cudaErrorInvalidValue;
+    emu_func_optin(reinterpret_cast<const void *>(k), bytes);
+    return cudaSuccess;
 }
 
 // ---- cuBLAS ---------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cuda/gpu_mma.cuh"
+
 #define N_BLOCKS 4
 #define THREADS 64
 
@@ -68,6 +70,20 @@ __global__ static void handoff_k(float *out, bool wait)
     }
 }
 
+// (the emulator's ldmatrix check, not a race) a warp's ldmatrix over four 8 x 8 tiles of bf16, row l of the 32 at
+// lane l's address, the value 8 row + column; shifted by `shift` elements (2 bytes each), not 16-byte aligned
+__global__ static void ldm_k(float *out, int shift)
+{
+    __shared__ float4 raw[32 + 1]; // (16-byte aligned) 32 rows of 8 bf16 (16 bytes), and room for the shift
+    __nv_bfloat16 *tile = (__nv_bfloat16 *)raw;
+    const int l = (int)threadIdx.x;
+    for (int c = 0; c < 8; c++) tile[l * 8 + c] = __float2bfloat16_rn((float)(8 * l + c));
+    __syncwarp();
+    uint32_t r[4];
+    mma_ldm<false>(r, tile + l * 8 + shift);
+    for (int j = 0; j < 4; j++) out[4 * l + j] = mma_lo(r[j]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -90,6 +106,19 @@ int main(int argc, char **argv)
         for (int i = 0; i < N_BLOCKS * THREADS; i++) ok &= out[i] != out[i]; // NaN
     } else if (!strcmp(c, "acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, true);
     else if (!strcmp(c, "no-acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, false);
+    else if (!strcmp(c, "ldm") || !strcmp(c, "ldm-misaligned")) {
+        LAUNCH(ldm_k, 1, 32)(out, strcmp(c, "ldm") ? 4 : 0);
+        for (int l = 0; l < 32; l++) // register j of lane l: tile j's row l / 4, column 2 (l % 4)
+            for (int j = 0; j < 4; j++) ok &= out[4 * l + j] == (float)(8 * (8 * j + l / 4) + 2 * (l % 4));
+    } else if (!strcmp(c, "optin")) { // (the launch check's, not a race): over 48 KiB of dynamic shared memory only
+        const size_t big = 64 << 10; //  after cudaFuncSetAttribute, as on a GPU; a launch refused does not run
+        for (int i = 0; i < N_BLOCKS * THREADS; i++) out[i] = -1.0f;
+        LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, big)(out);
+        ok &= cudaGetLastError() == cudaErrorInvalidValue && out[0] == -1.0f;
+        ok &= cudaFuncSetAttribute(smem_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big) == cudaSuccess;
+        LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, big)(out);
+        ok &= cudaGetLastError() == cudaSuccess && out[(N_BLOCKS - 1) * THREADS] == 2.0f * (N_BLOCKS - 1);
+    }
     else {
         fprintf(stderr, "test_race: no case '%s'\n", c);
         return 2;
