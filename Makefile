@@ -235,7 +235,8 @@ build/cuda-res/%.res: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cud
 test-cuda-launch: $(if $(NVCC),$(LAUNCH_RES))
 	@$(if $(NVCC),,echo "test-cuda-launch: needs CUDA=1" >&2; exit 2;) \
 	  echo "== tests/emu/test_check_launch.sh"; tests/emu/test_check_launch.sh build/cuda-res build/emu/launches.txt && \
-	  echo "== tests/emu/check_launch.sh" && tests/emu/check_launch.sh build/cuda-res build/emu/launches.txt
+	  echo "== tests/emu/check_launch.sh" && \
+	  CUDA_ARCH=$(CUDA_ARCH) tests/emu/check_launch.sh build/cuda-res build/emu/launches.txt
 
 # `make test-cuda-race`: the same tests on the same emulator under ThreadSanitizer instead of ASan (-DEMU_RACE: each
 # emulated thread a fiber, ordered only as a GPU orders them; see tests/emu/cuda_emu.cpp), so a missing
@@ -259,7 +260,8 @@ build/emu-race/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
 	$(EMU_CXX) -fsanitize=thread $(EMU_LD) $@.o build/emu-race/gpu_backend.o $(RACE_OBJ) $(BUILD)/libcommon.a \
 	  $(PKG_LIBS) -o $@
-build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h libcommon/cuda/gpu_mma.cuh build/emu-race/cuda_emu.o
+build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h libcommon/cuda/gpu_mma.cuh \
+  build/emu-race/cuda_emu.o
 	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon \
 	  $(EMU_LD) $< build/emu-race/cuda_emu.o $(PKG_LIBS) -o $@
 test-cuda-race: build/emu-race/test_cuda_ops build/emu-race/test_race

@@ -48,7 +48,12 @@ for exe in $(cut -d' ' -f1 "$log" | sort -u); do
         "$tmp/named" "$log" >>"$tmp/shapes"
 done
 sort -u "$tmp/shapes" | awk -v arch="${CUDA_ARCH:-90}" -v never="$tmp/never" '
-    NR == FNR { regs[$1] = $2; smem[$1] = $3; ntid[$1] = $4; next }
+    NR == FNR { # (a name in two sources, static in each: the larger counts, the smaller bound)
+        if (!($1 in regs) || $2 > regs[$1]) regs[$1] = $2
+        if (!($1 in smem) || $3 > smem[$1]) smem[$1] = $3
+        if (!($1 in ntid) || ($4 && (!ntid[$1] || $4 < ntid[$1]))) ntid[$1] = $4
+        next
+    }
     {
         k = $1; threads = $2; dyn = $3; optin = $4; why = ""
         if (!(k in regs)) why = "not in ptxas'\''s report"

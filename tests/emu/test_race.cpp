@@ -2,7 +2,8 @@
 // tests/emu/cuda_emu.cpp). Some cases have a race a GPU could show and the emulator's thread order hides, some have
 // none; tests/emu/test_race.sh runs each and expects ThreadSanitizer's report (exit 66) or none (exit 0). So the
 // check is shown to find what it is for (a missing barrier, blocks sharing a word) and to stay quiet on what a GPU
-// orders (barriers, the launch, a block's fresh shared memory, acquire and release between blocks).
+// orders (barriers, the launch, a block's fresh shared memory, acquire and release between blocks). Three cases
+// are the emulator's other checks of what a GPU refuses: optin, ldm and ldm-misaligned (abort: exit 134).
 #include "cuda_emu.h"
 
 #include <stdio.h>
@@ -110,16 +111,17 @@ int main(int argc, char **argv)
         LAUNCH(ldm_k, 1, 32)(out, strcmp(c, "ldm") ? 4 : 0);
         for (int l = 0; l < 32; l++) // register j of lane l: tile j's row l / 4, column 2 (l % 4)
             for (int j = 0; j < 4; j++) ok &= out[4 * l + j] == (float)(8 * (8 * j + l / 4) + 2 * (l % 4));
-    } else if (!strcmp(c, "optin")) { // (the launch check's, not a race): over 48 KiB of dynamic shared memory only
-        const size_t big = 64 << 10; //  after cudaFuncSetAttribute, as on a GPU; a launch refused does not run
+    } else if (!strcmp(c, "optin")) {
+        // (the launch check's, not a race) over 48 KiB of dynamic shared memory only after cudaFuncSetAttribute, as
+        // on a GPU; a launch refused does not run
+        const size_t big = 64 << 10;
         for (int i = 0; i < N_BLOCKS * THREADS; i++) out[i] = -1.0f;
         LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, big)(out);
         ok &= cudaGetLastError() == cudaErrorInvalidValue && out[0] == -1.0f;
         ok &= cudaFuncSetAttribute(smem_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big) == cudaSuccess;
         LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, big)(out);
         ok &= cudaGetLastError() == cudaSuccess && out[(N_BLOCKS - 1) * THREADS] == 2.0f * (N_BLOCKS - 1);
-    }
-    else {
+    } else {
         fprintf(stderr, "test_race: no case '%s'\n", c);
         return 2;
     }
