@@ -17,7 +17,7 @@
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
 # Usage: bash bench/gpu_check.sh   (from the repository root; about 4 minutes on an H100, memcheck 1-2 more)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-build/gpu-check}
 mkdir -p "$OUT"
 LOG=$OUT/gpu_check.log

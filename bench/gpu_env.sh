@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # gpu_env: sourced by bench/gpu_check.sh and bench/gpu_ablation.sh on a lent GPU machine: LD_LIBRARY_PATH gets the
 # carried libraries (build/gpu-libs) and a cuBLAS 13 from the machine (the CUDA toolkit, or PyTorch's nvidia-*
 # wheels), since cuBLAS is too large to carry. gpu_libs_check BINARY says which libraries it still lacks (status 1).

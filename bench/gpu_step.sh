@@ -22,7 +22,7 @@ for cfg in ${CONFIGS:-baseline linear_attn}; do
         for prec in ${PRECISIONS:-fp32 bf16}; do
             declare -A med=()
             for graph in 0 1; do
-                for r in $(seq "$runs"); do
+                for _ in $(seq "$runs"); do
                     rm -rf "$T/run-$graph"
                     HMT_GPU_STEP_GRAPH=$graph "${BIN:-bin-cuda}/train" --device "${DEVICE:-cuda}" --precision "$prec" -c "$T/$cfg-$B.json" \
                         -d "$shards" -o "$T/run-$graph" --registry "$T/registry.db" 2>&1 |
