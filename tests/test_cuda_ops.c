@@ -1013,11 +1013,51 @@ static void test_elementwise(void)
 // q inside a (B,Tq,3C) buffer, k and v interleaved in one (B,Tk,2C) buffer (the strides of hg.c), as test_ops.c.
 // Causal keys (n_keys[i] = i + 1) come with the promise AttnDims.causal, as hg.c makes it: past 128 rows the
 // unfused products then run by row group (gpu_ops.cu att_groups), against the same CPU results
+// Er and dEr one float off 16-byte alignment (a parameter table of odd sizes), under the precision set (TF32 or
+// bf16): the tensor-core kernels take an aligned copy of Er (float32 under TF32, bfloat16 under bf16) instead of
+// falling back to the float32 kernels, so out, lse, dq, dk dv and dEr are the bytes of the aligned run (want: out,
+// lse, -, dq, dk dv, dEr). With q16 (under bf16) the bf16 q, k, v again, at the same offset
+static void er_offset_case(const char *name, const char *label, float *const *want, AttnDims *dd, int C,
+                           const float *d_q, const uint16_t *q16, size_t nq, const float *d_kv, const uint16_t *kv16,
+                           size_t nkv, float *d_lse, const float *d_er, const float *d_dout, float *d_out, float *d_dq,
+                           const float *dq0, float *d_dkv, const float *dkv0, const float *der0, size_t ner)
+{
+    char m[256];
+    size_t no = (size_t)dd->B * dd->Tq * C, nl = (size_t)dd->B * dd->NH * dd->Tq;
+    float *er1 = dev_new((ner + 1) * 4), *der1 = dev_new((ner + 1) * 4);
+    float *h_er = host_from(d_er, ner * 4);
+    gpu_upload(er1 + 1, h_er, ner * 4);
+    static const char *const what[6] = {"out", "lse", "", "dq", "dk, dv", "dEr"};
+    size_t bytes[6] = {no * 4, nl * 4, 0, nq * 4, nkv * 4, ner * 4};
+    for (int k = 0; k < (q16 ? 2 : 1); k++) { // k 0: float32 q, k, v; 1: bf16
+        reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), gpu_upload(der1 + 1, der0, ner * 4);
+        gpu_zero(d_out, no * 4);
+        gpu_workspace_fill(0xff); // the copy of Er is the kernels' to write
+        if (k) {
+            gpu_attention_fused_forward16(d_out, d_lse, q16, kv16, kv16 + C, er1 + 1, dd);
+            gpu_attention_fused_backward16(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, q16, kv16, kv16 + C,
+                                           er1 + 1, dd);
+        } else {
+            gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv + C, er1 + 1, dd);
+            gpu_attention_fused_backward(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, d_q, d_kv, d_kv + C,
+                                         er1 + 1, dd);
+        }
+        void *g2[6] = {host_from(d_out, no * 4), host_from(d_lse, nl * 4), NULL, host_from(d_dq, nq * 4),
+                       host_from(d_dkv, nkv * 4), host_from(der1 + 1, ner * 4)};
+        for (int t = 0; t < 6; t++)
+            if (g2[t]) snprintf(m, sizeof m, "%s, %s, %s q, k, v, Er not 16-byte aligned: %s (the aligned bytes)", name,
+                                label, k ? "bf16" : "float32", what[t]),
+                       cmp_bytes(m, g2[t], want[t], bytes[t]);
+        for (int t = 0; t < 6; t++) free(g2[t]);
+    }
+    free(h_er), gpu_free(er1), gpu_free(der1);
+    no_error(name);
+}
+
 // The fused attention on bfloat16 q, k, v (gpu.h gpu_attention_fused_forward16: hg.c's under act16), under bf16 after
 // attention_case's tensor-core run, whose tensors want holds (out, lse, -, dq, dk dv, dEr): rounded to bf16 once,
-// q, k and v give the same bytes, since the kernels round the float32 ones to the same operands. With Er (and dEr)
-// one float off 16-byte alignment (a parameter table of odd sizes), both calls give the same bytes again: the
-// kernels take an aligned copy of Er instead of falling back to the float32 kernels.
+// q, k and v give the same bytes, since the kernels round the float32 ones to the same operands; with Er, both
+// again with Er one float off alignment (er_offset_case).
 static void fused16_case(const char *name, float *const *want, AttnDims *dd, SeedRef seed, int C, const float *d_q,
                          size_t nq, const float *d_kv, size_t nkv, float *d_lse, const float *d_er,
                          const float *d_dout, float *d_out, float *d_dq, const float *dq0, float *d_dkv,
@@ -1044,32 +1084,8 @@ static void fused16_case(const char *name, float *const *want, AttnDims *dd, See
         if (got[t]) snprintf(m, sizeof m, "%s, bf16 q, k, v: %s (the bytes of float32 ones)", name, what[t]),
                     cmp_bytes(m, got[t], want[t], bytes[t]);
     for (int t = 0; t < 6; t++) free(got[t]);
-    if (d_er) { // Er and dEr at an offset of one float
-        float *er1 = dev_new((ner + 1) * 4), *der1 = dev_new((ner + 1) * 4);
-        float *h_er = host_from(d_er, ner * 4);
-        gpu_upload(er1 + 1, h_er, ner * 4);
-        for (int k = 0; k < 2; k++) { // k 0: float32 q, k, v; 1: bf16
-            reset(d_dq, dq0, nq * 4), reset(d_dkv, dkv0, nkv * 4), gpu_upload(der1 + 1, der0, ner * 4);
-            gpu_zero(d_out, no * 4);
-            if (k) {
-                gpu_attention_fused_forward16(d_out, d_lse, q16, kv16, kv16 + C, er1 + 1, dd);
-                gpu_attention_fused_backward16(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, q16, kv16,
-                                               kv16 + C, er1 + 1, dd);
-            } else {
-                gpu_attention_fused_forward(d_out, d_lse, d_q, d_kv, d_kv + C, er1 + 1, dd);
-                gpu_attention_fused_backward(d_dq, d_dkv, d_dkv + C, der1 + 1, d_dout, d_out, d_lse, d_q, d_kv,
-                                             d_kv + C, er1 + 1, dd);
-            }
-            void *g2[6] = {host_from(d_out, no * 4), host_from(d_lse, nl * 4), NULL, host_from(d_dq, nq * 4),
-                           host_from(d_dkv, nkv * 4), host_from(der1 + 1, ner * 4)};
-            for (int t = 0; t < 6; t++)
-                if (g2[t]) snprintf(m, sizeof m, "%s, %s q, k, v, Er not 16-byte aligned: %s (the aligned bytes)", name,
-                                    k ? "bf16" : "float32", what[t]),
-                           cmp_bytes(m, g2[t], want[t], bytes[t]);
-            for (int t = 0; t < 6; t++) free(g2[t]);
-        }
-        free(h_er), gpu_free(er1), gpu_free(der1);
-    }
+    if (d_er) er_offset_case(name, "bf16", want, dd, C, d_q, q16, nq, d_kv, kv16, nkv, d_lse, d_er, d_dout, d_out, d_dq,
+                             dq0, d_dkv, dkv0, der0, ner);
     gpu_free(q16), gpu_free(kv16);
     no_error(name);
 }
@@ -1323,6 +1339,9 @@ static void attention_case(const char *name, int B, int C, int NH, int Tq, int T
                 free(h[t]);
             }
         }
+        if (kind == 1 && with_er)
+            er_offset_case(name, label, g[0], &dd, C, d_q, NULL, nq, d_kv, NULL, nkv, d_lse, d_er, d_dout, d_out, d_dq,
+                           dq0, d_dkv, dkv0, der0, ner);
         if (kind == 2) fused16_case(name, g[0], &dd, d.seed, C, d_q, nq, d_kv, nkv, d_lse, with_er ? d_er : NULL,
                                     d_dout, d_out, d_dq, dq0, d_dkv, dkv0, with_er ? d_der : NULL, der0, ner);
         if (kind == 2) mma_case(name, label, g[0], &dd, d.seed, seed_dev, d_q, d_kv, with_er, d_er, d_dout, d_out,
@@ -1380,7 +1399,8 @@ static void test_attention(void)
     attention_case("causal RPR attention T 64, head size 64", 2, 256, 4, 64, 64, big_causal, 1, 0.1f);
     // head sizes the tensor-core kernels take (16 to 64), over several tiles of 64 with a partial last one
     attention_case("causal RPR attention T 201, head size 32, dropout 0.2", 2, 64, 2, 201, 201, big_causal, 1, 0.2f);
-    attention_case("causal attention without Er T 130, head size 48", 1, 96, 2, 130, 130, big_causal, 0, 0.0f);
+    attention_case("causal RPR attention T 130, head size 48", 1, 96, 2, 130, 130, big_causal, 1, 0.0f);
+    attention_case("causal RPR attention T 70, head size 16", 1, 32, 2, 70, 70, big_causal, 1, 0.0f);
     attention_case("resample_pre 150 x 301, head size 16, dropout 0.2", 2, 32, 2, 150, 301, big_pre, 0, 0.2f);
     attention_case("resample_post 300 x 150, head size 16, dropout 0.1", 2, 32, 2, 300, 150, big_post, 0, 0.1f);
     // a head size that is not a multiple of 4 (the fused kernels' threads take dimensions 4 apart), and 128
