@@ -727,9 +727,6 @@ void gpu_to_bf16(uint16_t *dst, const float *src, size_t n)
     gpu_launched(op);
 }
 
-// floats a row-major operand spans: rows x cols at leading dimension ld
-static size_t span(int rows, int cols, int ld) { return rows > 0 && cols > 0 ? (size_t)(rows - 1) * ld + cols : 0; }
-
 // bfloat16 copies of up to three float32 operands, as one launch: range r is src[r][0 .. n[r]) into dst[r]
 typedef struct Bf16Copies {
     const float *src[3];
@@ -823,7 +820,7 @@ size_t gpu_bf16_ranges(const char *op, uint16_t *buf, int n_ops, const float *co
     return total;
 }
 
-// gpu_gemm_linear's product on the bfloat16 copies
+// a linear layer's product on bfloat16 copies (gpu_linear_forward_product, gpu_linear_products16_backward)
 static void gemm_bf16(const char *op, int ta, int tb, int M, int N, int K, float alpha, const uint16_t *a16, int lda,
                       const uint16_t *b16, int ldb, float beta, float *C, int ldc)
 {
@@ -836,23 +833,15 @@ static void gemm_bf16(const char *op, int ta, int tb, int M, int N, int K, float
 void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (g_prec != GPU_BF16 || K <= 0) {
+    if (!(g_prec == GPU_BF16 && g_bf16_fast) || K <= 0) {
         gpu_gemm(op, ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
         return;
     }
-    if (M <= 0 || N <= 0) return;
-    if (g_bf16_fast) { // float32 operands, down-converted inside cuBLAS (its rounding, not necessarily ours)
-        if (gpu_dry) return;
-        cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-        gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
-                                        &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
-        return;
-    }
-    // op(A) is M x K: stored M x K (ta 0) or K x M; op(B) is K x N: stored K x N (tb 0) or N x K
-    const float *src[2] = {A, B};
-    size_t n[2] = {ta ? span(K, M, lda) : span(M, K, lda), tb ? span(N, K, ldb) : span(K, N, ldb)};
-    uint16_t *c16[2];
-    if (bf16_copies(op, 2, src, n, c16)) gemm_bf16(op, ta, tb, M, N, K, alpha, c16[0], lda, c16[1], ldb, beta, C, ldc);
+    if (M <= 0 || N <= 0 || gpu_dry) return;
+    // HMT_GPU_BF16=fast: float32 operands, down-converted inside cuBLAS (its rounding, not necessarily ours)
+    cublasOperation_t oa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, ob = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    gpu_blas_check(op, cublasGemmEx(gpu_blas, oa, ob, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta,
+                                    C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
 }
 
 // ---- the linear layer's forward: its bias in cuBLASLt's epilogue ----------------------------------------------

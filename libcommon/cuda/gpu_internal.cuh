@@ -116,8 +116,9 @@ void *gpu_workspace(const char *op, size_t bytes);
 void gpu_gemm(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, long long sA,
               const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC, int batch);
 
-// One product of a linear layer, non-batched (the arguments of gpu_gemm): in float32 (or TF32) as gpu_gemm, or with
-// the precision GPU_BF16 with bfloat16 copies of A and B (in the workspace) and float32 accumulation and C.
+// One product of a linear layer, non-batched (the arguments of gpu_gemm): in float32 (or TF32) as gpu_gemm, or under
+// HMT_GPU_BF16=fast with cuBLAS's own bfloat16 conversion. Not for bf16 on our copies (gpu_bf16_ours): its callers
+// (gpu_linear_forward_product, gpu_linear_products16_backward) make the copies and take the products themselves.
 void gpu_gemm_linear(const char *op, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc);
 
