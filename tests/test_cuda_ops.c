@@ -2289,6 +2289,7 @@ static void test_decoding(void)
         dec_ln_linear_case(8, 1024, 40, 0, 1, w16, 0), dec_ln_linear_case(2, 768, 19, 1, 0, w16, 0);
         dec_ln_linear_case(12, 64, 33, 1, 1, w16, 0); // 12 rows: the two ops
         dec_ln_linear_case(8, 2048, 9, 1, 0, w16, 0); // 64 KiB of rows: the two ops
+        dec_ln_linear_case(2, 4100, 9, 1, 1, w16, 0); // slices of 513 inputs: past a lane's 8 fetched weights
         // two LayerNorms then the product (a block's end, then the logits): one kernel, or the three ops
         dec_ln_linear_case(1, 256, 348, 1, 0, w16, 1), dec_ln_linear_case(8, 768, 37, 1, 0, w16, 1);
         dec_ln_linear_case(3, 16, 5, 0, 0, w16, 1), dec_ln_linear_case(9, 64, 21, 1, 0, w16, 1);
@@ -2299,6 +2300,7 @@ static void test_decoding(void)
             dec_linear_case(1, 16, 5, bias, 0, w16), dec_linear_case(3, 1024, 348, bias, 1, w16);
             dec_linear_case(8, 256, 33, bias, bias, w16), dec_linear_case(20, 64, 40, bias, 1, w16); // 20: cuBLAS
             dec_linear_case(2, 768, 19, bias, 0, w16); // 4 warps per column
+            dec_linear_case(3, 4100, 7, bias, 1, w16); // slices of 513 inputs: past a lane's 8 fetched weights
         }
     }
     dec_layernorm_case(5, 16, 0), dec_layernorm_case(3, 256, 1);
