@@ -267,6 +267,28 @@ build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h libcommon
 test-cuda-race: build/emu-race/test_cuda_ops build/emu-race/test_race
 	@tests/emu/race.sh $(RACE_SECTIONS)
 
+# `make cover-cuda-emu`: which lines of the CUDA sources `make test-cuda-emu`'s two tests never run (gcc --coverage,
+# no sanitizers, build/emu-cov; tests/emu/cover.sh). Code no test runs has not run anywhere until a GPU window, so
+# this is where a test is wanted first. A report, not a test: not in .ci/run
+COV_FLAGS := -O1 -g --coverage -fno-omit-frame-pointer
+COV_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu-cov/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu-cov/cuda_emu.o
+.SECONDARY: $(COV_OBJ) # kept: make would remove them as intermediates of the tests' pattern rule
+build/emu-cov/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(call emu_cu,$(COV_FLAGS))
+build/emu-cov/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
+	@mkdir -p build/emu-cov
+	$(EMU_CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
+build/emu-cov/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
+	@mkdir -p build/emu-cov
+	$(CC) $(CFLAGS) --coverage -Ilibcommon -c $< -o $@
+build/emu-cov/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*.h) $(COV_OBJ) \
+  build/emu-cov/gpu_backend.o $(BUILD)/libcommon.a
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
+	$(EMU_CXX) --coverage $(EMU_LD) $@.o build/emu-cov/gpu_backend.o $(COV_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+cover-cuda-emu: build/emu-cov/test_cuda_ops build/emu-cov/test_cuda_model
+	@tests/emu/cover.sh build/emu-cov
+
 clean:
 	rm -rf build bin bin-san bin-cuda
 
@@ -277,7 +299,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu test-cuda-launch test-cuda-race gpu-libs gpu-ablation gpu-pack clean report
+.PHONY: all test test-cuda test-cuda-emu test-cuda-launch test-cuda-race cover-cuda-emu gpu-libs gpu-ablation gpu-pack clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded
