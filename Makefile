@@ -185,35 +185,36 @@ gpu-pack: gpu-libs gpu-ablation
 # It also runs bench/model --plan once (built for the emulator), so the README's memory counts' command keeps working.
 EMU_CXX ?= g++
 EMU_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-EMU_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu/cuda_emu.o
 EMU_LD := -Wl,-T,tests/emu/smem.ld # the kernels' static shared memory on pages of its own
-# $(call emu_cu,FLAGS): a CUDA source of libcommon/cuda compiled for the emulator ($< to $@; build/emu, build/emu-race)
-emu_cu = $(EMU_CXX) -std=c++17 $(1) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $< -o $@
-build/emu/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
-	@mkdir -p $(@D)
-	$(call emu_cu,$(EMU_FLAGS))
-build/emu/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
-	@mkdir -p build/emu
-	$(EMU_CXX) -std=c++17 $(EMU_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
-build/emu/test_cuda_ops: tests/test_cuda_ops.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
-  $(BUILD)/libcommon.a
-	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_ops.o
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/test_cuda_ops.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
-	  $(PKG_LIBS) -o $@
-build/emu/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
-	@mkdir -p build/emu
-	$(CC) $(CFLAGS) $(EMU_FLAGS) -Ilibcommon -c $< -o $@
-build/emu/test_cuda_model: tests/test_cuda_model.c $(wildcard libcommon/*.h tests/*.h) $(EMU_OBJ) build/emu/gpu_backend.o \
-  $(BUILD)/libcommon.a
-	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/test_cuda_model.o
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/test_cuda_model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
-	  $(PKG_LIBS) -o $@
-# bench/model on the emulator, for --plan (what a GPU run would reserve, counted by a dry run; no GPU needed)
-build/emu/bench/model: bench/model.c $(wildcard libcommon/*.h) $(EMU_OBJ) build/emu/gpu_backend.o $(BUILD)/libcommon.a
-	@mkdir -p build/emu/bench
-	$(CC) $(CFLAGS) $(EMU_FLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o build/emu/bench/model.o
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_LD) build/emu/bench/model.o build/emu/gpu_backend.o $(EMU_OBJ) $(BUILD)/libcommon.a \
-	  $(PKG_LIBS) -o $@
+# $(eval $(call emu_tree,DIR,KERNEL FLAGS,EMULATOR FLAGS,HOST FLAGS,LINK FLAGS)): the rules of one emulator build in
+# DIR (build/emu, build/emu-race, build/emu-cov, build/emu-fast): libcommon/cuda's CUDA sources compiled for the CPU
+# (-DGPU_EMU) with KERNEL FLAGS, tests/emu/cuda_emu.cpp with EMULATOR FLAGS, gpu_backend.c and the programs' own C
+# sources with CFLAGS and HOST FLAGS, linked with LINK FLAGS against $(BUILD)/libcommon.a: DIR/test_cuda_ops and
+# DIR/test_cuda_model, DIR/bench/model (bench/*.c) and DIR/bin/TOOL (the tools of tools/*.c)
+define emu_tree
+$(1)_OBJ := $$(patsubst libcommon/cuda/%.cu,$(1)/%.o,$$(wildcard libcommon/cuda/*.cu)) $(1)/cuda_emu.o $(1)/gpu_backend.o
+.SECONDARY: $$($(1)_OBJ) # kept: make would remove them as intermediates of the programs' pattern rules
+$(1)/%.o: libcommon/cuda/%.cu $$(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $$(DEPS_STAMP)
+	@mkdir -p $$(@D)
+	$$(EMU_CXX) -std=c++17 $(2) -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon -x c++ -c $$< -o $$@
+$(1)/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $$(DEPS_STAMP)
+	@mkdir -p $$(@D)
+	$$(EMU_CXX) -std=c++17 $(3) -Wall -Wextra -Werror $$(PKG_CFLAGS) -c $$< -o $$@
+$(1)/gpu_backend.o: libcommon/cuda/gpu_backend.c $$(wildcard libcommon/*.h) | $$(DEPS_STAMP)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $(4) -Ilibcommon -c $$< -o $$@
+$(1)/test_cuda_%: tests/test_cuda_%.c $$(wildcard libcommon/*.h tests/*.h) $$($(1)_OBJ) $$(BUILD)/libcommon.a
+	$$(CC) $$(CFLAGS) $(4) $$(PKG_CFLAGS) -Ilibcommon -c $$< -o $$@.o
+	$$(EMU_CXX) $(5) $$(EMU_LD) $$@.o $$($(1)_OBJ) $$(BUILD)/libcommon.a $$(PKG_LIBS) -o $$@
+$(1)/bench/%: bench/%.c $$(wildcard libcommon/*.h) $$($(1)_OBJ) $$(BUILD)/libcommon.a
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $(4) $$(PKG_CFLAGS) -Ilibcommon -c $$< -o $$@.o
+	$$(EMU_CXX) $(5) $$(EMU_LD) $$@.o $$($(1)_OBJ) $$(BUILD)/libcommon.a $$(PKG_LIBS) -o $$@
+$(1)/bin/%: $$(BUILD)/tools/%.o $$($(1)_OBJ) $$(BUILD)/libcommon.a
+	@mkdir -p $$(@D)
+	$$(EMU_CXX) $(5) $$(EMU_LD) $$< $$($(1)_OBJ) $$(BUILD)/libcommon.a $$(PKG_LIBS) -o $$@
+endef
+$(eval $(call emu_tree,build/emu,$(EMU_FLAGS),$(EMU_FLAGS),$(EMU_FLAGS),$(EMU_FLAGS)))
 test-cuda-emu: build/emu/test_cuda_ops build/emu/test_cuda_model build/emu/bench/model
 	@rm -f build/emu/launches.txt; for t in build/emu/test_cuda_ops build/emu/test_cuda_model; do echo "== $$t"; \
 	  EMU_LAUNCH_LOG=build/emu/launches.txt ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
@@ -244,22 +245,8 @@ test-cuda-launch: $(if $(NVCC),$(LAUNCH_RES))
 # order happens to hide it. The kernels are instrumented, the emulator and host code are not. tests/emu/race.sh runs
 # it: every section of test_cuda_ops but attention (RACE_SECTIONS: those sections instead)
 RACE_FLAGS := -O1 -g -fno-omit-frame-pointer -DEMU_RACE
-RACE_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu-race/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu-race/cuda_emu.o
-build/emu-race/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
-	@mkdir -p $(@D)
-	$(call emu_cu,$(RACE_FLAGS) -fsanitize=thread)
-build/emu-race/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
-	@mkdir -p build/emu-race
-	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
-build/emu-race/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
-	@mkdir -p build/emu-race
-	$(CC) $(CFLAGS) -Ilibcommon -c $< -o $@
+$(eval $(call emu_tree,build/emu-race,$(RACE_FLAGS) -fsanitize=thread,$(RACE_FLAGS),,-fsanitize=thread))
 # test_cuda_ops, test_cuda_model (`make build/emu-race/test_cuda_model`, then its sections by name)
-build/emu-race/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*.h) $(RACE_OBJ) \
-  build/emu-race/gpu_backend.o $(BUILD)/libcommon.a
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
-	$(EMU_CXX) -fsanitize=thread $(EMU_LD) $@.o build/emu-race/gpu_backend.o $(RACE_OBJ) $(BUILD)/libcommon.a \
-	  $(PKG_LIBS) -o $@
 build/emu-race/test_race: tests/emu/test_race.cpp tests/emu/cuda_emu.h libcommon/cuda/gpu_mma.cuh \
   build/emu-race/cuda_emu.o
 	$(EMU_CXX) -std=c++17 $(RACE_FLAGS) -fsanitize=thread -Wall -Wextra -Werror -DGPU_EMU -Itests/emu -Ilibcommon \
@@ -271,23 +258,20 @@ test-cuda-race: build/emu-race/test_cuda_ops build/emu-race/test_race
 # no sanitizers, build/emu-cov; tests/emu/cover.sh). Code no test runs has not run anywhere until a GPU window, so
 # this is where a test is wanted first. A report, not a test: not in .ci/run
 COV_FLAGS := -O1 -g --coverage -fno-omit-frame-pointer
-COV_OBJ := $(patsubst libcommon/cuda/%.cu,build/emu-cov/%.o,$(wildcard libcommon/cuda/*.cu)) build/emu-cov/cuda_emu.o
-.SECONDARY: $(COV_OBJ) # kept: make would remove them as intermediates of the tests' pattern rule
-build/emu-cov/%.o: libcommon/cuda/%.cu $(wildcard libcommon/*.h libcommon/cuda/*.cuh tests/emu/*.h) | $(DEPS_STAMP)
-	@mkdir -p $(@D)
-	$(call emu_cu,$(COV_FLAGS))
-build/emu-cov/cuda_emu.o: tests/emu/cuda_emu.cpp tests/emu/cuda_emu.h | $(DEPS_STAMP)
-	@mkdir -p build/emu-cov
-	$(EMU_CXX) -std=c++17 -O1 -g -Wall -Wextra -Werror $(PKG_CFLAGS) -c $< -o $@
-build/emu-cov/gpu_backend.o: libcommon/cuda/gpu_backend.c $(wildcard libcommon/*.h) | $(DEPS_STAMP)
-	@mkdir -p build/emu-cov
-	$(CC) $(CFLAGS) --coverage -Ilibcommon -c $< -o $@
-build/emu-cov/test_cuda_%: tests/test_cuda_%.c $(wildcard libcommon/*.h tests/*.h) $(COV_OBJ) \
-  build/emu-cov/gpu_backend.o $(BUILD)/libcommon.a
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ilibcommon -c $< -o $@.o
-	$(EMU_CXX) --coverage $(EMU_LD) $@.o build/emu-cov/gpu_backend.o $(COV_OBJ) $(BUILD)/libcommon.a $(PKG_LIBS) -o $@
+$(eval $(call emu_tree,build/emu-cov,$(COV_FLAGS),-O1 -g,--coverage,--coverage))
 cover-cuda-emu: build/emu-cov/test_cuda_ops build/emu-cov/test_cuda_model
 	@tests/emu/cover.sh build/emu-cov
+
+# `make test-tools-emu`: tests/cli/test_tools_cuda.sh, train, sample and eval --device cuda through the tools, with
+# the tools built for the emulator without sanitizers (build/emu-fast/bin; the kernels' ASan checks are
+# test-cuda-emu's), on shards of 10 POP909 songs. The tools' own GPU paths (the step's graph, the one block, resume
+# across devices, the precisions) run nowhere else before a GPU window. About 40 minutes on one core: not in .ci/run
+$(eval $(call emu_tree,build/emu-fast,-O2 -g,-O2 -g,,))
+test-tools-emu: $(TOOLS:%=build/emu-fast/bin/%) $(BIN)/midi2remi $(BIN)/shard
+	rm -rf build/emu-fast/shards
+	ls $(POP909)/*.mid | sed -n 1,10p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/emu-fast/shards --val 0.1 --test 0.1
+	BIN=build/emu-fast/bin SHARDS=build/emu-fast/shards HMT_REQUIRE_GPU=1 HMT_GPU_NAME=cuda_emu \
+	  bash tests/cli/test_tools_cuda.sh
 
 clean:
 	rm -rf build bin bin-san bin-cuda
@@ -299,7 +283,7 @@ report: $(BIN)/report
 	@mkdir -p $(dir $(REPORT_HTML))
 	$(BIN)/report --registry $(REGISTRY) -o $(REPORT_HTML)
 
-.PHONY: all test test-cuda test-cuda-emu test-cuda-launch test-cuda-race cover-cuda-emu gpu-libs gpu-ablation gpu-pack clean report
+.PHONY: all test test-cuda test-cuda-emu test-cuda-launch test-cuda-race cover-cuda-emu test-tools-emu gpu-libs gpu-ablation gpu-pack clean report
 
 # ---- fuzzing ----------------------------------------------------------------------------------
 # `make fuzz` builds the libFuzzer harness (clang, ASan + UBSan) into build/fuzz and runs it for FUZZ_SECONDS, seeded
