@@ -18,6 +18,9 @@
 #    (bench/results/ablation-h100/fp32.db: its finished runs are skipped); headline: bench/gpu_headline.sh, the
 #    reference's headline config for its curve (with GPU_CHECK_MODEL=0 GPU_CHECK_PROFILE= it gets about 7 of the 9
 #    minutes); none: nothing.
+# GPU_SESSION_CHECK=0 leaves step 2 out (a window that only goes on with the grid; the runs then train without the
+# step's graph). GPU_SESSION_PACK: the pack (build/gpu-pack/pack.tar.xz; none there: nothing unpacked). DIR: the
+# ablation's folder (build/gpu-ablation), its registry seeded from the slices' so far when it has none.
 # GPU_SESSION_STEP_GRAPH (default 1; 0 turns it off): when gpu_check passed (test_tools_cuda.sh: a graphed train run
 # ends with the plain run's bytes), the slice or headline run trains with HMT_GPU_STEP_GRAPH=1. The graphed step
 # passed every check on the H100 in the tenth session and gives the same bytes (1.12x at batch 8), so the ablation's
@@ -37,29 +40,37 @@ OUT=$(realpath "$STAGE")
 export OUT
 send_home() { tar -czf "$HOME_OUT/.gpu-session.tmp" -C "$OUT" . 2>/dev/null && mv "$HOME_OUT/.gpu-session.tmp" "$HOME_OUT/gpu-session.tar.gz"; }
 self=$$
-( while kill -0 "$self" 2>/dev/null; do sleep 20; send_home; done ) &
+( while sleep 20 && kill -0 "$self" 2>/dev/null; do send_home; done ) &
 trap 'send_home' EXIT
 trap 'exit 143' TERM INT
 t0=$(date +%s)
 SESSION_S=${SESSION_S:-540}
-if [ -f build/gpu-pack/pack.tar.xz ]; then
-    tar -xJf build/gpu-pack/pack.tar.xz 2>/dev/null ||
-        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall()' build/gpu-pack/pack.tar.xz ||
-        { echo "gpu_session: cannot unpack build/gpu-pack/pack.tar.xz"; exit 1; }
+PACK=${GPU_SESSION_PACK:-build/gpu-pack/pack.tar.xz}
+DIR=${DIR:-build/gpu-ablation} # the ablation's folder (bench/gpu_ablation.sh's DIR)
+export DIR
+if [ -f "$PACK" ]; then
+    tar -xJf "$PACK" 2>/dev/null ||
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall()' "$PACK" ||
+        { echo "gpu_session: cannot unpack $PACK"; exit 1; }
     echo "gpu_session: unpacked in $(($(date +%s) - t0)) s"
 fi
 # memcheck over test_cuda_ops by default (its attention section took seconds on the H100); the profile in bf16, of
 # the gemm attention with and without its bf16 products (HMT_GPU_ATT16=1) and of the fused one with and without its
 # stored dS (HMT_GPU_FA_DS_MIB=0) and its mma kernels (HMT_GPU_FA_MMA=1), a row per kernel
-GPU_CHECK_DEADLINE=${GPU_CHECK_DEADLINE:-$((t0 + SESSION_S - 10 - ${GPU_SESSION_RESERVE_S:-0}))} GPU_CHECK_RUNS=${GPU_CHECK_RUNS:-5} \
-    GPU_CHECK_HEADLINE_RUNS=${GPU_CHECK_HEADLINE_RUNS:-3} \
-    GPU_CHECK_SAN=${GPU_CHECK_SAN:-1} GPU_CHECK_SAN_S=${GPU_CHECK_SAN_S:-90} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-all} \
-    GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---precision bf16} \
-    GPU_CHECK_PROFILE_ATTN=${GPU_CHECK_PROFILE_ATTN:-gemm gemm16 fused fused0 fusedmma} bash bench/gpu_check.sh
-rc=$?
-if [ "$rc" = 0 ] && [ "${GPU_SESSION_STEP_GRAPH:-1}" = 1 ]; then
-    export HMT_GPU_STEP_GRAPH=1
-    echo "gpu_session: the runs below train with HMT_GPU_STEP_GRAPH=1 (gpu_check passed)"
+rc=0
+if [ "${GPU_SESSION_CHECK:-1}" = 0 ]; then
+    echo "gpu_session: no checks or benchmarks (GPU_SESSION_CHECK=0)"
+else
+    GPU_CHECK_DEADLINE=${GPU_CHECK_DEADLINE:-$((t0 + SESSION_S - 10 - ${GPU_SESSION_RESERVE_S:-0}))} \
+        GPU_CHECK_RUNS=${GPU_CHECK_RUNS:-5} GPU_CHECK_HEADLINE_RUNS=${GPU_CHECK_HEADLINE_RUNS:-3} \
+        GPU_CHECK_SAN=${GPU_CHECK_SAN:-1} GPU_CHECK_SAN_S=${GPU_CHECK_SAN_S:-90} GPU_CHECK_PROFILE=${GPU_CHECK_PROFILE-all} \
+        GPU_CHECK_PROFILE_ARGS=${GPU_CHECK_PROFILE_ARGS:---precision bf16} \
+        GPU_CHECK_PROFILE_ATTN=${GPU_CHECK_PROFILE_ATTN:-gemm gemm16 fused fused0 fusedmma} bash bench/gpu_check.sh
+    rc=$?
+    if [ "$rc" = 0 ] && [ "${GPU_SESSION_STEP_GRAPH:-1}" = 1 ]; then
+        export HMT_GPU_STEP_GRAPH=1
+        echo "gpu_session: the runs below train with HMT_GPU_STEP_GRAPH=1 (gpu_check passed)"
+    fi
 fi
 left=$((SESSION_S - ($(date +%s) - t0)))
 task=${GPU_SESSION_TASK:-ablation}
@@ -71,8 +82,8 @@ elif [ "$task" = headline ]; then
     echo "== gpu_session: the headline config, $left s left ($(date -u +%H:%M:%S))"
     BUDGET_S=$((left - 40)) bash bench/gpu_headline.sh || rc=1
 elif [ "$task" = ablation ]; then
-    mkdir -p build/gpu-ablation
-    [ -s build/gpu-ablation/registry.db ] || cp bench/results/ablation-h100/fp32.db build/gpu-ablation/registry.db
+    mkdir -p "$DIR"
+    [ -s "$DIR/registry.db" ] || cp bench/results/ablation-h100/fp32.db "$DIR/registry.db"
     echo "== gpu_session: ablation slice, $left s left ($(date -u +%H:%M:%S))"
     BUDGET_S=$((left - 20)) JOBS=${GPU_SESSION_JOBS:-6} bash bench/gpu_ablation.sh 2>&1 |
         tee "$OUT/ablation.log"

@@ -3,9 +3,11 @@
 # window's few minutes. bench/gpu_ablation.sh (DEVICE=cpu, 1 step a run, two workers): every cell trained, evaluated
 # and sampled, one tar home with the registry and each run's files; a second call trains nothing; with only the
 # registry carried to a fresh machine a finished run is skipped, and a run that does not fit the budget is left for
-# the next call (exit 3); a run whose train was cut off resumes; a missing config or tool is one line and exit 1.
-# bench/registry_merge.sh: a slice's runs merged into a home registry with their metrics, evals and samples, twice
-# the same as once; usage and missing files. Needs POP909 (SHARED) and bin/ (BIN); ends "N passed, N failed, N skipped".
+# the next call (exit 3); a run whose train was killed after its checkpoint resumes; a missing config or tool is one
+# line and exit 1. bench/gpu_session.sh without its GPU checks: the slice goes on from the committed registry and
+# comes home as one tar; too little time, an unknown task. bench/registry_merge.sh: a slice's runs merged into a home
+# registry with their metrics, evals and samples, twice the same as once; usage and missing files.
+# Needs POP909 (SHARED) and bin/ (BIN); about a minute on 2 cores; ends "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
 
@@ -84,6 +86,30 @@ mv "$D/bin/eval" "$T/eval.away"
 expect "a tool missing: exits 1" 1 slice ABLATION=baseline SEEDS=1
 check "it names the tool in one line" one_line "$T/err" "bin/eval missing"
 mv "$T/eval.away" "$D/bin/eval"
+
+# ---- bench/gpu_session.sh, a window that only goes on with the grid (no checks), on the CPU: the slice continues the
+# registry of the slices so far (bench/results/ablation-h100), and everything comes home as one tar
+S=$T/session
+session() {
+    env DIR="$S/gpu-ablation" DEVICE=cpu STEPS=1 EVAL_DOCS=2 SAMPLES=1 ABLATION=baseline SEEDS=2 GPU_SESSION_CHECK=0 \
+        GPU_SESSION_PACK=none GPU_SESSION_STAGE="$S/stage" OUT="$S/home" GPU_SESSION_JOBS=1 "$@" \
+        bash bench/gpu_session.sh
+}
+mkdir -p "$S/gpu-ablation" && cp -r "$D/bin" "$D/shards" "$S/gpu-ablation/"
+expect "gpu_session without checks, an ablation slice: exits 0" 0 session SESSION_S=400
+check "it says the checks are left out" grep -q "no checks or benchmarks (GPU_SESSION_CHECK=0)" "$T/out"
+mkdir -p "$S/got" && tar -xzf "$S/home/gpu-session.tar.gz" -C "$S/got" &&
+    tar -xzf "$S/got/gpu-ablation.tar.gz" -C "$S/got"
+check "home: one tar with the slice's log and the slice's tar" test -s "$S/got/ablation.log"
+h100=$(q bench/results/ablation-h100/fp32.db "select count(*) from runs where status = 'done'")
+check "the slice's registry: the slices' $h100 runs so far and its own" \
+    test "$(q "$S/got/registry.db" "select count(*) from runs where status = 'done'")" = $((h100 + 1))
+check "its own run: baseline-s1, seed 2, on the CPU" \
+    test "$(q "$S/got/registry.db" "select device from runs where experiment = 'baseline-s1' and seed = 2")" = cpu
+expect "gpu_session with too little time for a slice: exits 0" 0 session SESSION_S=100
+check "it says so" grep -q "s left of SESSION_S: no ablation run" "$T/out"
+expect "gpu_session with an unknown task: exits 1" 1 session SESSION_S=400 GPU_SESSION_TASK=bogus
+check "it says so" grep -q "GPU_SESSION_TASK=bogus: not ablation, headline or none" "$T/out"
 
 # ---- bench/registry_merge.sh: the slice's runs into a home registry ---------------------------------------------
 M=bench/registry_merge.sh
