@@ -5,7 +5,8 @@
 # registry carried to a fresh machine a finished run is skipped, and a run that does not fit the budget is left for
 # the next call (exit 3); a run whose train was killed after its checkpoint resumes; a missing config or tool is one
 # line and exit 1. bench/gpu_session.sh without its GPU checks: the slice goes on from the committed registry and
-# comes home as one tar; too little time, an unknown task. bench/registry_merge.sh: a slice's runs merged into a home
+# comes home as one tar; its headline task (bench/gpu_headline.sh, a tiny config) brings the curve home; too little
+# time, an unknown task. bench/registry_merge.sh: a slice's runs merged into a home
 # registry with their metrics, evals and samples, twice the same as once; usage and missing files.
 # Needs POP909 (SHARED) and bin/ (BIN); about a minute on 2 cores; ends "N passed, N failed, N skipped".
 set -u -o pipefail
@@ -106,6 +107,14 @@ check "the slice's registry: the slices' $h100 runs so far and its own" \
     test "$(q "$S/got/registry.db" "select count(*) from runs where status = 'done'")" = $((h100 + 1))
 check "its own run: baseline-s1, seed 2, on the CPU" \
     test "$(q "$S/got/registry.db" "select device from runs where experiment = 'baseline-s1' and seed = 2")" = cpu
+# the headline task (bench/gpu_headline.sh) on a tiny config: the curve and its registry come home in the tar
+expect "gpu_session, the headline task: exits 0" 0 session SESSION_S=400 GPU_SESSION_TASK=headline \
+    CONFIG=tests/data/configs/tiny.json STEPS=4 BATCH=2 EVAL_EVERY=2
+rm -rf "$S/got" && mkdir -p "$S/got" && tar -xzf "$S/home/gpu-session.tar.gz" -C "$S/got"
+check "home: the curve, validated at steps 2 and 4" \
+    grep -Eq '^val loss: 2:[0-9.]+ 4:[0-9.]+$' "$S/got/headline/curve.txt"
+check "home: the headline run's registry, the run done" \
+    test "$(q "$S/got/headline/registry.db" "select status from runs where experiment = 'tiny-s4'")" = 'done'
 expect "gpu_session with too little time for a slice: exits 0" 0 session SESSION_S=100
 check "it says so" grep -q "s left of SESSION_S: no ablation run" "$T/out"
 expect "gpu_session with an unknown task: exits 1" 1 session SESSION_S=400 GPU_SESSION_TASK=bogus
