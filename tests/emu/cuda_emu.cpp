@@ -18,7 +18,7 @@
 
 uint3e threadIdx, blockIdx;
 dim3 blockDim, gridDim;
-uint64_t emu_lane_slots[1024];
+uint64_t emu_lane_slots[2][1024];
 float *emu_dyn_smem;
 
 // ---- ThreadSanitizer's view (EMU_RACE: `make test-cuda-race`) ----------------------------------------------------
@@ -130,6 +130,7 @@ static void *sched_sp;
 static int grid_mode; // the launch is a grid_sync one
 static std::vector<void *> sp;
 static std::vector<int> state;
+static std::vector<unsigned> shuffles; // per thread: the shuffles it has made (emu_shfl_buffer)
 static char *stacks;
 static size_t n_stacks;
 static int cur;
@@ -196,6 +197,7 @@ static void wait_as(int s, bool mem = false)
 #endif
 }
 void emu_syncthreads(void) { wait_as(WAIT_BLOCK, true); }
+unsigned emu_shfl_buffer(void) { return shuffles[cur]++ & 1u; }
 void emu_syncwarp(void) { wait_as(WAIT_WARP); }
 void emu_syncwarp_mem(void) { wait_as(WAIT_WARP, true); }
 void emu_grid_yield(void) { wait_as(WAIT_GRID); }
@@ -283,7 +285,7 @@ static void run_block(dim3 b, int base, int n)
 static void start_threads(int base, int n)
 {
     ASAN_UNPOISON_MEMORY_REGION(stacks + (size_t)base * EMU_STACK, (size_t)n * EMU_STACK); // frames left before
-    for (int t = base; t < base + n; t++) sp[t] = new_context(t), state[t] = READY;
+    for (int t = base; t < base + n; t++) sp[t] = new_context(t), state[t] = READY, shuffles[t] = 0;
     RACE(for (int t = base; t < base + n; t++) gen_block[t] = gen_warp[t] = 0;)
 }
 
@@ -322,7 +324,7 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync
         stacks = (char *)malloc((size_t)slots * EMU_STACK);
         n_stacks = (size_t)slots;
     }
-    sp.resize(slots), state.resize(slots);
+    sp.resize(slots), state.resize(slots), shuffles.resize(slots);
     blockDim = block, gridDim = grid, run_fn = fn, run_arg = arg, grid_mode = grid_sync;
     if (grid_sync) { // every block's threads at once, the blocks in turn, round after round
         dyn_smem_slots(grid.x);

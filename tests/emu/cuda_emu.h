@@ -75,25 +75,26 @@ static inline float __uint_as_float(unsigned u)
     return x;
 }
 
-// a warp's lanes exchange values through one slot each (8 bytes), with a warp barrier before and after reading;
-// the slots are written and read as relaxed atomics, so the race check takes a shuffle for what it is on a GPU: an
-// exchange of registers that orders no memory
-extern uint64_t emu_lane_slots[1024];
+// a warp's lanes exchange values through one slot each (8 bytes) of two buffers, taken in turn, with a warp barrier
+// before reading. No barrier after: a lane writes a buffer again two shuffles later, past the next shuffle's barrier,
+// which every lane reaches only once it has read this one. The slots are written and read as relaxed atomics, so the
+// race check takes a shuffle for what it is on a GPU: an exchange of registers that orders no memory
+extern uint64_t emu_lane_slots[2][1024];
+unsigned emu_shfl_buffer(void); // the running thread's buffer for its next shuffle (0, 1, 0, ... from its start)
 template <typename T> static inline T emu_shfl(T v, int src_lane)
 {
     static_assert(sizeof(T) <= sizeof(uint64_t), "a shuffle moves at most 8 bytes");
     unsigned t = threadIdx.x, base = t & ~31u;
-    uint64_t mine = 0, theirs;
+    uint64_t *slots = emu_lane_slots[emu_shfl_buffer()], mine = 0, theirs;
     memcpy(&mine, &v, sizeof v);
-    __atomic_store_n(&emu_lane_slots[t], mine, __ATOMIC_RELAXED);
+    __atomic_store_n(&slots[t], mine, __ATOMIC_RELAXED);
     emu_syncwarp();
     T r = v;
     unsigned s = base + (unsigned)src_lane;
     if (src_lane >= 0 && src_lane < 32 && s < blockDim.x) {
-        theirs = __atomic_load_n(&emu_lane_slots[s], __ATOMIC_RELAXED);
+        theirs = __atomic_load_n(&slots[s], __ATOMIC_RELAXED);
         memcpy(&r, &theirs, sizeof r);
     }
-    emu_syncwarp();
     return r;
 }
 template <typename T> static inline T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src & 31); }
