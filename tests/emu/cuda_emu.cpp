@@ -165,10 +165,12 @@ static void thread_entry(void)
     abort(); // never resumed
 }
 
-// a fresh context at the top of stack t: six zero registers, then thread_entry as the return address
+// a fresh context near the top of stack t: six zero registers, then thread_entry as the return address. The tops
+// are staggered by 64 bytes a thread: stacks a power of two apart would put every thread's frames in the same cache
+// sets, and a switch would miss the cache each time
 static void *new_context(int t)
 {
-    uintptr_t top = ((uintptr_t)(stacks + (size_t)(t + 1) * EMU_STACK)) & ~(uintptr_t)15;
+    uintptr_t top = ((uintptr_t)(stacks + (size_t)(t + 1) * EMU_STACK - (size_t)(t % 64) * 64)) & ~(uintptr_t)15;
     void **p = (void **)(top - 16);
     p[0] = (void *)thread_entry, p[1] = NULL;
     p -= 6;
