@@ -264,12 +264,13 @@ cover-cuda-emu: build/emu-cov/test_cuda_ops build/emu-cov/test_cuda_model
 
 # `make test-tools-emu`: tests/cli/test_tools_cuda.sh, train, sample and eval --device cuda through the tools, with
 # the tools built for the emulator without sanitizers (build/emu-fast/bin; the kernels' ASan checks are
-# test-cuda-emu's), on shards of 10 POP909 songs. The tools' own GPU paths (the step's graph, the one block, resume
-# across devices, the precisions) run nowhere else before a GPU window. About 40 minutes on one core: not in .ci/run
+# test-cuda-emu's), on shards of 10 POP909 songs (2 test documents: eval's generation study needs them). The tools'
+# own GPU paths (the step's graph, the one block, resume across devices, the precisions) run nowhere else before a
+# GPU window. About 30 minutes on one core: not in .ci/run
 $(eval $(call emu_tree,build/emu-fast,-O2 -g,-O2 -g,,))
 test-tools-emu: $(TOOLS:%=build/emu-fast/bin/%) $(BIN)/midi2remi $(BIN)/shard
 	rm -rf build/emu-fast/shards
-	ls $(POP909)/*.mid | sed -n 1,10p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/emu-fast/shards --val 0.1 --test 0.1
+	ls $(POP909)/*.mid | sed -n 1,10p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/emu-fast/shards --val 0.1 --test 0.2
 	BIN=build/emu-fast/bin SHARDS=build/emu-fast/shards HMT_REQUIRE_GPU=1 HMT_GPU_NAME=cuda_emu \
 	  bash tests/cli/test_tools_cuda.sh
 
