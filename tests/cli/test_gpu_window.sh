@@ -35,11 +35,9 @@ slice() { env DIR="$D" DEVICE=cpu STEPS=1 EVAL_DOCS=2 SAMPLES=1 OUT="$T/home" "$
 expect "a slice of 2 runs, 2 workers: exits 0 (grid complete)" 0 \
     slice ABLATION="baseline linear_attn" SEEDS=1 JOBS=2
 tar -tzf "$T/home/abl.tar.gz" 2>/dev/null | sed 's|^\./||' | grep . | sort >"$T/tar"
-check "one tar home: the registry and 4 files a run" test "$(tr '\n' ' ' <"$T/tar")" = \
-"baseline-steps1-seed1.config.json \
-baseline-steps1-seed1.eval.json baseline-steps1-seed1.samples.txt baseline-steps1-seed1.study.txt \
-linear_attn-steps1-seed1.config.json linear_attn-steps1-seed1.eval.json linear_attn-steps1-seed1.samples.txt \
-linear_attn-steps1-seed1.study.txt registry.db "
+printf '%s\n' registry.db {baseline,linear_attn}-steps1-seed1.{config.json,eval.json,samples.txt,study.txt} | sort \
+    >"$T/want"
+check "one tar home: the registry and 4 files a run" same "$T/tar" "$T/want"
 mkdir -p "$T/got" && tar -xzf "$T/home/abl.tar.gz" -C "$T/got"
 R=$T/got/registry.db
 check "the tar's registry: 2 runs done, each evaluated and sampled" test "$(q "$R" "select group_concat(experiment, ' ')
@@ -50,6 +48,7 @@ check "the tar's registry: 2 runs done, each evaluated and sampled" test "$(q "$
 check "each run on the CPU, seed 1" test "$(q "$R" "select count(*) from runs where device = 'cpu' and seed = 1")" = 2
 check "eval.json is eval's JSON" grep -q '"test_loss"' "$T/got/baseline-steps1-seed1.eval.json"
 check "samples.txt: one document" all_docs "$T/got/linear_attn-steps1-seed1.samples.txt"
+check "samples.txt: just one" n_lines "$T/got/linear_attn-steps1-seed1.samples.txt" 1
 
 # ---- again: nothing to do -----------------------------------------------------------------------------------------
 n_runs() { q "$D/registry.db" "select count(*) from runs"; }
