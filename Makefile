@@ -266,7 +266,7 @@ cover-cuda-emu: build/emu-cov/test_cuda_ops build/emu-cov/test_cuda_model
 # the tools built for the emulator without sanitizers (build/emu-fast/bin; the kernels' ASan checks are
 # test-cuda-emu's), on shards of 10 POP909 songs (2 test documents: eval's generation study needs them). The tools'
 # own GPU paths (the step's graph, the one block, resume across devices, the precisions) run nowhere else before a
-# GPU window. About 30 minutes on one core: not in .ci/run
+# GPU window. About 13 minutes on one core (in .ci/run)
 $(eval $(call emu_tree,build/emu-fast,-O2 -g,-O2 -g,,))
 test-tools-emu: $(TOOLS:%=build/emu-fast/bin/%) $(BIN)/midi2remi $(BIN)/shard
 	rm -rf build/emu-fast/shards
