@@ -268,7 +268,7 @@ cover-cuda-emu: build/emu-cov/test_cuda_ops build/emu-cov/test_cuda_model
 # own GPU paths (the step's graph, the one block, resume across devices, the precisions) run nowhere else before a
 # GPU window. About 13 minutes on one core (in .ci/run)
 $(eval $(call emu_tree,build/emu-fast,-O2 -g,-O2 -g,,))
-test-tools-emu: $(TOOLS:%=build/emu-fast/bin/%) $(BIN)/midi2remi $(BIN)/shard
+test-tools-emu: $(addprefix build/emu-fast/bin/,train sample eval) $(BIN)/midi2remi $(BIN)/shard
 	rm -rf build/emu-fast/shards
 	ls $(POP909)/*.mid | sed -n 1,10p | $(BIN)/midi2remi -q | $(BIN)/shard -q -o build/emu-fast/shards --val 0.1 --test 0.2
 	BIN=build/emu-fast/bin SHARDS=build/emu-fast/shards HMT_REQUIRE_GPU=1 HMT_GPU_NAME=cuda_emu \
