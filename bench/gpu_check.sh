@@ -5,8 +5,9 @@
 # POP909 songs into build/gpu-data; carry build/cuda/tests, build/cuda/bench, build/gpu-libs, build/gpu-data and
 # bin-cuda. cuBLAS 13 is too large to carry: it is looked for there (the CUDA toolkit, or PyTorch's nvidia-* wheels).
 # Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
-# then, most wanted first: bench/gpu_model.sh (C against PyTorch on this GPU), the training profiles, bench/gpu_decode.sh,
-# the decoding profiles, compute-sanitizer memcheck and bench/gpu_step.sh (train's step with and without its CUDA
+# then, most wanted first: bench/gpu_model.sh's goals (issue 15's rows: C bf16 against PyTorch bf16 on this GPU),
+# bench/gpu_decode.sh, the training profiles, bench/gpu_model.sh's rest (the switches, fp32 and TF32), the decoding
+# profiles, compute-sanitizer memcheck and bench/gpu_step.sh (train's step with and without its CUDA
 # graph). GPU_CHECK_DEADLINE (epoch seconds; gpu_session.sh sets it from its budget): each step after the tests runs
 # only while at least its minimum is left, with its time limit cut to what is left, so a window's call ends with
 # the most wanted results rather than being killed in the middle of the less wanted ones.
@@ -64,6 +65,8 @@ budget() {
     fi
     echo "$max"
 }
+# stopped NAME STATUS: a benchmark that did not end well is said (124: its time limit); not a failed check
+stopped() { [ "$2" = 0 ] || echo "gpu_check: $1 stopped (exit $2$([ "$2" = 124 ] && echo ": its time limit"))"; }
 step "$TEST"
 if ! HMT_REQUIRE_GPU=1 timeout 120 "$TEST"; then
     rc=1
@@ -88,13 +91,27 @@ bench=0
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     bench=1
-    if [ "${GPU_CHECK_MODEL:-1}" != 0 ] && t=$(budget bench/gpu_model.sh 60 420); then
-        step bench/gpu_model.sh
-        timeout "$t" bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" 2>&1 |
-            tee "$OUT/gpu_model.log" || echo "gpu_check: the benchmark stopped (exit $?)"
+    # model PART MIN MAX: bench/gpu_model.sh's rows of PART (goals, rest), appended to gpu_model.log, and the tables
+    # of all its rows so far
+    model() {
+        [ "${GPU_CHECK_MODEL:-1}" != 0 ] || return 0
+        t=$(budget "bench/gpu_model.sh $1" "$2" "$3") || return 0
+        step "bench/gpu_model.sh $1"
+        timeout "$t" bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" "$1" 2>&1 |
+            tee -a "$OUT/gpu_model.log"
+        stopped "bench/gpu_model.sh $1" "${PIPESTATUS[0]}"
         # its tables as the README gives them (what ran until a stop too)
         python3 bench/gpu_summary.py "$OUT/gpu_model.log" > "$OUT/gpu_summary.md" ||
             echo "gpu_check: bench/gpu_summary.py found no run in gpu_model.log"
+    }
+    rm -f "$OUT/gpu_model.log"
+    model goals 60 300 # issue 15's rows first, then the decoder's, then where the time goes, then the switches
+    if t=$(budget bench/gpu_decode.sh 40 300); then
+        step bench/gpu_decode.sh
+        timeout "$t" bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log"
+        stopped bench/gpu_decode.sh "${PIPESTATUS[0]}"
+        python3 bench/gpu_summary.py "$OUT/gpu_decode.log" > "$OUT/gpu_decode_summary.md" ||
+            echo "gpu_check: bench/gpu_summary.py found no run in gpu_decode.log"
     fi
     # GPU_CHECK_PROFILE_MODE: HMT_GPU_PROFILE's mode, events (default: the GPU's own time per kernel, no waits) or 1
     # (a wait after every op: the wall time per op)
@@ -119,13 +136,7 @@ if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
                 tee "$OUT/gpu_profile_$att.log"
         done
     fi
-    if t=$(budget bench/gpu_decode.sh 40 300); then
-        step bench/gpu_decode.sh
-        timeout "$t" bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log" ||
-            echo "gpu_check: the decode benchmark stopped (exit $?)"
-        python3 bench/gpu_summary.py "$OUT/gpu_decode.log" > "$OUT/gpu_decode_summary.md" ||
-            echo "gpu_check: bench/gpu_summary.py found no run in gpu_decode.log"
-    fi
+    model rest 60 420
     if [[ "${GPU_CHECK_PROFILE:-}" =~ ^(decode|all)$ ]]; then # the decoder's time, op by op: with waits, then the
         # GPU's own time per kernel (against the step's tok/s: what the launches cost at batch 1)
         for m in 1 events; do
@@ -167,8 +178,8 @@ fi
 if [ "$bench" = 1 ] && [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ] &&
    t=$(budget bench/gpu_step.sh 40 240); then
     step "PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3"
-    PRECISIONS=fp32 BATCHES=8 timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log" ||
-        echo "gpu_check: the step benchmark stopped (exit $?)"
+    PRECISIONS=fp32 BATCHES=8 timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log"
+    stopped bench/gpu_step.sh "${PIPESTATUS[0]}"
 fi
 echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"
 exit $rc

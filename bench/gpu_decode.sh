@@ -12,12 +12,6 @@
 # step) come first, then dependent launches, PyTorch, and the rows timed before. bench/gpu_summary.py LOG: its table.
 set -uo pipefail
 runs=${1:-3}
-echo "== C decoder, CUDA backend, fp32"
-build/cuda/bench/decode "$runs" 1 --device cuda
-# the same with every single step a replayed CUDA graph (captured in the warm-up run; batch 8 of the hourglass
-# needs 16-row products, past the graphs' matrix-vector kernel: it runs as above)
-echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1)"
-HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 # every step one launch: the ops of a step run by one persistent kernel, a grid barrier between each and the next
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of one launch (HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
@@ -25,13 +19,20 @@ echo "== C decoder, CUDA backend, bf16 weights, graphs of one launch (HMT_GPU_DE
 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== the same with 2 blocks per multiprocessor (HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_MEGA_BLOCKS=2 HMT_GPU_DECODE_MEGA=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
-# the graphs again with every step kernel a programmatic dependent launch (each starts while the one before ends)
+# the graphs with every step kernel a programmatic dependent launch (each starts while the one before ends)
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== C decoder, CUDA backend, bf16 weights, graphs of dependent launches (HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1)"
 HMT_GPU_DECODE_PDL=1 HMT_GPU_DECODE_BF16=1 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
 echo "== PyTorch eager, fp32, a full forward per token (tests/ref, eval, no_grad)"
 python3 bench/decode_torch.py "$runs" --cuda
+# every single step a replayed CUDA graph (captured in the warm-up run; batch 8 of the hourglass needs 16-row
+# products, past the graphs' matrix-vector kernel: it runs without graphs)
+echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs (HMT_GPU_DECODE_GRAPH=1)"
+HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
+# and launched one by one, no graphs (the first rows timed)
+echo "== C decoder, CUDA backend, fp32"
+build/cuda/bench/decode "$runs" 1 --device cuda
 # sample tok/s with the draw on the host instead of the GPU (the logits copied back and drawn there, as before)
 echo "== C decoder, CUDA backend, fp32, steps as CUDA graphs, sampling drawn on the host (HMT_GPU_DECODE_DRAW=0)"
 HMT_GPU_DECODE_DRAW=0 HMT_GPU_DECODE_GRAPH=1 build/cuda/bench/decode "$runs" 1 --device cuda
