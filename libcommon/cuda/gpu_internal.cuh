@@ -6,13 +6,17 @@
 // A dry run (gpu.h gpu_dry_begin): kernels are not launched, cuBLAS is not called, nothing is copied
 extern int gpu_dry;
 
+// whether the next LAUNCH_PDL is a programmatic dependent launch (below, with pdl_wait)
+bool gpu_pdl_now(void);
 #ifdef GPU_EMU // tests/emu: the same sources compiled for the CPU, kernels run by an emulator (no GPU needed)
 #include "cuda_emu.h"
 #undef LAUNCH
 #undef LAUNCH_SMEM
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block), 0, &gpu_dry)
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry)
-#define LAUNCH_PDL(kernel, grid, block, bytes) LAUNCH_SMEM(kernel, grid, block, bytes) // one kernel at a time
+// one kernel at a time, after the one before; the race check orders it after that one only from its pdl_wait on
+#define LAUNCH_PDL(kernel, grid, block, bytes)                                                                         \
+    emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry, 0, gpu_pdl_now())
 // every block's threads live at once, for a kernel whose blocks wait for each other (emu_grid_yield)
 #define LAUNCH_GRID(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes), &gpu_dry, 1)
 #else
@@ -24,7 +28,6 @@ extern cudaStream_t gpu_stream;
 // run; written so the emulator can take it over. LAUNCH_SMEM with `bytes` of dynamic shared memory, which the
 // kernel names with DYN_SMEM(name) (a float *). LAUNCH_PDL: LAUNCH_SMEM, as a programmatic dependent launch when
 // gpu_pdl_now() says so (the kernel then calls pdl_wait, below)
-bool gpu_pdl_now(void);
 template <typename K> struct GpuLaunch {
     K kernel;
     dim3 grid, block;
@@ -202,17 +205,22 @@ __device__ static inline int drop_keep(uint64_t key, uint32_t thr, size_t i)
 // A kernel launched with it (gpu_decode.cu's step kernels under DecOpts.pdl) may start while the kernel before it in
 // the stream still runs. pdl_wait() returns once that kernel has finished and its writes are visible: before it, a
 // kernel reads only what no kernel writes (weights, biases) and writes nothing. pdl_release() lets the next kernel
-// start (it then waits in its own pdl_wait). Both do nothing in a kernel launched without it, and on the emulator.
+// start (it then waits in its own pdl_wait). Both do nothing in a kernel launched without it; on the emulator they
+// tell its race check where the kernel's threads are ordered after the kernel before (cuda_emu.h emu_run).
 __device__ static inline void pdl_wait(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#elif defined(GPU_EMU)
+    emu_pdl_wait();
 #endif
 }
 __device__ static inline void pdl_release(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" :::);
+#elif defined(GPU_EMU)
+    emu_pdl_release();
 #endif
 }
 // gpu_pdl_now (declared above, with LAUNCH_PDL): whether the next LAUNCH_PDL is one: asked for (gpu_set_pdl, on a

@@ -25,21 +25,24 @@ float *emu_dyn_smem;
 // Each emulated thread runs as a fiber of ThreadSanitizer's, switched to without synchronisation, so its accesses
 // race with every other thread's unless something orders them as a GPU does: a block's start (its threads begin
 // after the host's work before it, its fresh shared memory included), __syncthreads and __syncwarp (what a thread
-// did before the barrier happens before what any does after it), the atomics, and a launch's end (the host goes on
-// after all of its threads). Shuffles and wmma calls order nothing. Blocks are not ordered among themselves: two
-// blocks of a launch touching one word, one of them writing, is a race. A fiber costs ThreadSanitizer about 0.5 ms
-// and 0.8 MB to make, so there is a pool of them (EMU_RACE_FIBERS, default 1024), each with a stack of its own: a
-// launch's blocks take their fibers in turn, block k those of block k - G (G = pool / block size), so a block is
-// ordered after the blocks G, 2G, ... before it by its fibers' own histories and checked against all the others.
+// did before the barrier happens before what any does after it), the atomics, and a launch's end (for the next
+// plain launch, and the host from its next call that waits for the stream or is ordered in it: host_waits; a
+// dependent launch only from its emu_pdl_wait on). Shuffles and wmma calls order nothing. Blocks are not ordered
+// among themselves: two blocks of a launch touching one word, one of them writing, is a race. A fiber costs
+// ThreadSanitizer about 0.5 ms and 0.8 MB to make, so there is a pool of them (EMU_RACE_FIBERS, default 1024), each
+// with a stack of its own: blocks take their fibers in turn, going on from launch to launch, block k those of the
+// block G before it (G = pool / block size), so a block is ordered after the blocks G, 2G, ... before it by its
+// fibers' own histories and checked against all the others.
 #ifdef EMU_RACE
 #include <sanitizer/tsan_interface.h>
 static void *host_fiber;
 static std::vector<void *> fiber;
 static std::vector<unsigned> gen_block, gen_warp; // the memory barriers the thread on each fiber has passed
 // addresses ThreadSanitizer keeps clocks for: each fiber's block's and warp's barriers, in two generations (a thread
-// past barrier g may arrive at g + 1 before the others have left g); the host's latest; the launch's end
+// past barrier g may arrive at g + 1 before the others have left g); the host's latest; the launches' ends (all of
+// them so far); their threads' emu_pdl_release points (all so far)
 static std::vector<char> sync_block, sync_warp;
-static char sync_host, sync_end;
+static char sync_host, sync_end, sync_trigger;
 static int pool_size(void)
 {
     static int n = 0;
@@ -147,14 +150,69 @@ static char *warp_sync(int c)
     int b = c / (int)blockDim.x, t = c % (int)blockDim.x, warps = ((int)blockDim.x + 31) / 32;
     return &sync_warp[2 * (b * warps + t / 32) + (gen_warp[c] & 1)];
 }
-// a thread starts, or a grid_sync block's thread resumes: it sees the host's latest (the block's fresh memory)
+// a grid_sync block's thread resumes: it sees the host's latest (the block's fresh memory)
 static void race_resume(void) { __tsan_acquire(&sync_host); }
 #endif
+
+// Dependent launches (emu_run's pdl). The host is ordered after the launches before only where a GPU's host would
+// be: at the next call that waits for them or is ordered after them in the stream (host_waits: a copy, a product, a
+// free, a wait, a launch that is not a dependent one), not as a launch ends. A thread of a plain launch starts after
+// all of that (what the host did before it, which includes every launch before); a thread of a dependent one after
+// what the host did before it, which leaves the launch just before it out, and after that launch's threads'
+// emu_pdl_release points (or, where none released, its end), then after every launch's end from its emu_pdl_wait on
+static size_t next_turn;    // the slots' turn the next block of a launch takes (emu_run)
+static int launch_pdl;      // the running launch is a dependent one
+static int launch_released; // a thread of the running launch has called emu_pdl_release
+static int prev_released;   // ... of the launch before (none since a host_waits)
+static void host_waits(void)
+{
+    RACE(__tsan_acquire(&sync_end);)
+    prev_released = 0;
+}
+void emu_pdl_wait(void) { RACE(if (launch_pdl) __tsan_acquire(&sync_end);) }
+void emu_pdl_release(void)
+{
+    launch_released = 1;
+    RACE(__tsan_release(&sync_trigger);)
+}
+#ifdef EMU_RACE
+static void race_start(void)
+{
+    __tsan_acquire(&sync_host);
+    if (launch_pdl) __tsan_acquire(prev_released ? &sync_trigger : &sync_end);
+}
+#endif
+
+// a launch's kernel and arguments (cuda_emu.h EmuLaunch): for the race check pages mapped anew for each launch, so
+// ThreadSanitizer forgets the last launch's reads of them (the host, not ordered after a launch's threads before
+// it waits for them, writes the next launch's there); else a buffer kept
+void *emu_args(size_t bytes)
+{
+    static char *area;
+    static size_t cap;
+#ifdef EMU_RACE
+    size_t span = (bytes + 4095) & ~(size_t)4095;
+    if (span > cap) {
+        if (area) munmap(area, cap);
+        area = (char *)mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (area == (char *)MAP_FAILED) abort();
+        cap = span;
+    } else if (mmap(area, cap, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+        abort();
+#else
+    if (bytes > cap) {
+        free(area);
+        cap = (bytes + 4095) & ~(size_t)4095;
+        if (posix_memalign((void **)&area, 64, cap) != 0) abort();
+    }
+#endif
+    return area;
+}
 
 // a thread's first code: the kernel, then back to the scheduler for good
 static void thread_entry(void)
 {
-    RACE(race_resume();)
+    RACE(race_start();)
     run_fn(run_arg);
     // an ended thread counts as arrived at its block's and warp's barriers, and at the launch's end
     RACE(__tsan_release(block_sync(cur)), __tsan_release(warp_sync(cur)), __tsan_release(&sync_end);)
@@ -291,8 +349,10 @@ static void start_threads(int base, int n)
     RACE(for (int t = base; t < base + n; t++) gen_block[t] = gen_warp[t] = 0;)
 }
 
-void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync)
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync, int pdl)
 {
+    if (!pdl) host_waits(); // a plain launch starts after everything before it in the stream
+    launch_pdl = pdl, launch_released = 0;
     if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024) {
         fprintf(stderr, "cuda_emu: block (%u,%u,%u): only 1-D blocks of 1..1024 threads are emulated\n", block.x,
                 block.y, block.z);
@@ -348,12 +408,15 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync
         }
     } else {
         dyn_smem_slots((size_t)turns);
-        size_t k = 0; // the block's place in the launch
+        // blocks take the slots in turn, the turns going on from the launch before, so that a launch's threads run
+        // on other fibers than the one's before (a fiber's history orders what ran on it: for the race check, a
+        // dependent launch's thread would be ordered after the thread of the launch before on its fiber)
         for (unsigned bz = 0; bz < grid.z; bz++)
             for (unsigned by = 0; by < grid.y; by++)
-                for (unsigned bx = 0; bx < grid.x; bx++, k++) {
-                    int base = (int)(k % (size_t)turns) * n;
-                    fresh_dyn_smem(k % (size_t)turns), fresh_static_smem();
+                for (unsigned bx = 0; bx < grid.x; bx++) {
+                    size_t turn = next_turn++ % (size_t)turns;
+                    int base = (int)turn * n;
+                    fresh_dyn_smem(turn), fresh_static_smem();
                     start_threads(base, n);
                     run_block(dim3(bx, by, bz), base, n);
                     for (int t = base; t < base + n; t++)
@@ -363,7 +426,8 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *arg, int grid_sync
                         }
                 }
     }
-    RACE(__tsan_acquire(&sync_end);) // the host goes on after every thread of the launch
+    // (the host is not ordered after the launch's threads here: host_waits)
+    prev_released = launch_released, launch_pdl = 0;
 }
 
 // ---- CUDA runtime -------------------------------------------------------------------------------------------
@@ -479,7 +543,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
     e->t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return host_waits(), cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 {
     if (a->t < 0 || b->t < 0) return cudaErrorInvalidValue;
@@ -529,14 +593,14 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { return delete e, cudaSuccess; }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) { return delete g, cudaSuccess; }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu_capturing ? refused() : cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu_capturing ? refused() : (host_waits(), cudaSuccess); }
 cudaError_t emu_malloc(void **p, size_t bytes)
 {
     if (emu_capturing) return *p = NULL, refused();
     *p = bytes <= ((size_t)8 << 30) ? malloc(bytes) : NULL;
     return *p ? cudaSuccess : set(cudaErrorMemoryAllocation);
 }
-cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaFree(void *p) { return host_waits(), free(p), cudaSuccess; }
 static std::map<uintptr_t, size_t> pinned; // page-locked blocks: start -> bytes
 cudaError_t emu_host_alloc(void **p, size_t bytes)
 {
@@ -547,7 +611,7 @@ cudaError_t emu_host_alloc(void **p, size_t bytes)
 cudaError_t cudaFreeHost(void *p)
 {
     pinned.erase((uintptr_t)p);
-    return free(p), cudaSuccess;
+    return host_waits(), free(p), cudaSuccess;
 }
 // whether [p, p + bytes) lies in one page-locked block
 static bool is_pinned(const void *p, size_t bytes)
@@ -564,15 +628,16 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
         if ((k == cudaMemcpyHostToDevice && !is_pinned(src, bytes)) ||
             (k == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)))
             return refused();
-        return emu_record([=]() { memmove(dst, src, bytes); }), cudaSuccess;
+        return emu_record([=]() { host_waits(), memmove(dst, src, bytes); }), cudaSuccess;
     }
+    host_waits();
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
 {
-    if (emu_capturing) return emu_record([=]() { memset(p, v, bytes); }), cudaSuccess;
-    return memset(p, v, bytes), cudaSuccess;
+    if (emu_capturing) return emu_record([=]() { host_waits(), memset(p, v, bytes); }), cudaSuccess;
+    return host_waits(), memset(p, v, bytes), cudaSuccess;
 }
 
 // ---- cuBLAS ---------------------------------------------------------------------------------------------------
@@ -610,6 +675,7 @@ static cublasStatus_t sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, i
     if (m < 0 || n < 0 || k < 0 || lda < (ra > 1 ? ra : 1) || ldb < (rb > 1 ? rb : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    host_waits();
     cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return CUBLAS_STATUS_SUCCESS;
@@ -680,6 +746,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (Ctype != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && !fast) || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF) ||
         (Btype != CUDA_R_32F && Btype != CUDA_R_16BF))
         return CUBLAS_STATUS_INVALID_VALUE;
+    host_waits();
     std::vector<float> a, b;
     const float *fa = gemm_ex_operand(a, A, Atype, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, fast);
     const float *fb = gemm_ex_operand(b, B, Btype, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, fast);
@@ -869,6 +936,7 @@ static cublasStatus_t lt_matmul(EmuLtDesc d, float alpha, const void *A, EmuLtLa
         }
     if (d.epi == CUBLASLT_EPILOGUE_BIAS && !d.bias) return CUBLAS_STATUS_INVALID_VALUE;
     if (!run) return CUBLAS_STATUS_SUCCESS;
+    host_waits();
     float *out = (float *)D;
     if (beta != 0.0f && C != D)
         for (uint64_t j = 0; j < n; j++) memmove(out + j * ld.ld, (const float *)C + j * lc.ld, m * sizeof(float));

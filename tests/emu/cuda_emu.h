@@ -11,6 +11,8 @@
 #include <stddef.h>
 
 #include <functional>
+#include <new>
+#include <tuple>
 #include <type_traits>
 #include <stdint.h>
 #include <string.h>
@@ -53,7 +55,17 @@ void emu_grid_yield(void);
 // behind one that is), then the next block, round after round. So blocks still run one after another between
 // their waits: a block that reads what another writes without waiting for it reads it unwritten or written, by
 // block order. A round in which no thread gets past a wait is a deadlock
-void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx, int grid_sync = 0);
+// pdl: a programmatic dependent launch (gpu_internal.cuh LAUNCH_PDL), which on a GPU may start while the kernel
+// before it still runs; the emulator runs it after that kernel all the same, and the race check orders its threads
+// after that kernel's end only from their emu_pdl_wait on (before it, after what the kernel before had done at its
+// emu_pdl_release: its start, in gpu_decode.cu's kernels), so a read of that kernel's output before the wait, or a
+// write before it that kernel reads, is a race
+void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx, int grid_sync = 0, int pdl = 0);
+// griddepcontrol.wait and .launch_dependents (gpu_internal.cuh pdl_wait, pdl_release): for the race check only
+void emu_pdl_wait(void);
+void emu_pdl_release(void);
+// room for a launch's kernel and arguments (EmuLaunch), 16-byte aligned, until the next launch
+void *emu_args(size_t bytes);
 // integer atomics and fences: the threads run one at a time, so a fence is nothing; the atomics are the compiler's
 // (acquire and release), so the race check sees the synchronisation they make
 static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
@@ -256,6 +268,7 @@ template <typename K> struct EmuLaunch {
     size_t smem;
     const int *skip; // when it points to a nonzero int, the launch does nothing (gpu_internal.cuh's dry run)
     int grid_sync;   // the kernel waits for other blocks (emu_grid_yield): every block's threads live at once (emu_run)
+    int pdl;         // a programmatic dependent launch (emu_run)
     template <typename... A> void operator()(A... args)
     {
         if (skip && *skip) return;
@@ -266,14 +279,20 @@ template <typename K> struct EmuLaunch {
         }
         if (!emu_launch_note(reinterpret_cast<const void *>(k), b, smem, grid_sync)) return;
         emu_set_dyn_smem(smem);
-        auto call = [&]() { k(args...); };
-        emu_run(g, b, [](void *c) { (*(decltype(call) *)c)(); }, &call, grid_sync);
+        // the kernel and its arguments, which every thread reads: for the race check in pages of their own, mapped
+        // anew for each launch (emu_args), not on the host's stack, where the next launch's would be written over
+        // them while the host is not ordered after this launch's threads (a dependent launch)
+        typedef std::tuple<K, A...> Payload;
+        Payload *call = new (emu_args(sizeof(Payload))) Payload(k, args...);
+        emu_run(g, b, [](void *c) { std::apply([](K kk, auto &...a) { kk(a...); }, *(Payload *)c); }, call, grid_sync,
+                pdl);
+        call->~Payload();
     }
 };
 template <typename K> static inline EmuLaunch<K> emu_launch(K k, dim3 g, dim3 b, size_t smem = 0,
-                                                           const int *skip = NULL, int grid_sync = 0)
+                                                           const int *skip = NULL, int grid_sync = 0, int pdl = 0)
 {
-    return EmuLaunch<K>{k, g, b, smem, skip, grid_sync};
+    return EmuLaunch<K>{k, g, b, smem, skip, grid_sync, pdl};
 }
 #define LAUNCH(kernel, grid, block) emu_launch(kernel, dim3(grid), dim3(block))
 #define LAUNCH_SMEM(kernel, grid, block, bytes) emu_launch(kernel, dim3(grid), dim3(block), (bytes))

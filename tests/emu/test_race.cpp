@@ -71,6 +71,29 @@ __global__ static void handoff_k(float *out, bool wait)
     }
 }
 
+// dependent launches (emu_run's pdl): produce_k writes a[i] and reads b[i]; consume_k, launched after it as a
+// dependent launch, lets the next start (emu_pdl_release), then reads another thread's a[j] after its emu_pdl_wait
+// (no race), or before it (a race: the kernel before may still run), or writes b[j] before it (a race)
+enum { AFTER_WAIT, READ_EARLY, WRITE_EARLY };
+__global__ static void produce_k(float *a, const float *b, float *out)
+{
+    emu_pdl_release();
+    int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    a[i] = 1.0f + b[i];
+    out[i] = 0.0f;
+}
+__global__ static void consume_k(const float *a, float *b, float *out, int mode)
+{
+    emu_pdl_release();
+    int n = (int)(gridDim.x * blockDim.x), i = (int)(blockIdx.x * blockDim.x + threadIdx.x), j = (i + 1) % n;
+    float v = 0.0f;
+    if (mode == READ_EARLY) v = a[j];
+    if (mode == WRITE_EARLY) b[j] = 2.0f;
+    emu_pdl_wait();
+    if (mode == AFTER_WAIT) v = a[j];
+    out[i] = v;
+}
+
 // (the emulator's ldmatrix check, not a race) a warp's ldmatrix over four 8 x 8 tiles of bf16, row l of the 32 at
 // lane l's address, the value 8 row + column; shifted by `shift` elements (2 bytes each), not 16-byte aligned
 __global__ static void ldm_k(float *out, int shift)
@@ -91,10 +114,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_race CASE\n");
         return 2;
     }
-    float *out;
-    if (cudaMalloc(&out, sizeof(float) * N_BLOCKS * THREADS) != cudaSuccess) return 1;
+    float *out, *a, *b;
+    const size_t n = N_BLOCKS * THREADS;
+    if (cudaMalloc(&out, sizeof(float) * n) != cudaSuccess || cudaMalloc(&a, sizeof(float) * n) != cudaSuccess ||
+        cudaMalloc(&b, sizeof(float) * n) != cudaSuccess)
+        return 1;
     const char *c = argv[1];
     int ok = 1;
+    // the host reads what a kernel wrote only after waiting for it, as on a GPU (the race check orders it there)
+#define HOST_WAITS() cudaStreamSynchronize(NULL)
     if (!strcmp(c, "barrier")) LAUNCH(publish_k, N_BLOCKS, THREADS)(out, true);
     else if (!strcmp(c, "no-barrier")) LAUNCH(publish_k, N_BLOCKS, THREADS)(out, false);
     else if (!strcmp(c, "syncwarp")) LAUNCH(lanes_k, N_BLOCKS, THREADS)(out, true);
@@ -104,11 +132,13 @@ int main(int argc, char **argv)
     else if (!strcmp(c, "smem")) LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, THREADS * sizeof(float))(out);
     else if (!strcmp(c, "stale")) {
         LAUNCH(stale_k, N_BLOCKS, THREADS)(out);
+        HOST_WAITS();
         for (int i = 0; i < N_BLOCKS * THREADS; i++) ok &= out[i] != out[i]; // NaN
     } else if (!strcmp(c, "acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, true);
     else if (!strcmp(c, "no-acquire")) emu_launch(handoff_k, dim3(2), dim3(THREADS), 0, NULL, 1)(out, false);
     else if (!strcmp(c, "ldm") || !strcmp(c, "ldm-misaligned")) {
         LAUNCH(ldm_k, 1, 32)(out, strcmp(c, "ldm") ? 4 : 0);
+        HOST_WAITS();
         for (int l = 0; l < 32; l++) // register j of lane l: tile j's row l / 4, column 2 (l % 4)
             for (int j = 0; j < 4; j++) ok &= out[4 * l + j] == (float)(8 * (8 * j + l / 4) + 2 * (l % 4));
     } else if (!strcmp(c, "optin")) {
@@ -120,11 +150,28 @@ int main(int argc, char **argv)
         ok &= cudaGetLastError() == cudaErrorInvalidValue && out[0] == -1.0f;
         ok &= cudaFuncSetAttribute(smem_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big) == cudaSuccess;
         LAUNCH_SMEM(smem_k, N_BLOCKS, THREADS, big)(out);
+        HOST_WAITS();
         ok &= cudaGetLastError() == cudaSuccess && out[(N_BLOCKS - 1) * THREADS] == 2.0f * (N_BLOCKS - 1);
+    } else if (!strncmp(c, "pdl-", 4) || !strcmp(c, "plain-early-read")) {
+        // pdl-wait, pdl-early-read, pdl-early-write: produce_k, then consume_k as a dependent launch;
+        // plain-early-read: consume_k reads early, launched plainly (after produce_k's end: no race); pdl-chain:
+        // produce_k, then a dependent launch that waits, then one that reads early what produce_k wrote (a race:
+        // the one in the middle let it start before its own wait, so produce_k may still run)
+        int mode = strstr(c, "early-read") ? READ_EARLY : strstr(c, "early-write") ? WRITE_EARLY : AFTER_WAIT;
+        int pdl = strncmp(c, "plain", 5) != 0;
+        cudaMemsetAsync(b, 0, sizeof(float) * n, NULL);
+        LAUNCH(produce_k, N_BLOCKS, THREADS)(a, b, out);
+        if (!strcmp(c, "pdl-chain")) {
+            emu_launch(consume_k, dim3(N_BLOCKS), dim3(THREADS), 0, NULL, 0, 1)(a, b, out, AFTER_WAIT);
+            mode = READ_EARLY;
+        }
+        emu_launch(consume_k, dim3(N_BLOCKS), dim3(THREADS), 0, NULL, 0, pdl)(a, b, out, mode);
+        HOST_WAITS();
+        for (size_t i = 0; i < n; i++) ok &= out[i] == (mode == WRITE_EARLY ? 0.0f : 1.0f);
     } else {
         fprintf(stderr, "test_race: no case '%s'\n", c);
         return 2;
     }
-    cudaFree(out);
+    cudaFree(out), cudaFree(a), cudaFree(b);
     return ok ? 0 : 1;
 }
