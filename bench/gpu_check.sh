@@ -178,7 +178,9 @@ fi
 if [ "$bench" = 1 ] && [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/shards/train.bin ] &&
    t=$(budget bench/gpu_step.sh 40 240); then
     step "PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3"
-    PRECISIONS=fp32 BATCHES=8 timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log"
+    # (its tools and shards named, so a BIN, SHARDS, DEVICE or CONFIGS in the caller's environment does not move it)
+    BIN=bin-cuda SHARDS=build/gpu-data/shards DEVICE=cuda CONFIGS="baseline linear_attn" PRECISIONS=fp32 BATCHES=8 \
+        timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log"
     stopped bench/gpu_step.sh "${PIPESTATUS[0]}"
 fi
 echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"

@@ -18,10 +18,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd) || exit 1
 cd "$ROOT" || exit 1
 . tests/cli/lib/common.sh
 
-N_CHECKS=46
+N_CHECKS=47
 REAL_PY=$(command -v python3) || { skip "$N_CHECKS" "python3 is not installed: bench/gpu_check.sh not checked"; summary; }
 export REAL_PY
 unset "${!HMT_@}" # the stubs print the switches they were given
+# the window's scripts as a bare machine runs them: nothing of make test's (BIN, SHARED) or the caller's in their way
+U=(-u BIN -u SHARED -u SHARDS -u DEVICE -u CONFIGS -u BATCHES -u PRECISIONS -u OUT -u DIR)
 
 # ---- the window's folder: the scripts as they are, stubs for the rest ---------------------------------------------
 R=$T/root
@@ -108,7 +110,7 @@ echo "========= ERROR SUMMARY: 0 errors"'
 
 # check_in [VAR=VALUE...]: bench/gpu_check.sh in the window's folder, its log in $T/out, $OUT = $T/check
 O=$T/check rc=0
-check_in() { rm -rf "$O" "$CALLS" "$CALLS.runs"; run env PATH="$S:$PATH" OUT="$O" GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_check.sh"; }
+check_in() { rm -rf "$O" "$CALLS" "$CALLS.runs"; run env "${U[@]}" PATH="$S:$PATH" OUT="$O" GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_check.sh"; }
 n_calls() { grep -c "$1" "$CALLS"; }
 lacks() { ! grep -q -- "$1" "$2"; }
 # line_of PATTERN: the first line of the calls holding PATTERN (0: none)
@@ -225,6 +227,10 @@ check "a failing memcheck: said, with its log" \
     grep -q "gpu_check: compute-sanitizer memcheck: exit 3 (see sanitizer-memcheck.log)" "$T/out"
 check "its log says why" grep -q "ERROR SUMMARY: 1 error" "$O/sanitizer-memcheck.log"
 
+# ---- the caller's environment: make test's BIN (another tool folder) does not move the step benchmark --------------
+check_in BIN=/nonexistent SHARDS=/nonexistent GPU_CHECK_SAN=0
+check "BIN and SHARDS in the environment: the step benchmark still runs bin-cuda's train" test "$(n_calls '^train')" = 12
+
 # ---- a deadline close at hand: what does not fit is left out, saying so ---------------------------------------------
 check_in GPU_CHECK_DEADLINE=$(($(date +%s) + 32)) GPU_CHECK_PROFILE=all
 check "near the deadline: exits 0 (a benchmark left out is no failure)" test "$rc" = 0
@@ -247,7 +253,7 @@ mv "$T/ops" "$R/build/cuda/tests/test_cuda_ops"
 # ---- gpu_session.sh with its checks: everything home as one tar ---------------------------------------------------
 session() {
     rm -rf "${T:?}/home" "$T/stage" "$CALLS"
-    run env PATH="$S:$PATH" OUT="$T/home" GPU_SESSION_STAGE="$T/stage" GPU_SESSION_PACK="$T/none" GPU_SESSION_TASK=none \
+    run env "${U[@]}" PATH="$S:$PATH" OUT="$T/home" GPU_SESSION_STAGE="$T/stage" GPU_SESSION_PACK="$T/none" GPU_SESSION_TASK=none \
         GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_session.sh"
 }
 session
