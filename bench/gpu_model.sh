@@ -33,24 +33,19 @@ row() {
     local s=$?
     [ "$s" = 0 ] || { echo "gpu_model.sh: the run above failed (exit $s)"; failed=1; }
 }
-# c LABEL ENV... -- ARGS...: one C run at batch $B, its "==" line first (bench/gpu_summary.py labels runs by it);
-# h LABEL ENV... -- ARGS...: the same for the headline config; pt PREC, pth PREC: PyTorch's at batch $B, headline's
-c() {
-    local label=$1 env=()
-    shift
+# crun HEADER RUNS ENV... -- ARGS...: one C run of bench/model, its "==" line first (bench/gpu_summary.py labels runs
+# by it); c LABEL ENV... -- ARGS...: at batch $B; h LABEL ENV... -- ARGS...: the headline config; pt PREC, pth PREC
+# LABEL: PyTorch's at batch $B, the headline config's
+crun() {
+    local header=$1 n=$2 env=()
+    shift 2
     while [ "$1" != -- ]; do env+=("$1"); shift; done
     shift
-    echo "== C, CUDA backend, $label, batch $B"
-    row env "${env[@]}" build/cuda/bench/model "$runs" --device cuda --batch "$B" --full "$@"
+    echo "== $header"
+    row env "${env[@]}" build/cuda/bench/model "$n" "$@"
 }
-h() {
-    local label=$1 env=()
-    shift
-    while [ "$1" != -- ]; do env+=("$1"); shift; done
-    shift
-    echo "== the headline config, batch 24: C $label"
-    row env "${env[@]}" build/cuda/bench/model "$hruns" "${H[@]}" "$@"
-}
+c() { crun "C, CUDA backend, $1, batch $B" "$runs" "${@:2}" --device cuda --batch "$B" --full; }
+h() { crun "the headline config, batch 24: C $1" "$hruns" "${@:2}" "${H[@]}"; }
 pt() {
     echo "== PyTorch eager, $1, batch $B"
     row python3 bench/model_torch.py "$runs" --device cuda --batch "$B" --full --precision "$1"
