@@ -64,7 +64,7 @@ void emu_run(dim3 grid, dim3 block, void (*fn)(void *), void *ctx, int grid_sync
 // griddepcontrol.wait and .launch_dependents (gpu_internal.cuh pdl_wait, pdl_release): for the race check only
 void emu_pdl_wait(void);
 void emu_pdl_release(void);
-// room for a launch's kernel and arguments (EmuLaunch), 16-byte aligned, until the next launch
+// room for a launch's kernel and arguments (EmuLaunch), 64-byte aligned at least, until the next launch
 void *emu_args(size_t bytes);
 // integer atomics and fences: the threads run one at a time, so a fence is nothing; the atomics are the compiler's
 // (acquire and release), so the race check sees the synchronisation they make
