@@ -113,10 +113,6 @@ O=$T/check rc=0
 check_in() { rm -rf "$O" "$CALLS" "$CALLS.runs"; run env "${U[@]}" PATH="$S:$PATH" OUT="$O" GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_check.sh"; }
 n_calls() { grep -c "$1" "$CALLS"; }
 lacks() { ! grep -q -- "$1" "$2"; }
-# line_of PATTERN: the first line of the calls holding PATTERN (0: none)
-line_of() { grep -n -m1 -- "$1" "$CALLS" | cut -d: -f1 | grep . || echo 0; }
-# before A B: the first call holding A comes before the first holding B, and both happened
-before() { local a b; a=$(line_of "$1") b=$(line_of "$2"); [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ "$a" -lt "$b" ]; }
 
 # ---- everything, as gpu_session.sh asks for it ------------------------------------------------------------------
 check_in GPU_CHECK_RUNS=5 GPU_CHECK_HEADLINE_RUNS=3 GPU_CHECK_PROFILE=all GPU_CHECK_PROFILE_ARGS="--precision bf16" \
