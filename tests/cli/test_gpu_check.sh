@@ -110,7 +110,10 @@ echo "========= ERROR SUMMARY: 0 errors"'
 
 # check_in [VAR=VALUE...]: bench/gpu_check.sh in the window's folder, its log in $T/out, $OUT = $T/check
 O=$T/check rc=0
-check_in() { rm -rf "$O" "$CALLS" "$CALLS.runs"; run env "${U[@]}" PATH="$S:$PATH" OUT="$O" GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_check.sh"; }
+check_in() {
+    rm -rf "$O" "$CALLS" "$CALLS.runs"
+    run env "${U[@]}" PATH="$S:$PATH" OUT="$O" GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_check.sh"
+}
 n_calls() { grep -c "$1" "$CALLS"; }
 lacks() { ! grep -q -- "$1" "$2"; }
 
@@ -181,10 +184,12 @@ check "gpu_summary.md: fp32 and TF32 too, from the rest" grep -qF "| 64,100 | 6,
 check "gpu_summary.md: the headline config's row" \
     grep -qF "| the reference's headline config (609M, T 1024) | 24 | 24,100 | 2,410 |" "$O/gpu_summary.md"
 check "gpu_summary.md: the mma run's row, its allocations against PyTorch's peak" \
-    grep -qF "| 64 | bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1) | bf16 | fused | baseline, 6 layers | 64,330 | 10.00x | 1,000 | 400 | 20% |" \
+    grep -qF "| 64 | bf16 linear layers, fused attention, mma kernels (HMT_GPU_FA_MMA=1) | bf16 | fused | \
+baseline, 6 layers | 64,330 | 10.00x | 1,000 | 400 | 20% |" \
     "$O/gpu_summary.md"
 check "gpu_decode_summary.md: a column a run, one launch a step the fastest, against PyTorch" grep -qF \
-    "| baseline, 6 layers | 1 | 90,000 | 7,000 | 7,000 | 7,000 | 5,000 | 5,000 | 5,000 | 4,000 | 5,000 | 5,000 | 200.0 | 35.00x |" \
+    "| baseline, 6 layers | 1 | 90,000 | 7,000 | 7,000 | 7,000 | 5,000 | 5,000 | 5,000 | 4,000 | 5,000 | 5,000 | \
+200.0 | 35.00x |" \
     "$O/gpu_decode_summary.md"
 (cd "$O" && ls) >"$T/files"
 cat >"$T/want" <<'EOF'
@@ -249,7 +254,8 @@ mv "$T/ops" "$R/build/cuda/tests/test_cuda_ops"
 # ---- gpu_session.sh with its checks: everything home as one tar ---------------------------------------------------
 session() {
     rm -rf "${T:?}/home" "$T/stage" "$CALLS"
-    run env "${U[@]}" PATH="$S:$PATH" OUT="$T/home" GPU_SESSION_STAGE="$T/stage" GPU_SESSION_PACK="$T/none" GPU_SESSION_TASK=none \
+    run env "${U[@]}" PATH="$S:$PATH" OUT="$T/home" GPU_SESSION_STAGE="$T/stage" GPU_SESSION_PACK="$T/none" \
+        GPU_SESSION_TASK=none \
         GPU_CHECK_SAN_S=30 "$@" bash "$R/bench/gpu_session.sh"
 }
 session
