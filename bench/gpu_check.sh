@@ -91,28 +91,27 @@ bench=0
 if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x build/cuda/bench/model ] &&
    python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     bench=1
-    # model PART MIN MAX: bench/gpu_model.sh's rows of PART (goals, rest), appended to gpu_model.log, and the tables
-    # of all its rows so far
+    # timed NAME LOG SUMMARY MIN MAX CMD...: a benchmark step while at least MIN s are left (at most MAX), its output
+    # appended to $OUT/LOG, then LOG's tables (bench/gpu_summary.py: what ran until a stop too) in $OUT/SUMMARY
+    timed() {
+        local name=$1 log=$OUT/$2 sum=$OUT/$3
+        t=$(budget "$name" "$4" "$5") || return 0
+        shift 5
+        step "$name"
+        timeout "$t" "$@" 2>&1 | tee -a "$log"
+        stopped "$name" "${PIPESTATUS[0]}"
+        python3 bench/gpu_summary.py "$log" > "$sum" || echo "gpu_check: bench/gpu_summary.py found no run in ${log##*/}"
+    }
+    # model PART MIN MAX: bench/gpu_model.sh's rows of PART (goals, rest), into one gpu_model.log
     model() {
         [ "${GPU_CHECK_MODEL:-1}" != 0 ] || return 0
-        t=$(budget "bench/gpu_model.sh $1" "$2" "$3") || return 0
-        step "bench/gpu_model.sh $1"
-        timeout "$t" bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" "$1" 2>&1 |
-            tee -a "$OUT/gpu_model.log"
-        stopped "bench/gpu_model.sh $1" "${PIPESTATUS[0]}"
-        # its tables as the README gives them (what ran until a stop too)
-        python3 bench/gpu_summary.py "$OUT/gpu_model.log" > "$OUT/gpu_summary.md" ||
-            echo "gpu_check: bench/gpu_summary.py found no run in gpu_model.log"
+        timed "bench/gpu_model.sh $1" gpu_model.log gpu_summary.md "$2" "$3" \
+            bash bench/gpu_model.sh "${GPU_CHECK_RUNS:-10}" "${GPU_CHECK_HEADLINE_RUNS:-5}" "$1"
     }
-    rm -f "$OUT/gpu_model.log"
+    rm -f "$OUT/gpu_model.log" "$OUT/gpu_decode.log"
     model goals 60 300 # issue 15's rows first, then the decoder's, then where the time goes, then the switches
-    if t=$(budget bench/gpu_decode.sh 40 300); then
-        step bench/gpu_decode.sh
-        timeout "$t" bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}" 2>&1 | tee "$OUT/gpu_decode.log"
-        stopped bench/gpu_decode.sh "${PIPESTATUS[0]}"
-        python3 bench/gpu_summary.py "$OUT/gpu_decode.log" > "$OUT/gpu_decode_summary.md" ||
-            echo "gpu_check: bench/gpu_summary.py found no run in gpu_decode.log"
-    fi
+    timed bench/gpu_decode.sh gpu_decode.log gpu_decode_summary.md 40 300 \
+        bash bench/gpu_decode.sh "${GPU_CHECK_DECODE_RUNS:-3}"
     # GPU_CHECK_PROFILE_MODE: HMT_GPU_PROFILE's mode, events (default: the GPU's own time per kernel, no waits) or 1
     # (a wait after every op: the wall time per op)
     pmode=${GPU_CHECK_PROFILE_MODE:-events}
