@@ -419,6 +419,24 @@ static int write_track(smf_t *smf, const Track *t, char *err)
     return rc;
 }
 
+// smf_delete frees each track's events from the last, and libsmf finds each one in its track by a linear search
+// (g_ptr_array_remove): quadratic in a track's events, 59% of remi2midi's time on POP909. Detached first (track
+// NULL: smf_event_delete then only frees it), the events go in one pass, and smf_delete finds the tracks empty.
+static void smf_free(smf_t *smf)
+{
+    for (int i = 1; i <= smf->number_of_tracks; i++) {
+        smf_track_t *tr = smf_get_track_by_number(smf, i);
+        for (guint j = 0; j < tr->events_array->len; j++) {
+            smf_event_t *e = g_ptr_array_index(tr->events_array, j);
+            e->track = NULL;
+            smf_event_delete(e);
+        }
+        g_ptr_array_set_size(tr->events_array, 0);
+        tr->number_of_events = 0;
+    }
+    smf_delete(smf);
+}
+
 int midi_write_score(const Score *s, const char *path, char *err)
 {
     smf_t *smf = smf_new();
@@ -441,6 +459,6 @@ int midi_write_score(const Score *s, const char *path, char *err)
     for (size_t i = 0; i < s->n && rc == 0; i++) rc = write_track(smf, &s->tracks[i], err);
     if (rc == 0 && smf_save(smf, path) != 0) rc = err_set(err, "libsmf could not save the file");
 out:
-    smf_delete(smf);
+    smf_free(smf);
     return rc;
 }
