@@ -11,7 +11,7 @@
 #   make hear experiment=NAME                   the chain, its audio, then results/report.html to listen to
 #
 # Runs live in runs/NAME/<budget>seedS/. STEPS is the training budget: 300 steps by default (the README's reduced
-# budget, ~20 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
+# budget, about 8 minutes per run on 2 cores); STEPS= (empty) trains the config's own steps. A run that was
 # interrupted is resumed (train --resume) by the next make.
 # SAMPLE_TOKENS (sample -n), EVAL_PROMPT and EVAL_GEN (eval --prompt-tokens, --gen-tokens) are empty by default: the
 # tool then decides from the model's window (eval: min(256, input_length/2) each; sample: 512 new tokens, sliding

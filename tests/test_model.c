@@ -17,7 +17,7 @@ typedef struct Kind {
     int pre, post, s, valley_n; // hourglass with a plain valley
     int nested;                 // [pre, [1, valley_n, 1], post] with s at both levels
     int linear, attn;
-    int no_up_hidden; // save_updown_hidden 0 (the reference's headline config): up, and without attn u, are transients
+    int no_up_hidden; // save_updown_hidden 0: up, and without attn u, are transients
 } Kind;
 
 static const Kind kinds[] = {

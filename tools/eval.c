@@ -145,7 +145,7 @@ int main(int argc, char **argv)
     if (!model) die_usage("a model is required (-m RUN_DIR)");
     if (!data) die_usage("a shard folder is required (-d SHARDS)");
     if (strcmp(split, "test") != 0 && strcmp(split, "val") != 0) die_usage("--split is test or val, not '%s'", split);
-    if (study_path && g.n_docs == 0) die_usage("--study-out writes documents of the study: it needs -n N >= 2");
+    if (study_path && g.n_docs == 0) die_usage("--study-out writes documents of the study: it needs -n N >= 1");
     if (study_path && !*study_path) die_usage("option --study-out needs a file name");
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
