@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -247,7 +248,8 @@ OutFile *out_open(const char *path)
     return o;
 }
 
-void out_commit(OutFile *o)
+// Flushes, fsyncs and closes o; its file stays uncommitted. Any failure dies (removing every uncommitted file).
+static void out_sync(OutFile *o)
 {
     // The data may have been written through ->fp or, by a library, through ->tmp_path:
     // fsync on a fresh descriptor covers both.
@@ -259,11 +261,67 @@ void out_commit(OutFile *o)
     int fd = open(o->tmp_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0) die("cannot write output: '%s': %s", o->path, strerror(errno));
     close(fd);
-    if (rename(o->tmp_path, o->path) != 0) die("cannot rename output into place: '%s': %s", o->path, strerror(errno));
+}
+
+static void out_free(OutFile *o)
+{
     ((OutNode *)o->node)->tmp = NULL;
     free(o->tmp_path);
     free(o->path);
     free(o);
+}
+
+void out_commit(OutFile *o)
+{
+    out_sync(o);
+    if (rename(o->tmp_path, o->path) != 0) die("cannot rename output into place: '%s': %s", o->path, strerror(errno));
+    out_free(o);
+}
+
+void out_commit_all(OutFile **o, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out_sync(o[i]);
+    for (size_t i = 0; i < n; i++) { // what would fail a rename, found before the first
+        struct stat st;
+        if (stat(o[i]->path, &st) == 0 && S_ISDIR(st.st_mode))
+            die("cannot rename output into place: '%s': %s", o[i]->path, strerror(EISDIR));
+    }
+    // From here to the last rename a signal waits, and each file already in place is kept as a hard link
+    // (its temporary's name + ".old") until every rename is done, so that a failing rename puts the earlier ones
+    // back. Where no link can be made (a filesystem without them), that file is replaced without the undo.
+    sigset_t block, mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT), sigaddset(&block, SIGTERM), sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &mask);
+    char **old = xcalloc(n ? n : 1, sizeof *old);
+    bool *fresh = xcalloc(n ? n : 1, sizeof *fresh); // no file was there: the undo removes the new one
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(o[i]->tmp_path) + 5;
+        old[i] = xmalloc(len);
+        snprintf(old[i], len, "%s.old", o[i]->tmp_path);
+        if (link(o[i]->path, old[i]) != 0) fresh[i] = errno == ENOENT, free(old[i]), old[i] = NULL;
+    }
+    const char *hook = getenv("HMT_TEST_SIGNAL_IN_COMMIT"); // tests/cli/test_tools.sh: SIGTERM after the first
+    for (size_t i = 0; i < n; i++) {
+        if (rename(o[i]->tmp_path, o[i]->path) == 0) {
+            if (i == 0 && hook) raise(SIGTERM);
+            continue;
+        }
+        int e = errno;
+        for (size_t j = 0; j < n; j++) {
+            if (j < i && old[j]) rename(old[j], o[j]->path);
+            else if (j < i && fresh[j]) unlink(o[j]->path);
+            else if (old[j]) unlink(old[j]);
+        }
+        die("cannot rename output into place: '%s': %s", o[i]->path, strerror(e));
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (old[i]) unlink(old[i]);
+        free(old[i]);
+        out_free(o[i]);
+    }
+    free(old), free(fresh);
+    sigprocmask(SIG_SETMASK, &mask, NULL); // a signal that waited is taken now, with every file in place
 }
 
 void out_close_stream(OutFile *o)

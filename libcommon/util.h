@@ -56,6 +56,9 @@ typedef struct OutFile {
 
 OutFile *out_open(const char *path);
 void out_commit(OutFile *o);
+// Commits n outputs together: all of them, or (an error, a signal) none, the files that were there left as they
+// were. A process killed outright (SIGKILL, power) in the renames may still leave some renamed.
+void out_commit_all(OutFile **o, size_t n);
 // Closes ->fp early (checked), keeping the file uncommitted: for callers holding many outputs until the end.
 void out_close_stream(OutFile *o);
 // Removes the temporary file and forgets it (an abandoned output).

@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     }
     if (rc < 0) die("cannot read documents: '%s': %s", in_name, err);
     if (n_docs == 0) die("no document in '%s'", in_name);
-    for (size_t i = 0; i < n_outs; i++) out_commit(outs[i]);
+    out_commit_all(outs, n_outs);
     free(outs);
     doc_names_free(&used);
     free(d.ids.ids);

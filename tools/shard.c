@@ -49,8 +49,9 @@ typedef struct Skipped {
     long empty, duplicates, transposed;
 } Skipped;
 
-static void write_manifest(const char *dir, uint64_t seed, double val, double test, const ShardWriter *w,
-                           const Skipped *sk)
+// The manifest, written and left uncommitted: it goes into place with the shards, all or none.
+static OutFile *write_manifest(const char *dir, uint64_t seed, double val, double test, const ShardWriter *w,
+                               const Skipped *sk)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
@@ -69,7 +70,7 @@ static void write_manifest(const char *dir, uint64_t seed, double val, double te
         fprintf(f, "    \"%s\": {\"file\": \"%s.bin\", \"documents\": %lld, \"tokens\": %lld}%s\n", split_names[s],
                 split_names[s], (long long)w[s].n_docs, (long long)w[s].n_tokens, s < 2 ? "," : "");
     fprintf(f, "  }\n}\n");
-    out_commit(o);
+    return o;
 }
 
 // Prints every document of a shard file as NAME<TAB>TOKENS.
@@ -233,7 +234,7 @@ int main(int argc, char **argv)
     FILE *in = NULL;
     if (!miditok && !(in = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb")))
         die("cannot open: '%s': %s", input, strerror(errno));
-    OutFile *out[3];
+    OutFile *out[4]; // the three splits, then the manifest
     ShardWriter w[3];
     char path[4096];
     for (int s = 0; s < 3; s++) {
@@ -260,8 +261,8 @@ int main(int argc, char **argv)
         doc_reader_free(&r);
     }
     for (int s = 0; s < 3; s++) shard_writer_finish(&w[s], remi_vocab_hash(), REMI_VOCAB_SIZE);
-    for (int s = 0; s < 3; s++) out_commit(out[s]);
-    write_manifest(dir, seed, val, test, w, &filt.sk);
+    out[3] = write_manifest(dir, seed, val, test, w, &filt.sk);
+    out_commit_all(out, 4); // a set of shards is used together: never part of a new one beside an old one
     if (!quiet) {
         fprintf(stderr, "%s: %s: train %lld, val %lld, test %lld documents (%lld tokens); %ld empty, %ld duplicates",
                 prog_name, dir, (long long)w[0].n_docs, (long long)w[1].n_docs, (long long)w[2].n_docs,

@@ -155,6 +155,11 @@ check "remi2midi -O unknown token: no output file" no_files "$T/r1/o"
 printf 'a/x.mid\t%s\nb/y.mid\t%s\n' "$GOOD" "Frobnicate_7 $GOOD" >"$T/unknown2.txt"
 expect "remi2midi -O: unknown token in the second document exits 1" 1 "$R2M" -O "$T/r1/o2" "$T/unknown2.txt"
 check "remi2midi -O unknown token later: the first document's file is not left either" no_files "$T/r1/o2"
+mkdir -p "$T/r1/o3/y.mid"
+printf 'a/x.mid\t%s\nb/y.mid\t%s\n' "$GOOD" "$GOOD" >"$T/good2.txt"
+expect "remi2midi -O: a folder where the second file goes exits 1" 1 "$R2M" -O "$T/r1/o3" "$T/good2.txt"
+check "remi2midi -O folder in the way: one error line naming it" one_line "$T/err" "^remi2midi: .*y.mid.*Is a directory"
+check "remi2midi -O folder in the way: the first file is not left either" test "$(ls -A "$T/r1/o3")" = y.mid
 echo old >"$T/r1/keep.mid"
 expect "remi2midi -o over an existing file: unknown token exits 1" 1 "$R2M" -o "$T/r1/keep.mid" <"$T/unknown.txt"
 check "remi2midi unknown token: the existing file is untouched" same "$T/r1/keep.mid" <(echo old)
@@ -321,6 +326,22 @@ check "shard special token: no file in the output folder" no_files "$T/sbad"
 cp -r "$T/sub" "$T/sub.before"
 expect "shard over an existing run: unknown token exits 1" 1 "$SHARD" -o "$T/sub" <"$T/sbad.txt"
 check "shard failed rerun: earlier files untouched, no temporaries" diff -r "$T/sub" "$T/sub.before"
+# a set of shards goes into place whole: a SIGTERM in the renames waits for the last; a rename that fails (an
+# immutable val.bin, where chattr works) puts the earlier ones back
+expect "shard: SIGTERM while its files are renamed into place ends it by the signal" 143 \
+    sh -c '"$@"' sh env HMT_TEST_SIGNAL_IN_COMMIT=1 "$SHARD" -q --seed 2 -o "$T/sub" "$T/sub.txt" # (sh: no "Terminated")
+"$SHARD" -q --seed 2 -o "$T/sub2" "$T/sub.txt"
+check "shard SIGTERM in the renames: every file of the new set in place, no temporaries" diff -r "$T/sub" "$T/sub2"
+rm -rf "$T/sub" && cp -r "$T/sub.before" "$T/sub"
+if chattr +i "$T/sub/val.bin" 2>/dev/null; then
+    run "$SHARD" -q --seed 2 -o "$T/sub" "$T/sub.txt"
+    chattr -i "$T/sub/val.bin"
+    check "shard: a rename that fails exits 1" test "$rc" = 1
+    check "shard failed rename: one error line naming val.bin" one_line "$T/err" "^shard: .*val.bin"
+    check "shard failed rename: train.bin put back, nothing left over" diff -r "$T/sub" "$T/sub.before"
+else
+    skip 3 "chattr +i does not work here (a rename made to fail)"
+fi
 
 # corrupt shards: each read fails with exit 1, nothing on stdout and one clear line
 V=$T/sh/val.bin
