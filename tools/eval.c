@@ -157,6 +157,17 @@ int main(int argc, char **argv)
     const Backend *be = backend_get(device, err); // cuda: the weights, caches and activations go to the GPU
     if (!be) die("cannot use device '%s': %s", device, err);
     if (hg_set_backend(&m, be, err) < 0) die("cannot use device '%s': %s", device, err);
+    // the registry and the model's run in it, before the work: one that cannot be used fails now, not after it
+    Registry *reg = NULL;
+    int64_t reg_run = 0;
+    if (reg_path) {
+        if (!(reg = reg_open(reg_path, err))) die("%s", err);
+        char *dir = run_dir_path(model);
+        if (!dir) die("cannot resolve: '%s'", model);
+        if ((reg_run = reg_find_run(reg, dir, err)) < 0) die("%s", err);
+        if (reg_run == 0) die("no run in registry '%s' has out_dir '%s' (the directory train wrote)", reg_path, dir);
+        free(dir);
+    }
     // The study's lengths: what the options say, else what the window allows. BOS + prompt must fit the window
     // (the continuation may slide it, as sample does); an explicit prompt that does not fit is an error.
     int L = rc.input_length, dflt = L / 2 < 256 ? L / 2 : 256, prompt_given = g.prompt >= 0,
@@ -238,18 +249,10 @@ int main(int argc, char **argv)
         for (int i = 0; i < r.n; i++) printf("%-28s %.6g\n", r.name[i], r.value[i]);
     }
     stdout_close();
-    if (reg_path) {
-        Registry *reg = reg_open(reg_path, err);
-        if (!reg) die("%s", err);
-        char *dir = run_dir_path(model);
-        if (!dir) die("cannot resolve: '%s'", model);
-        int64_t run = reg_find_run(reg, dir, err);
-        if (run < 0) die("%s", err);
-        if (run == 0) die("no run in registry '%s' has out_dir '%s' (the directory train wrote)", reg_path, dir);
+    if (reg) {
         const char *names[96];
         for (int i = 0; i < r.n; i++) names[i] = r.name[i];
-        if (reg_evals(reg, run, r.n, names, r.value, err) < 0) die("%s", err);
-        free(dir);
+        if (reg_evals(reg, reg_run, r.n, names, r.value, err) < 0) die("%s", err);
         reg_close(reg);
     }
     data_close(&ds);

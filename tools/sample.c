@@ -222,13 +222,23 @@ int main(int argc, char **argv)
     if (doc_check_name(name, err) < 0) die_usage("bad --name: %s", err);
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     ops_set_threads(threads); // the pool's threads; OpenBLAS itself runs single-threaded inside them
-
     RunConfig rc;
     HgModel m;
     if (ckpt_open_model(model, &rc, &m, err) < 0) die("cannot load model: %s", err);
     const Backend *be = backend_get(device, err); // cuda: the weights, caches and activations go to the GPU
     if (!be) die("cannot use device '%s': %s", device, err);
     if (hg_set_backend(&m, be, err) < 0) die("cannot use device '%s': %s", device, err);
+    // the registry and the model's run in it, before the work: one that cannot be used fails now, not after it
+    Registry *reg = NULL;
+    int64_t reg_run = 0;
+    if (reg_path) {
+        if (!(reg = reg_open(reg_path, err))) die("%s", err);
+        char *dir = run_dir_path(model);
+        if (!dir) die("cannot resolve: '%s'", model);
+        if ((reg_run = reg_find_run(reg, dir, err)) < 0) die("%s", err);
+        free(dir);
+    }
+
     Prompts ps = {0};
     for (size_t i = 0; i < n_prompt_args; i++) add_prompts(prompt_args[i], &ps);
     if (!n_prompt_args) { // unprompted: one empty prompt, documents NAME_1, NAME_2, ...
@@ -328,15 +338,9 @@ int main(int argc, char **argv)
             fprintf(stderr, ", %zu prompt%s of up to %zu tokens\n", ps.n, ps.n == 1 ? "" : "s", max_prompt);
         else fprintf(stderr, ", no prompt\n");
     }
-    if (reg_path) {
-        Registry *r = reg_open(reg_path, err);
-        if (!r) die("%s", err);
-        char *dir = run_dir_path(model);
-        if (!dir) die("cannot resolve: '%s'", model);
-        int64_t run = reg_find_run(r, dir, err);
-        if (run < 0 || reg_sample(r, run, out_path, total, (long)o.seed, err) < 0) die("%s", err);
-        free(dir);
-        reg_close(r);
+    if (reg) {
+        if (reg_sample(reg, reg_run, out_path, total, (long)o.seed, err) < 0) die("%s", err);
+        reg_close(reg);
     }
     for (size_t i = 0; i < ps.n; i++) free(ps.v[i].name), free(ps.v[i].ids.ids);
     free(ps.v), free(prompt_args), free(items), free(gen_all), free(n_out_all), free(streams);

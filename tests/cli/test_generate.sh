@@ -107,6 +107,11 @@ check "the bad token is named" one_line "$T/err" "bad.txt.*Nonsense_3"
 expect "sample -o with --registry" 0 "$SAMPLE" -q -m "$T/run" -n 50 --num-samples 2 -o "$T/samples.txt" --registry "$REG"
 check "-o: nothing on stdout, the file written" test ! -s "$T/out" -a -s "$T/samples.txt"
 check "samples row recorded for the run" test "$(q "select count(*) from samples s join runs r using (run_id) where r.out_dir like '%/run'")" = 1
+printf 'not a database\n' >"$T/notdb.db"
+expect "sample -o with a registry that is no database exits 1" 1 "$SAMPLE" -q -m "$T/run" -n 50 -o "$T/s2.txt" \
+    --registry "$T/notdb.db"
+check "a registry that is no database: one line naming it, no sample file" \
+    test "$(wc -l <"$T/err")" = 1 -a ! -e "$T/s2.txt" -a -z "$(ls "$T" | grep 's2.txt.tmp')"
 
 # ---- devices: a CPU-only build (make test's) asked for cuda refuses in one line ---------------------------------
 expect "sample --device cuda in a CPU-only build exits 1" 1 "$SAMPLE" -m "$T/run" -n 5 --device cuda
@@ -183,5 +188,9 @@ expect "eval --max-tokens -1 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --max
 expect "eval --split junk exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --split junk
 expect "eval of a run the registry does not know exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --registry "$T/other.db"
 check "says which directory" one_line "$T/err" "no run in registry .*run"
+expect "eval --study-out with a registry that is no database exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 2 \
+    --study-out "$T/st2.txt" --registry "$T/notdb.db"
+check "eval, a registry that is no database: one line, nothing on stdout, no study file" \
+    test "$(wc -l <"$T/err")" = 1 -a ! -s "$T/out" -a ! -e "$T/st2.txt"
 
 summary
