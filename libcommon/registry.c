@@ -187,6 +187,21 @@ static Registry *open_flags(const char *path, int create, char *err)
         return NULL;
     }
     sqlite3_busy_timeout(r->db, BUSY_TIMEOUT_MS);
+    if (!create) { // a reader's database is a registry (its runs table) or empty: another database is not touched
+        sqlite3_stmt *q = NULL;
+        int n_tables = -1, has_runs = 0;
+        if (sqlite3_prepare_v2(r->db, "SELECT count(*), coalesce(sum(name = 'runs'), 0) FROM sqlite_master"
+                                      " WHERE type = 'table'", -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            n_tables = sqlite3_column_int(q, 0), has_runs = sqlite3_column_int(q, 1);
+        sqlite3_finalize(q);
+        if (n_tables < 0) fail(r, err, "cannot open");
+        else if (n_tables > 0 && !has_runs) err_set(err, "registry '%s': not a registry: no runs table", path);
+        if (n_tables < 0 || (n_tables > 0 && !has_runs)) {
+            reg_close(r);
+            return NULL;
+        }
+    }
     sqlite3_stmt *probe = NULL;
     if (sqlite3_prepare_v2(r->db, "SELECT sqrt(4)", -1, &probe, NULL) != SQLITE_OK &&
         sqlite3_create_function(r->db, "sqrt", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_sqrt, NULL, NULL) !=

@@ -68,6 +68,11 @@ expect "report: a file that is not a registry exits 1" 1 "$REPORT" --registry "$
 check "report junk registry: one error line naming it" one_line "$T/err" "^report: registry '.*/junk\.db': "
 check "report junk registry: the existing output is untouched" same "$T/o/r.html" <(echo old)
 check "report junk registry: no temporaries" no_tmp "$T/o"
+sqlite3 "$T/other.db" 'CREATE TABLE foo(x); INSERT INTO foo VALUES (1)'
+cp "$T/other.db" "$T/other.before"
+expect "report: a database that is no registry exits 1" 1 "$REPORT" --registry "$T/other.db" -o "$T/o/r.html"
+check "report other database: one error line saying so" one_line "$T/err" "^report: registry '.*/other\.db': not a registry"
+check "report other database: left as it was" same "$T/other.db" "$T/other.before"
 
 # ---- an empty registry --------------------------------------------------------------------------
 
