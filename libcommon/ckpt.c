@@ -12,7 +12,9 @@
 #include "util.h"
 
 #define PE_NAME "positional_encoding.pe"
-#define HEADER_MAX (64u << 20) // a header larger than this is refused before it is read
+// A header larger than this is refused before it is read: the format's own limit (the safetensors library, which
+// PyTorch loads these files with, refuses more), which train checks a config against before it trains.
+#define HEADER_MAX 100000000u
 
 typedef struct Tensor {
     const char *name;
@@ -32,10 +34,9 @@ static int list_tensors(const HgModel *m, Tensor *t)
     return m->n_params + 1;
 }
 
-void ckpt_save(const HgModel *m, const char *path, const char *metadata_config, uint64_t vocab_hash)
+// The JSON header for m's tensors (malloc'd, padded so that the data starts 8-byte aligned), its length in *hlen
+static char *header(const Tensor *t, int n, const char *metadata_config, uint64_t vocab_hash, size_t *hlen_out)
 {
-    Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
-    int n = list_tensors(m, t);
     char *hdr = NULL;
     size_t hlen = 0;
     FILE *h = open_memstream(&hdr, &hlen);
@@ -55,6 +56,27 @@ void ckpt_save(const HgModel *m, const char *path, const char *metadata_config, 
     fputc('}', h);
     while ((ftell(h) + 8) % 8) fputc(' ', h); // data starts 8-byte aligned, as the format recommends
     fclose(h);
+    *hlen_out = hlen;
+    return hdr;
+}
+
+int ckpt_check(const HgModel *m, const char *metadata_config, char *err)
+{
+    Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
+    size_t hlen;
+    free(header(t, list_tensors(m, t), metadata_config, 0, &hlen)); // (the hash's digits: a fixed width)
+    free(t);
+    if (hlen <= HEADER_MAX) return 0;
+    return err_set(err, "its checkpoint's header would be %zu bytes, over the safetensors limit of %u (the tensors' "
+                        "names grow with the nesting)", hlen, HEADER_MAX);
+}
+
+void ckpt_save(const HgModel *m, const char *path, const char *metadata_config, uint64_t vocab_hash)
+{
+    Tensor *t = xcalloc((size_t)m->n_params + 1, sizeof *t);
+    int n = list_tensors(m, t);
+    size_t hlen;
+    char *hdr = header(t, n, metadata_config, vocab_hash, &hlen);
     OutFile *o = out_open(path);
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
@@ -76,7 +98,11 @@ static char *read_header(FILE *f, uint64_t *hlen_out, long *fsize_out, char *err
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) return err_set(err, "not a safetensors file (shorter than 8 bytes)"), NULL;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
-    if (hlen > HEADER_MAX || hlen > (uint64_t)fsize - 8) {
+    if (hlen > HEADER_MAX) {
+        err_set(err, "header length %llu is over the safetensors limit of %u", (unsigned long long)hlen, HEADER_MAX);
+        return NULL;
+    }
+    if (hlen > (uint64_t)fsize - 8) {
         err_set(err, "header length %llu does not fit the file (%ld bytes)", (unsigned long long)hlen, fsize);
         return NULL;
     }

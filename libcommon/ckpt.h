@@ -12,6 +12,9 @@
 // Writes m's weights to path atomically (temporary + fsync + rename). metadata_config: the resolved config JSON
 // (stored as __metadata__.config); vocab_hash goes to __metadata__.vocab_hash. Dies on I/O failure.
 void ckpt_save(const HgModel *m, const char *path, const char *metadata_config, uint64_t vocab_hash);
+// Whether ckpt_save's file for m (with this config) can be read back: its header within the safetensors limit
+// (100,000,000 bytes), which a deeply nested config's tensor names can pass. 0, or -1 with err.
+int ckpt_check(const HgModel *m, const char *metadata_config, char *err);
 
 // Reads path into m->w; m must be built for the configuration the file was saved with. Validates the header
 // length against the file, the JSON, every dtype (F32 only), every shape against m's table, every data range

@@ -145,6 +145,11 @@ int main(int argc, char **argv)
     char big[16] = {(char)0xff, (char)0xff, (char)0xff, (char)0xff, 0, 0, 0, 0};
     spit(bad, big, 16);
     expect_refused(&b, bad, "header length", "header length beyond the file");
+    char over[16] = {(char)0x01, (char)0xe1, (char)0xf5, (char)0x05, 0, 0, 0, 0}; // 100,000,001
+    spit(bad, over, 16);
+    expect_refused(&b, bad, "over the safetensors limit of 100000000", "header length over the format's limit");
+    CHECK(ckpt_check(&a, "{\"model\": {\"d_model\": 8}}", err) == 0, "a small model's header is within the limit: %s",
+          err);
     edit_header(good, bad, "{\"__metadata__\"", "[\"__metadata__\"");
     expect_refused(&b, bad, "not a JSON object", "broken JSON");
     edit_header(good, bad, "\"dtype\":\"F32\"", "\"dtype\":\"F16\"");

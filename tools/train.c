@@ -278,6 +278,7 @@ int main(int argc, char **argv)
     Trainer tr;
     if (trainer_init(&tr, &rc, REMI_VOCAB_SIZE, be, err) < 0)
         die("%s: %s", be->on_host ? "bad config" : "cannot set up the run on the GPU", err);
+    if (ckpt_check(&tr.m, rc.json, err) < 0) die("bad config: '%s': %s", config_path ? config_path : path, err);
     if (!quiet && tr.reserved)
         fprintf(stderr, "train: device memory: %s in one block (the set-up and a step, counted by a dry run)\n",
                 fmt_bytes((double)tr.reserved, b[5], 32));

@@ -43,6 +43,14 @@ printf '{"extends": "%s/configs/base.json", "model": {"d_modle": 8}}\n' "$ROOT" 
 expect "a config with an unknown key exits 1" 1 "$TRAIN" -c "$T/typo.json" -d "$T/shards" -o "$T/r0" --registry "$REG"
 check "the unknown key and its file are named" one_line "$T/err" "typo.json.*model\.d_modle: unknown key"
 check "no run directory for a bad config" test ! -e "$T/r0"
+# 440 nested levels: the tensors' names make a checkpoint header over safetensors' 100,000,000 bytes, which
+# sample and eval could not read back: refused before training
+awk -v base="$ROOT/$CFG/tiny.json" 'BEGIN { d = "1"; for (i = 0; i < 440; i++) d = "[1," d ",1]"
+    printf "{\"extends\": \"%s\", \"model\": {\"depth\": %s}}\n", base, d }' >"$T/deep.json"
+expect "a config whose checkpoint header passes the safetensors limit exits 1" 1 "$TRAIN" -q -c "$T/deep.json" \
+    -d "$T/shards" -o "$T/r0" --registry "$REG"
+check "the header's size and the limit are named" one_line "$T/err" "deep.json.*header would be [0-9]+ bytes.*100000000"
+check "no run directory for a header over the limit" test ! -e "$T/r0"
 expect "missing shards exit 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/none" -o "$T/r0" --registry "$REG"
 check "missing shard named" one_line "$T/err" "none/train.bin"
 cp -r "$T/shards" "$T/othervocab"
