@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # render: a MIDI file or a REMI token document -> Ogg Vorbis audio, through FluidSynth and a General MIDI soundfont
 # (Debian's fluidsynth, timgm6mb-soundfont or fluid-soundfont-gm), encoded by SoX. A token document is decoded by
-# remi2midi (found beside this script, else on PATH) first. FluidSynth's file renderer (2.x) runs on for a fixed
-# 2 s grace after its player ends, and its player ends after the last MIDI event once the last voice has died out
-# (a release can ring on for seconds at inaudible levels), so SoX cuts the audio back: to its last sample above
-# -80 dBFS, but, where the end of the music is known, to no less than its last note-off and no more than 1.8 s
-# after it (the last 0.25 s faded out). The end is known for a token document and for any file remi2midi wrote
-# (8 ticks per quarter, one tempo of 120 qpm): midi2remi reads its notes back exactly. For other MIDI files the
+# remi2midi, a MIDI file checked by midi2remi (both found beside this script, else on PATH) first. FluidSynth's file
+# renderer (2.x) runs on for a fixed 2 s grace after its player ends, and its player ends after the last MIDI event once
+# the last voice has died out (a release can ring on for seconds at inaudible levels), so SoX cuts the audio back: to
+# its last sample above -80 dBFS, but, where the end of the music is known, to no less than its last note-off and no
+# more than 1.8 s after it (the last 0.25 s faded out). The end is known for a token document and for any file remi2midi
+# wrote (8 ticks per quarter, one tempo of 120 qpm): midi2remi reads its notes back exactly. For other MIDI files the
 # cut stops at the player's end (never before the last event), so their release tail may run longer.
 # The make rules install the packages (`make audio-deps`); this script only says what is missing. Output is written
 # to a temporary name in the target folder, fsynced and renamed, and removed on any failure or signal, as the C
@@ -23,7 +23,7 @@ to Ogg Vorbis audio with FluidSynth. The input is FILE, or stdin with no FILE or
   bin/midi2remi song.mid | bin/render -o song.ogg
   bin/sample -m runs/x -n 512 | bin/render -o sample.ogg
 
-  -o FILE           write the audio to FILE, atomically (required)
+  -o FILE           write the audio to FILE, atomically (required; a file name: not - or a folder)
   --soundfont FILE  General MIDI soundfont (default: \$SOUNDFONT, else $SF_DIR/FluidR3_GM.sf2
                     when installed, else $SF_DIR/TimGM6mb.sf2)
   --gain G          FluidSynth's master gain, 0..10 (default 0.5)
@@ -46,17 +46,27 @@ die_usage() {
     printf "%s: %s (try '%s --help')\n" "$prog" "$1" "$prog" >&2
     exit 2
 }
+# has_bytes FILE OFFSET TEXT: FILE holds TEXT at byte OFFSET (cmp, not $(head ...): a binary file's NUL bytes would
+# make bash warn)
+has_bytes() { cmp -s -n "${#3}" -i "$2:0" -- "$1" <(printf %s "$3"); }
+# why FILE [PREFIX]: the reason in the last line of a program's stderr: after PREFIX, else after its last ': '
+why() {
+    local line
+    line=$(tail -n 1 -- "$1" 2>/dev/null)
+    if [ $# -gt 1 ]; then line=${line#"$2"}; else line=${line##*: }; fi
+    printf '%s' "${line:-unknown error}"
+}
 # is_number VALUE LO HI: a decimal number in [LO, HI]
 is_number() {
     [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]] && awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'
 }
 
-out= input=- quiet= gain=0.5 rate=44100 n_inputs=0
+out="" input=- quiet="" gain=0.5 rate=44100 n_inputs=0
 soundfont=${SOUNDFONT:-}
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help)
-        usage
+        usage 2>/dev/null # as the C tools: a help that cannot be written (stdout full or closed) is not an error
         exit 0
         ;;
     -o | --soundfont | --gain | --rate)
@@ -65,9 +75,11 @@ while [ $# -gt 0 ]; do
         -o) out=$2 ;;
         --soundfont) soundfont=$2 ;;
         --gain) is_number "$2" 0 10 || die_usage "bad --gain: '$2': expected a number in 0..10"; gain=$2 ;;
-        --rate) [[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge 8000 ] && [ "$2" -le 96000 ] ||
+        # at most 6 digits before any arithmetic: bash's own test says more than one line on a number past 64 bits;
+        # 10#: a leading 0 is decimal, not octal
+        --rate) [[ $2 =~ ^[0-9]{1,6}$ ]] && ((10#$2 >= 8000 && 10#$2 <= 96000)) ||
             die_usage "bad --rate: '$2': expected an integer in 8000..96000"
-            rate=$2 ;;
+            rate=$((10#$2)) ;;
         esac
         shift 2
         ;;
@@ -85,6 +97,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$out" ] || die_usage "an output file is required (-o FILE.ogg)"
+# -o names the file itself, checked before any work: not stdout (Ogg goes to a file, renamed into place when
+# complete), and not a folder: the final rename would move the temporary into it
+[ "$out" = - ] && die_usage "cannot write audio to stdout: give -o FILE.ogg"
+[ -d "$out" ] && die "cannot create output: '$out': is a directory"
+[[ $out == */ ]] && die "cannot create output: '$out': not a file name (ends in /)"
+[ -d "$(dirname -- "$out")" ] || die "cannot create output: '$out': No such file or directory"
 
 for p in fluidsynth sox; do
     command -v $p >/dev/null ||
@@ -100,7 +118,7 @@ if [ -z "$soundfont" ]; then
 fi
 [ -r "$soundfont" ] && [ -f "$soundfont" ] || die "cannot read soundfont: '$soundfont': no such readable file"
 # a SoundFont 2 (or sf3) file is a RIFF form of type sfbk; FluidSynth would render silence from anything else
-[ "$(head -c 4 "$soundfont")$(tail -c +9 "$soundfont" | head -c 4)" = RIFFsfbk ] ||
+has_bytes "$soundfont" 0 RIFF && has_bytes "$soundfont" 8 sfbk ||
     die "cannot read soundfont: '$soundfont': not a SoundFont (no RIFF sfbk header)"
 
 tmp=$(mktemp -d) || die "cannot create a temporary folder"
@@ -129,20 +147,35 @@ here=$(dirname "$(readlink -f "$0")")
 tool() { # tool NAME: this project's program NAME, beside this script, else on PATH
     if [ -x "$here/$1" ]; then echo "$here/$1"; else command -v "$1"; fi
 }
-if [ "$(head -c 4 "$tmp/in")" = MThd ]; then
+if has_bytes "$tmp/in" 0 MThd; then
     midi=$tmp/in
-else # a token document: remi2midi decodes it (and names its own errors)
+    # FluidSynth plays what it can of a malformed file and exits 0; midi2remi, the project's reader, rejects what it
+    # cannot read (a bad header, a data byte above 127, running status with no status byte...) and repairs the rest
+    m2r=$(tool midi2remi) || die "cannot read MIDI: 'midi2remi': not found beside $0 or on PATH"
+    "$m2r" -q "$midi" >/dev/null 2>"$tmp/m2r.err" || # $midi is absolute: never taken for an option
+        die "cannot read MIDI: '$name': $(why "$tmp/m2r.err" "midi2remi: $midi: ")"
+elif [[ ${name,,} =~ [.](mid|midi)$ ]]; then # named as MIDI, read as a token document: remi2midi would say less
+    die "cannot read MIDI: '$name': not a MIDI file (no MThd header)"
+else # a token document: remi2midi decodes it
     r2m=$(tool remi2midi) || die "cannot decode tokens: 'remi2midi': not found beside $0 or on PATH"
     midi=$tmp/in.mid
     "$r2m" $quiet -o "$midi" "$tmp/in" 2>"$tmp/r2m.err"
     rc=$?
-    sed "s|'$tmp/in'|'$name'|g" "$tmp/r2m.err" >&2
+    # remi2midi's lines, told as render's: "render:" for "remi2midi:", the input's name for its temporary copy's; on
+    # failure only the last line, the error, so that it is one line (not after skipped-token reports)
+    errs=$tmp/r2m.err
+    if [ "$rc" != 0 ]; then
+        errs=$tmp/r2m.last
+        tail -n 1 "$tmp/r2m.err" >"$errs"
+    fi
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line//"'$tmp/in'"/"'$name'"}
+        printf '%s: %s\n' "$prog" "${line#remi2midi: }" >&2
+    done <"$errs"
     [ "$rc" = 0 ] || exit 1
 fi
 
-dir=$(dirname -- "$out")
-[ -d "$dir" ] || die "cannot create output: '$out': No such file or directory"
-otmp=$(mktemp "$out.tmp.XXXXXX" 2>/dev/null) || die "cannot create output: '$out': cannot create a temporary file"
+otmp=$(mktemp "$out.tmp.XXXXXX" 2>"$tmp/mktemp.err") || die "cannot create output: '$out': $(why "$tmp/mktemp.err")"
 # -n -i: no MIDI driver, no shell; -F: render the MIDI file's whole length to a file, faster than real time
 fluidsynth -n -i -q -T wav -r "$rate" -g "$gain" -F "$tmp/out.wav" "$soundfont" "$midi" >"$tmp/fs.log" 2>&1
 rc=$?
@@ -184,6 +217,7 @@ sox -q "$tmp/out.wav" -t ogg -C 4 "$otmp" trim 0 "${keep}s" fade t 0 "${keep}s" 
 [ -s "$otmp" ] || die "sox failed: '$name': no output"
 sync -- "$otmp" 2>/dev/null || die "cannot write output: '$out': fsync failed"
 chmod 0644 "$otmp" 2>/dev/null # as out_open's files
-mv -f -- "$otmp" "$out" || die "cannot write output: '$out': rename failed"
+# -T: onto $out itself, never into it, should a folder of that name have appeared since the check above
+mv -f -T -- "$otmp" "$out" 2>"$tmp/mv.err" || die "cannot write output: '$out': rename failed: $(why "$tmp/mv.err")"
 otmp=
 exit 0

@@ -5,7 +5,8 @@
 # audio must decode (sox reads every sample), last as long as the music (from the file's start to the last
 # note-off: at least that, and at most 2 s of release tail more; also for a held drum hit that dies out early),
 # and not be silent (RMS above 0.005); a MIDI file and the token document it came from give the same length;
-# failures leave no output, not even a temporary.
+# a MIDI file midi2remi rejects is an error; every error is one line, render's own; failures leave no output, not
+# even a temporary, also with -o a folder.
 # Env: BIN (tool folder, default bin) and SHARED (default ../shared), relative to the repository root unless absolute.
 set -u -o pipefail
 export LC_ALL=C
@@ -27,6 +28,9 @@ for h in -h --help; do
 done
 check "render --help lists its options" eval 'grep -q -e "-o FILE" "$T/out" && grep -q -- "--soundfont FILE" "$T/out" &&
     grep -q -- "--gain G" "$T/out" && grep -q -- "--rate HZ" "$T/out" && grep -q SOUNDFONT "$T/out"'
+# a help that cannot be written: as the C tools (shard --help >/dev/full), exit 0 and nothing on stderr
+expect "render --help >/dev/full exits 0" 0 bash -c '"$0" --help >/dev/full' "$RENDER"
+check "render --help >/dev/full: stderr empty (no cat: write error)" empty "$T/err"
 NEVER=$T/never
 mkdir "$NEVER"
 bad_usage() { usage_case "$RENDER" "$@"; }
@@ -39,12 +43,22 @@ bad_usage -o "$NEVER/x.ogg" --gain 11
 bad_usage -o "$NEVER/x.ogg" --gain x
 bad_usage -o "$NEVER/x.ogg" --rate 100
 bad_usage -o "$NEVER/x.ogg" a.mid b.mid
-check "usage errors create no output" no_files "$NEVER"
+bad_usage -o "$NEVER/x.ogg" --rate 99999999999999999999 # past 64 bits: one line, not bash's own test error first
+bad_usage -o - "$NEVER/x.txt"
+check "render -o -: says audio does not go to stdout" usage_err "$T/err" "^render: cannot write audio to stdout"
+# -o a folder, or a name ending in /: refused before any work (the final rename would move the temporary into it)
+printf 'n\tBar_None Position_0 Program_0 Pitch_60 Velocity_127 Duration_4.0.4\n' >"$T/doc.txt"
+for o in "$NEVER" "$NEVER/" "$NEVER/new/"; do
+    expect "render -o $o exits 1" 1 "$RENDER" -o "$o" "$T/doc.txt"
+    check "render -o $o: one error line" one_line "$T/err" \
+        "^render: cannot create output: '.*/never(/?': is a directory|/new/': not a file name \(ends in /\))$"
+done
+check "usage errors and -o FOLDER create no output" no_files "$NEVER"
 
 # ---- rendering --------------------------------------------------------------------------------------
 
 SF=/usr/share/sounds/sf2/TimGM6mb.sf2
-N_RENDER=48 # the checks below
+N_RENDER=88 # the checks below
 if ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox || { [ ! -r "$SF" ] &&
     [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -z "${SOUNDFONT:-}" ]; }; then
     skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here: $(tail -n 1 "$T/apt.log" 2>/dev/null)"
@@ -118,13 +132,40 @@ fails() { # fails NAME PATTERN CMD...: exit 1, one error line matching PATTERN, 
     local name=$1 pat=$2
     shift 2
     expect "render, $name: exits 1" 1 "$@"
-    check "render, $name: an error line" grep -Eq "$pat" "$T/err"
+    check "render, $name: one error line" one_line "$T/err" "$pat"
     check "render, $name: the old output untouched, no temporaries" eval 'same "$T/a/keep.ogg" <(echo old) && no_tmp "$T/a"'
 }
 fails "a missing input" "^render: cannot open: '.*/none\.mid': No such file or directory$" \
     "$RENDER" -o "$T/a/keep.ogg" "$T/none.mid"
-printf 'x\tBar_None Frobnicate_1\n' >"$T/a/bad.txt"
-fails "an unknown token" "^remi2midi: .*'.*bad\.txt'.*Frobnicate_1" "$RENDER" -o "$T/a/keep.ogg" "$T/a/bad.txt"
+# remi2midi's errors are told as render's, naming the input (an & in its name stays as it is)
+printf 'x\tBar_None Frobnicate_1\n' >"$T/a/bad&.txt"
+fails "an unknown token" "^render: cannot read documents: '.*/bad&\.txt': line 1: unknown token 'Frobnicate_1'$" \
+    "$RENDER" -o "$T/a/keep.ogg" "$T/a/bad&.txt"
+fails "an unknown token on stdin" "^render: cannot read documents: 'stdin': line 1: unknown token 'Frobnicate_1'$" \
+    "$RENDER" -o "$T/a/keep.ogg" - <"$T/a/bad&.txt"
+# NUL bytes where render looks for a magic (no bash warning about them)
+printf '\0\0\0\0x\tBar_None Frobnicate_1\n' >"$T/a/nul.txt"
+fails "a token document with NUL bytes" "^render: cannot read documents: '.*/nul\.txt': line 1: unknown token" \
+    "$RENDER" -o "$T/a/keep.ogg" "$T/a/nul.txt"
+printf 'RIFF\0\0\0\0\0\0\0\0' >"$T/a/nul.sf2"
+fails "a soundfont with NUL bytes" "^render: cannot read soundfont: '.*/nul\.sf2': not a SoundFont" \
+    "$RENDER" --soundfont "$T/a/nul.sf2" -o "$T/a/keep.ogg" "$T/a/note.txt"
+cp "$T/a/note.txt" "$T/a/text.mid"
+fails "a .mid file that is not MIDI" "^render: cannot read MIDI: '.*/text\.mid': not a MIDI file \(no MThd header\)$" \
+    "$RENDER" -o "$T/a/keep.ogg" "$T/a/text.mid"
+# malformed MIDI files that midi2remi (the project's reader) rejects: FluidSynth would play what it can, near-silence,
+# and exit 0; render says midi2remi's reason (tests/test_midi_bad.c has the expected outcomes)
+for f in hdr_len_0 hdr_len_5 division_0 smpte_25fps data_byte_high status_f1 running_no_status; do
+    fails "malformed MIDI $f.mid" "^render: cannot read MIDI: 'tests/data/bad/$f\.mid': [a-zA-Z]" \
+        "$RENDER" -o "$T/a/keep.ogg" "tests/data/bad/$f.mid"
+done
+fails "malformed MIDI on stdin" "^render: cannot read MIDI: 'stdin': track 0: unexpected status byte 0xF1$" \
+    "$RENDER" -o "$T/a/keep.ogg" - <tests/data/bad/status_f1.mid
+# ... and files midi2remi reads with repairs still render
+for f in eot_missing trunc_mid_event; do
+    expect "MIDI that midi2remi repairs, $f.mid: exits 0" 0 "$RENDER" -o "$T/a/$f.ogg" "tests/data/bad/$f.mid"
+    check "MIDI that midi2remi repairs, $f.mid: decodes" decodes "$T/a/$f.ogg"
+done
 fails "a missing soundfont" "^render: cannot read soundfont: '.*/none\.sf2'" \
     env SOUNDFONT="$T/none.sf2" "$RENDER" -o "$T/a/keep.ogg" "$T/a/note.txt"
 fails "a soundfont that is not one" "^render: cannot read soundfont: '.*note\.txt': not a SoundFont" "$RENDER" --soundfont "$T/a/note.txt" \
