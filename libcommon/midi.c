@@ -392,26 +392,36 @@ static int write_track(smf_t *smf, const Track *t, char *err)
     }
     free(last_end);
 
+    // A layer's notes go to MTrks of at most MTRK_NOTES each, in onset order (a part of a layer keeps its rule):
+    // smf_save reads its file back and frees it event by event, in time quadratic in a track's events (a document
+    // of 500,000 notes took 4 minutes in one track). POP909's songs have at most 3,724 notes, all in one.
+    enum { MTRK_NOTES = 8192 };
     int ch = t->is_drum ? 9 : 0, rc = 0;
-    WEvent *ev = xmalloc((2 * n + 1) * sizeof *ev);
-    for (int l = 0; l < (n_layers ? n_layers : 1) && rc == 0; l++) {
-        smf_track_t *tr = smf_track_new();
-        if (!tr) {
-            rc = err_set(err, "libsmf could not create a track");
-            break;
-        }
-        smf_add_track(smf, tr);
-        smf_event_t *name = smf_event_new_textual(0x03, t->is_drum ? "Drums" : midi_program_name(t->program));
-        if (name) smf_track_add_event_pulses(tr, name, 0);
-        if (!t->is_drum) rc = add_event(tr, 0, 0xc0 | ch, t->program, -1, err);
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (layer[i] != l) continue;
-            ev[m++] = (WEvent){notes[i].time, 0, (uint8_t)(0x90 | ch), notes[i].pitch, notes[i].vel};
-            ev[m++] = (WEvent){notes[i].time + notes[i].dur, 1, (uint8_t)(0x80 | ch), notes[i].pitch, 0};
-        }
-        qsort(ev, m, sizeof *ev, cmp_wevent); // NoteOns and NoteOffs are two sorted runs: order ties by kind
-        for (size_t i = 0; i < m && rc == 0; i++) rc = add_event(tr, ev[i].tick, ev[i].b0, ev[i].b1, ev[i].b2, err);
+    WEvent *ev = xmalloc((2 * (n < MTRK_NOTES ? n : MTRK_NOTES) + 1) * sizeof *ev);
+    size_t next = 0; // the layer's next note to write: notes before it in onset order are written
+    for (int l = 0; l < (n_layers ? n_layers : 1) && rc == 0; l++, next = 0) {
+        do {
+            smf_track_t *tr = smf_track_new();
+            if (!tr) {
+                rc = err_set(err, "libsmf could not create a track");
+                break;
+            }
+            smf_add_track(smf, tr);
+            smf_event_t *name = smf_event_new_textual(0x03, t->is_drum ? "Drums" : midi_program_name(t->program));
+            if (name) smf_track_add_event_pulses(tr, name, 0);
+            if (!t->is_drum) rc = add_event(tr, 0, 0xc0 | ch, t->program, -1, err);
+            size_t m = 0;
+            for (; next < n && m < 2 * MTRK_NOTES; next++) {
+                if (layer[next] != l) continue;
+                const Note *nt = &notes[next];
+                ev[m++] = (WEvent){nt->time, 0, (uint8_t)(0x90 | ch), nt->pitch, nt->vel};
+                ev[m++] = (WEvent){nt->time + nt->dur, 1, (uint8_t)(0x80 | ch), nt->pitch, 0};
+            }
+            qsort(ev, m, sizeof *ev, cmp_wevent); // NoteOns and NoteOffs are two sorted runs: order ties by kind
+            for (size_t i = 0; i < m && rc == 0; i++)
+                rc = add_event(tr, ev[i].tick, ev[i].b0, ev[i].b1, ev[i].b2, err);
+            while (next < n && layer[next] != l) next++; // another MTrk only for more of this layer's notes
+        } while (next < n && rc == 0);
     }
     free(ev);
     free(layer);

@@ -230,6 +230,13 @@ mv "$T/out" "$T/rt.txt"
 check "round trip: the same song names, in order" same <(cut -f1 "$T/rt.txt" | sed 's|.*/||') <(sed 's|.*/||' "$T/list.txt")
 check "round trip: token column identical to the first pass, line for line" \
     same <(cut -f2 "$T/rt.txt") <(cut -f2 "$T/pop.txt")
+# a long document: one program's 20,000 notes go to MTrks of at most 8,192 (libsmf's save is quadratic in a
+# track's events) and read back as they were
+awk -v g="$GOOD" 'BEGIN { printf "long.mid\t%s", g; for (i = 1; i < 20000; i++) printf " %s", g; print "" }' >"$T/long.txt"
+expect "remi2midi of a document of 20,000 notes exits 0" 0 "$R2M" -o "$T/long.mid" "$T/long.txt"
+check "20,000 notes: a tempo track and three MTrks of notes" test "$(grep -ao MTrk "$T/long.mid" | wc -l)" = 4
+expect "midi2remi of it exits 0" 0 "$M2R" "$T/long.mid"
+check "20,000 notes: read back as they were" same <(cut -f2 "$T/out") <(cut -f2 "$T/long.txt")
 
 # ---- shard ------------------------------------------------------------------------------------
 
