@@ -172,11 +172,20 @@ static int check_value(const Key *k, const cJSON *v, const char *file, char *err
     return 0;
 }
 
+// whether a key before x among its siblings has x's name (JSON allows it; which one counts would be a guess)
+static int repeated(const cJSON *x)
+{
+    for (const cJSON *y = x->prev; y && y->next; y = y->prev) // (cJSON: the first one's prev is the last one)
+        if (y->string && strcmp(y->string, x->string) == 0) return 1;
+    return 0;
+}
+
 static int check_file(const cJSON *root, const char *file, int resolved, char *err)
 {
     if (!cJSON_IsObject(root)) return err_set(err, "'%s': expected a JSON object", file);
     for (const cJSON *s = root->child; s; s = s->next) {
         if (!s->string) return err_set(err, "'%s': a key without a name", file);
+        if (repeated(s)) return err_set(err, "'%s': %s: the key appears twice", file, s->string);
         if (!resolved && strcmp(s->string, "extends") == 0) {
             if (!cJSON_IsString(s) || !*s->valuestring) return err_set(err, "'%s': extends: expected a file name", file);
             continue;
@@ -188,6 +197,7 @@ static int check_file(const cJSON *root, const char *file, int resolved, char *e
         for (const cJSON *v = s->child; v; v = v->next) {
             const Key *k = find_key(s->string, v->string);
             if (!k) return err_set(err, "'%s': %s.%s: unknown key", file, s->string, v->string);
+            if (repeated(v)) return err_set(err, "'%s': %s.%s: the key appears twice", file, s->string, v->string);
             if (check_value(k, v, file, err) < 0) return -1;
         }
     }

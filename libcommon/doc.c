@@ -72,6 +72,8 @@ int doc_read(DocReader *r, Doc *d, char *err)
     char *tab = memchr(line, '\t', n);
     if (!tab) return err_set(err, "line %ld: no TAB between the name and the tokens", r->line);
     if (tab == line) return err_set(err, "line %ld: empty document name", r->line);
+    if (memchr(line, '\0', (size_t)(tab - line))) // (C strings would cut the name there)
+        return err_set(err, "line %ld: a document name may not contain a NUL byte", r->line);
     *tab = '\0';
     d->name = line;
     d->ids.n = 0;
@@ -133,7 +135,7 @@ void doc_format(char **buf, size_t *len, size_t *cap, const char *name, const in
 int doc_check_name(const char *name, char *err)
 {
     if (!*name) return err_set(err, "empty document name");
-    if (strpbrk(name, "\t\r\n")) return err_set(err, "a document name may not contain a TAB or newline");
+    if (strpbrk(name, "\t\r\n")) return err_set(err, "a document name may not contain a TAB, CR or newline");
     return 0;
 }
 

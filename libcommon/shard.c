@@ -157,6 +157,10 @@ static int open_shard(Shard *s, const char *path, int full, char *err)
         close(fd);
         return err_set(err, "%s", strerror(errno));
     }
+    if (!S_ISREG(st.st_mode)) { // (mmap would say "No such device")
+        close(fd);
+        return err_set(err, "%s", S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+    }
     size_t len = (size_t)st.st_size;
     if (len < sizeof(int32_t) * SHARD_HEADER_INTS) {
         close(fd);

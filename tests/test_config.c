@@ -132,6 +132,8 @@ int main(void)
     // errors name the file holding the bad key, and the key
     expect_error("e1.json", "{\"model\": {\"d_modle\": 3}}", "e1.json", "model.d_modle: unknown key");
     expect_error("e2.json", "{\"modle\": {}}", "e2.json", "modle: unknown key");
+    expect_error("d1.json", "{\"train\": {\"steps\": 3, \"steps\": 5}}", "d1.json", "train.steps: the key appears twice");
+    expect_error("d2.json", "{\"train\": {}, \"model\": {}, \"train\": {}}", "d2.json", "train: the key appears twice");
     expect_error("e3.json", "{\"model\": {\"d_model\": \"256\"}}", "e3.json", "model.d_model: expected an integer");
     expect_error("e4.json", "{\"model\": {\"dropout\": 1.5}}", "e4.json", "model.dropout: expected a number in 0..0.99");
     expect_error("e5.json", "{\"train\": {\"batch_size\": 2.5}}", "e5.json", "train.batch_size");

@@ -149,6 +149,7 @@ int main(int argc, char **argv)
                 ssize_t len = getline(&line, &line_cap, stdin);
                 if (len < 0) break;
                 if (len && line[len - 1] == '\n') line[--len] = '\0';
+                if (len && line[len - 1] == '\r') line[--len] = '\0'; // a list with CRLF line ends
                 if (len == 0) continue;
                 jobs[n++].path = xstrdup(line);
             }

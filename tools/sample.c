@@ -215,6 +215,7 @@ int main(int argc, char **argv)
     }
     if (!model) die_usage("a model is required (-m RUN_DIR or -m model.safetensors)");
     if (reg_path && !out_path) die_usage("--registry records sample files: it needs -o FILE");
+    if (prompt_tokens >= 0 && !n_prompt_args) die_usage("--prompt-tokens cuts prompts: it needs --prompt");
     if (name && n_prompt_args)
         die_usage("--name names unprompted samples: prompted documents are named after their prompts");
     char err[ERR_MAX];

@@ -217,8 +217,10 @@ int main(int argc, char **argv)
             die_usage("unknown option: '%s'", a);
         }
     }
-    if (!out_dir) die_usage("a run directory is required (-o RUN_DIR)");
-    if (!data_dir) die_usage("a shard folder is required (-d SHARDS)");
+    if (!out_dir || !*out_dir) die_usage("a run directory is required (-o RUN_DIR)");
+    if (!data_dir || !*data_dir) die_usage("a shard folder is required (-d SHARDS)");
+    if (!*reg_path) die_usage("option --registry needs a file name");
+    if (experiment && !*experiment) die_usage("option --experiment needs a name");
     if (!config_path && !resume) die_usage("a config is required (-c CONFIG)");
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) die_usage("--device '%s': expected cpu or cuda", device);
     int prec = precision_parse(prec_arg);

@@ -36,6 +36,8 @@ for t in sample eval; do
 done
 expect "sample --top-p 0 exits 2" 2 "$SAMPLE" -m "$T/run" --top-p 0
 expect "sample --registry without -o exits 2" 2 "$SAMPLE" -m "$T/run" --registry "$REG"
+expect "sample --prompt-tokens without --prompt exits 2" 2 "$SAMPLE" -m "$T/run" --prompt-tokens 5
+check "sample --prompt-tokens without --prompt: says it needs --prompt" usage_err "$T/err" "needs --prompt"
 
 expect "8 unconditional samples" 0 "$SAMPLE" -m "$T/run" -n 300 --num-samples 8 --seed 3
 cp "$T/out" "$T/s3"

@@ -97,6 +97,8 @@ check "midi2remi FOLDER: no empty document" test "$(cut -f2 "$T/pop.txt" | grep 
 
 expect "midi2remi < LIST exits 0" 0 "$M2R" <"$T/list.txt"
 check "midi2remi: paths on stdin give the same output as the folder" same "$T/out" "$T/pop.txt"
+head -n 3 "$T/list.txt" | sed 's/$/\r/' | run "$M2R"
+check "midi2remi: a list with CRLF line ends reads the same files" test "$rc" = 0 -a "$(cut -f1 "$T/out")" = "$(head -n 3 "$T/list.txt")"
 expect "midi2remi FILES... exits 0" 0 "$M2R" "$POP"/*.mid
 check "midi2remi: paths as arguments give the same output as the folder" same "$T/out" "$T/pop.txt"
 
@@ -333,6 +335,11 @@ check "shard special token: no file in the output folder" no_files "$T/sbad"
 cp -r "$T/sub" "$T/sub.before"
 expect "shard over an existing run: unknown token exits 1" 1 "$SHARD" -o "$T/sub" <"$T/sbad.txt"
 check "shard failed rerun: earlier files untouched, no temporaries" diff -r "$T/sub" "$T/sub.before"
+printf 'a\000b.mid\t%s\n' "$GOOD" | run "$SHARD" -o "$T/snul"
+check "shard: a NUL byte in a document name exits 1, one line saying so" \
+    test "$rc" = 1 -a "$(grep -c 'line 1: a document name may not contain a NUL byte' "$T/err")" = 1
+expect "shard --dump of a folder exits 1" 1 "$SHARD" --dump "$T/sub"
+check "shard --dump of a folder: one line, 'Is a directory'" one_line "$T/err" "^shard: .*sub': Is a directory$"
 # a set of shards goes into place whole: a SIGTERM in the renames waits for the last; a rename that fails (an
 # immutable val.bin, where chattr works) puts the earlier ones back
 expect "shard: SIGTERM while its files are renamed into place ends it by the signal" 143 \

@@ -33,6 +33,11 @@ check "train with no arguments: one error line" usage_err "$T/err" "^train: "
 expect "train --bogus exits 2" 2 "$TRAIN" --bogus
 check "train --bogus: named" usage_err "$T/err" "^train: unknown option: '--bogus'$"
 expect "train -j 0 exits 2" 2 "$TRAIN" -c $CFG/tiny.json -d x -o y -j 0
+for opt in -d -o --registry --experiment; do # an empty value is a usage error, not a path or name to try
+    args=(-c $CFG/tiny.json -d x -o y)
+    expect "train $opt '' exits 2" 2 "$TRAIN" "${args[@]}" "$opt" ""
+    check "train $opt '': one error line" usage_err "$T/err" "^train: .*(required|needs)"
+done
 
 # ---- data: a few POP909 songs ----------------------------------------------------------------------
 ls "$POP"/*.mid | head -40 | "$B/midi2remi" -q | "$B/shard" -q -o "$T/shards" --val 0.2 --test 0.1
