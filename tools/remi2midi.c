@@ -17,7 +17,7 @@ static void usage(void)
     printf("Usage: remi2midi (-o FILE | -O DIR) [options] [FILE|-]\n"
            "Decode REMI token documents (NAME<TAB>TOKENS, token strings or ids; from FILE or stdin) to MIDI.\n"
            "\n"
-           "  -o FILE      write the one document of the input to FILE\n"
+           "  -o FILE      write the one document of the input to FILE ('-': stdout)\n"
            "  -O DIR       write each document to DIR/<name>.mid (DIR is created if missing);\n"
            "               <name> is the document name's last component without its extension\n"
            "  -q           do not report skipped tokens\n"
@@ -66,6 +66,11 @@ int main(int argc, char **argv)
         }
     }
     if (!out_file == !out_dir) die_usage("give exactly one of -o FILE and -O DIR");
+    // -o -: libsmf writes only to a named file, so a temporary one (removed at exit) is copied to stdout
+    bool to_stdout = out_file && strcmp(out_file, "-") == 0;
+    char tmp_path[4096];
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(tmp_path, sizeof tmp_path, "%s/remi2midi-stdout.mid", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST)
         die("cannot create folder: '%s': %s", out_dir, strerror(errno));
     const char *in_name = strcmp(input, "-") ? input : "stdin";
@@ -91,7 +96,7 @@ int main(int argc, char **argv)
         if (skipped && !quiet) warn("%s: skipped %zu of %zu tokens", d.name, skipped, d.ids.n);
         if (out_file) {
             xgrow((void **)&outs, &cap_outs, n_outs + 1, sizeof *outs);
-            outs[n_outs++] = write_midi(out_file, &s);
+            outs[n_outs++] = write_midi(to_stdout ? tmp_path : out_file, &s);
         } else {
             char base[DOC_STEM_MAX];
             doc_file_stem(d.name, base);
@@ -109,7 +114,17 @@ int main(int argc, char **argv)
     }
     if (rc < 0) die("cannot read documents: '%s': %s", in_name, err);
     if (n_docs == 0) die("no document in '%s'", in_name);
-    out_commit_all(outs, n_outs);
+    if (to_stdout) {
+        uint8_t *buf;
+        size_t len;
+        if (read_file(outs[0]->tmp_path, SIZE_MAX, &buf, &len, err) < 0) die("cannot read back: '%s': %s", tmp_path, err);
+        out_abort(outs[0]);
+        xfwrite(buf, 1, len, stdout, "stdout");
+        stdout_close();
+        free(buf);
+    } else {
+        out_commit_all(outs, n_outs);
+    }
     free(outs);
     doc_names_free(&used);
     free(d.ids.ids);

@@ -217,6 +217,11 @@ expect "midi2remi reads the decoded random soup" 0 "$M2R" "$T/rand.mid"
 expect "remi2midi -O DIR exits 0" 0 "$R2M" -O "$T/multi" "$T/multi.txt"
 check "remi2midi -O: nothing on stdout" empty "$T/out"
 check "remi2midi -O: four files" dir_count "$T/multi" 4
+printf 'x.mid\t%s\n' "$GOOD" >"$T/one.txt"
+"$R2M" -o "$T/one.mid" "$T/one.txt"
+expect "remi2midi -o - exits 0" 0 "$R2M" -o - "$T/one.txt"
+check "remi2midi -o -: the bytes -o FILE writes, on stdout" same "$T/out" "$T/one.mid"
+check "remi2midi -o -: no file named -" test ! -e ./-
 for f in x x-2 y z; do check "remi2midi -O: $f.mid written" test -s "$T/multi/$f.mid"; done
 expect "midi2remi reads the -O files" 0 "$M2R" "$T/multi/x.mid" "$T/multi/x-2.mid"
 check "remi2midi -O: x.mid and x-2.mid hold the first and second document" \
