@@ -287,9 +287,9 @@ int main(int argc, char **argv)
     tr.precision = prec;
     char state_path[4096];
     snprintf(state_path, sizeof state_path, "%s/trainer.state", out_dir);
+    if (!(reg = reg_open(reg_path, err))) die("%s", err); // (before the folder: a bad registry leaves none)
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) die("cannot create folder: '%s': %s", out_dir, strerror(errno));
     lock_run_dir(out_dir);
-    if (!(reg = reg_open(reg_path, err))) die("%s", err);
     atexit(mark_failed_at_exit);
     if (resume) {
         if (trainer_load(&tr, state_path, config_hash, remi_vocab_hash(), &run_id, err) < 0)

@@ -56,6 +56,10 @@ expect "a config whose checkpoint header passes the safetensors limit exits 1" 1
     -d "$T/shards" -o "$T/r0" --registry "$REG"
 check "the header's size and the limit are named" one_line "$T/err" "deep.json.*header would be [0-9]+ bytes.*100000000"
 check "no run directory for a header over the limit" test ! -e "$T/r0"
+expect "a registry that cannot be opened exits 1" 1 "$TRAIN" -q -c $CFG/tiny.json -d "$T/shards" -o "$T/r0" \
+    --registry /proc/nonexistent/r.db
+check "a registry that cannot be opened: one line naming it, no run directory" \
+    test "$(grep -c "registry '/proc/nonexistent/r.db'" "$T/err")" = 1 -a ! -e "$T/r0"
 expect "missing shards exit 1" 1 "$TRAIN" -c $CFG/tiny.json -d "$T/none" -o "$T/r0" --registry "$REG"
 check "missing shard named" one_line "$T/err" "none/train.bin"
 cp -r "$T/shards" "$T/othervocab"
