@@ -62,7 +62,8 @@ check "sample: nothing on stdout" empty "$T/out"
 expect "sample -o with overflowing logits exits 1" 1 "$SAMPLE" -m "$T/huge.safetensors" -n 50 -o "$T/samples.txt"
 check "sample -o: no output file" test ! -e "$T/samples.txt"
 check "sample -o: no temporaries" no_tmp "$T"
-expect "eval with overflowing logits exits 1" 1 "$EVAL" -m "$T/huge.safetensors" -d "$T/shards" -n 2 --prompt-tokens 16 --gen-tokens 16
+expect "eval with overflowing logits exits 1" 1 "$EVAL" -m "$T/huge.safetensors" -d "$T/shards" -n 2 --prompt-tokens 16 --gen-tokens 16 \
+    --no-registry
 check "eval: one line naming the window" one_line "$T/err" \
     "^eval: the logits are not finite: '.*huge.safetensors': evaluation window 0: a diverged or corrupt model$"
 

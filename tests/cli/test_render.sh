@@ -145,7 +145,7 @@ fails "an unknown token on stdin" "^render: cannot read documents: 'stdin': line
     "$RENDER" -o "$T/a/keep.ogg" - <"$T/a/bad&.txt"
 # NUL bytes where render looks for a magic (no bash warning about them)
 printf '\0\0\0\0x\tBar_None Frobnicate_1\n' >"$T/a/nul.txt"
-fails "a token document with NUL bytes" "^render: cannot read documents: '.*/nul\.txt': line 1: unknown token" \
+fails "a token document with NUL bytes" "^render: cannot read documents: '.*/nul\.txt': line 1: .*NUL byte" \
     "$RENDER" -o "$T/a/keep.ogg" "$T/a/nul.txt"
 printf 'RIFF\0\0\0\0\0\0\0\0' >"$T/a/nul.sf2"
 fails "a soundfont with NUL bytes" "^render: cannot read soundfont: '.*/nul\.sf2': not a SoundFont" \
