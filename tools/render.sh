@@ -28,6 +28,8 @@ to Ogg Vorbis audio with FluidSynth. The input is FILE, or stdin with no FILE or
                     when installed, else $SF_DIR/TimGM6mb.sf2)
   --gain G          FluidSynth's master gain, 0..10 (default 0.5)
   --rate HZ         sample rate, 8000..96000 (default 44100)
+  --max-seconds S   refuse music longer than S seconds, 1..86400 (default 3600): FluidSynth renders
+                    a file's whole timeline, which a MIDI file can put days away
   -q                do not report tokens remi2midi skips
   -h, --help        show this help
 
@@ -61,7 +63,7 @@ is_number() {
     [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]] && awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'
 }
 
-out="" input=- quiet="" gain=0.5 rate=44100 n_inputs=0
+out="" input=- quiet="" gain=0.5 rate=44100 max_s=3600 n_inputs=0
 soundfont=${SOUNDFONT:-}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -69,7 +71,7 @@ while [ $# -gt 0 ]; do
         usage 2>/dev/null # as the C tools: a help that cannot be written (stdout full or closed) is not an error
         exit 0
         ;;
-    -o | --soundfont | --gain | --rate)
+    -o | --soundfont | --gain | --rate | --max-seconds)
         [ $# -ge 2 ] || die_usage "option $1 needs a value"
         case $1 in
         -o) out=$2 ;;
@@ -80,6 +82,9 @@ while [ $# -gt 0 ]; do
         --rate) [[ $2 =~ ^[0-9]{1,6}$ ]] && ((10#$2 >= 8000 && 10#$2 <= 96000)) ||
             die_usage "bad --rate: '$2': expected an integer in 8000..96000"
             rate=$((10#$2)) ;;
+        --max-seconds) [[ $2 =~ ^[0-9]{1,5}$ ]] && ((10#$2 >= 1 && 10#$2 <= 86400)) ||
+            die_usage "bad --max-seconds: '$2': expected an integer in 1..86400"
+            max_s=$((10#$2)) ;;
         esac
         shift 2
         ;;
@@ -122,8 +127,9 @@ has_bytes "$soundfont" 0 RIFF && has_bytes "$soundfont" 8 sfbk ||
     die "cannot read soundfont: '$soundfont': not a SoundFont (no RIFF sfbk header)"
 
 tmp=$(mktemp -d) || die "cannot create a temporary folder"
-otmp=
+otmp="" fs_pid=""
 cleanup() {
+    [ -n "$fs_pid" ] && kill "$fs_pid" 2>/dev/null
     [ -n "$otmp" ] && rm -f "$otmp"
     rm -rf "$tmp"
 }
@@ -176,9 +182,22 @@ else # a token document: remi2midi decodes it
 fi
 
 otmp=$(mktemp "$out.tmp.XXXXXX" 2>"$tmp/mktemp.err") || die "cannot create output: '$out': $(why "$tmp/mktemp.err")"
-# -n -i: no MIDI driver, no shell; -F: render the MIDI file's whole length to a file, faster than real time
-fluidsynth -n -i -q -T wav -r "$rate" -g "$gain" -F "$tmp/out.wav" "$soundfont" "$midi" >"$tmp/fs.log" 2>&1
+# -n -i: no MIDI driver, no shell; -F: render the MIDI file's whole length to a file, faster than real time. Its
+# WAV (16-bit stereo: 4 bytes a sample) holds the music and a 2 s grace; once it grows past max_s seconds of that,
+# FluidSynth is stopped, since it would fill the disk with a far-off timeline (its audio library's shared memory
+# rules out a file size limit, ulimit -f)
+cap=$(((max_s + 2) * rate * 4 + 44))
+fluidsynth -n -i -q -T wav -r "$rate" -g "$gain" -F "$tmp/out.wav" "$soundfont" "$midi" >"$tmp/fs.log" 2>&1 &
+fs_pid=$!
+while kill -0 "$fs_pid" 2>/dev/null; do
+    [ "$(stat -c %s "$tmp/out.wav" 2>/dev/null || echo 0)" -gt "$cap" ] && break
+    sleep 0.1
+done
+[ "$(stat -c %s "$tmp/out.wav" 2>/dev/null || echo 0)" -gt "$cap" ] &&
+    die "too long: '$name': the music lasts more than $max_s s (--max-seconds)" # (cleanup stops FluidSynth)
+wait "$fs_pid"
 rc=$?
+fs_pid=""
 if [ "$rc" != 0 ] || [ ! -s "$tmp/out.wav" ]; then
     die "fluidsynth failed: '$name': $(grep -v '^$' "$tmp/fs.log" | tail -n 1) (exit $rc)"
 fi

@@ -42,6 +42,8 @@ bad_usage -o
 bad_usage -o "$NEVER/x.ogg" --gain 11
 bad_usage -o "$NEVER/x.ogg" --gain x
 bad_usage -o "$NEVER/x.ogg" --rate 100
+bad_usage -o "$NEVER/x.ogg" --max-seconds 0
+bad_usage -o "$NEVER/x.ogg" --max-seconds 86401
 bad_usage -o "$NEVER/x.ogg" a.mid b.mid
 bad_usage -o "$NEVER/x.ogg" --rate 99999999999999999999 # past 64 bits: one line, not bash's own test error first
 bad_usage -o - "$NEVER/x.txt"
@@ -58,7 +60,7 @@ check "usage errors and -o FOLDER create no output" no_files "$NEVER"
 # ---- rendering --------------------------------------------------------------------------------------
 
 SF=/usr/share/sounds/sf2/TimGM6mb.sf2
-N_RENDER=88 # the checks below
+N_RENDER=92 # the checks below
 if ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox || { [ ! -r "$SF" ] &&
     [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -z "${SOUNDFONT:-}" ]; }; then
     skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here: $(tail -n 1 "$T/apt.log" 2>/dev/null)"
@@ -137,6 +139,11 @@ fails() { # fails NAME PATTERN CMD...: exit 1, one error line matching PATTERN, 
 }
 fails "a missing input" "^render: cannot open: '.*/none\.mid': No such file or directory$" \
     "$RENDER" -o "$T/a/keep.ogg" "$T/none.mid"
+# a timeline days long (a valid MIDI file, its last event far off): stopped at --max-seconds, not rendered to the disk
+fails "music over --max-seconds" "^render: too long: '.*far_future_last_tick\.mid': the music lasts more than 5 s" \
+    "$RENDER" -o "$T/a/keep.ogg" --max-seconds 5 tests/data/bad/far_future_last_tick.mid
+check "render, music over --max-seconds: no FluidSynth left running" \
+    eval 'sleep 0.5; ! grep -qs far_future_last_tick /proc/[0-9]*/cmdline'
 # remi2midi's errors are told as render's, naming the input (an & in its name stays as it is)
 printf 'x\tBar_None Frobnicate_1\n' >"$T/a/bad&.txt"
 fails "an unknown token" "^render: cannot read documents: '.*/bad&\.txt': line 1: unknown token 'Frobnicate_1'$" \
