@@ -126,8 +126,13 @@ int main(int argc, char **argv)
         } else {
             from_stdin_list = false;
             struct stat st;
-            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) path_walk(a, midi_exts, &paths);
-            else pathlist_push(&paths, xstrdup(a));
+            if (strcmp(a, "-") != 0 && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) {
+                size_t before = paths.n;
+                path_walk(a, midi_exts, &paths);
+                if (paths.n == before) die("no MIDI file (*.mid, *.midi) in folder '%s'", a); // a wrong folder
+            } else {
+                pathlist_push(&paths, xstrdup(a));
+            }
         }
     }
     if (from_stdin_list && isatty(STDIN_FILENO))

@@ -99,6 +99,9 @@ expect "midi2remi < LIST exits 0" 0 "$M2R" <"$T/list.txt"
 check "midi2remi: paths on stdin give the same output as the folder" same "$T/out" "$T/pop.txt"
 head -n 3 "$T/list.txt" | sed 's/$/\r/' | run "$M2R"
 check "midi2remi: a list with CRLF line ends reads the same files" test "$rc" = 0 -a "$(cut -f1 "$T/out")" = "$(head -n 3 "$T/list.txt")"
+mkdir "$T/nomidi" && touch "$T/nomidi/notes.txt"
+expect "midi2remi of a folder without MIDI files exits 1" 1 "$M2R" "$T/nomidi"
+check "midi2remi, a folder without MIDI files: one line saying so" one_line "$T/err" "^midi2remi: no MIDI file .*nomidi'$"
 expect "midi2remi FILES... exits 0" 0 "$M2R" "$POP"/*.mid
 check "midi2remi: paths as arguments give the same output as the folder" same "$T/out" "$T/pop.txt"
 
