@@ -173,6 +173,7 @@ static int add_column(Registry *r, const char *table, const char *col, const cha
 
 static Registry *open_flags(const char *path, int create, char *err)
 {
+    if (!*path) return err_set(err, "registry '': no file name"), NULL;
     if (create && mkdir_parent(path, err) < 0) return NULL;
     struct stat sb;
     if (!create && stat(path, &sb) < 0) {
@@ -187,7 +188,7 @@ static Registry *open_flags(const char *path, int create, char *err)
         return NULL;
     }
     sqlite3_busy_timeout(r->db, BUSY_TIMEOUT_MS);
-    if (!create) { // a reader's database is a registry (its runs table) or empty: another database is not touched
+    { // a registry (its runs table) or an empty database, given the schema: another database is not touched
         sqlite3_stmt *q = NULL;
         int n_tables = -1, has_runs = 0;
         if (sqlite3_prepare_v2(r->db, "SELECT count(*), coalesce(sum(name = 'runs'), 0) FROM sqlite_master"

@@ -25,8 +25,8 @@ typedef struct Registry Registry;
 // schema version is upgraded: missing tables are created and the views replaced.
 Registry *reg_open(const char *path, char *err);
 // reg_open for readers: the file must exist (else -1 with "registry 'path': cannot open: No such file ...");
-// an existing registry is upgraded as by reg_open, an empty SQLite file given the schema; a database with other
-// tables and no runs table is refused untouched ("not a registry").
+// an existing registry is upgraded as by reg_open, an empty SQLite file given the schema. Both refuse a database
+// with other tables and no runs table, untouched ("not a registry").
 Registry *reg_open_existing(const char *path, char *err);
 void reg_close(Registry *r);
 

@@ -311,7 +311,7 @@ void out_commit_all(OutFile **o, size_t n)
         for (size_t j = 0; j < n; j++) {
             if (j < i && old[j]) rename(old[j], o[j]->path);
             else if (j < i && fresh[j]) unlink(o[j]->path);
-            else if (old[j]) unlink(old[j]);
+            if (old[j]) unlink(old[j]); // (gone once renamed back, unless two outputs shared a path)
         }
         die("cannot rename output into place: '%s': %s", o[i]->path, strerror(e));
     }

@@ -102,6 +102,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$out" ] || die_usage "an output file is required (-o FILE.ogg)"
+# the WAV FluidSynth writes stays within its format's 32-bit sizes (4 GiB): at most 12 h 25 min at 44100 Hz
+((((max_s + 12) * rate * 4 + 44) < 4294967295)) ||
+    die_usage "--max-seconds $max_s at --rate $rate: the WAV would pass its 4 GiB limit"
 # -o names the file itself, checked before any work: not stdout (Ogg goes to a file, renamed into place when
 # complete), and not a folder: the final rename would move the temporary into it
 [ "$out" = - ] && die_usage "cannot write audio to stdout: give -o FILE.ogg"
@@ -183,21 +186,25 @@ fi
 
 otmp=$(mktemp "$out.tmp.XXXXXX" 2>"$tmp/mktemp.err") || die "cannot create output: '$out': $(why "$tmp/mktemp.err")"
 # -n -i: no MIDI driver, no shell; -F: render the MIDI file's whole length to a file, faster than real time. Its
-# WAV (16-bit stereo: 4 bytes a sample) holds the music and a 2 s grace; once it grows past max_s seconds of that,
-# FluidSynth is stopped, since it would fill the disk with a far-off timeline (its audio library's shared memory
-# rules out a file size limit, ulimit -f)
-cap=$(((max_s + 2) * rate * 4 + 44))
+# WAV (16-bit stereo: 4 bytes a sample) holds the music, its release tail and a 2 s grace; once it grows past max_s
+# seconds and 12 more (the tail's and the grace's room), FluidSynth is stopped, since it would fill the disk with a
+# far-off timeline (its audio library's shared memory rules out a file size limit, ulimit -f)
+cap=$(((max_s + 12) * rate * 4 + 44))
+wav_over() { [ "$(stat -c %s "$tmp/out.wav" 2>/dev/null || echo 0)" -gt "$cap" ]; }
 fluidsynth -n -i -q -T wav -r "$rate" -g "$gain" -F "$tmp/out.wav" "$soundfont" "$midi" >"$tmp/fs.log" 2>&1 &
 fs_pid=$!
+too_long=""
 while kill -0 "$fs_pid" 2>/dev/null; do
-    [ "$(stat -c %s "$tmp/out.wav" 2>/dev/null || echo 0)" -gt "$cap" ] && break
+    wav_over && too_long=1 && break # still running: cleanup stops it
     sleep 0.1
 done
-[ "$(stat -c %s "$tmp/out.wav" 2>/dev/null || echo 0)" -gt "$cap" ] &&
-    die "too long: '$name': the music lasts more than $max_s s (--max-seconds)" # (cleanup stops FluidSynth)
-wait "$fs_pid"
-rc=$?
-fs_pid=""
+if [ -z "$too_long" ]; then # it has ended: its status, and no pid left for cleanup to signal
+    wait "$fs_pid"
+    rc=$?
+    fs_pid=""
+    wav_over && too_long=1
+fi
+[ -n "$too_long" ] && die "too long: '$name': the music lasts more than $max_s s (--max-seconds)"
 if [ "$rc" != 0 ] || [ ! -s "$tmp/out.wav" ]; then
     die "fluidsynth failed: '$name': $(grep -v '^$' "$tmp/fs.log" | tail -n 1) (exit $rc)"
 fi

@@ -114,6 +114,11 @@ expect "sample -o with a registry that is no database exits 1" 1 "$SAMPLE" -q -m
     --registry "$T/notdb.db"
 check "a registry that is no database: one line naming it, no sample file" \
     test "$(wc -l <"$T/err")" = 1 -a ! -e "$T/s2.txt" -a -z "$(ls "$T" | grep 's2.txt.tmp')"
+sqlite3 "$T/foreign.db" 'CREATE TABLE t(x)' && cp "$T/foreign.db" "$T/foreign.before"
+expect "sample -o with another program's database as registry exits 1" 1 "$SAMPLE" -q -m "$T/run" -n 50 -o "$T/s2.txt" \
+    --registry "$T/foreign.db"
+check "another program's database: 'not a registry', left as it was, no sample file" \
+    eval 'one_line "$T/err" "not a registry" && same "$T/foreign.db" "$T/foreign.before" && test ! -e "$T/s2.txt"'
 
 # ---- devices: a CPU-only build (make test's) asked for cuda refuses in one line ---------------------------------
 expect "sample --device cuda in a CPU-only build exits 1" 1 "$SAMPLE" -m "$T/run" -n 5 --device cuda

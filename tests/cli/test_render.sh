@@ -44,6 +44,7 @@ bad_usage -o "$NEVER/x.ogg" --gain x
 bad_usage -o "$NEVER/x.ogg" --rate 100
 bad_usage -o "$NEVER/x.ogg" --max-seconds 0
 bad_usage -o "$NEVER/x.ogg" --max-seconds 86401
+bad_usage -o "$NEVER/x.ogg" --max-seconds 86400 --rate 96000 # a WAV over 4 GiB
 bad_usage -o "$NEVER/x.ogg" a.mid b.mid
 bad_usage -o "$NEVER/x.ogg" --rate 99999999999999999999 # past 64 bits: one line, not bash's own test error first
 bad_usage -o - "$NEVER/x.txt"
@@ -60,7 +61,7 @@ check "usage errors and -o FOLDER create no output" no_files "$NEVER"
 # ---- rendering --------------------------------------------------------------------------------------
 
 SF=/usr/share/sounds/sf2/TimGM6mb.sf2
-N_RENDER=92 # the checks below
+N_RENDER=93 # the checks below
 if ! deb_try fluidsynth fluidsynth sox timgm6mb-soundfont || ! deb_try sox sox || { [ ! -r "$SF" ] &&
     [ ! -r /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -z "${SOUNDFONT:-}" ]; }; then
     skip "$N_RENDER" "fluidsynth, sox and a soundfont (Debian) cannot be installed here: $(tail -n 1 "$T/apt.log" 2>/dev/null)"
@@ -144,6 +145,9 @@ fails "music over --max-seconds" "^render: too long: '.*far_future_last_tick\.mi
     "$RENDER" -o "$T/a/keep.ogg" --max-seconds 5 tests/data/bad/far_future_last_tick.mid
 check "render, music over --max-seconds: no FluidSynth left running" \
     eval 'sleep 0.5; ! grep -qs far_future_last_tick /proc/[0-9]*/cmdline'
+printf 'n\tBar_None Position_0 Program_0 Pitch_60 Velocity_63 Duration_1.0.8\n' >"$T/half.txt"
+expect "render of a 0.5 s note with --max-seconds 1 exits 0 (its release tail and FluidSynth's grace have room)" 0 \
+    "$RENDER" -q -o "$T/half.ogg" --max-seconds 1 "$T/half.txt"
 # remi2midi's errors are told as render's, naming the input (an & in its name stays as it is)
 printf 'x\tBar_None Frobnicate_1\n' >"$T/a/bad&.txt"
 fails "an unknown token" "^render: cannot read documents: '.*/bad&\.txt': line 1: unknown token 'Frobnicate_1'$" \
