@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     // prompt and continuation: -1 until given, then the window's defaults (below, once the model is loaded)
     EvalGenOpts g = {.n_docs = 32, .prompt = -1, .continuation = -1, .batch = 8,
                      .sample = {.temperature = 1.0, .top_k = 0, .top_p = 1.0, .grammar = 1, .seed = 1}};
-    int json = 0, quiet = 0, threads = n_cpus(), n_given = 0, study_docs = 3;
+    int json = 0, quiet = 0, threads = n_cpus(), n_given = 0, study_docs = 3, reg_given = 0, no_reg = 0;
     long max_tokens = 0;
     const char *study_path = NULL, *device = "cpu";
     for (int i = 1; i < argc; i++) {
@@ -131,11 +131,11 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--top-p") == 0) g.sample.top_p = parse_double(a, v, 1e-9, 1);
         else if (strcmp(a, "--seed") == 0) g.sample.seed = (uint64_t)parse_long(a, v, 0, 1L << 62);
         else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch") == 0) g.batch = (int)parse_long(a, v, 1, 4096);
-        else if (strcmp(a, "--registry") == 0) reg_path = v;
+        else if (strcmp(a, "--registry") == 0) reg_path = v, reg_given = 1;
         else if (strcmp(a, "--max-tokens") == 0) max_tokens = parse_long(a, v, 0, 1L << 53);
         else if (strcmp(a, "--study-out") == 0) study_path = v;
         else if (strcmp(a, "--study-docs") == 0) study_docs = (int)parse_long(a, v, 1, 64);
-        else if (strcmp(a, "--no-registry") == 0) reg_path = NULL;
+        else if (strcmp(a, "--no-registry") == 0) reg_path = NULL, no_reg = 1;
         else if (strcmp(a, "-j") == 0 || strcmp(a, "--threads") == 0) threads = (int)parse_long(a, v, 1, 1024);
         else if (strcmp(a, "--device") == 0) device = v;
         else if (strcmp(a, "--json") == 0) json = 1;
@@ -143,6 +143,7 @@ int main(int argc, char **argv)
         else die_usage("unknown option: '%s'", a);
     }
     if (!model) die_usage("a model is required (-m RUN_DIR)");
+    if (reg_given && no_reg) die_usage("--registry and --no-registry: give one of them");
     if (!data) die_usage("a shard folder is required (-d SHARDS)");
     if (strcmp(split, "test") != 0 && strcmp(split, "val") != 0) die_usage("--split is test or val, not '%s'", split);
     if (study_path && g.n_docs == 0) die_usage("--study-out writes documents of the study: it needs -n N >= 1");

@@ -193,6 +193,7 @@ check "eval --max-tokens 500 scores a subset of at least 500 tokens ($SUB_TOKENS
     test -n "$SUB_TOKENS" -a "${SUB_TOKENS:-0}" -ge 500 -a "${SUB_TOKENS:-0}" -lt "${ALL_TOKENS:-0}"
 expect "eval --max-tokens -1 exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --max-tokens -1
 expect "eval --split junk exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --split junk
+expect "eval --registry with --no-registry exits 2" 2 "$EVAL" -m "$T/run" -d "$T/shards" --no-registry --registry "$REG"
 expect "eval of a run the registry does not know exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 0 --registry "$T/other.db"
 check "says which directory" one_line "$T/err" "no run in registry .*run"
 expect "eval --study-out with a registry that is no database exits 1" 1 "$EVAL" -q -m "$T/run" -d "$T/shards" -n 2 \
