@@ -438,6 +438,20 @@ int reg_sample(Registry *r, int64_t run_id, const char *path, long n_tokens, lon
     return commit(r, err);
 }
 
+Registry *reg_open_model_run(const char *path, const char *model, int need_run, int64_t *run, char *err)
+{
+    Registry *r = reg_open(path, err);
+    if (!r) return NULL;
+    char *dir = run_dir_path(model);
+    if (!dir) err_set(err, "cannot resolve: '%s'", model);
+    else if ((*run = reg_find_run(r, dir, err)) == 0 && need_run)
+        err_set(err, "no run in registry '%s' has out_dir '%s' (the directory train wrote)", path, dir);
+    int ok = dir && *run >= 0 && (*run > 0 || !need_run);
+    free(dir);
+    if (!ok) reg_close(r);
+    return ok ? r : NULL;
+}
+
 int64_t reg_find_run(Registry *r, const char *out_dir, char *err)
 {
     sqlite3_stmt *st = prepare(r, "SELECT max(run_id) FROM runs WHERE out_dir = ?", err);

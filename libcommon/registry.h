@@ -48,6 +48,10 @@ int reg_evals(Registry *r, int64_t run_id, int n, const char *const names[], con
 int reg_sample(Registry *r, int64_t run_id, const char *path, long n_tokens, long seed, char *err);
 // The run_id of the most recent run whose out_dir is out_dir, 0 when none, -1 on error.
 int64_t reg_find_run(Registry *r, const char *out_dir, char *err);
+// reg_open, then the run of model (a run folder, or a file in one: run_dir_path) in *run, 0 when none (with
+// need_run, an error naming the folder). NULL with err; the tools call it before their work, so that a registry
+// they cannot use fails at once.
+Registry *reg_open_model_run(const char *path, const char *model, int need_run, int64_t *run, char *err);
 
 // ---- read-only queries (for report and users' tools; SQLite stays inside registry.c) ------------
 typedef enum { REG_NULL, REG_INT, REG_REAL, REG_TEXT } RegType;

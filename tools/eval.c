@@ -161,14 +161,7 @@ int main(int argc, char **argv)
     // the registry and the model's run in it, before the work: one that cannot be used fails now, not after it
     Registry *reg = NULL;
     int64_t reg_run = 0;
-    if (reg_path) {
-        if (!(reg = reg_open(reg_path, err))) die("%s", err);
-        char *dir = run_dir_path(model);
-        if (!dir) die("cannot resolve: '%s'", model);
-        if ((reg_run = reg_find_run(reg, dir, err)) < 0) die("%s", err);
-        if (reg_run == 0) die("no run in registry '%s' has out_dir '%s' (the directory train wrote)", reg_path, dir);
-        free(dir);
-    }
+    if (reg_path && !(reg = reg_open_model_run(reg_path, model, 1, &reg_run, err))) die("%s", err);
     // The study's lengths: what the options say, else what the window allows. BOS + prompt must fit the window
     // (the continuation may slide it, as sample does); an explicit prompt that does not fit is an error.
     int L = rc.input_length, dflt = L / 2 < 256 ? L / 2 : 256, prompt_given = g.prompt >= 0,

@@ -231,14 +231,8 @@ int main(int argc, char **argv)
     if (hg_set_backend(&m, be, err) < 0) die("cannot use device '%s': %s", device, err);
     // the registry and the model's run in it, before the work: one that cannot be used fails now, not after it
     Registry *reg = NULL;
-    int64_t reg_run = 0;
-    if (reg_path) {
-        if (!(reg = reg_open(reg_path, err))) die("%s", err);
-        char *dir = run_dir_path(model);
-        if (!dir) die("cannot resolve: '%s'", model);
-        if ((reg_run = reg_find_run(reg, dir, err)) < 0) die("%s", err);
-        free(dir);
-    }
+    int64_t reg_run = 0; // (none: the sample is recorded without a run, as before)
+    if (reg_path && !(reg = reg_open_model_run(reg_path, model, 0, &reg_run, err))) die("%s", err);
 
     Prompts ps = {0};
     for (size_t i = 0; i < n_prompt_args; i++) add_prompts(prompt_args[i], &ps);
