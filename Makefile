@@ -129,7 +129,7 @@ include pipelines/experiment.mk
 # Every test binary prints "N passed, N failed, N skipped" and exits non-zero on a failure; the shell tests likewise
 # (a skip: a check whose hardware, Debian or PyPI package is absent here; never counted as passed).
 # the benchmarks are built too (not run): a change that breaks one fails here, not on a lent GPU
-test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS) $(BUILD)/bench/model $(BUILD)/bench/decode
+test: $(TOOL_BINS) $(BIN)/render $(TEST_BINS) $(BUILD)/bench/model $(BUILD)/bench/decode $(BUILD)/bench/score
 	@fail=0; \
 	for t in $(TEST_BINS); do echo "== $$t"; \
 	  SHARED=$(SHARED) $$t || fail=1; done; \

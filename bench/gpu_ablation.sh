@@ -118,6 +118,7 @@ run_one() {
     printf '{ "extends": "%s", "train": { "seed": %s%s } }\n' "$PWD/configs/$cfg.json" "$seed" \
         "${STEPS:+, \"steps\": $STEPS}" > "$run/run.json"
     t1=$(date +%s)
+    local t_train t_eval
     if [ ! -e "$run/train.done" ]; then
         resume=(); [ -f "$run/trainer.state" ] && resume=(--resume)
         say "$exp seed $seed: train${resume:+ (resume)}, $(left) s left"
@@ -130,14 +131,17 @@ run_one() {
         fi
         touch "$run/train.done"
     fi
+    t_train=$(date +%s)
     "$BIN/eval" -q "${dev[@]}" -m "$run" -d "$DIR/shards" -n "$EVAL_DOCS" --seed "$seed" --registry "$REG" \
         --study-out "$run/study.txt" --json > "$run/eval.json.tmp" && mv "$run/eval.json.tmp" "$run/eval.json" ||
         { say "$exp seed $seed: eval failed"; return 1; }
+    t_eval=$(date +%s)
     "$BIN/sample" -q "${dev[@]}" -m "$run" --num-samples "$SAMPLES" --seed "$seed" -o "$run/samples.txt" \
         --registry "$REG" || { say "$exp seed $seed: sample failed"; return 1; }
     local wall=$(($(date +%s) - t1))
     [ $wall -gt $slowest ] && slowest=$wall
-    say "$exp seed $seed: done in $wall s"
+    local t_sample=$(($(date +%s) - t_eval))
+    say "$exp seed $seed: done in $wall s (train $((t_train - t1)), eval $((t_eval - t_train)), sample $t_sample)"
     for f in config.json eval.json samples.txt study.txt; do
         [ -f "$run/$f" ] && cp "$run/$f" "$OUTDIR/$cfg-${budget}seed$seed.$f"
     done

@@ -131,6 +131,7 @@ const Backend backend_cpu = {
     .meanpool_forward = meanpool_forward, .meanpool_backward = meanpool_backward,
     .repeat_forward = repeat_forward, .repeat_backward = repeat_backward,
     .crossentropy_fused = cpu_crossentropy_fused,
+    .score_rows = score_rows,
     .cosine_pairs_forward = cpu_cosine_pairs_forward, .cosine_pairs_backward = cosine_pairs_backward,
     .exp_cosine_forward = cpu_exp_cosine_forward, .exp_cosine_backward = exp_cosine_backward,
     .clip_grad_norm = cpu_clip_grad_norm, .adam_apply = adam_apply,

@@ -127,6 +127,9 @@ typedef struct Backend {
     // into zeros; *loss = the float mean loss ops.h's crossentropy_fused returns, as a double
     void (*crossentropy_fused)(float *dlogits, double *loss, const float *logits, const int32_t *targets, int N, int V,
                                float scale);
+    // ops.h's score_rows, into the backend's memory (evaluate.c's scoring: on a GPU the rows' numbers come home,
+    // not their logits)
+    void (*score_rows)(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N, int V);
     // *sum = ops.h's cosine_pairs_forward (its B * (T/2) pairs) / exp_cosine_forward
     void (*cosine_pairs_forward)(double *sum, const float *h, int B, int T, int C);
     void (*cosine_pairs_backward)(float *dh, const float *h, int B, int T, int C, float scale);

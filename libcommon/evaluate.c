@@ -14,16 +14,18 @@ const char *const evaluate_feature_names[EF_N] = {"pitch_class_kl", "duration_kl
 
 int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *stop, EvalLikelihood *out)
 {
-    int B = m->B, T = m->T, V = m->cfg.V;
+    int B = m->B, T = m->T;
     int32_t *win = xmalloc((size_t)B * (T + 1) * sizeof *win), *inp = xmalloc((size_t)B * T * sizeof *inp);
-    int32_t *tgt = xmalloc((size_t)B * T * sizeof *tgt);
+    int32_t *tgt = xmalloc((size_t)B * T * sizeof *tgt), *best = xmalloc((size_t)B * T * sizeof *best);
+    double *nll = xmalloc((size_t)B * T * sizeof *nll);
     double sum = 0, tsum[EVAL_N_TYPES] = {0};
     long n = 0, right = 0, tn[EVAL_N_TYPES] = {0}, tright[EVAL_N_TYPES] = {0};
+    int rc = 0;
     memset(out, 0, sizeof *out);
-    for (int64_t k0 = 0; k0 < ds->n_eval; k0 += B) {
+    for (int64_t k0 = 0; k0 < ds->n_eval && rc == 0; k0 += B) {
         if (stop && *stop) {
-            free(win), free(inp), free(tgt);
-            return -1;
+            rc = -1;
+            break;
         }
         for (int b = 0; b < B; b++) {
             int32_t *w = win + (size_t)b * (T + 1);
@@ -32,30 +34,23 @@ int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *st
             for (int t = 0; t < T; t++) inp[b * T + t] = w[t], tgt[b * T + t] = w[t + 1];
         }
         hg_forward(m, inp, 0, 0);
-        const float *logits = hg_logits_host(m); // a copy when the model runs on a GPU
+        // -log softmax(row)[target] = logsumexp(row) - row[target] in double, and the argmax, row by row (ops.h
+        // score_rows; on a GPU there, so only these numbers cross the bus)
+        hg_score(m, tgt, nll, best);
         for (int i = 0; i < B * T; i++) {
             if (tgt[i] == REMI_PAD) continue;
-            // -log softmax(row)[target] = logsumexp(row) - row[target], in double
-            const float *row = logits + (size_t)i * V;
-            int best = 0, finite = 1;
-            for (int v = 0; v < V; v++) {
-                finite &= isfinite(row[v]) != 0;
-                if (row[v] > row[best]) best = v;
-            }
-            if (!finite) {
-                free(win), free(inp), free(tgt);
+            if (best[i] < 0) { // a NaN or an infinity in the row
                 out->bad_window = k0 + i / T;
-                return -2;
+                rc = -2;
+                break;
             }
-            double se = 0;
-            for (int v = 0; v < V; v++) se += exp((double)row[v] - row[best]);
-            double l = log(se) + row[best] - row[tgt[i]];
             int ty = (int)remi_token_type(tgt[i]);
-            sum += l, n++, right += best == tgt[i];
-            tsum[ty] += l, tn[ty]++, tright[ty] += best == tgt[i];
+            sum += nll[i], n++, right += best[i] == tgt[i];
+            tsum[ty] += nll[i], tn[ty]++, tright[ty] += best[i] == tgt[i];
         }
     }
-    free(win), free(inp), free(tgt);
+    free(win), free(inp), free(tgt), free(best), free(nll);
+    if (rc < 0) return rc;
     if (n == 0) return -1;
     out->n = n, out->loss = sum / (double)n, out->perplexity = exp(out->loss), out->accuracy = (double)right / (double)n;
     for (int t = 0; t < EVAL_N_TYPES; t++) {

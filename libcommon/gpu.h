@@ -258,6 +258,9 @@ void gpu_crossentropy_backward(float *dlogits, const float *probs, const int32_t
 // (written), the bytes of gpu_crossentropy_forward + gpu_crossentropy_backward into zeros; returns the loss (host)
 float gpu_crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
                              int *n_valid);
+// ops.h's score_rows on device memory (nll, best, logits, targets): one warp a row, its sums in a fixed order, so the
+// same bytes every run; best as the CPU's, nll within a few ulps of its double (the order of the sum)
+void gpu_score_rows(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N, int V);
 // the auxiliary losses' sums in double, as ops.h (cos of row pairs (2i, 2i+1); sum over i != j of exp(-cos))
 double gpu_cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);
 void gpu_cosine_pairs_backward(float *dh, const float *h, int B, int T, int C, float scale);

@@ -95,6 +95,8 @@ struct HgActs {
     float *att_scratch; // the CPU attention's scratch (a GPU keeps its own workspace)
     size_t att_floats;
     int32_t *tok_dev;   // hg_forward's copy of host tokens, in the backend's memory when that is not the host's
+    int32_t *score_tgt, *score_best; // hg_score's targets and argmaxes there (B * T each; NULL on the host)
+    double *score_nll;               // and its row losses
     const int32_t *tok; // the last forward's tokens, in the backend's memory (for the backward)
     float p_used;  // the dropout rate of the last forward (0 when not training)
     SeedRef seed;  // the next dropout site's seed, advanced in forward order
@@ -493,7 +495,11 @@ static void plan_model(Plan *pl, int T)
     A->g_qkv = TAKE_F(&pl->a, pl->max_qkv);
     A->g_blk[0] = TAKE_F(&pl->a, pl->max_blk), A->g_blk[1] = TAKE_F(&pl->a, pl->max_blk);
     if (pl->be->on_host) A->att_scratch = TAKE_F(&pl->a, pl->max_att), A->att_floats = pl->max_att;
-    else A->tok_dev = TAKE_I(&pl->a, N);
+    else {
+        A->tok_dev = TAKE_I(&pl->a, N);
+        A->score_tgt = TAKE_I(&pl->a, N), A->score_best = TAKE_I(&pl->a, N);
+        A->score_nll = (double *)arena_take(&pl->a, N * sizeof(double));
+    }
 }
 
 // The activation block: zeroed, 2 MiB aligned and, where the kernel offers it, in transparent huge pages (the
@@ -622,6 +628,21 @@ const float *hg_logits_host(HgModel *m)
     if (!m->logits_host) m->logits_host = xmalloc(n * sizeof(float));
     m->be->download(m->logits_host, m->logits, n * sizeof(float));
     return m->logits_host;
+}
+
+void hg_score(HgModel *m, const int32_t *tgt, double *nll, int32_t *best)
+{
+    const Backend *be = m->be;
+    int N = m->B * m->T;
+    if (be->on_host) {
+        be->score_rows(nll, best, m->logits, tgt, N, m->cfg.V);
+        return;
+    }
+    HgActs *A = m->acts;
+    be->upload(A->score_tgt, tgt, (size_t)N * sizeof *tgt);
+    be->score_rows(A->score_nll, A->score_best, m->logits, A->score_tgt, N, m->cfg.V);
+    be->download(nll, A->score_nll, (size_t)N * sizeof *nll);
+    be->download(best, A->score_best, (size_t)N * sizeof *best);
 }
 
 size_t hg_act_bytes(const HgModel *m) { return block_round(m->acts->block_bytes); }

@@ -100,6 +100,9 @@ void hg_weights_to_backend(HgModel *m);
 void hg_grads_to_host(HgModel *m);
 // The last forward's logits (B, T, V) in host memory: m->logits on the CPU, else a copy.
 const float *hg_logits_host(HgModel *m);
+// The last forward's rows scored against tgt (B, T; host memory), ops.h's score_rows into host memory: nll (B * T
+// doubles) and best (B * T). On a GPU the rows are scored there and only these numbers come home, not the logits.
+void hg_score(HgModel *m, const int32_t *tgt, double *nll, int32_t *best);
 // Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
 size_t hg_act_bytes(const HgModel *m);
 // tok (B,T, host memory) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.

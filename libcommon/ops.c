@@ -975,6 +975,22 @@ float crossentropy_fused(float *dlogits, const float *logits, const int32_t *tar
     return loss;
 }
 
+void score_rows(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N, int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *row = logits + (size_t)i * V;
+        int b = 0, finite = 1, t = targets[i];
+        for (int v = 0; v < V; v++) {
+            finite &= isfinite(row[v]) != 0;
+            if (row[v] > row[b]) b = v;
+        }
+        double se = 0;
+        for (int v = 0; v < V; v++) se += exp((double)row[v] - row[b]);
+        best[i] = finite ? b : -1;
+        nll[i] = t >= 0 && t < V ? log(se) + row[b] - row[t] : NAN;
+    }
+}
+
 // cos(a, b) and its gradient parts; norms clamped at 1e-8 as torch.nn.functional.cosine_similarity
 static double cosine(const float *a, const float *b, int C, double *na, double *nb, double *dot)
 {

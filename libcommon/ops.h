@@ -145,6 +145,10 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
 // (written, not accumulated): the bytes of crossentropy_forward, then crossentropy_backward on zeros.
 float crossentropy_fused(float *dlogits, const float *logits, const int32_t *targets, int N, int V, float scale,
                          int *n_valid);
+// Scoring (evaluate.h), every row of logits (N,V): nll[i] = logsumexp(row) - row[targets[i]], in double (the exp of
+// each logit less the row's maximum, summed in order), and best[i] = the row's argmax, the first of equal maxima.
+// A row holding a NaN or an infinity gets best -1, and a target outside 0..V-1 nll NaN. PAD rows are scored too.
+void score_rows(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N, int V);
 // Sum over batch items and row pairs (2i, 2i+1) of cos(row 2i, row 2i+1); an odd last row is left out.
 // h (B,T,C) -> returns the sum; *n_pairs = B * (T/2). The caller pools sums and counts over hidden states.
 double cosine_pairs_forward(const float *h, int B, int T, int C, long *n_pairs);

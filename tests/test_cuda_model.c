@@ -156,6 +156,20 @@ static void test_model(const Backend *gpu)
             CHECK(e_logits <= TOL, "%s loss %d: logits differ by %.3g of their scale", k->name, loss_kind, e_logits);
             CHECK(fabs(og.loss - oc.loss) <= TOL * fmax(1, fabs(oc.loss)), "%s loss %d: %.9g on the GPU, %.9g on the CPU",
                   k->name, loss_kind, og.loss, oc.loss);
+            // evaluate.c's scoring (hg_score) on each: the row losses within TOL, and each row's argmax the CPU's,
+            // or a logit the CPU puts within TOL of its row's maximum (a near tie that the GPU's rounding may flip)
+            double nc[14], ng[14], e_nll = 0;
+            int32_t bc[14], bg[14];
+            int flips = 0;
+            hg_score(&c, tgt, nc, bc), hg_score(&g, tgt, ng, bg);
+            for (int i = 0; i < B * T; i++) {
+                const float *x = oc.logits + (size_t)i * c.cfg.V;
+                e_nll = fmax(e_nll, fabs(ng[i] - nc[i]) / fmax(1, fabs(nc[i])));
+                double gap = bg[i] >= 0 ? fabs((double)x[bg[i]] - x[bc[i]]) : INFINITY;
+                flips += bg[i] != bc[i] && !(gap <= TOL * fmax(1, fabs(x[bc[i]])));
+            }
+            CHECK(e_nll <= TOL && flips == 0, "%s loss %d: scored rows: losses differ by %.3g, %d argmaxes not the "
+                  "CPU's", k->name, loss_kind, e_nll, flips);
             CHECK(g.n_hidden == c.n_hidden, "%s: hidden states", k->name);
             for (int h = 0; h < c.n_hidden && h < g.n_hidden; h++) {
                 double e = rel(og.hidden[h], oc.hidden[h], (size_t)B * c.hidden_T[h] * c.cfg.C);

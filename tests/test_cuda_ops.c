@@ -1573,6 +1573,54 @@ static void ce_case(const char *name, int N, int V, int pad_every)
     no_error(name);
 }
 
+// evaluate.c's scoring: gpu_score_rows against ops.c's score_rows: the same argmaxes (ties to the first maximum,
+// across lanes and within one; -1 for rows not finite), nll within SCORE_TOL of the CPU's double (only the order of
+// the sum of exps differs), NaN for a target outside the vocabulary; the same bytes twice
+#define SCORE_TOL 1e-13
+static void score_case(const char *name, int N, int V)
+{
+    char m[160];
+    size_t n = (size_t)N * V;
+    float *logits = rnd(n, 4);
+    int32_t *tgt = malloc((size_t)N * sizeof *tgt), *best = malloc((size_t)N * sizeof *best), *gb[2];
+    double *nll = malloc((size_t)N * sizeof *nll), *gn[2];
+    for (int i = 0; i < N; i++) tgt[i] = i % 7 == 0 ? 0 : (int32_t)((frand() + 1) * 0.5 * (V - 1));
+    // rows of their own, where the size allows: ties (5 and 200: lanes 5, 8; 8 and 40: both lane 8; 35 (lane 3)
+    // against 66 (lane 2) and 300), an infinity, a NaN, -infinity, targets -1 and V
+    if (V > 300 && N > 8) {
+        float *x = logits;
+        x[1 * V + 5] = x[1 * V + 200] = 10;
+        x[2 * V + 40] = x[2 * V + 8] = 10;
+        x[3 * V + 300] = x[3 * V + 66] = x[3 * V + 35] = 10;
+        x[4 * V + 100] = INFINITY, x[5 * V + 17] = NAN, x[6 * V + 250] = -INFINITY;
+        tgt[7] = -1, tgt[8] = V;
+    }
+    score_rows(nll, best, logits, tgt, N, V);
+    float *d_logits = dev_from(logits, n * 4);
+    int32_t *d_tgt = dev_from(tgt, (size_t)N * 4), *d_best = dev_new((size_t)N * 4);
+    double *d_nll = dev_new((size_t)N * 8);
+    for (int r = 0; r < 2; r++) {
+        gpu_score_rows(d_nll, d_best, d_logits, d_tgt, N, V);
+        gn[r] = host_from(d_nll, (size_t)N * 8), gb[r] = host_from(d_best, (size_t)N * 4);
+    }
+    snprintf(m, sizeof m, "%s argmaxes", name), cmp_bytes(m, gb[0], best, (size_t)N * 4);
+    size_t bad = 0, at = 0;
+    for (int i = 0; i < N; i++) {
+        int ok = isnan(nll[i]) ? isnan(gn[0][i]) : fabs(gn[0][i] - nll[i]) <= SCORE_TOL * fmax(1.0, fabs(nll[i]));
+        if (!ok && !bad++) at = (size_t)i;
+    }
+    CHECK(bad == 0, "%s: %zu of %d row losses off, first row %zu: gpu %.17g cpu %.17g (tolerance %.0e)", name, bad, N,
+          at, bad ? gn[0][at] : 0.0, bad ? nll[at] : 0.0, SCORE_TOL);
+    if (V > 300 && N > 8)
+        CHECK(best[1] == 5 && best[2] == 8 && best[3] == 35 && best[4] == -1 && best[5] == -1 && best[6] == -1 &&
+              isnan(nll[7]) && isnan(nll[8]), "%s: the CPU's own rows of ties and of non-finite logits", name);
+    snprintf(m, sizeof m, "%s", name), twice(m, gn[0], gn[1], (size_t)N * 8), twice(m, gb[0], gb[1], (size_t)N * 4);
+    for (int r = 0; r < 2; r++) free(gn[r]), free(gb[r]);
+    gpu_free(d_logits), gpu_free(d_tgt), gpu_free(d_best), gpu_free(d_nll);
+    free(logits), free(tgt), free(best), free(nll);
+    no_error(name);
+}
+
 // the auxiliary losses: forward sums (double, compared in double) and backward
 static void aux_case(const char *name, int expcos, int B, int T, int C)
 {
@@ -1613,6 +1661,9 @@ static void test_losses(void)
     ce_case("cross-entropy 9 x 5", 9, 5, 3);
     ce_case("cross-entropy 2000 x 1000, no PAD", 2000, 1000, 0);
     ce_case("cross-entropy, every target PAD", 16, 20, 1);
+    score_case("scoring 500 x 348 (ties, rows not finite, targets outside)", 500, 348);
+    score_case("scoring 13 x 5", 13, 5);
+    score_case("scoring 64 x 1000", 64, 1000);
     aux_case("cosine pairs, odd T", 0, 3, 9, 40);
     aux_case("cosine pairs B 4 T 128 C 256", 0, 4, 128, 256);
     aux_case("exp-cosine", 1, 2, 33, 24);

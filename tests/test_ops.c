@@ -519,6 +519,41 @@ static void test_hourglass_ops(void)
         CHECK(nv3 == nv2 && l_fused == l_ref && memcmp(dl_fused, dl_ref, sizeof dl_ref) == 0,
               "fused cross-entropy: not the bytes of forward + backward on zeros");
     }
+    { // scoring (evaluate.c): each row's -log softmax[target] in double, its first maximum, rows not finite flagged
+        double nll[8];
+        int32_t best[8], tg[8];
+        for (int i = 0; i < 8; i++) tg[i] = targets[i];
+        score_rows(nll, best, logits, tg, 8, 5);
+        double mean = 0;
+        int ok = 1;
+        for (int i = 0; i < 8; i++) {
+            double z = 0;
+            int b = 0;
+            for (int v = 0; v < 5; v++) {
+                z += exp((double)logits[i * 5 + v]);
+                b = logits[i * 5 + v] > logits[i * 5 + b] ? v : b;
+            }
+            ok &= fabs(nll[i] - (log(z) - logits[i * 5 + tg[i]])) < 1e-12 && best[i] == b;
+            mean += targets[i] ? nll[i] / 6 : 0;
+        }
+        CHECK(ok, "score_rows: a row's nll or argmax is not the direct computation's");
+        CHECK(fabs(mean - ce) < 1e-6, "score_rows: mean over the targets %.7f, cross-entropy %.7f", mean, ce);
+        float odd[5 * 5] = {1, 3, 3, 2, 3,          // ties: the first maximum
+                            0, 0, 0, 0, 0,          // all equal: 0, nll log 5
+                            1, INFINITY, 0, 0, 0,   // not finite
+                            1, 2, NAN, 0, 0,        // not finite
+                            -1e30f, 88, 89, 0, -3}; // large spread: exp in double
+        int32_t ot[5] = {2, 4, 1, 1, 2}, ob[5];
+        double on[5];
+        score_rows(on, ob, odd, ot, 5, 5);
+        CHECK(ob[0] == 1 && ob[1] == 0 && ob[2] == -1 && ob[3] == -1 && ob[4] == 2,
+              "score_rows: argmaxes %d %d %d %d %d", ob[0], ob[1], ob[2], ob[3], ob[4]);
+        CHECK(fabs(on[1] - log(5.0)) < 1e-15 && fabs(on[4] - log(1 + exp(-1.0) + exp(-89.0) + exp(-92.0))) < 1e-14,
+              "score_rows: nll %.17g (want log 5) and %.17g", on[1], on[4]);
+        ot[0] = 5, ot[1] = -1;
+        score_rows(on, ob, odd, ot, 2, 5);
+        CHECK(isnan(on[0]) && isnan(on[1]) && ob[0] == 1, "score_rows: a target outside the vocabulary scores NaN");
+    }
     un_case("cosine pairs, odd T", (UnCtx){.op = OP_COSPAIRS, .B = 2, .T = 5, .C = 4}, 40, 1);
     un_case("exp-cosine", (UnCtx){.op = OP_EXPCOS, .B = 2, .T = 4, .C = 4}, 32, 1);
     long np;

@@ -158,6 +158,16 @@ static void run_fixture_from(const char *dir, const char *name, const char *st)
         if (e && e->n == (size_t)B * m.hidden_T[h] * cfg.C) compare(name, key, m.hidden[h], e->data, e->n);
     }
     CHECK(find(&f, "hidden.0") == NULL || m.n_hidden > 0, "%s: C has no hidden states", name);
+    if (loss_kind == 0) { // evaluate.c's scoring (hg_score) against PyTorch's cross-entropy over the same targets
+        double *nll = xmalloc((size_t)B * T * sizeof *nll), s = 0;
+        int32_t *best = xmalloc((size_t)B * T * sizeof *best);
+        long n = 0;
+        hg_score(&m, tgt, nll, best);
+        for (int i = 0; i < B * T; i++) s += tgt[i] ? nll[i] : 0, n += tgt[i] != 0;
+        float mean = n ? (float)(s / (double)n) : NAN;
+        compare(name, "scored rows' mean", &mean, find(&f, "loss")->data, 1);
+        free(nll), free(best);
+    }
     // the loss and its gradients wrt logits and hidden states (model.md §7)
     size_t nl = (size_t)B * T * cfg.V;
     float *probs = xmalloc(nl * sizeof *probs), *dlogits = xcalloc(nl, sizeof *dlogits);

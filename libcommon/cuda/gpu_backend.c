@@ -120,6 +120,7 @@ static const Backend backend_gpu = {
     .meanpool_forward = gpu_meanpool_forward, .meanpool_backward = gpu_meanpool_backward,
     .repeat_forward = gpu_repeat_forward, .repeat_backward = gpu_repeat_backward,
     .crossentropy_fused = gpu_crossentropy_fused_to,
+    .score_rows = gpu_score_rows,
     .cosine_pairs_forward = gpu_cosine_pairs_forward_to, .cosine_pairs_backward = gpu_cosine_pairs_backward,
     .exp_cosine_forward = gpu_exp_cosine_forward_to, .exp_cosine_backward = gpu_exp_cosine_backward,
     .clip_grad_norm = gpu_clip_grad_norm_to, .adam_apply = gpu_adam_apply, .host_alloc = gpu_host_alloc,

@@ -1345,6 +1345,51 @@ void gpu_crossentropy_fused_to(float *dlogits, double *loss, const float *logits
     gpu_launched(op);
 }
 
+// ---- scoring (evaluate.c) -------------------------------------------------------------------------------------
+
+// One warp a row, SCORE_WARPS rows a block. A lane takes the logits lane, lane + 32, ...: its maximum (the first of
+// equal ones) and whether all are finite, then over the warp by a butterfly, the lower index winning a tie, which is
+// the CPU's first maximum; then the sum of exp(logit - maximum) in double, a lane's in order and the warp's by a
+// butterfly (a fixed order: the same bytes every run, within a few ulps of the CPU's sum in row order).
+#define SCORE_WARPS 8
+__global__ static void score_rows_k(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N,
+                                    int V)
+{
+    int lane = threadIdx.x & 31;
+    size_t i = (size_t)blockIdx.x * SCORE_WARPS + (threadIdx.x >> 5);
+    if (i >= (size_t)N) return; // the whole warp: i is the warp's
+    const float *x = logits + i * V;
+    float mx = -INFINITY;
+    int at = V, finite = 1; // at V: no logit (a lane past V), loses every tie
+    for (int v = lane; v < V; v += 32) {
+        float e = x[v];
+        finite &= isfinite(e) != 0;
+        if (at == V || e > mx) mx = e, at = v;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, mx, o);
+        int a2 = __shfl_xor_sync(0xffffffffu, at, o);
+        finite &= __shfl_xor_sync(0xffffffffu, finite, o);
+        if (m2 > mx || (m2 == mx && a2 < at)) mx = m2, at = a2;
+    }
+    double se = 0;
+    for (int v = lane; v < V; v += 32) se += exp((double)x[v] - mx);
+    for (int o = 16; o > 0; o >>= 1) se += __shfl_xor_sync(0xffffffffu, se, o);
+    if (lane == 0) {
+        int t = targets[i];
+        best[i] = finite ? at : -1;
+        nll[i] = t >= 0 && t < V ? log(se) + mx - x[t] : (double)NAN;
+    }
+}
+
+void gpu_score_rows(double *nll, int32_t *best, const float *logits, const int32_t *targets, int N, int V)
+{
+    const char *op = "gpu_score_rows";
+    if (!gpu_enter(op) || N <= 0) return;
+    LAUNCH(score_rows_k, gpu_blocks((size_t)N, SCORE_WARPS), 32 * SCORE_WARPS)(nll, best, logits, targets, N, V);
+    gpu_launched(op);
+}
+
 // cos(a, b) of two C-vectors in double (norms clamped at 1e-8, as torch cosine_similarity), by the whole block
 __device__ static double block_cos(const float *a, const float *b, int C, double *na, double *nb, double *redd)
 {

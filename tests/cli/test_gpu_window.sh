@@ -49,6 +49,8 @@ check "each run on the CPU, seed 1" test "$(q "$R" "select count(*) from runs wh
 check "eval.json is eval's JSON" grep -q '"test_loss"' "$T/got/baseline-steps1-seed1.eval.json"
 check "samples.txt: one document" all_docs "$T/got/linear_attn-steps1-seed1.samples.txt"
 check "samples.txt: just one" n_lines "$T/got/linear_attn-steps1-seed1.samples.txt" 1
+check "each run's time, and its train's, eval's and sample's" \
+    grep -Eq "baseline-s1 seed 1: done in [0-9]+ s \(train [0-9]+, eval [0-9]+, sample [0-9]+\)" "$T/err"
 
 # ---- again: nothing to do -----------------------------------------------------------------------------------------
 n_runs() { q "$D/registry.db" "select count(*) from runs"; }
