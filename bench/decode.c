@@ -20,14 +20,6 @@
 #include "sampler.h"
 #include "util.h"
 
-static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
-    return t[n / 2];
-}
-
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
@@ -108,8 +100,9 @@ int main(int argc, char **argv)
                 if (sample_generate(d, B, tok, L, n_new, &so, gen, n_out, err) < 0) die("%s", err);
                 tsm[r] = now_s() - t0;
             }
-            double p = median(tp + 1, runs), g = median(tg + 1, runs), s = median(ts + 1, runs), f = median(tf + 1, runs);
-            double sm = median(tsm + 1, runs) - p; // less the prefill, as "gen"
+            double p = median_sort(tp + 1, runs), g = median_sort(tg + 1, runs);
+            double s = median_sort(ts + 1, runs), f = median_sort(tf + 1, runs);
+            double sm = median_sort(tsm + 1, runs) - p; // less the prefill, as "gen"
             printf("%-22s %2d %14.0f %14.0f %14.0f %16.1f %9.0fx %14.0f\n", cfgs[k].name, B, B * L / p, B / s,
                    B * n_new / g, B / f, (B * n_new / g) / (B / f), B * n_new / sm);
             free(gen), free(n_out), free(tsm);

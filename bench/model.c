@@ -26,7 +26,6 @@
 #include "ops.h"
 #include "util.h"
 
-static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
 
 static double sgemm_gflops(void)
 {
@@ -193,8 +192,7 @@ int main(int argc, char **argv)
             fflush(stdout);
             continue;
         }
-        qsort(times + 1, (size_t)runs, sizeof *times, cmp_d);
-        double med = times[1 + runs / 2];
+        double med = median_sort(times + 1, runs);
         // matmul FLOPs, forward x 3 (backward is two matmuls per forward one)
         double fl = 2.0 * B * T * C * V;
         if (config) {

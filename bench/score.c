@@ -11,8 +11,6 @@
 #include "ops.h"
 #include "util.h"
 
-static int cmp_d(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : 1; }
-
 int main(int argc, char **argv)
 {
     util_init(argv[0]);
@@ -39,8 +37,7 @@ int main(int argc, char **argv)
         t[r] = now_s() - t0;
         sink += nll[r % rows];
     }
-    qsort(t + 1, (size_t)runs, sizeof *t, cmp_d);
-    double med = t[1 + runs / 2];
+    double med = median_sort(t + 1, runs);
     printf("score_rows: %d rows of %d logits: %.2f ms (median of %d); %ld rows: %.2f s (checksum %.3f)\n", rows, V,
            1e3 * med, runs, targets, med * (double)targets / rows, sink);
     free(logits), free(tgt), free(best), free(nll), free(t);

@@ -88,6 +88,8 @@ const char *fmt_bytes(double bytes, char *buf, size_t n);
 int n_cpus(void);
 // Monotonic seconds.
 double now_s(void);
+// The median of t[0..n), n >= 1 (for even n the upper middle): sorts t in place. The benchmarks' timings.
+double median_sort(double *t, int n);
 
 // FNV-1a 64-bit, seedable by chaining (pass the previous hash as h; start with FNV_INIT).
 #define FNV_INIT 0xcbf29ce484222325ULL

@@ -99,8 +99,10 @@ static void compare(const char *fx, const char *what, const float *got, const fl
     double scale = 0, err = 0;
     size_t at = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++)
-        if (fabs(got[i] - want[i]) > err) err = fabs(got[i] - want[i]), at = i;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - want[i]);
+        if (d > err || (isnan(d) && !isnan(err))) err = d, at = i; // a NaN stays, and fails the check
+    }
     CHECK(err <= 1e-4 * fmax(scale, 1e-30), "%s: %s: max abs error %.3g at %zu (C %.7g, PyTorch %.7g), scale %.3g",
           fx, what, err, at, got[at], want[at], scale);
 }
