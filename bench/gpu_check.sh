@@ -7,12 +7,14 @@
 # Runs: test_cuda_ops, test_cuda_model, tests/cli/test_tools_cuda.sh (HMT_REQUIRE_GPU=1: no GPU is a failure here),
 # then, most wanted first: bench/gpu_model.sh's goals (issue 15's rows: C bf16 against PyTorch bf16 on this GPU),
 # bench/gpu_decode.sh, the training profiles, bench/gpu_model.sh's rest (the switches, fp32 and TF32), the decoding
-# profiles, compute-sanitizer memcheck and bench/gpu_step.sh (train's step with and without its CUDA
-# graph). GPU_CHECK_DEADLINE (epoch seconds; gpu_session.sh sets it from its budget): each step after the tests runs
-# only while at least its minimum is left, with its time limit cut to what is left, so a window's call ends with
-# the most wanted results rather than being killed in the middle of the less wanted ones.
+# profiles, compute-sanitizer memcheck, bench/gpu_step.sh (train's step with and without its CUDA graph) and
+# bench/gpu_score.sh (eval's rows scored on the GPU against the host). GPU_CHECK_DEADLINE (epoch seconds;
+# gpu_session.sh sets it from its budget): each step after the tests runs only while at least its minimum is left,
+# with its time limit cut to what is left, so a window's call ends with the most wanted results rather than being
+# killed in the middle of the less wanted ones.
 # Knobs: GPU_CHECK_CLI=0, GPU_CHECK_BENCH=0 (no benchmark), GPU_CHECK_MODEL=0 (no training benchmark), GPU_CHECK_STEP=0,
-# GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections), GPU_CHECK_PROFILE=train|decode|all (per-op
+# GPU_CHECK_SCORE=0, GPU_CHECK_SAN=0|race (GPU_CHECK_SAN_SECTIONS="attention ...": only those test_cuda_ops sections),
+# GPU_CHECK_PROFILE=train|decode|all (per-op
 # tables; GPU_CHECK_PROFILE_ARGS: bench/model's for the training one, e.g. --tf32; GPU_CHECK_PROFILE_ATTN: its
 # attention kinds, default "gemm fused"; gemm16: gemm with HMT_GPU_ATT16=1; fused0: fused, HMT_GPU_FA_DS_MIB=0; fusedmma: fused, HMT_GPU_FA_MMA=1), GPU_CHECK_RUNS, GPU_CHECK_HEADLINE_RUNS, GPU_CHECK_DECODE_RUNS. Log: $OUT/gpu_check.log (default
 # build/gpu-check), the benchmarks' own logs beside it. Exit 0 only when every check ran and passed.
@@ -181,6 +183,14 @@ if [ "$bench" = 1 ] && [ "${GPU_CHECK_STEP:-1}" != 0 ] && [ -s build/gpu-data/sh
     BIN=bin-cuda SHARDS=build/gpu-data/shards DEVICE=cuda CONFIGS="baseline linear_attn" PRECISIONS=fp32 BATCHES=8 \
         timeout "$t" bash bench/gpu_step.sh 60 3 2>&1 | tee "$OUT/gpu_step.log"
     stopped bench/gpu_step.sh "${PIPESTATUS[0]}"
+fi
+# validation's and eval's scoring on the GPU against the host's copy of the logits (HMT_EVAL_HOST_SCORE=1), on the
+# ablation's val split (about 30 s)
+if [ "$bench" = 1 ] && [ "${GPU_CHECK_SCORE:-1}" != 0 ] && t=$(budget bench/gpu_score.sh 30 120); then
+    step "bench/gpu_score.sh 3"
+    BIN=bin-cuda DEVICE=cuda SHARDS='' SPLIT=val CONFIG=baseline timeout "$t" bash bench/gpu_score.sh 3 2>&1 |
+        tee "$OUT/gpu_score.log"
+    stopped bench/gpu_score.sh "${PIPESTATUS[0]}"
 fi
 echo "== gpu_check: $([ $rc = 0 ] && echo passed || echo FAILED)"
 exit $rc

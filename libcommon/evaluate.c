@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "grammar.h"
+#include "ops.h"
 #include "stats.h"
 #include "util.h"
 
@@ -21,6 +22,10 @@ int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *st
     double sum = 0, tsum[EVAL_N_TYPES] = {0};
     long n = 0, right = 0, tn[EVAL_N_TYPES] = {0}, tright[EVAL_N_TYPES] = {0};
     int rc = 0;
+    // HMT_EVAL_HOST_SCORE=1: the rows scored on the host from a copy of the logits, as before the twenty-eighth
+    // session (bench/gpu_score.sh measures the two against each other; the same numbers within a few ulps)
+    const char *hs = getenv("HMT_EVAL_HOST_SCORE");
+    int host_score = hs && strcmp(hs, "1") == 0;
     memset(out, 0, sizeof *out);
     for (int64_t k0 = 0; k0 < ds->n_eval && rc == 0; k0 += B) {
         if (stop && *stop) {
@@ -36,7 +41,8 @@ int evaluate_likelihood(HgModel *m, const DataSet *ds, volatile sig_atomic_t *st
         hg_forward(m, inp, 0, 0);
         // -log softmax(row)[target] = logsumexp(row) - row[target] in double, and the argmax, row by row (ops.h
         // score_rows; on a GPU there, so only these numbers cross the bus)
-        hg_score(m, tgt, nll, best);
+        if (host_score) score_rows(nll, best, hg_logits_host(m), tgt, B * T, m->cfg.V);
+        else hg_score(m, tgt, nll, best);
         for (int i = 0; i < B * T; i++) {
             if (tgt[i] == REMI_PAD) continue;
             if (best[i] < 0) { // a NaN or an infinity in the row

@@ -71,7 +71,7 @@ typedef struct HgPlan {
     size_t n_floats;   // parameters (weights; gradients are as many)
     size_t n_tensors;  // entries of the parameter table
     size_t table_bytes; // the table itself and its names, the per-layer bookkeeping
-    size_t act_bytes;  // hg_alloc's activation block for (B, T), 0 when B = 0
+    size_t act_bytes;  // hg_alloc's activation block for (B, T) on the CPU, 0 when B = 0
 } HgPlan;
 
 // Sizes the model of cfg and, when B > 0, its activations for (B, T) (1 <= T <= L). Returns 0, or -1 with err for
@@ -103,7 +103,8 @@ const float *hg_logits_host(HgModel *m);
 // The last forward's rows scored against tgt (B, T; host memory), ops.h's score_rows into host memory: nll (B * T
 // doubles) and best (B * T). On a GPU the rows are scored there and only these numbers come home, not the logits.
 void hg_score(HgModel *m, const int32_t *tgt, double *nll, int32_t *best);
-// Bytes of the activation block the last hg_alloc made (hg_plan's act_bytes for the same B, T).
+// Bytes of the activation block the last hg_alloc made: on the CPU hg_plan's act_bytes for the same B, T (hg_plan
+// counts the CPU's plan; a GPU's keeps no attention scratch, and its tokens and scored rows instead).
 size_t hg_act_bytes(const HgModel *m);
 // tok (B,T, host memory) -> m->logits, m->hidden. dropout_seed makes dropout repeatable; train = 0 disables dropout.
 // On the CPU the forward keeps tok itself for hg_backward: it must stay in place until then.

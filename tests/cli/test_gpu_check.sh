@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# test_gpu_check: bench/gpu_check.sh, the first part of a lent GPU window (bench/gpu_session.sh), on this machine:
-# the real scripts (gpu_check.sh, gpu_env.sh, gpu_model.sh, gpu_decode.sh, gpu_step.sh, gpu_summary.py,
+# test_gpu_check: bench/gpu_check.sh, the first part of a lent GPU window (bench/gpu_session.sh), on this machine: the
+# real scripts (gpu_check.sh, gpu_env.sh, gpu_model.sh, gpu_decode.sh, gpu_step.sh, gpu_score.sh, gpu_summary.py,
 # gpu_session.sh) in a folder laid out as the window's, where stubs stand for what needs a GPU: the CUDA tests,
-# bench/model and bench/decode, bin-cuda/train, tests/cli/test_tools_cuda.sh, PyTorch (a python3 that answers for
-# torch and for bench/*_torch.py, and is the real python3 otherwise) and compute-sanitizer. Each stub writes a line
+# bench/model and bench/decode, bin-cuda/train and eval, tests/cli/test_tools_cuda.sh, PyTorch (a python3 that answers
+# for torch and for bench/*_torch.py, and is the real python3 otherwise) and compute-sanitizer. Each stub writes a line
 # per call (what it was run with) and prints its program's output format. Checked: the steps' order (the tests, then
-# issue 15's benchmark rows, the decoder's, the profiles, the other rows, memcheck, the graphed step), every row of
-# bench/gpu_model.sh run once, each profile with its switches, the tables made from the logs, every file in $OUT; a
-# failing test (exit 1, the op test again with HMT_GPU_SYNC=1, and gpu_session.sh then trains without the graph); a
-# failing benchmark or memcheck; a deadline close at hand (each step left out that does not fit, saying so); a
+# issue 15's benchmark rows, the decoder's, the profiles, the other rows, memcheck, the graphed step, the scoring),
+# every row of bench/gpu_model.sh run once, each profile with its switches, the tables made from the logs, every file in
+# $OUT; a failing test (exit 1, the op test again with HMT_GPU_SYNC=1, and gpu_session.sh then trains without the
+# graph); a failing benchmark or memcheck; a deadline close at hand (each step left out that does not fit, saying so); a
 # missing build; gpu_session.sh with its checks, everything home as one tar.
 # No GPU, build or POP909 needed; a few seconds. Needs python3; without it the checks count as skipped.
 set -u -o pipefail
@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd) || exit 1
 cd "$ROOT" || exit 1
 . tests/cli/lib/common.sh
 
-N_CHECKS=47
+N_CHECKS=49
 REAL_PY=$(command -v python3) || { skip "$N_CHECKS" "python3 is not installed: bench/gpu_check.sh not checked"; summary; }
 export REAL_PY
 unset "${!HMT_@}" # the stubs print the switches they were given
@@ -30,10 +30,10 @@ R=$T/root
 S=$T/stubbin # before PATH: python3, compute-sanitizer
 mkdir -p "$R/bench" "$R/tests/cli" "$R/build/cuda/tests" "$R/build/cuda/bench" "$R/bin-cuda" "$R/configs" \
     "$R/build/gpu-data/shards" "$S"
-for f in gpu_check.sh gpu_env.sh gpu_model.sh gpu_decode.sh gpu_step.sh gpu_summary.py gpu_session.sh; do
+for f in gpu_check.sh gpu_env.sh gpu_model.sh gpu_decode.sh gpu_step.sh gpu_score.sh gpu_summary.py gpu_session.sh; do
     ln -s "$ROOT/bench/$f" "$R/bench/$f"
 done
-printf 'x' >"$R/build/gpu-data/shards/train.bin"
+printf 'x' >"$R/build/gpu-data/shards/train.bin" && printf 'x' >"$R/build/gpu-data/shards/val.bin"
 export CALLS=$T/calls STUB_FAIL= # CALLS: the stubs' lines; STUB_FAIL: the stubs that fail ("ops model ...")
 # stub FILE BODY: an executable bash script; fails_if NAME in it: exit 1 when STUB_FAIL names it
 stub() { printf '#!/usr/bin/env bash\nfails_if() { [[ " $STUB_FAIL " == *" $1 "* ]]; }\n%s\n' "$2" >"$1"; chmod +x "$1"; }
@@ -75,11 +75,17 @@ g=4000
 echo "device: STUB GPU"
 echo "config                  B  prefill tok/s     step tok/s      gen tok/s   full fwd tok/s   gen/full"
 for B in 1 8; do printf "%-22s %2d %14d %14d %14d %16.1f %9dx\n" "baseline (6 layers)" $B 90000 $((g + 100)) $g 1000.0 4; done'
-stub "$R/bin-cuda/train" 'o=
+stub "$R/bin-cuda/train" 'o= a="$*"
 while [ $# -gt 0 ]; do [ "$1" = -o ] && o=$2; shift; done
-echo "train graph=${HMT_GPU_STEP_GRAPH:-0}" >>"$CALLS"
+echo "train graph=${HMT_GPU_STEP_GRAPH:-0} $a" >>"$CALLS"
 mkdir -p "$o" && echo "{\"model\": {\"input_length\": 512}}" >"$o/config.json" && echo weights >"$o/model.safetensors"
 echo "train: 0.010 s per step; of that, data path 1.000%" >&2'
+# bin-cuda/eval: the scoring pass 1.5 s on the host (HMT_EVAL_HOST_SCORE=1), 0.2 s on the GPU; the same loss
+stub "$R/bin-cuda/eval" 'echo "eval host=${HMT_EVAL_HOST_SCORE:-0} $*" >>"$CALLS"
+s=0.2
+[ "${HMT_EVAL_HOST_SCORE:-0}" = 1 ] && s=1.5
+echo "eval: scored 331237 val tokens in $s s" >&2
+echo "{\"test_loss\": 1.5037}"'
 stub "$S/python3" 'case ${1:-} in
 -c) if [[ $2 == *"import torch"* ]]; then [[ $2 == *assert* ]] || echo "PyTorch stub CUDA stub"; exit 0; fi ;;
 bench/model_torch.py)
@@ -143,8 +149,9 @@ cat >"$T/want" <<'EOF'
 1 == HMT_GPU_PROFILE=events build/cuda/bench/decode
 1 == compute-sanitizer --tool memcheck build/cuda/tests/test_cuda_ops
 1 == PRECISIONS=fp32 BATCHES=8 bench/gpu_step.sh 60 3
+1 == bench/gpu_score.sh 3
 EOF
-check "then the decoder, 5 profiles, the other rows, the decoding profiles, memcheck, the graphed step" \
+check "then the decoder, 5 profiles, the other rows, the decoding profiles, memcheck, the graphed step, the scoring" \
     same "$T/steps" "$T/want"
 # the rows: issue 15's (bf16 at batch 64 and 8, the headline config) before any other; each row once
 grep -E '^(model|torch) ' "$CALLS" | grep -v 'HMT_GPU_PROFILE\|^torch decode' | sed 's/HMT_GPU_ATTENTION=//' >"$T/rows"
@@ -174,8 +181,12 @@ check "the decoder: 9 C runs and PyTorch's" test "$(grep -c '^decode 3 ' "$CALLS
 check "memcheck over test_cuda_ops, API errors not reported" \
     grep -q "^sanitizer --tool memcheck --report-api-errors no --error-exitcode 3 .*test_cuda_ops" "$CALLS"
 check "the step: launched and as a graph, 3 runs each of 2 configs" \
-    test "$(n_calls 'train graph=0') $(n_calls 'train graph=1')" = "6 6"
+    test "$(n_calls 'train graph=0 .*--precision') $(n_calls 'train graph=1 .*--precision')" = "6 6"
 check "the step's row: the same bytes" grep -q "baseline .*1.00x  same bytes: yes" "$O/gpu_step.log"
+check "the scoring: the val split, 3 runs on the GPU and 3 on the host, alternating" test "$(grep '^eval ' "$CALLS" |
+    sed -E 's/^eval host=([01]) .*--split val -n 0 .*/\1/' | tr -d '\n')" = 010101
+check "the scoring's table: 1.3 s saved a pass, the same loss" \
+    grep -qE "saved 1.3 s a scoring pass \(7.50x\), eval [0-9.]+x; the same loss within 1e-9: yes" "$O/gpu_score.log"
 # the tables made from the logs
 grep '^| baseline, 6 layers | 64 |' "$O/gpu_summary.md" | head -1 >"$T/row"
 check "gpu_summary.md: the baseline at batch 64, C bf16 64,300 against PyTorch's 6,430" \
@@ -204,6 +215,7 @@ gpu_profile_fused0.log
 gpu_profile_fusedmma.log
 gpu_profile_gemm.log
 gpu_profile_gemm16.log
+gpu_score.log
 gpu_step.log
 gpu_summary.md
 sanitizer-memcheck.log
@@ -218,7 +230,7 @@ check "a failing op test: run again with a wait after every op" test "$(grep -c 
 check "the second run waits (HMT_GPU_SYNC=1)" grep -q '^ops SYNC' "$CALLS"
 check "the other tests still run" test "$(n_calls '^model_test') $(n_calls '^tools')" = "1 1"
 check "GPU_CHECK_BENCH=0, GPU_CHECK_SAN=0: no benchmark, no sanitizer" \
-    test "$(grep -cE '^(model B|decode|sanitizer|train)' "$CALLS")" = 0
+    test "$(grep -cE '^(model B|decode|sanitizer|train|eval)' "$CALLS")" = 0
 check_in STUB_FAIL=model_test GPU_CHECK_BENCH=0 GPU_CHECK_SAN=0
 check "a failing model test: exits 1" test "$rc" = 1
 check_in STUB_FAIL="model sanitizer" GPU_CHECK_PROFILE=
@@ -230,7 +242,8 @@ check "its log says why" grep -q "ERROR SUMMARY: 1 error" "$O/sanitizer-memcheck
 
 # ---- the caller's environment: make test's BIN (another tool folder) does not move the step benchmark --------------
 check_in BIN=/nonexistent SHARDS=/nonexistent GPU_CHECK_SAN=0
-check "BIN and SHARDS in the environment: the step benchmark still runs bin-cuda's train" test "$(n_calls '^train')" = 12
+check "BIN and SHARDS in the environment: the step and scoring benchmarks still run bin-cuda's train and eval" \
+    test "$(n_calls '^train') $(n_calls '^eval')" = "13 6"
 
 # ---- a deadline close at hand: what does not fit is left out, saying so ---------------------------------------------
 check_in GPU_CHECK_DEADLINE=$(($(date +%s) + 32)) GPU_CHECK_PROFILE=all
@@ -238,8 +251,8 @@ check "near the deadline: exits 0 (a benchmark left out is no failure)" test "$r
 check "near the deadline: gpu_model.sh left out (it needs 60 s)" \
     grep -q "gpu_check: bench/gpu_model.sh goals left out: 2[0-9] s to the deadline (GPU_CHECK_DEADLINE), it needs 60" \
     "$T/out"
-check "near the deadline: gpu_decode.sh left out (40 s), memcheck (30 s), the step (40 s)" \
-    test "$(grep -cE 'gpu_check: (bench/gpu_decode.sh|compute-sanitizer memcheck|bench/gpu_step.sh) left out' "$T/out")" = 3
+check "near the deadline: gpu_decode.sh left out (40 s), memcheck (30 s), the step (40 s), the scoring (30 s)" \
+    test "$(grep -cE 'gpu_check: (bench/gpu_(decode|step|score).sh|compute-sanitizer memcheck) left out' "$T/out")" = 4
 check "near the deadline: the profiles run (20 s, 15 s)" \
     test "$(grep -c HMT_GPU_PROFILE=events "$CALLS") $(grep -c '^decode 1 1 --device cuda HMT_GPU_PROFILE=1' "$CALLS")" = "3 1"
 check "near the deadline: no benchmark row" test "$(grep -v HMT_GPU_PROFILE "$CALLS" | grep -cE '^(model|torch|decode) ')" = 0

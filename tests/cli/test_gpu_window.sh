@@ -6,8 +6,9 @@
 # the next call (exit 3); a run whose train was killed after its checkpoint resumes; a missing config or tool is one
 # line and exit 1. bench/gpu_session.sh without its GPU checks: the slice goes on from the committed registry and
 # comes home as one tar; its headline task (bench/gpu_headline.sh, a tiny config) brings the curve home; too little
-# time, an unknown task. bench/registry_merge.sh: a slice's runs merged into a home
-# registry with their metrics, evals and samples, twice the same as once; usage and missing files.
+# time, an unknown task. bench/gpu_score.sh's dry run (DEVICE=cpu): its table, the same loss both ways.
+# bench/registry_merge.sh: a slice's runs merged into a home registry with their metrics, evals and samples, twice
+# the same as once; usage and missing files.
 # Needs POP909 (SHARED) and bin/ (BIN); about a minute on 2 cores; ends "N passed, N failed, N skipped".
 set -u -o pipefail
 export LC_ALL=C
@@ -120,6 +121,12 @@ expect "gpu_session with too little time for a slice: exits 0" 0 session SESSION
 check "it says so" grep -q "s left of SESSION_S: no ablation run" "$T/out"
 expect "gpu_session with an unknown task: exits 1" 1 session SESSION_S=400 GPU_SESSION_TASK=bogus
 check "it says so" grep -q "GPU_SESSION_TASK=bogus: not ablation, headline or none" "$T/out"
+
+# ---- bench/gpu_score.sh on the CPU (its dry run: both score on the host): the table, the same loss ---------------
+expect "gpu_score.sh on the CPU, 1 run: exits 0" 0 env DEVICE=cpu BIN="$B" SHARDS="$D/shards" bash bench/gpu_score.sh 1
+rows='^(eval --device cpu --split val -n 0: [0-9]+ targets, median of 1 runs|  rows scored on the CPU: .* loss [0-9.]+'
+rows+='|  on the host \(HMT_EVAL_HOST_SCORE=1\): .* loss [0-9.]+|  saved .*the same loss within 1e-9: yes)$'
+check "its table: the val split's targets, both ways, the same loss" test "$(grep -cE "$rows" "$T/out")" = 4
 
 # ---- bench/registry_merge.sh: the slice's runs into a home registry ---------------------------------------------
 M=bench/registry_merge.sh

@@ -7,7 +7,7 @@
 # write; a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU, and a GPU run's val losses follow the CPU
 # run's; a plan larger than the GPU's memory is refused in one line with nothing left behind. sample on the GPU writes
 # the CPU's documents when greedy (past the window too) and the same bytes twice when sampling; eval on the GPU gives
-# the CPU's test loss within 1e-4. Without a GPU every check counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure).
+# the CPU's test loss within 1e-4, and with its rows scored on the GPU the loss of the host's scoring within 1e-9. Without a GPU every check counts as skipped (HMT_REQUIRE_GPU=1 makes that a failure).
 # Env: BIN (default bin-cuda), SHARED as in test_tools.sh, or SHARDS (a shard folder, for a GPU machine without POP909);
 # HMT_GPU_NAME: what the GPU's recorded name holds (default NVIDIA; `make test-tools-emu`: cuda_emu, the emulator).
 # Ends with "N passed, N failed, N skipped".
@@ -20,7 +20,7 @@ BIN=${BIN:-bin-cuda}
 . tests/cli/lib/common.sh
 
 TRAIN=$B/train
-N_CHECKS=60
+N_CHECKS=63
 check "train is built" test -x "$TRAIN"
 CFG=tests/data/configs
 REG=$T/registry.db
@@ -153,6 +153,15 @@ cp "$T/out" "$T/eval_gpu"
 expect "eval on the CPU" 0 ev
 check "eval: the GPU's test loss is the CPU's within 1e-4 ($(num test_loss "$T/eval_gpu") vs $(num test_loss "$T/out"))" \
     close4 "$(num test_loss "$T/eval_gpu")" "$(num test_loss "$T/out")"
+# the rows scored on the GPU (hg_score) against the host's copy of the logits (HMT_EVAL_HOST_SCORE=1, as before)
+ev0() { env HMT_EVAL_HOST_SCORE="$1" "$EVAL" -q -m "$T/g1" -d "$T/shards" -n 0 --no-registry --json --device cuda; }
+expect "eval --device cuda -n 0, the rows scored on the host (HMT_EVAL_HOST_SCORE=1)" 0 ev0 1
+cp "$T/out" "$T/eval_host"
+expect "the same, scored on the GPU" 0 ev0 0
+check "scored on the GPU: the host's loss within 1e-9 and its accuracy ($(num test_loss "$T/out") vs \
+$(num test_loss "$T/eval_host"))" awk -v a="$(num test_loss "$T/out")" -v b="$(num test_loss "$T/eval_host")" \
+    -v c="$(num test_accuracy "$T/out")" -v d="$(num test_accuracy "$T/eval_host")" \
+    'BEGIN { e = a - b; exit !(a != "" && c != "" && (e < 0 ? -e : e) <= 1e-9 * (a < 0 ? -a : a) && c == d) }'
 
 # ---- a plan larger than the GPU: one line, exit 1, nothing behind ---------------------------------------------
 printf '{"extends": "%s/configs/seed_default.json", "train": {"batch_size": 4096}}\n' "$ROOT" >"$T/huge.json"
